@@ -1,0 +1,389 @@
+//! The generic channel: our own webhook contract for any in-house app (ARCHITECTURE.md §11).
+//! Both directions are signed with Standard Webhooks using the channel's `secret`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::signature::{self, WebhookKey};
+use super::{
+    ChannelAdapter, InboundContact, InboundEvent, InboundMessage, Outbound, ParseError,
+    RawRequest, Receipt, SendError, StatusUpdate, VerifyError, classify_status,
+    classify_transport,
+};
+use crate::config::Secret;
+use crate::model::{DeliveryStatus, Identifier, Part};
+
+/// The identifier type of a generic channel's contacts.
+pub const IDENTIFIER_TYPE: &str = "app_user";
+
+/// The most events one webhook may carry; a larger batch is refused whole.
+pub const MAX_EVENTS: usize = 1000;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericConfig {
+    /// `whsec_<base64>`: verifies inbound webhooks and signs outbound ones.
+    pub secret: Secret,
+    /// Where replies are POSTed.
+    pub outbound_url: String,
+}
+
+impl GenericConfig {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if let Err(e) = WebhookKey::parse(self.secret.expose()) {
+            errors.push(("secret".into(), e.into()));
+        }
+        if !crate::config::is_http_url(&self.outbound_url) {
+            errors.push(("outbound_url".into(), "must be an http(s) URL".into()));
+        }
+        errors
+    }
+}
+
+pub struct GenericAdapter {
+    key: WebhookKey,
+    outbound_url: String,
+    http: reqwest::Client,
+}
+
+impl GenericAdapter {
+    pub fn new(config: &GenericConfig, http: reqwest::Client) -> Self {
+        Self {
+            key: WebhookKey::parse(config.secret.expose())
+                .expect("validated when the config was loaded"),
+            outbound_url: config.outbound_url.clone(),
+            http,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    id: NonEmpty,
+    #[serde(default)]
+    thread_id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<DateTime<Utc>>,
+    from: WireFrom,
+    #[serde(default)]
+    reply_to: Option<String>,
+    parts: Value,
+}
+
+#[derive(Deserialize)]
+struct WireFrom {
+    id: NonEmpty,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireStatus {
+    id: NonEmpty,
+    status: WireDeliveryStatus,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireDeliveryStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A string that must have something in it (ids).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct NonEmpty(String);
+
+impl TryFrom<String> for NonEmpty {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.trim().is_empty() {
+            Err("must not be empty")
+        } else {
+            Ok(Self(s))
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
+    ParseError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = crate::model::field_path(at, &inner, &message);
+        invalid(if field.is_empty() { "body".into() } else { field }, message)
+    })
+}
+
+/// Reads one event of the generic contract; `at` prefixes field names (`[2]`).
+fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
+    let prefix = |f: &str| {
+        if at.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{at}.{f}")
+        }
+    };
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(prefix("type"), "is required: \"message\" or \"status\""))?;
+    match kind {
+        "message" => {
+            let wire: WireMessage = read(value, at)?;
+            let parts = Part::parse_list(&wire.parts, &prefix("parts"))
+                .map_err(|e| invalid(e.path, e.message))?;
+            Ok(InboundEvent::Message(InboundMessage {
+                platform_message_id: wire.id.0,
+                thread_id: wire.thread_id.filter(|t| !t.is_empty()),
+                from: InboundContact {
+                    identifier: Identifier {
+                        kind: IDENTIFIER_TYPE.into(),
+                        value: wire.from.id.0,
+                    },
+                    display_name: wire.from.name.filter(|n| !n.trim().is_empty()),
+                    email: wire.from.email.filter(|e| !e.trim().is_empty()),
+                },
+                reply_to: wire.reply_to.filter(|r| !r.is_empty()),
+                parts,
+                sent_at: wire.timestamp,
+                raw: value.clone(),
+            }))
+        }
+        "status" => {
+            let wire: WireStatus = read(value, at)?;
+            Ok(InboundEvent::Status(StatusUpdate {
+                platform_message_id: wire.id.0,
+                status: match wire.status {
+                    WireDeliveryStatus::Sent => DeliveryStatus::Sent,
+                    WireDeliveryStatus::Delivered => DeliveryStatus::Delivered,
+                    WireDeliveryStatus::Read => DeliveryStatus::Read,
+                    WireDeliveryStatus::Failed => DeliveryStatus::Failed,
+                },
+                error: wire.error,
+            }))
+        }
+        other => Err(invalid(
+            prefix("type"),
+            format!("unknown event type {other:?}; expected \"message\" or \"status\""),
+        )),
+    }
+}
+
+/// Reads a body of the generic contract: one event or a list of them.
+pub fn parse_body(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    match &value {
+        Value::Array(items) if items.is_empty() => Err(invalid("body", "the list of events is empty")),
+        Value::Array(items) if items.len() > MAX_EVENTS => Err(invalid(
+            "body",
+            format!("at most {MAX_EVENTS} events per request"),
+        )),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| parse_event(item, &format!("[{i}]")))
+            .collect(),
+        Value::Object(_) => Ok(vec![parse_event(&value, "")?]),
+        _ => Err(invalid("body", "must be an event object or a list of events")),
+    }
+}
+
+/// The JSON body a reply is POSTed with.
+pub fn outbound_body(message: &Outbound) -> Value {
+    json!({
+        "type": "message",
+        "id": message.message_id,
+        "conversation_id": message.conversation_id,
+        "thread_id": message.platform_thread_id,
+        "to": {"id": message.to.value},
+        "reply_to": message.reply_to,
+        "parts": message.parts,
+    })
+}
+
+#[async_trait]
+impl ChannelAdapter for GenericAdapter {
+    fn verify(&self, request: &RawRequest, now: DateTime<Utc>) -> Result<(), VerifyError> {
+        signature::verify(
+            std::slice::from_ref(&self.key),
+            request.header("webhook-id"),
+            request.header("webhook-timestamp"),
+            request.header("webhook-signature"),
+            &request.body,
+            now,
+        )
+    }
+
+    fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
+        match request.content_type().as_deref() {
+            Some("application/json") => parse_body(&request.body),
+            other => Err(ParseError::UnsupportedMediaType(
+                other.unwrap_or("none").to_owned(),
+            )),
+        }
+    }
+
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
+        let body = serde_json::to_vec(&outbound_body(message)).expect("JSON values serialize");
+        let timestamp = Utc::now().timestamp();
+        // The message id is the webhook id: it stays the same on every retry, so the app
+        // can drop a repeat.
+        let id = message.message_id.as_str();
+        let response = self
+            .http
+            .post(&self.outbound_url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", self.key.sign(id, timestamp, &body))
+            .body(body)
+            .send()
+            .await
+            .map_err(classify_transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(classify_status(status, &headers, &text));
+        }
+        let platform_message_id = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| match v.get("id")? {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        Ok(Receipt {
+            platform_message_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Vec<InboundEvent>, ParseError> {
+        parse_body(value.to_string().as_bytes())
+    }
+
+    fn field_of(err: ParseError) -> String {
+        match err {
+            ParseError::Invalid { field, .. } => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_a_message_with_every_documented_field() {
+        let events = parse(json!({
+            "type": "message", "id": "app-msg-123", "thread_id": "t-1",
+            "timestamp": "2026-11-21T10:00:00Z",
+            "from": {"id": "user-42", "name": "Ana", "email": "ana@example.com"},
+            "reply_to": "app-msg-100",
+            "parts": [{"type": "text", "text": "Hi"},
+                      {"type": "image", "media": {"url": "https://x/a.png", "mime_type": "image/png"}, "caption": "c"}]
+        }))
+        .unwrap();
+        let InboundEvent::Message(m) = &events[0] else {
+            panic!("not a message")
+        };
+        assert_eq!(m.platform_message_id, "app-msg-123");
+        assert_eq!(m.thread_id.as_deref(), Some("t-1"));
+        assert_eq!(m.from.identifier.value, "user-42");
+        assert_eq!(m.from.display_name.as_deref(), Some("Ana"));
+        assert_eq!(m.from.email.as_deref(), Some("ana@example.com"));
+        assert_eq!(m.reply_to.as_deref(), Some("app-msg-100"));
+        assert_eq!(m.parts.len(), 2);
+        assert_eq!(m.raw["id"], "app-msg-123");
+    }
+
+    #[test]
+    fn reads_a_batch_of_messages_and_statuses() {
+        let events = parse(json!([
+            {"type": "message", "id": "a", "from": {"id": "u"}, "parts": [{"type": "text", "text": "x"}]},
+            {"type": "status", "id": "out-1", "status": "delivered", "error": null}
+        ]))
+        .unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[1],
+            InboundEvent::Status(StatusUpdate {
+                platform_message_id: "out-1".into(),
+                status: DeliveryStatus::Delivered,
+                error: None
+            })
+        );
+    }
+
+    #[test]
+    fn bad_events_name_the_field_at_fault() {
+        let text = |id: Value| json!({"type": "message", "id": id, "from": {"id": "u"}, "parts": [{"type": "text", "text": "x"}]});
+        assert_eq!(field_of(parse(json!({"id": "a"})).unwrap_err()), "type");
+        assert_eq!(field_of(parse(json!({"type": "typing"})).unwrap_err()), "type");
+        assert_eq!(field_of(parse(text(json!(""))).unwrap_err()), "id");
+        assert_eq!(field_of(parse(text(json!(5))).unwrap_err()), "id");
+        assert_eq!(
+            field_of(parse(json!({"type": "message", "id": "a", "parts": []})).unwrap_err()),
+            "from"
+        );
+        assert_eq!(
+            field_of(parse(json!({"type": "message", "id": "a", "from": {}, "parts": []})).unwrap_err()),
+            "from.id"
+        );
+        assert_eq!(
+            field_of(parse(json!({"type": "message", "id": "a", "from": {"id": "u"}, "parts": []})).unwrap_err()),
+            "parts"
+        );
+        assert_eq!(
+            field_of(parse(json!([text(json!("ok")), {"type": "status", "id": "x", "status": "lost"}])).unwrap_err()),
+            "[1].status"
+        );
+        assert_eq!(field_of(parse(json!([])).unwrap_err()), "body");
+        assert_eq!(field_of(parse(json!("hello")).unwrap_err()), "body");
+        assert!(matches!(
+            parse_body(b"{\"type\":\"message\","),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn outbound_body_follows_the_contract() {
+        let out = Outbound {
+            message_id: crate::model::MessageId::new(),
+            conversation_id: crate::model::ConversationId::new(),
+            platform_thread_id: None,
+            to: Identifier {
+                kind: IDENTIFIER_TYPE.into(),
+                value: "user-42".into(),
+            },
+            reply_to: Some("app-msg-100".into()),
+            parts: vec![Part::Text(crate::model::TextPart { text: "On its way".into() })],
+        };
+        let body = outbound_body(&out);
+        assert_eq!(body["type"], "message");
+        assert_eq!(body["to"], json!({"id": "user-42"}));
+        assert_eq!(body["reply_to"], "app-msg-100");
+        assert_eq!(body["parts"][0], json!({"type": "text", "text": "On its way"}));
+        assert!(body["id"].as_str().unwrap().starts_with("msg_"));
+    }
+}

@@ -1,0 +1,299 @@
+//! Channel adapters: one per platform, each turning that platform's webhooks into
+//! normalized events and normalized replies into that platform's send calls.
+//!
+//! Inbound is pure (`verify`, `parse` over a [`RawRequest`]: no I/O, fixture-testable);
+//! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
+
+pub mod generic;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::model::{ConversationId, DeliveryStatus, Identifier, MessageId, Part};
+
+/// A webhook request as received, before anything trusts it.
+#[derive(Clone, Debug)]
+pub struct RawRequest {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl RawRequest {
+    /// A header's value as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The media type of the body without parameters, lowercased.
+    pub fn content_type(&self) -> Option<String> {
+        self.header("content-type")
+            .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    }
+}
+
+/// What a platform told us, normalized.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InboundEvent {
+    Message(InboundMessage),
+    Status(StatusUpdate),
+}
+
+/// A message from a contact, ready to be threaded and stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboundMessage {
+    /// The platform's id for this message: the deduplication key within a channel.
+    pub platform_message_id: String,
+    /// The platform's chat or thread id, used by `platform_thread` threading.
+    pub thread_id: Option<String>,
+    pub from: InboundContact,
+    /// The platform id of the message this one quotes.
+    pub reply_to: Option<String>,
+    pub parts: Vec<Part>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The platform's payload for this message, kept whole.
+    pub raw: serde_json::Value,
+}
+
+/// The sender as the platform describes them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboundContact {
+    pub identifier: Identifier,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A platform's report on a message we sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusUpdate {
+    pub platform_message_id: String,
+    pub status: DeliveryStatus,
+    pub error: Option<String>,
+}
+
+/// A reply ready to leave through an adapter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub platform_thread_id: Option<String>,
+    pub to: Identifier,
+    /// The platform id of the message this reply quotes.
+    pub reply_to: Option<String>,
+    pub parts: Vec<Part>,
+}
+
+/// What the platform said when it took a message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Receipt {
+    pub platform_message_id: Option<String>,
+}
+
+/// Why a webhook is not believed. Every variant answers 401.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("webhook-timestamp is not a unix time in seconds")]
+    BadTimestamp,
+    #[error("webhook-timestamp is more than 5 minutes from now")]
+    TimestampOutOfTolerance,
+    #[error("no signature matches")]
+    BadSignature,
+}
+
+impl VerifyError {
+    /// A short stable reason for metrics and error codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_signature",
+            VerifyError::BadTimestamp | VerifyError::TimestampOutOfTolerance => {
+                "invalid_timestamp"
+            }
+            VerifyError::BadSignature => "invalid_signature",
+        }
+    }
+}
+
+/// Why a verified webhook cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ParseError {
+    #[error("content type {0:?} is not accepted here; send application/json")]
+    UnsupportedMediaType(String),
+    #[error("body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+/// A failed send, classified so the outbox knows whether to try again.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SendError {
+    /// Network trouble, a timeout or a server error: try again on the schedule.
+    #[error("{reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The platform asked us to slow down (429); try again no sooner than it said.
+    #[error("{reason}")]
+    RateLimited {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The platform refused this message; sending it again would fail the same way.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+/// An adapter: verifies and parses one platform's webhooks and sends to it.
+#[async_trait]
+pub trait ChannelAdapter: Send + Sync {
+    /// Checks that the request really comes from the platform.
+    fn verify(&self, request: &RawRequest, now: DateTime<Utc>) -> Result<(), VerifyError>;
+
+    /// Turns a verified request into events. Pure: no I/O.
+    fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError>;
+
+    /// Sends one reply to the platform.
+    async fn send(&self, message: &Outbound) -> Result<Receipt, SendError>;
+}
+
+/// The adapter part of a channel's config, tagged by `kind`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdapterConfig {
+    Generic(generic::GenericConfig),
+}
+
+impl AdapterConfig {
+    /// Rules serde cannot check, as (key within the channel, message) pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self {
+            AdapterConfig::Generic(c) => c.validate(),
+        }
+    }
+
+    /// The `kind` name as written in config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdapterConfig::Generic(_) => "generic",
+        }
+    }
+
+    /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends.
+    pub fn build(&self, http: reqwest::Client) -> Arc<dyn ChannelAdapter> {
+        match self {
+            AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http)),
+        }
+    }
+}
+
+/// Classifies an HTTP answer that was not a success: 408, 425, 429 and 5xx are worth
+/// another try, any other 4xx is the platform refusing the message.
+pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
+    let snippet: String = body.chars().take(200).collect();
+    let reason = if snippet.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {snippet}")
+    };
+    let retry_after = retry_after(headers, Utc::now());
+    match status.as_u16() {
+        429 => SendError::RateLimited {
+            reason,
+            retry_after,
+        },
+        408 | 425 | 500..=599 => SendError::Retryable {
+            reason,
+            retry_after,
+        },
+        _ => SendError::Permanent { reason },
+    }
+}
+
+/// Classifies a request that got no HTTP answer. The URL is left out of the reason: some
+/// platforms put credentials in it.
+pub fn classify_transport(error: reqwest::Error) -> SendError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let error = error.without_url();
+    let detail = std::error::Error::source(&error)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    SendError::Retryable {
+        reason: format!("{kind}{detail}"),
+        retry_after: None,
+    }
+}
+
+/// Reads `Retry-After` as seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = at.with_timezone(&Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(retry: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_str(retry).unwrap());
+        h
+    }
+
+    #[test]
+    fn server_errors_and_timeouts_retry_client_errors_do_not() {
+        let none = HeaderMap::new();
+        for code in [408u16, 425, 500, 502, 503, 504] {
+            let e = classify_status(StatusCode::from_u16(code).unwrap(), &none, "");
+            assert!(matches!(e, SendError::Retryable { .. }), "{code}");
+        }
+        for code in [400u16, 401, 403, 404, 410, 422] {
+            let e = classify_status(StatusCode::from_u16(code).unwrap(), &none, "");
+            assert!(matches!(e, SendError::Permanent { .. }), "{code}");
+        }
+        let e = classify_status(StatusCode::TOO_MANY_REQUESTS, &headers("7"), "slow down");
+        assert_eq!(
+            e,
+            SendError::RateLimited {
+                reason: "HTTP 429 Too Many Requests: slow down".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            retry_after(&headers("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after(&headers("Wed, 21 Oct 2015 07:29:30 GMT"), now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+    }
+}

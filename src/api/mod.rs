@@ -1,0 +1,158 @@
+//! The rep and admin REST API (`/api/v1`) and the operational endpoints. Handlers
+//! translate HTTP to store calls and back; rules live in `desk`, errors map in `error`.
+
+mod channels;
+mod conversations;
+mod deliveries;
+pub mod ops;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::config::Role;
+use crate::error::ApiError;
+use crate::store::PageRequest;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/conversations", get(conversations::list))
+        .route("/api/v1/conversations/{id}", get(conversations::show))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(conversations::messages).post(conversations::reply),
+        )
+        .route("/api/v1/deliveries", get(deliveries::list))
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/api/v1/channels", get(channels::list))
+}
+
+/// The authenticated caller of an API request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Rep => Err(ApiError::forbidden("this needs an admin token")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+        let runtime = state.runtime.load();
+        let token = runtime
+            .token(presented)
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        Ok(Caller {
+            name: token.name.clone(),
+            role: token.role,
+        })
+    }
+}
+
+/// A JSON request body: 415 unless `application/json`, 413 over `max_body_bytes`, 400 if
+/// it is not JSON, 422 naming the field if it does not fit `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        if content_type.as_deref() != Some("application/json") {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let limit = state.runtime.load().config.server.max_body_bytes;
+        let bytes = read_body(request.into_body(), limit).await?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_data() {
+                let field = crate::model::field_path("", &path, &inner.to_string());
+                let field = if field.is_empty() { "body".into() } else { field };
+                ApiError::unprocessable(format!("{field}: {inner}"))
+            } else {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("body is not valid JSON: {inner}"),
+                )
+            }
+        })?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Reads a whole body, refusing it with 413 past `limit` bytes.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::payload_too_large(limit)),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// Reads a query string into `T`, answering 422 naming the parameter when it does not fit.
+pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|e| ApiError::unprocessable(format!("query: {e}")))
+}
+
+/// Paging parameters shared by every list.
+#[derive(Deserialize)]
+pub struct Paging {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+impl Paging {
+    pub fn page(self) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::unprocessable(format!(
+                "limit: must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        Ok(PageRequest {
+            limit,
+            cursor: self.cursor.filter(|c| !c.is_empty()),
+        })
+    }
+}

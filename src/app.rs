@@ -1,0 +1,109 @@
+//! Wires the daemon together: store, runtime config, HTTP router, delivery worker; and
+//! runs it until the shutdown token fires, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::outbox::DeliveryWorker;
+use crate::runtime::{Runtime, SharedRuntime, http_client};
+use crate::store::{self, Store};
+use crate::{api, ingress, telemetry};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub runtime: SharedRuntime,
+    /// Wakes the delivery worker when there may be new work.
+    pub wake: Arc<Notify>,
+}
+
+/// A built daemon, listening but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Opens the store (migrating it), builds the adapters and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::open(&config.storage)
+            .await
+            .context("cannot open the store")?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let http = http_client(&config);
+        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::build(config, &http)));
+        telemetry::metrics();
+        Ok(Self {
+            listener,
+            state: AppState {
+                store,
+                runtime,
+                wake: Arc::new(Notify::new()),
+            },
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    pub fn runtime(&self) -> SharedRuntime {
+        self.state.runtime.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
+    /// and jobs finish (up to `server.shutdown_grace_ms`), gives back unfinished leases and
+    /// closes the store.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let App { listener, state } = self;
+        let grace = Duration::from_millis(state.runtime.load().config.server.shutdown_grace_ms);
+        let worker = DeliveryWorker::new(state.store.clone(), state.runtime.clone(), state.wake.clone());
+        let worker = tokio::spawn(worker.run(shutdown.clone(), grace));
+
+        tracing::info!(address = %listener.local_addr()?, "Listening.");
+        let server = axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = server.await.context("the HTTP server failed");
+        let _ = worker.await;
+        state.store.close().await;
+        tracing::info!("Stopped.");
+        served
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{channel}", post(ingress::receive))
+        .merge(api::router())
+        .route("/healthz", get(api::ops::healthz))
+        .route("/readyz", get(api::ops::readyz))
+        .route("/metrics", get(api::ops::metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,810 @@
+//! Reading and validating a config: file, then env overrides, then every rule, collecting
+//! all errors (each naming its key) so an operator fixes them in one pass.
+//!
+//! The TOML is read with the `toml` crate and env overrides are laid over it here rather
+//! than through the `config` crate, because that crate lowercases keys, and channel ids
+//! (table names) are case-sensitive URL path segments.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::{
+    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, PipelineConfig, RepConfig, Role,
+    RoutingConfig, ServerConfig, SmtpConfig, StatusConfig, StorageConfig, Threading,
+    TicketTemplate,
+};
+use crate::adapters::AdapterConfig;
+
+/// Env variables starting with this override config keys: `CHANNEL_BRIDGE__SERVER__LISTEN`.
+const ENV_PREFIX: &str = "CHANNEL_BRIDGE__";
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "api",
+    "smtp",
+    "delivery",
+    "reps",
+    "pipelines",
+    "channels",
+];
+
+/// Channel keys that belong to the help-desk rules; every other key is the adapter's.
+const CHANNEL_RULE_KEYS: &[&str] = &["enabled", "threading", "reopen", "routing", "ticket"];
+
+/// One problem in a config, with the key it is about (`channels.demo.outbound_url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// Loads a config file with overrides from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )])
+    })?;
+    load_str(&text, std::env::vars())
+}
+
+/// Loads a config from TOML text with the given env overrides.
+pub fn load_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("invalid TOML: {}", e.to_string().trim()),
+        )])
+    })?;
+    apply_env(&mut table, env);
+    let mut errors = Vec::new();
+    let config = build(table, &mut errors);
+    if errors.is_empty() {
+        Ok(config.expect("a config with no errors is complete"))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            continue;
+        }
+        // A value that reads as TOML (a number, a bool, a list) keeps its type; anything
+        // else is a string, so `…__LISTEN=0.0.0.0:8080` needs no quotes.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let (last, parents) = keys.split_last().expect("keys are not empty");
+        let mut node = &mut *table;
+        for key in parents {
+            let entry = node
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            node = entry.as_table_mut().expect("just made a table");
+        }
+        node.insert(last.clone(), value);
+    }
+}
+
+/// Deserializes one value, recording an error at `key.<path>` instead of failing.
+fn parse<T: DeserializeOwned>(
+    value: toml::Value,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let at = crate::model::field_path(key, &inner, &message);
+            errors.push(ConfigError::new(at, message));
+            None
+        }
+    }
+}
+
+fn section(table: &mut toml::Table, key: &str) -> toml::Value {
+    table
+        .remove(key)
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_grace")]
+    shutdown_grace_ms: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_grace() -> u64 {
+    10_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default = "default_storage_url")]
+    url: String,
+}
+
+fn default_storage_url() -> String {
+    "sqlite://data/channel-bridge.db".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    role: Role,
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(default = "default_schedule")]
+    retry_schedule_ms: Vec<u64>,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_lease")]
+    lease_ms: u64,
+    #[serde(default = "default_max_retry_after")]
+    max_retry_after_ms: u64,
+}
+
+/// Svix's schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.5 h in all).
+fn default_schedule() -> Vec<u64> {
+    vec![0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000]
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn default_lease() -> u64 {
+    60_000
+}
+fn default_max_retry_after() -> u64 {
+    3_600_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannelRules {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    threading: Threading,
+    #[serde(default = "yes")]
+    reopen: bool,
+    #[serde(default)]
+    routing: RoutingConfig,
+    #[serde(default)]
+    ticket: RawTicket,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTicket {
+    pipeline: Option<String>,
+    status: Option<String>,
+    priority: Option<String>,
+    #[serde(default)]
+    properties: Map<String, Value>,
+}
+
+fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(ConfigError::new(key.clone(), "unknown section"));
+        }
+    }
+    let server = parse::<RawServer>(section(&mut table, "server"), "server", errors)
+        .and_then(|raw| server(raw, errors));
+    let storage = parse::<RawStorage>(section(&mut table, "storage"), "storage", errors)
+        .and_then(|raw| storage(&raw.url, errors));
+    let api = parse::<RawApi>(section(&mut table, "api"), "api", errors)
+        .and_then(|raw| api(raw, errors));
+    let smtp = match table.remove("smtp") {
+        Some(value) => parse::<SmtpConfig>(value, "smtp", errors).map(Some),
+        None => Some(None),
+    };
+    let delivery = parse::<RawDelivery>(section(&mut table, "delivery"), "delivery", errors)
+        .and_then(|raw| delivery(raw, errors));
+    let reps = match table.remove("reps") {
+        Some(value) => parse::<Vec<RepConfig>>(value, "reps", errors),
+        None => Some(Vec::new()),
+    };
+    let pipelines = match table.remove("pipelines") {
+        Some(value) => parse::<BTreeMap<String, PipelineConfig>>(value, "pipelines", errors),
+        None => Some(BTreeMap::new()),
+    }
+    .map(|p| pipelines(p, errors));
+    let channels = channels(section(&mut table, "channels"), errors);
+
+    if let Some(reps) = &reps {
+        check_reps(reps, errors);
+    }
+    if let (Some(channels), Some(reps), Some(pipelines)) = (&channels, &reps, &pipelines) {
+        check_channel_references(channels, reps, pipelines, errors);
+    }
+    let (Some(channels), Some(pipelines)) = (channels, pipelines) else {
+        return None;
+    };
+    let channels = channels
+        .into_iter()
+        .filter_map(|(id, raw)| {
+            let ticket = ticket_template(&id, raw.rules.ticket, &pipelines, errors)?;
+            Some((
+                id,
+                ChannelConfig {
+                    enabled: raw.rules.enabled,
+                    threading: raw.rules.threading,
+                    reopen: raw.rules.reopen,
+                    routing: raw.rules.routing,
+                    ticket,
+                    adapter: raw.adapter,
+                },
+            ))
+        })
+        .collect();
+    Some(Config {
+        server: server?,
+        storage: storage?,
+        api: api?,
+        smtp: smtp?,
+        delivery: delivery?,
+        reps: reps?,
+        pipelines,
+        channels,
+    })
+}
+
+fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig> {
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.push(ConfigError::new(
+                "server.listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", raw.listen),
+            ));
+            None
+        }
+    };
+    if let Some(url) = &raw.public_url
+        && !is_http_url(url)
+    {
+        errors.push(ConfigError::new(
+            "server.public_url",
+            "must be an http(s) URL",
+        ));
+    }
+    if raw.max_body_bytes == 0 {
+        errors.push(ConfigError::new(
+            "server.max_body_bytes",
+            "must be above zero",
+        ));
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        max_body_bytes: raw.max_body_bytes,
+        shutdown_grace_ms: raw.shutdown_grace_ms,
+    })
+}
+
+/// Reads `sqlite://relative/path.db` or `sqlite:///absolute/path.db`.
+fn storage(url: &str, errors: &mut Vec<ConfigError>) -> Option<StorageConfig> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            errors.push(ConfigError::new(
+                "storage.url",
+                "needs a file path (sqlite://data/channel-bridge.db); an in-memory database would lose acknowledged messages",
+            ));
+            return None;
+        }
+        return Some(StorageConfig::Sqlite {
+            path: PathBuf::from(path),
+        });
+    }
+    let message = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        "PostgreSQL storage is not available in this version; use sqlite://PATH"
+    } else {
+        "must start with sqlite://"
+    };
+    errors.push(ConfigError::new("storage.url", message));
+    None
+}
+
+fn api(raw: RawApi, errors: &mut Vec<ConfigError>) -> Option<ApiConfig> {
+    let mut names = HashSet::new();
+    let mut tokens = Vec::new();
+    let mut ok = true;
+    for (i, token) in raw.tokens.into_iter().enumerate() {
+        let key = format!("api.tokens[{i}]");
+        if !names.insert(token.name.clone()) {
+            errors.push(ConfigError::new(
+                format!("{key}.name"),
+                format!("duplicate token name {:?}", token.name),
+            ));
+            ok = false;
+        }
+        let hash = hex::decode(token.sha256.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        match hash {
+            Some(sha256) => tokens.push(ApiToken {
+                name: token.name,
+                role: token.role,
+                sha256,
+            }),
+            None => {
+                errors.push(ConfigError::new(
+                    format!("{key}.sha256"),
+                    "must be the 64 hex digits of the token's SHA-256 (sha256sum)",
+                ));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(ApiConfig { tokens })
+}
+
+fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryConfig> {
+    let before = errors.len();
+    if raw.retry_schedule_ms.is_empty() {
+        errors.push(ConfigError::new(
+            "delivery.retry_schedule_ms",
+            "needs at least one delay (0 sends at once)",
+        ));
+    }
+    if raw.timeout_ms == 0 {
+        errors.push(ConfigError::new(
+            "delivery.timeout_ms",
+            "must be above zero",
+        ));
+    }
+    if raw.concurrency == 0 {
+        errors.push(ConfigError::new(
+            "delivery.concurrency",
+            "must be above zero",
+        ));
+    }
+    if raw.lease_ms <= raw.timeout_ms {
+        errors.push(ConfigError::new(
+            "delivery.lease_ms",
+            "must be longer than delivery.timeout_ms, or a slow send would be taken up twice",
+        ));
+    }
+    (errors.len() == before).then_some(DeliveryConfig {
+        retry_schedule_ms: raw.retry_schedule_ms,
+        timeout_ms: raw.timeout_ms,
+        concurrency: raw.concurrency,
+        lease_ms: raw.lease_ms,
+        max_retry_after_ms: raw.max_retry_after_ms,
+    })
+}
+
+/// The built-in pipeline used when the config defines none.
+fn default_pipeline() -> PipelineConfig {
+    let open = |id: &str| StatusConfig {
+        id: id.into(),
+        closed: false,
+        requires: Vec::new(),
+    };
+    PipelineConfig {
+        statuses: vec![
+            open("new"),
+            open("waiting_on_contact"),
+            open("waiting_on_us"),
+            StatusConfig {
+                id: "closed".into(),
+                closed: true,
+                requires: Vec::new(),
+            },
+        ],
+    }
+}
+
+fn pipelines(
+    mut pipelines: BTreeMap<String, PipelineConfig>,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, PipelineConfig> {
+    if pipelines.is_empty() {
+        pipelines.insert("support".into(), default_pipeline());
+    }
+    for (id, pipeline) in &pipelines {
+        let key = format!("pipelines.{id}.statuses");
+        let mut seen = HashSet::new();
+        for status in &pipeline.statuses {
+            if !seen.insert(status.id.as_str()) {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!("status {:?} is listed twice", status.id),
+                ));
+            }
+        }
+        if !pipeline.statuses.iter().any(|s| !s.closed) {
+            errors.push(ConfigError::new(key.clone(), "needs at least one open status"));
+        }
+    }
+    pipelines
+}
+
+struct RawChannel {
+    rules: RawChannelRules,
+    adapter: AdapterConfig,
+}
+
+fn channels(
+    value: toml::Value,
+    errors: &mut Vec<ConfigError>,
+) -> Option<BTreeMap<String, RawChannel>> {
+    let toml::Value::Table(table) = value else {
+        errors.push(ConfigError::new("channels", "must be a table of channels"));
+        return None;
+    };
+    let mut channels = BTreeMap::new();
+    for (id, value) in table {
+        let key = format!("channels.{id}");
+        if !is_channel_id(&id) {
+            errors.push(ConfigError::new(
+                key.clone(),
+                "channel ids may use only letters, digits, '-' and '_' (they are URL path segments)",
+            ));
+        }
+        let toml::Value::Table(body) = value else {
+            errors.push(ConfigError::new(key, "must be a table"));
+            continue;
+        };
+        let (rules, adapter): (toml::Table, toml::Table) = body
+            .into_iter()
+            .partition(|(k, _)| CHANNEL_RULE_KEYS.contains(&k.as_str()));
+        if !adapter.contains_key("kind") {
+            errors.push(ConfigError::new(format!("{key}.kind"), "is required"));
+            continue;
+        }
+        let rules = parse::<RawChannelRules>(toml::Value::Table(rules), &key, errors);
+        let adapter = parse::<AdapterConfig>(toml::Value::Table(adapter), &key, errors);
+        if let Some(adapter) = &adapter {
+            for (field, message) in adapter.validate() {
+                errors.push(ConfigError::new(format!("{key}.{field}"), message));
+            }
+        }
+        if let (Some(rules), Some(adapter)) = (rules, adapter) {
+            channels.insert(id, RawChannel { rules, adapter });
+        }
+    }
+    // The valid channels go on to the cross-checks; the errors already stop the load.
+    Some(channels)
+}
+
+fn check_reps(reps: &[RepConfig], errors: &mut Vec<ConfigError>) {
+    let mut seen = HashSet::new();
+    for (i, rep) in reps.iter().enumerate() {
+        if !seen.insert(rep.id.as_str()) {
+            errors.push(ConfigError::new(
+                format!("reps[{i}].id"),
+                format!("rep {:?} is listed twice", rep.id),
+            ));
+        }
+    }
+}
+
+fn check_channel_references(
+    channels: &BTreeMap<String, RawChannel>,
+    reps: &[RepConfig],
+    pipelines: &BTreeMap<String, PipelineConfig>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let rep_ids: HashSet<&str> = reps.iter().map(|r| r.id.as_str()).collect();
+    let teams: HashSet<&str> = reps
+        .iter()
+        .flat_map(|r| r.teams.iter().map(String::as_str))
+        .collect();
+    for (id, channel) in channels {
+        if let RoutingConfig::UsersAndTeams { users, teams: t } = &channel.rules.routing {
+            for user in users.iter().filter(|u| !rep_ids.contains(u.as_str())) {
+                errors.push(ConfigError::new(
+                    format!("channels.{id}.routing.users"),
+                    format!("no rep {user:?} in [[reps]]"),
+                ));
+            }
+            for team in t.iter().filter(|t| !teams.contains(t.as_str())) {
+                errors.push(ConfigError::new(
+                    format!("channels.{id}.routing.teams"),
+                    format!("no rep belongs to team {team:?}"),
+                ));
+            }
+        }
+        if let Some(pipeline) = &channel.rules.ticket.pipeline
+            && !pipelines.contains_key(pipeline)
+        {
+            errors.push(ConfigError::new(
+                format!("channels.{id}.ticket.pipeline"),
+                format!("no pipeline {pipeline:?} in [pipelines]"),
+            ));
+        }
+    }
+}
+
+/// Fills in a channel's ticket defaults: the `support` pipeline (or the only one) and its
+/// first open status.
+fn ticket_template(
+    channel: &str,
+    raw: RawTicket,
+    pipelines: &BTreeMap<String, PipelineConfig>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TicketTemplate> {
+    let key = format!("channels.{channel}.ticket");
+    let pipeline_id = match raw.pipeline {
+        Some(p) => p,
+        None if pipelines.contains_key("support") => "support".to_owned(),
+        None if pipelines.len() == 1 => pipelines.keys().next().cloned().unwrap_or_default(),
+        None => {
+            errors.push(ConfigError::new(
+                format!("{key}.pipeline"),
+                "several pipelines are defined and none is named support: choose one",
+            ));
+            return None;
+        }
+    };
+    // A missing pipeline was reported by check_channel_references already.
+    let pipeline = pipelines.get(&pipeline_id)?;
+    let status = match raw.status {
+        Some(status) => match pipeline.statuses.iter().find(|s| s.id == status) {
+            Some(s) if s.closed => {
+                errors.push(ConfigError::new(
+                    format!("{key}.status"),
+                    format!("{status:?} is a closed status; new tickets must start open"),
+                ));
+                return None;
+            }
+            Some(_) => status,
+            None => {
+                errors.push(ConfigError::new(
+                    format!("{key}.status"),
+                    format!("pipeline {pipeline_id:?} has no status {status:?}"),
+                ));
+                return None;
+            }
+        },
+        None => pipeline.statuses.iter().find(|s| !s.closed)?.id.clone(),
+    };
+    Some(TicketTemplate {
+        pipeline: pipeline_id,
+        status,
+        priority: raw.priority.or_else(|| Some("medium".into())),
+        properties: raw.properties,
+    })
+}
+
+fn is_channel_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// True for an absolute http or https URL with a host.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn minimal() -> String {
+        format!(
+            r#"
+[channels.demo]
+kind = "generic"
+secret = "{SECRET}"
+outbound_url = "http://127.0.0.1:9000/out"
+"#
+        )
+    }
+
+    fn keys(result: Result<Config, ConfigErrors>) -> Vec<String> {
+        result.unwrap_err().0.into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let config = load_str(&minimal(), []).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config.storage,
+            StorageConfig::Sqlite {
+                path: "data/channel-bridge.db".into()
+            }
+        );
+        let demo = &config.channels["demo"];
+        assert!(demo.enabled && demo.reopen);
+        assert_eq!(demo.threading, Threading::PerContact);
+        assert_eq!(demo.routing, RoutingConfig::Nobody);
+        assert_eq!(demo.ticket.pipeline, "support");
+        assert_eq!(demo.ticket.status, "new");
+        assert_eq!(config.delivery.retry_schedule_ms.len(), 7);
+    }
+
+    #[test]
+    fn the_compiled_in_default_config_is_valid() {
+        let config = load_str(crate::config::DEFAULT_CONFIG, []).unwrap();
+        assert!(config.channels["demo"].enabled);
+        assert!(!config.api.tokens.is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_naming_its_key() {
+        let text = format!(
+            r#"
+[server]
+listen = "not-an-address"
+[storage]
+url = "mysql://x"
+[delivery]
+retry_schedule_ms = []
+[[api.tokens]]
+name = "ops"
+role = "admin"
+sha256 = "abc"
+[channels.demo]
+kind = "generic"
+secret = "{SECRET}"
+outbound_url = "ftp://nowhere"
+routing = {{ mode = "users_and_teams", users = ["ghost"] }}
+[channels.other]
+kind = "carrier-pigeon"
+[channels.third]
+kind = "generic"
+secret = "{SECRET}"
+outbound_url = "http://x/"
+threading = "sideways"
+"#
+        );
+        let mut found = keys(load_str(&text, []));
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                "api.tokens[0].sha256",
+                "channels.demo.outbound_url",
+                "channels.demo.routing.users",
+                "channels.other.kind",
+                "channels.third.threading",
+                "delivery.retry_schedule_ms",
+                "server.listen",
+                "storage.url",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silently_ignored() {
+        let text = minimal() + "outbond_url = \"http://typo/\"\n[sever]\nlisten = \"x\"\n";
+        let mut found = keys(load_str(&text, []));
+        found.sort();
+        assert_eq!(found, vec!["channels.demo", "sever"]);
+    }
+
+    #[test]
+    fn env_overrides_keys_and_keeps_types() {
+        let env = [
+            ("CHANNEL_BRIDGE__SERVER__LISTEN", "0.0.0.0:9999"),
+            ("CHANNEL_BRIDGE__SERVER__MAX_BODY_BYTES", "2048"),
+            ("CHANNEL_BRIDGE__CHANNELS__DEMO__ENABLED", "false"),
+            ("CHANNEL_BRIDGE_LOG_FORMAT", "json"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = load_str(&minimal(), env).unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
+        assert_eq!(config.server.max_body_bytes, 2048);
+        assert!(!config.channels["demo"].enabled);
+    }
+
+    #[test]
+    fn ticket_defaults_must_name_an_open_status_of_an_existing_pipeline() {
+        let with = |ticket: &str| {
+            format!(
+                "{}ticket = {ticket}\n[pipelines.sales]\nstatuses = [{{ id = \"lead\" }}, {{ id = \"won\", closed = true }}]\n",
+                minimal()
+            )
+        };
+        assert_eq!(
+            keys(load_str(&with(r#"{ pipeline = "nope" }"#), [])),
+            vec!["channels.demo.ticket.pipeline"]
+        );
+        assert_eq!(
+            keys(load_str(&with(r#"{ pipeline = "sales", status = "won" }"#), [])),
+            vec!["channels.demo.ticket.status"]
+        );
+        let config = load_str(&with(r#"{ pipeline = "sales" }"#), []).unwrap();
+        assert_eq!(config.channels["demo"].ticket.status, "lead");
+    }
+}

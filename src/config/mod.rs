@@ -1,0 +1,186 @@
+//! The daemon's configuration: one TOML file plus `CHANNEL_BRIDGE__SECTION__KEY` env
+//! overrides, validated as a whole before anything uses it (ARCHITECTURE.md §6).
+//! This module knows the shape of the config and its rules; it starts nothing.
+
+mod load;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str};
+pub use secret::Secret;
+
+use crate::adapters::AdapterConfig;
+
+/// The default config, compiled in so the binary runs with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub delivery: DeliveryConfig,
+    pub reps: Vec<RepConfig>,
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base of the webhook URLs platforms call (Twilio signs the full URL).
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests and jobs before exiting anyway.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageConfig {
+    Sqlite { path: PathBuf },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    pub tokens: Vec<ApiToken>,
+}
+
+/// A bearer token, known only by its SHA-256 hash.
+#[derive(Clone, Debug)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Rep,
+    Admin,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub from: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// Delay before each attempt, the first counted from when the job is queued.
+    pub retry_schedule_ms: Vec<u64>,
+    /// One send attempt may take this long before it counts as a (retryable) failure.
+    pub timeout_ms: u64,
+    /// Jobs sent at once, across all conversations.
+    pub concurrency: usize,
+    /// A leased job not finished within this time is taken up again.
+    pub lease_ms: u64,
+    /// The longest `Retry-After` honoured; longer asks are capped to this.
+    pub max_retry_after_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepConfig {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+}
+
+fn default_capacity() -> u32 {
+    10
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub statuses: Vec<StatusConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    pub id: String,
+    /// Moving a ticket here closes it (and all its conversations).
+    #[serde(default)]
+    pub closed: bool,
+    /// Ticket properties that must be set before a ticket may take this status.
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+/// One channel: an adapter plus the help-desk rules for what arrives on it.
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    pub enabled: bool,
+    pub threading: Threading,
+    /// After a conversation closes, a new message reopens it (true) or starts a new one.
+    pub reopen: bool,
+    pub routing: RoutingConfig,
+    pub ticket: TicketTemplate,
+    pub adapter: AdapterConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threading {
+    /// One open conversation per contact per channel.
+    #[default]
+    PerContact,
+    /// The platform's chat or thread id keys the conversation.
+    PlatformThread,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RoutingConfig {
+    #[default]
+    Nobody,
+    UsersAndTeams {
+        #[serde(default)]
+        users: Vec<String>,
+        #[serde(default)]
+        teams: Vec<String>,
+    },
+    ContactOwner,
+}
+
+/// What every new ticket on a channel starts with, resolved against the pipelines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TicketTemplate {
+    pub pipeline: String,
+    pub status: String,
+    pub priority: Option<String>,
+    pub properties: Map<String, Value>,
+}
+
+impl Config {
+    /// The channel with this id, if configured.
+    pub fn channel(&self, id: &str) -> Option<&ChannelConfig> {
+        self.channels.get(id)
+    }
+
+    /// The status definition of `status` in `pipeline`, if both exist.
+    pub fn status(&self, pipeline: &str, status: &str) -> Option<&StatusConfig> {
+        self.pipelines
+            .get(pipeline)?
+            .statuses
+            .iter()
+            .find(|s| s.id == status)
+    }
+}

@@ -1,0 +1,6 @@
+//! The help-desk rules as pure functions over plain types: how messages thread into
+//! conversations, how delivery status moves. No HTTP, no SQL: the store and the API
+//! call these and persist or show what they decide.
+
+pub mod delivery;
+pub mod threading;

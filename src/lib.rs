@@ -1,0 +1,18 @@
+//! channel-bridge: connects messaging apps a help desk does not support to the help desk
+//! as a custom channel. See ARCHITECTURE.md for the flow; each module's header says what
+//! it is for and what it must not know.
+
+pub mod adapters;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod desk;
+pub mod error;
+pub mod ingress;
+pub mod model;
+pub mod outbox;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;

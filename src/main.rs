@@ -1,0 +1,218 @@
+//! The `channel-bridge` command: parses the CLI and hands over to the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use channel_bridge::adapters::AdapterConfig;
+use channel_bridge::adapters::signature::WebhookKey;
+use channel_bridge::config::{self, Config, DEFAULT_CONFIG};
+use channel_bridge::telemetry::{self, LogFormat};
+
+/// Where the config is looked for when neither --config nor CHANNEL_BRIDGE_CONFIG is given.
+const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+#[derive(Parser)]
+#[command(version, about = "Connects messaging apps to a help desk as a custom channel")]
+struct Cli {
+    /// Config file (default: config/default.toml, else the built-in default config).
+    #[arg(long, global = true, env = "CHANNEL_BRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve,
+    /// Validate a config file and print every error; exit 1 if there are any.
+    CheckConfig,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Inspect and redrive deliveries on a running daemon (through its API).
+    Deliveries {
+        #[command(subcommand)]
+        action: DeliveriesAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print Standard Webhooks headers for a body, signed with a generic channel's secret,
+    /// in the form `curl -H @file` reads.
+    Sign {
+        /// The generic channel whose secret signs.
+        #[arg(long, default_value = "demo")]
+        channel: String,
+        /// The body to sign (default: read from standard input).
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// Exit 0 if the daemon at --url answers /healthz (for container health checks).
+    Healthcheck {
+        /// Base URL (default: from the config's server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeliveriesAction {
+    /// List deliveries (dead letters by default).
+    List {
+        #[arg(long, default_value = "dead")]
+        state: String,
+    },
+    /// Send a dead-lettered delivery again.
+    Retry { id: String },
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Base URL of the daemon (default: from the config's server.listen).
+    #[arg(long)]
+    url: Option<String>,
+    /// An admin API token.
+    #[arg(long, env = "CHANNEL_BRIDGE_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CheckConfig = command {
+        return Ok(match load(cli.config.as_deref()) {
+            Ok((config, source)) => {
+                println!("{source}: OK ({} channels)", config.channels.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let (config, source) = load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    match command {
+        Command::Serve => serve(config, source).await,
+        Command::Migrate => {
+            let store = channel_bridge::store::open(&config.storage).await?;
+            store.close().await;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deliveries { action, api } => deliveries(&config, action, api).await,
+        Command::Sign { channel, body } => sign(&config, &channel, body),
+        Command::Healthcheck { url } => {
+            let url = format!("{}/healthz", url.unwrap_or_else(|| base_url(&config)));
+            let ok = reqwest::Client::new()
+                .get(&url)
+                .timeout(std::time::Duration::from_secs(3))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::CheckConfig => unreachable!("handled above"),
+    }
+}
+
+/// Loads the config from the given path, the default path, or the built-in default.
+fn load(path: Option<&Path>) -> Result<(Config, String), config::ConfigErrors> {
+    match path {
+        Some(path) => Ok((config::load_file(path)?, path.display().to_string())),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Ok((
+            config::load_file(Path::new(DEFAULT_CONFIG_PATH))?,
+            DEFAULT_CONFIG_PATH.to_owned(),
+        )),
+        None => Ok((
+            config::load_str(DEFAULT_CONFIG, std::env::vars())?,
+            "built-in default config".to_owned(),
+        )),
+    }
+}
+
+async fn serve(config: Config, source: String) -> anyhow::Result<ExitCode> {
+    telemetry::init_logging(LogFormat::from_env());
+    tracing::info!(config = %source, channels = config.channels.len(), "Starting channel-bridge {}.", env!("CARGO_PKG_VERSION"));
+    let app = channel_bridge::App::build(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining."),
+        _ = int.recv() => tracing::info!("SIGINT: draining."),
+    }
+    shutdown.cancel();
+}
+
+fn base_url(config: &Config) -> String {
+    let listen = config.server.listen;
+    let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+    format!("http://{host}:{}", listen.port())
+}
+
+async fn deliveries(config: &Config, action: DeliveriesAction, api: ApiArgs) -> anyhow::Result<ExitCode> {
+    let base = api.url.unwrap_or_else(|| base_url(config));
+    let client = reqwest::Client::new();
+    let request = match &action {
+        DeliveriesAction::List { state } => client.get(format!("{base}/api/v1/deliveries?state={state}&limit=200")),
+        DeliveriesAction::Retry { id } => client.post(format!("{base}/api/v1/deliveries/{id}/retry")),
+    };
+    let response = request
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn sign(config: &Config, channel: &str, body: Option<String>) -> anyhow::Result<ExitCode> {
+    let Some(AdapterConfig::Generic(generic)) = config.channel(channel).map(|c| &c.adapter) else {
+        anyhow::bail!("no generic channel {channel:?} in the config");
+    };
+    let key = WebhookKey::parse(generic.secret.expose()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let body = match body {
+        Some(body) => body,
+        None => std::io::read_to_string(std::io::stdin()).context("cannot read the body from standard input")?,
+    };
+    let id = format!("evt_{}", ulid::Ulid::new());
+    let timestamp = chrono::Utc::now().timestamp();
+    println!("content-type: application/json");
+    println!("webhook-id: {id}");
+    println!("webhook-timestamp: {timestamp}");
+    println!("webhook-signature: {}", key.sign(&id, timestamp, body.as_bytes()));
+    Ok(ExitCode::SUCCESS)
+}

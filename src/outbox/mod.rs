@@ -1,0 +1,8 @@
+//! The transactional outbox: jobs written in the same transaction as the change that
+//! needs them, run by workers with leases, retried on a schedule, dead-lettered when the
+//! schedule runs out (ARCHITECTURE.md §7).
+
+pub mod retry;
+pub mod worker;
+
+pub use worker::DeliveryWorker;

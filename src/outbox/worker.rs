@@ -1,0 +1,199 @@
+//! The delivery worker: leases due jobs, sends each through its channel's adapter, and
+//! records the outcome. Only the oldest pending job of a conversation is ever leased, so
+//! replies leave in order however many run at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::retry;
+use crate::runtime::SharedRuntime;
+use crate::store::{Job, JobKind, JobOutcome, LeaseRequest, Store, StoreError};
+use crate::telemetry;
+
+/// The longest the worker sleeps without looking for due jobs.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// Pause after a store error before leasing again.
+const STORE_BACKOFF: Duration = Duration::from_millis(500);
+
+pub struct DeliveryWorker {
+    store: Arc<dyn Store>,
+    runtime: SharedRuntime,
+    /// Poked when a job may have become due (a reply was queued, a job finished).
+    wake: Arc<Notify>,
+    /// Names this process's leases.
+    owner: String,
+}
+
+impl DeliveryWorker {
+    pub fn new(store: Arc<dyn Store>, runtime: SharedRuntime, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            runtime,
+            wake,
+            owner: format!("worker-{}", ulid::Ulid::new()),
+        }
+    }
+
+    /// Runs until `shutdown`, then waits up to `grace` for jobs in flight and gives back
+    /// the leases of any that did not finish.
+    pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+        let this = Arc::new(self);
+        let concurrency = this.runtime.load().config.delivery.concurrency;
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let tracker = TaskTracker::new();
+        while !shutdown.is_cancelled() {
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let runtime = this.runtime.load_full();
+            let channels = runtime.enabled_channels();
+            let request = LeaseRequest {
+                owner: this.owner.clone(),
+                now: Utc::now(),
+                lease: Duration::from_millis(runtime.config.delivery.lease_ms),
+                channels: channels.clone(),
+                limit: free,
+            };
+            let jobs = match this.store.lease_jobs(&request).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not lease delivery jobs; trying again.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_BACKOFF) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let leased = jobs.len();
+            for job in jobs {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let worker = this.clone();
+                tracker.spawn(async move {
+                    worker.run_job(job).await;
+                    drop(slot);
+                    worker.wake.notify_one();
+                });
+            }
+            if leased == free {
+                continue;
+            }
+            let wait = match this.store.next_due(&channels).await {
+                Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+                Ok(None) => MAX_IDLE,
+                Err(_) => STORE_BACKOFF,
+            };
+            // Only conversation heads count, and a leased head counts from its lease's
+            // end, so a wait of zero means something fell due just now.
+            tokio::select! {
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("Delivery jobs still running at shutdown; their leases are given back.");
+        }
+        match this.store.release_leases(&this.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "Gave back unfinished delivery leases."),
+            Err(e) => tracing::warn!(error = %e, "Could not give back delivery leases; they expire by themselves."),
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let started = Instant::now();
+        let outcome = self.attempt(&job).await;
+        let label = match &outcome {
+            JobOutcome::Sent { .. } => "sent",
+            JobOutcome::Retry { .. } => "retry",
+            JobOutcome::Dead { .. } => "dead",
+            JobOutcome::Released => "released",
+        };
+        let error = match &outcome {
+            JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } => Some(error.clone()),
+            _ => None,
+        };
+        self.record(&job, outcome).await;
+        telemetry::delivery_attempt(&job.channel_id, job.id.as_str(), label, error.as_deref(), started.elapsed());
+    }
+
+    async fn attempt(&self, job: &Job) -> JobOutcome {
+        let runtime = self.runtime.load_full();
+        let Some(channel) = runtime.channel(&job.channel_id).filter(|c| c.config.enabled) else {
+            // Disabled or removed since it was leased: it waits, untouched, for the channel.
+            return JobOutcome::Released;
+        };
+        let JobKind::Deliver { message_id } = &job.kind;
+        let outbound = match self.store.outbound(message_id).await {
+            Ok(outbound) => outbound,
+            Err(StoreError::NotFound(what)) => {
+                return JobOutcome::Dead {
+                    error: format!("{what} no longer exists"),
+                };
+            }
+            Err(StoreError::Invalid(reason)) => return JobOutcome::Dead { error: reason },
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "Could not load a message to deliver.");
+                return JobOutcome::Released;
+            }
+        };
+        match channel.adapter.send(&outbound).await {
+            Ok(receipt) => JobOutcome::Sent {
+                platform_message_id: receipt.platform_message_id,
+            },
+            Err(error) => {
+                let delay = retry::next_delay(
+                    runtime.retry_schedule(),
+                    job.attempts + 1,
+                    &error,
+                    Duration::from_millis(runtime.config.delivery.max_retry_after_ms),
+                    retry::jitter(),
+                );
+                match delay {
+                    Some(delay) => JobOutcome::Retry {
+                        at: Utc::now() + delay,
+                        error: error.to_string(),
+                    },
+                    None => JobOutcome::Dead {
+                        error: error.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Writes the outcome, retrying briefly if the store is busy: a sent message whose
+    /// outcome is lost would be sent again when its lease runs out.
+    async fn record(&self, job: &Job, outcome: JobOutcome) {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..8 {
+            match self.store.finish_job(job, &self.owner, outcome.clone()).await {
+                Ok(()) => return,
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::warn!(job = %job.id, error = %e, "Could not record a delivery outcome; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "Could not record a delivery outcome.");
+                    return;
+                }
+            }
+        }
+        tracing::error!(job = %job.id, "Gave up recording a delivery outcome; the job runs again when its lease expires.");
+    }
+}

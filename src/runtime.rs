@@ -1,0 +1,102 @@
+//! The live configuration: the validated config with an adapter built for each channel,
+//! held in an `ArcSwap` so a reload swaps it atomically while every request and job keeps
+//! the snapshot it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::adapters::ChannelAdapter;
+use crate::config::{ApiToken, ChannelConfig, Config};
+use crate::store::ChannelRules;
+
+/// A channel ready to serve.
+pub struct LiveChannel {
+    pub config: ChannelConfig,
+    pub rules: ChannelRules,
+    pub adapter: Arc<dyn ChannelAdapter>,
+}
+
+/// One consistent snapshot of everything config decides.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    channels: HashMap<String, LiveChannel>,
+}
+
+/// The swappable current runtime.
+pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
+
+impl Runtime {
+    pub fn build(config: Config, http: &reqwest::Client) -> Self {
+        let channels = config
+            .channels
+            .iter()
+            .map(|(id, channel)| {
+                let live = LiveChannel {
+                    config: channel.clone(),
+                    rules: ChannelRules::new(id, channel),
+                    adapter: channel.adapter.build(http.clone()),
+                };
+                (id.clone(), live)
+            })
+            .collect();
+        Self {
+            config: Arc::new(config),
+            channels,
+        }
+    }
+
+    /// The channel with this id, enabled or not.
+    pub fn channel(&self, id: &str) -> Option<&LiveChannel> {
+        self.channels.get(id)
+    }
+
+    /// Ids of the channels whose jobs may run now.
+    pub fn enabled_channels(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.config.enabled)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The configured token matching a presented bearer token. Compares hashes in
+    /// constant time and always checks every token, so timing says nothing.
+    pub fn token(&self, presented: &str) -> Option<&ApiToken> {
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for token in &self.config.api.tokens {
+            if bool::from(token.sha256.ct_eq(&hash)) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+
+    pub fn retry_schedule(&self) -> &[u64] {
+        &self.config.delivery.retry_schedule_ms
+    }
+
+    /// Delay before a new job's first attempt.
+    pub fn first_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_schedule().first().copied().unwrap_or(0))
+    }
+}
+
+/// The HTTP client every adapter sends with: one connection pool, the configured timeout.
+pub fn http_client(config: &Config) -> reqwest::Client {
+    let timeout = Duration::from_millis(config.delivery.timeout_ms);
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("channel-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend initializes")
+}

@@ -1,0 +1,268 @@
+//! Persistence behind one object-safe trait: the ingest transaction, replies with their
+//! delivery jobs, the outbox, and the reads the API needs. Implementations only load and
+//! persist; the rules they apply come from `desk`. The store knows nothing of platforms.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::adapters::{InboundEvent, Outbound};
+use crate::config::{ChannelConfig, StorageConfig, Threading, TicketTemplate};
+use crate::model::{
+    Conversation, ConversationId, ConversationStatus, JobId, Message, MessageId, Part, Sender,
+};
+
+/// Why a store call failed, in terms the API can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request contradicts what is stored (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot take the request now (busy, disk full, gone): try later (503).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// The help-desk rules of one channel, as the ingest transaction needs them.
+#[derive(Clone, Debug)]
+pub struct ChannelRules {
+    pub channel_id: String,
+    pub threading: Threading,
+    pub reopen: bool,
+    pub ticket: TicketTemplate,
+}
+
+impl ChannelRules {
+    pub fn new(channel_id: &str, config: &ChannelConfig) -> Self {
+        Self {
+            channel_id: channel_id.to_owned(),
+            threading: config.threading,
+            reopen: config.reopen,
+            ticket: config.ticket.clone(),
+        }
+    }
+}
+
+/// What happened to one inbound event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum IngestOutcome {
+    /// A new message, stored in `conversation_id`.
+    Stored {
+        id: String,
+        message_id: MessageId,
+        conversation_id: ConversationId,
+        new_conversation: bool,
+    },
+    /// Seen before: nothing was stored again.
+    Duplicate { id: String, message_id: MessageId },
+    /// A status report, recorded; `applied` if it moved a message's status.
+    Status { id: String, applied: bool },
+}
+
+/// A rep's reply, to be stored with its delivery job.
+#[derive(Clone, Debug)]
+pub struct NewReply {
+    pub conversation_id: ConversationId,
+    pub parts: Vec<Part>,
+    /// The message it answers; by default the latest inbound one.
+    pub reply_to: Option<MessageId>,
+    pub sender: Sender,
+    /// When the first send attempt is due.
+    pub run_at: DateTime<Utc>,
+}
+
+/// Filters of the conversation list.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationFilter {
+    pub channel: Option<String>,
+    pub status: Option<ConversationStatus>,
+    pub owner: Option<String>,
+}
+
+/// A page request: at most `limit` items after `cursor`.
+#[derive(Clone, Debug)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+/// One page of a list and the cursor of the next, if there is more.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A job leased to a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub channel_id: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// What a job does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobKind {
+    /// Send an outbound message through its channel's adapter.
+    Deliver { message_id: MessageId },
+}
+
+/// How a job attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobOutcome {
+    /// The platform took the message.
+    Sent { platform_message_id: Option<String> },
+    /// Try again at `at`.
+    Retry { at: DateTime<Utc>, error: String },
+    /// No more tries: the job is dead-lettered and the message failed.
+    Dead { error: String },
+    /// Not attempted (its channel went away or was disabled): put it back untouched.
+    Released,
+}
+
+/// A request for due jobs.
+#[derive(Clone, Debug)]
+pub struct LeaseRequest {
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub lease: Duration,
+    /// Only jobs of these channels are leased; the others wait.
+    pub channels: Vec<String>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(JobState::Pending),
+            "dead" => Some(JobState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A job as the deliveries API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub id: JobId,
+    pub kind: &'static str,
+    pub state: JobState,
+    pub channel_id: String,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<MessageId>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How much work waits in the outbox.
+#[derive(Clone, Debug, Default)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub dead: u64,
+    /// How long the longest-waiting due job has been due.
+    pub oldest_due_age: Duration,
+}
+
+/// The persistence the daemon needs; SQLite and PostgreSQL implement it alike.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a verified webhook's events in one transaction, deduplicated and threaded.
+    async fn ingest(
+        &self,
+        rules: &ChannelRules,
+        events: Vec<InboundEvent>,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Stores a reply and its delivery job in one transaction.
+    async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError>;
+
+    async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError>;
+
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Conversation>, StoreError>;
+
+    /// A conversation's messages, oldest first.
+    async fn messages(
+        &self,
+        conversation: &ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError>;
+
+    async fn message(&self, id: &MessageId) -> Result<Message, StoreError>;
+
+    /// Leases due jobs: for each ordering key only the oldest pending job, so messages of
+    /// one conversation go out one at a time, in order.
+    async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError>;
+
+    /// When the next pending job of these channels falls due, if any.
+    async fn next_due(&self, channels: &[String]) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Everything an adapter needs to send an outbound message.
+    async fn outbound(&self, message: &MessageId) -> Result<Outbound, StoreError>;
+
+    /// Records how a leased job's attempt ended, with its message, in one transaction.
+    async fn finish_job(&self, job: &Job, owner: &str, outcome: JobOutcome) -> Result<(), StoreError>;
+
+    /// Gives back every lease `owner` holds (at shutdown), so the jobs run again at once.
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
+
+    async fn deliveries(
+        &self,
+        state: JobState,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
+
+    /// Sends a dead-lettered job again from the start of its schedule.
+    async fn retry_delivery(&self, id: &JobId, now: DateTime<Utc>) -> Result<Delivery, StoreError>;
+
+    /// Counts for the queue metrics.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finishes pending writes and closes the database.
+    async fn close(&self);
+}
+
+/// Opens (and migrates) the store the config names.
+pub async fn open(config: &StorageConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match config {
+        StorageConfig::Sqlite { path } => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?)),
+    }
+}

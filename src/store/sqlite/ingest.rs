@@ -1,0 +1,327 @@
+//! The write side of a webhook and of a reply, run on the writer thread inside the
+//! batch's transaction (one savepoint per request).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::adapters::{InboundEvent, InboundMessage, StatusUpdate};
+use crate::desk::{self, threading::ThreadDecision};
+use crate::model::{
+    ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId,
+    TicketId, from_millis,
+};
+use crate::store::{ChannelRules, IngestOutcome, NewReply, StoreError};
+
+use super::outbox;
+
+pub fn ingest(
+    conn: &Connection,
+    rules: &ChannelRules,
+    events: &[InboundEvent],
+    now: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    events
+        .iter()
+        .map(|event| match event {
+            InboundEvent::Message(message) => ingest_message(conn, rules, message, now),
+            InboundEvent::Status(status) => record_status(conn, &rules.channel_id, status, now),
+        })
+        .collect()
+}
+
+fn ingest_message(
+    conn: &Connection,
+    rules: &ChannelRules,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    let seen: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM messages
+             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+        )?
+        .query_row(params![channel, m.platform_message_id], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = seen {
+        return Ok(IngestOutcome::Duplicate {
+            id: m.platform_message_id.clone(),
+            message_id: MessageId::from_stored(id),
+        });
+    }
+
+    let contact = upsert_contact(conn, channel, m, now)?;
+    let key = desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
+    let (conversation, new_conversation) = thread(conn, rules, &key, &contact, m, now)?;
+
+    let reply_to: Option<String> = match &m.reply_to {
+        Some(platform_id) => conn
+            .prepare_cached(
+                "SELECT id FROM messages WHERE channel_id = ?1 AND platform_message_id = ?2
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![channel, platform_id], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    let id = MessageId::new();
+    conn.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
+             sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at, created_at)
+         VALUES (?1, ?2, ?3, 'inbound', ?4, 'contact', ?5, ?6, ?7, ?8, 'received', ?9, ?10)",
+    )?
+    .execute(params![
+        id.as_str(),
+        conversation.as_str(),
+        channel,
+        m.platform_message_id,
+        contact.as_str(),
+        reply_to,
+        json(&m.parts)?,
+        json(&m.raw)?,
+        m.sent_at.map(|t| t.timestamp_millis()),
+        now,
+    ])?;
+    Ok(IngestOutcome::Stored {
+        id: m.platform_message_id.clone(),
+        message_id: id,
+        conversation_id: conversation,
+        new_conversation,
+    })
+}
+
+fn upsert_contact(
+    conn: &Connection,
+    channel: &str,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<ContactId, StoreError> {
+    let ident = &m.from.identifier;
+    let existing: Option<String> = conn
+        .prepare_cached(
+            "SELECT contact_id FROM contact_identifiers
+             WHERE channel_id = ?1 AND kind = ?2 AND value = ?3",
+        )?
+        .query_row(params![channel, ident.kind, ident.value], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        if m.from.display_name.is_some() || m.from.email.is_some() {
+            // Only write when something changed: most messages come from known contacts.
+            conn.prepare_cached(
+                "UPDATE contacts SET display_name = COALESCE(?2, display_name),
+                     email = COALESCE(?3, email), updated_at = ?4
+                 WHERE id = ?1 AND (display_name IS NOT COALESCE(?2, display_name)
+                     OR email IS NOT COALESCE(?3, email))",
+            )?
+            .execute(params![id, m.from.display_name, m.from.email, now])?;
+        }
+        return Ok(ContactId::from_stored(id));
+    }
+    let id = ContactId::new();
+    conn.prepare_cached(
+        "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![id.as_str(), m.from.display_name, m.from.email, now])?;
+    conn.prepare_cached(
+        "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![channel, ident.kind, ident.value, id.as_str()])?;
+    Ok(id)
+}
+
+/// Finds, reopens or creates the conversation for `key`; true if it is new.
+fn thread(
+    conn: &Connection,
+    rules: &ChannelRules,
+    key: &str,
+    contact: &ContactId,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<(ConversationId, bool), StoreError> {
+    let channel = rules.channel_id.as_str();
+    let find = |status: &str| -> Result<Option<(String, String)>, StoreError> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT id, ticket_id FROM conversations
+                 WHERE channel_id = ?1 AND thread_key = ?2 AND status = ?3 AND deleted_at IS NULL
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![channel, key, status], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    };
+    let open = find("open")?;
+    let closed = match (&open, rules.reopen) {
+        (None, true) => find("closed")?,
+        _ => None,
+    };
+    match desk::threading::decide(open, closed, rules.reopen) {
+        ThreadDecision::Append((id, _)) => {
+            conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok((ConversationId::from_stored(id), false))
+        }
+        ThreadDecision::Reopen((id, ticket)) => {
+            conn.prepare_cached(
+                "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+            // A closed ticket comes back with its conversation, at the channel's start status.
+            conn.prepare_cached(
+                "UPDATE tickets SET status = ?2, closed_at = NULL, updated_at = ?3
+                 WHERE id = ?1 AND closed_at IS NOT NULL",
+            )?
+            .execute(params![ticket, rules.ticket.status, now])?;
+            Ok((ConversationId::from_stored(id), false))
+        }
+        ThreadDecision::Create => {
+            let ticket = TicketId::new();
+            let t = &rules.ticket;
+            conn.prepare_cached(
+                "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?
+            .execute(params![
+                ticket.as_str(),
+                t.pipeline,
+                t.status,
+                t.priority,
+                json(&t.properties)?,
+                now
+            ])?;
+            let id = ConversationId::new();
+            let platform_thread = match rules.threading {
+                crate::config::Threading::PlatformThread => m.thread_id.as_deref(),
+                crate::config::Threading::PerContact => None,
+            };
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
+                     ticket_id, contact_id, created_at, last_message_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7)",
+            )?
+            .execute(params![
+                id.as_str(),
+                channel,
+                key,
+                platform_thread,
+                ticket.as_str(),
+                contact.as_str(),
+                now
+            ])?;
+            Ok((id, true))
+        }
+    }
+}
+
+/// Records a platform's status report and moves the message it names forward, if known.
+fn record_status(
+    conn: &Connection,
+    channel: &str,
+    s: &StatusUpdate,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO status_reports (channel_id, platform_message_id, status, error, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![channel, s.platform_message_id, s.status.as_str(), s.error, now])?;
+    let target: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT id, delivery_status FROM messages
+             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'outbound'
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![channel, s.platform_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let applied = match target {
+        Some((id, current)) => {
+            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
+            match desk::delivery::advance(current, s.status) {
+                Some(next) => {
+                    let error = (next == DeliveryStatus::Failed).then(|| s.error.clone()).flatten();
+                    conn.prepare_cached(
+                        "UPDATE messages SET delivery_status = ?2,
+                             delivery_error = CASE WHEN ?2 = 'failed' THEN ?3 ELSE delivery_error END
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, next.as_str(), error])?;
+                    true
+                }
+                None => false,
+            }
+        }
+        None => false,
+    };
+    Ok(IngestOutcome::Status {
+        id: s.platform_message_id.clone(),
+        applied,
+    })
+}
+
+/// Stores a rep's reply and its delivery job.
+pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
+    let conversation = reply.conversation_id.as_str();
+    let channel: String = conn
+        .prepare_cached("SELECT channel_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
+        .query_row([conversation], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    let reply_to: Option<String> = match &reply.reply_to {
+        Some(target) => Some(
+            conn.prepare_cached("SELECT id FROM messages WHERE id = ?1 AND conversation_id = ?2")?
+                .query_row(params![target.as_str(), conversation], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "reply_to: message {target} is not in conversation {conversation}"
+                    ))
+                })?,
+        ),
+        None => conn
+            .prepare_cached(
+                "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = 'inbound'
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([conversation], |r| r.get(0))
+            .optional()?,
+    };
+    let id = MessageId::new();
+    conn.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, channel_id, direction, sender_type, sender_id,
+             reply_to, parts, delivery_status, created_at)
+         VALUES (?1, ?2, ?3, 'outbound', ?4, ?5, ?6, ?7, 'queued', ?8)",
+    )?
+    .execute(params![
+        id.as_str(),
+        conversation,
+        channel,
+        reply.sender.kind.as_str(),
+        reply.sender.id,
+        reply_to,
+        json(&reply.parts)?,
+        now
+    ])?;
+    conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
+        .execute(params![conversation, now])?;
+    outbox::enqueue_delivery(conn, &channel, conversation, &id, reply.run_at.timestamp_millis(), now)?;
+    Ok(Message {
+        id,
+        conversation_id: reply.conversation_id.clone(),
+        channel_id: channel,
+        direction: Direction::Outbound,
+        platform_message_id: None,
+        sender: reply.sender.clone(),
+        reply_to: reply_to.map(MessageId::from_stored),
+        parts: reply.parts.clone(),
+        delivery: Delivery {
+            status: DeliveryStatus::Queued,
+            error: None,
+            attempts: 0,
+        },
+        created_at: from_millis(now),
+    })
+}
+
+pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
+}

@@ -1,0 +1,286 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a commit
+//! is on disk before the webhook that caused it is acknowledged. Writes are group-committed
+//! by one writer thread ([`writer`]); reads use a pool of read-only connections.
+//!
+//! One process owns the file (an exclusive lock on `<file>.lock`), which is what lets it
+//! take back every outbox lease at start-up: nobody else can be holding one.
+
+mod ingest;
+mod outbox;
+mod queries;
+mod readers;
+pub mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode};
+
+use self::readers::Readers;
+use self::writer::Writer;
+use crate::adapters::{InboundEvent, Outbound};
+use crate::model::{Conversation, ConversationId, JobId, Message, MessageId, from_millis};
+use crate::store::{
+    ChannelRules, ConversationFilter, Delivery, IngestOutcome, Job, JobOutcome, JobState,
+    LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+
+const READERS: usize = 4;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed,
+            ) => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+    path: PathBuf,
+    // Held for the store's lifetime: the OS releases the lock when the process exits.
+    _lock: File,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn parse_seq(cursor: &Option<String>) -> Result<i64, StoreError> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => c
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        let unavailable = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot create the folder of", e))?;
+        }
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| unavailable("cannot open the lock file of", e))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{} is in use by another channel-bridge process (SQLite serves one process; use PostgreSQL for several)",
+                path.display()
+            ))
+        })?;
+
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        migrate(&conn)?;
+        // This process owns the file, so any lease left from before was a crashed run's.
+        let released = outbox::release_all(&conn, None)?;
+        if released > 0 {
+            tracing::info!(released, "Took back outbox leases left by an earlier run.");
+        }
+        let readers = Readers::open(&path, READERS)?;
+        let writer = Writer::start(conn, Box::new(crate::telemetry::record_batch))
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            writer,
+            readers,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Applies the migrations not yet applied, each in its own transaction.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database is at schema version {applied}, newer than this binary knows ({}); run a newer channel-bridge",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+        tracing::info!(version = i + 1, "Applied database migration.");
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(
+        &self,
+        rules: &ChannelRules,
+        events: Vec<InboundEvent>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let rules = rules.clone();
+        self.writer
+            .write(move |conn| ingest::ingest(conn, &rules, &events, now_ms()))
+            .await
+    }
+
+    async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
+        self.writer
+            .write(move |conn| ingest::create_reply(conn, &reply, now_ms()))
+            .await
+    }
+
+    async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| queries::conversation(conn, &id))
+            .await
+    }
+
+    async fn conversations(
+        &self,
+        filter: &ConversationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let cursor = match &page.cursor {
+            None => None,
+            Some(c) => Some(
+                c.split_once(':')
+                    .and_then(|(at, seq)| Some((at.parse().ok()?, seq.parse().ok()?)))
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))
+                    })?,
+            ),
+        };
+        let filter = filter.clone();
+        let limit = page.limit;
+        self.readers
+            .read(move |conn| queries::conversations(conn, &filter, cursor, limit))
+            .await
+    }
+
+    async fn messages(
+        &self,
+        conversation: &ConversationId,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, StoreError> {
+        let after = parse_seq(&page.cursor)?;
+        let conversation = conversation.clone();
+        let limit = page.limit;
+        self.readers
+            .read(move |conn| queries::messages(conn, &conversation, after, limit))
+            .await
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Message, StoreError> {
+        let id = id.clone();
+        self.readers.read(move |conn| queries::message(conn, &id)).await
+    }
+
+    async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
+        let request = request.clone();
+        self.writer.write(move |conn| outbox::lease(conn, &request)).await
+    }
+
+    async fn next_due(&self, channels: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let channels = channels.to_vec();
+        let due = self
+            .readers
+            .read(move |conn| outbox::next_due(conn, &channels))
+            .await?;
+        Ok(due.map(from_millis))
+    }
+
+    async fn outbound(&self, message: &MessageId) -> Result<Outbound, StoreError> {
+        let id = message.clone();
+        self.readers.read(move |conn| queries::outbound(conn, &id)).await
+    }
+
+    async fn finish_job(&self, job: &Job, owner: &str, outcome: JobOutcome) -> Result<(), StoreError> {
+        let job = job.clone();
+        let owner = owner.to_owned();
+        self.writer
+            .write(move |conn| outbox::finish(conn, &job, &owner, &outcome, now_ms()))
+            .await
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .write(move |conn| outbox::release_all(conn, Some(&owner)))
+            .await
+    }
+
+    async fn deliveries(&self, state: JobState, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
+        let after = parse_seq(&page.cursor)?;
+        let limit = page.limit;
+        self.readers
+            .read(move |conn| outbox::list(conn, state, after, limit))
+            .await
+    }
+
+    async fn retry_delivery(&self, id: &JobId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+        let id = id.clone();
+        let now = now.timestamp_millis();
+        self.writer.write(move |conn| outbox::retry(conn, &id, now)).await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let now = now_ms();
+        self.readers.read(move |conn| outbox::stats(conn, now)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+            .await
+    }
+
+    async fn close(&self) {
+        self.writer.stop().await;
+        self.readers.close();
+    }
+}

@@ -1,0 +1,305 @@
+//! The outbox tables on SQLite: enqueue, lease, finish, dead letters.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use crate::desk;
+use crate::model::{DeliveryStatus, JobId, MessageId, from_millis};
+use crate::store::{
+    Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
+};
+
+const DELIVER: &str = "deliver";
+
+pub fn enqueue_delivery(
+    conn: &Connection,
+    channel: &str,
+    conversation: &str,
+    message: &MessageId,
+    run_at: i64,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id = JobId::new();
+    let payload = json!({"message_id": message}).to_string();
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7)",
+    )?
+    .execute(params![id.as_str(), DELIVER, channel, conversation, payload, run_at, now])?;
+    Ok(id)
+}
+
+fn job_kind(kind: &str, payload: &str) -> Result<JobKind, StoreError> {
+    let value: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|e| StoreError::Internal(format!("job payload is not JSON: {e}")))?;
+    match kind {
+        DELIVER => {
+            let id = value["message_id"].as_str().unwrap_or_default();
+            Ok(JobKind::Deliver {
+                message_id: MessageId::from_stored(id.to_owned()),
+            })
+        }
+        other => Err(StoreError::Internal(format!("unknown job kind {other:?}"))),
+    }
+}
+
+pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
+    let now = request.now.timestamp_millis();
+    let until = now + request.lease.as_millis() as i64;
+    let channels = serde_json::to_string(&request.channels).unwrap_or_else(|_| "[]".into());
+    // Only the oldest pending job of each ordering key may run: a later message of the same
+    // conversation waits until the one before it is sent or dead.
+    let mut statement = conn.prepare_cached(
+        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+         WHERE seq IN (
+             SELECT j.seq FROM jobs j
+             WHERE j.state = 'pending' AND j.run_at <= ?3 AND j.lease_until <= ?3
+               AND j.channel_id IN (SELECT value FROM json_each(?4))
+               AND (j.ordering_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs p
+                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))
+             ORDER BY j.run_at, j.seq
+             LIMIT ?5)
+         RETURNING id, kind, channel_id, payload, attempts",
+    )?;
+    let rows = statement.query_map(
+        params![request.owner, until, now, channels, request.limit as i64],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+            ))
+        },
+    )?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (id, kind, channel_id, payload, attempts) = row?;
+        jobs.push(Job {
+            id: JobId::from_stored(id),
+            kind: job_kind(&kind, &payload)?,
+            channel_id,
+            attempts,
+        });
+    }
+    Ok(jobs)
+}
+
+pub fn next_due(conn: &Connection, channels: &[String]) -> Result<Option<i64>, StoreError> {
+    let channels = serde_json::to_string(channels).unwrap_or_else(|_| "[]".into());
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(MAX(j.run_at, j.lease_until)) FROM jobs j
+             WHERE j.state = 'pending' AND j.channel_id IN (SELECT value FROM json_each(?1))
+               AND (j.ordering_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs p
+                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))",
+        )?
+        .query_row([channels], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+pub fn finish(
+    conn: &Connection,
+    job: &Job,
+    owner: &str,
+    outcome: &JobOutcome,
+    now: i64,
+) -> Result<(), StoreError> {
+    let id = job.id.as_str();
+    // Every change is conditional on still holding the lease: a job whose lease ran out
+    // and was taken by another worker is that worker's to finish.
+    let changed = match outcome {
+        JobOutcome::Sent { .. } => conn
+            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2")?
+            .execute(params![id, owner])?,
+        JobOutcome::Retry { at, error } => conn
+            .prepare_cached(
+                "UPDATE jobs SET attempts = attempts + 1, run_at = ?3, last_error = ?4,
+                     lease_owner = NULL, lease_until = 0, updated_at = ?5
+                 WHERE id = ?1 AND lease_owner = ?2",
+            )?
+            .execute(params![id, owner, at.timestamp_millis(), error, now])?,
+        JobOutcome::Dead { error } => conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?3,
+                     lease_owner = NULL, lease_until = 0, updated_at = ?4
+                 WHERE id = ?1 AND lease_owner = ?2",
+            )?
+            .execute(params![id, owner, error, now])?,
+        JobOutcome::Released => conn
+            .prepare_cached(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
+            )?
+            .execute(params![id, owner])?,
+    };
+    if changed == 0 {
+        return Err(StoreError::Conflict(format!("job {id} is no longer leased by this worker")));
+    }
+    let JobKind::Deliver { message_id } = &job.kind;
+    update_message(conn, job, message_id, outcome)
+}
+
+fn update_message(
+    conn: &Connection,
+    job: &Job,
+    message: &MessageId,
+    outcome: &JobOutcome,
+) -> Result<(), StoreError> {
+    let id = message.as_str();
+    match outcome {
+        JobOutcome::Sent { platform_message_id } => {
+            // Reports the platform sent before this send finished (it can be that fast)
+            // are waiting in status_reports; fold them in now.
+            let mut reports = Vec::new();
+            if let Some(pid) = platform_message_id {
+                let mut statement = conn.prepare_cached(
+                    "SELECT status FROM status_reports WHERE channel_id = ?1 AND platform_message_id = ?2
+                     ORDER BY seq",
+                )?;
+                for status in statement.query_map(params![job.channel_id, pid], |r| r.get::<_, String>(0))? {
+                    reports.extend(DeliveryStatus::parse(&status?));
+                }
+            }
+            let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
+            conn.prepare_cached(
+                "UPDATE messages SET delivery_status = ?2, platform_message_id = ?3,
+                     delivery_error = NULL, attempts = attempts + 1
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status.as_str(), platform_message_id])?;
+        }
+        JobOutcome::Retry { error, .. } => {
+            conn.prepare_cached(
+                "UPDATE messages SET delivery_error = ?2, attempts = attempts + 1 WHERE id = ?1",
+            )?
+            .execute(params![id, error])?;
+        }
+        JobOutcome::Dead { error } => {
+            conn.prepare_cached(
+                "UPDATE messages SET delivery_status = 'failed', delivery_error = ?2,
+                     attempts = attempts + 1
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, error])?;
+        }
+        JobOutcome::Released => {}
+    }
+    Ok(())
+}
+
+pub fn release_all(conn: &Connection, owner: Option<&str>) -> Result<u64, StoreError> {
+    let changed = match owner {
+        Some(owner) => conn
+            .prepare_cached("UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?1")?
+            .execute([owner])?,
+        None => conn
+            .prepare_cached(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL",
+            )?
+            .execute([])?,
+    };
+    Ok(changed as u64)
+}
+
+const DELIVERY_COLUMNS: &str = "seq, id, kind, state, channel_id, ordering_key, payload, attempts,
+    last_error, run_at, created_at, updated_at";
+
+fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
+    let kind: String = row.get(2)?;
+    let payload: String = row.get(6)?;
+    let state: String = row.get(3)?;
+    let message_id = serde_json::from_str::<serde_json::Value>(&payload)
+        .ok()
+        .and_then(|v| v["message_id"].as_str().map(|s| MessageId::from_stored(s.to_owned())));
+    Ok(Delivery {
+        id: JobId::from_stored(row.get(1)?),
+        kind: if kind == DELIVER { DELIVER } else { "unknown" },
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        channel_id: row.get(4)?,
+        conversation_id: row.get(5)?,
+        message_id,
+        attempts: row.get(7)?,
+        last_error: row.get(8)?,
+        run_at: from_millis(row.get(9)?),
+        created_at: from_millis(row.get(10)?),
+        updated_at: from_millis(row.get(11)?),
+    })
+}
+
+pub fn list(
+    conn: &Connection,
+    state: JobState,
+    after: i64,
+    limit: u32,
+) -> Result<Page<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM jobs WHERE state = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut items = Vec::new();
+    let mut last_seq = 0i64;
+    let mut rows = statement.query(params![state.as_str(), after, limit as i64 + 1])?;
+    while let Some(row) = rows.next()? {
+        if items.len() == limit as usize {
+            return Ok(Page {
+                items,
+                next_cursor: Some(last_seq.to_string()),
+            });
+        }
+        last_seq = row.get(0)?;
+        items.push(delivery(row)?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+pub fn retry(conn: &Connection, id: &JobId, now: i64) -> Result<Delivery, StoreError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    match state.as_deref() {
+        None => return Err(StoreError::NotFound("delivery")),
+        Some("dead") => {}
+        Some(_) => {
+            return Err(StoreError::Conflict(format!(
+                "delivery {id} is not dead-lettered; it is still being tried"
+            )));
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?2, lease_owner = NULL,
+             lease_until = 0, updated_at = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![id.as_str(), now])?;
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM jobs WHERE id = ?1");
+    let view = conn.prepare_cached(&sql)?.query_row([id.as_str()], delivery)?;
+    if let Some(message) = &view.message_id {
+        conn.prepare_cached(
+            "UPDATE messages SET delivery_status = 'queued', delivery_error = NULL
+             WHERE id = ?1 AND delivery_status = 'failed'",
+        )?
+        .execute([message.as_str()])?;
+    }
+    Ok(view)
+}
+
+pub fn stats(conn: &Connection, now: i64) -> Result<QueueStats, StoreError> {
+    let (pending, dead, oldest): (i64, i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead'),
+                    MIN(run_at) FILTER (WHERE state = 'pending' AND run_at <= ?1)
+             FROM jobs",
+        )?
+        .query_row([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(QueueStats {
+        pending: pending as u64,
+        dead: dead as u64,
+        oldest_due_age: std::time::Duration::from_millis(oldest.map_or(0, |at| (now - at).max(0) as u64)),
+    })
+}

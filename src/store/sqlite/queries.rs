@@ -1,0 +1,257 @@
+//! Reads for the API and the delivery worker, run on the read-only pool.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+use crate::adapters::Outbound;
+use crate::model::{
+    ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
+    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, Part, Sender, SenderKind,
+    TicketId, from_millis,
+};
+use crate::store::{ConversationFilter, Page, StoreError};
+
+const CONVERSATION_COLUMNS: &str = "c.seq, c.id, c.channel_id, c.thread_key, c.platform_thread_id,
+    c.status, c.owner_id, c.ticket_id, c.created_at, c.last_message_at,
+    k.id, k.display_name, k.email, k.owner_id";
+
+fn contact_identifiers(conn: &Connection, contact: &str) -> Result<Vec<ChannelIdentifier>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT channel_id, kind, value FROM contact_identifiers WHERE contact_id = ?1
+         ORDER BY channel_id, kind, value",
+    )?;
+    let rows = statement.query_map([contact], |r| {
+        Ok(ChannelIdentifier {
+            channel_id: r.get(0)?,
+            kind: r.get(1)?,
+            value: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn conversation_row(conn: &Connection, row: &Row) -> Result<(i64, Conversation), StoreError> {
+    let contact_id: String = row.get(10)?;
+    let status: String = row.get(5)?;
+    let conversation = Conversation {
+        id: ConversationId::from_stored(row.get(1)?),
+        channel_id: row.get(2)?,
+        thread_key: row.get(3)?,
+        platform_thread_id: row.get(4)?,
+        status: ConversationStatus::parse(&status).unwrap_or(ConversationStatus::Open),
+        owner_id: row.get(6)?,
+        ticket_id: TicketId::from_stored(row.get(7)?),
+        created_at: from_millis(row.get(8)?),
+        last_message_at: from_millis(row.get(9)?),
+        contact: Contact {
+            identifiers: contact_identifiers(conn, &contact_id)?,
+            id: ContactId::from_stored(contact_id),
+            display_name: row.get(11)?,
+            email: row.get(12)?,
+            owner_id: row.get(13)?,
+        },
+    };
+    Ok((row.get(0)?, conversation))
+}
+
+pub fn conversation(conn: &Connection, id: &ConversationId) -> Result<Conversation, StoreError> {
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id
+         WHERE c.id = ?1 AND c.deleted_at IS NULL"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query([id.as_str()])?;
+    match rows.next()? {
+        Some(row) => Ok(conversation_row(conn, row)?.1),
+        None => Err(StoreError::NotFound("conversation")),
+    }
+}
+
+/// Newest activity first; the cursor is `last_message_at:seq` of the last item.
+pub fn conversations(
+    conn: &Connection,
+    filter: &ConversationFilter,
+    cursor: Option<(i64, i64)>,
+    limit: u32,
+) -> Result<Page<Conversation>, StoreError> {
+    let mut sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id
+         WHERE c.deleted_at IS NULL"
+    );
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(channel) = &filter.channel {
+        args.push(SqlValue::Text(channel.clone()));
+        sql += &format!(" AND c.channel_id = ?{}", args.len());
+    }
+    if let Some(status) = filter.status {
+        args.push(SqlValue::Text(status.as_str().into()));
+        sql += &format!(" AND c.status = ?{}", args.len());
+    }
+    match filter.owner.as_deref() {
+        Some("none") => sql += " AND c.owner_id IS NULL",
+        Some(owner) => {
+            args.push(SqlValue::Text(owner.into()));
+            sql += &format!(" AND c.owner_id = ?{}", args.len());
+        }
+        None => {}
+    }
+    if let Some((at, seq)) = cursor {
+        args.push(SqlValue::Integer(at));
+        args.push(SqlValue::Integer(seq));
+        sql += &format!(
+            " AND (c.last_message_at, c.seq) < (?{}, ?{})",
+            args.len() - 1,
+            args.len()
+        );
+    }
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    sql += &format!(" ORDER BY c.last_message_at DESC, c.seq DESC LIMIT ?{}", args.len());
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(args))?;
+    let mut items = Vec::new();
+    let mut last: Option<(i64, i64)> = None;
+    while let Some(row) = rows.next()? {
+        if items.len() == limit as usize {
+            return Ok(Page {
+                items,
+                next_cursor: last.map(|(at, seq)| format!("{at}:{seq}")),
+            });
+        }
+        let (seq, conversation) = conversation_row(conn, row)?;
+        last = Some((conversation.last_message_at.timestamp_millis(), seq));
+        items.push(conversation);
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, channel_id, direction, platform_message_id,
+    sender_type, sender_id, reply_to, parts, delivery_status, delivery_error, attempts, created_at";
+
+fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
+    let parts: String = row.get(9)?;
+    let parts: Vec<Part> = serde_json::from_str(&parts)
+        .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?;
+    let direction: String = row.get(4)?;
+    let sender: String = row.get(6)?;
+    let status: String = row.get(10)?;
+    let message = Message {
+        id: MessageId::from_stored(row.get(1)?),
+        conversation_id: ConversationId::from_stored(row.get(2)?),
+        channel_id: row.get(3)?,
+        direction: Direction::parse(&direction).unwrap_or(Direction::Inbound),
+        platform_message_id: row.get(5)?,
+        sender: Sender {
+            kind: SenderKind::parse(&sender).unwrap_or(SenderKind::System),
+            id: row.get(7)?,
+        },
+        reply_to: row.get::<_, Option<String>>(8)?.map(MessageId::from_stored),
+        parts,
+        delivery: Delivery {
+            status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Queued),
+            error: row.get(11)?,
+            attempts: row.get(12)?,
+        },
+        created_at: from_millis(row.get(13)?),
+    };
+    Ok((row.get(0)?, message))
+}
+
+/// Oldest first; the cursor is the `seq` of the last item.
+pub fn messages(
+    conn: &Connection,
+    conversation: &ConversationId,
+    after: i64,
+    limit: u32,
+) -> Result<Page<Message>, StoreError> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
+        .query_row([conversation.as_str()], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound("conversation"));
+    }
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2
+         ORDER BY seq LIMIT ?3"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params![conversation.as_str(), after, limit as i64 + 1])?;
+    let mut items = Vec::new();
+    let mut last = 0;
+    while let Some(row) = rows.next()? {
+        if items.len() == limit as usize {
+            return Ok(Page {
+                items,
+                next_cursor: Some(last.to_string()),
+            });
+        }
+        let (seq, message) = message_row(row)?;
+        last = seq;
+        items.push(message);
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+pub fn message(conn: &Connection, id: &MessageId) -> Result<Message, StoreError> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query([id.as_str()])?;
+    match rows.next()? {
+        Some(row) => Ok(message_row(row)?.1),
+        None => Err(StoreError::NotFound("message")),
+    }
+}
+
+pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreError> {
+    let row: Option<(String, String, String, Option<String>, Option<String>, String)> = conn
+        .prepare_cached(
+            "SELECT m.conversation_id, m.channel_id, m.parts, m.reply_to, c.platform_thread_id,
+                    c.contact_id
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.id = ?1 AND m.direction = 'outbound'",
+        )?
+        .query_row([id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    let (conversation, channel, parts, reply_to, platform_thread_id, contact) =
+        row.ok_or(StoreError::NotFound("message"))?;
+    let to: Identifier = conn
+        .prepare_cached(
+            "SELECT kind, value FROM contact_identifiers WHERE contact_id = ?1 AND channel_id = ?2
+             ORDER BY kind LIMIT 1",
+        )?
+        .query_row(params![contact, channel], |r| {
+            Ok(Identifier {
+                kind: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| {
+            StoreError::Invalid(format!("contact {contact} has no identifier on channel {channel}"))
+        })?;
+    let reply_to = match reply_to {
+        Some(target) => conn
+            .prepare_cached("SELECT platform_message_id FROM messages WHERE id = ?1")?
+            .query_row([target], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten(),
+        None => None,
+    };
+    Ok(Outbound {
+        message_id: id.clone(),
+        conversation_id: ConversationId::from_stored(conversation),
+        platform_thread_id,
+        to,
+        reply_to,
+        parts: serde_json::from_str(&parts)
+            .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
+    })
+}

@@ -1,0 +1,269 @@
+//! Group commit: one thread owns the write connection. Requests queue on a bounded channel;
+//! the thread takes everything waiting (up to a cap), applies each request inside its own
+//! savepoint, commits once, and only then answers every waiter.
+//!
+//! Under light load a batch is one request and nothing waits longer than its own commit.
+//! Under heavy load batches grow by themselves while the previous fsync runs, so the fsync
+//! cost is shared. A request that fails rolls back to its savepoint and leaves its
+//! neighbours' work in the batch.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::StoreError;
+
+/// The most requests one transaction takes.
+const MAX_BATCH: usize = 512;
+/// Requests that may wait for the writer before callers wait to enqueue (backpressure).
+const QUEUE_DEPTH: usize = 4096;
+
+/// One request: applied inside the batch's transaction, answered after its commit.
+trait Work: Send {
+    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer>;
+    fn abort(self: Box<Self>, error: StoreError);
+}
+
+/// The deferred answer of an applied request, given the batch's commit result.
+trait Answer: Send {
+    fn send(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Request<F, T> {
+    f: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+struct Applied<T> {
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Work for Request<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    T: Send + 'static,
+{
+    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer> {
+        let Request { f, reply } = *self;
+        let result = in_savepoint(conn, f);
+        Box::new(Applied { result, reply })
+    }
+
+    fn abort(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<T: Send> Answer for Applied<T> {
+    fn send(self: Box<Self>, commit: Result<(), StoreError>) {
+        // The caller may have gone away (request cancelled); its work is committed anyway.
+        let _ = self.reply.send(self.result.and_then(|v| commit.map(|()| v)));
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT request")?;
+    // A bug in one request must not take the writer (and so every later write) down.
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+    match result {
+        Ok(value) => {
+            conn.execute_batch("RELEASE request")?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            Err(e)
+        }
+    }
+}
+
+enum Command {
+    Work(Box<dyn Work>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The handle through which every write reaches the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Command>,
+}
+
+/// What the writer reports about each batch, for metrics.
+pub type BatchObserver = Box<dyn Fn(usize) + Send>;
+
+impl Writer {
+    /// Starts the writer thread on `conn`, which must be in WAL mode, outside a transaction.
+    pub fn start(conn: Connection, observe: BatchObserver) -> std::io::Result<Self> {
+        let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, commands, observe))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `f` in the next batch and returns its result once the batch is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command::Work(Box::new(Request { f, reply })))
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    /// Commits everything queued before this call, then stops the thread and closes the
+    /// connection.
+    pub async fn stop(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.queue.send(Command::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+}
+
+fn run(conn: Connection, mut commands: mpsc::Receiver<Command>, observe: BatchObserver) {
+    let mut stop = None;
+    while stop.is_none() {
+        let Some(first) = commands.blocking_recv() else {
+            break;
+        };
+        let mut batch = Vec::new();
+        match first {
+            Command::Work(work) => batch.push(work),
+            Command::Stop(done) => stop = Some(done),
+        }
+        while stop.is_none() && batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(Command::Work(work)) => batch.push(work),
+                Ok(Command::Stop(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            observe(batch.len());
+            commit_batch(&conn, batch);
+        }
+    }
+    // Later requests find the channel closed and answer "unavailable".
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Work(work) = command {
+            work.abort(StoreError::Unavailable("the database is closing".into()));
+        }
+    }
+    drop(conn);
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Work>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let error = StoreError::from(e);
+        for work in batch {
+            work.abort(clone_error(&error));
+        }
+        return;
+    }
+    let answers: Vec<Box<dyn Answer>> = batch.into_iter().map(|w| w.apply(conn)).collect();
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() {
+        // A failed COMMIT (disk full, I/O error) may leave the transaction open.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for answer in answers {
+        answer.send(commit.as_ref().map(|_| ()).map_err(clone_error));
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound(what) => StoreError::NotFound(what),
+        StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (Writer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE);")
+            .unwrap();
+        (Writer::start(conn, Box::new(|_| {})).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_failing_request_rolls_back_alone_and_its_neighbours_commit() {
+        let (w, _dir) = writer();
+        let insert = |v: i64| {
+            let w = w.clone();
+            async move {
+                w.write(move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+                    // The second row of each request collides for v = 2 only.
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v * 100 + if v == 2 { 0 } else { 1 }])?;
+                    if v == 2 {
+                        c.execute("INSERT INTO t (v) VALUES (?1)", [200])?;
+                    }
+                    Ok(v)
+                })
+                .await
+            }
+        };
+        let results = futures_join(vec![insert(1), insert(2), insert(3)]).await;
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        let count = w
+            .write(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count, 4, "requests 1 and 3 keep both rows, request 2 none");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_does_not_stop_the_writer() {
+        let (w, _dir) = writer();
+        let r = w.write(|_| -> Result<(), StoreError> { panic!("bug") }).await;
+        assert!(matches!(r, Err(StoreError::Internal(_))));
+        w.write(|c| Ok(c.execute("INSERT INTO t (v) VALUES (1)", [])?))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_after_stop_are_refused_as_unavailable() {
+        let (w, _dir) = writer();
+        w.stop().await;
+        let r = w.write(|_| Ok(())).await;
+        assert!(matches!(r, Err(StoreError::Unavailable(_))));
+    }
+
+    async fn futures_join<F: std::future::Future + Send + 'static>(futures: Vec<F>) -> Vec<F::Output>
+    where
+        F::Output: Send + 'static,
+    {
+        let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+}

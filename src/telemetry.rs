@@ -1,0 +1,113 @@
+//! Logs and metrics. Every notable event is a function here that logs once and counts
+//! once, so names and labels stay consistent (vector's `internal_events`). Secrets never
+//! reach these functions: callers pass channel ids, reasons and counts only.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Log output format, chosen by `CHANNEL_BRIDGE_LOG_FORMAT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl LogFormat {
+    pub fn from_env() -> Self {
+        match std::env::var("CHANNEL_BRIDGE_LOG_FORMAT").as_deref() {
+            Ok("json") => LogFormat::Json,
+            _ => LogFormat::Human,
+        }
+    }
+}
+
+/// Installs the global log subscriber (level from `RUST_LOG`, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The Prometheus registry of this process (installed on first use).
+pub fn metrics() -> &'static PrometheusHandle {
+    METRICS.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Only one recorder per process; tests build several apps and share this one.
+        let _ = metrics::set_global_recorder(recorder);
+        gauge!("channel_bridge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// A webhook passed verification and parsing and is about to be stored.
+pub fn webhook_received(channel: &str, events: usize) {
+    counter!("channel_bridge_webhooks_received_total", "channel" => channel.to_owned())
+        .increment(1);
+    histogram!("channel_bridge_webhook_events", "channel" => channel.to_owned())
+        .record(events as f64);
+}
+
+/// A webhook was answered with an error; `reason` is the error code sent back.
+pub fn webhook_rejected(channel: &str, reason: &'static str, detail: &str) {
+    tracing::warn!(channel, reason, detail, "Rejected a webhook.");
+    counter!("channel_bridge_webhooks_rejected_total", "channel" => channel.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+/// A webhook's events were committed.
+pub fn webhook_stored(channel: &str, stored: usize, duplicates: usize, elapsed: Duration) {
+    tracing::debug!(channel, stored, duplicates, "Stored webhook events.");
+    counter!("channel_bridge_messages_stored_total", "channel" => channel.to_owned())
+        .increment(stored as u64);
+    counter!("channel_bridge_messages_duplicate_total", "channel" => channel.to_owned())
+        .increment(duplicates as u64);
+    histogram!("channel_bridge_ingest_seconds", "channel" => channel.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// The writer committed a batch of this many requests in one transaction.
+pub fn record_batch(size: usize) {
+    histogram!("channel_bridge_commit_batch_size").record(size as f64);
+}
+
+/// One delivery attempt ended; `outcome` is sent, retry, dead or released.
+pub fn delivery_attempt(channel: &str, job: &str, outcome: &'static str, error: Option<&str>, elapsed: Duration) {
+    match (outcome, error) {
+        ("dead", Some(error)) => {
+            tracing::error!(channel, job, error, "Delivery dead-lettered; retry it with POST /api/v1/deliveries/{{id}}/retry.")
+        }
+        (_, Some(error)) => tracing::warn!(channel, job, outcome, error, "Delivery attempt failed."),
+        _ => tracing::debug!(channel, job, outcome, "Delivery attempt finished."),
+    }
+    counter!("channel_bridge_deliveries_total", "channel" => channel.to_owned(), "outcome" => outcome)
+        .increment(1);
+    histogram!("channel_bridge_delivery_seconds", "channel" => channel.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// The outbox's pending and dead job counts and the age of the oldest due job.
+pub fn queue_depth(pending: u64, dead: u64, oldest_due_age: Duration) {
+    gauge!("channel_bridge_queue_pending_jobs").set(pending as f64);
+    gauge!("channel_bridge_queue_dead_jobs").set(dead as f64);
+    gauge!("channel_bridge_queue_oldest_due_seconds").set(oldest_due_age.as_secs_f64());
+}
+
+/// A config reload was applied (`ok`) or refused (`error`).
+pub fn config_reload(result: &'static str) {
+    counter!("channel_bridge_config_reload_total", "result" => result).increment(1);
+}
