@@ -11,7 +11,7 @@ use super::{Caller, JsonBody, Paging, query};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::model::{Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind};
-use crate::store::{ConversationFilter, NewReply, Page};
+use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page};
 
 #[derive(Deserialize)]
 struct ListQuery {
@@ -112,4 +112,40 @@ pub async fn reply(
         .await?;
     state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(message)))
+}
+
+/// A change to a conversation: `{"owner_id": "alice" | null, "status": "open" | "closed"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    #[serde(default, deserialize_with = "present")]
+    owner_id: Option<Option<String>>,
+    #[serde(default)]
+    status: Option<ConversationStatus>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<UpdateRequest>,
+) -> Result<Json<Conversation>, ApiError> {
+    let id = conversation_id(&id)?;
+    if let Some(Some(owner)) = &request.owner_id {
+        let runtime = state.runtime.load();
+        if !runtime.config.reps.iter().any(|r| &r.id == owner) {
+            return Err(ApiError::unprocessable(format!("owner_id: no rep {owner:?} in the config")));
+        }
+    }
+    let update = ConversationUpdate {
+        owner_id: request.owner_id,
+        status: request.status,
+    };
+    state.store.update_conversation(&id, update).await?;
+    Ok(Json(state.store.conversation(&id).await?))
 }

@@ -23,7 +23,10 @@ use crate::store::PageRequest;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/conversations", get(conversations::list))
-        .route("/api/v1/conversations/{id}", get(conversations::show))
+        .route(
+            "/api/v1/conversations/{id}",
+            get(conversations::show).patch(conversations::update),
+        )
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversations::messages).post(conversations::reply),
@@ -132,10 +135,12 @@ pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::unprocessable(format!("query: {e}")))
 }
 
-/// Paging parameters shared by every list.
+/// Paging parameters shared by every list. `limit` is read as text because it is
+/// flattened into each list's query struct, and serde's flatten hands query values over as
+/// strings.
 #[derive(Deserialize)]
 pub struct Paging {
-    limit: Option<u32>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -144,12 +149,16 @@ pub const MAX_PAGE: u32 = 200;
 
 impl Paging {
     pub fn page(self) -> Result<PageRequest, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::unprocessable(format!(
-                "limit: must be between 1 and {MAX_PAGE}"
-            )));
-        }
+        let limit = match self.limit.as_deref() {
+            None | Some("") => DEFAULT_PAGE,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+                .ok_or_else(|| {
+                    ApiError::unprocessable(format!("limit: must be a whole number from 1 to {MAX_PAGE}"))
+                })?,
+        };
         Ok(PageRequest {
             limit,
             cursor: self.cursor.filter(|c| !c.is_empty()),

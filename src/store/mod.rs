@@ -83,6 +83,14 @@ pub struct NewReply {
     pub run_at: DateTime<Utc>,
 }
 
+/// A change to a conversation; `None` fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationUpdate {
+    /// `Some(None)` unassigns.
+    pub owner_id: Option<Option<String>>,
+    pub status: Option<ConversationStatus>,
+}
+
 /// Filters of the conversation list.
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
@@ -209,6 +217,14 @@ pub trait Store: Send + Sync {
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError>;
 
     async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError>;
+
+    /// Changes a conversation's owner (its ticket's owner follows) or status (only this
+    /// conversation; its ticket stays as it is).
+    async fn update_conversation(
+        &self,
+        id: &ConversationId,
+        update: ConversationUpdate,
+    ) -> Result<(), StoreError>;
 
     async fn conversations(
         &self,

@@ -6,10 +6,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::adapters::{InboundEvent, InboundMessage, StatusUpdate};
 use crate::desk::{self, threading::ThreadDecision};
 use crate::model::{
-    ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId,
+    ContactId, ConversationId, ConversationStatus, Delivery, DeliveryStatus, Direction, Message, MessageId,
     TicketId, from_millis,
 };
-use crate::store::{ChannelRules, IngestOutcome, NewReply, StoreError};
+use crate::store::{ChannelRules, ConversationUpdate, IngestOutcome, NewReply, StoreError};
 
 use super::outbox;
 
@@ -320,6 +320,50 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         },
         created_at: from_millis(now),
     })
+}
+
+pub fn update_conversation(
+    conn: &Connection,
+    id: &ConversationId,
+    update: &ConversationUpdate,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ticket: String = conn
+        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    if let Some(owner) = &update.owner_id {
+        conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), owner])?;
+        // A conversation's owner is its ticket's owner too (never the other way round).
+        conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![ticket, owner, now])?;
+    }
+    match update.status {
+        Some(ConversationStatus::Closed) => {
+            conn.prepare_cached(
+                "UPDATE conversations SET status = 'closed', closed_at = ?2
+                 WHERE id = ?1 AND status = 'open'",
+            )?
+            .execute(params![id.as_str(), now])?;
+        }
+        Some(ConversationStatus::Open) => {
+            conn.prepare_cached(
+                "UPDATE conversations SET status = 'open', closed_at = NULL
+                 WHERE id = ?1 AND status = 'closed'",
+            )?
+            .execute(params![id.as_str()])
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(
+                    "another conversation of this contact is open on this channel; close it first".into(),
+                ),
+                _ => e.into(),
+            })?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

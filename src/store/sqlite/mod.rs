@@ -23,7 +23,7 @@ use self::writer::Writer;
 use crate::adapters::{InboundEvent, Outbound};
 use crate::model::{Conversation, ConversationId, JobId, Message, MessageId, from_millis};
 use crate::store::{
-    ChannelRules, ConversationFilter, Delivery, IngestOutcome, Job, JobOutcome, JobState,
+    ChannelRules, ConversationFilter, ConversationUpdate, Delivery, IngestOutcome, Job, JobOutcome, JobState,
     LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError,
 };
 
@@ -177,6 +177,17 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.readers
             .read(move |conn| queries::conversation(conn, &id))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        id: &ConversationId,
+        update: ConversationUpdate,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(move |conn| ingest::update_conversation(conn, &id, &update, now_ms()))
             .await
     }
 

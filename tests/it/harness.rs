@@ -1,0 +1,308 @@
+//! `TestApp`: spawns the app on a random port with a throw-away SQLite file and a wiremock
+//! server playing the in-house app, and speaks the domain: post a webhook, reply, wait.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use channel_bridge::App;
+use channel_bridge::adapters::signature::WebhookKey;
+use channel_bridge::store::Store;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wiremock::MockServer;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const REP_TOKEN: &str = "test-rep-token";
+
+pub fn secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"integration-test-secret-key!")
+    )
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// Knobs a test may turn; everything else is the test default.
+#[derive(Clone)]
+pub struct Options {
+    pub retry_schedule_ms: Vec<u64>,
+    pub timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub threading: &'static str,
+    pub reopen: bool,
+    /// Replaces the outbound URL (default: the wiremock server's /outbound).
+    pub outbound_url: Option<String>,
+    /// Extra TOML appended to the config.
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retry_schedule_ms: vec![0, 50, 100, 200],
+            timeout_ms: 2000,
+            max_body_bytes: 64 * 1024,
+            threading: "per_contact",
+            reopen: true,
+            outbound_url: None,
+            extra: String::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub receiver: MockServer,
+    pub db: PathBuf,
+    pub options: Options,
+    // Kept so the folder outlives the app.
+    pub dir: Arc<tempfile::TempDir>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let receiver = MockServer::start().await;
+        Self::start(options, dir, receiver).await
+    }
+
+    /// The config text this app runs on.
+    pub fn config_text(options: &Options, db: &std::path::Path, receiver: &str) -> String {
+        let outbound = options
+            .outbound_url
+            .clone()
+            .unwrap_or_else(|| format!("{receiver}/outbound"));
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://bridge.example.test"
+max_body_bytes = {max_body}
+shutdown_grace_ms = 5000
+
+[storage]
+url = "sqlite://{db}"
+
+[[api.tokens]]
+name = "test-admin"
+role = "admin"
+sha256 = "{admin}"
+
+[[api.tokens]]
+name = "test-rep"
+role = "rep"
+sha256 = "{rep}"
+
+[delivery]
+retry_schedule_ms = {schedule:?}
+timeout_ms = {timeout}
+lease_ms = 30000
+
+[channels.demo]
+kind = "generic"
+secret = "{secret}"
+outbound_url = "{outbound}"
+threading = "{threading}"
+reopen = {reopen}
+
+[channels.off]
+kind = "generic"
+enabled = false
+secret = "{secret}"
+outbound_url = "{receiver}/off"
+
+{extra}
+"#,
+            max_body = options.max_body_bytes,
+            db = db.display(),
+            admin = sha256(ADMIN_TOKEN),
+            rep = sha256(REP_TOKEN),
+            schedule = options.retry_schedule_ms,
+            timeout = options.timeout_ms,
+            secret = secret(),
+            threading = options.threading,
+            reopen = options.reopen,
+            extra = options.extra,
+        )
+    }
+
+    async fn start(options: Options, dir: Arc<tempfile::TempDir>, receiver: MockServer) -> Self {
+        let db = dir.path().join("bridge.db");
+        let text = Self::config_text(&options, &db, &receiver.uri());
+        let config = channel_bridge::config::load_str(&text, []).expect("test config is valid");
+        let app = App::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let store = app.store();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            store,
+            receiver,
+            db,
+            options,
+            dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the app gracefully and starts a new one on the same database and receiver.
+    pub async fn restart(mut self) -> Self {
+        self.stop_in_place().await;
+        let TestApp { options, dir, receiver, .. } = self;
+        Self::start(options, dir, receiver).await
+    }
+
+    async fn stop_in_place(&mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("app task").expect("app stops cleanly");
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a body to /hooks/{channel}, signed now with the test secret.
+    pub async fn post_webhook(&self, channel: &str, body: &Value) -> reqwest::Response {
+        self.post_signed(channel, body.to_string().into_bytes(), "application/json", 0)
+            .await
+    }
+
+    /// POSTs raw bytes, signed with a timestamp `skew_secs` from now.
+    pub async fn post_signed(&self, channel: &str, body: Vec<u8>, content_type: &str, skew_secs: i64) -> reqwest::Response {
+        let key = WebhookKey::parse(&secret()).unwrap();
+        let id = format!("evt_{}", ulid::Ulid::new());
+        let ts = chrono::Utc::now().timestamp() + skew_secs;
+        let signature = key.sign(&id, ts, &body);
+        self.http
+            .post(self.url(&format!("/hooks/{channel}")))
+            .header("content-type", content_type)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the app")
+    }
+
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches the app");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.api(reqwest::Method::GET, path, None, Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn conversations(&self) -> Vec<Value> {
+        items(self.get("/api/v1/conversations?limit=200").await)
+    }
+
+    pub async fn messages(&self, conversation: &str) -> Vec<Value> {
+        items(self.get(&format!("/api/v1/conversations/{conversation}/messages?limit=200")).await)
+    }
+
+    /// Replies with text; returns (status, body).
+    pub async fn reply(&self, conversation: &str, text: &str) -> (u16, Value) {
+        self.api(
+            reqwest::Method::POST,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(json!({"parts": [{"type": "text", "text": text}]})),
+            Some(REP_TOKEN),
+        )
+        .await
+    }
+
+    /// The one conversation the app has after a single contact wrote in.
+    pub async fn only_conversation(&self) -> Value {
+        let conversations = self.conversations().await;
+        assert_eq!(conversations.len(), 1, "{conversations:?}");
+        conversations.into_iter().next().unwrap()
+    }
+
+    /// Requests the receiver got on /outbound, oldest first, as JSON bodies.
+    pub async fn delivered(&self) -> Vec<Value> {
+        self.receiver
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == "/outbound")
+            .map(|r| serde_json::from_slice(&r.body).expect("outbound body is JSON"))
+            .collect()
+    }
+
+    /// Waits until no delivery is pending (all sent or dead).
+    pub async fn drain_outbox(&self) {
+        wait_until("the outbox drains", Duration::from_secs(20), || async {
+            let pending = self.get("/api/v1/deliveries?state=pending").await;
+            items(pending).is_empty()
+        })
+        .await;
+    }
+}
+
+pub fn items(page: Value) -> Vec<Value> {
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls `check` until it holds, failing the test after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn text_event(id: &str, user: &str, text: &str) -> Value {
+    json!({
+        "type": "message", "id": id, "timestamp": "2026-11-21T10:00:00Z",
+        "from": {"id": user, "name": "Ana", "email": "ana@example.com"},
+        "parts": [{"type": "text", "text": text}]
+    })
+}
