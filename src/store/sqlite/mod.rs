@@ -54,8 +54,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     path: PathBuf,
-    // Held for the store's lifetime: the OS releases the lock when the process exits.
-    _lock: File,
+    /// Held until `close` (or process exit, when the OS releases it).
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 fn now_ms() -> i64 {
@@ -122,7 +122,7 @@ impl SqliteStore {
             writer,
             readers,
             path,
-            _lock: lock,
+            lock: std::sync::Mutex::new(Some(lock)),
         })
     }
 
@@ -293,5 +293,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.stop().await;
         self.readers.close();
+        // Closing the file releases the lock, so a new store may open the database.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
