@@ -61,7 +61,9 @@ impl App {
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -78,7 +80,11 @@ impl App {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { listener, state } = self;
         let grace = Duration::from_millis(state.runtime.load().config.server.shutdown_grace_ms);
-        let worker = DeliveryWorker::new(state.store.clone(), state.runtime.clone(), state.wake.clone());
+        let worker = DeliveryWorker::new(
+            state.store.clone(),
+            state.runtime.clone(),
+            state.wake.clone(),
+        );
         let worker = tokio::spawn(worker.run(shutdown.clone(), grace));
 
         tracing::info!(address = %listener.local_addr()?, "Listening.");
@@ -100,9 +106,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz))
         .route("/metrics", get(api::ops::metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -29,7 +29,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unprocessable(message: impl Into<String>) -> Self {
@@ -65,7 +69,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Invalid(message) => ApiError::unprocessable(message),
-            StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "Storage unavailable; answering 503.");
                 ApiError::unavailable(
@@ -76,7 +82,11 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "Storage error.");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -91,11 +101,17 @@ impl From<VerifyError> for ApiError {
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> Self {
         match e {
-            ParseError::UnsupportedMediaType(_) => {
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", e.to_string())
+            ParseError::UnsupportedMediaType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.to_string(),
+            ),
+            ParseError::Malformed(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
             }
-            ParseError::Malformed(_) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()),
-            ParseError::Invalid { .. } => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string()),
+            ParseError::Invalid { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
+            }
         }
     }
 }

@@ -16,7 +16,10 @@ use channel_bridge::telemetry::{self, LogFormat};
 const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
 #[derive(Parser)]
-#[command(version, about = "Connects messaging apps to a help desk as a custom channel")]
+#[command(
+    version,
+    about = "Connects messaging apps to a help desk as a custom channel"
+)]
 struct Cli {
     /// Config file (default: config/default.toml, else the built-in default config).
     #[arg(long, global = true, env = "CHANNEL_BRIDGE_CONFIG")]
@@ -112,7 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let (config, source) = load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let (config, source) =
+        load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     match command {
         Command::Serve => serve(config, source).await,
         Command::Migrate => {
@@ -131,7 +135,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::CheckConfig => unreachable!("handled above"),
     }
@@ -164,7 +172,10 @@ async fn serve(config: Config, source: String) -> anyhow::Result<ExitCode> {
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL.");
         return;
     };
@@ -177,16 +188,28 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 fn base_url(config: &Config) -> String {
     let listen = config.server.listen;
-    let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+    let host = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        listen.ip().to_string()
+    };
     format!("http://{host}:{}", listen.port())
 }
 
-async fn deliveries(config: &Config, action: DeliveriesAction, api: ApiArgs) -> anyhow::Result<ExitCode> {
+async fn deliveries(
+    config: &Config,
+    action: DeliveriesAction,
+    api: ApiArgs,
+) -> anyhow::Result<ExitCode> {
     let base = api.url.unwrap_or_else(|| base_url(config));
     let client = reqwest::Client::new();
     let request = match &action {
-        DeliveriesAction::List { state } => client.get(format!("{base}/api/v1/deliveries?state={state}&limit=200")),
-        DeliveriesAction::Retry { id } => client.post(format!("{base}/api/v1/deliveries/{id}/retry")),
+        DeliveriesAction::List { state } => {
+            client.get(format!("{base}/api/v1/deliveries?state={state}&limit=200"))
+        }
+        DeliveriesAction::Retry { id } => {
+            client.post(format!("{base}/api/v1/deliveries/{id}/retry"))
+        }
     };
     let response = request
         .bearer_auth(&api.token)
@@ -196,7 +219,11 @@ async fn deliveries(config: &Config, action: DeliveriesAction, api: ApiArgs) -> 
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn sign(config: &Config, channel: &str, body: Option<String>) -> anyhow::Result<ExitCode> {
@@ -206,13 +233,17 @@ fn sign(config: &Config, channel: &str, body: Option<String>) -> anyhow::Result<
     let key = WebhookKey::parse(generic.secret.expose()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let body = match body {
         Some(body) => body,
-        None => std::io::read_to_string(std::io::stdin()).context("cannot read the body from standard input")?,
+        None => std::io::read_to_string(std::io::stdin())
+            .context("cannot read the body from standard input")?,
     };
     let id = format!("evt_{}", ulid::Ulid::new());
     let timestamp = chrono::Utc::now().timestamp();
     println!("content-type: application/json");
     println!("webhook-id: {id}");
     println!("webhook-timestamp: {timestamp}");
-    println!("webhook-signature: {}", key.sign(&id, timestamp, body.as_bytes()));
+    println!(
+        "webhook-signature: {}",
+        key.sign(&id, timestamp, body.as_bytes())
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,9 @@ impl LogFormat {
 /// Installs the global log subscriber (level from `RUST_LOG`, default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
@@ -42,7 +44,8 @@ pub fn metrics() -> &'static PrometheusHandle {
     METRICS.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ])
             .expect("bucket list is not empty")
             .build_recorder();
@@ -86,12 +89,25 @@ pub fn record_batch(size: usize) {
 }
 
 /// One delivery attempt ended; `outcome` is sent, retry, dead or released.
-pub fn delivery_attempt(channel: &str, job: &str, outcome: &'static str, error: Option<&str>, elapsed: Duration) {
+pub fn delivery_attempt(
+    channel: &str,
+    job: &str,
+    outcome: &'static str,
+    error: Option<&str>,
+    elapsed: Duration,
+) {
     match (outcome, error) {
         ("dead", Some(error)) => {
-            tracing::error!(channel, job, error, "Delivery dead-lettered; retry it with POST /api/v1/deliveries/{{id}}/retry.")
+            tracing::error!(
+                channel,
+                job,
+                error,
+                "Delivery dead-lettered; retry it with POST /api/v1/deliveries/{{id}}/retry."
+            )
         }
-        (_, Some(error)) => tracing::warn!(channel, job, outcome, error, "Delivery attempt failed."),
+        (_, Some(error)) => {
+            tracing::warn!(channel, job, outcome, error, "Delivery attempt failed.")
+        }
         _ => tracing::debug!(channel, job, outcome, "Delivery attempt finished."),
     }
     counter!("channel_bridge_deliveries_total", "channel" => channel.to_owned(), "outcome" => outcome)

@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 
 use super::signature::{self, WebhookKey};
 use super::{
-    ChannelAdapter, InboundContact, InboundEvent, InboundMessage, Outbound, ParseError,
-    RawRequest, Receipt, SendError, StatusUpdate, VerifyError, classify_status,
-    classify_transport,
+    ChannelAdapter, InboundContact, InboundEvent, InboundMessage, Outbound, ParseError, RawRequest,
+    Receipt, SendError, StatusUpdate, VerifyError, classify_status, classify_transport,
 };
 use crate::config::Secret;
 use crate::model::{DeliveryStatus, Identifier, Part};
@@ -127,7 +126,14 @@ fn read<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, Pa
         let inner = e.path().to_string();
         let message = e.into_inner().to_string();
         let field = crate::model::field_path(at, &inner, &message);
-        invalid(if field.is_empty() { "body".into() } else { field }, message)
+        invalid(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            message,
+        )
     })
 }
 
@@ -191,7 +197,9 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
     match &value {
-        Value::Array(items) if items.is_empty() => Err(invalid("body", "the list of events is empty")),
+        Value::Array(items) if items.is_empty() => {
+            Err(invalid("body", "the list of events is empty"))
+        }
         Value::Array(items) if items.len() > MAX_EVENTS => Err(invalid(
             "body",
             format!("at most {MAX_EVENTS} events per request"),
@@ -202,7 +210,10 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
             .map(|(i, item)| parse_event(item, &format!("[{i}]")))
             .collect(),
         Value::Object(_) => Ok(vec![parse_event(&value, "")?]),
-        _ => Err(invalid("body", "must be an event object or a list of events")),
+        _ => Err(invalid(
+            "body",
+            "must be an event object or a list of events",
+        )),
     }
 }
 
@@ -264,13 +275,14 @@ impl ChannelAdapter for GenericAdapter {
         if !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
-        let platform_message_id = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| match v.get("id")? {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            });
+        let platform_message_id =
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| match v.get("id")? {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
         Ok(Receipt {
             platform_message_id,
         })
@@ -339,7 +351,10 @@ mod tests {
     fn bad_events_name_the_field_at_fault() {
         let text = |id: Value| json!({"type": "message", "id": id, "from": {"id": "u"}, "parts": [{"type": "text", "text": "x"}]});
         assert_eq!(field_of(parse(json!({"id": "a"})).unwrap_err()), "type");
-        assert_eq!(field_of(parse(json!({"type": "typing"})).unwrap_err()), "type");
+        assert_eq!(
+            field_of(parse(json!({"type": "typing"})).unwrap_err()),
+            "type"
+        );
         assert_eq!(field_of(parse(text(json!(""))).unwrap_err()), "id");
         assert_eq!(field_of(parse(text(json!(5))).unwrap_err()), "id");
         assert_eq!(
@@ -347,15 +362,23 @@ mod tests {
             "from"
         );
         assert_eq!(
-            field_of(parse(json!({"type": "message", "id": "a", "from": {}, "parts": []})).unwrap_err()),
+            field_of(
+                parse(json!({"type": "message", "id": "a", "from": {}, "parts": []})).unwrap_err()
+            ),
             "from.id"
         );
         assert_eq!(
-            field_of(parse(json!({"type": "message", "id": "a", "from": {"id": "u"}, "parts": []})).unwrap_err()),
+            field_of(
+                parse(json!({"type": "message", "id": "a", "from": {"id": "u"}, "parts": []}))
+                    .unwrap_err()
+            ),
             "parts"
         );
         assert_eq!(
-            field_of(parse(json!([text(json!("ok")), {"type": "status", "id": "x", "status": "lost"}])).unwrap_err()),
+            field_of(
+                parse(json!([text(json!("ok")), {"type": "status", "id": "x", "status": "lost"}]))
+                    .unwrap_err()
+            ),
             "[1].status"
         );
         assert_eq!(field_of(parse(json!([])).unwrap_err()), "body");
@@ -377,13 +400,18 @@ mod tests {
                 value: "user-42".into(),
             },
             reply_to: Some("app-msg-100".into()),
-            parts: vec![Part::Text(crate::model::TextPart { text: "On its way".into() })],
+            parts: vec![Part::Text(crate::model::TextPart {
+                text: "On its way".into(),
+            })],
         };
         let body = outbound_body(&out);
         assert_eq!(body["type"], "message");
         assert_eq!(body["to"], json!({"id": "user-42"}));
         assert_eq!(body["reply_to"], "app-msg-100");
-        assert_eq!(body["parts"][0], json!({"type": "text", "text": "On its way"}));
+        assert_eq!(
+            body["parts"][0],
+            json!({"type": "text", "text": "On its way"})
+        );
         assert!(body["id"].as_str().unwrap().starts_with("msg_"));
     }
 }

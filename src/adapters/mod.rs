@@ -33,8 +33,13 @@ impl RawRequest {
 
     /// The media type of the body without parameters, lowercased.
     pub fn content_type(&self) -> Option<String> {
-        self.header("content-type")
-            .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        self.header("content-type").map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
     }
 }
 
@@ -113,9 +118,7 @@ impl VerifyError {
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader(_) => "missing_signature",
-            VerifyError::BadTimestamp | VerifyError::TimestampOutOfTolerance => {
-                "invalid_timestamp"
-            }
+            VerifyError::BadTimestamp | VerifyError::TimestampOutOfTolerance => "invalid_timestamp",
             VerifyError::BadSignature => "invalid_signature",
         }
     }
@@ -229,11 +232,16 @@ pub fn classify_transport(error: reqwest::Error) -> SendError {
         "request failed"
     };
     let error = error.without_url();
-    let detail = std::error::Error::source(&error)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
+    // The useful part (connection refused, DNS failure) is at the bottom of the chain.
+    let mut reason = kind.to_owned();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
     SendError::Retryable {
-        reason: format!("{kind}{detail}"),
+        reason,
         retry_after: None,
     }
 }

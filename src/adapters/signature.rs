@@ -59,7 +59,9 @@ impl WebhookKey {
 
     fn matches(&self, id: &str, timestamp: &str, body: &[u8], signature: &[u8]) -> bool {
         // verify_slice compares in constant time.
-        self.mac(id, timestamp, body).verify_slice(signature).is_ok()
+        self.mac(id, timestamp, body)
+            .verify_slice(signature)
+            .is_ok()
     }
 }
 
@@ -126,7 +128,15 @@ mod tests {
     fn accepts_the_specification_example_within_tolerance() {
         let ts = SPEC_TS.to_string();
         for now in [SPEC_TS, SPEC_TS + TOLERANCE_SECS, SPEC_TS - TOLERANCE_SECS] {
-            verify(&[key()], Some(SPEC_ID), Some(&ts), Some(SPEC_SIG), SPEC_BODY, at(now)).unwrap();
+            verify(
+                &[key()],
+                Some(SPEC_ID),
+                Some(&ts),
+                Some(SPEC_SIG),
+                SPEC_BODY,
+                at(now),
+            )
+            .unwrap();
         }
     }
 
@@ -150,11 +160,23 @@ mod tests {
             VerifyError::BadSignature
         );
         assert_eq!(
-            check(Some(SPEC_ID), Some(&ts), Some(SPEC_SIG), SPEC_BODY, at(SPEC_TS + 301)),
+            check(
+                Some(SPEC_ID),
+                Some(&ts),
+                Some(SPEC_SIG),
+                SPEC_BODY,
+                at(SPEC_TS + 301)
+            ),
             VerifyError::TimestampOutOfTolerance
         );
         assert_eq!(
-            check(Some(SPEC_ID), Some("yesterday"), Some(SPEC_SIG), SPEC_BODY, now),
+            check(
+                Some(SPEC_ID),
+                Some("yesterday"),
+                Some(SPEC_SIG),
+                SPEC_BODY,
+                now
+            ),
             VerifyError::BadTimestamp
         );
         assert_eq!(
@@ -172,9 +194,24 @@ mod tests {
         let ts = SPEC_TS.to_string();
         let other = WebhookKey::parse("whsec_c2Vjb25kLWtleS1mb3Itcm90YXRpb24=").unwrap();
         let sigs = format!("v1,bm9wZQ== v2,ignored {SPEC_SIG}");
-        verify(&[key()], Some(SPEC_ID), Some(&ts), Some(&sigs), SPEC_BODY, at(SPEC_TS)).unwrap();
-        verify(&[other, key()], Some(SPEC_ID), Some(&ts), Some(SPEC_SIG), SPEC_BODY, at(SPEC_TS))
-            .unwrap();
+        verify(
+            &[key()],
+            Some(SPEC_ID),
+            Some(&ts),
+            Some(&sigs),
+            SPEC_BODY,
+            at(SPEC_TS),
+        )
+        .unwrap();
+        verify(
+            &[other, key()],
+            Some(SPEC_ID),
+            Some(&ts),
+            Some(SPEC_SIG),
+            SPEC_BODY,
+            at(SPEC_TS),
+        )
+        .unwrap();
     }
 
     #[test]

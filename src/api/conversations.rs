@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::{Caller, JsonBody, Paging, query};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::model::{Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind};
+use crate::model::{
+    Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind,
+};
 use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page};
 
 #[derive(Deserialize)]
@@ -84,7 +86,8 @@ pub async fn reply(
     JsonBody(request): JsonBody<ReplyRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let conversation_id = conversation_id(&id)?;
-    let parts = Part::parse_list(&request.parts, "parts").map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let parts = Part::parse_list(&request.parts, "parts")
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     if let Some(i) = parts.iter().position(|p| matches!(p, Part::Unsupported(_))) {
         return Err(ApiError::unprocessable(format!(
             "parts[{i}].type: not a part type that can be sent"
@@ -139,7 +142,9 @@ pub async fn update(
     if let Some(Some(owner)) = &request.owner_id {
         let runtime = state.runtime.load();
         if !runtime.config.reps.iter().any(|r| &r.id == owner) {
-            return Err(ApiError::unprocessable(format!("owner_id: no rep {owner:?} in the config")));
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: no rep {owner:?} in the config"
+            )));
         }
     }
     let update = ConversationUpdate {

@@ -27,9 +27,12 @@ pub async fn list(
     let q: ListQuery = query(raw.as_deref())?;
     let job_state = match q.state.as_deref() {
         None | Some("") => JobState::Dead,
-        Some(s) => JobState::parse(s).ok_or_else(|| ApiError::unprocessable("state: must be dead or pending"))?,
+        Some(s) => JobState::parse(s)
+            .ok_or_else(|| ApiError::unprocessable("state: must be dead or pending"))?,
     };
-    Ok(Json(state.store.deliveries(job_state, &q.paging.page()?).await?))
+    Ok(Json(
+        state.store.deliveries(job_state, &q.paging.page()?).await?,
+    ))
 }
 
 pub async fn retry(

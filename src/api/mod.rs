@@ -60,7 +60,10 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
         let runtime = state.runtime.load();
@@ -86,7 +89,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         if content_type.as_deref() != Some("application/json") {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -102,7 +111,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             let inner = e.into_inner();
             if inner.is_data() {
                 let field = crate::model::field_path("", &path, &inner.to_string());
-                let field = if field.is_empty() { "body".into() } else { field };
+                let field = if field.is_empty() {
+                    "body".into()
+                } else {
+                    field
+                };
                 ApiError::unprocessable(format!("{field}: {inner}"))
             } else {
                 ApiError::new(
@@ -120,7 +133,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::payload_too_large(limit)),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
         Err(e) => Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "unreadable_body",
@@ -156,7 +171,9 @@ impl Paging {
                 .ok()
                 .filter(|l| (1..=MAX_PAGE).contains(l))
                 .ok_or_else(|| {
-                    ApiError::unprocessable(format!("limit: must be a whole number from 1 to {MAX_PAGE}"))
+                    ApiError::unprocessable(format!(
+                        "limit: must be a whole number from 1 to {MAX_PAGE}"
+                    ))
                 })?,
         };
         Ok(PageRequest {

@@ -227,7 +227,9 @@ struct RawDelivery {
 
 /// Svix's schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.5 h in all).
 fn default_schedule() -> Vec<u64> {
-    vec![0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000]
+    vec![
+        0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000,
+    ]
 }
 fn default_timeout() -> u64 {
     10_000
@@ -281,8 +283,8 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         .and_then(|raw| server(raw, errors));
     let storage = parse::<RawStorage>(section(&mut table, "storage"), "storage", errors)
         .and_then(|raw| storage(&raw.url, errors));
-    let api = parse::<RawApi>(section(&mut table, "api"), "api", errors)
-        .and_then(|raw| api(raw, errors));
+    let api =
+        parse::<RawApi>(section(&mut table, "api"), "api", errors).and_then(|raw| api(raw, errors));
     let smtp = match table.remove("smtp") {
         Some(value) => parse::<SmtpConfig>(value, "smtp", errors).map(Some),
         None => Some(None),
@@ -504,7 +506,10 @@ fn pipelines(
             }
         }
         if !pipeline.statuses.iter().any(|s| !s.closed) {
-            errors.push(ConfigError::new(key.clone(), "needs at least one open status"));
+            errors.push(ConfigError::new(
+                key.clone(),
+                "needs at least one open status",
+            ));
         }
     }
     pipelines
@@ -801,7 +806,10 @@ threading = "sideways"
             vec!["channels.demo.ticket.pipeline"]
         );
         assert_eq!(
-            keys(load_str(&with(r#"{ pipeline = "sales", status = "won" }"#), [])),
+            keys(load_str(
+                &with(r#"{ pipeline = "sales", status = "won" }"#),
+                []
+            )),
             vec!["channels.demo.ticket.status"]
         );
         let config = load_str(&with(r#"{ pipeline = "sales" }"#), []).unwrap();

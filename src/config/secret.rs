@@ -37,12 +37,8 @@ impl fmt::Display for Secret {
 #[serde(untagged)]
 enum SecretSource {
     Literal(String),
-    Env {
-        env: String,
-    },
-    File {
-        file: String,
-    },
+    Env { env: String },
+    File { file: String },
 }
 
 impl<'de> Deserialize<'de> for Secret {
@@ -96,6 +92,9 @@ mod tests {
         let err = toml::from_str::<Holder>(r#"s = { env = "CB_TEST_SURELY_UNSET_VAR" }"#)
             .err()
             .unwrap();
-        assert!(err.to_string().contains("CB_TEST_SURELY_UNSET_VAR is not set"));
+        assert!(
+            err.to_string()
+                .contains("CB_TEST_SURELY_UNSET_VAR is not set")
+        );
     }
 }

@@ -32,10 +32,13 @@ pub fn advance(current: DeliveryStatus, reported: DeliveryStatus) -> Option<Deli
 }
 
 /// Folds several reports (in any order) into the status they add up to.
-pub fn fold(current: DeliveryStatus, reports: impl IntoIterator<Item = DeliveryStatus>) -> DeliveryStatus {
-    reports
-        .into_iter()
-        .fold(current, |status, report| advance(status, report).unwrap_or(status))
+pub fn fold(
+    current: DeliveryStatus,
+    reports: impl IntoIterator<Item = DeliveryStatus>,
+) -> DeliveryStatus {
+    reports.into_iter().fold(current, |status, report| {
+        advance(status, report).unwrap_or(status)
+    })
 }
 
 #[cfg(test)]
@@ -62,7 +65,11 @@ mod tests {
             (Sent, Queued, None),
         ];
         for (current, reported, expected) in cases {
-            assert_eq!(advance(current, reported), expected, "{current:?} + {reported:?}");
+            assert_eq!(
+                advance(current, reported),
+                expected,
+                "{current:?} + {reported:?}"
+            );
         }
     }
 

@@ -67,7 +67,11 @@ mod tests {
             (None, None, true, Create),
         ];
         for (open, closed, reopen, expected) in cases {
-            assert_eq!(decide(open, closed, reopen), expected, "{open:?} {closed:?} {reopen}");
+            assert_eq!(
+                decide(open, closed, reopen),
+                expected,
+                "{open:?} {closed:?} {reopen}"
+            );
         }
     }
 }

@@ -45,7 +45,11 @@ async fn handle(
     // One snapshot for the whole request: a reload mid-request does not mix configs.
     let runtime = state.runtime.load_full();
     let channel = runtime.channel(channel_id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_channel", format!("no channel {channel_id:?}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_channel",
+            format!("no channel {channel_id:?}"),
+        )
     })?;
     if !channel.config.enabled {
         return Err(ApiError::unavailable(
@@ -61,8 +65,16 @@ async fn handle(
     telemetry::webhook_received(channel_id, events.len());
     let outcomes = state.store.ingest(&channel.rules, events).await?;
 
-    let stored = outcomes.iter().filter(|o| matches!(o, IngestOutcome::Stored { .. })).count();
-    let duplicates = outcomes.iter().filter(|o| matches!(o, IngestOutcome::Duplicate { .. })).count();
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, IngestOutcome::Stored { .. }))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, IngestOutcome::Duplicate { .. }))
+        .count();
     telemetry::webhook_stored(channel_id, stored, duplicates, started.elapsed());
-    Ok(Json(json!({"stored": stored, "duplicates": duplicates, "results": outcomes})))
+    Ok(Json(
+        json!({"stored": stored, "duplicates": duplicates, "results": outcomes}),
+    ))
 }

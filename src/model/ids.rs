@@ -12,7 +12,9 @@ use ulid::Generator;
 static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
 
 fn next_ulid() -> ulid::Ulid {
-    let mut guard = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let generator = guard.get_or_insert_with(Generator::new);
     // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random id then.
     generator.generate().unwrap_or_else(|_| ulid::Ulid::new())

@@ -256,7 +256,10 @@ impl Part {
         if let Some(object) = fields.as_object_mut() {
             object.remove("type");
         }
-        fn read<T: serde::de::DeserializeOwned>(fields: &Value, path: &str) -> Result<T, PartError> {
+        fn read<T: serde::de::DeserializeOwned>(
+            fields: &Value,
+            path: &str,
+        ) -> Result<T, PartError> {
             serde_path_to_error::deserialize(fields).map_err(|e| {
                 let inner = e.path().to_string();
                 let message = e.into_inner().to_string();
@@ -322,7 +325,8 @@ pub fn validate_parts(parts: &[Part], path: &str) -> Result<(), PartError> {
                 ));
             }
             Part::Location(l)
-                if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) =>
+                if !(-90.0..=90.0).contains(&l.latitude)
+                    || !(-180.0..=180.0).contains(&l.longitude) =>
             {
                 return Err(PartError::new(
                     format!("{at}.latitude"),
@@ -377,9 +381,18 @@ mod tests {
             (json!([{"text": "no type"}]), "parts[0].type"),
             (json!([{"type": "text"}]), "parts[0].text"),
             (json!([{"type": "text", "text": " "}]), "parts[0].text"),
-            (json!([{"type": "text", "text": "a"}, {"type": "image", "media": {}}]), "parts[1].media"),
-            (json!([{"type": "image", "media": {"url": 5}}]), "parts[0].media.url"),
-            (json!([{"type": "location", "latitude": 91, "longitude": 0}]), "parts[0].latitude"),
+            (
+                json!([{"type": "text", "text": "a"}, {"type": "image", "media": {}}]),
+                "parts[1].media",
+            ),
+            (
+                json!([{"type": "image", "media": {"url": 5}}]),
+                "parts[0].media.url",
+            ),
+            (
+                json!([{"type": "location", "latitude": 91, "longitude": 0}]),
+                "parts[0].latitude",
+            ),
             (json!({"type": "text"}), "parts"),
         ];
         for (input, path) in cases {

@@ -52,8 +52,14 @@ mod tests {
     #[test]
     fn follows_the_schedule_then_dead_letters() {
         let e = retryable();
-        assert_eq!(next_delay(SCHEDULE, 1, &e, MAX, 0.0), Some(Duration::from_secs(1)));
-        assert_eq!(next_delay(SCHEDULE, 2, &e, MAX, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(
+            next_delay(SCHEDULE, 1, &e, MAX, 0.0),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            next_delay(SCHEDULE, 2, &e, MAX, 0.0),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(next_delay(SCHEDULE, 3, &e, MAX, 0.0), None);
     }
 
@@ -68,8 +74,14 @@ mod tests {
     #[test]
     fn jitter_stays_within_twenty_percent() {
         let e = retryable();
-        assert_eq!(next_delay(SCHEDULE, 1, &e, MAX, 0.2), Some(Duration::from_millis(1200)));
-        assert_eq!(next_delay(SCHEDULE, 1, &e, MAX, -0.9), Some(Duration::from_millis(800)));
+        assert_eq!(
+            next_delay(SCHEDULE, 1, &e, MAX, 0.2),
+            Some(Duration::from_millis(1200))
+        );
+        assert_eq!(
+            next_delay(SCHEDULE, 1, &e, MAX, -0.9),
+            Some(Duration::from_millis(800))
+        );
         for _ in 0..1000 {
             let j = jitter();
             assert!((-0.2..=0.2).contains(&j));
@@ -82,16 +94,28 @@ mod tests {
             reason: "HTTP 429".into(),
             retry_after: Some(Duration::from_secs(secs)),
         };
-        assert_eq!(next_delay(SCHEDULE, 1, &limited(30), MAX, 0.0), Some(Duration::from_secs(30)));
+        assert_eq!(
+            next_delay(SCHEDULE, 1, &limited(30), MAX, 0.0),
+            Some(Duration::from_secs(30))
+        );
         // A shorter Retry-After than the schedule does not hurry the schedule.
-        assert_eq!(next_delay(SCHEDULE, 2, &limited(2), MAX, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(
+            next_delay(SCHEDULE, 2, &limited(2), MAX, 0.0),
+            Some(Duration::from_secs(5))
+        );
         // An absurd Retry-After is capped.
-        assert_eq!(next_delay(SCHEDULE, 1, &limited(1_000_000), MAX, 0.0), Some(MAX));
+        assert_eq!(
+            next_delay(SCHEDULE, 1, &limited(1_000_000), MAX, 0.0),
+            Some(MAX)
+        );
         // A 429 without Retry-After still waits a moment.
         let bare = SendError::RateLimited {
             reason: "HTTP 429".into(),
             retry_after: None,
         };
-        assert_eq!(next_delay(&[0, 0], 1, &bare, MAX, 0.0), Some(RATE_LIMIT_FLOOR));
+        assert_eq!(
+            next_delay(&[0, 0], 1, &bare, MAX, 0.0),
+            Some(RATE_LIMIT_FLOOR)
+        );
     }
 }

@@ -91,7 +91,10 @@ impl DeliveryWorker {
                 continue;
             }
             let wait = match this.store.next_due(&channels).await {
-                Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+                Ok(Some(at)) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_IDLE),
                 Ok(None) => MAX_IDLE,
                 Err(_) => STORE_BACKOFF,
             };
@@ -110,7 +113,9 @@ impl DeliveryWorker {
         match this.store.release_leases(&this.owner).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "Gave back unfinished delivery leases."),
-            Err(e) => tracing::warn!(error = %e, "Could not give back delivery leases; they expire by themselves."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not give back delivery leases; they expire by themselves.")
+            }
         }
     }
 
@@ -128,12 +133,21 @@ impl DeliveryWorker {
             _ => None,
         };
         self.record(&job, outcome).await;
-        telemetry::delivery_attempt(&job.channel_id, job.id.as_str(), label, error.as_deref(), started.elapsed());
+        telemetry::delivery_attempt(
+            &job.channel_id,
+            job.id.as_str(),
+            label,
+            error.as_deref(),
+            started.elapsed(),
+        );
     }
 
     async fn attempt(&self, job: &Job) -> JobOutcome {
         let runtime = self.runtime.load_full();
-        let Some(channel) = runtime.channel(&job.channel_id).filter(|c| c.config.enabled) else {
+        let Some(channel) = runtime
+            .channel(&job.channel_id)
+            .filter(|c| c.config.enabled)
+        else {
             // Disabled or removed since it was leased: it waits, untouched, for the channel.
             return JobOutcome::Released;
         };
@@ -181,7 +195,11 @@ impl DeliveryWorker {
     async fn record(&self, job: &Job, outcome: JobOutcome) {
         let mut delay = Duration::from_millis(50);
         for _ in 0..8 {
-            match self.store.finish_job(job, &self.owner, outcome.clone()).await {
+            match self
+                .store
+                .finish_job(job, &self.owner, outcome.clone())
+                .await
+            {
                 Ok(()) => return,
                 Err(StoreError::Unavailable(e)) => {
                     tracing::warn!(job = %job.id, error = %e, "Could not record a delivery outcome; retrying.");

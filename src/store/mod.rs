@@ -252,7 +252,12 @@ pub trait Store: Send + Sync {
     async fn outbound(&self, message: &MessageId) -> Result<Outbound, StoreError>;
 
     /// Records how a leased job's attempt ended, with its message, in one transaction.
-    async fn finish_job(&self, job: &Job, owner: &str, outcome: JobOutcome) -> Result<(), StoreError>;
+    async fn finish_job(
+        &self,
+        job: &Job,
+        owner: &str,
+        outcome: JobOutcome,
+    ) -> Result<(), StoreError>;
 
     /// Gives back every lease `owner` holds (at shutdown), so the jobs run again at once.
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError>;
@@ -279,6 +284,8 @@ pub trait Store: Send + Sync {
 /// Opens (and migrates) the store the config names.
 pub async fn open(config: &StorageConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match config {
-        StorageConfig::Sqlite { path } => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StorageConfig::Sqlite { path } => {
+            Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?))
+        }
     }
 }

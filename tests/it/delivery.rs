@@ -14,7 +14,10 @@ use crate::harness::{ADMIN_TOKEN, Options, TestApp, items, text_event, wait_unti
 async fn conversation(app: &TestApp) -> String {
     let event = text_event("app-100", "user-42", "Where is my order?");
     assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
-    app.only_conversation().await["id"].as_str().unwrap().to_owned()
+    app.only_conversation().await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn ok_with_id(id: &str) -> ResponseTemplate {
@@ -51,19 +54,41 @@ async fn a_reply_is_posted_signed_to_the_outbound_url_and_marked_sent() {
     app.drain_outbox().await;
 
     let request = &app.receiver.received_requests().await.unwrap()[0];
-    let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap().to_owned();
-    let key = channel_bridge::adapters::signature::WebhookKey::parse(&crate::harness::secret()).unwrap();
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let key =
+        channel_bridge::adapters::signature::WebhookKey::parse(&crate::harness::secret()).unwrap();
     let ts: i64 = header("webhook-timestamp").parse().unwrap();
-    assert_eq!(header("webhook-signature"), key.sign(&header("webhook-id"), ts, &request.body));
-    assert_eq!(header("webhook-id"), queued["id"].as_str().unwrap(), "the message id is the idempotency key");
+    assert_eq!(
+        header("webhook-signature"),
+        key.sign(&header("webhook-id"), ts, &request.body)
+    );
+    assert_eq!(
+        header("webhook-id"),
+        queued["id"].as_str().unwrap(),
+        "the message id is the idempotency key"
+    );
 
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["type"], "message");
     assert_eq!(body["id"], queued["id"]);
     assert_eq!(body["conversation_id"], conversation.as_str());
     assert_eq!(body["to"], json!({"id": "user-42"}));
-    assert_eq!(body["reply_to"], "app-100", "replies quote the latest inbound message by default");
-    assert_eq!(body["parts"], json!([{"type": "text", "text": "On its way"}]));
+    assert_eq!(
+        body["reply_to"], "app-100",
+        "replies quote the latest inbound message by default"
+    );
+    assert_eq!(
+        body["parts"],
+        json!([{"type": "text", "text": "On its way"}])
+    );
 
     let sent = outbound_message(&app, &conversation).await;
     assert_eq!(sent["delivery"]["status"], "sent");
@@ -125,8 +150,16 @@ async fn a_refused_connection_is_retried_and_dead_lettered_when_the_schedule_run
 
     let failed = outbound_message(&app, &conversation).await;
     assert_eq!(failed["delivery"]["status"], "failed");
-    assert_eq!(failed["delivery"]["attempts"], 3, "one attempt per schedule entry");
-    assert!(failed["delivery"]["error"].as_str().unwrap().contains("could not connect"));
+    assert_eq!(
+        failed["delivery"]["attempts"], 3,
+        "one attempt per schedule entry"
+    );
+    assert!(
+        failed["delivery"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect")
+    );
     let dead = dead_letters(&app).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["attempts"], 3);
@@ -175,7 +208,10 @@ async fn a_429_waits_at_least_its_retry_after_before_trying_again() {
         "retried after {:?}, before Retry-After: 1",
         times[1] - times[0]
     );
-    assert_eq!(outbound_message(&app, &conversation).await["delivery"]["status"], "sent");
+    assert_eq!(
+        outbound_message(&app, &conversation).await["delivery"]["status"],
+        "sent"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +231,12 @@ async fn a_client_error_dead_letters_at_once_and_a_redrive_delivers_it() {
     let dead = dead_letters(&app).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["attempts"], 1, "a 4xx is not retried");
-    assert!(dead[0]["last_error"].as_str().unwrap().contains("unknown recipient"));
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown recipient")
+    );
     let failed = outbound_message(&app, &conversation).await;
     assert_eq!(failed["delivery"]["status"], "failed");
 
@@ -207,7 +248,12 @@ async fn a_client_error_dead_letters_at_once_and_a_redrive_delivers_it() {
         .await;
     let id = dead[0]["id"].as_str().unwrap();
     let (status, body) = app
-        .api(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None, Some(ADMIN_TOKEN))
+        .api(
+            Method::POST,
+            &format!("/api/v1/deliveries/{id}/retry"),
+            None,
+            Some(ADMIN_TOKEN),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "pending");
@@ -219,7 +265,12 @@ async fn a_client_error_dead_letters_at_once_and_a_redrive_delivers_it() {
     assert!(dead_letters(&app).await.is_empty());
 
     let (status, _) = app
-        .api(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None, Some(ADMIN_TOKEN))
+        .api(
+            Method::POST,
+            &format!("/api/v1/deliveries/{id}/retry"),
+            None,
+            Some(ADMIN_TOKEN),
+        )
         .await;
     assert_eq!(status, 404, "a delivered job is gone");
 }
@@ -257,7 +308,8 @@ async fn twenty_rapid_replies_in_one_conversation_arrive_in_order_despite_failur
         .await;
     let conversation = conversation(&app).await;
     // A second conversation interleaves, to show ordering is per conversation, not global.
-    app.post_webhook("demo", &text_event("other-1", "user-7", "me too")).await;
+    app.post_webhook("demo", &text_event("other-1", "user-7", "me too"))
+        .await;
     let other = app
         .conversations()
         .await
@@ -292,7 +344,10 @@ async fn twenty_rapid_replies_in_one_conversation_arrive_in_order_despite_failur
         .filter(|b| b["conversation_id"] == conversation.as_str())
         .map(|b| b["parts"][0]["text"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(texts, replies, "replies reached the app in the order they were written");
+    assert_eq!(
+        texts, replies,
+        "replies reached the app in the order they were written"
+    );
     assert!(dead_letters(&app).await.is_empty());
 }
 
@@ -312,9 +367,11 @@ async fn a_restart_on_the_same_database_finishes_pending_deliveries() {
     for i in 0..3 {
         app.reply(&conversation, &format!("queued {i}")).await;
     }
-    wait_until("a first attempt failed", Duration::from_secs(10), || async {
-        !app.receiver.received_requests().await.unwrap().is_empty()
-    })
+    wait_until(
+        "a first attempt failed",
+        Duration::from_secs(10),
+        || async { !app.receiver.received_requests().await.unwrap().is_empty() },
+    )
     .await;
 
     let app = app.restart().await;
@@ -340,4 +397,31 @@ async fn a_restart_on_the_same_database_finishes_pending_deliveries() {
             .filter(|m| m["direction"] == "outbound")
             .all(|m| m["delivery"]["status"] == "sent")
     );
+}
+
+#[tokio::test]
+async fn a_status_report_that_overtakes_its_send_is_applied_when_the_send_completes() {
+    let app = TestApp::spawn().await;
+    // The app reports "delivered" while our send is still waiting for its answer.
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ok_with_id("app-out-fast").set_delay(Duration::from_millis(700)))
+        .mount(&app.receiver)
+        .await;
+    let conversation = conversation(&app).await;
+    app.reply(&conversation, "hello").await;
+    wait_until("the send reached the app", Duration::from_secs(10), || async {
+        !app.receiver.received_requests().await.unwrap().is_empty()
+    })
+    .await;
+    let report = json!({"type": "status", "id": "app-out-fast", "status": "delivered"});
+    let response = app.post_webhook("demo", &report).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["results"][0]["applied"], false, "no message has that id yet");
+
+    app.drain_outbox().await;
+    let message = outbound_message(&app, &conversation).await;
+    assert_eq!(message["platform_message_id"], "app-out-fast");
+    assert_eq!(message["delivery"]["status"], "delivered");
 }

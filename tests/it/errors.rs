@@ -9,12 +9,23 @@ use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, text_event
 async fn error_code(response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status().as_u16(), status);
     let body: Value = response.json().await.expect("error bodies are JSON");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    body["error"]["code"].as_str().expect("error code").to_owned()
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["error"]["code"]
+        .as_str()
+        .expect("error code")
+        .to_owned()
 }
 
 async fn assert_nothing_stored(app: &TestApp) {
-    assert!(app.conversations().await.is_empty(), "a refused webhook stored something");
+    assert!(
+        app.conversations().await.is_empty(),
+        "a refused webhook stored something"
+    );
 }
 
 fn signed_body() -> Vec<u8> {
@@ -40,8 +51,14 @@ async fn missing_forged_or_stale_signatures_are_refused_with_401() {
         .post(app.url("/hooks/demo"))
         .header("content-type", "application/json")
         .header("webhook-id", "evt_1")
-        .header("webhook-timestamp", chrono::Utc::now().timestamp().to_string())
-        .header("webhook-signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header(
+            "webhook-signature",
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
         .body(body.clone())
         .send()
         .await
@@ -49,17 +66,29 @@ async fn missing_forged_or_stale_signatures_are_refused_with_401() {
     assert_eq!(error_code(forged, 401).await, "invalid_signature");
 
     for skew in [-301, 301, -3600] {
-        let stale = app.post_signed("demo", body.clone(), "application/json", skew).await;
-        assert_eq!(error_code(stale, 401).await, "invalid_timestamp", "skew {skew}");
+        let stale = app
+            .post_signed("demo", body.clone(), "application/json", skew)
+            .await;
+        assert_eq!(
+            error_code(stale, 401).await,
+            "invalid_timestamp",
+            "skew {skew}"
+        );
     }
     // Inside the ±5 minute window a correctly signed request is fine.
-    assert_eq!(app.post_signed("demo", body, "application/json", -290).await.status(), 200);
+    assert_eq!(
+        app.post_signed("demo", body, "application/json", -290)
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn a_tampered_body_does_not_verify() {
     let app = TestApp::spawn().await;
-    let key = channel_bridge::adapters::signature::WebhookKey::parse(&crate::harness::secret()).unwrap();
+    let key =
+        channel_bridge::adapters::signature::WebhookKey::parse(&crate::harness::secret()).unwrap();
     let ts = chrono::Utc::now().timestamp();
     let signature = key.sign("evt_1", ts, &signed_body());
     let tampered = text_event("m1", "ana", "send the refund to me").to_string();
@@ -81,10 +110,14 @@ async fn a_tampered_body_does_not_verify() {
 #[tokio::test]
 async fn unknown_channel_is_404_and_disabled_channel_is_503_with_retry_after() {
     let app = TestApp::spawn().await;
-    let unknown = app.post_webhook("nope", &text_event("m1", "ana", "hi")).await;
+    let unknown = app
+        .post_webhook("nope", &text_event("m1", "ana", "hi"))
+        .await;
     assert_eq!(error_code(unknown, 404).await, "unknown_channel");
 
-    let disabled = app.post_webhook("off", &text_event("m1", "ana", "hi")).await;
+    let disabled = app
+        .post_webhook("off", &text_event("m1", "ana", "hi"))
+        .await;
     assert!(disabled.headers().get("retry-after").is_some());
     assert_eq!(error_code(disabled, 503).await, "channel_disabled");
     assert_nothing_stored(&app).await;
@@ -94,17 +127,40 @@ async fn unknown_channel_is_404_and_disabled_channel_is_503_with_retry_after() {
 async fn malformed_json_is_400_and_a_missing_field_is_400_naming_it() {
     let app = TestApp::spawn().await;
     let truncated = app
-        .post_signed("demo", br#"{"type":"message","id":"app-6","#.to_vec(), "application/json", 0)
+        .post_signed(
+            "demo",
+            br#"{"type":"message","id":"app-6","#.to_vec(),
+            "application/json",
+            0,
+        )
         .await;
     assert_eq!(error_code(truncated, 400).await, "malformed_json");
 
     let cases = [
-        (json!({"type": "message", "id": "m1", "parts": [{"type": "text", "text": "x"}]}), "from"),
-        (json!({"type": "message", "id": "m1", "from": {"id": "ana"}}), "parts"),
-        (json!({"type": "message", "from": {"id": "ana"}, "parts": []}), "id"),
-        (json!({"type": "message", "id": "m1", "from": {"id": "ana"}, "parts": []}), "parts"),
-        (json!({"type": "message", "id": "m1", "from": {"id": "ana"}, "parts": [{"type": "image", "media": {}}]}), "parts[0].media"),
-        (json!({"type": "status", "id": "x", "status": "teleported"}), "status"),
+        (
+            json!({"type": "message", "id": "m1", "parts": [{"type": "text", "text": "x"}]}),
+            "from",
+        ),
+        (
+            json!({"type": "message", "id": "m1", "from": {"id": "ana"}}),
+            "parts",
+        ),
+        (
+            json!({"type": "message", "from": {"id": "ana"}, "parts": []}),
+            "id",
+        ),
+        (
+            json!({"type": "message", "id": "m1", "from": {"id": "ana"}, "parts": []}),
+            "parts",
+        ),
+        (
+            json!({"type": "message", "id": "m1", "from": {"id": "ana"}, "parts": [{"type": "image", "media": {}}]}),
+            "parts[0].media",
+        ),
+        (
+            json!({"type": "status", "id": "x", "status": "teleported"}),
+            "status",
+        ),
         (json!({"type": "typing"}), "type"),
     ];
     for (event, field) in cases {
@@ -112,7 +168,10 @@ async fn malformed_json_is_400_and_a_missing_field_is_400_naming_it() {
         assert_eq!(response.status(), 400, "{event}");
         let body: Value = response.json().await.unwrap();
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.starts_with(&format!("{field}:")), "{event} -> {message}");
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{event} -> {message}"
+        );
     }
     assert_nothing_stored(&app).await;
 }
@@ -124,7 +183,13 @@ async fn one_bad_event_refuses_the_whole_batch() {
     let response = app.post_webhook("demo", &batch).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("[1].from:"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[1].from:"),
+        "{body}"
+    );
     assert_nothing_stored(&app).await;
 }
 
@@ -135,11 +200,20 @@ async fn a_body_over_max_body_bytes_is_413_and_a_wrong_content_type_is_415() {
         ..Options::default()
     })
     .await;
-    let big = text_event("m1", "ana", &"x".repeat(2000)).to_string().into_bytes();
+    let big = text_event("m1", "ana", &"x".repeat(2000))
+        .to_string()
+        .into_bytes();
     let response = app.post_signed("demo", big, "application/json", 0).await;
     assert_eq!(error_code(response, 413).await, "payload_too_large");
 
-    let form = app.post_signed("demo", signed_body(), "application/x-www-form-urlencoded", 0).await;
+    let form = app
+        .post_signed(
+            "demo",
+            signed_body(),
+            "application/x-www-form-urlencoded",
+            0,
+        )
+        .await;
     assert_eq!(error_code(form, 415).await, "unsupported_media_type");
     assert_nothing_stored(&app).await;
 }
@@ -147,40 +221,83 @@ async fn a_body_over_max_body_bytes_is_413_and_a_wrong_content_type_is_415() {
 #[tokio::test]
 async fn the_api_needs_a_known_bearer_token() {
     let app = TestApp::spawn().await;
-    let (status, body) = app.api(Method::GET, "/api/v1/conversations", None, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _) = app.api(Method::GET, "/api/v1/conversations", None, Some("guess")).await;
+    let (status, body) = app
+        .api(Method::GET, "/api/v1/conversations", None, None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = app
+        .api(Method::GET, "/api/v1/conversations", None, Some("guess"))
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = app.api(Method::GET, "/api/v1/conversations", None, Some(REP_TOKEN)).await;
+    let (status, _) = app
+        .api(Method::GET, "/api/v1/conversations", None, Some(REP_TOKEN))
+        .await;
     assert_eq!(status, 200);
     // Dead letters and redrive are for admins.
-    let (status, body) = app.api(Method::GET, "/api/v1/deliveries?state=dead", None, Some(REP_TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (status, body) = app
+        .api(
+            Method::GET,
+            "/api/v1/deliveries?state=dead",
+            None,
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
 }
 
 #[tokio::test]
 async fn bad_replies_are_refused_and_nothing_is_queued() {
     let app = TestApp::spawn().await;
-    app.post_webhook("demo", &text_event("m1", "ana", "hi")).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "hi"))
+        .await;
     let conversation = app.only_conversation().await;
-    let path = format!("/api/v1/conversations/{}/messages", conversation["id"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/conversations/{}/messages",
+        conversation["id"].as_str().unwrap()
+    );
     let post = |path: String, body: Value| {
         let app = &app;
-        async move { app.api(Method::POST, &path, Some(body), Some(REP_TOKEN)).await }
+        async move {
+            app.api(Method::POST, &path, Some(body), Some(REP_TOKEN))
+                .await
+        }
     };
 
-    let (status, _) = post("/api/v1/conversations/conv_01JD0000000000000000000000/messages".into(), json!({"parts": [{"type": "text", "text": "x"}]})).await;
+    let (status, _) = post(
+        "/api/v1/conversations/conv_01JD0000000000000000000000/messages".into(),
+        json!({"parts": [{"type": "text", "text": "x"}]}),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = post("/api/v1/conversations/not-an-id/messages".into(), json!({"parts": [{"type": "text", "text": "x"}]})).await;
+    let (status, _) = post(
+        "/api/v1/conversations/not-an-id/messages".into(),
+        json!({"parts": [{"type": "text", "text": "x"}]}),
+    )
+    .await;
     assert_eq!(status, 404);
 
     for (body, expected) in [
         (json!({"parts": []}), "parts: must not be empty"),
         (json!({}), "parts:"),
-        (json!({"parts": [{"type": "text", "text": ""}]}), "parts[0].text"),
+        (
+            json!({"parts": [{"type": "text", "text": ""}]}),
+            "parts[0].text",
+        ),
         (json!({"parts": [{"type": "hologram"}]}), "parts[0].type"),
-        (json!({"parts": [{"type": "text", "text": "x"}], "reply_to": "msg_nope"}), "reply_to"),
-        (json!({"parts": [{"type": "text", "text": "x"}], "repl_to": "typo"}), "repl_to: unknown field"),
+        (
+            json!({"parts": [{"type": "text", "text": "x"}], "reply_to": "msg_nope"}),
+            "reply_to",
+        ),
+        (
+            json!({"parts": [{"type": "text", "text": "x"}], "repl_to": "typo"}),
+            "repl_to: unknown field",
+        ),
     ] {
         let (status, error) = post(path.clone(), body.clone()).await;
         assert_eq!(status, 422, "{body} -> {error}");
@@ -223,12 +340,34 @@ async fn bad_replies_are_refused_and_nothing_is_queued() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json_errors() {
     let app = TestApp::spawn().await;
-    let (status, body) = app.api(Method::GET, "/nowhere", None, Some(ADMIN_TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = app
+        .api(Method::GET, "/nowhere", None, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, body) = app.api(Method::DELETE, "/hooks/demo", None, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
-    let (status, _) = app.api(Method::GET, "/api/v1/conversations?limit=0", None, Some(ADMIN_TOKEN)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, _) = app
+        .api(
+            Method::GET,
+            "/api/v1/conversations?limit=0",
+            None,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
     assert_eq!(status, 422);
-    let (status, _) = app.api(Method::GET, "/api/v1/conversations?cursor=garbage", None, Some(ADMIN_TOKEN)).await;
+    let (status, _) = app
+        .api(
+            Method::GET,
+            "/api/v1/conversations?cursor=garbage",
+            None,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
     assert_eq!(status, 422);
 }

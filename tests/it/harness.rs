@@ -3,14 +3,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use channel_bridge::App;
 use channel_bridge::adapters::signature::WebhookKey;
-use channel_bridge::store::Store;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -62,9 +60,7 @@ impl Default for Options {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    pub store: Arc<dyn Store>,
     pub receiver: MockServer,
-    pub db: PathBuf,
     pub options: Options,
     // Kept so the folder outlives the app.
     pub dir: Arc<tempfile::TempDir>,
@@ -149,15 +145,12 @@ outbound_url = "{receiver}/off"
         let config = channel_bridge::config::load_str(&text, []).expect("test config is valid");
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
-        let store = app.store();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(app.run(shutdown.clone()));
         Self {
             addr,
             http: reqwest::Client::new(),
-            store,
             receiver,
-            db,
             options,
             dir,
             shutdown,
@@ -168,7 +161,12 @@ outbound_url = "{receiver}/off"
     /// Stops the app gracefully and starts a new one on the same database and receiver.
     pub async fn restart(mut self) -> Self {
         self.stop_in_place().await;
-        let TestApp { options, dir, receiver, .. } = self;
+        let TestApp {
+            options,
+            dir,
+            receiver,
+            ..
+        } = self;
         Self::start(options, dir, receiver).await
     }
 
@@ -179,22 +177,29 @@ outbound_url = "{receiver}/off"
         }
     }
 
-    pub async fn stop(mut self) {
-        self.stop_in_place().await;
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// POSTs a body to /hooks/{channel}, signed now with the test secret.
     pub async fn post_webhook(&self, channel: &str, body: &Value) -> reqwest::Response {
-        self.post_signed(channel, body.to_string().into_bytes(), "application/json", 0)
-            .await
+        self.post_signed(
+            channel,
+            body.to_string().into_bytes(),
+            "application/json",
+            0,
+        )
+        .await
     }
 
     /// POSTs raw bytes, signed with a timestamp `skew_secs` from now.
-    pub async fn post_signed(&self, channel: &str, body: Vec<u8>, content_type: &str, skew_secs: i64) -> reqwest::Response {
+    pub async fn post_signed(
+        &self,
+        channel: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        skew_secs: i64,
+    ) -> reqwest::Response {
         let key = WebhookKey::parse(&secret()).unwrap();
         let id = format!("evt_{}", ulid::Ulid::new());
         let ts = chrono::Utc::now().timestamp() + skew_secs;
@@ -211,7 +216,13 @@ outbound_url = "{receiver}/off"
             .expect("request reaches the app")
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -222,11 +233,16 @@ outbound_url = "{receiver}/off"
         let response = request.send().await.expect("request reaches the app");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.api(reqwest::Method::GET, path, None, Some(ADMIN_TOKEN)).await;
+        let (status, body) = self
+            .api(reqwest::Method::GET, path, None, Some(ADMIN_TOKEN))
+            .await;
         assert_eq!(status, 200, "GET {path}: {body}");
         body
     }
@@ -236,7 +252,12 @@ outbound_url = "{receiver}/off"
     }
 
     pub async fn messages(&self, conversation: &str) -> Vec<Value> {
-        items(self.get(&format!("/api/v1/conversations/{conversation}/messages?limit=200")).await)
+        items(
+            self.get(&format!(
+                "/api/v1/conversations/{conversation}/messages?limit=200"
+            ))
+            .await,
+        )
     }
 
     /// Replies with text; returns (status, body).

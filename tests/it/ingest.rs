@@ -11,7 +11,10 @@ use crate::harness::{Options, TestApp, items, text_event};
 async fn signed_message_is_stored_in_a_new_conversation_with_a_ticket_and_contact() {
     let app = TestApp::spawn().await;
     let response = app
-        .post_webhook("demo", &text_event("app-1", "user-42", "Where is my order?"))
+        .post_webhook(
+            "demo",
+            &text_event("app-1", "user-42", "Where is my order?"),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -21,7 +24,12 @@ async fn signed_message_is_stored_in_a_new_conversation_with_a_ticket_and_contac
 
     let conversation = app.only_conversation().await;
     assert!(conversation["id"].as_str().unwrap().starts_with("conv_"));
-    assert!(conversation["ticket_id"].as_str().unwrap().starts_with("tkt_"));
+    assert!(
+        conversation["ticket_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("tkt_")
+    );
     assert_eq!(conversation["channel_id"], "demo");
     assert_eq!(conversation["status"], "open");
     assert_eq!(conversation["owner_id"], serde_json::Value::Null);
@@ -40,7 +48,10 @@ async fn signed_message_is_stored_in_a_new_conversation_with_a_ticket_and_contac
     assert_eq!(m["platform_message_id"], "app-1");
     assert_eq!(m["sender"]["type"], "contact");
     assert_eq!(m["sender"]["id"], conversation["contact"]["id"]);
-    assert_eq!(m["parts"], json!([{"type": "text", "text": "Where is my order?"}]));
+    assert_eq!(
+        m["parts"],
+        json!([{"type": "text", "text": "Where is my order?"}])
+    );
     assert_eq!(m["delivery"]["status"], "received");
 }
 
@@ -50,14 +61,23 @@ async fn redelivered_webhook_stores_nothing_twice() {
     let event = text_event("app-1", "user-42", "hello");
     assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
     let again = app.post_webhook("demo", &event).await;
-    assert_eq!(again.status(), 200, "a duplicate is acknowledged so the sender stops");
+    assert_eq!(
+        again.status(),
+        200,
+        "a duplicate is acknowledged so the sender stops"
+    );
     let body: serde_json::Value = again.json().await.unwrap();
     assert_eq!(body["stored"], 0);
     assert_eq!(body["duplicates"], 1);
     assert_eq!(body["results"][0]["result"], "duplicate");
 
     let conversation = app.only_conversation().await;
-    assert_eq!(app.messages(conversation["id"].as_str().unwrap()).await.len(), 1);
+    assert_eq!(
+        app.messages(conversation["id"].as_str().unwrap())
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -72,7 +92,10 @@ async fn a_batch_of_events_is_stored_in_one_request_and_threads_per_contact() {
     let response = app.post_webhook("demo", &batch).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!((body["stored"].as_u64(), body["duplicates"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (body["stored"].as_u64(), body["duplicates"].as_u64()),
+        (Some(3), Some(1))
+    );
 
     let conversations = app.conversations().await;
     assert_eq!(conversations.len(), 2, "one conversation per contact");
@@ -103,7 +126,10 @@ async fn platform_thread_threading_keys_conversations_by_thread_id() {
     }
     let conversations = app.conversations().await;
     assert_eq!(conversations.len(), 2);
-    let t1 = conversations.iter().find(|c| c["platform_thread_id"] == "t-1").unwrap();
+    let t1 = conversations
+        .iter()
+        .find(|c| c["platform_thread_id"] == "t-1")
+        .unwrap();
     assert_eq!(app.messages(t1["id"].as_str().unwrap()).await.len(), 2);
     assert_eq!(
         conversations[0]["contact"]["id"], conversations[1]["contact"]["id"],
@@ -127,11 +153,13 @@ async fn close(app: &TestApp, conversation: &str) {
 #[tokio::test]
 async fn a_message_after_close_reopens_the_conversation_when_reopen_is_true() {
     let app = TestApp::spawn().await;
-    app.post_webhook("demo", &text_event("m1", "ana", "first")).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "first"))
+        .await;
     let first = app.only_conversation().await;
     close(&app, first["id"].as_str().unwrap()).await;
 
-    app.post_webhook("demo", &text_event("m2", "ana", "back again")).await;
+    app.post_webhook("demo", &text_event("m2", "ana", "back again"))
+        .await;
     let again = app.only_conversation().await;
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["status"], "open");
@@ -146,11 +174,13 @@ async fn a_message_after_close_starts_a_new_conversation_and_ticket_when_reopen_
         ..Options::default()
     })
     .await;
-    app.post_webhook("demo", &text_event("m1", "ana", "first")).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "first"))
+        .await;
     let first = app.only_conversation().await;
     close(&app, first["id"].as_str().unwrap()).await;
 
-    app.post_webhook("demo", &text_event("m2", "ana", "a new matter")).await;
+    app.post_webhook("demo", &text_event("m2", "ana", "a new matter"))
+        .await;
     let conversations = app.conversations().await;
     assert_eq!(conversations.len(), 2);
     let newest = &conversations[0];
@@ -163,7 +193,8 @@ async fn a_message_after_close_starts_a_new_conversation_and_ticket_when_reopen_
 #[tokio::test]
 async fn inbound_reply_to_links_the_quoted_message_and_unknown_parts_are_kept() {
     let app = TestApp::spawn().await;
-    app.post_webhook("demo", &text_event("m1", "ana", "first")).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "first"))
+        .await;
     let event = json!({
         "type": "message", "id": "m2", "from": {"id": "ana"}, "reply_to": "m1",
         "parts": [
@@ -191,14 +222,20 @@ async fn status_events_move_an_outbound_message_forward_only() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "app-out-1"})))
         .mount(&app.receiver)
         .await;
-    app.post_webhook("demo", &text_event("m1", "ana", "hi")).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "hi"))
+        .await;
     let conversation = app.only_conversation().await;
     let id = conversation["id"].as_str().unwrap();
     let (status, _) = app.reply(id, "hello").await;
     assert_eq!(status, 202);
     app.drain_outbox().await;
 
-    let outbound = |messages: Vec<serde_json::Value>| messages.into_iter().find(|m| m["direction"] == "outbound").unwrap();
+    let outbound = |messages: Vec<serde_json::Value>| {
+        messages
+            .into_iter()
+            .find(|m| m["direction"] == "outbound")
+            .unwrap()
+    };
     let sent = outbound(app.messages(id).await);
     assert_eq!(sent["platform_message_id"], "app-out-1");
     assert_eq!(sent["delivery"]["status"], "sent");
@@ -216,7 +253,11 @@ async fn status_events_move_an_outbound_message_forward_only() {
 async fn conversation_list_pages_with_a_cursor_and_filters() {
     let app = TestApp::spawn().await;
     for i in 0..5 {
-        app.post_webhook("demo", &text_event(&format!("m{i}"), &format!("user-{i}"), "hi")).await;
+        app.post_webhook(
+            "demo",
+            &text_event(&format!("m{i}"), &format!("user-{i}"), "hi"),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -226,7 +267,11 @@ async fn conversation_list_pages_with_a_cursor_and_filters() {
             None => "/api/v1/conversations?limit=2".to_owned(),
         };
         let page = app.get(&path).await;
-        seen.extend(items(page.clone()).into_iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            items(page.clone())
+                .into_iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -236,7 +281,10 @@ async fn conversation_list_pages_with_a_cursor_and_filters() {
     seen.dedup();
     assert_eq!(seen.len(), 5, "no conversation appears twice across pages");
 
-    let open = items(app.get("/api/v1/conversations?status=open&channel=demo").await);
+    let open = items(
+        app.get("/api/v1/conversations?status=open&channel=demo")
+            .await,
+    );
     assert_eq!(open.len(), 5);
     let other = items(app.get("/api/v1/conversations?channel=elsewhere").await);
     assert!(other.is_empty());

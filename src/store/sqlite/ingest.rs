@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::adapters::{InboundEvent, InboundMessage, StatusUpdate};
 use crate::desk::{self, threading::ThreadDecision};
 use crate::model::{
-    ContactId, ConversationId, ConversationStatus, Delivery, DeliveryStatus, Direction, Message, MessageId,
-    TicketId, from_millis,
+    ContactId, ConversationId, ConversationStatus, Delivery, DeliveryStatus, Direction, Message,
+    MessageId, TicketId, from_millis,
 };
 use crate::store::{ChannelRules, ConversationUpdate, IngestOutcome, NewReply, StoreError};
 
@@ -50,7 +50,8 @@ fn ingest_message(
     }
 
     let contact = upsert_contact(conn, channel, m, now)?;
-    let key = desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
+    let key =
+        desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
     let (conversation, new_conversation) = thread(conn, rules, &key, &contact, m, now)?;
 
     let reply_to: Option<String> = match &m.reply_to {
@@ -146,7 +147,9 @@ fn thread(
                  WHERE channel_id = ?1 AND thread_key = ?2 AND status = ?3 AND deleted_at IS NULL
                  ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![channel, key, status], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![channel, key, status], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     };
     let open = find("open")?;
@@ -224,21 +227,31 @@ fn record_status(
         "INSERT INTO status_reports (channel_id, platform_message_id, status, error, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![channel, s.platform_message_id, s.status.as_str(), s.error, now])?;
+    .execute(params![
+        channel,
+        s.platform_message_id,
+        s.status.as_str(),
+        s.error,
+        now
+    ])?;
     let target: Option<(String, String)> = conn
         .prepare_cached(
             "SELECT id, delivery_status FROM messages
              WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'outbound'
              ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(params![channel, s.platform_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![channel, s.platform_message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let applied = match target {
         Some((id, current)) => {
             let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
             match desk::delivery::advance(current, s.status) {
                 Some(next) => {
-                    let error = (next == DeliveryStatus::Failed).then(|| s.error.clone()).flatten();
+                    let error = (next == DeliveryStatus::Failed)
+                        .then(|| s.error.clone())
+                        .flatten();
                     conn.prepare_cached(
                         "UPDATE messages SET delivery_status = ?2,
                              delivery_error = CASE WHEN ?2 = 'failed' THEN ?3 ELSE delivery_error END
@@ -262,7 +275,9 @@ fn record_status(
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
     let channel: String = conn
-        .prepare_cached("SELECT channel_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
+        .prepare_cached(
+            "SELECT channel_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+        )?
         .query_row([conversation], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
@@ -303,7 +318,14 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
     ])?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
         .execute(params![conversation, now])?;
-    outbox::enqueue_delivery(conn, &channel, conversation, &id, reply.run_at.timestamp_millis(), now)?;
+    outbox::enqueue_delivery(
+        conn,
+        &channel,
+        conversation,
+        &id,
+        reply.run_at.timestamp_millis(),
+        now,
+    )?;
     Ok(Message {
         id,
         conversation_id: reply.conversation_id.clone(),
@@ -356,7 +378,8 @@ pub fn update_conversation(
             .execute(params![id.as_str()])
             .map_err(|e| match e.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(
-                    "another conversation of this contact is open on this channel; close it first".into(),
+                    "another conversation of this contact is open on this channel; close it first"
+                        .into(),
                 ),
                 _ => e.into(),
             })?;
@@ -367,5 +390,6 @@ pub fn update_conversation(
 }
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
 }

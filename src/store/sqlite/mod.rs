@@ -23,8 +23,8 @@ use self::writer::Writer;
 use crate::adapters::{InboundEvent, Outbound};
 use crate::model::{Conversation, ConversationId, JobId, Message, MessageId, from_millis};
 use crate::store::{
-    ChannelRules, ConversationFilter, ConversationUpdate, Delivery, IngestOutcome, Job, JobOutcome, JobState,
-    LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError,
+    ChannelRules, ConversationFilter, ConversationUpdate, Delivery, IngestOutcome, Job, JobOutcome,
+    JobState, LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -85,7 +85,8 @@ impl SqliteStore {
             StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot create the folder of", e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable("cannot create the folder of", e))?;
         }
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".lock");
@@ -134,7 +135,8 @@ impl SqliteStore {
 
 /// Applies the migrations not yet applied, each in its own transaction.
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let applied: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Internal(format!(
             "the database is at schema version {applied}, newer than this binary knows ({}); run a newer channel-bridge",
@@ -228,12 +230,16 @@ impl Store for SqliteStore {
 
     async fn message(&self, id: &MessageId) -> Result<Message, StoreError> {
         let id = id.clone();
-        self.readers.read(move |conn| queries::message(conn, &id)).await
+        self.readers
+            .read(move |conn| queries::message(conn, &id))
+            .await
     }
 
     async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
         let request = request.clone();
-        self.writer.write(move |conn| outbox::lease(conn, &request)).await
+        self.writer
+            .write(move |conn| outbox::lease(conn, &request))
+            .await
     }
 
     async fn next_due(&self, channels: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -247,10 +253,17 @@ impl Store for SqliteStore {
 
     async fn outbound(&self, message: &MessageId) -> Result<Outbound, StoreError> {
         let id = message.clone();
-        self.readers.read(move |conn| queries::outbound(conn, &id)).await
+        self.readers
+            .read(move |conn| queries::outbound(conn, &id))
+            .await
     }
 
-    async fn finish_job(&self, job: &Job, owner: &str, outcome: JobOutcome) -> Result<(), StoreError> {
+    async fn finish_job(
+        &self,
+        job: &Job,
+        owner: &str,
+        outcome: JobOutcome,
+    ) -> Result<(), StoreError> {
         let job = job.clone();
         let owner = owner.to_owned();
         self.writer
@@ -265,7 +278,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn deliveries(&self, state: JobState, page: &PageRequest) -> Result<Page<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        state: JobState,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
         let after = parse_seq(&page.cursor)?;
         let limit = page.limit;
         self.readers
@@ -276,17 +293,25 @@ impl Store for SqliteStore {
     async fn retry_delivery(&self, id: &JobId, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
         let id = id.clone();
         let now = now.timestamp_millis();
-        self.writer.write(move |conn| outbox::retry(conn, &id, now)).await
+        self.writer
+            .write(move |conn| outbox::retry(conn, &id, now))
+            .await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         let now = now_ms();
-        self.readers.read(move |conn| outbox::stats(conn, now)).await
+        self.readers
+            .read(move |conn| outbox::stats(conn, now))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.readers
-            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+            .read(|conn| {
+                Ok(conn
+                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map(|_| ())?)
+            })
             .await
     }
 

@@ -135,7 +135,9 @@ pub fn finish(
             .execute(params![id, owner])?,
     };
     if changed == 0 {
-        return Err(StoreError::Conflict(format!("job {id} is no longer leased by this worker")));
+        return Err(StoreError::Conflict(format!(
+            "job {id} is no longer leased by this worker"
+        )));
     }
     let JobKind::Deliver { message_id } = &job.kind;
     update_message(conn, job, message_id, outcome)
@@ -149,7 +151,9 @@ fn update_message(
 ) -> Result<(), StoreError> {
     let id = message.as_str();
     match outcome {
-        JobOutcome::Sent { platform_message_id } => {
+        JobOutcome::Sent {
+            platform_message_id,
+        } => {
             // Reports the platform sent before this send finished (it can be that fast)
             // are waiting in status_reports; fold them in now.
             let mut reports = Vec::new();
@@ -158,7 +162,9 @@ fn update_message(
                     "SELECT status FROM status_reports WHERE channel_id = ?1 AND platform_message_id = ?2
                      ORDER BY seq",
                 )?;
-                for status in statement.query_map(params![job.channel_id, pid], |r| r.get::<_, String>(0))? {
+                for status in
+                    statement.query_map(params![job.channel_id, pid], |r| r.get::<_, String>(0))?
+                {
                     reports.extend(DeliveryStatus::parse(&status?));
                 }
             }
@@ -192,7 +198,9 @@ fn update_message(
 pub fn release_all(conn: &Connection, owner: Option<&str>) -> Result<u64, StoreError> {
     let changed = match owner {
         Some(owner) => conn
-            .prepare_cached("UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?1")?
+            .prepare_cached(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?1",
+            )?
             .execute([owner])?,
         None => conn
             .prepare_cached(
@@ -212,7 +220,11 @@ fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
     let state: String = row.get(3)?;
     let message_id = serde_json::from_str::<serde_json::Value>(&payload)
         .ok()
-        .and_then(|v| v["message_id"].as_str().map(|s| MessageId::from_stored(s.to_owned())));
+        .and_then(|v| {
+            v["message_id"]
+                .as_str()
+                .map(|s| MessageId::from_stored(s.to_owned()))
+        });
     Ok(Delivery {
         id: JobId::from_stored(row.get(1)?),
         kind: if kind == DELIVER { DELIVER } else { "unknown" },
@@ -278,7 +290,9 @@ pub fn retry(conn: &Connection, id: &JobId, now: i64) -> Result<Delivery, StoreE
     )?
     .execute(params![id.as_str(), now])?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM jobs WHERE id = ?1");
-    let view = conn.prepare_cached(&sql)?.query_row([id.as_str()], delivery)?;
+    let view = conn
+        .prepare_cached(&sql)?
+        .query_row([id.as_str()], delivery)?;
     if let Some(message) = &view.message_id {
         conn.prepare_cached(
             "UPDATE messages SET delivery_status = 'queued', delivery_error = NULL
@@ -300,6 +314,8 @@ pub fn stats(conn: &Connection, now: i64) -> Result<QueueStats, StoreError> {
     Ok(QueueStats {
         pending: pending as u64,
         dead: dead as u64,
-        oldest_due_age: std::time::Duration::from_millis(oldest.map_or(0, |at| (now - at).max(0) as u64)),
+        oldest_due_age: std::time::Duration::from_millis(
+            oldest.map_or(0, |at| (now - at).max(0) as u64),
+        ),
     })
 }

@@ -15,7 +15,10 @@ const CONVERSATION_COLUMNS: &str = "c.seq, c.id, c.channel_id, c.thread_key, c.p
     c.status, c.owner_id, c.ticket_id, c.created_at, c.last_message_at,
     k.id, k.display_name, k.email, k.owner_id";
 
-fn contact_identifiers(conn: &Connection, contact: &str) -> Result<Vec<ChannelIdentifier>, StoreError> {
+fn contact_identifiers(
+    conn: &Connection,
+    contact: &str,
+) -> Result<Vec<ChannelIdentifier>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT channel_id, kind, value FROM contact_identifiers WHERE contact_id = ?1
          ORDER BY channel_id, kind, value",
@@ -105,7 +108,10 @@ pub fn conversations(
         );
     }
     args.push(SqlValue::Integer(limit as i64 + 1));
-    sql += &format!(" ORDER BY c.last_message_at DESC, c.seq DESC LIMIT ?{}", args.len());
+    sql += &format!(
+        " ORDER BY c.last_message_at DESC, c.seq DESC LIMIT ?{}",
+        args.len()
+    );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(args))?;
     let mut items = Vec::new();
@@ -127,7 +133,8 @@ pub fn conversations(
     })
 }
 
-const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, channel_id, direction, platform_message_id,
+const MESSAGE_COLUMNS: &str =
+    "seq, id, conversation_id, channel_id, direction, platform_message_id,
     sender_type, sender_id, reply_to, parts, delivery_status, delivery_error, attempts, created_at";
 
 fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
@@ -208,8 +215,25 @@ pub fn message(conn: &Connection, id: &MessageId) -> Result<Message, StoreError>
     }
 }
 
+/// The columns of an outbound message that a send needs.
+struct OutboundRow {
+    conversation: String,
+    channel: String,
+    parts: String,
+    reply_to: Option<String>,
+    platform_thread_id: Option<String>,
+    contact: String,
+}
+
 pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreError> {
-    let row: Option<(String, String, String, Option<String>, Option<String>, String)> = conn
+    let OutboundRow {
+        conversation,
+        channel,
+        parts,
+        reply_to,
+        platform_thread_id,
+        contact,
+    } = conn
         .prepare_cached(
             "SELECT m.conversation_id, m.channel_id, m.parts, m.reply_to, c.platform_thread_id,
                     c.contact_id
@@ -217,11 +241,17 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
              WHERE m.id = ?1 AND m.direction = 'outbound'",
         )?
         .query_row([id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok(OutboundRow {
+                conversation: r.get(0)?,
+                channel: r.get(1)?,
+                parts: r.get(2)?,
+                reply_to: r.get(3)?,
+                platform_thread_id: r.get(4)?,
+                contact: r.get(5)?,
+            })
         })
-        .optional()?;
-    let (conversation, channel, parts, reply_to, platform_thread_id, contact) =
-        row.ok_or(StoreError::NotFound("message"))?;
+        .optional()?
+        .ok_or(StoreError::NotFound("message"))?;
     let to: Identifier = conn
         .prepare_cached(
             "SELECT kind, value FROM contact_identifiers WHERE contact_id = ?1 AND channel_id = ?2
@@ -235,7 +265,9 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         })
         .optional()?
         .ok_or_else(|| {
-            StoreError::Invalid(format!("contact {contact} has no identifier on channel {channel}"))
+            StoreError::Invalid(format!(
+                "contact {contact} has no identifier on channel {channel}"
+            ))
         })?;
     let reply_to = match reply_to {
         Some(target) => conn

@@ -55,7 +55,10 @@ impl Readers {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
         result
     }
 

@@ -59,7 +59,9 @@ where
 impl<T: Send> Answer for Applied<T> {
     fn send(self: Box<Self>, commit: Result<(), StoreError>) {
         // The caller may have gone away (request cancelled); its work is committed anyway.
-        let _ = self.reply.send(self.result.and_then(|v| commit.map(|()| v)));
+        let _ = self
+            .reply
+            .send(self.result.and_then(|v| commit.map(|()| v)));
     }
 }
 
@@ -219,7 +221,10 @@ mod tests {
                 w.write(move |c| {
                     c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
                     // The second row of each request collides for v = 2 only.
-                    c.execute("INSERT INTO t (v) VALUES (?1)", [v * 100 + if v == 2 { 0 } else { 1 }])?;
+                    c.execute(
+                        "INSERT INTO t (v) VALUES (?1)",
+                        [v * 100 + if v == 2 { 0 } else { 1 }],
+                    )?;
                     if v == 2 {
                         c.execute("INSERT INTO t (v) VALUES (?1)", [200])?;
                     }
@@ -240,7 +245,9 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_request_does_not_stop_the_writer() {
         let (w, _dir) = writer();
-        let r = w.write(|_| -> Result<(), StoreError> { panic!("bug") }).await;
+        let r = w
+            .write(|_| -> Result<(), StoreError> { panic!("bug") })
+            .await;
         assert!(matches!(r, Err(StoreError::Internal(_))));
         w.write(|c| Ok(c.execute("INSERT INTO t (v) VALUES (1)", [])?))
             .await
@@ -255,7 +262,9 @@ mod tests {
         assert!(matches!(r, Err(StoreError::Unavailable(_))));
     }
 
-    async fn futures_join<F: std::future::Future + Send + 'static>(futures: Vec<F>) -> Vec<F::Output>
+    async fn futures_join<F: std::future::Future + Send + 'static>(
+        futures: Vec<F>,
+    ) -> Vec<F::Output>
     where
         F::Output: Send + 'static,
     {
