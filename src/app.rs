@@ -2,7 +2,8 @@
 //! runs it until the shutdown token fires, then drains.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,13 +12,14 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::outbox::DeliveryWorker;
+use crate::reload::{self, ReloadStatus, Reloader};
 use crate::runtime::{Runtime, SharedRuntime, http_client};
 use crate::store::{self, Store};
 use crate::{api, ingress, telemetry};
@@ -29,12 +31,24 @@ pub struct AppState {
     pub runtime: SharedRuntime,
     /// Wakes the delivery worker when there may be new work.
     pub wake: Arc<Notify>,
+    pub reload: Arc<Mutex<ReloadStatus>>,
 }
 
 /// A built daemon, listening but not yet serving.
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    http: reqwest::Client,
+    config_file: Option<ConfigFile>,
+}
+
+/// The file a running daemon reloads its config from, and the trigger that asks it to.
+struct ConfigFile {
+    path: PathBuf,
+    trigger: mpsc::Sender<()>,
+    triggers: mpsc::Receiver<()>,
+    /// Watching starts with `reload_from`, so no change made after it is missed.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl App {
@@ -55,8 +69,39 @@ impl App {
                 store,
                 runtime,
                 wake: Arc::new(Notify::new()),
+                reload: Arc::default(),
             },
+            http,
+            config_file: None,
         })
+    }
+
+    /// Reloads the config from `path` on SIGHUP and (with `reload.watch`) when the file
+    /// changes.
+    pub fn reload_from(mut self, path: PathBuf) -> Self {
+        let (trigger, triggers) = mpsc::channel(16);
+        let watcher = match self.state.runtime.load().config.reload.watch {
+            false => None,
+            true => match reload::watch_file(&path, trigger.clone()) {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot watch the config file; reload with SIGHUP.");
+                    None
+                }
+            },
+        };
+        self.config_file = Some(ConfigFile {
+            path,
+            trigger,
+            triggers,
+            _watcher: watcher,
+        });
+        self
+    }
+
+    /// Asks for a reload, as SIGHUP does (only after [`App::reload_from`]).
+    pub fn reload_trigger(&self) -> Option<mpsc::Sender<()>> {
+        self.config_file.as_ref().map(|f| f.trigger.clone())
     }
 
     /// The address actually bound (useful with port 0).
@@ -78,7 +123,12 @@ impl App {
     /// and jobs finish (up to `server.shutdown_grace_ms`), gives back unfinished leases and
     /// closes the store.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, state } = self;
+        let App {
+            listener,
+            state,
+            http,
+            config_file,
+        } = self;
         let grace = Duration::from_millis(state.runtime.load().config.server.shutdown_grace_ms);
         let worker = DeliveryWorker::new(
             state.store.clone(),
@@ -86,6 +136,19 @@ impl App {
             state.wake.clone(),
         );
         let worker = tokio::spawn(worker.run(shutdown.clone(), grace));
+        // Kept (with its file watcher) for as long as the daemon serves.
+        let _config_file = config_file.map(|file| {
+            let reloader = Reloader::new(
+                file.path.clone(),
+                state.runtime.clone(),
+                http,
+                state.reload.clone(),
+                state.wake.clone(),
+            );
+            tokio::spawn(reloader.run(file.triggers, shutdown.clone()));
+            tokio::spawn(reload::on_sighup(file.trigger, shutdown.clone()));
+            file._watcher
+        });
 
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let server = axum::serve(listener, router(state.clone()))

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingress;
 pub mod model;
 pub mod outbox;
+pub mod reload;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -145,25 +145,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Where a config came from: a file (which can be reloaded) or the built-in default.
+enum Source {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::BuiltIn => f.write_str("built-in default config"),
+        }
+    }
+}
+
 /// Loads the config from the given path, the default path, or the built-in default.
-fn load(path: Option<&Path>) -> Result<(Config, String), config::ConfigErrors> {
+fn load(path: Option<&Path>) -> Result<(Config, Source), config::ConfigErrors> {
     match path {
-        Some(path) => Ok((config::load_file(path)?, path.display().to_string())),
-        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Ok((
-            config::load_file(Path::new(DEFAULT_CONFIG_PATH))?,
-            DEFAULT_CONFIG_PATH.to_owned(),
-        )),
+        Some(path) => Ok((config::load_file(path)?, Source::File(path.to_owned()))),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            let path = PathBuf::from(DEFAULT_CONFIG_PATH);
+            Ok((config::load_file(&path)?, Source::File(path)))
+        }
         None => Ok((
             config::load_str(DEFAULT_CONFIG, std::env::vars())?,
-            "built-in default config".to_owned(),
+            Source::BuiltIn,
         )),
     }
 }
 
-async fn serve(config: Config, source: String) -> anyhow::Result<ExitCode> {
+async fn serve(config: Config, source: Source) -> anyhow::Result<ExitCode> {
     telemetry::init_logging(LogFormat::from_env());
     tracing::info!(config = %source, channels = config.channels.len(), "Starting channel-bridge {}.", env!("CARGO_PKG_VERSION"));
-    let app = channel_bridge::App::build(config).await?;
+    let mut app = channel_bridge::App::build(config).await?;
+    if let Source::File(path) = source {
+        app = app.reload_from(path);
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run(shutdown).await?;

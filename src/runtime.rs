@@ -10,15 +10,20 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::adapters::ChannelAdapter;
+use chrono::{DateTime, Utc};
+
+use crate::adapters::{ChannelAdapter, RetiredSecret};
 use crate::config::{ApiToken, ChannelConfig, Config};
 use crate::store::ChannelRules;
 
 /// A channel ready to serve.
+#[derive(Clone)]
 pub struct LiveChannel {
     pub config: ChannelConfig,
     pub rules: ChannelRules,
     pub adapter: Arc<dyn ChannelAdapter>,
+    /// Verification secrets replaced by reloads and still accepted.
+    pub retired: Vec<RetiredSecret>,
 }
 
 /// One consistent snapshot of everything config decides.
@@ -31,15 +36,55 @@ pub struct Runtime {
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
 
 impl Runtime {
+    /// The runtime for a freshly started daemon.
     pub fn build(config: Config, http: &reqwest::Client) -> Self {
+        Self::rebuild(None, config, http, Utc::now())
+    }
+
+    /// The runtime for `config`, reusing what it can of `previous` (start-up passes none):
+    /// a channel whose settings did not change keeps its adapter untouched; a channel
+    /// whose verification secret changed keeps accepting the old one for
+    /// `reload.secret_overlap_s`.
+    pub fn rebuild(
+        previous: Option<&Runtime>,
+        config: Config,
+        http: &reqwest::Client,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let overlap = chrono::Duration::seconds(config.reload.secret_overlap_s as i64);
         let channels = config
             .channels
             .iter()
             .map(|(id, channel)| {
-                let live = LiveChannel {
-                    config: channel.clone(),
-                    rules: ChannelRules::new(id, channel),
-                    adapter: channel.adapter.build(http.clone()),
+                let before = previous.and_then(|p| p.channels.get(id));
+                let live = match before {
+                    Some(old) if old.config == *channel => old.clone(),
+                    _ => {
+                        let mut retired: Vec<RetiredSecret> = before
+                            .map(|old| {
+                                old.retired
+                                    .iter()
+                                    .filter(|r| r.until > now)
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if let Some(old) = before {
+                            let old_secret = old.config.adapter.verification_secret();
+                            if old_secret != channel.adapter.verification_secret() {
+                                retired.push(RetiredSecret {
+                                    secret: old_secret.clone(),
+                                    until: now + overlap,
+                                });
+                            }
+                        }
+                        LiveChannel {
+                            config: channel.clone(),
+                            rules: ChannelRules::new(id, channel),
+                            adapter: channel.adapter.build(http.clone(), &retired),
+                            retired,
+                        }
+                    }
                 };
                 (id.clone(), live)
             })

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::signature::{self, WebhookKey};
 use super::{
     ChannelAdapter, InboundContact, InboundEvent, InboundMessage, Outbound, ParseError, RawRequest,
-    Receipt, SendError, StatusUpdate, VerifyError, classify_status, classify_transport,
+    Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError, classify_status,
+    classify_transport,
 };
 use crate::config::Secret;
 use crate::model::{DeliveryStatus, Identifier, Part};
@@ -20,7 +21,7 @@ pub const IDENTIFIER_TYPE: &str = "app_user";
 /// The most events one webhook may carry; a larger batch is refused whole.
 pub const MAX_EVENTS: usize = 1000;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenericConfig {
     /// `whsec_<base64>`: verifies inbound webhooks and signs outbound ones.
@@ -44,18 +45,36 @@ impl GenericConfig {
 
 pub struct GenericAdapter {
     key: WebhookKey,
+    /// Keys replaced by a reload, each accepted (inbound only) until its time.
+    retired: Vec<(WebhookKey, DateTime<Utc>)>,
     outbound_url: String,
     http: reqwest::Client,
 }
 
 impl GenericAdapter {
-    pub fn new(config: &GenericConfig, http: reqwest::Client) -> Self {
+    pub fn new(config: &GenericConfig, http: reqwest::Client, retired: &[RetiredSecret]) -> Self {
         Self {
             key: WebhookKey::parse(config.secret.expose())
                 .expect("validated when the config was loaded"),
+            retired: retired
+                .iter()
+                .filter_map(|r| Some((WebhookKey::parse(r.secret.expose()).ok()?, r.until)))
+                .collect(),
             outbound_url: config.outbound_url.clone(),
             http,
         }
+    }
+
+    /// The keys that verify a request arriving at `now`.
+    fn keys(&self, now: DateTime<Utc>) -> Vec<WebhookKey> {
+        std::iter::once(self.key.clone())
+            .chain(
+                self.retired
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect()
     }
 }
 
@@ -234,7 +253,7 @@ pub fn outbound_body(message: &Outbound) -> Value {
 impl ChannelAdapter for GenericAdapter {
     fn verify(&self, request: &RawRequest, now: DateTime<Utc>) -> Result<(), VerifyError> {
         signature::verify(
-            std::slice::from_ref(&self.key),
+            &self.keys(now),
             request.header("webhook-id"),
             request.header("webhook-timestamp"),
             request.header("webhook-signature"),

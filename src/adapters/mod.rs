@@ -168,8 +168,15 @@ pub trait ChannelAdapter: Send + Sync {
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError>;
 }
 
+/// A verification secret replaced by a reload, still accepted until `until`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetiredSecret {
+    pub secret: crate::config::Secret,
+    pub until: DateTime<Utc>,
+}
+
 /// The adapter part of a channel's config, tagged by `kind`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
@@ -190,10 +197,22 @@ impl AdapterConfig {
         }
     }
 
-    /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends.
-    pub fn build(&self, http: reqwest::Client) -> Arc<dyn ChannelAdapter> {
+    /// The secret that authenticates this channel's webhooks: what a rotation replaces.
+    pub fn verification_secret(&self) -> &crate::config::Secret {
         match self {
-            AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http)),
+            AdapterConfig::Generic(c) => &c.secret,
+        }
+    }
+
+    /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends, and
+    /// `retired` are earlier verification secrets still accepted for a while.
+    pub fn build(
+        &self,
+        http: reqwest::Client,
+        retired: &[RetiredSecret],
+    ) -> Arc<dyn ChannelAdapter> {
+        match self {
+            AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
         }
     }
 }

@@ -26,5 +26,12 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
             })
         })
         .collect();
-    Ok(Json(json!({"items": items, "next_cursor": null})))
+    let reload = state
+        .reload
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(Json(
+        json!({"items": items, "next_cursor": null, "config": reload}),
+    ))
 }

@@ -14,17 +14,22 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the store answers (and the running config is valid, which it always is: an
-/// invalid one is never swapped in).
+/// Ready: the store answers. The running config is always valid (an invalid one is never
+/// swapped in), so a refused reload leaves the daemon ready; it is shown under `config`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let config = state
+        .reload
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "store": "ok"})),
+            Json(json!({"status": "ready", "store": "ok", "config": config})),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "store": e.to_string()})),
+            Json(json!({"status": "not_ready", "store": e.to_string(), "config": config})),
         ),
     }
 }

@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, PipelineConfig, RepConfig, Role,
-    RoutingConfig, ServerConfig, SmtpConfig, StatusConfig, StorageConfig, Threading,
-    TicketTemplate,
+    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, PipelineConfig, ReloadConfig,
+    RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig, StatusConfig, StorageConfig,
+    Threading, TicketTemplate,
 };
 use crate::adapters::AdapterConfig;
 
@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "reps",
     "pipelines",
     "channels",
+    "reload",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
@@ -301,6 +302,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     }
     .map(|p| pipelines(p, errors));
     let channels = channels(section(&mut table, "channels"), errors);
+    let reload = parse::<ReloadConfig>(section(&mut table, "reload"), "reload", errors);
 
     if let Some(reps) = &reps {
         check_reps(reps, errors);
@@ -337,6 +339,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         reps: reps?,
         pipelines,
         channels,
+        reload: reload?,
     })
 }
 

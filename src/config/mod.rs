@@ -31,6 +31,43 @@ pub struct Config {
     pub reps: Vec<RepConfig>,
     pub pipelines: BTreeMap<String, PipelineConfig>,
     pub channels: BTreeMap<String, ChannelConfig>,
+    pub reload: ReloadConfig,
+}
+
+/// How config changes are picked up while running.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Reload when the config file changes (SIGHUP always reloads).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// Changes within this window are applied as one reload (editors write in steps).
+    #[serde(default = "default_debounce")]
+    pub debounce_ms: u64,
+    /// After a channel's verification secret changes, the old one still verifies for this
+    /// long, so platform retries signed before the change are not refused.
+    #[serde(default = "default_overlap")]
+    pub secret_overlap_s: u64,
+}
+
+fn default_watch() -> bool {
+    true
+}
+fn default_debounce() -> u64 {
+    300
+}
+fn default_overlap() -> u64 {
+    3600
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: default_watch(),
+            debounce_ms: default_debounce(),
+            secret_overlap_s: default_overlap(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -125,7 +162,7 @@ pub struct StatusConfig {
 }
 
 /// One channel: an adapter plus the help-desk rules for what arrives on it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChannelConfig {
     pub enabled: bool,
     pub threading: Threading,

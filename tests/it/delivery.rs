@@ -410,15 +410,20 @@ async fn a_status_report_that_overtakes_its_send_is_applied_when_the_send_comple
         .await;
     let conversation = conversation(&app).await;
     app.reply(&conversation, "hello").await;
-    wait_until("the send reached the app", Duration::from_secs(10), || async {
-        !app.receiver.received_requests().await.unwrap().is_empty()
-    })
+    wait_until(
+        "the send reached the app",
+        Duration::from_secs(10),
+        || async { !app.receiver.received_requests().await.unwrap().is_empty() },
+    )
     .await;
     let report = json!({"type": "status", "id": "app-out-fast", "status": "delivered"});
     let response = app.post_webhook("demo", &report).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["results"][0]["applied"], false, "no message has that id yet");
+    assert_eq!(
+        body["results"][0]["applied"], false,
+        "no message has that id yet"
+    );
 
     app.drain_outbox().await;
     let message = outbound_message(&app, &conversation).await;

@@ -41,6 +41,10 @@ pub struct Options {
     pub outbound_url: Option<String>,
     /// Extra TOML appended to the config.
     pub extra: String,
+    pub demo_enabled: bool,
+    /// The demo channel's secret (default: [`secret`]).
+    pub demo_secret: Option<String>,
+    pub listen: String,
 }
 
 impl Default for Options {
@@ -53,12 +57,18 @@ impl Default for Options {
             reopen: true,
             outbound_url: None,
             extra: String::new(),
+            demo_enabled: true,
+            demo_secret: None,
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub runtime: channel_bridge::runtime::SharedRuntime,
+    pub config_path: std::path::PathBuf,
+    reload: tokio::sync::mpsc::Sender<()>,
     pub http: reqwest::Client,
     pub receiver: MockServer,
     pub options: Options,
@@ -74,6 +84,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
+        channel_bridge::telemetry::init_logging(channel_bridge::telemetry::LogFormat::Human);
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let receiver = MockServer::start().await;
         Self::start(options, dir, receiver).await
@@ -88,7 +99,7 @@ impl TestApp {
         format!(
             r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 public_url = "https://bridge.example.test"
 max_body_bytes = {max_body}
 shutdown_grace_ms = 5000
@@ -113,7 +124,8 @@ lease_ms = 30000
 
 [channels.demo]
 kind = "generic"
-secret = "{secret}"
+enabled = {demo_enabled}
+secret = "{demo_secret}"
 outbound_url = "{outbound}"
 threading = "{threading}"
 reopen = {reopen}
@@ -136,6 +148,9 @@ outbound_url = "{receiver}/off"
             threading = options.threading,
             reopen = options.reopen,
             extra = options.extra,
+            listen = options.listen,
+            demo_enabled = options.demo_enabled,
+            demo_secret = options.demo_secret.clone().unwrap_or_else(secret),
         )
     }
 
@@ -143,12 +158,22 @@ outbound_url = "{receiver}/off"
         let db = dir.path().join("bridge.db");
         let text = Self::config_text(&options, &db, &receiver.uri());
         let config = channel_bridge::config::load_str(&text, []).expect("test config is valid");
-        let app = App::build(config).await.expect("app builds");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, &text).expect("config file written");
+        let app = App::build(config)
+            .await
+            .expect("app builds")
+            .reload_from(config_path.clone());
+        let reload = app.reload_trigger().expect("reload is set up");
+        let runtime = app.runtime();
         let addr = app.local_addr();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(app.run(shutdown.clone()));
         Self {
             addr,
+            runtime,
+            config_path,
+            reload,
             http: reqwest::Client::new(),
             receiver,
             options,
@@ -177,6 +202,23 @@ outbound_url = "{receiver}/off"
         }
     }
 
+    /// Rewrites the config file with `options` (the database and receiver stay).
+    pub fn write_config(&self, options: &Options) {
+        let db = self.dir.path().join("bridge.db");
+        let text = Self::config_text(options, &db, &self.receiver.uri());
+        std::fs::write(&self.config_path, text).expect("config file written");
+    }
+
+    /// Asks for a reload as SIGHUP does, and waits until it has been applied or refused.
+    pub async fn reload(&self) {
+        let before = self.get("/readyz").await["config"]["last_at"].clone();
+        self.reload.send(()).await.expect("the reloader runs");
+        wait_until("the reload is done", Duration::from_secs(10), || async {
+            self.get("/readyz").await["config"]["last_at"] != before
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -200,7 +242,20 @@ outbound_url = "{receiver}/off"
         content_type: &str,
         skew_secs: i64,
     ) -> reqwest::Response {
-        let key = WebhookKey::parse(&secret()).unwrap();
+        self.post_signed_with(&secret(), channel, body, content_type, skew_secs)
+            .await
+    }
+
+    /// POSTs raw bytes signed with `secret`.
+    pub async fn post_signed_with(
+        &self,
+        secret: &str,
+        channel: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        skew_secs: i64,
+    ) -> reqwest::Response {
+        let key = WebhookKey::parse(secret).unwrap();
         let id = format!("evt_{}", ulid::Ulid::new());
         let ts = chrono::Utc::now().timestamp() + skew_secs;
         let signature = key.sign(&id, ts, &body);

@@ -5,3 +5,4 @@ mod delivery;
 mod errors;
 mod harness;
 mod ingest;
+mod reload;
