@@ -61,8 +61,9 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let http = http_client(&config);
-        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::build(config, &http)));
         telemetry::metrics();
+        telemetry::register(&config.channels.keys().cloned().collect::<Vec<_>>());
+        let runtime = Arc::new(ArcSwap::from_pointee(Runtime::build(config, &http)));
         Ok(Self {
             listener,
             state: AppState {

@@ -57,6 +57,78 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// Describes every metric and starts each channel's series at zero, so dashboards and
+/// alerts see them before the first event. Called at start-up and after each reload.
+pub fn register(channels: &[String]) {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "channel_bridge_webhooks_received_total",
+        "Webhooks verified and parsed, by channel."
+    );
+    describe_counter!(
+        "channel_bridge_webhooks_rejected_total",
+        "Webhooks refused, by channel and reason (the error code)."
+    );
+    describe_counter!(
+        "channel_bridge_messages_stored_total",
+        "Inbound messages stored, by channel."
+    );
+    describe_counter!(
+        "channel_bridge_messages_duplicate_total",
+        "Redelivered inbound messages acknowledged without storing."
+    );
+    describe_histogram!(
+        "channel_bridge_ingest_seconds",
+        "Time from receiving a webhook to its commit."
+    );
+    describe_histogram!("channel_bridge_webhook_events", "Events per webhook.");
+    describe_histogram!(
+        "channel_bridge_commit_batch_size",
+        "Requests committed together by one SQLite transaction."
+    );
+    describe_counter!(
+        "channel_bridge_deliveries_total",
+        "Delivery attempts, by channel and outcome (sent, retry, dead, released)."
+    );
+    describe_histogram!(
+        "channel_bridge_delivery_seconds",
+        "Duration of delivery attempts."
+    );
+    describe_gauge!(
+        "channel_bridge_queue_pending_jobs",
+        "Outbox jobs waiting to run."
+    );
+    describe_gauge!(
+        "channel_bridge_queue_dead_jobs",
+        "Dead-lettered outbox jobs."
+    );
+    describe_gauge!(
+        "channel_bridge_queue_oldest_due_seconds",
+        "How long the longest-waiting due job has been due."
+    );
+    describe_counter!(
+        "channel_bridge_config_reload_total",
+        "Config reloads, by result (ok, error)."
+    );
+    describe_gauge!(
+        "channel_bridge_build_info",
+        "Always 1; the version label names the build."
+    );
+    for result in ["ok", "error"] {
+        counter!("channel_bridge_config_reload_total", "result" => result).increment(0);
+    }
+    for channel in channels {
+        let channel = channel.to_owned();
+        counter!("channel_bridge_webhooks_received_total", "channel" => channel.clone())
+            .increment(0);
+        counter!("channel_bridge_messages_stored_total", "channel" => channel.clone()).increment(0);
+        for outcome in ["sent", "retry", "dead"] {
+            counter!("channel_bridge_deliveries_total", "channel" => channel.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
+}
+
 /// A webhook passed verification and parsing and is about to be stored.
 pub fn webhook_received(channel: &str, events: usize) {
     counter!("channel_bridge_webhooks_received_total", "channel" => channel.to_owned())
