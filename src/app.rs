@@ -165,7 +165,10 @@ impl App {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/hooks/{channel}", post(ingress::receive))
+        .route(
+            "/hooks/{channel}",
+            post(ingress::receive).get(ingress::handshake),
+        )
         .merge(api::router())
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz))

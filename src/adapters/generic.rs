@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::signature::{self, WebhookKey};
 use super::{
-    ChannelAdapter, InboundContact, InboundEvent, InboundMessage, Outbound, ParseError, RawRequest,
-    Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError, classify_status,
-    classify_transport,
+    ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
+    MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate,
+    VerifyError, classify_status, classify_transport, fetch_url,
 };
 use crate::config::Secret;
 use crate::model::{DeliveryStatus, Identifier, Part};
@@ -101,6 +101,19 @@ struct WireFrom {
 }
 
 #[derive(Deserialize)]
+struct WireEdit {
+    id: NonEmpty,
+    #[serde(default)]
+    timestamp: Option<DateTime<Utc>>,
+    parts: Value,
+}
+
+#[derive(Deserialize)]
+struct WireRetract {
+    id: NonEmpty,
+}
+
+#[derive(Deserialize)]
 struct WireStatus {
     id: NonEmpty,
     status: WireDeliveryStatus,
@@ -165,10 +178,12 @@ fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
             format!("{at}.{f}")
         }
     };
-    let kind = value
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(prefix("type"), "is required: \"message\" or \"status\""))?;
+    let kind = value.get("type").and_then(Value::as_str).ok_or_else(|| {
+        invalid(
+            prefix("type"),
+            "is required: message, edit, retract or status",
+        )
+    })?;
     match kind {
         "message" => {
             let wire: WireMessage = read(value, at)?;
@@ -191,6 +206,22 @@ fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
                 raw: value.clone(),
             }))
         }
+        "edit" => {
+            let wire: WireEdit = read(value, at)?;
+            let parts = Part::parse_list(&wire.parts, &prefix("parts"))
+                .map_err(|e| invalid(e.path, e.message))?;
+            Ok(InboundEvent::Edit(MessageEdit {
+                platform_message_id: wire.id.0,
+                parts,
+                edited_at: wire.timestamp,
+            }))
+        }
+        "retract" => {
+            let wire: WireRetract = read(value, at)?;
+            Ok(InboundEvent::Retract {
+                platform_message_id: wire.id.0,
+            })
+        }
         "status" => {
             let wire: WireStatus = read(value, at)?;
             Ok(InboundEvent::Status(StatusUpdate {
@@ -206,7 +237,7 @@ fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
         }
         other => Err(invalid(
             prefix("type"),
-            format!("unknown event type {other:?}; expected \"message\" or \"status\""),
+            format!("unknown event type {other:?}; expected message, edit, retract or status"),
         )),
     }
 }
@@ -304,7 +335,17 @@ impl ChannelAdapter for GenericAdapter {
                 });
         Ok(Receipt {
             platform_message_id,
+            note: None,
         })
+    }
+
+    /// The generic contract gives media as URLs the app serves.
+    async fn fetch_media(&self, media: &crate::model::Media) -> Result<FetchedMedia, FetchError> {
+        let url = media.url.as_deref().ok_or(FetchError::NoMedia)?;
+        if !crate::config::is_http_url(url) {
+            return Err(FetchError::NoMedia);
+        }
+        fetch_url(self.http.get(url)).await
     }
 }
 

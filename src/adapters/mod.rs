@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -21,11 +21,41 @@ use crate::model::{ConversationId, DeliveryStatus, Identifier, MessageId, Part};
 /// A webhook request as received, before anything trusts it.
 #[derive(Clone, Debug)]
 pub struct RawRequest {
+    pub method: Method,
+    /// The full URL the platform called, as the platform knows it: `server.public_url`
+    /// plus path and query (Twilio signs this).
+    pub url: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl RawRequest {
+    /// A POST with this body and headers (fixture tests).
+    pub fn post(url: &str, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        Self {
+            method: Method::POST,
+            url: url.to_owned(),
+            query: url.split_once('?').map(|(_, q)| q.to_owned()),
+            headers,
+            body: body.into(),
+        }
+    }
+
+    /// The query parameters, decoded, in order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        serde_urlencoded::from_str(self.query.as_deref().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// One query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
     /// A header's value as text, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -47,7 +77,32 @@ impl RawRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub enum InboundEvent {
     Message(InboundMessage),
+    /// A contact changed the content of a message they sent earlier.
+    Edit(MessageEdit),
+    /// A contact took back a message they sent (LINE unsend); it is kept, marked retracted.
+    Retract {
+        platform_message_id: String,
+    },
     Status(StatusUpdate),
+    /// Every message we sent to this contact up to a time reached a status (Messenger's
+    /// delivery and read watermarks).
+    Watermark(StatusWatermark),
+}
+
+/// New content for an earlier inbound message; the old content is kept as history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageEdit {
+    pub platform_message_id: String,
+    pub parts: Vec<Part>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// A status that applies to all our messages to one contact sent up to `up_to`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusWatermark {
+    pub contact: Identifier,
+    pub status: DeliveryStatus,
+    pub up_to: DateTime<Utc>,
 }
 
 /// A message from a contact, ready to be threaded and stored.
@@ -98,6 +153,50 @@ pub struct Outbound {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Receipt {
     pub platform_message_id: Option<String>,
+    /// Something the rep should know about how it went out (a part the platform cannot
+    /// carry was sent as a link), shown as `delivery.note`.
+    pub note: Option<String>,
+}
+
+/// The answer to a platform's GET verification (Meta's `hub.challenge`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandshakeReply {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Why a handshake was not answered.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HandshakeError {
+    /// This platform verifies no GET (405).
+    #[error("this channel answers no GET requests")]
+    NotSupported,
+    /// The verify token is wrong (403).
+    #[error("verify token does not match")]
+    Forbidden,
+    /// The request is not a handshake this platform sends (400).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// An inbound media file as fetched from its platform.
+pub struct FetchedMedia {
+    /// The platform's answer; its body is streamed to the rep with a size cap.
+    pub response: reqwest::Response,
+}
+
+/// Why a media file could not be fetched.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FetchError {
+    /// The part has nothing to fetch (no URL or platform reference).
+    #[error("this part has no media to fetch")]
+    NoMedia,
+    /// The platform would not give the file (expired, deleted): 404 for the rep.
+    #[error("the platform no longer has this file: {0}")]
+    Gone(String),
+    /// The platform failed or could not be reached: 502 for the rep.
+    #[error("could not fetch the file from the platform: {0}")]
+    Upstream(String),
 }
 
 /// Why a webhook is not believed. Every variant answers 401.
@@ -166,6 +265,31 @@ pub trait ChannelAdapter: Send + Sync {
 
     /// Sends one reply to the platform.
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError>;
+
+    /// Answers a GET verification request, for platforms that send one.
+    fn handshake(&self, _request: &RawRequest) -> Result<HandshakeReply, HandshakeError> {
+        Err(HandshakeError::NotSupported)
+    }
+
+    /// Fetches an inbound media file (with the platform's credentials, which never leave
+    /// the adapter).
+    async fn fetch_media(&self, media: &crate::model::Media) -> Result<FetchedMedia, FetchError>;
+}
+
+/// Fetches a media URL that needs no credentials beyond what `request` carries.
+pub async fn fetch_url(request: reqwest::RequestBuilder) -> Result<FetchedMedia, FetchError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| match classify_transport(e) {
+            SendError::Retryable { reason, .. } => FetchError::Upstream(reason),
+            other => FetchError::Upstream(other.to_string()),
+        })?;
+    match response.status().as_u16() {
+        200..=299 => Ok(FetchedMedia { response }),
+        404 | 410 => Err(FetchError::Gone(format!("HTTP {}", response.status()))),
+        _ => Err(FetchError::Upstream(format!("HTTP {}", response.status()))),
+    }
 }
 
 /// A verification secret replaced by a reload, still accepted until `until`.

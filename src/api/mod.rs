@@ -4,6 +4,7 @@
 mod channels;
 mod conversations;
 mod deliveries;
+mod media;
 pub mod ops;
 
 use axum::Router;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/conversations/{id}/messages",
             get(conversations::messages).post(conversations::reply),
         )
+        .route("/api/v1/messages/{id}/parts/{n}/media", get(media::fetch))
         .route("/api/v1/deliveries", get(deliveries::list))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/api/v1/channels", get(channels::list))

@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, PipelineConfig, ReloadConfig,
-    RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig, StatusConfig, StorageConfig,
-    Threading, TicketTemplate,
+    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, MediaConfig, PipelineConfig,
+    ReloadConfig, RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig, StatusConfig,
+    StorageConfig, Threading, TicketTemplate,
 };
 use crate::adapters::AdapterConfig;
 
@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "pipelines",
     "channels",
     "reload",
+    "media",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
@@ -303,6 +304,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     .map(|p| pipelines(p, errors));
     let channels = channels(section(&mut table, "channels"), errors);
     let reload = parse::<ReloadConfig>(section(&mut table, "reload"), "reload", errors);
+    let media = parse::<MediaConfig>(section(&mut table, "media"), "media", errors);
 
     if let Some(reps) = &reps {
         check_reps(reps, errors);
@@ -340,6 +342,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         pipelines,
         channels,
         reload: reload?,
+        media: media?,
     })
 }
 

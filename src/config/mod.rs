@@ -32,6 +32,28 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineConfig>,
     pub channels: BTreeMap<String, ChannelConfig>,
     pub reload: ReloadConfig,
+    pub media: MediaConfig,
+}
+
+/// Inbound media as reps open it through the API.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The largest file the API streams from a platform; larger ones answer 413.
+    #[serde(default = "default_media_max")]
+    pub max_bytes: u64,
+}
+
+fn default_media_max() -> u64 {
+    25 * 1024 * 1024
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_media_max(),
+        }
+    }
 }
 
 /// How config changes are picked up while running.

@@ -1,20 +1,23 @@
-//! Webhook ingress: `POST /hooks/{channel}`. Owns the HTTP side (lookup, body limit, raw
-//! bytes); the channel's adapter verifies and parses; the store commits. The answer is
-//! 200 only after the commit, so a platform that got 200 can forget the message.
+//! Webhook ingress: `POST /hooks/{channel}` (and `GET` for platform handshakes). Owns the
+//! HTTP side (lookup, body limit, raw bytes, the public URL); the channel's adapter
+//! verifies and parses; the store commits. The answer is 200 only after the commit, so a
+//! platform that got 200 can forget the message.
 
 use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::adapters::RawRequest;
+use crate::adapters::{HandshakeError, RawRequest};
 use crate::api::read_body;
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::runtime::{LiveChannel, Runtime};
 use crate::store::IngestOutcome;
 use crate::telemetry;
 
@@ -24,26 +27,53 @@ const DISABLED_RETRY_AFTER_SECS: u64 = 60;
 pub async fn receive(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let result = handle(&state, &channel_id, headers, body, started).await;
+    let result = handle(&state, &channel_id, uri, headers, body, started).await;
     if let Err(e) = &result {
         telemetry::webhook_rejected(&channel_id, e.code, &e.message);
     }
     result
 }
 
-async fn handle(
-    state: &AppState,
-    channel_id: &str,
+/// A platform's GET verification (Meta's `hub.challenge`): answered by the adapter.
+pub async fn handshake(
+    State(state): State<AppState>,
+    Path(channel_id): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Body,
-    started: Instant,
-) -> Result<Json<Value>, ApiError> {
-    // One snapshot for the whole request: a reload mid-request does not mix configs.
+) -> Result<Response, ApiError> {
     let runtime = state.runtime.load_full();
+    let channel = serving(&runtime, &channel_id)?;
+    let request = raw_request(&runtime, Method::GET, &uri, headers, Default::default());
+    match channel.adapter.handshake(&request) {
+        Ok(reply) => Ok(([(header::CONTENT_TYPE, reply.content_type)], reply.body).into_response()),
+        Err(e) => {
+            let error = match e {
+                HandshakeError::NotSupported => ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    e.to_string(),
+                ),
+                HandshakeError::Forbidden => {
+                    ApiError::new(StatusCode::FORBIDDEN, "invalid_verify_token", e.to_string())
+                }
+                HandshakeError::Invalid(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_handshake", e.to_string())
+                }
+            };
+            telemetry::webhook_rejected(&channel_id, error.code, &error.message);
+            Err(error)
+        }
+    }
+}
+
+/// The channel, if it exists and takes traffic: else 404, or 503 so the platform
+/// redelivers once it is enabled again.
+fn serving<'a>(runtime: &'a Runtime, channel_id: &str) -> Result<&'a LiveChannel, ApiError> {
     let channel = runtime.channel(channel_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -58,12 +88,59 @@ async fn handle(
             DISABLED_RETRY_AFTER_SECS,
         ));
     }
+    Ok(channel)
+}
+
+/// The request as the platform sent it, with the URL it called (public URL + path).
+fn raw_request(
+    runtime: &Runtime,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> RawRequest {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let base = match &runtime.config.server.public_url {
+        Some(public) => public.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    RawRequest {
+        method,
+        url: format!("{base}{path}"),
+        query: uri.query().map(str::to_owned),
+        headers,
+        body,
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    channel_id: &str,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Json<Value>, ApiError> {
+    // One snapshot for the whole request: a reload mid-request does not mix configs.
+    let runtime = state.runtime.load_full();
+    let channel = serving(&runtime, channel_id)?;
     let body = read_body(body, runtime.config.server.max_body_bytes).await?;
-    let request = RawRequest { headers, body };
+    let request = raw_request(&runtime, Method::POST, &uri, headers, body);
     channel.adapter.verify(&request, Utc::now())?;
     let events = channel.adapter.parse(&request)?;
     telemetry::webhook_received(channel_id, events.len());
-    let outcomes = state.store.ingest(&channel.rules, events).await?;
+    let outcomes = if events.is_empty() {
+        // Verification pings (LINE's empty event list, Viber's `webhook`) store nothing.
+        Vec::new()
+    } else {
+        state.store.ingest(&channel.rules, events).await?
+    };
 
     let stored = outcomes
         .iter()

@@ -112,6 +112,17 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub error: Option<String>,
     pub attempts: u32,
+    /// How a reply went out when it differs from what the rep wrote (a part the platform
+    /// cannot carry, sent as a link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What a message said before an edit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub parts: Vec<Part>,
+    pub replaced_at: DateTime<Utc>,
 }
 
 /// A stored message as the API shows it.
@@ -127,6 +138,14 @@ pub struct Message {
     pub parts: Vec<Part>,
     pub delivery: Delivery,
     pub created_at: DateTime<Utc>,
+    /// When the contact last edited it; earlier versions are in `history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
+    /// When the contact took it back (it stays, marked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retracted_at: Option<DateTime<Utc>>,
 }
 
 /// One piece of a message. A platform message with a photo and a caption is one `image`

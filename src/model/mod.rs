@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 pub use ids::{ContactId, ConversationId, JobId, MessageId, TicketId};
 pub use message::{
     ContactPart, Delivery, DeliveryStatus, Direction, LocationPart, Media, MediaPart, Message,
-    Part, PartError, Sender, SenderKind, TextPart, UnsupportedPart,
+    Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
 };
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).

@@ -168,6 +168,7 @@ impl DeliveryWorker {
         match channel.adapter.send(&outbound).await {
             Ok(receipt) => JobOutcome::Sent {
                 platform_message_id: receipt.platform_message_id,
+                note: receipt.note,
             },
             Err(error) => {
                 let delay = retry::next_delay(

@@ -69,6 +69,12 @@ pub enum IngestOutcome {
     Duplicate { id: String, message_id: MessageId },
     /// A status report, recorded; `applied` if it moved a message's status.
     Status { id: String, applied: bool },
+    /// An edit; `applied` unless the message is unknown.
+    Edited { id: String, applied: bool },
+    /// A retraction; `applied` unless the message is unknown.
+    Retracted { id: String, applied: bool },
+    /// A watermark: how many of our messages it moved forward.
+    Watermark { updated: usize },
 }
 
 /// A rep's reply, to be stored with its delivery job.
@@ -134,7 +140,10 @@ pub enum JobKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
     /// The platform took the message.
-    Sent { platform_message_id: Option<String> },
+    Sent {
+        platform_message_id: Option<String>,
+        note: Option<String>,
+    },
     /// Try again at `at`.
     Retry { at: DateTime<Utc>, error: String },
     /// No more tries: the job is dead-lettered and the message failed.

@@ -289,3 +289,75 @@ async fn conversation_list_pages_with_a_cursor_and_filters() {
     let other = items(app.get("/api/v1/conversations?channel=elsewhere").await);
     assert!(other.is_empty());
 }
+
+#[tokio::test]
+async fn an_edit_replaces_the_content_and_keeps_what_it_said_before() {
+    let app = TestApp::spawn().await;
+    app.post_webhook("demo", &text_event("m1", "ana", "my order is 1234"))
+        .await;
+    let edit = json!({"type": "edit", "id": "m1", "parts": [{"type": "text", "text": "my order is 1243"}]});
+    let response = app.post_webhook("demo", &edit).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["results"][0],
+        json!({"result": "edited", "id": "m1", "applied": true})
+    );
+
+    let conversation = app.only_conversation().await;
+    let messages = app.messages(conversation["id"].as_str().unwrap()).await;
+    assert_eq!(messages.len(), 1, "an edit is not a new message");
+    assert_eq!(messages[0]["parts"][0]["text"], "my order is 1243");
+    assert_eq!(
+        messages[0]["history"][0]["parts"][0]["text"],
+        "my order is 1234"
+    );
+    assert!(messages[0]["edited_at"].is_string());
+
+    let unknown =
+        json!({"type": "edit", "id": "never-seen", "parts": [{"type": "text", "text": "x"}]});
+    let body: serde_json::Value = app
+        .post_webhook("demo", &unknown)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["results"][0]["applied"], false);
+}
+
+#[tokio::test]
+async fn a_retracted_message_is_kept_and_marked() {
+    let app = TestApp::spawn().await;
+    app.post_webhook("demo", &text_event("m1", "ana", "oops, wrong chat"))
+        .await;
+    let response = app
+        .post_webhook("demo", &json!({"type": "retract", "id": "m1"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let conversation = app.only_conversation().await;
+    let messages = app.messages(conversation["id"].as_str().unwrap()).await;
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0]["retracted_at"].is_string());
+    assert_eq!(messages[0]["parts"][0]["text"], "oops, wrong chat");
+}
+
+#[tokio::test]
+async fn the_generic_channel_answers_no_get_handshake() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .api(
+            reqwest::Method::GET,
+            "/hooks/demo?hub.challenge=1",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, _) = app
+        .api(reqwest::Method::GET, "/hooks/nope", None, None)
+        .await;
+    assert_eq!(status, 404);
+}

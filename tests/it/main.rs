@@ -5,4 +5,5 @@ mod delivery;
 mod errors;
 mod harness;
 mod ingest;
+mod media;
 mod reload;

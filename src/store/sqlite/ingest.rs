@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::adapters::{InboundEvent, InboundMessage, StatusUpdate};
+use crate::adapters::{InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark};
 use crate::desk::{self, threading::ThreadDecision};
 use crate::model::{
     ContactId, ConversationId, ConversationStatus, Delivery, DeliveryStatus, Direction, Message,
@@ -24,8 +24,111 @@ pub fn ingest(
         .map(|event| match event {
             InboundEvent::Message(message) => ingest_message(conn, rules, message, now),
             InboundEvent::Status(status) => record_status(conn, &rules.channel_id, status, now),
+            InboundEvent::Edit(edit) => apply_edit(conn, &rules.channel_id, edit, now),
+            InboundEvent::Retract {
+                platform_message_id,
+            } => retract(conn, &rules.channel_id, platform_message_id, now),
+            InboundEvent::Watermark(mark) => apply_watermark(conn, &rules.channel_id, mark),
         })
         .collect()
+}
+
+/// Replaces an inbound message's parts, keeping what it said before in `history`.
+fn apply_edit(
+    conn: &Connection,
+    channel: &str,
+    edit: &MessageEdit,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let current: Option<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, parts, history FROM messages
+             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+        )?
+        .query_row(params![channel, edit.platform_message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((id, parts, history)) = current else {
+        return Ok(IngestOutcome::Edited {
+            id: edit.platform_message_id.clone(),
+            applied: false,
+        });
+    };
+    let mut revisions: Vec<serde_json::Value> = history
+        .as_deref()
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let old_parts: serde_json::Value = serde_json::from_str(&parts).unwrap_or_default();
+    revisions.push(serde_json::json!({"parts": old_parts, "replaced_at": from_millis(now)}));
+    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    conn.prepare_cached(
+        "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        json(&edit.parts)?,
+        json(&revisions)?,
+        edited_at
+    ])?;
+    Ok(IngestOutcome::Edited {
+        id: edit.platform_message_id.clone(),
+        applied: true,
+    })
+}
+
+fn retract(
+    conn: &Connection,
+    channel: &str,
+    platform_id: &str,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET retracted_at = COALESCE(retracted_at, ?3)
+             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+        )?
+        .execute(params![channel, platform_id, now])?;
+    Ok(IngestOutcome::Retracted {
+        id: platform_id.to_owned(),
+        applied: changed > 0,
+    })
+}
+
+/// Moves forward every reply to the contact sent up to the watermark.
+fn apply_watermark(
+    conn: &Connection,
+    channel: &str,
+    mark: &StatusWatermark,
+) -> Result<IngestOutcome, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT m.id, m.delivery_status FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         JOIN contact_identifiers i ON i.contact_id = c.contact_id AND i.channel_id = m.channel_id
+         WHERE m.channel_id = ?1 AND i.kind = ?2 AND i.value = ?3 AND m.direction = 'outbound'
+           AND m.created_at <= ?4 AND m.delivery_status IN ('sent', 'delivered')",
+    )?;
+    let rows: Vec<(String, String)> = statement
+        .query_map(
+            params![
+                channel,
+                mark.contact.kind,
+                mark.contact.value,
+                mark.up_to.timestamp_millis()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut updated = 0;
+    for (id, status) in rows {
+        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
+        if let Some(next) = desk::delivery::advance(current, mark.status) {
+            conn.prepare_cached("UPDATE messages SET delivery_status = ?2 WHERE id = ?1")?
+                .execute(params![id, next.as_str()])?;
+            updated += 1;
+        }
+    }
+    Ok(IngestOutcome::Watermark { updated })
 }
 
 fn ingest_message(
@@ -339,8 +442,12 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
             status: DeliveryStatus::Queued,
             error: None,
             attempts: 0,
+            note: None,
         },
         created_at: from_millis(now),
+        edited_at: None,
+        history: Vec::new(),
+        retracted_at: None,
     })
 }
 

@@ -28,7 +28,10 @@ use crate::store::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_edits_and_notes.sql"),
+];
 
 const READERS: usize = 4;
 
@@ -320,5 +323,137 @@ impl Store for SqliteStore {
         self.readers.close();
         // Closing the file releases the lock, so a new store may open the database.
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::{InboundContact, InboundMessage, StatusWatermark};
+    use crate::config::{Threading, TicketTemplate};
+    use crate::model::{DeliveryStatus, Identifier, Part, Sender, SenderKind, TextPart};
+
+    fn rules() -> ChannelRules {
+        ChannelRules {
+            channel_id: "page".into(),
+            threading: Threading::PerContact,
+            reopen: true,
+            ticket: TicketTemplate {
+                pipeline: "support".into(),
+                status: "new".into(),
+                priority: None,
+                properties: Default::default(),
+            },
+        }
+    }
+
+    fn text(s: &str) -> Vec<Part> {
+        vec![Part::Text(TextPart { text: s.into() })]
+    }
+
+    fn psid() -> Identifier {
+        Identifier {
+            kind: "messenger_psid".into(),
+            value: "psid-1".into(),
+        }
+    }
+
+    /// A store with one conversation and `n` replies to it already sent.
+    async fn with_sent_replies(n: usize) -> (SqliteStore, tempfile::TempDir, ConversationId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let inbound = InboundEvent::Message(InboundMessage {
+            platform_message_id: "mid-1".into(),
+            thread_id: None,
+            from: InboundContact {
+                identifier: psid(),
+                display_name: None,
+                email: None,
+            },
+            reply_to: None,
+            parts: text("hi"),
+            sent_at: None,
+            raw: serde_json::json!({}),
+        });
+        let outcome = store.ingest(&rules(), vec![inbound]).await.unwrap();
+        let IngestOutcome::Stored {
+            conversation_id, ..
+        } = &outcome[0]
+        else {
+            panic!("{outcome:?}")
+        };
+        for i in 0..n {
+            store
+                .create_reply(NewReply {
+                    conversation_id: conversation_id.clone(),
+                    parts: text(&format!("reply {i}")),
+                    reply_to: None,
+                    sender: Sender {
+                        kind: SenderKind::Rep,
+                        id: "alice".into(),
+                    },
+                    run_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            let request = LeaseRequest {
+                owner: "w".into(),
+                now: Utc::now(),
+                lease: std::time::Duration::from_secs(60),
+                channels: vec!["page".into()],
+                limit: 10,
+            };
+            let jobs = store.lease_jobs(&request).await.unwrap();
+            assert_eq!(jobs.len(), 1, "one reply in flight per conversation");
+            let sent = JobOutcome::Sent {
+                platform_message_id: Some(format!("out-{i}")),
+                note: None,
+            };
+            store.finish_job(&jobs[0], "w", sent).await.unwrap();
+        }
+        (store, dir, conversation_id.clone())
+    }
+
+    #[tokio::test]
+    async fn a_read_watermark_marks_every_reply_sent_before_it_as_read() {
+        let (store, _dir, conversation) = with_sent_replies(3).await;
+        let mark = InboundEvent::Watermark(StatusWatermark {
+            contact: psid(),
+            status: DeliveryStatus::Read,
+            up_to: Utc::now() + chrono::Duration::seconds(1),
+        });
+        let outcome = store.ingest(&rules(), vec![mark]).await.unwrap();
+        assert_eq!(outcome, vec![IngestOutcome::Watermark { updated: 3 }]);
+        let page = PageRequest {
+            limit: 50,
+            cursor: None,
+        };
+        let messages = store.messages(&conversation, &page).await.unwrap().items;
+        let statuses: Vec<_> = messages.iter().skip(1).map(|m| m.delivery.status).collect();
+        assert_eq!(statuses, vec![DeliveryStatus::Read; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_watermark_before_a_reply_was_sent_leaves_it_alone() {
+        let (store, _dir, conversation) = with_sent_replies(1).await;
+        let mark = InboundEvent::Watermark(StatusWatermark {
+            contact: psid(),
+            status: DeliveryStatus::Delivered,
+            up_to: Utc::now() - chrono::Duration::hours(1),
+        });
+        let outcome = store.ingest(&rules(), vec![mark]).await.unwrap();
+        assert_eq!(outcome, vec![IngestOutcome::Watermark { updated: 0 }]);
+        let page = PageRequest {
+            limit: 50,
+            cursor: None,
+        };
+        let reply = store
+            .messages(&conversation, &page)
+            .await
+            .unwrap()
+            .items
+            .pop()
+            .unwrap();
+        assert_eq!(reply.delivery.status, DeliveryStatus::Sent);
     }
 }

@@ -153,6 +153,7 @@ fn update_message(
     match outcome {
         JobOutcome::Sent {
             platform_message_id,
+            note,
         } => {
             // Reports the platform sent before this send finished (it can be that fast)
             // are waiting in status_reports; fold them in now.
@@ -171,10 +172,10 @@ fn update_message(
             let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
             conn.prepare_cached(
                 "UPDATE messages SET delivery_status = ?2, platform_message_id = ?3,
-                     delivery_error = NULL, attempts = attempts + 1
+                     delivery_error = NULL, delivery_note = ?4, attempts = attempts + 1
                  WHERE id = ?1",
             )?
-            .execute(params![id, status.as_str(), platform_message_id])?;
+            .execute(params![id, status.as_str(), platform_message_id, note])?;
         }
         JobOutcome::Retry { error, .. } => {
             conn.prepare_cached(

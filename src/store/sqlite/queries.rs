@@ -135,7 +135,8 @@ pub fn conversations(
 
 const MESSAGE_COLUMNS: &str =
     "seq, id, conversation_id, channel_id, direction, platform_message_id,
-    sender_type, sender_id, reply_to, parts, delivery_status, delivery_error, attempts, created_at";
+    sender_type, sender_id, reply_to, parts, delivery_status, delivery_error, attempts, created_at,
+    edited_at, history, retracted_at, delivery_note";
 
 fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
     let parts: String = row.get(9)?;
@@ -160,8 +161,15 @@ fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
             status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Queued),
             error: row.get(11)?,
             attempts: row.get(12)?,
+            note: row.get(17)?,
         },
         created_at: from_millis(row.get(13)?),
+        edited_at: row.get::<_, Option<i64>>(14)?.map(from_millis),
+        history: row
+            .get::<_, Option<String>>(15)?
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+        retracted_at: row.get::<_, Option<i64>>(16)?.map(from_millis),
     };
     Ok((row.get(0)?, message))
 }
