@@ -296,10 +296,9 @@ fn thread(
                 now
             ])?;
             let id = ConversationId::new();
-            let platform_thread = match rules.threading {
-                crate::config::Threading::PlatformThread => m.thread_id.as_deref(),
-                crate::config::Threading::PerContact => None,
-            };
+            // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
+            // the channel's threading mode.
+            let platform_thread = m.thread_id.as_deref();
             conn.prepare_cached(
                 "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
                      ticket_id, contact_id, created_at, last_message_at)
