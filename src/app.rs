@@ -151,6 +151,8 @@ impl App {
             file._watcher
         });
 
+        tokio::spawn(purge_trash(state.clone(), shutdown.clone()));
+
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let server = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -185,4 +187,24 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// How often the trash is checked for tickets past their retention.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Purges what has been in the trash longer than `tickets.trash_retention_days`.
+async fn purge_trash(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let days = state.runtime.load().config.tickets.trash_retention_days;
+        let before = chrono::Utc::now() - chrono::Duration::days(days.into());
+        match state.store.purge_trash(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tickets = n, "Purged tickets past their trash retention."),
+            Err(e) => tracing::warn!(error = %e, "Could not purge the trash; trying again later."),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -2,10 +2,12 @@
 //! translate HTTP to store calls and back; rules live in `desk`, errors map in `error`.
 
 mod channels;
+mod contacts;
 mod conversations;
 mod deliveries;
 mod media;
 pub mod ops;
+mod tickets;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -26,13 +28,27 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/conversations", get(conversations::list))
         .route(
             "/api/v1/conversations/{id}",
-            get(conversations::show).patch(conversations::update),
+            get(conversations::show)
+                .patch(conversations::update)
+                .delete(conversations::delete),
         )
         .route(
             "/api/v1/conversations/{id}/messages",
             get(conversations::messages).post(conversations::reply),
         )
         .route("/api/v1/messages/{id}/parts/{n}/media", get(media::fetch))
+        .route(
+            "/api/v1/tickets/{id}",
+            get(tickets::show)
+                .patch(tickets::update)
+                .delete(tickets::delete),
+        )
+        .route("/api/v1/tickets/{id}/history", get(tickets::history))
+        .route("/api/v1/tickets/{id}/restore", post(tickets::restore))
+        .route(
+            "/api/v1/contacts/{id}",
+            get(contacts::show).patch(contacts::update),
+        )
         .route("/api/v1/deliveries", get(deliveries::list))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/api/v1/channels", get(channels::list))
@@ -46,6 +62,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the audit trail names them.
+    pub fn actor(&self) -> crate::store::Actor {
+        crate::store::Actor::new(self.name.clone())
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Admin => Ok(()),
@@ -150,6 +171,16 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Ap
 pub fn query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::unprocessable(format!("query: {e}")))
+}
+
+/// For `Option<Option<T>>` fields: tells a field sent as `null` (`Some(None)`: clear it)
+/// from one not sent (`None`: leave it).
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Some(Option::deserialize(d)?))
 }
 
 /// Paging parameters shared by every list. `limit` is read as text because it is

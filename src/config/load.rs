@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::{
     ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, MediaConfig, PipelineConfig,
     ReloadConfig, RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig, StatusConfig,
-    StorageConfig, Threading, TicketTemplate,
+    StorageConfig, Threading, TicketTemplate, TicketsConfig,
 };
 use crate::adapters::AdapterConfig;
 
@@ -35,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "channels",
     "reload",
     "media",
+    "tickets",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
@@ -305,6 +306,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     let channels = channels(section(&mut table, "channels"), errors);
     let reload = parse::<ReloadConfig>(section(&mut table, "reload"), "reload", errors);
     let media = parse::<MediaConfig>(section(&mut table, "media"), "media", errors);
+    let tickets = parse::<TicketsConfig>(section(&mut table, "tickets"), "tickets", errors);
 
     if let Some(reps) = &reps {
         check_reps(reps, errors);
@@ -343,6 +345,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         channels,
         reload: reload?,
         media: media?,
+        tickets: tickets?,
     })
 }
 

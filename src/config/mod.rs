@@ -33,6 +33,29 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelConfig>,
     pub reload: ReloadConfig,
     pub media: MediaConfig,
+    pub tickets: TicketsConfig,
+}
+
+/// How deleted tickets are kept.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketsConfig {
+    /// Deleted tickets and conversations stay in the trash (restorable by an admin) this
+    /// many days, then are purged for good.
+    #[serde(default = "default_retention")]
+    pub trash_retention_days: u32,
+}
+
+fn default_retention() -> u32 {
+    30
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        Self {
+            trash_retention_days: default_retention(),
+        }
+    }
 }
 
 /// Inbound media as reps open it through the API.

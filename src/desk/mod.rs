@@ -4,3 +4,4 @@
 
 pub mod delivery;
 pub mod threading;
+pub mod tickets;

@@ -11,9 +11,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::adapters::{InboundEvent, Outbound};
-use crate::config::{ChannelConfig, StorageConfig, Threading, TicketTemplate};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::{ChannelConfig, PipelineConfig, StorageConfig, Threading, TicketTemplate};
 use crate::model::{
-    Conversation, ConversationId, ConversationStatus, JobId, Message, MessageId, Part, Sender,
+    Contact, ContactId, Conversation, ConversationId, ConversationStatus, JobId, Message,
+    MessageId, Part, Sender, Ticket, TicketId,
 };
 
 /// Why a store call failed, in terms the API can answer with.
@@ -87,6 +93,8 @@ pub struct NewReply {
     pub sender: Sender,
     /// When the first send attempt is due.
     pub run_at: DateTime<Utc>,
+    /// A change to the conversation's ticket made with the reply: both or neither.
+    pub ticket_change: Option<TicketChange>,
 }
 
 /// A change to a conversation; `None` fields stay as they are.
@@ -97,12 +105,67 @@ pub struct ConversationUpdate {
     pub status: Option<ConversationStatus>,
 }
 
+/// A change to a ticket; `None` fields stay as they are. Checked against `pipelines`
+/// inside the transaction that applies it.
+#[derive(Clone, Debug)]
+pub struct TicketChange {
+    pub status: Option<String>,
+    /// `Some(None)` unassigns.
+    pub owner_id: Option<Option<String>>,
+    /// Merged into the ticket's properties; a `null` value removes a key.
+    pub properties: Option<Map<String, Value>>,
+    pub pipelines: Arc<BTreeMap<String, PipelineConfig>>,
+}
+
+/// A change to a contact; `Some(None)` clears a field.
+#[derive(Clone, Debug, Default)]
+pub struct ContactUpdate {
+    pub owner_id: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+}
+
+/// Who makes a change and why, for the audit trail.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            reason: None,
+        }
+    }
+}
+
+/// One recorded change of a ticket or one of its conversations.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub entity: String,
+    pub entity_id: String,
+    pub action: String,
+    pub changes: Value,
+    pub reason: Option<String>,
+}
+
 /// Filters of the conversation list.
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
     pub channel: Option<String>,
     pub status: Option<ConversationStatus>,
+    /// A rep id, or `none` for unassigned.
     pub owner: Option<String>,
+    pub ticket_status: Option<String>,
+    /// Last activity at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Last activity before.
+    pub to: Option<DateTime<Utc>>,
+    /// Full-text search over message text and captions.
+    pub q: Option<String>,
 }
 
 /// A page request: at most `limit` items after `cursor`.
@@ -233,7 +296,48 @@ pub trait Store: Send + Sync {
         &self,
         id: &ConversationId,
         update: ConversationUpdate,
+        actor: &Actor,
     ) -> Result<(), StoreError>;
+
+    async fn ticket(&self, id: &TicketId) -> Result<Ticket, StoreError>;
+
+    /// Changes a ticket's status (closing closes its conversations; reopening reopens a
+    /// lone conversation), owner (conversations keep theirs) or properties, all or nothing.
+    async fn update_ticket(
+        &self,
+        id: &TicketId,
+        change: TicketChange,
+        actor: &Actor,
+    ) -> Result<Ticket, StoreError>;
+
+    /// Moves a conversation to the trash with its ticket and the ticket's other
+    /// conversations.
+    async fn delete_conversation(
+        &self,
+        id: &ConversationId,
+        actor: &Actor,
+    ) -> Result<(), StoreError>;
+
+    /// Moves a ticket and its conversations to the trash.
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError>;
+
+    /// Brings a trashed ticket back with the conversations trashed with it.
+    async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError>;
+
+    /// Deletes for good what has been in the trash since before `before`; returns how many
+    /// tickets went.
+    async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The audit trail of a ticket and its conversations, oldest first.
+    async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn contact(&self, id: &ContactId) -> Result<Contact, StoreError>;
+
+    async fn update_contact(
+        &self,
+        id: &ContactId,
+        update: ContactUpdate,
+    ) -> Result<Contact, StoreError>;
 
     async fn conversations(
         &self,

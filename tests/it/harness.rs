@@ -84,7 +84,6 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        channel_bridge::telemetry::init_logging(channel_bridge::telemetry::LogFormat::Human);
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let receiver = MockServer::start().await;
         Self::start(options, dir, receiver).await

@@ -2,6 +2,7 @@
 //! SQLite file per test. One test binary (modules below) keeps link time down.
 
 mod delivery;
+mod desk;
 mod errors;
 mod harness;
 mod ingest;

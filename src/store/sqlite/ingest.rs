@@ -6,11 +6,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::adapters::{InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark};
 use crate::desk::{self, threading::ThreadDecision};
 use crate::model::{
-    ContactId, ConversationId, ConversationStatus, Delivery, DeliveryStatus, Direction, Message,
-    MessageId, TicketId, from_millis,
+    ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
+    from_millis,
 };
-use crate::store::{ChannelRules, ConversationUpdate, IngestOutcome, NewReply, StoreError};
+use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError};
 
+use super::desk as tickets_store;
 use super::outbox;
 
 pub fn ingest(
@@ -40,16 +41,16 @@ fn apply_edit(
     edit: &MessageEdit,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    let current: Option<(String, String, Option<String>)> = conn
+    let current: Option<(String, String, Option<String>, i64)> = conn
         .prepare_cached(
-            "SELECT id, parts, history FROM messages
+            "SELECT id, parts, history, seq FROM messages
              WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
         )?
         .query_row(params![channel, edit.platform_message_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((id, parts, history)) = current else {
+    let Some((id, parts, history, seq)) = current else {
         return Ok(IngestOutcome::Edited {
             id: edit.platform_message_id.clone(),
             applied: false,
@@ -71,6 +72,7 @@ fn apply_edit(
         json(&revisions)?,
         edited_at
     ])?;
+    tickets_store::index_text(conn, seq, &edit.parts)?;
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
@@ -185,6 +187,7 @@ fn ingest_message(
         m.sent_at.map(|t| t.timestamp_millis()),
         now,
     ])?;
+    tickets_store::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
     Ok(IngestOutcome::Stored {
         id: m.platform_message_id.clone(),
         message_id: id,
@@ -376,13 +379,24 @@ fn record_status(
 /// Stores a rep's reply and its delivery job.
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
-    let channel: String = conn
+    let (channel, ticket): (String, String) = conn
         .prepare_cached(
-            "SELECT channel_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+            "SELECT channel_id, ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
         )?
-        .query_row([conversation], |r| r.get(0))
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
+    // First, so a status the ticket may not take stops the reply too (nothing stored).
+    if let Some(change) = &reply.ticket_change {
+        let actor = Actor::new(reply.sender.id.clone());
+        tickets_store::apply_ticket_change(
+            conn,
+            &TicketId::from_stored(ticket),
+            change,
+            &actor,
+            now,
+        )?;
+    }
     let reply_to: Option<String> = match &reply.reply_to {
         Some(target) => Some(
             conn.prepare_cached("SELECT id FROM messages WHERE id = ?1 AND conversation_id = ?2")?
@@ -418,6 +432,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         json(&reply.parts)?,
         now
     ])?;
+    tickets_store::index_text(conn, conn.last_insert_rowid(), &reply.parts)?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
         .execute(params![conversation, now])?;
     outbox::enqueue_delivery(
@@ -448,51 +463,6 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         history: Vec::new(),
         retracted_at: None,
     })
-}
-
-pub fn update_conversation(
-    conn: &Connection,
-    id: &ConversationId,
-    update: &ConversationUpdate,
-    now: i64,
-) -> Result<(), StoreError> {
-    let ticket: String = conn
-        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
-        .query_row([id.as_str()], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    if let Some(owner) = &update.owner_id {
-        conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), owner])?;
-        // A conversation's owner is its ticket's owner too (never the other way round).
-        conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
-            .execute(params![ticket, owner, now])?;
-    }
-    match update.status {
-        Some(ConversationStatus::Closed) => {
-            conn.prepare_cached(
-                "UPDATE conversations SET status = 'closed', closed_at = ?2
-                 WHERE id = ?1 AND status = 'open'",
-            )?
-            .execute(params![id.as_str(), now])?;
-        }
-        Some(ConversationStatus::Open) => {
-            conn.prepare_cached(
-                "UPDATE conversations SET status = 'open', closed_at = NULL
-                 WHERE id = ?1 AND status = 'closed'",
-            )?
-            .execute(params![id.as_str()])
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(
-                    "another conversation of this contact is open on this channel; close it first"
-                        .into(),
-                ),
-                _ => e.into(),
-            })?;
-        }
-        None => {}
-    }
-    Ok(())
 }
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

@@ -5,6 +5,7 @@
 //! One process owns the file (an exclusive lock on `<file>.lock`), which is what lets it
 //! take back every outbox lease at start-up: nobody else can be holding one.
 
+mod desk;
 mod ingest;
 mod outbox;
 mod queries;
@@ -21,16 +22,21 @@ use rusqlite::{Connection, ErrorCode};
 use self::readers::Readers;
 use self::writer::Writer;
 use crate::adapters::{InboundEvent, Outbound};
-use crate::model::{Conversation, ConversationId, JobId, Message, MessageId, from_millis};
+use crate::model::{
+    Contact, ContactId, Conversation, ConversationId, JobId, Message, MessageId, Ticket, TicketId,
+    from_millis,
+};
 use crate::store::{
-    ChannelRules, ConversationFilter, ConversationUpdate, Delivery, IngestOutcome, Job, JobOutcome,
-    JobState, LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError,
+    Actor, AuditEntry, ChannelRules, ContactUpdate, ConversationFilter, ConversationUpdate,
+    Delivery, IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewReply, Page, PageRequest,
+    QueueStats, Store, StoreError, TicketChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_edits_and_notes.sql"),
+    include_str!("../../../migrations/sqlite/0003_tickets_audit_search.sql"),
 ];
 
 const READERS: usize = 4;
@@ -189,10 +195,85 @@ impl Store for SqliteStore {
         &self,
         id: &ConversationId,
         update: ConversationUpdate,
+        actor: &Actor,
     ) -> Result<(), StoreError> {
+        let (id, actor) = (id.clone(), actor.clone());
+        self.writer
+            .write(move |conn| desk::update_conversation(conn, &id, &update, &actor, now_ms()))
+            .await
+    }
+
+    async fn ticket(&self, id: &TicketId) -> Result<Ticket, StoreError> {
+        let id = id.clone();
+        self.readers.read(move |conn| desk::ticket(conn, &id)).await
+    }
+
+    async fn update_ticket(
+        &self,
+        id: &TicketId,
+        change: TicketChange,
+        actor: &Actor,
+    ) -> Result<Ticket, StoreError> {
+        let (id, actor) = (id.clone(), actor.clone());
+        self.writer
+            .write(move |conn| desk::apply_ticket_change(conn, &id, &change, &actor, now_ms()))
+            .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        id: &ConversationId,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let (id, actor) = (id.clone(), actor.clone());
+        self.writer
+            .write(move |conn| desk::delete_conversation(conn, &id, &actor, now_ms()))
+            .await
+    }
+
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError> {
+        let (id, actor) = (id.clone(), actor.clone());
+        self.writer
+            .write(move |conn| desk::delete_ticket(conn, &id, &actor, now_ms()))
+            .await
+    }
+
+    async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {
+        let (id, actor) = (id.clone(), actor.clone());
+        self.writer
+            .write(move |conn| desk::restore_ticket(conn, &id, &actor, now_ms()))
+            .await
+    }
+
+    async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        self.writer
+            .write(move |conn| desk::purge_trash(conn, before))
+            .await
+    }
+
+    async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| desk::history(conn, &id))
+            .await
+    }
+
+    async fn contact(&self, id: &ContactId) -> Result<Contact, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| desk::contact(conn, &id))
+            .await
+    }
+
+    async fn update_contact(
+        &self,
+        id: &ContactId,
+        update: ContactUpdate,
+    ) -> Result<Contact, StoreError> {
         let id = id.clone();
         self.writer
-            .write(move |conn| ingest::update_conversation(conn, &id, &update, now_ms()))
+            .write(move |conn| desk::update_contact(conn, &id, &update, now_ms()))
             .await
     }
 
@@ -393,6 +474,7 @@ mod tests {
                         id: "alice".into(),
                     },
                     run_at: Utc::now(),
+                    ticket_change: None,
                 })
                 .await
                 .unwrap();
@@ -455,5 +537,199 @@ mod tests {
             .pop()
             .unwrap();
         assert_eq!(reply.delivery.status, DeliveryStatus::Sent);
+    }
+}
+
+#[cfg(test)]
+mod ticket_tests {
+    use std::sync::Arc;
+
+    use rusqlite::params;
+
+    use super::*;
+    use crate::adapters::{InboundContact, InboundMessage};
+    use crate::config::{PipelineConfig, StatusConfig, Threading, TicketTemplate};
+    use crate::model::{ConversationStatus, Identifier, Part, TextPart};
+
+    fn rules(channel: &str) -> ChannelRules {
+        ChannelRules {
+            channel_id: channel.into(),
+            threading: Threading::PerContact,
+            reopen: true,
+            ticket: TicketTemplate {
+                pipeline: "support".into(),
+                status: "new".into(),
+                priority: None,
+                properties: Default::default(),
+            },
+        }
+    }
+
+    async fn conversation(
+        store: &SqliteStore,
+        channel: &str,
+        user: &str,
+    ) -> (ConversationId, TicketId) {
+        let event = InboundEvent::Message(InboundMessage {
+            platform_message_id: format!("{channel}-{user}"),
+            thread_id: None,
+            from: InboundContact {
+                identifier: Identifier {
+                    kind: "app_user".into(),
+                    value: user.into(),
+                },
+                display_name: None,
+                email: None,
+            },
+            reply_to: None,
+            parts: vec![Part::Text(TextPart { text: "hi".into() })],
+            sent_at: None,
+            raw: serde_json::json!({}),
+        });
+        let outcome = store.ingest(&rules(channel), vec![event]).await.unwrap();
+        let IngestOutcome::Stored {
+            conversation_id, ..
+        } = &outcome[0]
+        else {
+            panic!("{outcome:?}")
+        };
+        let c = store.conversation(conversation_id).await.unwrap();
+        (c.id, c.ticket_id)
+    }
+
+    /// One ticket over two conversations (as after a reply through another channel).
+    async fn ticket_with_two_conversations() -> (
+        SqliteStore,
+        tempfile::TempDir,
+        TicketId,
+        [ConversationId; 2],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let (first, ticket) = conversation(&store, "chat", "ana").await;
+        let (second, other) = conversation(&store, "mail", "ana").await;
+        let (t, o, s) = (ticket.clone(), other.clone(), second.clone());
+        store
+            .writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE conversations SET ticket_id = ?1 WHERE id = ?2",
+                    params![t.as_str(), s.as_str()],
+                )?;
+                conn.execute("DELETE FROM tickets WHERE id = ?1", [o.as_str()])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        (store, dir, ticket, [first, second])
+    }
+
+    fn change(status: &str) -> TicketChange {
+        let status_config = |id: &str, closed: bool| StatusConfig {
+            id: id.into(),
+            closed,
+            requires: Vec::new(),
+        };
+        let pipeline = PipelineConfig {
+            statuses: vec![status_config("new", false), status_config("closed", true)],
+        };
+        TicketChange {
+            status: Some(status.into()),
+            owner_id: None,
+            properties: None,
+            pipelines: Arc::new([("support".to_owned(), pipeline)].into()),
+        }
+    }
+
+    async fn statuses(store: &SqliteStore, ids: &[ConversationId]) -> Vec<ConversationStatus> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(store.conversation(id).await.unwrap().status);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn closing_a_ticket_closes_all_its_conversations() {
+        let (store, _dir, ticket, conversations) = ticket_with_two_conversations().await;
+        store
+            .update_ticket(&ticket, change("closed"), &Actor::new("t"))
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses(&store, &conversations).await,
+            [ConversationStatus::Closed; 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn reopening_a_ticket_with_two_conversations_reopens_neither() {
+        let (store, _dir, ticket, conversations) = ticket_with_two_conversations().await;
+        store
+            .update_ticket(&ticket, change("closed"), &Actor::new("t"))
+            .await
+            .unwrap();
+        let reopened = store
+            .update_ticket(&ticket, change("new"), &Actor::new("t"))
+            .await
+            .unwrap();
+        assert_eq!(reopened.status, "new");
+        assert_eq!(reopened.conversation_ids.len(), 2);
+        assert_eq!(
+            statuses(&store, &conversations).await,
+            [ConversationStatus::Closed; 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_one_conversation_trashes_the_ticket_and_all_its_conversations_and_purge_removes_them()
+     {
+        let (store, _dir, ticket, [first, second]) = ticket_with_two_conversations().await;
+        store
+            .delete_conversation(&first, &Actor::new("t"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.ticket(&ticket).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.conversation(&second).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Not yet past retention: nothing purged, still restorable.
+        let purged = store
+            .purge_trash(Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 0);
+        store
+            .restore_ticket(&ticket, &Actor::new("t"))
+            .await
+            .unwrap();
+        assert!(store.conversation(&second).await.is_ok());
+
+        store
+            .delete_ticket(&ticket, &Actor::new("t"))
+            .await
+            .unwrap();
+        let purged = store
+            .purge_trash(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 1);
+        assert!(matches!(
+            store.restore_ticket(&ticket, &Actor::new("t")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let page = PageRequest {
+            limit: 10,
+            cursor: None,
+        };
+        assert!(matches!(
+            store.messages(&first, &page).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 }

@@ -15,7 +15,7 @@ const CONVERSATION_COLUMNS: &str = "c.seq, c.id, c.channel_id, c.thread_key, c.p
     c.status, c.owner_id, c.ticket_id, c.created_at, c.last_message_at,
     k.id, k.display_name, k.email, k.owner_id";
 
-fn contact_identifiers(
+pub fn contact_identifiers(
     conn: &Connection,
     contact: &str,
 ) -> Result<Vec<ChannelIdentifier>, StoreError> {
@@ -89,6 +89,29 @@ pub fn conversations(
     if let Some(status) = filter.status {
         args.push(SqlValue::Text(status.as_str().into()));
         sql += &format!(" AND c.status = ?{}", args.len());
+    }
+    if let Some(status) = &filter.ticket_status {
+        args.push(SqlValue::Text(status.clone()));
+        sql += &format!(
+            " AND c.ticket_id IN (SELECT id FROM tickets WHERE status = ?{})",
+            args.len()
+        );
+    }
+    if let Some(from) = filter.from {
+        args.push(SqlValue::Integer(from.timestamp_millis()));
+        sql += &format!(" AND c.last_message_at >= ?{}", args.len());
+    }
+    if let Some(to) = filter.to {
+        args.push(SqlValue::Integer(to.timestamp_millis()));
+        sql += &format!(" AND c.last_message_at < ?{}", args.len());
+    }
+    if let Some(q) = filter.q.as_deref().and_then(super::desk::fts_query) {
+        args.push(SqlValue::Text(q));
+        sql += &format!(
+            " AND c.id IN (SELECT m.conversation_id FROM messages m
+                 WHERE m.seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?{}))",
+            args.len()
+        );
     }
     match filter.owner.as_deref() {
         Some("none") => sql += " AND c.owner_id IS NULL",

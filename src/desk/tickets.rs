@@ -1,0 +1,173 @@
+//! The ticket lifecycle (ARCHITECTURE.md §4): which statuses a ticket may take, and what a
+//! status change does to its conversations.
+
+use serde_json::{Map, Value};
+
+use crate::config::{PipelineConfig, StatusConfig};
+
+/// Why a ticket may not take a status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatusError {
+    #[error("status: pipeline {pipeline:?} has no status {status:?}")]
+    Unknown { pipeline: String, status: String },
+    #[error("properties: status {status:?} requires {}", missing.join(", "))]
+    MissingProperties {
+        status: String,
+        missing: Vec<String>,
+    },
+}
+
+/// Checks that a ticket in `pipeline` may take `status` given `properties`: the status
+/// exists, and every property it requires is set (not null, not blank). For a move into a
+/// status, pass the properties sent with the move; to keep a status, pass all of them.
+pub fn check_status<'p>(
+    pipeline_id: &str,
+    pipeline: &'p PipelineConfig,
+    status: &str,
+    properties: &Map<String, Value>,
+) -> Result<&'p StatusConfig, StatusError> {
+    let target = pipeline
+        .statuses
+        .iter()
+        .find(|s| s.id == status)
+        .ok_or_else(|| StatusError::Unknown {
+            pipeline: pipeline_id.to_owned(),
+            status: status.to_owned(),
+        })?;
+    let missing: Vec<String> = target
+        .requires
+        .iter()
+        .filter(|key| match properties.get(*key) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(_) => false,
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        Ok(target)
+    } else {
+        Err(StatusError::MissingProperties {
+            status: status.to_owned(),
+            missing,
+        })
+    }
+}
+
+/// Merges a properties patch: `null` removes a key, anything else sets it.
+pub fn merge_properties(current: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            current.remove(key);
+        } else {
+            current.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// What a ticket's status change does to its conversations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConversationEffect<C> {
+    /// The ticket closed: every conversation closes.
+    CloseAll,
+    /// The ticket reopened and has exactly one conversation: it reopens.
+    Reopen(C),
+    /// Nothing changes (with several conversations, a reopened ticket reopens none).
+    Nothing,
+}
+
+pub fn effect_of_status_change<C: Clone>(
+    was_closed: bool,
+    now_closed: bool,
+    conversations: &[C],
+) -> ConversationEffect<C> {
+    match (was_closed, now_closed, conversations) {
+        (false, true, _) => ConversationEffect::CloseAll,
+        (true, false, [only]) => ConversationEffect::Reopen(only.clone()),
+        _ => ConversationEffect::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pipeline() -> PipelineConfig {
+        let status = |id: &str, closed: bool, requires: &[&str]| StatusConfig {
+            id: id.into(),
+            closed,
+            requires: requires.iter().map(|s| s.to_string()).collect(),
+        };
+        PipelineConfig {
+            statuses: vec![
+                status("new", false, &[]),
+                status("closed", true, &["resolution"]),
+                status("escalated", false, &["reason", "tier"]),
+            ],
+        }
+    }
+
+    fn props(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    type Case = (&'static str, Value, Result<&'static str, Vec<&'static str>>);
+
+    #[test]
+    fn conditional_statuses_require_their_properties() {
+        let p = pipeline();
+        let cases: Vec<Case> = vec![
+            ("new", json!({}), Ok("new")),
+            ("closed", json!({}), Err(vec!["resolution"])),
+            (
+                "closed",
+                json!({"resolution": null}),
+                Err(vec!["resolution"]),
+            ),
+            (
+                "closed",
+                json!({"resolution": "  "}),
+                Err(vec!["resolution"]),
+            ),
+            ("closed", json!({"resolution": "refunded"}), Ok("closed")),
+            ("escalated", json!({"tier": 2}), Err(vec!["reason"])),
+            ("escalated", json!({}), Err(vec!["reason", "tier"])),
+        ];
+        for (status, properties, expected) in cases {
+            let got = check_status("support", &p, status, &props(properties.clone()));
+            match expected {
+                Ok(id) => assert_eq!(got.unwrap().id, id),
+                Err(missing) => assert_eq!(
+                    got.unwrap_err(),
+                    StatusError::MissingProperties {
+                        status: status.into(),
+                        missing: missing.iter().map(|s| s.to_string()).collect()
+                    },
+                    "{status} {properties}"
+                ),
+            }
+        }
+        assert!(matches!(
+            check_status("support", &p, "lost", &Map::new()),
+            Err(StatusError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn closing_closes_all_and_reopening_reopens_only_a_lone_conversation() {
+        use ConversationEffect::*;
+        assert_eq!(effect_of_status_change(false, true, &[1, 2]), CloseAll);
+        assert_eq!(effect_of_status_change(true, false, &[1]), Reopen(1));
+        assert_eq!(effect_of_status_change(true, false, &[1, 2]), Nothing);
+        assert_eq!(effect_of_status_change(false, false, &[1]), Nothing);
+        assert_eq!(effect_of_status_change(true, true, &[1]), Nothing);
+    }
+
+    #[test]
+    fn a_null_in_a_patch_removes_the_property() {
+        let mut current = props(json!({"a": 1, "b": 2}));
+        merge_properties(&mut current, &props(json!({"a": null, "c": 3})));
+        assert_eq!(Value::Object(current), json!({"b": 2, "c": 3}));
+    }
+}

@@ -1,0 +1,521 @@
+//! Tickets, their conversations and contacts as reps change them: status rules, owners,
+//! trash, and the audit trail. Runs on the writer thread; the rules come from `desk`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use super::ingest::json;
+use super::queries;
+use crate::desk::tickets::{self, ConversationEffect};
+use crate::model::{
+    Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
+};
+use crate::store::{
+    Actor, AuditEntry, ContactUpdate, ConversationUpdate, StoreError, TicketChange,
+};
+
+/// Records one change in the audit trail.
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    conn: &Connection,
+    ticket: &str,
+    entity: &str,
+    entity_id: &str,
+    action: &str,
+    actor: &Actor,
+    changes: Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        ticket,
+        entity,
+        entity_id,
+        action,
+        actor.name,
+        changes.to_string(),
+        actor.reason,
+        now
+    ])?;
+    Ok(())
+}
+
+fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
+    json!({"from": from.into(), "to": to.into()})
+}
+
+pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at
+             FROM tickets WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .query_row([id.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound("ticket"))?;
+    let (pipeline, status, priority, owner_id, properties, created_at, closed_at) = row;
+    let mut statement = conn.prepare_cached(
+        "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at IS NULL ORDER BY seq",
+    )?;
+    let conversation_ids = statement
+        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+        .map(|r| r.map(ConversationId::from_stored))
+        .collect::<Result<_, _>>()?;
+    Ok(Ticket {
+        id: id.clone(),
+        pipeline,
+        status,
+        priority,
+        owner_id,
+        properties: serde_json::from_str(&properties).unwrap_or_default(),
+        conversation_ids,
+        created_at: from_millis(created_at),
+        closed_at: closed_at.map(from_millis),
+    })
+}
+
+/// Applies a ticket change inside the caller's transaction: checks the status against
+/// its pipeline, then moves the ticket's conversations as the lifecycle rules say.
+pub fn apply_ticket_change(
+    conn: &Connection,
+    id: &TicketId,
+    change: &TicketChange,
+    actor: &Actor,
+    now: i64,
+) -> Result<Ticket, StoreError> {
+    let current = ticket(conn, id)?;
+    let mut properties = current.properties.clone();
+    if let Some(patch) = &change.properties {
+        tickets::merge_properties(&mut properties, patch);
+    }
+    let status = change
+        .status
+        .clone()
+        .unwrap_or_else(|| current.status.clone());
+    let pipeline = change.pipelines.get(&current.pipeline).ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "the ticket's pipeline {:?} is no longer configured",
+            current.pipeline
+        ))
+    })?;
+    let was_closed = current.closed_at.is_some();
+    // A move into a conditional status must bring its properties with it (each closing
+    // records its own resolution, not a stale one from an earlier closing). Any other
+    // change must not leave the current status without what it requires.
+    let moving = status != current.status;
+    let given = change.properties.clone().unwrap_or_default();
+    let target = tickets::check_status(
+        &current.pipeline,
+        pipeline,
+        &status,
+        if moving { &given } else { &properties },
+    )
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let now_closed = target.closed;
+    let owner = match &change.owner_id {
+        Some(owner) => owner.clone(),
+        None => current.owner_id.clone(),
+    };
+    conn.prepare_cached(
+        "UPDATE tickets SET status = ?2, owner_id = ?3, properties = ?4, updated_at = ?5,
+             closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.as_str(),
+        status,
+        owner,
+        json(&properties)?,
+        now,
+        now_closed
+    ])?;
+
+    if status != current.status {
+        audit(
+            conn,
+            id.as_str(),
+            "ticket",
+            id.as_str(),
+            "status_changed",
+            actor,
+            json!({"status": from_to(current.status.clone(), status.clone())}),
+            now,
+        )?;
+    }
+    if owner != current.owner_id {
+        audit(
+            conn,
+            id.as_str(),
+            "ticket",
+            id.as_str(),
+            "owner_changed",
+            actor,
+            json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
+            now,
+        )?;
+    }
+    if properties != current.properties {
+        audit(
+            conn,
+            id.as_str(),
+            "ticket",
+            id.as_str(),
+            "properties_changed",
+            actor,
+            json!({"properties": from_to(Value::Object(current.properties.clone()), Value::Object(properties.clone()))}),
+            now,
+        )?;
+    }
+
+    match tickets::effect_of_status_change(was_closed, now_closed, &current.conversation_ids) {
+        ConversationEffect::CloseAll => {
+            for conversation in &current.conversation_ids {
+                set_conversation_status(
+                    conn,
+                    id.as_str(),
+                    conversation,
+                    ConversationStatus::Closed,
+                    actor,
+                    now,
+                )?;
+            }
+        }
+        ConversationEffect::Reopen(conversation) => {
+            set_conversation_status(
+                conn,
+                id.as_str(),
+                &conversation,
+                ConversationStatus::Open,
+                actor,
+                now,
+            )?;
+        }
+        ConversationEffect::Nothing => {}
+    }
+    ticket(conn, id)
+}
+
+fn set_conversation_status(
+    conn: &Connection,
+    ticket: &str,
+    id: &ConversationId,
+    status: ConversationStatus,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), StoreError> {
+    let changed = match status {
+        ConversationStatus::Closed => conn
+            .prepare_cached("UPDATE conversations SET status = 'closed', closed_at = ?2 WHERE id = ?1 AND status = 'open'")?
+            .execute(params![id.as_str(), now])?,
+        ConversationStatus::Open => conn
+            .prepare_cached("UPDATE conversations SET status = 'open', closed_at = NULL WHERE id = ?1 AND status = 'closed'")?
+            .execute([id.as_str()])
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
+                    "conversation {id} cannot reopen: the contact has another open conversation on that channel"
+                )),
+                _ => e.into(),
+            })?,
+    };
+    if changed > 0 {
+        let (from, to) = match status {
+            ConversationStatus::Closed => ("open", "closed"),
+            ConversationStatus::Open => ("closed", "open"),
+        };
+        audit(
+            conn,
+            ticket,
+            "conversation",
+            id.as_str(),
+            "status_changed",
+            actor,
+            json!({"status": from_to(from, to)}),
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn update_conversation(
+    conn: &Connection,
+    id: &ConversationId,
+    update: &ConversationUpdate,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (ticket, owner): (String, Option<String>) = conn
+        .prepare_cached(
+            "SELECT ticket_id, owner_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    if let Some(new_owner) = &update.owner_id
+        && *new_owner != owner
+    {
+        conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), new_owner])?;
+        audit(
+            conn,
+            &ticket,
+            "conversation",
+            id.as_str(),
+            "owner_changed",
+            actor,
+            json!({"owner_id": from_to(owner.clone(), new_owner.clone())}),
+            now,
+        )?;
+        // A conversation's owner is its ticket's owner too (never the other way round).
+        let ticket_owner: Option<String> = conn
+            .prepare_cached("SELECT owner_id FROM tickets WHERE id = ?1")?
+            .query_row([&ticket], |r| r.get(0))?;
+        if ticket_owner != *new_owner {
+            conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![ticket, new_owner, now])?;
+            audit(
+                conn,
+                &ticket,
+                "ticket",
+                &ticket,
+                "owner_changed",
+                actor,
+                json!({"owner_id": from_to(ticket_owner, new_owner.clone())}),
+                now,
+            )?;
+        }
+    }
+    if let Some(status) = update.status {
+        // Closing a conversation closes only it: its ticket stays as it is.
+        set_conversation_status(conn, &ticket, id, status, actor, now)?;
+    }
+    Ok(())
+}
+
+pub fn delete_conversation(
+    conn: &Connection,
+    id: &ConversationId,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ticket: String = conn
+        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    delete_ticket(conn, &TicketId::from_stored(ticket), actor, now)
+}
+
+pub fn delete_ticket(
+    conn: &Connection,
+    id: &TicketId,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached("UPDATE tickets SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
+        .execute(params![id.as_str(), now])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("ticket"));
+    }
+    let trashed = conn
+        .prepare_cached(
+            "UPDATE conversations SET deleted_at = ?2 WHERE ticket_id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id.as_str(), now])?;
+    audit(
+        conn,
+        id.as_str(),
+        "ticket",
+        id.as_str(),
+        "deleted",
+        actor,
+        json!({"conversations": trashed}),
+        now,
+    )
+}
+
+pub fn restore_ticket(
+    conn: &Connection,
+    id: &TicketId,
+    actor: &Actor,
+    now: i64,
+) -> Result<Ticket, StoreError> {
+    let deleted_at: Option<i64> = conn
+        .prepare_cached("SELECT deleted_at FROM tickets WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("ticket"))?;
+    let Some(deleted_at) = deleted_at else {
+        return Err(StoreError::Conflict(format!(
+            "ticket {id} is not in the trash"
+        )));
+    };
+    conn.prepare_cached("UPDATE tickets SET deleted_at = NULL, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id.as_str(), now])?;
+    let mut statement = conn
+        .prepare_cached("SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at = ?2")?;
+    let conversations: Vec<String> = statement
+        .query_map(params![id.as_str(), deleted_at], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for conversation in conversations {
+        let restored = conn
+            .prepare_cached("UPDATE conversations SET deleted_at = NULL WHERE id = ?1")?
+            .execute([&conversation]);
+        if let Err(e) = restored {
+            // The contact has opened another conversation meanwhile: this one comes back closed.
+            if e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
+                return Err(e.into());
+            }
+            conn.prepare_cached(
+                "UPDATE conversations SET deleted_at = NULL, status = 'closed', closed_at = COALESCE(closed_at, ?2)
+                 WHERE id = ?1",
+            )?
+            .execute(params![conversation, now])?;
+        }
+    }
+    audit(
+        conn,
+        id.as_str(),
+        "ticket",
+        id.as_str(),
+        "restored",
+        actor,
+        json!({}),
+        now,
+    )?;
+    ticket(conn, id)
+}
+
+pub fn purge_trash(conn: &Connection, before: i64) -> Result<u64, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id FROM tickets WHERE deleted_at IS NOT NULL AND deleted_at < ?1",
+    )?;
+    let tickets: Vec<String> = statement
+        .query_map([before], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for ticket in &tickets {
+        conn.prepare_cached(
+            "DELETE FROM message_text WHERE rowid IN (
+                 SELECT m.seq FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.ticket_id = ?1)",
+        )?
+        .execute([ticket])?;
+        conn.prepare_cached(
+            "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
+        )?
+        .execute([ticket])?;
+        conn.prepare_cached(
+            "DELETE FROM jobs WHERE ordering_key IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
+        )?
+        .execute([ticket])?;
+        conn.prepare_cached("DELETE FROM conversations WHERE ticket_id = ?1")?
+            .execute([ticket])?;
+        conn.prepare_cached("DELETE FROM audit WHERE ticket_id = ?1")?
+            .execute([ticket])?;
+        conn.prepare_cached("DELETE FROM tickets WHERE id = ?1")?
+            .execute([ticket])?;
+    }
+    Ok(tickets.len() as u64)
+}
+
+pub fn history(conn: &Connection, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND deleted_at IS NULL")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound("ticket"));
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT at, actor, entity, entity_id, action, changes, reason FROM audit WHERE ticket_id = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map([id.as_str()], |r| {
+        Ok(AuditEntry {
+            at: from_millis(r.get(0)?),
+            actor: r.get(1)?,
+            entity: r.get(2)?,
+            entity_id: r.get(3)?,
+            action: r.get(4)?,
+            changes: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            reason: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn contact(conn: &Connection, id: &ContactId) -> Result<Contact, StoreError> {
+    let (display_name, email, owner_id) = conn
+        .prepare_cached("SELECT display_name, email, owner_id FROM contacts WHERE id = ?1")?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or(StoreError::NotFound("contact"))?;
+    Ok(Contact {
+        id: id.clone(),
+        display_name,
+        email,
+        owner_id,
+        identifiers: queries::contact_identifiers(conn, id.as_str())?,
+    })
+}
+
+pub fn update_contact(
+    conn: &Connection,
+    id: &ContactId,
+    update: &ContactUpdate,
+    now: i64,
+) -> Result<Contact, StoreError> {
+    let current = contact(conn, id)?;
+    let owner = update.owner_id.clone().unwrap_or(current.owner_id);
+    let email = update.email.clone().unwrap_or(current.email);
+    conn.prepare_cached(
+        "UPDATE contacts SET owner_id = ?2, email = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id.as_str(), owner, email, now])?;
+    contact(conn, id)
+}
+
+/// Indexes what a message says for full-text search (`rowid` = the message's seq).
+pub fn index_text(
+    conn: &Connection,
+    seq: i64,
+    parts: &[crate::model::Part],
+) -> Result<(), StoreError> {
+    let text: Vec<&str> = parts.iter().filter_map(|p| p.text()).collect();
+    conn.prepare_cached("DELETE FROM message_text WHERE rowid = ?1")?
+        .execute([seq])?;
+    if !text.is_empty() {
+        conn.prepare_cached("INSERT INTO message_text (rowid, body) VALUES (?1, ?2)")?
+            .execute(params![seq, text.join(" ")])?;
+    }
+    Ok(())
+}
+
+/// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
+/// last one), and nothing typed is read as FTS syntax.
+pub fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let (last, rest) = words.split_last()?;
+    let mut query = rest.join(" ");
+    if !query.is_empty() {
+        query.push(' ');
+    }
+    query.push_str(last);
+    query.push('*');
+    Some(query)
+}
