@@ -32,6 +32,8 @@ pub struct AppState {
     /// Wakes the delivery worker when there may be new work.
     pub wake: Arc<Notify>,
     pub reload: Arc<Mutex<ReloadStatus>>,
+    /// Cancelled when the daemon drains: long-lived responses (event streams) end.
+    pub shutdown: CancellationToken,
 }
 
 /// A built daemon, listening but not yet serving.
@@ -71,6 +73,7 @@ impl App {
                 runtime,
                 wake: Arc::new(Notify::new()),
                 reload: Arc::default(),
+                shutdown: CancellationToken::new(),
             },
             http,
             config_file: None,
@@ -152,6 +155,12 @@ impl App {
         });
 
         tokio::spawn(purge_trash(state.clone(), shutdown.clone()));
+        let streams = state.shutdown.clone();
+        let draining = shutdown.clone();
+        tokio::spawn(async move {
+            draining.cancelled().await;
+            streams.cancel();
+        });
 
         tracing::info!(address = %listener.local_addr()?, "Listening.");
         let server = axum::serve(listener, router(state.clone()))

@@ -5,6 +5,7 @@ mod channels;
 mod contacts;
 mod conversations;
 mod deliveries;
+mod events;
 mod media;
 pub mod ops;
 mod tickets;
@@ -52,6 +53,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deliveries", get(deliveries::list))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/api/v1/channels", get(channels::list))
+        .route("/api/v1/events", get(events::stream))
 }
 
 /// The authenticated caller of an API request.

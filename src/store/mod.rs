@@ -152,6 +152,29 @@ pub struct AuditEntry {
     pub reason: Option<String>,
 }
 
+/// A live event (new message, assignment, status change, delivery update).
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Increasing; the SSE id a client resumes from.
+    pub id: i64,
+    /// `message.created`, `conversation.assigned`, `conversation.status_changed`,
+    /// `ticket.status_changed`, `delivery.updated`.
+    pub kind: String,
+    pub channel_id: Option<String>,
+    pub conversation_id: Option<String>,
+    /// The conversation's owner when the event happened.
+    pub owner_id: Option<String>,
+    pub data: Value,
+    pub at: DateTime<Utc>,
+}
+
+/// Which events a stream wants.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub channel: Option<String>,
+    pub owner: Option<String>,
+}
+
 /// Filters of the conversation list.
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
@@ -324,8 +347,8 @@ pub trait Store: Send + Sync {
     /// Brings a trashed ticket back with the conversations trashed with it.
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError>;
 
-    /// Deletes for good what has been in the trash since before `before`; returns how many
-    /// tickets went.
+    /// Deletes for good what has been in the trash since before `before` (and events
+    /// older than it); returns how many tickets went.
     async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The audit trail of a ticket and its conversations, oldest first.
@@ -383,6 +406,20 @@ pub trait Store: Send + Sync {
 
     /// Sends a dead-lettered job again from the start of its schedule.
     async fn retry_delivery(&self, id: &JobId, now: DateTime<Utc>) -> Result<Delivery, StoreError>;
+
+    /// Events after `after` (an event id), oldest first.
+    async fn events_after(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The newest event id (0 if none): where a stream without Last-Event-ID starts.
+    async fn latest_event(&self) -> Result<i64, StoreError>;
+
+    /// Changes whenever something was written that may have produced events.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Counts for the queue metrics.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;

@@ -4,6 +4,7 @@
 mod delivery;
 mod desk;
 mod errors;
+mod events;
 mod harness;
 mod ingest;
 mod media;

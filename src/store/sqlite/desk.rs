@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::ingest::json;
-use super::queries;
+use super::{events, queries};
 use crate::desk::tickets::{self, ConversationEffect};
 use crate::model::{
     Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
@@ -144,6 +144,15 @@ pub fn apply_ticket_change(
     ])?;
 
     if status != current.status {
+        for conversation in &current.conversation_ids {
+            events::emit(
+                conn,
+                "ticket.status_changed",
+                conversation.as_str(),
+                json!({"ticket_id": id, "status": status, "previous_status": current.status}),
+                now,
+            )?;
+        }
         audit(
             conn,
             id.as_str(),
@@ -235,6 +244,13 @@ fn set_conversation_status(
             ConversationStatus::Closed => ("open", "closed"),
             ConversationStatus::Open => ("closed", "open"),
         };
+        events::emit(
+            conn,
+            "conversation.status_changed",
+            id.as_str(),
+            json!({"status": to}),
+            now,
+        )?;
         audit(
             conn,
             ticket,
@@ -268,6 +284,13 @@ pub fn update_conversation(
     {
         conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
             .execute(params![id.as_str(), new_owner])?;
+        events::emit(
+            conn,
+            "conversation.assigned",
+            id.as_str(),
+            json!({"owner_id": new_owner, "previous_owner_id": owner, "by": actor.name}),
+            now,
+        )?;
         audit(
             conn,
             &ticket,
@@ -428,6 +451,7 @@ pub fn purge_trash(conn: &Connection, before: i64) -> Result<u64, StoreError> {
         conn.prepare_cached("DELETE FROM tickets WHERE id = ?1")?
             .execute([ticket])?;
     }
+    events::purge(conn, before)?;
     Ok(tickets.len() as u64)
 }
 

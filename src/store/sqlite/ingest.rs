@@ -12,7 +12,7 @@ use crate::model::{
 use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError};
 
 use super::desk as tickets_store;
-use super::outbox;
+use super::{events, outbox};
 
 pub fn ingest(
     conn: &Connection,
@@ -29,7 +29,7 @@ pub fn ingest(
             InboundEvent::Retract {
                 platform_message_id,
             } => retract(conn, &rules.channel_id, platform_message_id, now),
-            InboundEvent::Watermark(mark) => apply_watermark(conn, &rules.channel_id, mark),
+            InboundEvent::Watermark(mark) => apply_watermark(conn, &rules.channel_id, mark, now),
         })
         .collect()
 }
@@ -102,6 +102,7 @@ fn apply_watermark(
     conn: &Connection,
     channel: &str,
     mark: &StatusWatermark,
+    now: i64,
 ) -> Result<IngestOutcome, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT m.id, m.delivery_status FROM messages m
@@ -125,8 +126,7 @@ fn apply_watermark(
     for (id, status) in rows {
         let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
         if let Some(next) = desk::delivery::advance(current, mark.status) {
-            conn.prepare_cached("UPDATE messages SET delivery_status = ?2 WHERE id = ?1")?
-                .execute(params![id, next.as_str()])?;
+            events::delivery_updated(conn, &id, next, None, now)?;
             updated += 1;
         }
     }
@@ -188,6 +188,13 @@ fn ingest_message(
         now,
     ])?;
     tickets_store::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
+    events::emit(
+        conn,
+        "message.created",
+        conversation.as_str(),
+        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation}),
+        now,
+    )?;
     Ok(IngestOutcome::Stored {
         id: m.platform_message_id.clone(),
         message_id: id,
@@ -354,15 +361,7 @@ fn record_status(
             let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
             match desk::delivery::advance(current, s.status) {
                 Some(next) => {
-                    let error = (next == DeliveryStatus::Failed)
-                        .then(|| s.error.clone())
-                        .flatten();
-                    conn.prepare_cached(
-                        "UPDATE messages SET delivery_status = ?2,
-                             delivery_error = CASE WHEN ?2 = 'failed' THEN ?3 ELSE delivery_error END
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, next.as_str(), error])?;
+                    events::delivery_updated(conn, &id, next, s.error.as_deref(), now)?;
                     true
                 }
                 None => false,
@@ -433,6 +432,13 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         now
     ])?;
     tickets_store::index_text(conn, conn.last_insert_rowid(), &reply.parts)?;
+    events::emit(
+        conn,
+        "message.created",
+        conversation,
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender}),
+        now,
+    )?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
         .execute(params![conversation, now])?;
     outbox::enqueue_delivery(

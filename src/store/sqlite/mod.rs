@@ -6,6 +6,7 @@
 //! take back every outbox lease at start-up: nobody else can be holding one.
 
 mod desk;
+mod events;
 mod ingest;
 mod outbox;
 mod queries;
@@ -28,8 +29,8 @@ use crate::model::{
 };
 use crate::store::{
     Actor, AuditEntry, ChannelRules, ContactUpdate, ConversationFilter, ConversationUpdate,
-    Delivery, IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewReply, Page, PageRequest,
-    QueueStats, Store, StoreError, TicketChange,
+    Delivery, Event, EventFilter, IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewReply,
+    Page, PageRequest, QueueStats, Store, StoreError, TicketChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_edits_and_notes.sql"),
     include_str!("../../../migrations/sqlite/0003_tickets_audit_search.sql"),
+    include_str!("../../../migrations/sqlite/0004_events.sql"),
 ];
 
 const READERS: usize = 4;
@@ -65,6 +67,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Held until `close` (or process exit, when the OS releases it).
     lock: std::sync::Mutex<Option<File>>,
+    /// Bumped after writes that may have produced events (SSE streams wait on it).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn now_ms() -> i64 {
@@ -133,12 +137,21 @@ impl SqliteStore {
             readers,
             path,
             lock: std::sync::Mutex::new(Some(lock)),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Tells event streams to look for new events.
+    fn changed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_ok() {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        result
     }
 }
 
@@ -173,15 +186,19 @@ impl Store for SqliteStore {
         events: Vec<InboundEvent>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let rules = rules.clone();
-        self.writer
+        let result = self
+            .writer
             .write(move |conn| ingest::ingest(conn, &rules, &events, now_ms()))
-            .await
+            .await;
+        self.changed(result)
     }
 
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
-        self.writer
+        let result = self
+            .writer
             .write(move |conn| ingest::create_reply(conn, &reply, now_ms()))
-            .await
+            .await;
+        self.changed(result)
     }
 
     async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
@@ -198,9 +215,11 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> Result<(), StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
-        self.writer
+        let result = self
+            .writer
             .write(move |conn| desk::update_conversation(conn, &id, &update, &actor, now_ms()))
-            .await
+            .await;
+        self.changed(result)
     }
 
     async fn ticket(&self, id: &TicketId) -> Result<Ticket, StoreError> {
@@ -215,9 +234,11 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> Result<Ticket, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
-        self.writer
+        let result = self
+            .writer
             .write(move |conn| desk::apply_ticket_change(conn, &id, &change, &actor, now_ms()))
-            .await
+            .await;
+        self.changed(result)
     }
 
     async fn delete_conversation(
@@ -350,9 +371,31 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let job = job.clone();
         let owner = owner.to_owned();
-        self.writer
+        let result = self
+            .writer
             .write(move |conn| outbox::finish(conn, &job, &owner, &outcome, now_ms()))
+            .await;
+        self.changed(result)
+    }
+
+    async fn events_after(
+        &self,
+        after: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| events::after(conn, after, &filter, limit))
             .await
+    }
+
+    async fn latest_event(&self) -> Result<i64, StoreError> {
+        self.readers.read(events::latest).await
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
+use super::events;
 use crate::desk;
 use crate::model::{DeliveryStatus, JobId, MessageId, from_millis};
 use crate::store::{
@@ -140,7 +141,7 @@ pub fn finish(
         )));
     }
     let JobKind::Deliver { message_id } = &job.kind;
-    update_message(conn, job, message_id, outcome)
+    update_message(conn, job, message_id, outcome, now)
 }
 
 fn update_message(
@@ -148,6 +149,7 @@ fn update_message(
     job: &Job,
     message: &MessageId,
     outcome: &JobOutcome,
+    now: i64,
 ) -> Result<(), StoreError> {
     let id = message.as_str();
     match outcome {
@@ -171,11 +173,12 @@ fn update_message(
             }
             let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
             conn.prepare_cached(
-                "UPDATE messages SET delivery_status = ?2, platform_message_id = ?3,
-                     delivery_error = NULL, delivery_note = ?4, attempts = attempts + 1
+                "UPDATE messages SET platform_message_id = ?2, delivery_error = NULL,
+                     delivery_note = ?3, attempts = attempts + 1
                  WHERE id = ?1",
             )?
-            .execute(params![id, status.as_str(), platform_message_id, note])?;
+            .execute(params![id, platform_message_id, note])?;
+            events::delivery_updated(conn, id, status, None, now)?;
         }
         JobOutcome::Retry { error, .. } => {
             conn.prepare_cached(
@@ -184,12 +187,9 @@ fn update_message(
             .execute(params![id, error])?;
         }
         JobOutcome::Dead { error } => {
-            conn.prepare_cached(
-                "UPDATE messages SET delivery_status = 'failed', delivery_error = ?2,
-                     attempts = attempts + 1
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, error])?;
+            conn.prepare_cached("UPDATE messages SET attempts = attempts + 1 WHERE id = ?1")?
+                .execute([id])?;
+            events::delivery_updated(conn, id, DeliveryStatus::Failed, Some(error), now)?;
         }
         JobOutcome::Released => {}
     }
