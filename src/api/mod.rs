@@ -1,6 +1,7 @@
 //! The rep and admin REST API (`/api/v1`) and the operational endpoints. Handlers
 //! translate HTTP to store calls and back; rules live in `desk`, errors map in `error`.
 
+mod analytics;
 mod channels;
 mod contacts;
 mod conversations;
@@ -54,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/api/v1/channels", get(channels::list))
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/analytics", get(analytics::report))
 }
 
 /// The authenticated caller of an API request.

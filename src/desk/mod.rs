@@ -2,6 +2,7 @@
 //! conversations, how delivery status moves. No HTTP, no SQL: the store and the API
 //! call these and persist or show what they decide.
 
+pub mod analytics;
 pub mod delivery;
 pub mod threading;
 pub mod tickets;

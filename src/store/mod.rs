@@ -421,6 +421,13 @@ pub trait Store: Send + Sync {
     /// Changes whenever something was written that may have produced events.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// The raw facts of the analytics report for `[from, to)`.
+    async fn analytics(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<crate::desk::analytics::Facts, StoreError>;
+
     /// Counts for the queue metrics.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
 

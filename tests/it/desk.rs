@@ -536,3 +536,39 @@ async fn each_move_into_a_conditional_status_must_bring_its_properties() {
     let (status, _) = patch(&app, &path, json!({"properties": {"resolution": null}})).await;
     assert_eq!(status, 422);
 }
+
+#[tokio::test]
+async fn analytics_count_conversations_messages_and_replies_in_the_period() {
+    let app = desk().await;
+    let (conv, _) = conversation(&app, "m1", "ana", "hi").await;
+    conversation(&app, "m2", "bo", "hello").await;
+    app.reply(&conv, "hi ana").await;
+    let report = app.get("/api/v1/analytics").await;
+    let demo = &report["channels"][0];
+    assert_eq!(demo["channel_id"], "demo");
+    assert_eq!(
+        (
+            demo["conversations"].as_u64(),
+            demo["messages_inbound"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(demo["messages_outbound"], 1);
+    assert_eq!(demo["first_response"]["count"], 1);
+    assert_eq!(report["reps"][0]["rep_id"], "test-rep");
+    assert_eq!(report["reps"][0]["replies"], 1);
+
+    let (status, _) = app
+        .api(
+            Method::GET,
+            "/api/v1/analytics?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+            None,
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let empty = app
+        .get("/api/v1/analytics?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z")
+        .await;
+    assert_eq!(empty["channels"], json!([]));
+}

@@ -543,3 +543,77 @@ pub fn fts_query(q: &str) -> Option<String> {
     query.push('*');
     Some(query)
 }
+
+/// The raw facts of the analytics report for `[from, to)` (unix ms).
+pub fn analytics(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<crate::desk::analytics::Facts, StoreError> {
+    let mut facts = crate::desk::analytics::Facts::default();
+    let mut statement = conn.prepare_cached(
+        "SELECT channel_id, count(*) FROM conversations
+         WHERE created_at >= ?1 AND created_at < ?2 AND deleted_at IS NULL GROUP BY channel_id",
+    )?;
+    facts.conversations = statement
+        .query_map(params![from, to], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut statement = conn.prepare_cached(
+        "SELECT m.channel_id, count(*) FILTER (WHERE m.direction = 'inbound'),
+                count(*) FILTER (WHERE m.direction = 'outbound')
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.created_at >= ?1 AND m.created_at < ?2 AND c.deleted_at IS NULL GROUP BY m.channel_id",
+    )?;
+    facts.messages = statement
+        .query_map(params![from, to], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    // First response: from a conversation's first inbound message to its first rep reply.
+    let mut statement = conn.prepare_cached(
+        "SELECT c.channel_id, r.sender_id, (r.created_at - i.first_in) / 1000.0
+         FROM conversations c
+         JOIN (SELECT conversation_id, MIN(created_at) AS first_in FROM messages
+               WHERE direction = 'inbound' GROUP BY conversation_id) i ON i.conversation_id = c.id
+         JOIN messages r ON r.seq = (SELECT MIN(seq) FROM messages
+                                     WHERE conversation_id = c.id AND direction = 'outbound' AND sender_type = 'rep')
+         WHERE c.created_at >= ?1 AND c.created_at < ?2 AND c.deleted_at IS NULL",
+    )?;
+    facts.first_responses = statement
+        .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    // Resolution: tickets closed in the period, from creation to close; the channel is the
+    // one of the ticket's first conversation.
+    let mut statement = conn.prepare_cached(
+        "SELECT (SELECT channel_id FROM conversations WHERE ticket_id = t.id ORDER BY seq LIMIT 1),
+                t.owner_id, (t.closed_at - t.created_at) / 1000.0
+         FROM tickets t
+         WHERE t.closed_at >= ?1 AND t.closed_at < ?2 AND t.deleted_at IS NULL",
+    )?;
+    facts.resolutions = statement
+        .query_map(params![from, to], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get(1)?,
+                r.get(2)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut statement = conn.prepare_cached(
+        "SELECT sender_id, count(*) FROM messages
+         WHERE direction = 'outbound' AND sender_type = 'rep' AND created_at >= ?1 AND created_at < ?2
+         GROUP BY sender_id",
+    )?;
+    facts.replies = statement
+        .query_map(params![from, to], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(facts)
+}

@@ -390,6 +390,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn analytics(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<crate::desk::analytics::Facts, StoreError> {
+        let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
+        self.readers
+            .read(move |conn| desk::analytics(conn, from, to))
+            .await
+    }
+
     async fn latest_event(&self) -> Result<i64, StoreError> {
         self.readers.read(events::latest).await
     }
@@ -774,5 +785,100 @@ mod ticket_tests {
             store.messages(&first, &page).await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn analytics_figures_on_a_seeded_data_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        // Three conversations on "chat": answered after 60 s and 180 s by alice and
+        // 120 s by bob; two tickets resolved, after 1 h (owner bob) and 3 h (no owner).
+        let mut conversations = Vec::new();
+        for user in ["ana", "bo", "cy"] {
+            conversations.push(conversation(&store, "chat", user).await);
+        }
+        for ((id, _), rep) in conversations.iter().zip(["alice", "bob", "alice"]) {
+            store
+                .create_reply(NewReply {
+                    conversation_id: id.clone(),
+                    parts: vec![Part::Text(TextPart {
+                        text: "hello".into(),
+                    })],
+                    reply_to: None,
+                    sender: crate::model::Sender {
+                        kind: crate::model::SenderKind::Rep,
+                        id: rep.into(),
+                    },
+                    run_at: Utc::now(),
+                    ticket_change: None,
+                })
+                .await
+                .unwrap();
+        }
+        let base = 1_800_000_000_000i64;
+        let seeded: Vec<(String, String)> = conversations
+            .iter()
+            .map(|(c, t)| (c.as_str().to_owned(), t.as_str().to_owned()))
+            .collect();
+        store
+            .writer
+            .write(move |conn| {
+                for (i, (conversation, ticket)) in seeded.iter().enumerate() {
+                    let answered_after = [60_000, 120_000, 180_000][i];
+                    conn.execute(
+                        "UPDATE conversations SET created_at = ?2 WHERE id = ?1",
+                        params![conversation, base],
+                    )?;
+                    conn.execute(
+                        "UPDATE messages SET created_at = ?2 + CASE direction WHEN 'inbound' THEN 0 ELSE ?3 END
+                         WHERE conversation_id = ?1",
+                        params![conversation, base, answered_after],
+                    )?;
+                    let (closed, owner) = match i {
+                        0 => (Some(base + 3_600_000), Some("bob")),
+                        1 => (Some(base + 10_800_000), None),
+                        _ => (None, None),
+                    };
+                    conn.execute(
+                        "UPDATE tickets SET created_at = ?2, closed_at = ?3, owner_id = ?4 WHERE id = ?1",
+                        params![ticket, base, closed, owner],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let from = crate::model::from_millis(base - 1);
+        let to = crate::model::from_millis(base + 86_400_000);
+        let report = crate::desk::analytics::report(store.analytics(from, to).await.unwrap());
+
+        let chat = &report.channels[0];
+        assert_eq!(chat.channel_id, "chat");
+        assert_eq!(
+            (
+                chat.conversations,
+                chat.messages_inbound,
+                chat.messages_outbound
+            ),
+            (3, 3, 3)
+        );
+        assert_eq!(chat.first_response.count, 3);
+        assert_eq!(chat.first_response.median_s, Some(120.0));
+        assert_eq!(chat.first_response.p90_s, Some(180.0));
+        assert_eq!(chat.resolution.count, 2);
+        assert_eq!(chat.resolution.median_s, Some(3600.0));
+        assert_eq!(chat.resolution.p90_s, Some(10800.0));
+        let alice = report.reps.iter().find(|r| r.rep_id == "alice").unwrap();
+        assert_eq!(alice.replies, 2);
+        assert_eq!(alice.first_response.median_s, Some(60.0));
+        assert_eq!(alice.first_response.p90_s, Some(180.0));
+        let bob = report.reps.iter().find(|r| r.rep_id == "bob").unwrap();
+        assert_eq!((bob.replies, bob.first_response.median_s), (1, Some(120.0)));
+        assert_eq!(bob.resolution.median_s, Some(3600.0));
+
+        // Outside the period there is nothing.
+        let before = crate::model::from_millis(base - 10_000_000);
+        let report = crate::desk::analytics::report(store.analytics(before, from).await.unwrap());
+        assert!(report.channels.is_empty());
     }
 }
