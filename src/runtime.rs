@@ -30,6 +30,8 @@ pub struct LiveChannel {
 pub struct Runtime {
     pub config: Arc<Config>,
     channels: HashMap<String, LiveChannel>,
+    /// The SMTP sender, when `[smtp]` is configured.
+    pub mailer: Option<Arc<crate::adapters::email::Mailer>>,
 }
 
 /// The swappable current runtime.
@@ -57,8 +59,14 @@ impl Runtime {
             .iter()
             .map(|(id, channel)| {
                 let before = previous.and_then(|p| p.channels.get(id));
+                // Rules are cheap and depend on more than the channel (reps, pipelines):
+                // always recomputed. The adapter is kept when its channel did not change.
+                let rules = ChannelRules::new(id, channel, &config);
                 let live = match before {
-                    Some(old) if old.config == *channel => old.clone(),
+                    Some(old) if old.config == *channel => LiveChannel {
+                        rules,
+                        ..old.clone()
+                    },
                     _ => {
                         let mut retired: Vec<RetiredSecret> = before
                             .map(|old| {
@@ -80,7 +88,7 @@ impl Runtime {
                         }
                         LiveChannel {
                             config: channel.clone(),
-                            rules: ChannelRules::new(id, channel),
+                            rules,
                             adapter: channel.adapter.build(http.clone(), &retired),
                             retired,
                         }
@@ -89,9 +97,23 @@ impl Runtime {
                 (id.clone(), live)
             })
             .collect();
+        let mailer = match (&config.smtp, previous.and_then(|p| p.mailer.clone())) {
+            (None, _) => None,
+            (Some(smtp), Some(old)) if old.config() == smtp => Some(old),
+            (Some(smtp), _) => {
+                match crate::adapters::email::Mailer::new(smtp, config.delivery.timeout_ms) {
+                    Ok(mailer) => Some(Arc::new(mailer)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot set up SMTP; emails wait until [smtp] is fixed.");
+                        None
+                    }
+                }
+            }
+        };
         Self {
             config: Arc::new(config),
             channels,
+            mailer,
         }
     }
 
@@ -100,7 +122,7 @@ impl Runtime {
         self.channels.get(id)
     }
 
-    /// Ids of the channels whose jobs may run now.
+    /// Ids of the channels whose jobs may run now (with the email queue when SMTP is set).
     pub fn enabled_channels(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .channels
@@ -108,8 +130,16 @@ impl Runtime {
             .filter(|(_, c)| c.config.enabled)
             .map(|(id, _)| id.clone())
             .collect();
+        if self.mailer.is_some() {
+            ids.push(crate::store::JOB_CHANNEL_SMTP.to_owned());
+        }
         ids.sort();
         ids
+    }
+
+    /// Rules of every channel, for work that spans channels (backfill after presence).
+    pub fn all_rules(&self) -> Vec<ChannelRules> {
+        self.channels.values().map(|c| c.rules.clone()).collect()
     }
 
     /// The configured token matching a presented bearer token. Compares hashes in

@@ -4,6 +4,7 @@
 //! Inbound is pure (`verify`, `parse` over a [`RawRequest`]: no I/O, fixture-testable);
 //! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
 
+pub mod email;
 pub mod generic;
 pub mod signature;
 

@@ -198,6 +198,11 @@ pub async fn update(
         .store
         .update_conversation(&id, update, &caller.actor())
         .await?;
+    // Closing or handing over a conversation frees its owner's capacity.
+    state
+        .store
+        .backfill(state.runtime.load().all_rules())
+        .await?;
     Ok(Json(state.store.conversation(&id).await?))
 }
 

@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod media;
 pub mod ops;
+mod reps;
 mod tickets;
 
 use axum::Router;
@@ -55,6 +56,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/api/v1/channels", get(channels::list))
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/reps", get(reps::list))
+        .route(
+            "/api/v1/reps/{id}/presence",
+            axum::routing::put(reps::presence),
+        )
         .route("/api/v1/analytics", get(analytics::report))
 }
 

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use super::{
     ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, MediaConfig, PipelineConfig,
-    ReloadConfig, RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig, StatusConfig,
-    StorageConfig, Threading, TicketTemplate, TicketsConfig,
+    PresenceConfig, ReloadConfig, RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig,
+    StatusConfig, StorageConfig, Threading, TicketTemplate, TicketsConfig,
 };
 use crate::adapters::AdapterConfig;
 
@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "reload",
     "media",
     "tickets",
+    "presence",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
@@ -289,7 +290,24 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     let api =
         parse::<RawApi>(section(&mut table, "api"), "api", errors).and_then(|raw| api(raw, errors));
     let smtp = match table.remove("smtp") {
-        Some(value) => parse::<SmtpConfig>(value, "smtp", errors).map(Some),
+        Some(value) => parse::<SmtpConfig>(value, "smtp", errors).map(|smtp| {
+            let url = smtp.url.expose();
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+                || reqwest::Url::parse(url).is_err()
+            {
+                errors.push(ConfigError::new(
+                    "smtp.url",
+                    "must be smtp://host:port or smtps://host:port",
+                ));
+            }
+            if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                errors.push(ConfigError::new(
+                    "smtp.from",
+                    format!("{:?} is not an email address", smtp.from),
+                ));
+            }
+            Some(smtp)
+        }),
         None => Some(None),
     };
     let delivery = parse::<RawDelivery>(section(&mut table, "delivery"), "delivery", errors)
@@ -307,6 +325,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     let reload = parse::<ReloadConfig>(section(&mut table, "reload"), "reload", errors);
     let media = parse::<MediaConfig>(section(&mut table, "media"), "media", errors);
     let tickets = parse::<TicketsConfig>(section(&mut table, "tickets"), "tickets", errors);
+    let presence = parse::<PresenceConfig>(section(&mut table, "presence"), "presence", errors);
 
     if let Some(reps) = &reps {
         check_reps(reps, errors);
@@ -346,6 +365,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         reload: reload?,
         media: media?,
         tickets: tickets?,
+        presence: presence?,
     })
 }
 

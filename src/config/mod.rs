@@ -34,6 +34,35 @@ pub struct Config {
     pub reload: ReloadConfig,
     pub media: MediaConfig,
     pub tickets: TicketsConfig,
+    pub presence: PresenceConfig,
+}
+
+/// How reps' presence is kept.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// A rep who has sent no presence for this long counts as offline.
+    #[serde(default = "default_presence_timeout")]
+    pub timeout_s: u64,
+    /// Offline reps with `notify = true` get at most one digest email per interval.
+    #[serde(default = "default_digest_interval")]
+    pub digest_interval_s: u64,
+}
+
+fn default_presence_timeout() -> u64 {
+    300
+}
+fn default_digest_interval() -> u64 {
+    900
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            timeout_s: default_presence_timeout(),
+            digest_interval_s: default_digest_interval(),
+        }
+    }
 }
 
 /// How deleted tickets are kept.
@@ -151,10 +180,12 @@ pub enum Role {
     Admin,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// Where email goes out: `smtp://host:port` (STARTTLS when offered), `smtps://host:port`
+/// (TLS), credentials as `smtp://user:password@host`; a secret, since it may hold them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
-    pub url: String,
+    pub url: Secret,
     pub from: String,
 }
 
@@ -182,6 +213,9 @@ pub struct RepConfig {
     pub teams: Vec<String>,
     #[serde(default = "default_capacity")]
     pub capacity: u32,
+    /// Email the rep a digest of new messages in their conversations while they are offline.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 fn default_capacity() -> u32 {

@@ -4,5 +4,7 @@
 
 pub mod analytics;
 pub mod delivery;
+pub mod notify;
+pub mod routing;
 pub mod threading;
 pub mod tickets;

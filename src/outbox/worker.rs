@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::retry;
-use crate::runtime::SharedRuntime;
+use crate::adapters::{Receipt, SendError};
+use crate::model::MessageId;
+use crate::runtime::{LiveChannel, SharedRuntime};
 use crate::store::{Job, JobKind, JobOutcome, LeaseRequest, Store, StoreError};
 use crate::telemetry;
 
@@ -19,6 +21,19 @@ use crate::telemetry;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Pause after a store error before leasing again.
 const STORE_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Why an attempt did not send: a classified send failure (retried on the schedule) or
+/// an outcome decided before sending.
+enum Failure {
+    Send(SendError),
+    Outcome(JobOutcome),
+}
+
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        Failure::Send(e)
+    }
+}
 
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
@@ -144,33 +159,36 @@ impl DeliveryWorker {
 
     async fn attempt(&self, job: &Job) -> JobOutcome {
         let runtime = self.runtime.load_full();
-        let Some(channel) = runtime
-            .channel(&job.channel_id)
-            .filter(|c| c.config.enabled)
-        else {
-            // Disabled or removed since it was leased: it waits, untouched, for the channel.
-            return JobOutcome::Released;
-        };
-        let JobKind::Deliver { message_id } = &job.kind;
-        let outbound = match self.store.outbound(message_id).await {
-            Ok(outbound) => outbound,
-            Err(StoreError::NotFound(what)) => {
-                return JobOutcome::Dead {
-                    error: format!("{what} no longer exists"),
+        let sent = match &job.kind {
+            JobKind::Deliver { message_id } => {
+                let Some(channel) = runtime
+                    .channel(&job.channel_id)
+                    .filter(|c| c.config.enabled)
+                else {
+                    // Disabled or removed since it was leased: it waits, untouched.
+                    return JobOutcome::Released;
                 };
+                self.deliver(job, message_id, channel).await
             }
-            Err(StoreError::Invalid(reason)) => return JobOutcome::Dead { error: reason },
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "Could not load a message to deliver.");
-                return JobOutcome::Released;
+            JobKind::Email(email) => {
+                let Some(mailer) = &runtime.mailer else {
+                    // [smtp] was removed since: the email waits for it to come back.
+                    return JobOutcome::Released;
+                };
+                mailer
+                    .send(email)
+                    .await
+                    .map(|()| Receipt::default())
+                    .map_err(Failure::Send)
             }
         };
-        match channel.adapter.send(&outbound).await {
+        match sent {
             Ok(receipt) => JobOutcome::Sent {
                 platform_message_id: receipt.platform_message_id,
                 note: receipt.note,
             },
-            Err(error) => {
+            Err(Failure::Outcome(outcome)) => outcome,
+            Err(Failure::Send(error)) => {
                 let delay = retry::next_delay(
                     runtime.retry_schedule(),
                     job.attempts + 1,
@@ -189,6 +207,31 @@ impl DeliveryWorker {
                 }
             }
         }
+    }
+
+    /// Sends an outbound message through its channel's adapter.
+    async fn deliver(
+        &self,
+        job: &Job,
+        message_id: &MessageId,
+        channel: &LiveChannel,
+    ) -> Result<Receipt, Failure> {
+        let outbound = match self.store.outbound(message_id).await {
+            Ok(outbound) => outbound,
+            Err(StoreError::NotFound(what)) => {
+                return Err(Failure::Outcome(JobOutcome::Dead {
+                    error: format!("{what} no longer exists"),
+                }));
+            }
+            Err(StoreError::Invalid(reason)) => {
+                return Err(Failure::Outcome(JobOutcome::Dead { error: reason }));
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "Could not load a message to deliver.");
+                return Err(Failure::Outcome(JobOutcome::Released));
+            }
+        };
+        channel.adapter.send(&outbound).await.map_err(Failure::Send)
     }
 
     /// Writes the outcome, retrying briefly if the store is busy: a sent message whose

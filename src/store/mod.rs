@@ -47,15 +47,75 @@ pub struct ChannelRules {
     pub threading: Threading,
     pub reopen: bool,
     pub ticket: TicketTemplate,
+    pub routing: RoutingPlan,
+    /// A rep's presence older than this counts as offline.
+    pub presence_timeout_ms: i64,
 }
 
+/// A channel's routing rule with the reps it involves resolved from config.
+#[derive(Clone, Debug, Default)]
+pub enum RoutingPlan {
+    #[default]
+    Nobody,
+    /// Round-robin over these reps (in rotation order).
+    RoundRobin { pool: Vec<RepSlot> },
+    /// The contact's owner; offline owners get each inbound message by email.
+    ContactOwner {
+        reps: Vec<RepSlot>,
+        /// Where emails to offline owners come from; `None` when no `[smtp]` is configured.
+        email: Option<OwnerEmail>,
+    },
+}
+
+/// A rep as routing sees them.
+#[derive(Clone, Debug)]
+pub struct RepSlot {
+    pub id: String,
+    pub capacity: u32,
+    pub email: Option<String>,
+}
+
+/// What an owner email needs beyond the message.
+#[derive(Clone, Debug)]
+pub struct OwnerEmail {
+    /// Base of the conversation link (`server.public_url`).
+    pub link_base: Option<String>,
+}
+
+/// The channel id email jobs are queued under (they run whenever `[smtp]` is set).
+pub const JOB_CHANNEL_SMTP: &str = "@smtp";
+
 impl ChannelRules {
-    pub fn new(channel_id: &str, config: &ChannelConfig) -> Self {
+    pub fn new(channel_id: &str, channel: &ChannelConfig, config: &crate::config::Config) -> Self {
+        let slot = |r: &crate::config::RepConfig| RepSlot {
+            id: r.id.clone(),
+            capacity: r.capacity,
+            email: r.email.clone(),
+        };
+        let routing = match &channel.routing {
+            crate::config::RoutingConfig::Nobody => RoutingPlan::Nobody,
+            crate::config::RoutingConfig::UsersAndTeams { users, teams } => {
+                RoutingPlan::RoundRobin {
+                    pool: crate::desk::routing::pool(users, teams, &config.reps)
+                        .into_iter()
+                        .map(slot)
+                        .collect(),
+                }
+            }
+            crate::config::RoutingConfig::ContactOwner => RoutingPlan::ContactOwner {
+                reps: config.reps.iter().map(slot).collect(),
+                email: config.smtp.as_ref().map(|_| OwnerEmail {
+                    link_base: config.server.public_url.clone(),
+                }),
+            },
+        };
         Self {
             channel_id: channel_id.to_owned(),
-            threading: config.threading,
-            reopen: config.reopen,
-            ticket: config.ticket.clone(),
+            threading: channel.threading,
+            reopen: channel.reopen,
+            ticket: channel.ticket.clone(),
+            routing,
+            presence_timeout_ms: (config.presence.timeout_s * 1000) as i64,
         }
     }
 }
@@ -220,6 +280,8 @@ pub struct Job {
 pub enum JobKind {
     /// Send an outbound message through its channel's adapter.
     Deliver { message_id: MessageId },
+    /// Send an email through SMTP.
+    Email(crate::adapters::email::Email),
 }
 
 /// How a job attempt ended.
@@ -427,6 +489,26 @@ pub trait Store: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<crate::desk::analytics::Facts, StoreError>;
+
+    /// Records a rep's presence; when it makes them available, assigns waiting
+    /// conversations of the round-robin `channels` (oldest first). Returns how many.
+    async fn set_presence(
+        &self,
+        rep: &str,
+        status: &str,
+        channels: Vec<ChannelRules>,
+    ) -> Result<usize, StoreError>;
+
+    /// Assigns waiting conversations of round-robin `channels` to whoever is available
+    /// (after a conversation closes or changes hands). Returns how many.
+    async fn backfill(&self, channels: Vec<ChannelRules>) -> Result<usize, StoreError>;
+
+    /// Each rep's effective presence (`online`, `away`, `offline`) and open conversations.
+    async fn rep_states(
+        &self,
+        reps: Vec<String>,
+        presence_timeout_ms: i64,
+    ) -> Result<std::collections::HashMap<String, (String, u32)>, StoreError>;
 
     /// Counts for the queue metrics.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;

@@ -12,7 +12,7 @@ use crate::model::{
 use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError};
 
 use super::desk as tickets_store;
-use super::{events, outbox};
+use super::{events, outbox, routing};
 
 pub fn ingest(
     conn: &Connection,
@@ -157,7 +157,8 @@ fn ingest_message(
     let contact = upsert_contact(conn, channel, m, now)?;
     let key =
         desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
-    let (conversation, new_conversation) = thread(conn, rules, &key, &contact, m, now)?;
+    let (conversation, threaded) = thread(conn, rules, &key, &contact, m, now)?;
+    let new_conversation = threaded == Threaded::Created;
 
     let reply_to: Option<String> = match &m.reply_to {
         Some(platform_id) => conn
@@ -194,6 +195,27 @@ fn ingest_message(
         conversation.as_str(),
         serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation}),
         now,
+    )?;
+    let timeout = rules.presence_timeout_ms;
+    if threaded != Threaded::Appended {
+        routing::route(
+            conn,
+            rules,
+            conversation.as_str(),
+            contact.as_str(),
+            now,
+            timeout,
+        )?;
+    }
+    routing::email_offline_owner(
+        conn,
+        rules,
+        conversation.as_str(),
+        contact.as_str(),
+        id.as_str(),
+        &m.parts,
+        now,
+        timeout,
     )?;
     Ok(IngestOutcome::Stored {
         id: m.platform_message_id.clone(),
@@ -243,7 +265,15 @@ fn upsert_contact(
     Ok(id)
 }
 
-/// Finds, reopens or creates the conversation for `key`; true if it is new.
+/// What threading did with an inbound message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Threaded {
+    Appended,
+    Reopened,
+    Created,
+}
+
+/// Finds, reopens or creates the conversation for `key`.
 fn thread(
     conn: &Connection,
     rules: &ChannelRules,
@@ -251,7 +281,7 @@ fn thread(
     contact: &ContactId,
     m: &InboundMessage,
     now: i64,
-) -> Result<(ConversationId, bool), StoreError> {
+) -> Result<(ConversationId, Threaded), StoreError> {
     let channel = rules.channel_id.as_str();
     let find = |status: &str| -> Result<Option<(String, String)>, StoreError> {
         Ok(conn
@@ -274,7 +304,7 @@ fn thread(
         ThreadDecision::Append((id, _)) => {
             conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
                 .execute(params![id, now])?;
-            Ok((ConversationId::from_stored(id), false))
+            Ok((ConversationId::from_stored(id), Threaded::Appended))
         }
         ThreadDecision::Reopen((id, ticket)) => {
             conn.prepare_cached(
@@ -288,7 +318,7 @@ fn thread(
                  WHERE id = ?1 AND closed_at IS NOT NULL",
             )?
             .execute(params![ticket, rules.ticket.status, now])?;
-            Ok((ConversationId::from_stored(id), false))
+            Ok((ConversationId::from_stored(id), Threaded::Reopened))
         }
         ThreadDecision::Create => {
             let ticket = TicketId::new();
@@ -323,7 +353,7 @@ fn thread(
                 contact.as_str(),
                 now
             ])?;
-            Ok((id, true))
+            Ok((id, Threaded::Created))
         }
     }
 }

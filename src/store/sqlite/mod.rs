@@ -11,6 +11,7 @@ mod ingest;
 mod outbox;
 mod queries;
 mod readers;
+mod routing;
 pub mod writer;
 
 use std::fs::File;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_edits_and_notes.sql"),
     include_str!("../../../migrations/sqlite/0003_tickets_audit_search.sql"),
     include_str!("../../../migrations/sqlite/0004_events.sql"),
+    include_str!("../../../migrations/sqlite/0005_routing.sql"),
 ];
 
 const READERS: usize = 4;
@@ -401,6 +403,53 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_presence(
+        &self,
+        rep: &str,
+        status: &str,
+        channels: Vec<ChannelRules>,
+    ) -> Result<usize, StoreError> {
+        let (rep, status) = (rep.to_owned(), status.to_owned());
+        let result = self
+            .writer
+            .write(move |conn| {
+                let now = now_ms();
+                routing::set_presence(conn, &rep, &status, now)?;
+                match (status.as_str(), channels.first()) {
+                    ("online", Some(first)) => {
+                        let timeout = first.presence_timeout_ms;
+                        routing::backfill(conn, &channels, now, timeout)
+                    }
+                    _ => Ok(0),
+                }
+            })
+            .await;
+        self.changed(result)
+    }
+
+    async fn backfill(&self, channels: Vec<ChannelRules>) -> Result<usize, StoreError> {
+        let result = self
+            .writer
+            .write(move |conn| match channels.first() {
+                Some(first) => {
+                    routing::backfill(conn, &channels, now_ms(), first.presence_timeout_ms)
+                }
+                None => Ok(0),
+            })
+            .await;
+        self.changed(result)
+    }
+
+    async fn rep_states(
+        &self,
+        reps: Vec<String>,
+        presence_timeout_ms: i64,
+    ) -> Result<std::collections::HashMap<String, (String, u32)>, StoreError> {
+        self.readers
+            .read(move |conn| routing::reps(conn, &reps, now_ms(), presence_timeout_ms))
+            .await
+    }
+
     async fn latest_event(&self) -> Result<i64, StoreError> {
         self.readers.read(events::latest).await
     }
@@ -479,6 +528,8 @@ mod tests {
                 priority: None,
                 properties: Default::default(),
             },
+            routing: Default::default(),
+            presence_timeout_ms: 300_000,
         }
     }
 
@@ -616,6 +667,8 @@ mod ticket_tests {
                 priority: None,
                 properties: Default::default(),
             },
+            routing: Default::default(),
+            presence_timeout_ms: 300_000,
         }
     }
 

@@ -30,6 +30,32 @@ pub fn enqueue_delivery(
     Ok(id)
 }
 
+const EMAIL: &str = "email";
+
+/// Queues an email; emails of one conversation go out in order.
+pub fn enqueue_email(
+    conn: &Connection,
+    conversation: &str,
+    email: &crate::adapters::email::Email,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id = JobId::new();
+    let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+    )?
+    .execute(params![
+        id.as_str(),
+        EMAIL,
+        crate::store::JOB_CHANNEL_SMTP,
+        format!("email:{conversation}"),
+        payload,
+        now
+    ])?;
+    Ok(id)
+}
+
 fn job_kind(kind: &str, payload: &str) -> Result<JobKind, StoreError> {
     let value: serde_json::Value = serde_json::from_str(payload)
         .map_err(|e| StoreError::Internal(format!("job payload is not JSON: {e}")))?;
@@ -40,6 +66,9 @@ fn job_kind(kind: &str, payload: &str) -> Result<JobKind, StoreError> {
                 message_id: MessageId::from_stored(id.to_owned()),
             })
         }
+        EMAIL => serde_json::from_value(value)
+            .map(JobKind::Email)
+            .map_err(|e| StoreError::Internal(format!("email job payload: {e}"))),
         other => Err(StoreError::Internal(format!("unknown job kind {other:?}"))),
     }
 }
@@ -140,8 +169,10 @@ pub fn finish(
             "job {id} is no longer leased by this worker"
         )));
     }
-    let JobKind::Deliver { message_id } = &job.kind;
-    update_message(conn, job, message_id, outcome, now)
+    match &job.kind {
+        JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
+        JobKind::Email(_) => Ok(()),
+    }
 }
 
 fn update_message(

@@ -1,0 +1,277 @@
+//! Who a new (or reopened) conversation goes to (ARCHITECTURE.md §5), as a pure decision
+//! over the channel's rule and the reps' presence and load. Every decision carries its
+//! reason: the rule, each rep considered, and why each was passed over.
+
+use serde::Serialize;
+
+/// Where a rep stands for routing. Away counts as offline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepState {
+    pub id: String,
+    pub online: bool,
+    /// Open conversations assigned to the rep.
+    pub load: u32,
+    pub capacity: u32,
+}
+
+/// A channel's routing rule with what it needs resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Nobody,
+    /// Round-robin over `pool` (in rotation order), after `last` (the last rep assigned).
+    RoundRobin {
+        pool: Vec<RepState>,
+        last: Option<String>,
+    },
+    /// The contact's owner, if the contact has one.
+    ContactOwner {
+        owner: Option<RepState>,
+    },
+}
+
+/// How one rep fared in a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Considered {
+    pub rep_id: String,
+    /// `assigned`, `offline`, `at_capacity`, or `not_reached` (someone earlier was chosen).
+    pub outcome: &'static str,
+}
+
+/// The outcome and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub assignee: Option<String>,
+    pub rule: &'static str,
+    pub considered: Vec<Considered>,
+    /// Contact-owner routing to an offline owner: the message is also emailed to them.
+    pub email_owner: bool,
+    pub note: String,
+}
+
+pub fn decide(rule: &Rule) -> Decision {
+    match rule {
+        Rule::Nobody => Decision {
+            assignee: None,
+            rule: "nobody",
+            considered: Vec::new(),
+            email_owner: false,
+            note: "the channel assigns nobody".into(),
+        },
+        Rule::RoundRobin { pool, last } => round_robin(pool, last.as_deref()),
+        Rule::ContactOwner { owner: None } => Decision {
+            assignee: None,
+            rule: "contact_owner",
+            considered: Vec::new(),
+            email_owner: false,
+            note: "the contact has no owner".into(),
+        },
+        Rule::ContactOwner { owner: Some(owner) } => Decision {
+            assignee: Some(owner.id.clone()),
+            rule: "contact_owner",
+            considered: vec![Considered {
+                rep_id: owner.id.clone(),
+                outcome: "assigned",
+            }],
+            email_owner: !owner.online,
+            note: if owner.online {
+                "assigned to the contact's owner".into()
+            } else {
+                "assigned to the contact's owner, who is offline: the message is emailed to them"
+                    .into()
+            },
+        },
+    }
+}
+
+/// Starts after the last rep assigned and takes the first who is online and below
+/// capacity, so over many assignments every eligible rep gets the same share (±1).
+fn round_robin(pool: &[RepState], last: Option<&str>) -> Decision {
+    let start = last
+        .and_then(|l| pool.iter().position(|r| r.id == l))
+        .map_or(0, |i| i + 1);
+    let mut considered = Vec::new();
+    let mut assignee = None;
+    for offset in 0..pool.len() {
+        let rep = &pool[(start + offset) % pool.len()];
+        let outcome = if assignee.is_some() {
+            "not_reached"
+        } else if !rep.online {
+            "offline"
+        } else if rep.load >= rep.capacity {
+            "at_capacity"
+        } else {
+            assignee = Some(rep.id.clone());
+            "assigned"
+        };
+        considered.push(Considered {
+            rep_id: rep.id.clone(),
+            outcome,
+        });
+    }
+    let note = match &assignee {
+        Some(_) => "round-robin among online reps below capacity".to_owned(),
+        None if pool.is_empty() => "no reps are listed for this channel".to_owned(),
+        None => "nobody is online below capacity: waits unassigned until someone is".to_owned(),
+    };
+    Decision {
+        assignee,
+        rule: "users_and_teams",
+        considered,
+        email_owner: false,
+        note,
+    }
+}
+
+/// The rotation pool of a `users_and_teams` rule: the listed users, then members of the
+/// listed teams, each once, in config order.
+pub fn pool<'r>(
+    users: &[String],
+    teams: &[String],
+    reps: &'r [crate::config::RepConfig],
+) -> Vec<&'r crate::config::RepConfig> {
+    let mut pool: Vec<&crate::config::RepConfig> = Vec::new();
+    let listed = users
+        .iter()
+        .filter_map(|u| reps.iter().find(|r| &r.id == u))
+        .chain(
+            reps.iter()
+                .filter(|r| r.teams.iter().any(|t| teams.contains(t))),
+        );
+    for rep in listed {
+        if !pool.iter().any(|p| p.id == rep.id) {
+            pool.push(rep);
+        }
+    }
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(id: &str, online: bool, load: u32, capacity: u32) -> RepState {
+        RepState {
+            id: id.into(),
+            online,
+            load,
+            capacity,
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_the_next_eligible_rep_after_the_last_one() {
+        let pool = vec![
+            rep("a", true, 0, 5),
+            rep("b", false, 0, 5),
+            rep("c", true, 5, 5),
+            rep("d", true, 1, 5),
+        ];
+        let cases = [
+            (None, Some("a")),
+            (Some("a"), Some("d")),
+            (Some("d"), Some("a")),
+            (Some("gone"), Some("a")),
+        ];
+        for (last, expected) in cases {
+            let rule = Rule::RoundRobin {
+                pool: pool.clone(),
+                last: last.map(String::from),
+            };
+            assert_eq!(
+                decide(&rule).assignee.as_deref(),
+                expected,
+                "after {last:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_reason_says_why_each_rep_was_passed_over() {
+        let pool = vec![
+            rep("a", false, 0, 5),
+            rep("b", true, 5, 5),
+            rep("c", true, 0, 5),
+            rep("d", true, 0, 5),
+        ];
+        let decision = decide(&Rule::RoundRobin { pool, last: None });
+        let outcomes: Vec<_> = decision
+            .considered
+            .iter()
+            .map(|c| (c.rep_id.as_str(), c.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("a", "offline"),
+                ("b", "at_capacity"),
+                ("c", "assigned"),
+                ("d", "not_reached")
+            ]
+        );
+    }
+
+    #[test]
+    fn nobody_eligible_leaves_the_conversation_unassigned() {
+        for pool in [vec![], vec![rep("a", false, 0, 5), rep("b", true, 3, 3)]] {
+            let decision = decide(&Rule::RoundRobin { pool, last: None });
+            assert_eq!(decision.assignee, None);
+        }
+        assert_eq!(decide(&Rule::Nobody).assignee, None);
+        assert_eq!(decide(&Rule::ContactOwner { owner: None }).assignee, None);
+    }
+
+    #[test]
+    fn round_robin_is_fair_within_one_over_a_thousand_assignments() {
+        let mut pool = vec![
+            rep("a", true, 0, 10_000),
+            rep("b", true, 0, 10_000),
+            rep("c", true, 0, 10_000),
+        ];
+        let mut last = None;
+        for _ in 0..1000 {
+            let decision = decide(&Rule::RoundRobin {
+                pool: pool.clone(),
+                last: last.clone(),
+            });
+            let chosen = decision.assignee.unwrap();
+            pool.iter_mut().find(|r| r.id == chosen).unwrap().load += 1;
+            last = Some(chosen);
+        }
+        let loads: Vec<u32> = pool.iter().map(|r| r.load).collect();
+        let (min, max) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+        assert!(max - min <= 1, "{loads:?}");
+    }
+
+    #[test]
+    fn the_contacts_owner_gets_it_and_an_email_when_offline() {
+        let online = decide(&Rule::ContactOwner {
+            owner: Some(rep("carol", true, 50, 1)),
+        });
+        assert_eq!(
+            (online.assignee.as_deref(), online.email_owner),
+            (Some("carol"), false)
+        );
+        let offline = decide(&Rule::ContactOwner {
+            owner: Some(rep("carol", false, 0, 10)),
+        });
+        assert_eq!(
+            (offline.assignee.as_deref(), offline.email_owner),
+            (Some("carol"), true)
+        );
+    }
+
+    #[test]
+    fn the_pool_lists_users_then_team_members_once_each() {
+        let rep = |id: &str, teams: &[&str]| crate::config::RepConfig {
+            id: id.into(),
+            email: None,
+            teams: teams.iter().map(|t| t.to_string()).collect(),
+            capacity: 10,
+            notify: false,
+        };
+        let reps = vec![rep("a", &["x"]), rep("b", &["y"]), rep("c", &["x", "y"])];
+        let pool = pool(&["c".into(), "ghost".into()], &["x".into()], &reps);
+        let ids: Vec<&str> = pool.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a"]);
+    }
+}

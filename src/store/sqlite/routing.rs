@@ -1,0 +1,257 @@
+//! Routing inside the ingest transaction: reads presence, load and the rotation cursor,
+//! asks `desk::routing` for a decision, and records it (owner, reason, event, email job).
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::{events, outbox};
+use crate::adapters::email::Email;
+use crate::desk::routing::{self, Decision, RepState, Rule};
+use crate::model::{JobId, Part};
+use crate::store::{Actor, ChannelRules, RepSlot, RoutingPlan, StoreError};
+
+/// Presence older than this counts as offline.
+pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
+    let status: Option<(String, i64)> = conn
+        .prepare_cached("SELECT status, updated_at FROM presence WHERE rep_id = ?1")?
+        .query_row([rep], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(matches!(status, Some((s, at)) if s == "online" && at >= now - timeout_ms))
+}
+
+fn load(conn: &Connection, rep: &str) -> Result<u32, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM conversations WHERE owner_id = ?1 AND status = 'open' AND deleted_at IS NULL",
+        )?
+        .query_row([rep], |r| r.get::<_, i64>(0))? as u32)
+}
+
+fn state(
+    conn: &Connection,
+    slot: &RepSlot,
+    now: i64,
+    timeout_ms: i64,
+) -> Result<RepState, StoreError> {
+    Ok(RepState {
+        id: slot.id.clone(),
+        online: online(conn, &slot.id, now, timeout_ms)?,
+        load: load(conn, &slot.id)?,
+        capacity: slot.capacity,
+    })
+}
+
+/// Routes a new or reopened conversation and records the decision.
+pub fn route(
+    conn: &Connection,
+    rules: &ChannelRules,
+    conversation: &str,
+    contact: &str,
+    now: i64,
+    timeout_ms: i64,
+) -> Result<Decision, StoreError> {
+    let rule = match &rules.routing {
+        RoutingPlan::Nobody => Rule::Nobody,
+        RoutingPlan::RoundRobin { pool } => Rule::RoundRobin {
+            pool: pool
+                .iter()
+                .map(|slot| state(conn, slot, now, timeout_ms))
+                .collect::<Result<_, _>>()?,
+            last: conn
+                .prepare_cached("SELECT last_rep FROM routing_state WHERE channel_id = ?1")?
+                .query_row([&rules.channel_id], |r| r.get(0))
+                .optional()?,
+        },
+        RoutingPlan::ContactOwner { reps, .. } => {
+            let owner: Option<String> = conn
+                .prepare_cached("SELECT owner_id FROM contacts WHERE id = ?1")?
+                .query_row([contact], |r| r.get(0))?;
+            let slot = owner.and_then(|o| reps.iter().find(|r| r.id == o));
+            Rule::ContactOwner {
+                owner: slot.map(|s| state(conn, s, now, timeout_ms)).transpose()?,
+            }
+        }
+    };
+    let decision = routing::decide(&rule);
+    // A channel that routes to nobody has nothing to explain.
+    if !matches!(rule, Rule::Nobody) {
+        record(conn, rules, conversation, &decision, now)?;
+    }
+    Ok(decision)
+}
+
+fn record(
+    conn: &Connection,
+    rules: &ChannelRules,
+    conversation: &str,
+    decision: &Decision,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ticket: String = conn
+        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| r.get(0))?;
+    let actor = Actor::new("routing");
+    let reason = serde_json::to_value(decision).unwrap_or_default();
+    let action = if decision.assignee.is_some() {
+        "assigned"
+    } else {
+        "left_unassigned"
+    };
+    conn.prepare_cached(
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
+         VALUES (?1, 'conversation', ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        ticket,
+        conversation,
+        action,
+        actor.name,
+        reason.to_string(),
+        decision.note,
+        now
+    ])?;
+    let Some(rep) = &decision.assignee else {
+        return Ok(());
+    };
+    conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+        .execute(params![conversation, rep])?;
+    // The conversation's owner is its ticket's owner too.
+    conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![ticket, rep, now])?;
+    if decision.rule == "users_and_teams" {
+        conn.prepare_cached(
+            "INSERT INTO routing_state (channel_id, last_rep) VALUES (?1, ?2)
+             ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
+        )?
+        .execute(params![rules.channel_id, rep])?;
+    }
+    events::emit(
+        conn,
+        "conversation.assigned",
+        conversation,
+        json!({"owner_id": rep, "by": "routing", "rule": decision.rule}),
+        now,
+    )
+}
+
+/// For contact-owner channels: queues an email of a new inbound message to the contact's
+/// owner when the owner is offline.
+#[allow(clippy::too_many_arguments)]
+pub fn email_offline_owner(
+    conn: &Connection,
+    rules: &ChannelRules,
+    conversation: &str,
+    contact: &str,
+    message: &str,
+    parts: &[Part],
+    now: i64,
+    timeout_ms: i64,
+) -> Result<(), StoreError> {
+    let RoutingPlan::ContactOwner {
+        reps,
+        email: Some(email),
+    } = &rules.routing
+    else {
+        return Ok(());
+    };
+    let (owner, name): (Option<String>, Option<String>) = conn
+        .prepare_cached("SELECT owner_id, display_name FROM contacts WHERE id = ?1")?
+        .query_row([contact], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let Some(slot) = owner.and_then(|o| reps.iter().find(|r| r.id == o)) else {
+        return Ok(());
+    };
+    let Some(address) = &slot.email else {
+        return Ok(());
+    };
+    if online(conn, &slot.id, now, timeout_ms)? {
+        return Ok(());
+    }
+    let contact_name = name.unwrap_or_else(|| contact.to_owned());
+    let link = email
+        .link_base
+        .as_ref()
+        .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
+    let (subject, text) =
+        crate::desk::notify::owner_email(&contact_name, &rules.channel_id, parts, link.as_deref());
+    let job = Email {
+        to: address.clone(),
+        subject,
+        text,
+        id: message.to_owned(),
+        thread: conversation.to_owned(),
+    };
+    outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| ())
+}
+
+/// Assigns waiting (open, unassigned) conversations of round-robin channels, oldest
+/// first, while someone is eligible. Returns how many were assigned.
+pub fn backfill(
+    conn: &Connection,
+    channels: &[ChannelRules],
+    now: i64,
+    timeout_ms: i64,
+) -> Result<usize, StoreError> {
+    let mut assigned = 0;
+    for rules in channels
+        .iter()
+        .filter(|r| matches!(r.routing, RoutingPlan::RoundRobin { .. }))
+    {
+        let mut statement = conn.prepare_cached(
+            "SELECT id, contact_id FROM conversations
+             WHERE channel_id = ?1 AND status = 'open' AND owner_id IS NULL AND deleted_at IS NULL
+             ORDER BY created_at, seq",
+        )?;
+        let waiting: Vec<(String, String)> = statement
+            .query_map([&rules.channel_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (conversation, contact) in waiting {
+            if route(conn, rules, &conversation, &contact, now, timeout_ms)?
+                .assignee
+                .is_none()
+            {
+                break;
+            }
+            assigned += 1;
+        }
+    }
+    Ok(assigned)
+}
+
+/// Records a rep's presence.
+pub fn set_presence(
+    conn: &Connection,
+    rep: &str,
+    status: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO presence (rep_id, status, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (rep_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+    )?
+    .execute(params![rep, status, now])?;
+    Ok(())
+}
+
+/// Every rep's effective presence and load.
+pub fn reps(
+    conn: &Connection,
+    ids: &[String],
+    now: i64,
+    timeout_ms: i64,
+) -> Result<HashMap<String, (String, u32)>, StoreError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let reported: Option<(String, i64)> = conn
+            .prepare_cached("SELECT status, updated_at FROM presence WHERE rep_id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let status = match reported {
+            Some((s, at)) if at >= now - timeout_ms => s,
+            _ => "offline".to_owned(),
+        };
+        out.insert(id.clone(), (status, load(conn, id)?));
+    }
+    Ok(out)
+}
