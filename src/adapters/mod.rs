@@ -6,6 +6,7 @@
 
 pub mod generic;
 pub mod signature;
+pub mod telegram;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -304,6 +305,7 @@ pub struct RetiredSecret {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
+    Telegram(telegram::TelegramConfig),
 }
 
 impl AdapterConfig {
@@ -311,6 +313,7 @@ impl AdapterConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
+            AdapterConfig::Telegram(c) => c.validate(),
         }
     }
 
@@ -318,6 +321,7 @@ impl AdapterConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             AdapterConfig::Generic(_) => "generic",
+            AdapterConfig::Telegram(_) => "telegram",
         }
     }
 
@@ -325,6 +329,7 @@ impl AdapterConfig {
     pub fn verification_secret(&self) -> &crate::config::Secret {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
+            AdapterConfig::Telegram(c) => &c.secret_token,
         }
     }
 
@@ -337,6 +342,9 @@ impl AdapterConfig {
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
+            AdapterConfig::Telegram(c) => {
+                Arc::new(telegram::TelegramAdapter::new(c, http, retired))
+            }
         }
     }
 }
