@@ -7,6 +7,7 @@
 pub mod generic;
 pub mod signature;
 pub mod telegram;
+pub mod viber;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,6 +307,7 @@ pub struct RetiredSecret {
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
     Telegram(telegram::TelegramConfig),
+    Viber(viber::ViberConfig),
 }
 
 impl AdapterConfig {
@@ -314,6 +316,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Telegram(c) => c.validate(),
+            AdapterConfig::Viber(c) => c.validate(),
         }
     }
 
@@ -322,6 +325,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(_) => "generic",
             AdapterConfig::Telegram(_) => "telegram",
+            AdapterConfig::Viber(_) => "viber",
         }
     }
 
@@ -330,6 +334,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
             AdapterConfig::Telegram(c) => &c.secret_token,
+            AdapterConfig::Viber(c) => &c.auth_token,
         }
     }
 
@@ -345,6 +350,7 @@ impl AdapterConfig {
             AdapterConfig::Telegram(c) => {
                 Arc::new(telegram::TelegramAdapter::new(c, http, retired))
             }
+            AdapterConfig::Viber(c) => Arc::new(viber::ViberAdapter::new(c, http, retired)),
         }
     }
 }

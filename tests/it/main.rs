@@ -8,3 +8,4 @@ mod ingest;
 mod media;
 mod reload;
 mod telegram;
+mod viber;
