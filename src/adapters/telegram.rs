@@ -380,7 +380,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn push(&mut self, part: usize, kind: &str, method: &'static str, body: Value) {
+    /// Adds a call; `link` is what to send instead if Telegram cannot fetch its media.
+    fn push_with_link(
+        &mut self,
+        part: usize,
+        kind: &str,
+        method: &'static str,
+        body: Value,
+        link: Option<String>,
+    ) {
         let Value::Object(body) = body else {
             unreachable!("bodies are built as objects")
         };
@@ -389,8 +397,12 @@ impl Plan {
             body,
             part,
             kind: kind.to_owned(),
-            link: None,
+            link,
         });
+    }
+
+    fn push(&mut self, part: usize, kind: &str, method: &'static str, body: Value) {
+        self.push_with_link(part, kind, method, body, None);
     }
 
     fn text(&mut self, part: usize, kind: &str, text: &str) {
@@ -463,13 +475,11 @@ fn plan(parts: &[Part]) -> Plan {
                 if let Some(caption) = inline {
                     body["caption"] = caption.into();
                 }
-                plan.push(n, &kind, method, body);
-                if let Some(url) = url {
-                    plan.calls.last_mut().expect("just pushed").link = Some(match caption {
-                        Some(c) if inline.is_some() => format!("{c}\n{url}"),
-                        _ => url.to_owned(),
-                    });
-                }
+                let link = url.map(|url| match inline {
+                    Some(c) => format!("{c}\n{url}"),
+                    None => url.to_owned(),
+                });
+                plan.push_with_link(n, &kind, method, body, link);
                 if let (Some(caption), None) = (caption, inline) {
                     plan.text(n, &kind, caption);
                 }
