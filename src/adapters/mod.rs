@@ -7,6 +7,8 @@
 pub mod email;
 pub mod generic;
 pub mod signature;
+pub mod telegram;
+pub mod viber;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,6 +307,8 @@ pub struct RetiredSecret {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
+    Telegram(telegram::TelegramConfig),
+    Viber(viber::ViberConfig),
 }
 
 impl AdapterConfig {
@@ -312,6 +316,8 @@ impl AdapterConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
+            AdapterConfig::Telegram(c) => c.validate(),
+            AdapterConfig::Viber(c) => c.validate(),
         }
     }
 
@@ -319,6 +325,8 @@ impl AdapterConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             AdapterConfig::Generic(_) => "generic",
+            AdapterConfig::Telegram(_) => "telegram",
+            AdapterConfig::Viber(_) => "viber",
         }
     }
 
@@ -326,6 +334,8 @@ impl AdapterConfig {
     pub fn verification_secret(&self) -> &crate::config::Secret {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
+            AdapterConfig::Telegram(c) => &c.secret_token,
+            AdapterConfig::Viber(c) => &c.auth_token,
         }
     }
 
@@ -338,6 +348,10 @@ impl AdapterConfig {
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
+            AdapterConfig::Telegram(c) => {
+                Arc::new(telegram::TelegramAdapter::new(c, http, retired))
+            }
+            AdapterConfig::Viber(c) => Arc::new(viber::ViberAdapter::new(c, http, retired)),
         }
     }
 }

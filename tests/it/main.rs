@@ -9,3 +9,5 @@ mod harness;
 mod ingest;
 mod media;
 mod reload;
+mod telegram;
+mod viber;
