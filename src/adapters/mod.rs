@@ -5,7 +5,9 @@
 //! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
 
 pub mod generic;
+pub mod meta;
 pub mod signature;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -304,6 +306,7 @@ pub struct RetiredSecret {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
+    Whatsapp(whatsapp::WhatsAppConfig),
 }
 
 impl AdapterConfig {
@@ -311,6 +314,7 @@ impl AdapterConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
+            AdapterConfig::Whatsapp(c) => c.validate(),
         }
     }
 
@@ -318,6 +322,7 @@ impl AdapterConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             AdapterConfig::Generic(_) => "generic",
+            AdapterConfig::Whatsapp(_) => "whatsapp",
         }
     }
 
@@ -325,6 +330,7 @@ impl AdapterConfig {
     pub fn verification_secret(&self) -> &crate::config::Secret {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
+            AdapterConfig::Whatsapp(c) => &c.app_secret,
         }
     }
 
@@ -337,6 +343,9 @@ impl AdapterConfig {
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
+            AdapterConfig::Whatsapp(c) => {
+                Arc::new(whatsapp::WhatsAppAdapter::new(c, http, retired))
+            }
         }
     }
 }
