@@ -598,6 +598,12 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// An id field (string or number) that must be there.
+    pub fn req_id(&self, key: &str) -> Result<String, ParseError> {
+        self.opt_id(key)?
+            .ok_or_else(|| self.invalid_field(key, "is required"))
+    }
+
     /// A number field (or a numeric string), or `None` when absent or null.
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>, ParseError> {
         match self.get(key)? {

@@ -5,6 +5,7 @@
 //! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
 
 pub mod generic;
+pub mod messenger;
 pub mod meta;
 pub mod signature;
 pub mod whatsapp;
@@ -307,6 +308,7 @@ pub struct RetiredSecret {
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
     Whatsapp(whatsapp::WhatsAppConfig),
+    Messenger(messenger::MessengerConfig),
 }
 
 impl AdapterConfig {
@@ -315,6 +317,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Whatsapp(c) => c.validate(),
+            AdapterConfig::Messenger(c) => c.validate(),
         }
     }
 
@@ -323,6 +326,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(_) => "generic",
             AdapterConfig::Whatsapp(_) => "whatsapp",
+            AdapterConfig::Messenger(_) => "messenger",
         }
     }
 
@@ -331,6 +335,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
             AdapterConfig::Whatsapp(c) => &c.app_secret,
+            AdapterConfig::Messenger(c) => &c.app_secret,
         }
     }
 
@@ -345,6 +350,9 @@ impl AdapterConfig {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
             AdapterConfig::Whatsapp(c) => {
                 Arc::new(whatsapp::WhatsAppAdapter::new(c, http, retired))
+            }
+            AdapterConfig::Messenger(c) => {
+                Arc::new(messenger::MessengerAdapter::new(c, http, retired))
             }
         }
     }

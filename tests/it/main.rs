@@ -6,5 +6,6 @@ mod errors;
 mod harness;
 mod ingest;
 mod media;
+mod messenger;
 mod reload;
 mod whatsapp;
