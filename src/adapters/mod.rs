@@ -6,9 +6,12 @@
 
 pub mod email;
 pub mod generic;
+pub mod messenger;
+pub mod meta;
 pub mod signature;
 pub mod telegram;
 pub mod viber;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -309,6 +312,8 @@ pub enum AdapterConfig {
     Generic(generic::GenericConfig),
     Telegram(telegram::TelegramConfig),
     Viber(viber::ViberConfig),
+    Whatsapp(whatsapp::WhatsAppConfig),
+    Messenger(messenger::MessengerConfig),
 }
 
 impl AdapterConfig {
@@ -318,6 +323,8 @@ impl AdapterConfig {
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Telegram(c) => c.validate(),
             AdapterConfig::Viber(c) => c.validate(),
+            AdapterConfig::Whatsapp(c) => c.validate(),
+            AdapterConfig::Messenger(c) => c.validate(),
         }
     }
 
@@ -327,6 +334,8 @@ impl AdapterConfig {
             AdapterConfig::Generic(_) => "generic",
             AdapterConfig::Telegram(_) => "telegram",
             AdapterConfig::Viber(_) => "viber",
+            AdapterConfig::Whatsapp(_) => "whatsapp",
+            AdapterConfig::Messenger(_) => "messenger",
         }
     }
 
@@ -336,6 +345,8 @@ impl AdapterConfig {
             AdapterConfig::Generic(c) => &c.secret,
             AdapterConfig::Telegram(c) => &c.secret_token,
             AdapterConfig::Viber(c) => &c.auth_token,
+            AdapterConfig::Whatsapp(c) => &c.app_secret,
+            AdapterConfig::Messenger(c) => &c.app_secret,
         }
     }
 
@@ -352,6 +363,12 @@ impl AdapterConfig {
                 Arc::new(telegram::TelegramAdapter::new(c, http, retired))
             }
             AdapterConfig::Viber(c) => Arc::new(viber::ViberAdapter::new(c, http, retired)),
+            AdapterConfig::Whatsapp(c) => {
+                Arc::new(whatsapp::WhatsAppAdapter::new(c, http, retired))
+            }
+            AdapterConfig::Messenger(c) => {
+                Arc::new(messenger::MessengerAdapter::new(c, http, retired))
+            }
         }
     }
 }

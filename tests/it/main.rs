@@ -8,6 +8,8 @@ mod events;
 mod harness;
 mod ingest;
 mod media;
+mod messenger;
 mod reload;
 mod telegram;
 mod viber;
+mod whatsapp;
