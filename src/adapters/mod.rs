@@ -5,6 +5,7 @@
 //! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
 
 pub mod generic;
+pub mod line;
 pub mod signature;
 
 use std::sync::Arc;
@@ -304,6 +305,7 @@ pub struct RetiredSecret {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
+    Line(line::LineConfig),
 }
 
 impl AdapterConfig {
@@ -311,6 +313,7 @@ impl AdapterConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
+            AdapterConfig::Line(c) => c.validate(),
         }
     }
 
@@ -318,6 +321,7 @@ impl AdapterConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             AdapterConfig::Generic(_) => "generic",
+            AdapterConfig::Line(_) => "line",
         }
     }
 
@@ -325,6 +329,7 @@ impl AdapterConfig {
     pub fn verification_secret(&self) -> &crate::config::Secret {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
+            AdapterConfig::Line(c) => &c.channel_secret,
         }
     }
 
@@ -337,6 +342,7 @@ impl AdapterConfig {
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
+            AdapterConfig::Line(c) => Arc::new(line::LineAdapter::new(c, http, retired)),
         }
     }
 }

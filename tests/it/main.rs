@@ -5,5 +5,6 @@ mod delivery;
 mod errors;
 mod harness;
 mod ingest;
+mod line;
 mod media;
 mod reload;
