@@ -7,6 +7,7 @@
 pub mod generic;
 pub mod line;
 pub mod signature;
+pub mod twilio;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,6 +307,7 @@ pub struct RetiredSecret {
 pub enum AdapterConfig {
     Generic(generic::GenericConfig),
     Line(line::LineConfig),
+    Twilio(twilio::TwilioConfig),
 }
 
 impl AdapterConfig {
@@ -314,6 +316,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Line(c) => c.validate(),
+            AdapterConfig::Twilio(c) => c.validate(),
         }
     }
 
@@ -322,6 +325,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(_) => "generic",
             AdapterConfig::Line(_) => "line",
+            AdapterConfig::Twilio(_) => "twilio",
         }
     }
 
@@ -330,6 +334,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => &c.secret,
             AdapterConfig::Line(c) => &c.channel_secret,
+            AdapterConfig::Twilio(c) => &c.auth_token,
         }
     }
 
@@ -343,6 +348,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
             AdapterConfig::Line(c) => Arc::new(line::LineAdapter::new(c, http, retired)),
+            AdapterConfig::Twilio(c) => Arc::new(twilio::TwilioAdapter::new(c, http, retired)),
         }
     }
 }

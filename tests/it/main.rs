@@ -8,3 +8,4 @@ mod ingest;
 mod line;
 mod media;
 mod reload;
+mod twilio;
