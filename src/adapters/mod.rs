@@ -6,10 +6,12 @@
 
 pub mod email;
 pub mod generic;
+pub mod line;
 pub mod messenger;
 pub mod meta;
 pub mod signature;
 pub mod telegram;
+pub mod twilio;
 pub mod viber;
 pub mod whatsapp;
 
@@ -314,6 +316,8 @@ pub enum AdapterConfig {
     Viber(viber::ViberConfig),
     Whatsapp(whatsapp::WhatsAppConfig),
     Messenger(messenger::MessengerConfig),
+    Line(line::LineConfig),
+    Twilio(twilio::TwilioConfig),
 }
 
 impl AdapterConfig {
@@ -325,6 +329,8 @@ impl AdapterConfig {
             AdapterConfig::Viber(c) => c.validate(),
             AdapterConfig::Whatsapp(c) => c.validate(),
             AdapterConfig::Messenger(c) => c.validate(),
+            AdapterConfig::Line(c) => c.validate(),
+            AdapterConfig::Twilio(c) => c.validate(),
         }
     }
 
@@ -336,6 +342,8 @@ impl AdapterConfig {
             AdapterConfig::Viber(_) => "viber",
             AdapterConfig::Whatsapp(_) => "whatsapp",
             AdapterConfig::Messenger(_) => "messenger",
+            AdapterConfig::Line(_) => "line",
+            AdapterConfig::Twilio(_) => "twilio",
         }
     }
 
@@ -347,6 +355,8 @@ impl AdapterConfig {
             AdapterConfig::Viber(c) => &c.auth_token,
             AdapterConfig::Whatsapp(c) => &c.app_secret,
             AdapterConfig::Messenger(c) => &c.app_secret,
+            AdapterConfig::Line(c) => &c.channel_secret,
+            AdapterConfig::Twilio(c) => &c.auth_token,
         }
     }
 
@@ -369,6 +379,8 @@ impl AdapterConfig {
             AdapterConfig::Messenger(c) => {
                 Arc::new(messenger::MessengerAdapter::new(c, http, retired))
             }
+            AdapterConfig::Line(c) => Arc::new(line::LineAdapter::new(c, http, retired)),
+            AdapterConfig::Twilio(c) => Arc::new(twilio::TwilioAdapter::new(c, http, retired)),
         }
     }
 }
