@@ -11,6 +11,8 @@ mod line;
 mod media;
 mod messenger;
 mod reload;
+mod routing;
+mod smtp;
 mod telegram;
 mod twilio;
 mod viber;

@@ -259,10 +259,17 @@ fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
         });
     Ok(Delivery {
         id: JobId::from_stored(row.get(1)?),
-        kind: if kind == DELIVER { DELIVER } else { "unknown" },
+        kind: match kind.as_str() {
+            DELIVER => DELIVER,
+            EMAIL => EMAIL,
+            _ => "unknown",
+        },
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: row.get(4)?,
-        conversation_id: row.get(5)?,
+        // Email jobs order under `email:{conversation}`.
+        conversation_id: row
+            .get::<_, Option<String>>(5)?
+            .map(|key| key.strip_prefix("email:").map(str::to_owned).unwrap_or(key)),
         message_id,
         attempts: row.get(7)?,
         last_error: row.get(8)?,

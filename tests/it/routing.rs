@@ -1,0 +1,340 @@
+//! Routing through the API: round-robin over online reps below capacity, backfill when
+//! someone comes online, the contact's owner with an email over real SMTP when offline.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, secret, text_event, wait_until,
+};
+use crate::smtp::SmtpSink;
+
+fn config(smtp: &str, capacity: u32, presence_timeout_s: u64) -> String {
+    let channel = |id: &str, routing: &str| {
+        format!(
+            "[channels.{id}]\nkind = \"generic\"\nsecret = \"{}\"\noutbound_url = \"http://127.0.0.1:9/x\"\nrouting = {routing}\n",
+            secret()
+        )
+    };
+    format!(
+        r#"
+[[reps]]
+id = "alice"
+email = "alice@example.com"
+capacity = {capacity}
+[[reps]]
+id = "bob"
+email = "bob@example.com"
+teams = ["support"]
+capacity = {capacity}
+[[reps]]
+id = "carol"
+email = "carol@example.com"
+teams = ["support"]
+capacity = {capacity}
+
+[smtp]
+url = "{smtp}"
+from = "bridge@example.com"
+
+[presence]
+timeout_s = {presence_timeout_s}
+
+{}
+{}
+"#,
+        channel(
+            "rr",
+            r#"{ mode = "users_and_teams", users = ["alice"], teams = ["support"] }"#
+        ),
+        channel("own", r#"{ mode = "contact_owner" }"#),
+    )
+}
+
+async fn spawn(smtp: &str, capacity: u32, presence_timeout_s: u64) -> TestApp {
+    TestApp::spawn_with(Options {
+        extra: config(smtp, capacity, presence_timeout_s),
+        retry_schedule_ms: vec![0, 20, 20],
+        ..Options::default()
+    })
+    .await
+}
+
+async fn presence(app: &TestApp, rep: &str, status: &str) -> (u16, Value) {
+    app.api(
+        Method::PUT,
+        &format!("/api/v1/reps/{rep}/presence"),
+        Some(json!({"status": status})),
+        Some(REP_TOKEN),
+    )
+    .await
+}
+
+async fn owners(app: &TestApp, channel: &str) -> Vec<(String, Option<String>)> {
+    let mut list: Vec<(String, Option<String>)> = items(
+        app.get(&format!(
+            "/api/v1/conversations?channel={channel}&limit=200"
+        ))
+        .await,
+    )
+    .iter()
+    .map(|c| {
+        (
+            c["contact"]["identifiers"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            c["owner_id"].as_str().map(String::from),
+        )
+    })
+    .collect();
+    list.sort();
+    list
+}
+
+#[tokio::test]
+async fn round_robin_takes_online_reps_in_turn_and_records_why() {
+    let app = spawn("smtp://127.0.0.1:9", 10, 300).await;
+    for rep in ["alice", "bob"] {
+        let (status, _) = presence(&app, rep, "online").await;
+        assert_eq!(status, 200);
+    }
+    for i in 0..4 {
+        app.post_webhook(
+            "rr",
+            &text_event(&format!("m{i}"), &format!("c{i}"), "hello"),
+        )
+        .await;
+    }
+    let got: Vec<Option<String>> = owners(&app, "rr")
+        .await
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        got,
+        [Some("alice"), Some("bob"), Some("alice"), Some("bob")].map(|o| o.map(String::from))
+    );
+
+    // c2 came after bob's turn: the rotation reached carol (offline) before alice.
+    let conversation = items(app.get("/api/v1/conversations?channel=rr&limit=200").await)
+        .into_iter()
+        .find(|c| c["contact"]["identifiers"][0]["value"] == "c2")
+        .unwrap();
+    let history = items(
+        app.get(&format!(
+            "/api/v1/tickets/{}/history",
+            conversation["ticket_id"].as_str().unwrap()
+        ))
+        .await,
+    );
+    let assigned = history
+        .iter()
+        .find(|e| e["action"] == "assigned")
+        .expect("the assignment is recorded");
+    assert_eq!(assigned["actor"], "routing");
+    assert_eq!(assigned["changes"]["rule"], "users_and_teams");
+    let carol = assigned["changes"]["considered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rep_id"] == "carol")
+        .expect("carol was considered");
+    assert_eq!(carol["outcome"], "offline");
+    assert_eq!(assigned["changes"]["assignee"], "alice");
+}
+
+#[tokio::test]
+async fn with_nobody_available_conversations_wait_and_are_assigned_oldest_first() {
+    let app = spawn("smtp://127.0.0.1:9", 2, 300).await;
+    for i in 0..3 {
+        app.post_webhook(
+            "rr",
+            &text_event(&format!("m{i}"), &format!("c{i}"), "hello"),
+        )
+        .await;
+    }
+    assert!(
+        owners(&app, "rr").await.iter().all(|(_, o)| o.is_none()),
+        "nobody is online"
+    );
+
+    let (status, body) = presence(&app, "alice", "online").await;
+    assert_eq!(
+        (status, body["assigned"].as_u64()),
+        (200, Some(2)),
+        "alice's capacity is 2"
+    );
+    assert_eq!(
+        owners(&app, "rr").await,
+        [
+            ("c0".into(), Some("alice".into())),
+            ("c1".into(), Some("alice".into())),
+            ("c2".into(), None)
+        ]
+    );
+
+    // Closing one of alice's conversations frees a place: the one waiting takes it.
+    let c0 = items(app.get("/api/v1/conversations?channel=rr&limit=200").await)
+        .into_iter()
+        .find(|c| c["contact"]["identifiers"][0]["value"] == "c0")
+        .unwrap();
+    let (status, _) = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/conversations/{}", c0["id"].as_str().unwrap()),
+            Some(json!({"status": "closed"})),
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        owners(&app, "rr").await[2],
+        ("c2".into(), Some("alice".into()))
+    );
+}
+
+#[tokio::test]
+async fn presence_expires_without_a_heartbeat() {
+    let app = spawn("smtp://127.0.0.1:9", 10, 1).await;
+    presence(&app, "alice", "online").await;
+    let status = |reps: Value| {
+        items(reps)
+            .into_iter()
+            .find(|r| r["id"] == "alice")
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status(app.get("/api/v1/reps").await), "online");
+    wait_until(
+        "alice's presence expires",
+        Duration::from_secs(5),
+        || async { status(app.get("/api/v1/reps").await) == "offline" },
+    )
+    .await;
+    app.post_webhook("rr", &text_event("m1", "c1", "hello"))
+        .await;
+    assert_eq!(
+        owners(&app, "rr").await[0].1,
+        None,
+        "an expired rep is not assigned"
+    );
+
+    let (status, _) = presence(&app, "mallory", "online").await;
+    assert_eq!(status, 404);
+    let (status, _) = presence(&app, "alice", "sleeping").await;
+    assert_eq!(status, 422);
+}
+
+async fn owned_contact(app: &TestApp, owner: &str) -> String {
+    app.post_webhook("own", &text_event("o1", "vip", "first contact"))
+        .await;
+    let conversation = &items(app.get("/api/v1/conversations?channel=own").await)[0];
+    let contact = conversation["contact"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(conversation["owner_id"], Value::Null, "no owner yet");
+    let (status, _) = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{contact}"),
+            Some(json!({"owner_id": owner})),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = conversation["id"].as_str().unwrap();
+    app.api(
+        Method::PATCH,
+        &format!("/api/v1/conversations/{id}"),
+        Some(json!({"status": "closed"})),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    id.to_owned()
+}
+
+#[tokio::test]
+async fn an_offline_contact_owner_gets_each_new_message_by_email() {
+    let sink = SmtpSink::start().await;
+    let app = spawn(&sink.url(), 10, 300).await;
+    let conversation = owned_contact(&app, "carol").await;
+    app.post_webhook("own", &text_event("o2", "vip", "are you there carol?"))
+        .await;
+    app.post_webhook("own", &text_event("o3", "vip", "hello again"))
+        .await;
+    let reopened = app
+        .get(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(
+        reopened["owner_id"], "carol",
+        "the reopened conversation goes to the contact's owner"
+    );
+
+    wait_until("two emails arrive", Duration::from_secs(10), || async {
+        sink.received().len() == 2
+    })
+    .await;
+    let mails = sink.received();
+    assert_eq!(mails[0].to, ["carol@example.com"]);
+    assert_eq!(
+        mails[0].header("Subject").unwrap(),
+        "New message from Ana on own"
+    );
+    let body = mails[0].body();
+    assert!(body.contains("are you there carol?"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "https://bridge.example.test/api/v1/conversations/{conversation}"
+        )),
+        "{body}"
+    );
+    let root = format!("<{conversation}@channel-bridge>");
+    for mail in &mails {
+        assert_eq!(
+            mail.header("In-Reply-To").unwrap(),
+            root,
+            "threaded per conversation"
+        );
+        assert_eq!(mail.header("References").unwrap(), root);
+    }
+    assert_ne!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
+}
+
+#[tokio::test]
+async fn an_online_contact_owner_gets_no_email() {
+    let sink = SmtpSink::start().await;
+    let app = spawn(&sink.url(), 10, 300).await;
+    let conversation = owned_contact(&app, "carol").await;
+    presence(&app, "carol", "online").await;
+    app.post_webhook("own", &text_event("o2", "vip", "are you there carol?"))
+        .await;
+    assert_eq!(
+        app.get(&format!("/api/v1/conversations/{conversation}"))
+            .await["owner_id"],
+        "carol"
+    );
+    app.drain_outbox().await;
+    assert!(sink.received().is_empty());
+}
+
+#[tokio::test]
+async fn when_smtp_is_down_the_email_is_retried_then_dead_lettered_and_the_message_is_kept() {
+    // Nothing listens on port 9.
+    let app = spawn("smtp://127.0.0.1:9", 10, 300).await;
+    let conversation = owned_contact(&app, "carol").await;
+    let response = app
+        .post_webhook("own", &text_event("o2", "vip", "are you there?"))
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "the inbound message does not depend on SMTP"
+    );
+    app.drain_outbox().await;
+    let dead = items(app.get("/api/v1/deliveries?state=dead").await);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["kind"], "email");
+    assert_eq!(dead[0]["attempts"], 3, "retried on the schedule first");
+    assert_eq!(app.messages(&conversation).await.len(), 2);
+}
