@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::adapters::{InboundEvent, Outbound};
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ impl ChannelRules {
 }
 
 /// What happened to one inbound event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum IngestOutcome {
     /// A new message, stored in `conversation_id`.
@@ -141,7 +142,7 @@ impl Actor {
 }
 
 /// One recorded change of a ticket or one of its conversations.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
@@ -176,7 +177,7 @@ pub struct PageRequest {
 }
 
 /// One page of a list and the cursor of the next, if there is more.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -226,7 +227,9 @@ pub struct LeaseRequest {
     pub limit: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// `pending`: waiting for (or between) attempts; `dead`: out of attempts, waiting for a
+/// retry by an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Pending,
@@ -251,7 +254,7 @@ impl JobState {
 }
 
 /// A job as the deliveries API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: JobId,
     pub kind: &'static str,
