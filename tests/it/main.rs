@@ -7,4 +7,5 @@ mod errors;
 mod harness;
 mod ingest;
 mod media;
+mod openapi;
 mod reload;
