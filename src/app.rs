@@ -10,11 +10,13 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -173,17 +175,23 @@ impl App {
     }
 }
 
+/// Every route, each with its OpenAPI operation: `routes!` adds both from the handler's
+/// `#[utoipa::path]`, so the router and `GET /api/openapi.json` cannot disagree. Each
+/// `routes!` takes the handlers of one path.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(api::openapi::ApiDoc::openapi())
+        .routes(routes!(ingress::receive, ingress::handshake))
+        .merge(api::router())
+        .routes(routes!(api::openapi::serve))
+        .routes(routes!(api::ops::healthz))
+        .routes(routes!(api::ops::readyz))
+        .routes(routes!(api::ops::metrics))
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/hooks/{channel}",
-            post(ingress::receive).get(ingress::handshake),
-        )
-        .merge(api::router())
-        .route("/healthz", get(api::ops::healthz))
-        .route("/readyz", get(api::ops::readyz))
-        .route("/metrics", get(api::ops::metrics))
+    let (router, _document) = routes().split_for_parts();
+    router
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -3,10 +3,27 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::adapters::{ParseError, VerifyError};
 use crate::store::StoreError;
+
+/// The body of every error answer: `{"error": {"code": "…", "message": "…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "conversation not found"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable `code` for programs and a `message` for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and snake_case (`invalid_signature`, `not_found`, `invalid_request`, …).
+    pub code: &'static str,
+    /// Says what to fix; for a refused field it starts with the field's path.
+    pub message: String,
+}
 
 /// An error answer of the HTTP API or the webhook ingress.
 #[derive(Debug)]
@@ -118,7 +135,12 @@ impl From<ParseError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

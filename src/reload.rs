@@ -18,7 +18,7 @@ use crate::runtime::{Runtime, SharedRuntime};
 use crate::telemetry;
 
 /// What the last reload did, shown by `/readyz` and `GET /api/v1/channels`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct ReloadStatus {
     /// `ok` or `error`; absent until the first reload.
     pub last_result: Option<&'static str>,

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::signature::{self, WebhookKey};
 use super::{
@@ -78,21 +79,63 @@ impl GenericAdapter {
     }
 }
 
-#[derive(Deserialize)]
-struct WireMessage {
+/// A generic channel's webhook body: one event, or a list of events (at most 1000) stored
+/// in one transaction.
+// 1000 is MAX_EVENTS; the document cannot compute it.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[schema(as = GenericWebhook)]
+pub enum WireBody {
+    One(WireEvent),
+    Many(Vec<WireEvent>),
+}
+
+/// One event of a generic channel's webhook, told apart by `type`.
+// Only the OpenAPI document uses this enum: `parse_event` dispatches on `type` itself, to
+// name a bad field with its path. Its variants are the structs parsing reads.
+#[derive(ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = GenericEvent, example = json!({
+    "type": "message", "id": "app-msg-123", "timestamp": "2026-11-21T10:00:00Z",
+    "from": {"id": "user-42", "name": "Ana", "email": "ana@example.com"},
+    "parts": [{"type": "text", "text": "Hi"}]
+}))]
+pub enum WireEvent {
+    /// A new message from the app's user.
+    Message(WireMessage),
+    /// The user changed a message they sent.
+    Edit(WireEdit),
+    /// The user took a message back.
+    Retract(WireRetract),
+    /// How far one of our replies got.
+    Status(WireStatus),
+}
+
+/// A new message: `id` is the app's own message id, the key for deduplication.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GenericMessage)]
+pub struct WireMessage {
+    #[schema(value_type = String, min_length = 1)]
     id: NonEmpty,
+    /// The app's thread id, for channels with `threading = "platform_thread"`.
     #[serde(default)]
     thread_id: Option<String>,
+    /// When the user sent it (default: when it arrived).
     #[serde(default)]
     timestamp: Option<DateTime<Utc>>,
     from: WireFrom,
+    /// The app's id of the message this one quotes.
     #[serde(default)]
     reply_to: Option<String>,
+    #[schema(value_type = Vec<Part>, min_items = 1)]
     parts: Value,
 }
 
-#[derive(Deserialize)]
-struct WireFrom {
+/// The app's user who wrote: `id` identifies them as the contact's `app_user` identifier.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GenericSender)]
+pub struct WireFrom {
+    #[schema(value_type = String, min_length = 1)]
     id: NonEmpty,
     #[serde(default)]
     name: Option<String>,
@@ -100,30 +143,41 @@ struct WireFrom {
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WireEdit {
+/// A changed message: `id` is the app's id of the message; `parts` replace its parts.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GenericEdit)]
+pub struct WireEdit {
+    #[schema(value_type = String, min_length = 1)]
     id: NonEmpty,
     #[serde(default)]
     timestamp: Option<DateTime<Utc>>,
+    #[schema(value_type = Vec<Part>, min_items = 1)]
     parts: Value,
 }
 
-#[derive(Deserialize)]
-struct WireRetract {
+/// A message taken back: `id` is the app's id of the message.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GenericRetract)]
+pub struct WireRetract {
+    #[schema(value_type = String, min_length = 1)]
     id: NonEmpty,
 }
 
-#[derive(Deserialize)]
-struct WireStatus {
+/// A status report on one of our replies: `id` is the id the app answered the send with.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = GenericStatus)]
+pub struct WireStatus {
+    #[schema(value_type = String, min_length = 1)]
     id: NonEmpty,
     status: WireDeliveryStatus,
     #[serde(default)]
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum WireDeliveryStatus {
+#[schema(as = GenericDeliveryStatus)]
+pub enum WireDeliveryStatus {
     Sent,
     Delivered,
     Read,
@@ -356,6 +410,13 @@ mod tests {
 
     fn parse(value: Value) -> Result<Vec<InboundEvent>, ParseError> {
         parse_body(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn the_example_in_the_openapi_document_parses() {
+        let schema = serde_json::to_value(<WireEvent as utoipa::PartialSchema>::schema()).unwrap();
+        let events = parse(schema["example"].clone()).expect("the example is a valid event");
+        assert!(matches!(events[..], [InboundEvent::Message(_)]));
     }
 
     fn field_of(err: ParseError) -> String {

@@ -7,24 +7,32 @@ use serde::{Deserialize, Serialize};
 
 use super::{Caller, query};
 use crate::app::AppState;
-use crate::desk::analytics::{self, Report};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{StoreErrors, Unauthorized};
+use crate::desk::analytics::{self, ChannelFigures, RepFigures, Report};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 
 /// The period when none is given: the last 30 days.
 const DEFAULT_DAYS: i64 = 30;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Period {
+    /// Start of the period (RFC 3339); default 30 days before `to`.
     from: Option<String>,
+    /// End of the period, exclusive (RFC 3339); default now.
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+/// Figures for one period, per channel and per rep.
+#[derive(Serialize, ToSchema)]
 pub struct Analytics {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    #[serde(flatten)]
-    report: Report,
+    channels: Vec<ChannelFigures>,
+    reps: Vec<RepFigures>,
 }
 
 fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -36,6 +44,20 @@ fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/analytics",
+    operation_id = "analytics",
+    tag = "analytics",
+    security(("bearer" = [])),
+    params(Period),
+    responses(
+        (status = 200, description = "Volumes, first-response and resolution times (median, p90).", body = Analytics),
+        (status = 422, description = "A time that is not RFC 3339, or `from` not before `to`.", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     _caller: Caller,
@@ -48,9 +70,11 @@ pub async fn report(
         return Err(ApiError::unprocessable("from: must be before to"));
     }
     let facts = state.store.analytics(from, to).await?;
+    let Report { channels, reps } = analytics::report(facts);
     Ok(Json(Analytics {
         from,
         to,
-        report: analytics::report(facts),
+        channels,
+        reps,
     }))
 }

@@ -2,36 +2,81 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::Caller;
+use super::openapi::Unauthorized;
 use crate::app::AppState;
+use crate::config::Threading;
 use crate::error::ApiError;
+use crate::reload::ReloadStatus;
 
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+/// A configured channel as operators see it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Channel)]
+pub struct ChannelInfo {
+    /// The channel's table name in the config, and the last segment of its webhook URL.
+    id: String,
+    /// Which adapter speaks for it (`generic`, `telegram`, …).
+    kind: &'static str,
+    /// A disabled channel answers its webhooks with 503 and sends nothing.
+    enabled: bool,
+    threading: Threading,
+    /// After a conversation closes, a new message reopens it (true) or starts a new one.
+    reopen: bool,
+    /// Where the platform should send webhooks; null without `server.public_url`.
+    webhook_url: Option<String>,
+}
+
+/// The channels, in one page, with the state of the last config reload.
+#[derive(Serialize, ToSchema)]
+pub struct ChannelList {
+    items: Vec<ChannelInfo>,
+    /// Always null: every channel is on the one page.
+    next_cursor: Option<String>,
+    config: ReloadStatus,
+}
+
+/// Lists the configured channels and the state of the last config reload.
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels",
+    operation_id = "list_channels",
+    tag = "channels",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every configured channel.", body = ChannelList),
+        Unauthorized,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<ChannelList>, ApiError> {
     let runtime = state.runtime.load();
     let public = runtime.config.server.public_url.clone();
-    let items: Vec<Value> = runtime
+    let items = runtime
         .config
         .channels
         .iter()
-        .map(|(id, channel)| {
-            json!({
-                "id": id,
-                "kind": channel.adapter.kind(),
-                "enabled": channel.enabled,
-                "threading": channel.threading,
-                "reopen": channel.reopen,
-                "webhook_url": public.as_ref().map(|base| format!("{base}/hooks/{id}")),
-            })
+        .map(|(id, channel)| ChannelInfo {
+            id: id.clone(),
+            kind: channel.adapter.kind(),
+            enabled: channel.enabled,
+            threading: channel.threading,
+            reopen: channel.reopen,
+            webhook_url: public.as_ref().map(|base| format!("{base}/hooks/{id}")),
         })
         .collect();
-    let reload = state
+    let config = state
         .reload
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    Ok(Json(
-        json!({"items": items, "next_cursor": null, "config": reload}),
-    ))
+    Ok(Json(ChannelList {
+        items,
+        next_cursor: None,
+        config,
+    }))
 }

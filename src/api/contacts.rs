@@ -3,10 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::openapi::{JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::{Contact, ContactId};
 use crate::store::ContactUpdate;
 
@@ -14,6 +16,21 @@ fn contact_id(raw: &str) -> Result<ContactId, ApiError> {
     ContactId::parse(raw).ok_or_else(|| ApiError::not_found("contact"))
 }
 
+/// One contact with the identifiers that reach them on each channel.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    operation_id = "get_contact",
+    tag = "contacts",
+    security(("bearer" = [])),
+    params(("id" = ContactId, Path, description = "The contact.")),
+    responses(
+        (status = 200, description = "The contact.", body = Contact),
+        (status = 404, description = "No such contact (`not_found`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -23,15 +40,37 @@ pub async fn show(
 }
 
 /// `{"owner_id"?: "alice" | null, "email"?: "…" | null}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ContactUpdate)]
 pub struct UpdateRequest {
+    /// A rep id, or `null` to clear; leave out to keep.
     #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<String>)]
     owner_id: Option<Option<String>>,
+    /// An email address, or `null` to clear; leave out to keep.
     #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<String>, format = Email)]
     email: Option<Option<String>>,
 }
 
+/// Changes a contact's owner or email.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/contacts/{id}",
+    operation_id = "update_contact",
+    tag = "contacts",
+    security(("bearer" = [])),
+    params(("id" = ContactId, Path, description = "The contact.")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The contact as it is now.", body = Contact),
+        (status = 404, description = "No such contact (`not_found`).", body = ErrorBody),
+        JsonBodyErrors,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     _caller: Caller,

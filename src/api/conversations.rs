@@ -7,27 +7,44 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody, Paging, query};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::{
     Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind,
 };
 use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange};
 
-#[derive(Deserialize)]
+/// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
+/// documented as what they must parse to.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only conversations of this channel.
     channel: Option<String>,
+    /// Only open or only closed conversations.
+    #[param(value_type = Option<ConversationStatus>)]
     status: Option<String>,
+    /// Only conversations this rep owns, or `none` for those nobody owns.
     owner: Option<String>,
+    /// Only conversations whose ticket has this status.
     ticket_status: Option<String>,
     /// `true`: only conversations nobody owns (the same as `owner=none`).
+    #[param(value_type = Option<bool>)]
     unassigned: Option<String>,
+    /// Only conversations active at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
+    /// Only conversations active before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
+    /// Full-text search over message text and captions.
     q: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     paging: Paging,
 }
 
@@ -40,6 +57,22 @@ fn time(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiErr
     }
 }
 
+/// Lists conversations, the most recently active first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    operation_id = "list_conversations",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(ListQuery, Paging),
+    responses(
+        (status = 200, description = "One page of conversations.", body = Page<Conversation>),
+        (status = 422, description = "A filter or paging parameter does not fit \
+            (`invalid_request`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -83,6 +116,21 @@ fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
     ConversationId::parse(raw).ok_or_else(|| ApiError::not_found("conversation"))
 }
 
+/// One conversation with its contact, ticket id, owner and status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "get_conversation",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation.")),
+    responses(
+        (status = 200, description = "The conversation.", body = Conversation),
+        (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -92,6 +140,23 @@ pub async fn show(
     Ok(Json(state.store.conversation(&id).await?))
 }
 
+/// A conversation's messages, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    operation_id = "list_messages",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation."), Paging),
+    responses(
+        (status = 200, description = "One page of messages.", body = Page<Message>),
+        (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
+        (status = 422, description = "A paging parameter does not fit (`invalid_request`).",
+            body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn messages(
     State(state): State<AppState>,
     _caller: Caller,
@@ -104,18 +169,45 @@ pub async fn messages(
 }
 
 /// A rep's reply, optionally moving the ticket in the same request.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"parts": [{"type": "text", "text": "Your order ships today."}]}))]
 pub struct ReplyRequest {
+    /// What to send, in order; `unsupported` parts cannot be sent.
+    // Read as JSON first, so that a bad part is reported with its path.
+    #[schema(value_type = Vec<Part>, min_items = 1)]
     parts: Value,
+    /// The message this answers (default: the latest inbound one).
     #[serde(default)]
+    #[schema(value_type = Option<MessageId>)]
     reply_to: Option<String>,
+    /// Moves the conversation's ticket to this status with the reply, or refuses both.
     #[serde(default)]
     ticket_status: Option<String>,
+    /// Merged into the ticket's properties with the reply; `null` removes a key.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     ticket_properties: Option<Map<String, Value>>,
 }
 
+/// Replies to the contact. The message is stored with its delivery job and sent in the
+/// background: watch its `delivery.status`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/messages",
+    operation_id = "reply",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation.")),
+    request_body = ReplyRequest,
+    responses(
+        (status = 202, description = "Stored and queued for delivery.", body = Message),
+        (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
+        JsonBodyErrors,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn reply(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,15 +258,38 @@ pub async fn reply(
 }
 
 /// A change to a conversation: `{"owner_id": "alice" | null, "status": "open" | "closed"}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConversationUpdate)]
 pub struct UpdateRequest {
+    /// A rep id (the ticket's owner follows), or `null` to unassign; leave out to keep.
     #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<String>)]
     owner_id: Option<Option<String>>,
+    /// Closing closes only this conversation; its ticket stays as it is.
     #[serde(default)]
     status: Option<ConversationStatus>,
 }
 
+/// Changes a conversation's owner or status.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "update_conversation",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation.")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The conversation as it is now.", body = Conversation),
+        (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
+        (status = 409, description = "It cannot reopen: the contact has another open \
+            conversation on that channel (`conflict`).", body = ErrorBody),
+        JsonBodyErrors,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +323,21 @@ pub async fn update(
 
 /// Moves the conversation (with its ticket and the ticket's other conversations) to the
 /// trash. Admins only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/conversations/{id}",
+    operation_id = "delete_conversation",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation.")),
+    responses(
+        (status = 204, description = "In the trash, with its ticket."),
+        (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

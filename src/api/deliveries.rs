@@ -4,20 +4,43 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use chrono::Utc;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
+use super::openapi::{AdminOnly, StoreErrors, Unauthorized};
 use super::{Caller, Paging, query};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::JobId;
 use crate::store::{Delivery, JobState, Page};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Which deliveries: dead-lettered (the default) or still being tried.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     paging: Paging,
 }
 
+/// Lists deliveries in one state, oldest first. Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries",
+    operation_id = "list_deliveries",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(ListQuery, Paging),
+    responses(
+        (status = 200, description = "One page of deliveries.", body = Page<Delivery>),
+        (status = 422, description = "A parameter does not fit (`invalid_request`).",
+            body = ErrorBody),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -35,6 +58,25 @@ pub async fn list(
     ))
 }
 
+/// Sends a dead-lettered delivery again from the start of the retry schedule. Admins
+/// only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deliveries/{id}/retry",
+    operation_id = "retry_delivery",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    params(("id" = JobId, Path, description = "The delivery.")),
+    responses(
+        (status = 200, description = "Queued again.", body = Delivery),
+        (status = 404, description = "No such delivery (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The delivery is not dead-lettered; it is still being \
+            tried (`conflict`).", body = ErrorBody),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,14 +17,21 @@ use tokio_util::sync::CancellationToken;
 use super::{Caller, query};
 use crate::app::AppState;
 use crate::error::ApiError;
+use utoipa::IntoParams;
+
+use super::openapi::{StoreErrors, Unauthorized};
+use crate::error::ErrorBody;
 use crate::store::{Event, EventFilter, Store};
 
 /// Events read from the store at a time.
 const BATCH: u32 = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Only events of this channel.
     channel: Option<String>,
+    /// Only events of conversations this rep owns.
     owner: Option<String>,
     /// For clients that cannot set the `Last-Event-ID` header (browsers' EventSource can).
     last_event_id: Option<String>,
@@ -39,6 +46,24 @@ struct Cursor {
     shutdown: CancellationToken,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "stream_events",
+    tag = "events",
+    security(("bearer" = [])),
+    params(
+        EventsQuery,
+        ("last-event-id" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events, each `id: <event id>`, `event: <kind>`, `data: <Event as JSON>`.",
+         content_type = "text/event-stream", body = Event),
+        (status = 422, description = "`last_event_id` is not an event id.", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     _caller: Caller,

@@ -7,11 +7,38 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Caller;
+use super::openapi::{StoreErrors, Unauthorized};
 use crate::adapters::FetchError;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::{MessageId, Part};
 
+/// The file of a media part, fetched from the platform with the channel's credentials.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}/parts/{n}/media",
+    operation_id = "get_media",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(
+        ("id" = MessageId, Path, description = "The message."),
+        ("n" = usize, Path, description = "The part's index in `parts`, from 0."),
+    ),
+    responses(
+        (status = 200, description = "The file, with the platform's content type (else the \
+            part's `mime_type`) and its filename in `Content-Disposition`.",
+            content(("application/octet-stream")),
+            headers(("content-disposition" = String, description = "`inline; filename=…`"))),
+        (status = 404, description = "No such message or part, the part has no media, or the \
+            platform no longer has it (`not_found`, `media_unavailable`).", body = ErrorBody),
+        (status = 413, description = "The file is larger than `media.max_bytes` \
+            (`media_too_large`).", body = ErrorBody),
+        (status = 502, description = "The platform failed to hand the file over \
+            (`media_fetch_failed`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn fetch(
     State(state): State<AppState>,
     _caller: Caller,

@@ -8,60 +8,50 @@ mod conversations;
 mod deliveries;
 mod events;
 mod media;
+pub mod openapi;
 pub mod ops;
 mod reps;
 mod tickets;
 
-use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::store::PageRequest;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/conversations", get(conversations::list))
-        .route(
-            "/api/v1/conversations/{id}",
-            get(conversations::show)
-                .patch(conversations::update)
-                .delete(conversations::delete),
-        )
-        .route(
-            "/api/v1/conversations/{id}/messages",
-            get(conversations::messages).post(conversations::reply),
-        )
-        .route("/api/v1/messages/{id}/parts/{n}/media", get(media::fetch))
-        .route(
-            "/api/v1/tickets/{id}",
-            get(tickets::show)
-                .patch(tickets::update)
-                .delete(tickets::delete),
-        )
-        .route("/api/v1/tickets/{id}/history", get(tickets::history))
-        .route("/api/v1/tickets/{id}/restore", post(tickets::restore))
-        .route(
-            "/api/v1/contacts/{id}",
-            get(contacts::show).patch(contacts::update),
-        )
-        .route("/api/v1/deliveries", get(deliveries::list))
-        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/api/v1/channels", get(channels::list))
-        .route("/api/v1/events", get(events::stream))
-        .route("/api/v1/reps", get(reps::list))
-        .route(
-            "/api/v1/reps/{id}/presence",
-            axum::routing::put(reps::presence),
-        )
-        .route("/api/v1/analytics", get(analytics::report))
+/// The `/api/v1` routes with their OpenAPI operations. Each `routes!` takes the handlers
+/// of one path (their annotations name it): handlers of different paths in one `routes!`
+/// would each be served on every one of those paths.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(conversations::list))
+        .routes(routes!(
+            conversations::show,
+            conversations::update,
+            conversations::delete
+        ))
+        .routes(routes!(conversations::messages, conversations::reply))
+        .routes(routes!(media::fetch))
+        .routes(routes!(tickets::show, tickets::update, tickets::delete))
+        .routes(routes!(tickets::history))
+        .routes(routes!(tickets::restore))
+        .routes(routes!(contacts::show, contacts::update))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(channels::list))
+        .routes(routes!(events::stream))
+        .routes(routes!(reps::list))
+        .routes(routes!(reps::presence))
+        .routes(routes!(analytics::report))
 }
 
 /// The authenticated caller of an API request.
@@ -196,9 +186,13 @@ where
 /// Paging parameters shared by every list. `limit` is read as text because it is
 /// flattened into each list's query struct, and serde's flatten hands query values over as
 /// strings.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
+    /// How many items to answer at most.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page; leave it out for the first page.
     cursor: Option<String>,
 }
 

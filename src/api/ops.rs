@@ -4,19 +4,58 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
+use crate::reload::ReloadStatus;
 use crate::telemetry;
 
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The answer of `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `not_ready` (with a 503) when the store does not answer.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// `ok`, or why the store does not answer.
+    store: String,
+    /// The last config reload; a refused one leaves the daemon ready on the old config.
+    config: ReloadStatus,
+}
+
 /// Alive: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process answers.", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready: the store answers. The running config is always valid (an invalid one is never
 /// swapped in), so a refused reload leaves the daemon ready; it is shown under `config`.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to take traffic.", body = Readiness),
+        (status = 503, description = "The store does not answer.", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let config = state
         .reload
         .lock()
@@ -25,16 +64,34 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "store": "ok", "config": config})),
+            Json(Readiness {
+                status: "ready",
+                store: "ok".into(),
+                config,
+            }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "store": e.to_string(), "config": config})),
+            Json(Readiness {
+                status: "not_ready",
+                store: e.to_string(),
+                config,
+            }),
         ),
     }
 }
 
 /// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every metric, in the Prometheus text format.",
+            body = String, content_type = "text/plain; version=0.0.4"),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(stats) = state.store.queue_stats().await {
         telemetry::queue_depth(stats.pending, stats.dead, stats.oldest_due_age);

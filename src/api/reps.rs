@@ -2,20 +2,22 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::openapi::{JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
-#[derive(Deserialize)]
+/// A rep's presence report (also the heartbeat).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
     status: Presence,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum Presence {
     Online,
@@ -23,15 +25,37 @@ enum Presence {
     Offline,
 }
 
-/// `PUT /api/v1/reps/{id}/presence {"status": "online" | "away" | "offline"}`: also the
-/// heartbeat (presence expires after `presence.timeout_s`). Coming online assigns waiting
-/// conversations of the rep's round-robin channels.
+/// The presence recorded, and how many waiting conversations it brought the rep.
+#[derive(Serialize, ToSchema)]
+pub struct PresenceReply {
+    id: String,
+    status: Presence,
+    assigned: usize,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/reps/{id}/presence",
+    operation_id = "set_presence",
+    tag = "reps",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A rep id from `[[reps]]`")),
+    request_body = PresenceRequest,
+    responses(
+        (status = 200, description = "Recorded; coming online assigns waiting conversations of the rep's round-robin channels.", body = PresenceReply),
+        (status = 404, description = "No such rep in the config.", body = ErrorBody),
+        Unauthorized,
+        JsonBodyErrors,
+        StoreErrors,
+    )
+)]
+/// Presence expires after `presence.timeout_s` without a new report.
 pub async fn presence(
     State(state): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<PresenceRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PresenceReply>, ApiError> {
     let runtime = state.runtime.load_full();
     if !runtime.config.reps.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found("rep"));
@@ -45,19 +69,54 @@ pub async fn presence(
         .store
         .set_presence(&id, status, runtime.all_rules())
         .await?;
-    Ok(Json(
-        json!({"id": id, "status": status, "assigned": assigned}),
-    ))
+    Ok(Json(PresenceReply {
+        id,
+        status: request.status,
+        assigned,
+    }))
 }
 
-/// `GET /api/v1/reps`: every configured rep with presence, load and capacity.
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+/// A rep as routing sees them.
+#[derive(Serialize, ToSchema)]
+pub struct RepInfo {
+    id: String,
+    teams: Vec<String>,
+    capacity: u32,
+    /// `online`, `away` or `offline` (an expired presence is offline).
+    status: String,
+    open_conversations: u32,
+    notify: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RepList {
+    items: Vec<RepInfo>,
+    /// Always null: every rep is on the one page.
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/reps",
+    operation_id = "list_reps",
+    tag = "reps",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every configured rep with presence, load and capacity.", body = RepList),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<RepList>, ApiError> {
     let runtime = state.runtime.load_full();
     let config = &runtime.config;
     let ids: Vec<String> = config.reps.iter().map(|r| r.id.clone()).collect();
     let timeout = (config.presence.timeout_s * 1000) as i64;
     let states = state.store.rep_states(ids, timeout).await?;
-    let items: Vec<Value> = config
+    let items = config
         .reps
         .iter()
         .map(|rep| {
@@ -65,9 +124,18 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
                 .get(&rep.id)
                 .cloned()
                 .unwrap_or_else(|| ("offline".into(), 0));
-            json!({"id": rep.id, "teams": rep.teams, "capacity": rep.capacity, "status": status,
-                   "open_conversations": load, "notify": rep.notify})
+            RepInfo {
+                id: rep.id.clone(),
+                teams: rep.teams.clone(),
+                capacity: rep.capacity,
+                status,
+                open_conversations: load,
+                notify: rep.notify,
+            }
         })
         .collect();
-    Ok(Json(json!({"items": items, "next_cursor": null})))
+    Ok(Json(RepList {
+        items,
+        next_cursor: None,
+    }))
 }

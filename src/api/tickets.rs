@@ -6,18 +6,35 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::model::{Ticket, TicketId};
-use crate::store::TicketChange;
+use crate::store::{AuditEntry, Page, TicketChange};
 
 fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
     TicketId::parse(raw).ok_or_else(|| ApiError::not_found("ticket"))
 }
 
+/// One ticket with its pipeline status, owner, properties and conversations.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}",
+    operation_id = "get_ticket",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = TicketId, Path, description = "The ticket.")),
+    responses(
+        (status = 200, description = "The ticket.", body = Ticket),
+        (status = 404, description = "No such ticket (`not_found`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     _caller: Caller,
@@ -27,20 +44,46 @@ pub async fn show(
 }
 
 /// `{"status"?, "owner_id"?: "alice" | null, "properties"?: {…}, "reason"?}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketUpdate)]
 pub struct UpdateRequest {
+    /// A status of the ticket's pipeline. A closed status closes every conversation of the
+    /// ticket; a conditional status needs its required properties.
     #[serde(default)]
     status: Option<String>,
+    /// A rep id, or `null` to unassign; the conversations keep their owners.
     #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<String>)]
     owner_id: Option<Option<String>>,
+    /// Merged into the ticket's properties; `null` removes a key.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     properties: Option<Map<String, Value>>,
     /// Why, for the audit trail.
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// Changes a ticket's status, owner or properties, all or nothing.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tickets/{id}",
+    operation_id = "update_ticket",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = TicketId, Path, description = "The ticket.")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The ticket as it is now.", body = Ticket),
+        (status = 404, description = "No such ticket (`not_found`).", body = ErrorBody),
+        (status = 409, description = "A conversation it would reopen cannot reopen \
+            (`conflict`).", body = ErrorBody),
+        JsonBodyErrors,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,6 +111,21 @@ pub async fn update(
 }
 
 /// Moves the ticket and its conversations to the trash. Admins only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tickets/{id}",
+    operation_id = "delete_ticket",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = TicketId, Path, description = "The ticket.")),
+    responses(
+        (status = 204, description = "In the trash, with its conversations."),
+        (status = 404, description = "No such ticket (`not_found`).", body = ErrorBody),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,6 +140,25 @@ pub async fn delete(
 }
 
 /// Brings a trashed ticket back (until it is purged). Admins only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/restore",
+    operation_id = "restore_ticket",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = TicketId, Path, description = "The ticket.")),
+    responses(
+        (status = 200, description = "Restored, with the conversations trashed with it.",
+            body = Ticket),
+        (status = 404, description = "No such ticket, or already purged (`not_found`).",
+            body = ErrorBody),
+        (status = 409, description = "The ticket is not in the trash (`conflict`).",
+            body = ErrorBody),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn restore(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,11 +173,30 @@ pub async fn restore(
     ))
 }
 
+/// The audit trail of a ticket and its conversations, oldest first, in one page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}/history",
+    operation_id = "ticket_history",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = TicketId, Path, description = "The ticket.")),
+    responses(
+        (status = 200, description = "Every recorded change; `next_cursor` is null.",
+            body = Page<AuditEntry>),
+        (status = 404, description = "No such ticket (`not_found`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let entries = state.store.ticket_history(&ticket_id(&id)?).await?;
-    Ok(Json(json!({"items": entries, "next_cursor": null})))
+    Ok(Json(Page {
+        items: entries,
+        next_cursor: None,
+    }))
 }

@@ -252,7 +252,10 @@ pub struct ChannelConfig {
     pub adapter: AdapterConfig,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+/// How inbound messages are threaded into conversations.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Threading {
     /// One open conversation per contact per channel.

@@ -21,7 +21,7 @@ pub struct Facts {
 }
 
 /// Median and 90th percentile of a set of durations, in seconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Times {
     pub count: usize,
     pub median_s: Option<f64>,
@@ -44,7 +44,7 @@ impl Times {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChannelFigures {
     pub channel_id: String,
     pub conversations: u64,
@@ -54,7 +54,7 @@ pub struct ChannelFigures {
     pub resolution: Times,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RepFigures {
     pub rep_id: String,
     pub replies: u64,
@@ -62,7 +62,7 @@ pub struct RepFigures {
     pub resolution: Times,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub channels: Vec<ChannelFigures>,
     pub reps: Vec<RepFigures>,

@@ -11,12 +11,15 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::adapters::generic::WireBody;
 use crate::adapters::{HandshakeError, RawRequest};
+use crate::api::openapi::StoreErrors;
 use crate::api::read_body;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::runtime::{LiveChannel, Runtime};
 use crate::store::IngestOutcome;
 use crate::telemetry;
@@ -24,13 +27,63 @@ use crate::telemetry;
 /// How long a platform is told to wait before redelivering to a disabled channel.
 const DISABLED_RETRY_AFTER_SECS: u64 = 60;
 
+/// What a webhook's events did, in the order they came.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookReceipt {
+    /// New messages stored.
+    stored: usize,
+    /// Messages seen before, not stored again.
+    duplicates: usize,
+    /// One outcome per event.
+    results: Vec<IngestOutcome>,
+}
+
+/// Takes a platform's webhook: verified by the channel's adapter, parsed, and stored in
+/// one transaction before the answer, so a platform that got 200 can forget it.
+///
+/// The body and its signature are the channel's platform's: for `generic` channels (the
+/// contract for in-house apps), the body below, signed with Standard Webhooks headers.
+#[utoipa::path(
+    post,
+    path = "/hooks/{channel}",
+    operation_id = "receive_webhook",
+    tag = "webhooks",
+    params(
+        ("channel" = String, Path, description = "The channel's id: its table name in the config."),
+        ("webhook-id" = Option<String>, Header, description = "Generic channels: the \
+            delivery's unique id."),
+        ("webhook-timestamp" = Option<i64>, Header, description = "Generic channels: unix \
+            seconds, within 5 minutes of now."),
+        ("webhook-signature" = Option<String>, Header, description = "Generic channels: \
+            `v1,<base64 HMAC-SHA256(key, \"{id}.{timestamp}.{body}\")>`; several, space \
+            separated, are accepted."),
+    ),
+    request_body(content = WireBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (or recognized as already stored).",
+            body = WebhookReceipt),
+        (status = 400, description = "The body cannot be read as the platform's events \
+            (`malformed_json`, `invalid_event`).", body = ErrorBody),
+        (status = 401, description = "The signature is missing, stale or wrong \
+            (`missing_signature`, `invalid_timestamp`, `invalid_signature`).", body = ErrorBody),
+        (status = 404, description = "No such channel (`unknown_channel`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.max_body_bytes` \
+            (`payload_too_large`).", body = ErrorBody),
+        (status = 415, description = "The content type is not the platform's \
+            (`unsupported_media_type`).", body = ErrorBody),
+        StoreErrors,
+        (status = 503, description = "The channel is disabled (`channel_disabled`) or storage \
+            is unavailable (`storage_unavailable`): redeliver after `Retry-After` seconds.",
+            body = ErrorBody, headers(("retry-after" = u64))),
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookReceipt>, ApiError> {
     let started = Instant::now();
     let result = handle(&state, &channel_id, uri, headers, body, started).await;
     if let Err(e) = &result {
@@ -40,6 +93,27 @@ pub async fn receive(
 }
 
 /// A platform's GET verification (Meta's `hub.challenge`): answered by the adapter.
+#[utoipa::path(
+    get,
+    path = "/hooks/{channel}",
+    operation_id = "webhook_handshake",
+    tag = "webhooks",
+    params(("channel" = String, Path, description = "The channel's id: its table name in the config.")),
+    responses(
+        (status = 200, description = "The answer the platform expects (its challenge, \
+            echoed), in the platform's content type.", body = String,
+            content_type = "text/plain"),
+        (status = 400, description = "The handshake is malformed (`invalid_handshake`).",
+            body = ErrorBody),
+        (status = 403, description = "The verify token is wrong (`invalid_verify_token`).",
+            body = ErrorBody),
+        (status = 404, description = "No such channel (`unknown_channel`).", body = ErrorBody),
+        (status = 405, description = "The channel's platform has no GET handshake \
+            (`method_not_allowed`); generic channels do not.", body = ErrorBody),
+        (status = 503, description = "The channel is disabled (`channel_disabled`).",
+            body = ErrorBody, headers(("retry-after" = u64))),
+    )
+)]
 pub async fn handshake(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
@@ -126,7 +200,7 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookReceipt>, ApiError> {
     // One snapshot for the whole request: a reload mid-request does not mix configs.
     let runtime = state.runtime.load_full();
     let channel = serving(&runtime, channel_id)?;
@@ -151,7 +225,9 @@ async fn handle(
         .filter(|o| matches!(o, IngestOutcome::Duplicate { .. }))
         .count();
     telemetry::webhook_stored(channel_id, stored, duplicates, started.elapsed());
-    Ok(Json(
-        json!({"stored": stored, "duplicates": duplicates, "results": outcomes}),
-    ))
+    Ok(Json(WebhookReceipt {
+        stored,
+        duplicates,
+        results: outcomes,
+    }))
 }

@@ -54,6 +54,20 @@ macro_rules! prefixed_id {
             }
         }
 
+        /// In the OpenAPI document: a string with this kind's prefix and a ULID.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some(concat!("`", $prefix, "_` and a ULID.")))
+                    .pattern(Some(concat!("^", $prefix, "_[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")))
+                    .examples([concat!($prefix, "_01KAK3W9Q4M2N5P7S9T0V1W2XY")])
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -97,5 +111,21 @@ mod tests {
         assert!(MessageId::parse(id.as_str()).is_none());
         assert!(ConversationId::parse("conv_not-a-ulid").is_none());
         assert!(ConversationId::parse("").is_none());
+    }
+
+    #[test]
+    fn the_examples_in_the_openapi_document_parse() {
+        fn example<T: utoipa::PartialSchema>() -> String {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            schema["examples"][0]
+                .as_str()
+                .expect("an example")
+                .to_owned()
+        }
+        assert!(MessageId::parse(&example::<MessageId>()).is_some());
+        assert!(ConversationId::parse(&example::<ConversationId>()).is_some());
+        assert!(TicketId::parse(&example::<TicketId>()).is_some());
+        assert!(ContactId::parse(&example::<ContactId>()).is_some());
+        assert!(JobId::parse(&example::<JobId>()).is_some());
     }
 }

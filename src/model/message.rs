@@ -4,11 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::ids::{ConversationId, MessageId};
 
 /// Which way a message travelled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Inbound,
@@ -33,14 +34,15 @@ impl Direction {
 }
 
 /// Who wrote a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Sender {
     #[serde(rename = "type")]
     pub kind: SenderKind,
     pub id: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Who writes messages: the contact, a rep, or the bridge itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SenderKind {
     Contact,
@@ -68,7 +70,7 @@ impl SenderKind {
 }
 
 /// Where a message stands on its way to the other side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// An inbound message we stored.
@@ -107,7 +109,9 @@ impl DeliveryStatus {
 }
 
 /// The delivery state shown on every message.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+// `Delivery` in the document is the outbox job (`store::Delivery`).
+#[schema(as = MessageDelivery)]
 pub struct Delivery {
     pub status: DeliveryStatus,
     pub error: Option<String>,
@@ -119,14 +123,14 @@ pub struct Delivery {
 }
 
 /// What a message said before an edit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Revision {
     pub parts: Vec<Part>,
     pub replaced_at: DateTime<Utc>,
 }
 
 /// A stored message as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -150,7 +154,7 @@ pub struct Message {
 
 /// One piece of a message. A platform message with a photo and a caption is one `image`
 /// part; an album is several.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Part {
     Text(TextPart),
@@ -166,13 +170,13 @@ pub enum Part {
     Unsupported(UnsupportedPart),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextPart {
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationPart {
     pub latitude: f64,
@@ -183,7 +187,7 @@ pub struct LocationPart {
     pub address: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPart {
     #[serde(default)]
@@ -194,7 +198,7 @@ pub struct ContactPart {
     pub emails: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsupportedPart {
     pub platform_type: String,
@@ -203,7 +207,7 @@ pub struct UnsupportedPart {
 }
 
 /// A media attachment with its optional caption.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaPart {
     pub media: Media,
@@ -213,7 +217,7 @@ pub struct MediaPart {
 
 /// Where a media file is and what it is. `platform_ref` is the platform's own handle
 /// (a Telegram file_id, a WhatsApp media id); `url` is a fetchable address.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Media {
     #[serde(default)]

@@ -7,6 +7,7 @@ pub mod message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 pub use ids::{ContactId, ConversationId, JobId, MessageId, TicketId};
 pub use message::{
@@ -15,7 +16,7 @@ pub use message::{
 };
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Identifier {
     #[serde(rename = "type")]
     pub kind: String,
@@ -23,7 +24,7 @@ pub struct Identifier {
 }
 
 /// A contact's identifier together with the channel it belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChannelIdentifier {
     pub channel_id: String,
     #[serde(rename = "type")]
@@ -32,7 +33,7 @@ pub struct ChannelIdentifier {
 }
 
 /// The person on the platform side.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Contact {
     pub id: ContactId,
     pub display_name: Option<String>,
@@ -41,7 +42,9 @@ pub struct Contact {
     pub identifiers: Vec<ChannelIdentifier>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Open or closed. A new inbound message reopens a closed conversation when its channel
+/// has `reopen`, and starts a new one otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     Open,
@@ -66,7 +69,7 @@ impl ConversationStatus {
 }
 
 /// One thread of messages with one contact on one channel; belongs to exactly one ticket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Conversation {
     pub id: ConversationId,
     pub channel_id: String,
@@ -83,13 +86,14 @@ pub struct Conversation {
 
 /// The unit of work: a pipeline status, an owner and properties, over one or more
 /// conversations.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Ticket {
     pub id: TicketId,
     pub pipeline: String,
     pub status: String,
     pub priority: Option<String>,
     pub owner_id: Option<String>,
+    #[schema(value_type = Object)]
     pub properties: Map<String, Value>,
     pub conversation_ids: Vec<ConversationId>,
     pub created_at: DateTime<Utc>,

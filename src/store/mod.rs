@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::adapters::{InboundEvent, Outbound};
 use std::collections::BTreeMap;
@@ -121,7 +122,7 @@ impl ChannelRules {
 }
 
 /// What happened to one inbound event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum IngestOutcome {
     /// A new message, stored in `conversation_id`.
@@ -201,7 +202,7 @@ impl Actor {
 }
 
 /// One recorded change of a ticket or one of its conversations.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
@@ -213,7 +214,7 @@ pub struct AuditEntry {
 }
 
 /// A live event (new message, assignment, status change, delivery update).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Event {
     /// Increasing; the SSE id a client resumes from.
     pub id: i64,
@@ -224,6 +225,8 @@ pub struct Event {
     pub conversation_id: Option<String>,
     /// The conversation's owner when the event happened.
     pub owner_id: Option<String>,
+    /// What happened: ids, the new status or owner.
+    #[schema(value_type = Object)]
     pub data: Value,
     pub at: DateTime<Utc>,
 }
@@ -259,7 +262,7 @@ pub struct PageRequest {
 }
 
 /// One page of a list and the cursor of the next, if there is more.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -311,7 +314,9 @@ pub struct LeaseRequest {
     pub limit: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// `pending`: waiting for (or between) attempts; `dead`: out of attempts, waiting for a
+/// retry by an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Pending,
@@ -336,7 +341,7 @@ impl JobState {
 }
 
 /// A job as the deliveries API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: JobId,
     pub kind: &'static str,

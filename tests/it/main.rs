@@ -10,6 +10,7 @@ mod ingest;
 mod line;
 mod media;
 mod messenger;
+mod openapi;
 mod reload;
 mod routing;
 mod smtp;

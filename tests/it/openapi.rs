@@ -1,0 +1,491 @@
+//! `GET /api/openapi.json`: an OpenAPI 3.1 document of exactly what the router serves.
+//!
+//! The document and the router are built from the same annotations, and clippy refuses
+//! routes added any other way; these tests check the result from outside, against the
+//! running app: every documented operation is served, nothing else is served on a
+//! documented path, the documented security is what the app enforces, and every
+//! reference resolves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::harness::{ADMIN_TOKEN, TestApp};
+
+/// The HTTP API of ARCHITECTURE.md §11, as served today: what users and scripts rely on.
+/// The document may hold more; it must hold these.
+const CONTRACT: &[(&str, &[&str])] = &[
+    ("/hooks/{channel}", &["get", "post"]),
+    ("/api/v1/conversations", &["get"]),
+    ("/api/v1/conversations/{id}", &["get", "patch", "delete"]),
+    ("/api/v1/conversations/{id}/messages", &["get", "post"]),
+    ("/api/v1/messages/{id}/parts/{n}/media", &["get"]),
+    ("/api/v1/tickets/{id}", &["get", "patch", "delete"]),
+    ("/api/v1/tickets/{id}/history", &["get"]),
+    ("/api/v1/tickets/{id}/restore", &["post"]),
+    ("/api/v1/contacts/{id}", &["get", "patch"]),
+    ("/api/v1/deliveries", &["get"]),
+    ("/api/v1/deliveries/{id}/retry", &["post"]),
+    ("/api/v1/channels", &["get"]),
+    ("/api/openapi.json", &["get"]),
+    ("/healthz", &["get"]),
+    ("/readyz", &["get"]),
+    ("/metrics", &["get"]),
+];
+
+/// The methods the probe tries on every documented path.
+const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
+
+/// Fetches the document as anyone would: no token.
+async fn document(app: &TestApp) -> Value {
+    let response = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("request reaches the app");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).expect("the document is JSON")
+}
+
+/// Documented path → its methods.
+fn operations(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, item)| {
+            let methods = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()) || *k == "head" || *k == "options")
+                .cloned()
+                .collect();
+            (path.clone(), methods)
+        })
+        .collect()
+}
+
+/// A concrete URL path for a templated one; the ids need not exist.
+fn concrete(path: &str) -> String {
+    path.replace("{channel}", "demo")
+        .replace("{id}", "x")
+        .replace("{n}", "0")
+}
+
+/// What the router answers when it has no route for a path or a method (app.rs).
+fn router_refusal(status: u16, body: &Value) -> Option<&'static str> {
+    let error = (
+        body["error"]["code"].as_str(),
+        body["error"]["message"].as_str(),
+    );
+    match (status, error) {
+        (404, (Some("not_found"), Some("no such endpoint"))) => Some("no route"),
+        (405, (Some("method_not_allowed"), Some("method not allowed here"))) => Some("no method"),
+        _ => None,
+    }
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    app.api(method, path, None, token).await
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_json_and_needs_no_token() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3.1"), "{version}");
+    assert_eq!(doc["info"]["title"], "channel-bridge");
+    assert!(doc["info"]["version"].is_string());
+}
+
+#[tokio::test]
+async fn the_documented_surface_includes_every_route_of_the_contract() {
+    let app = TestApp::spawn().await;
+    let documented = operations(&document(&app).await);
+    for (path, methods) in CONTRACT {
+        let got = documented
+            .get(*path)
+            .unwrap_or_else(|| panic!("{path} is not in the document"));
+        for method in *methods {
+            assert!(
+                got.contains(*method),
+                "{method} {path} is not in the document"
+            );
+        }
+    }
+}
+
+/// Derived from the code, not from a list: each documented operation is served, and on a
+/// documented path every other method gets the router's 405.
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_methods_on_each_documented_path() {
+    let app = TestApp::spawn().await;
+    let documented = operations(&document(&app).await);
+
+    let (status, body) = call(&app, "get", "/surely/not/a/route", None).await;
+    assert_eq!(router_refusal(status, &body), Some("no route"), "{body}");
+
+    for (path, methods) in &documented {
+        let url = concrete(path);
+        for method in METHODS {
+            // Without a token nothing on /api/v1 gets past authentication, and a webhook
+            // without a signature is refused: the probe changes nothing.
+            let (status, body) = call(&app, method, &url, None).await;
+            let refusal = router_refusal(status, &body);
+            if methods.contains(*method) {
+                assert_eq!(
+                    refusal, None,
+                    "{method} {path} is documented but not routed ({status} {body})"
+                );
+            } else {
+                assert_eq!(
+                    refusal,
+                    Some("no method"),
+                    "{method} {path} is routed but not documented ({status} {body})"
+                );
+            }
+        }
+    }
+}
+
+/// Every `/api/v1` operation declares the bearer scheme, nothing else declares security,
+/// and the app enforces exactly that: 401 without a token, something else with one.
+#[tokio::test]
+async fn every_api_v1_operation_declares_the_bearer_scheme_the_app_enforces() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+
+    let bearer = serde_json::json!([{"bearer": []}]);
+    for (path, methods) in operations(&doc) {
+        for method in methods {
+            let operation = &doc["paths"][&path][&method];
+            let url = concrete(&path);
+            let (status, body) = call(&app, &method, &url, None).await;
+            if path.starts_with("/api/v1/") {
+                assert_eq!(
+                    operation["security"], bearer,
+                    "{method} {path} must declare the bearer scheme"
+                );
+                assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (401, Some("unauthorized")),
+                    "{method} {path} without a token: {body}"
+                );
+                assert!(
+                    operation["responses"]["401"].is_object(),
+                    "{method} {path} must document its 401"
+                );
+                // An event stream never ends: check its status, not its body.
+                if operation["responses"]["200"]["content"]["text/event-stream"].is_object() {
+                    let response = app
+                        .http
+                        .get(app.url(&url))
+                        .bearer_auth(ADMIN_TOKEN)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200, "{method} {path} with a token");
+                    continue;
+                }
+                let (status, body) = call(&app, &method, &url, Some(ADMIN_TOKEN)).await;
+                assert_ne!(status, 401, "{method} {path} with a token: {body}");
+            } else {
+                assert!(
+                    operation.get("security").is_none(),
+                    "{method} {path} is open and must not declare security"
+                );
+                assert_ne!(
+                    body["error"]["code"].as_str(),
+                    Some("unauthorized"),
+                    "{method} {path} is documented as open: {body}"
+                );
+            }
+        }
+    }
+}
+
+/// Collects every `$ref` in the document.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(target)) => out.push(target),
+                    _ => refs(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_resolves_within_the_document() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "expected schemas to be referenced");
+    for target in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target} points outside the document"));
+        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+}
+
+/// The paged lists, the resources and the request bodies have named schemas with the
+/// fields §11 promises.
+#[tokio::test]
+async fn resources_and_request_bodies_have_schemas() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let schemas = &doc["components"]["schemas"];
+    let properties = |name: &str| -> BTreeSet<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name} has no properties"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let has = |name: &str, fields: &[&str]| {
+        let got = properties(name);
+        for field in fields {
+            assert!(got.contains(*field), "{name} has no {field}: {got:?}");
+        }
+    };
+    has(
+        "Conversation",
+        &[
+            "id",
+            "channel_id",
+            "thread_key",
+            "status",
+            "owner_id",
+            "ticket_id",
+            "contact",
+            "created_at",
+            "last_message_at",
+        ],
+    );
+    has(
+        "Ticket",
+        &[
+            "id",
+            "pipeline",
+            "status",
+            "priority",
+            "owner_id",
+            "properties",
+            "conversation_ids",
+            "created_at",
+            "closed_at",
+        ],
+    );
+    has(
+        "Contact",
+        &["id", "display_name", "owner_id", "identifiers"],
+    );
+    has(
+        "Message",
+        &[
+            "id",
+            "conversation_id",
+            "channel_id",
+            "direction",
+            "platform_message_id",
+            "sender",
+            "reply_to",
+            "parts",
+            "delivery",
+            "created_at",
+        ],
+    );
+    has("Media", &["platform_ref", "url", "mime_type", "size_bytes"]);
+    has("Delivery", &["id", "state", "attempts", "last_error"]);
+    has("AuditEntry", &["at", "actor", "action", "changes"]);
+    for page in [
+        "Page_Conversation",
+        "Page_Message",
+        "Page_Delivery",
+        "Page_AuditEntry",
+    ] {
+        has(page, &["items", "next_cursor"]);
+    }
+    has("ReplyRequest", &["parts", "reply_to", "ticket_status"]);
+    has("ConversationUpdate", &["owner_id", "status"]);
+    has("TicketUpdate", &["status", "owner_id", "properties"]);
+    has("ContactUpdate", &["owner_id", "email"]);
+
+    let part_types: BTreeSet<&str> = schemas["Part"]["oneOf"]
+        .as_array()
+        .expect("Part is one of its kinds")
+        .iter()
+        .map(|kind| {
+            kind["allOf"][1]["properties"]["type"]["enum"][0]
+                .as_str()
+                .expect("each kind names its type")
+        })
+        .collect();
+    let expected = [
+        "text",
+        "image",
+        "video",
+        "audio",
+        "voice_note",
+        "sticker",
+        "file",
+        "location",
+        "contact",
+        "unsupported",
+    ];
+    assert_eq!(part_types, expected.into_iter().collect());
+
+    // Each request body is the schema of what its handler reads.
+    let body_of = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let expected_bodies = [
+        (
+            "/api/v1/conversations/{id}/messages",
+            "post",
+            "ReplyRequest",
+        ),
+        ("/api/v1/conversations/{id}", "patch", "ConversationUpdate"),
+        ("/api/v1/tickets/{id}", "patch", "TicketUpdate"),
+        ("/api/v1/contacts/{id}", "patch", "ContactUpdate"),
+        ("/hooks/{channel}", "post", "GenericWebhook"),
+    ];
+    for (path, method, schema) in expected_bodies {
+        assert_eq!(
+            body_of(path, method).as_deref(),
+            Some(format!("#/components/schemas/{schema}").as_str()),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lists_document_paging_and_the_conversation_filters() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let query = |path: &str| -> BTreeMap<String, Value> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| (p["name"].as_str().unwrap().to_owned(), p.clone()))
+            .collect()
+    };
+    for path in [
+        "/api/v1/conversations",
+        "/api/v1/conversations/{id}/messages",
+        "/api/v1/deliveries",
+    ] {
+        let params = query(path);
+        let limit = &params["limit"]["schema"];
+        assert_eq!(limit["type"], "integer", "{path}");
+        assert_eq!(limit["minimum"], 1, "{path}");
+        assert_eq!(
+            limit["maximum"],
+            channel_bridge::api::MAX_PAGE,
+            "{path}: the documented maximum is the enforced one"
+        );
+        assert_eq!(
+            limit["default"],
+            channel_bridge::api::DEFAULT_PAGE,
+            "{path}"
+        );
+        assert!(params.contains_key("cursor"), "{path}");
+    }
+    let filters: BTreeSet<String> = query("/api/v1/conversations").into_keys().collect();
+    for filter in [
+        "channel",
+        "status",
+        "owner",
+        "ticket_status",
+        "unassigned",
+        "from",
+        "to",
+        "q",
+    ] {
+        assert!(filters.contains(filter), "no {filter} filter: {filters:?}");
+    }
+    assert!(query("/api/v1/deliveries").contains_key("state"));
+}
+
+/// Every error status answers `{"error": {"code", "message"}}`, and says so.
+#[tokio::test]
+async fn every_error_status_documents_the_error_body() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let error = &doc["components"]["schemas"]["ErrorBody"];
+    assert_eq!(error["required"], serde_json::json!(["error"]));
+    let detail = doc
+        .pointer(
+            error["properties"]["error"]["$ref"]
+                .as_str()
+                .expect("error is a named schema")
+                .trim_start_matches('#'),
+        )
+        .expect("it resolves");
+    assert_eq!(detail["required"], serde_json::json!(["code", "message"]));
+
+    let mut errors = 0;
+    for (path, methods) in operations(&doc) {
+        for method in methods {
+            let responses = doc["paths"][&path][&method]["responses"]
+                .as_object()
+                .unwrap();
+            for (status, response) in responses {
+                let code: u16 = status.parse().expect("statuses are numbers");
+                // /readyz answers 503 with its readiness report, not an error.
+                if code < 400 || (path == "/readyz" && code == 503) {
+                    continue;
+                }
+                errors += 1;
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    assert!(errors > 50, "only {errors} error responses documented");
+}
+
+#[tokio::test]
+async fn operation_ids_are_unique() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let mut seen = BTreeSet::new();
+    for (path, methods) in operations(&doc) {
+        for method in methods {
+            let id = doc["paths"][&path][&method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_owned();
+            assert!(seen.insert(id.clone()), "operationId {id} is used twice");
+        }
+    }
+}
