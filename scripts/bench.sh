@@ -4,7 +4,7 @@
 # from a backlog, memory, and the config reload soak. Prints every figure with its ratio
 # to the baseline measured in this same run, and whether the targets are met.
 #
-#   scripts/bench.sh            the full run (about 3 minutes with RUNS=2)
+#   scripts/bench.sh            the full run (about 5 minutes with RUNS=2)
 #   scripts/bench.sh --smoke    tiny counts, a few seconds: checks the tooling works
 #
 # Knobs (env): CONCURRENCY (64), DURATION seconds per load (10), CONTACTS (1000),
@@ -54,8 +54,8 @@ for run in $(seq 1 "$runs"); do
   step deliver --count "$rate_count" --conversations "$conversations" --rate "$rate" --label "run$run"
   step deliver "${deliver[@]}" --label "run$run"
   step deliver "${deliver[@]}" --backlog --label "run$run"
+  step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
 done
-step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run1"
 
 echo
 "$bench" report "$report"
