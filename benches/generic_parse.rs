@@ -57,6 +57,7 @@ fn parsing(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| parse_body(black_box(&body)).unwrap()));
     }
     let bad = br#"{"type":"message","id":"x","from":{},"parts":[]}"#;
+    group.throughput(Throughput::Bytes(bad.len() as u64));
     group.bench_function("invalid_event", |b| {
         b.iter(|| parse_body(black_box(bad)).unwrap_err())
     });
