@@ -1937,8 +1937,24 @@ fn report(file: &Path) -> anyhow::Result<()> {
     } else {
         Some(baselines.iter().sum::<f64>() / baselines.len() as f64)
     };
+    // Each figure is compared with the baseline of its own run (same label) when there is
+    // one, else with the mean of the baselines in the file.
+    let by_label: HashMap<String, f64> = results
+        .iter()
+        .filter(|r| r["scenario"] == "baseline")
+        .filter_map(|r| {
+            Some((
+                r["label"].as_str()?.to_owned(),
+                r["throughput_per_s"].as_f64()?,
+            ))
+        })
+        .collect();
+    let baseline_of =
+        |r: &Value| -> Option<f64> { by_label.get(r["label"].as_str()?).copied().or(baseline) };
     let ms = |r: &Value, k: &str| r[k].as_f64().map_or("-".into(), |v| format!("{v:.2}"));
-    let ratio = |v: f64| baseline.map_or(String::new(), |b| format!(" ({:.2}× baseline)", v / b));
+    let ratio = |r: &Value, v: f64| {
+        baseline_of(r).map_or(String::new(), |b| format!(" ({:.2}× baseline)", v / b))
+    };
     let mut targets: Vec<(String, bool)> = Vec::new();
     println!("results from {}", file.display());
     if let Some(b) = baseline {
@@ -1960,7 +1976,7 @@ fn report(file: &Path) -> anyhow::Result<()> {
                 let t = r["throughput_per_s"].as_f64().unwrap_or(0.0);
                 println!(
                     "  ingest {label}: {t:.0} msg/s{}, p50 {} ms, p90 {} ms, p99 {} ms, max {} ms, errors {}, lost {}, mean batch {}, RSS idle {} MB peak {} MB (c={}, contacts={})",
-                    ratio(t),
+                    ratio(r, t),
                     ms(r, "p50_ms"),
                     ms(r, "p90_ms"),
                     ms(r, "p99_ms"),
@@ -1973,7 +1989,7 @@ fn report(file: &Path) -> anyhow::Result<()> {
                     r["concurrency"],
                     r["contacts"],
                 );
-                if let Some(b) = baseline {
+                if let Some(b) = baseline_of(r) {
                     targets.push((format!("ingest {label} ≥ 0.5× baseline"), t >= 0.5 * b));
                 }
                 targets.push((
@@ -1996,7 +2012,7 @@ fn report(file: &Path) -> anyhow::Result<()> {
                 let mode = r["mode"].as_str().unwrap_or_default();
                 println!(
                     "  deliver {mode} {label}: {d:.0} deliveries/s{}, reply→receipt p50 {} ms, p90 {} ms, p99 {} ms, max {} ms; queued {} at {} /s; inversions {}, missing {}, duplicates {}, pending after {} ({} replies, {} conversations)",
-                    ratio(d),
+                    ratio(r, d),
                     ms(r, "p50_ms"),
                     ms(r, "p90_ms"),
                     ms(r, "p99_ms"),
