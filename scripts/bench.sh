@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The benchmarks of BENCHMARKS.md, in one run: the bare HTTP baseline and the daemon's
+# ingest back to back (same client, same concurrency), delivery at 1k/s, unthrottled and
+# from a backlog, memory, and the config reload soak. Prints every figure with its ratio
+# to the baseline measured in this same run, and whether the issue's targets are met.
+#
+#   scripts/bench.sh            the full run (about 5 minutes with RUNS=2)
+#   scripts/bench.sh --smoke    tiny counts, a few seconds: checks the tooling works
+#
+# Knobs (env): CONCURRENCY (64), DURATION seconds per load (10), CONTACTS (1000),
+# RUNS (2: every scenario runs this many times), DELIVER_COUNT (20000),
+# CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file).
+# Everything goes to 127.0.0.1; every scenario spawns its own daemon on a temp database.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=false
+if [[ "${1:-}" == "--smoke" ]]; then smoke=true; fi
+
+cargo build --release --locked --bins || exit 1
+bench=target/release/channel-bridge-bench
+report=${REPORT:-target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+mkdir -p "$(dirname "$report")"
+
+if $smoke; then
+  load=(--count 500); concurrency=8; contacts=50; runs=1
+  conversations=20; deliver=(--count 500 --conversations 20); rate_count=300; rate=${RATE:-1000}
+  reloads=10; soak_rate=200
+else
+  load=(--duration "${DURATION:-10}"); concurrency=${CONCURRENCY:-64}
+  contacts=${CONTACTS:-1000}; runs=${RUNS:-2}
+  conversations=${CONVERSATIONS:-200}
+  deliver=(--count "${DELIVER_COUNT:-20000}" --conversations "$conversations")
+  rate=${RATE:-1000}; rate_count=$((rate * 10))
+  reloads=${RELOADS:-100}; soak_rate=${SOAK_RATE:-500}
+fi
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), kernel $(uname -r)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine makes figures noisy)"
+echo "results: $report"
+
+failed=0
+step() {
+  echo "== $*" >&2
+  if ! "$bench" "$@" --report "$report" >/dev/null; then
+    echo "   FAILED (errors, lost messages or inversions; see $report)" >&2
+    failed=1
+  fi
+}
+
+for run in $(seq 1 "$runs"); do
+  step client "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" --label "run$run"
+  step ingest "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" --label "run$run"
+  step deliver --count "$rate_count" --conversations "$conversations" --rate "$rate" --label "run$run"
+  step deliver "${deliver[@]}" --label "run$run"
+  step deliver "${deliver[@]}" --backlog --label "run$run"
+  step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
+done
+
+echo
+"$bench" report "$report"
+exit "$failed"

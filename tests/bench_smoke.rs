@@ -1,0 +1,144 @@
+//! CI smoke test of the benchmark tooling (issue 8): every scenario of
+//! `channel-bridge-bench` runs with tiny counts against a daemon it spawns, exits 0 and
+//! reports no errors, no lost messages and no inversions. These are not measurements:
+//! figures come from `scripts/bench.sh` on a release build (BENCHMARKS.md).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_channel-bridge-bench");
+const DAEMON: &str = env!("CARGO_BIN_EXE_channel-bridge");
+
+/// Runs the bench with `args`, checks it exits 0, and returns the JSON result it printed.
+fn bench(args: &[&str]) -> Value {
+    let output = Command::new(BENCH)
+        .args(args)
+        .output()
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "channel-bridge-bench {args:?} exited {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+fn assert_zero(result: &Value, keys: &[&str]) {
+    for key in keys {
+        assert_eq!(result[*key], 0, "{key} in {result:#}");
+    }
+}
+
+#[test]
+fn client_measures_the_spawned_baseline_server() {
+    let r = bench(&[
+        "client",
+        "--count",
+        "200",
+        "--concurrency",
+        "4",
+        "--max-seconds",
+        "20",
+    ]);
+    assert_eq!(r["scenario"], "baseline");
+    assert_eq!(r["ok"], 200);
+    assert_zero(&r, &["errors"]);
+}
+
+#[test]
+fn ingest_stores_every_acknowledged_webhook_exactly_once_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("results.jsonl");
+    let report = report.to_str().unwrap();
+    let r = bench(&[
+        "ingest",
+        "--daemon-bin",
+        DAEMON,
+        "--count",
+        "300",
+        "--concurrency",
+        "8",
+        "--contacts",
+        "20",
+        "--max-seconds",
+        "20",
+        "--report",
+        report,
+        "--label",
+        "smoke",
+    ]);
+    assert_eq!(r["scenario"], "ingest");
+    assert_eq!(r["ok"], 300);
+    assert_eq!(r["stored_once"], 300);
+    assert_eq!(r["verify_conversations"], 20);
+    assert_zero(&r, &["errors", "lost", "missing", "duplicated"]);
+    assert!(r["rss_idle_mb"].as_f64().is_some_and(|v| v > 0.0), "{r:#}");
+    assert!(r["p99_ms"].as_f64().is_some(), "{r:#}");
+
+    // The report reads what the scenario appended.
+    let output = Command::new(BENCH)
+        .args(["report", report])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ingest smoke"), "{text}");
+    assert!(Path::new(report).exists());
+}
+
+#[test]
+fn deliver_sends_every_reply_in_order() {
+    for extra in [&[][..], &["--backlog"][..], &["--rate", "200"][..]] {
+        let mut args = vec![
+            "deliver",
+            "--daemon-bin",
+            DAEMON,
+            "--count",
+            "150",
+            "--conversations",
+            "10",
+            "--max-seconds",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r["scenario"], "deliver");
+        assert_eq!(r["received"], 150, "{r:#}");
+        assert_zero(
+            &r,
+            &[
+                "queue_errors",
+                "missing",
+                "inversions",
+                "bad_receipts",
+                "pending_after",
+            ],
+        );
+    }
+}
+
+#[test]
+fn reload_soak_loses_nothing_while_reloading() {
+    let r = bench(&[
+        "reload-soak",
+        "--daemon-bin",
+        DAEMON,
+        "--reloads",
+        "5",
+        "--rate",
+        "100",
+        "--concurrency",
+        "4",
+        "--max-seconds",
+        "20",
+    ]);
+    assert_eq!(r["scenario"], "reload-soak");
+    assert_eq!(r["reloads_confirmed"], 5, "{r:#}");
+    assert!(r["ok"].as_u64().is_some_and(|n| n > 0), "{r:#}");
+    assert_zero(&r, &["failed_requests", "lost", "missing", "duplicated"]);
+    assert_eq!(r["reload_errors"], Value::Array(vec![]), "{r:#}");
+}
