@@ -283,21 +283,24 @@ fn thread(
     now: i64,
 ) -> Result<(ConversationId, Threaded), StoreError> {
     let channel = rules.channel_id.as_str();
-    let find = |status: &str| -> Result<Option<(String, String)>, StoreError> {
+    // The status is written into each statement, not bound: with a bound value SQLite
+    // cannot use the partial index on open conversations and re-plans on every call.
+    let find = |sql: &str| -> Result<Option<(String, String)>, StoreError> {
         Ok(conn
-            .prepare_cached(
-                "SELECT id, ticket_id FROM conversations
-                 WHERE channel_id = ?1 AND thread_key = ?2 AND status = ?3 AND deleted_at IS NULL
-                 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row(params![channel, key, status], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .prepare_cached(sql)?
+            .query_row(params![channel, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     };
-    let open = find("open")?;
+    let open = find(
+        "SELECT id, ticket_id FROM conversations
+         WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL",
+    )?;
     let closed = match (&open, rules.reopen) {
-        (None, true) => find("closed")?,
+        (None, true) => find(
+            "SELECT id, ticket_id FROM conversations
+             WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'closed' AND deleted_at IS NULL
+             ORDER BY seq DESC LIMIT 1",
+        )?,
         _ => None,
     };
     match desk::threading::decide(open, closed, rules.reopen) {
