@@ -11,7 +11,7 @@ use super::signature::{self, WebhookKey};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate,
-    VerifyError, classify_status, classify_transport, fetch_url,
+    VerifyError, classify_status, classify_transport, fetch_url, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{DeliveryStatus, Identifier, Part};
@@ -198,29 +198,6 @@ impl TryFrom<String> for NonEmpty {
             Ok(Self(s))
         }
     }
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-fn read<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let field = crate::model::field_path(at, &inner, &message);
-        invalid(
-            if field.is_empty() {
-                "body".into()
-            } else {
-                field
-            },
-            message,
-        )
-    })
 }
 
 /// Reads one event of the generic contract; `at` prefixes field names (`[2]`).

@@ -25,7 +25,7 @@ use sha2::Sha256;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
-    classify_status, classify_transport, fetch_url,
+    classify_status, classify_transport, fetch_url, invalid,
 };
 use crate::config::Secret;
 use crate::model::{Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart};
@@ -142,13 +142,6 @@ pub fn verify_signature<'a>(
 
 // ---------------------------------------------------------------------------------------
 // Inbound
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, ParseError> {
     value

@@ -242,6 +242,35 @@ pub enum ParseError {
     Invalid { field: String, message: String },
 }
 
+/// A payload error naming the field at fault.
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
+    ParseError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Deserializes `value`, naming the field at fault (below `at`, e.g. `[2]`) on error;
+/// an error about the whole value names `body`.
+pub fn read<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    at: &str,
+) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = crate::model::field_path(at, &inner, &message);
+        invalid(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            message,
+        )
+    })
+}
+
 /// A failed send, classified so the outbox knows whether to try again.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SendError {

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
-    classify_status, classify_transport, fetch_url,
+    classify_status, classify_transport, fetch_url, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -787,21 +787,7 @@ const MESSAGE_METADATA: &[&str] = &[
     "reply_markup",
 ];
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// Deserializes `value` (found at `at`), naming the offending field on failure.
-fn read<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let message = e.into_inner().to_string();
-        invalid(crate::model::field_path(at, &inner, &message), message)
-    })
-}
 
 fn unix(seconds: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, 0)

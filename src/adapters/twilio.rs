@@ -19,7 +19,7 @@ use sha1::Sha1;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, fetch_url, retry_after,
+    classify_status, classify_transport, fetch_url, invalid, retry_after,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -196,13 +196,6 @@ pub fn verify_signature<'a>(
 
 // ---------------------------------------------------------------------------------------
 // Inbound
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 /// A webhook's form parameters by name (the last of a repeated name wins).
 struct Params(Map<String, Value>);

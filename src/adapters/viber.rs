@@ -16,7 +16,7 @@ use sha2::Sha256;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, fetch_url,
+    classify_status, classify_transport, fetch_url, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -547,21 +547,7 @@ struct WireContact {
     phone_number: Option<String>,
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ParseError {
-    ParseError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// Deserializes `value` (found at `at`), naming the offending field on failure.
-fn read<T: serde::de::DeserializeOwned>(value: &Value, at: &str) -> Result<T, ParseError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let message = e.into_inner().to_string();
-        invalid(crate::model::field_path(at, &inner, &message), message)
-    })
-}
 
 fn required_token(callback: &Value) -> Result<String, ParseError> {
     let value = callback
