@@ -230,6 +230,15 @@ impl Daemon {
         self.child.wait().expect("reap the daemon");
     }
 
+    /// SIGHUP: reload the config.
+    fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed: {status:?}");
+    }
+
     /// SIGTERM, sent the way an orchestrator does.
     fn terminate(&self) {
         let status = Command::new("kill")
@@ -865,4 +874,54 @@ async fn migrate_creates_the_schema_and_is_idempotent() {
     // The daemon starts on the migrated database.
     let daemon = setup.start().await;
     assert!(daemon.conversations().await.is_empty());
+}
+
+/// Posts webhooks (a fresh id each time) until one gets `expected`.
+async fn wait_for_status(daemon: &Daemon, what: &str, expected: u16) {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    wait_until(what, DEADLINE, || async {
+        let id = format!(
+            "probe-{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let response = daemon
+            .post_webhook("demo", &message_event(&id, "user-1", "hi"))
+            .await
+            .expect("reaches the daemon");
+        response.status().as_u16() == expected
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_real_daemon_applies_an_edited_config_file_without_a_signal() {
+    let receiver = MockServer::start().await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50]);
+    let daemon = setup.start().await;
+    wait_for_status(&daemon, "the channel takes webhooks", 200).await;
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("reopen = true", "reopen = true\nenabled = false"),
+    )
+    .unwrap();
+    wait_for_status(&daemon, "the file change disables the channel", 503).await;
+}
+
+#[tokio::test]
+async fn a_real_daemon_reloads_its_config_on_sighup() {
+    let receiver = MockServer::start().await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50]);
+    // With the watcher off, only the signal can apply the edit.
+    let text = std::fs::read_to_string(&setup.config).unwrap() + "\n[reload]\nwatch = false\n";
+    std::fs::write(&setup.config, &text).unwrap();
+    let daemon = setup.start().await;
+    wait_for_status(&daemon, "the channel takes webhooks", 200).await;
+    std::fs::write(
+        &setup.config,
+        text.replace("reopen = true", "reopen = true\nenabled = false"),
+    )
+    .unwrap();
+    daemon.hangup();
+    wait_for_status(&daemon, "SIGHUP disables the channel", 503).await;
 }

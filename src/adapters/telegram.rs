@@ -787,8 +787,6 @@ const MESSAGE_METADATA: &[&str] = &[
     "reply_markup",
 ];
 
-/// Deserializes `value` (found at `at`), naming the offending field on failure.
-
 fn unix(seconds: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, 0)
 }

@@ -547,8 +547,6 @@ struct WireContact {
     phone_number: Option<String>,
 }
 
-/// Deserializes `value` (found at `at`), naming the offending field on failure.
-
 fn required_token(callback: &Value) -> Result<String, ParseError> {
     let value = callback
         .get("message_token")
