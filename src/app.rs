@@ -157,6 +157,7 @@ impl App {
         });
 
         tokio::spawn(purge_trash(state.clone(), shutdown.clone()));
+        tokio::spawn(send_digests(state.clone(), shutdown.clone()));
         let streams = state.shutdown.clone();
         let draining = shutdown.clone();
         tokio::spawn(async move {
@@ -221,6 +222,50 @@ async fn purge_trash(state: AppState, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Queues notification digests for offline reps who want them, at most one per rep per
+/// `presence.digest_interval_s` (checked at least every minute).
+async fn send_digests(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let runtime = state.runtime.load_full();
+        let config = &runtime.config;
+        let interval = config.presence.digest_interval_s.max(1);
+        if runtime.mailer.is_some() {
+            let reps = config
+                .reps
+                .iter()
+                .filter_map(|r| {
+                    Some(crate::store::DigestRep {
+                        id: r.id.clone(),
+                        email: r.email.clone()?,
+                        notify: r.notify,
+                    })
+                })
+                .collect();
+            let queued = state
+                .store
+                .queue_digests(
+                    reps,
+                    config.server.public_url.clone(),
+                    (interval * 1000) as i64,
+                    (config.presence.timeout_s * 1000) as i64,
+                )
+                .await;
+            match queued {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(digests = n, "Queued notification digests.");
+                    state.wake.notify_one();
+                }
+                Err(e) => tracing::warn!(error = %e, "Could not queue notification digests."),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(interval.min(60))) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -51,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::stream))
         .routes(routes!(reps::list))
         .routes(routes!(reps::presence))
+        .routes(routes!(reps::notifications))
         .routes(routes!(analytics::report))
 }
 

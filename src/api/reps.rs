@@ -116,6 +116,7 @@ pub async fn list(
     let ids: Vec<String> = config.reps.iter().map(|r| r.id.clone()).collect();
     let timeout = (config.presence.timeout_s * 1000) as i64;
     let states = state.store.rep_states(ids, timeout).await?;
+    let choices = state.store.notify_choices().await?;
     let items = config
         .reps
         .iter()
@@ -130,12 +131,58 @@ pub async fn list(
                 capacity: rep.capacity,
                 status,
                 open_conversations: load,
-                notify: rep.notify,
+                notify: choices.get(&rep.id).copied().unwrap_or(rep.notify),
             }
         })
         .collect();
     Ok(Json(RepList {
         items,
         next_cursor: None,
+    }))
+}
+
+/// A rep's own choice about notification digests.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsRequest {
+    enabled: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationsReply {
+    id: String,
+    enabled: bool,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/reps/{id}/notifications",
+    operation_id = "set_notifications",
+    tag = "reps",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A rep id from `[[reps]]`")),
+    request_body = NotificationsRequest,
+    responses(
+        (status = 200, description = "Recorded; it overrides the rep's `notify` in the config.", body = NotificationsReply),
+        (status = 404, description = "No such rep in the config.", body = ErrorBody),
+        Unauthorized,
+        JsonBodyErrors,
+        StoreErrors,
+    )
+)]
+/// Turns a rep's email digests (sent while offline) on or off.
+pub async fn notifications(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<NotificationsRequest>,
+) -> Result<Json<NotificationsReply>, ApiError> {
+    if !state.runtime.load().config.reps.iter().any(|r| r.id == id) {
+        return Err(ApiError::not_found("rep"));
+    }
+    state.store.set_notify(&id, request.enabled).await?;
+    Ok(Json(NotificationsReply {
+        id,
+        enabled: request.enabled,
     }))
 }

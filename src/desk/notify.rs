@@ -68,10 +68,58 @@ pub fn owner_email(
     (subject, text)
 }
 
+/// One new message for a digest: who wrote, where, what.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DigestItem {
+    pub contact: String,
+    pub channel: String,
+    pub conversation: String,
+    pub text: String,
+}
+
+/// Subject and text of a digest of new messages in a rep's conversations.
+pub fn digest_email(items: &[DigestItem], link_base: Option<&str>) -> (String, String) {
+    let subject = match items.len() {
+        1 => "1 new message in your conversations".to_owned(),
+        n => format!("{n} new messages in your conversations"),
+    };
+    let mut text = String::from("While you were away:\n\n");
+    for item in items {
+        text.push_str(&format!(
+            "{} on {}: {}\n",
+            item.contact, item.channel, item.text
+        ));
+        if let Some(base) = link_base {
+            text.push_str(&format!(
+                "  {base}/api/v1/conversations/{}\n",
+                item.conversation
+            ));
+        }
+    }
+    (subject, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Media, MediaPart, TextPart};
+
+    #[test]
+    fn a_digest_lists_each_new_message_with_a_link() {
+        let item = |contact: &str, text: &str| DigestItem {
+            contact: contact.into(),
+            channel: "wa".into(),
+            conversation: format!("conv_{contact}"),
+            text: text.into(),
+        };
+        let (subject, text) = digest_email(
+            &[item("Ana", "hi"), item("Bo", "refund?")],
+            Some("https://b"),
+        );
+        assert_eq!(subject, "2 new messages in your conversations");
+        assert!(text.contains("Ana on wa: hi\n  https://b/api/v1/conversations/conv_Ana\n"));
+        assert!(text.contains("Bo on wa: refund?"));
+    }
 
     #[test]
     fn the_email_has_the_text_a_list_of_attachments_and_a_link() {

@@ -83,6 +83,15 @@ pub struct OwnerEmail {
     pub link_base: Option<String>,
 }
 
+/// A rep as digests need them.
+#[derive(Clone, Debug)]
+pub struct DigestRep {
+    pub id: String,
+    pub email: String,
+    /// `[[reps]].notify`; the rep's own choice (through the API) overrides it.
+    pub notify: bool,
+}
+
 /// The channel id email jobs are queued under (they run whenever `[smtp]` is set).
 pub const JOB_CHANNEL_SMTP: &str = "@smtp";
 
@@ -514,6 +523,21 @@ pub trait Store: Send + Sync {
         reps: Vec<String>,
         presence_timeout_ms: i64,
     ) -> Result<std::collections::HashMap<String, (String, u32)>, StoreError>;
+
+    /// Records a rep's own choice to get notification digests or not.
+    async fn set_notify(&self, rep: &str, enabled: bool) -> Result<(), StoreError>;
+
+    /// Reps' own notification choices, where they made one.
+    async fn notify_choices(&self) -> Result<std::collections::HashMap<String, bool>, StoreError>;
+
+    /// Queues digest emails for offline reps with new messages since their last one.
+    async fn queue_digests(
+        &self,
+        reps: Vec<DigestRep>,
+        link_base: Option<String>,
+        interval_ms: i64,
+        presence_timeout_ms: i64,
+    ) -> Result<usize, StoreError>;
 
     /// Counts for the queue metrics.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;

@@ -41,6 +41,7 @@ from = "bridge@example.com"
 
 [presence]
 timeout_s = {presence_timeout_s}
+digest_interval_s = 1
 
 {}
 {}
@@ -337,4 +338,91 @@ async fn when_smtp_is_down_the_email_is_retried_then_dead_lettered_and_the_messa
     assert_eq!(dead[0]["kind"], "email");
     assert_eq!(dead[0]["attempts"], 3, "retried on the schedule first");
     assert_eq!(app.messages(&conversation).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_offline_rep_who_wants_notifications_gets_a_digest_and_can_turn_it_off() {
+    let sink = SmtpSink::start().await;
+    let app = spawn(&sink.url(), 10, 300).await;
+    let notifications = |enabled: bool| {
+        let app = &app;
+        async move {
+            app.api(
+                Method::PUT,
+                "/api/v1/reps/alice/notifications",
+                Some(json!({"enabled": enabled})),
+                Some(REP_TOKEN),
+            )
+            .await
+        }
+    };
+    let (status, _) = notifications(true).await;
+    assert_eq!(status, 200);
+    let reps = items(app.get("/api/v1/reps").await);
+    assert_eq!(
+        reps.iter().find(|r| r["id"] == "alice").unwrap()["notify"],
+        true
+    );
+
+    app.post_webhook("rr", &text_event("m1", "c1", "hello"))
+        .await;
+    let conversation = items(app.get("/api/v1/conversations?channel=rr").await)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.api(
+        Method::PATCH,
+        &format!("/api/v1/conversations/{conversation}"),
+        Some(json!({"owner_id": "alice"})),
+        Some(REP_TOKEN),
+    )
+    .await;
+    app.post_webhook("rr", &text_event("m2", "c1", "where is my refund?"))
+        .await;
+    wait_until(
+        "a digest reaches alice",
+        Duration::from_secs(10),
+        || async {
+            sink.received()
+                .iter()
+                .any(|m| m.to == ["alice@example.com"] && m.body().contains("where is my refund?"))
+        },
+    )
+    .await;
+    let digest = sink
+        .received()
+        .into_iter()
+        .find(|m| m.body().contains("where is my refund?"))
+        .unwrap();
+    assert!(digest.header("Subject").unwrap().contains("new message"));
+    assert!(
+        digest
+            .body()
+            .contains(&format!("/api/v1/conversations/{conversation}"))
+    );
+
+    app.drain_outbox().await;
+    let (status, _) = notifications(false).await;
+    assert_eq!(status, 200);
+    let sent = sink.received().len();
+    app.post_webhook("rr", &text_event("m3", "c1", "anyone?"))
+        .await;
+    // Absence takes waiting: two digest rounds (1 s each) pass without a new email.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.drain_outbox().await;
+    assert_eq!(
+        sink.received().len(),
+        sent,
+        "no digest after turning notifications off"
+    );
+
+    let (status, _) = app
+        .api(
+            Method::PUT,
+            "/api/v1/reps/mallory/notifications",
+            Some(json!({"enabled": true})),
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

@@ -30,8 +30,8 @@ use crate::model::{
 };
 use crate::store::{
     Actor, AuditEntry, ChannelRules, ContactUpdate, ConversationFilter, ConversationUpdate,
-    Delivery, Event, EventFilter, IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewReply,
-    Page, PageRequest, QueueStats, Store, StoreError, TicketChange,
+    Delivery, DigestRep, Event, EventFilter, IngestOutcome, Job, JobOutcome, JobState,
+    LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError, TicketChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_tickets_audit_search.sql"),
     include_str!("../../../migrations/sqlite/0004_events.sql"),
     include_str!("../../../migrations/sqlite/0005_routing.sql"),
+    include_str!("../../../migrations/sqlite/0006_notifications.sql"),
 ];
 
 const READERS: usize = 4;
@@ -447,6 +448,38 @@ impl Store for SqliteStore {
     ) -> Result<std::collections::HashMap<String, (String, u32)>, StoreError> {
         self.readers
             .read(move |conn| routing::reps(conn, &reps, now_ms(), presence_timeout_ms))
+            .await
+    }
+
+    async fn set_notify(&self, rep: &str, enabled: bool) -> Result<(), StoreError> {
+        let rep = rep.to_owned();
+        self.writer
+            .write(move |conn| routing::set_notify(conn, &rep, enabled))
+            .await
+    }
+
+    async fn notify_choices(&self) -> Result<std::collections::HashMap<String, bool>, StoreError> {
+        self.readers.read(routing::notify_choices).await
+    }
+
+    async fn queue_digests(
+        &self,
+        reps: Vec<DigestRep>,
+        link_base: Option<String>,
+        interval_ms: i64,
+        presence_timeout_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |conn| {
+                routing::queue_digests(
+                    conn,
+                    &reps,
+                    link_base.as_deref(),
+                    now_ms(),
+                    interval_ms,
+                    presence_timeout_ms,
+                )
+            })
             .await
     }
 

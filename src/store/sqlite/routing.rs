@@ -8,9 +8,10 @@ use serde_json::json;
 
 use super::{events, outbox};
 use crate::adapters::email::Email;
+use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::{JobId, Part};
-use crate::store::{Actor, ChannelRules, RepSlot, RoutingPlan, StoreError};
+use crate::store::{Actor, ChannelRules, DigestRep, RepSlot, RoutingPlan, StoreError};
 
 /// Presence older than this counts as offline.
 pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
@@ -254,4 +255,114 @@ pub fn reps(
         out.insert(id.clone(), (status, load(conn, id)?));
     }
     Ok(out)
+}
+
+/// Records a rep's own choice about notifications.
+pub fn set_notify(conn: &Connection, rep: &str, enabled: bool) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rep_settings (rep_id, notify) VALUES (?1, ?2)
+         ON CONFLICT (rep_id) DO UPDATE SET notify = excluded.notify",
+    )?
+    .execute(params![rep, enabled])?;
+    Ok(())
+}
+
+/// Reps' own notification choices, where they made one.
+pub fn notify_choices(conn: &Connection) -> Result<HashMap<String, bool>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT rep_id, notify FROM rep_settings WHERE notify IS NOT NULL")?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Queues a digest email for each offline rep who wants notifications and has new inbound
+/// messages in their conversations since their last digest (at most one per interval).
+pub fn queue_digests(
+    conn: &Connection,
+    reps: &[DigestRep],
+    link_base: Option<&str>,
+    now: i64,
+    interval_ms: i64,
+    timeout_ms: i64,
+) -> Result<usize, StoreError> {
+    let choices = notify_choices(conn)?;
+    let mut queued = 0;
+    for rep in reps {
+        if !choices.get(&rep.id).copied().unwrap_or(rep.notify) {
+            continue;
+        }
+        let last: Option<i64> = conn
+            .prepare_cached("SELECT last_digest_at FROM rep_settings WHERE rep_id = ?1")?
+            .query_row([&rep.id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let mark = |conn: &Connection| -> Result<(), StoreError> {
+            conn.prepare_cached(
+                "INSERT INTO rep_settings (rep_id, last_digest_at) VALUES (?1, ?2)
+                 ON CONFLICT (rep_id) DO UPDATE SET last_digest_at = excluded.last_digest_at",
+            )?
+            .execute(params![rep.id, now])?;
+            Ok(())
+        };
+        if online(conn, &rep.id, now, timeout_ms)? {
+            // They see messages live; a later digest starts from here.
+            mark(conn)?;
+            continue;
+        }
+        let since = match last {
+            Some(at) if at > now - interval_ms => continue,
+            Some(at) => at,
+            None => now - interval_ms,
+        };
+        let mut statement = conn.prepare_cached(
+            "SELECT COALESCE(k.display_name, k.id), c.channel_id, c.id, m.parts
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             JOIN contacts k ON k.id = c.contact_id
+             WHERE c.owner_id = ?1 AND c.deleted_at IS NULL AND m.direction = 'inbound'
+               AND m.created_at > ?2 AND m.created_at <= ?3
+             ORDER BY m.seq LIMIT 50",
+        )?;
+        let items: Vec<DigestItem> = statement
+            .query_map(params![rep.id, since, now], |r| {
+                let parts: String = r.get(3)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    parts,
+                ))
+            })?
+            .map(|row| {
+                row.map(|(contact, channel, conversation, parts)| {
+                    let parts: Vec<Part> = serde_json::from_str(&parts).unwrap_or_default();
+                    let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
+                    DigestItem {
+                        contact,
+                        channel,
+                        conversation,
+                        text: if text.is_empty() {
+                            "(an attachment)".into()
+                        } else {
+                            text.join(" ")
+                        },
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if items.is_empty() {
+            continue;
+        }
+        let (subject, text) = crate::desk::notify::digest_email(&items, link_base);
+        let email = Email {
+            to: rep.email.clone(),
+            subject,
+            text,
+            id: format!("digest-{}-{now}", rep.id),
+            thread: format!("digest-{}", rep.id),
+        };
+        outbox::enqueue_email(conn, &format!("digest-{}", rep.id), &email, now)?;
+        mark(conn)?;
+        queued += 1;
+    }
+    Ok(queued)
 }
