@@ -111,7 +111,11 @@ impl From<StoreError> for ApiError {
 
 impl From<VerifyError> for ApiError {
     fn from(e: VerifyError) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+        let status = match e {
+            VerifyError::NoInbound => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

@@ -62,8 +62,12 @@ impl Runtime {
                 // Rules are cheap and depend on more than the channel (reps, pipelines):
                 // always recomputed. The adapter is kept when its channel did not change.
                 let rules = ChannelRules::new(id, channel, &config);
+                // An email channel sends through [smtp]: a change there rebuilds it too.
+                let smtp_changed =
+                    matches!(channel.adapter, crate::adapters::AdapterConfig::Email(_))
+                        && previous.is_some_and(|p| p.config.smtp != config.smtp);
                 let live = match before {
-                    Some(old) if old.config == *channel => LiveChannel {
+                    Some(old) if old.config == *channel && !smtp_changed => LiveChannel {
                         rules,
                         ..old.clone()
                     },
@@ -77,19 +81,26 @@ impl Runtime {
                                     .collect()
                             })
                             .unwrap_or_default();
-                        if let Some(old) = before {
-                            let old_secret = old.config.adapter.verification_secret();
-                            if old_secret != channel.adapter.verification_secret() {
-                                retired.push(RetiredSecret {
-                                    secret: old_secret.clone(),
-                                    until: now + overlap,
-                                });
-                            }
+                        if let Some(old_secret) =
+                            before.and_then(|old| old.config.adapter.verification_secret())
+                            && Some(old_secret) != channel.adapter.verification_secret()
+                        {
+                            retired.push(RetiredSecret {
+                                secret: old_secret.clone(),
+                                until: now + overlap,
+                            });
                         }
                         LiveChannel {
                             config: channel.clone(),
                             rules,
-                            adapter: channel.adapter.build(http.clone(), &retired),
+                            adapter: channel.adapter.build(
+                                http.clone(),
+                                &retired,
+                                config
+                                    .smtp
+                                    .as_ref()
+                                    .map(|s| (s, config.delivery.timeout_ms)),
+                            ),
                             retired,
                         }
                     }

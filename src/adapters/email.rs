@@ -98,3 +98,117 @@ fn classify(e: SmtpError) -> SendError {
         }
     }
 }
+
+/// An outbound-only channel whose replies go out as email (`kind = "email"`): the
+/// channel `via_channel` replies use to reach a contact by their email address.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannelConfig {
+    /// The subject of replies (the conversation's thread keeps them together).
+    #[serde(default = "default_subject")]
+    pub subject: String,
+}
+
+fn default_subject() -> String {
+    "Re: your message".into()
+}
+
+impl EmailChannelConfig {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        if self.subject.trim().is_empty() {
+            vec![("subject".into(), "must not be empty".into())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The identifier type of contacts reached by email.
+pub const IDENTIFIER_TYPE: &str = "email";
+
+pub struct EmailChannel {
+    subject: String,
+    mailer: Option<Mailer>,
+}
+
+impl EmailChannel {
+    pub fn new(config: &EmailChannelConfig, smtp: Option<(&SmtpConfig, u64)>) -> Self {
+        let mailer = smtp.and_then(|(smtp, timeout)| match Mailer::new(smtp, timeout) {
+            Ok(mailer) => Some(mailer),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot set up SMTP for an email channel.");
+                None
+            }
+        });
+        Self {
+            subject: config.subject.clone(),
+            mailer,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ChannelAdapter for EmailChannel {
+    fn verify(
+        &self,
+        _: &super::RawRequest,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), super::VerifyError> {
+        Err(super::VerifyError::NoInbound)
+    }
+
+    fn parse(&self, _: &super::RawRequest) -> Result<Vec<super::InboundEvent>, super::ParseError> {
+        Ok(Vec::new())
+    }
+
+    async fn send(&self, message: &super::Outbound) -> Result<super::Receipt, SendError> {
+        let mailer = self.mailer.as_ref().ok_or_else(|| SendError::Retryable {
+            reason: "SMTP is not set up ([smtp])".into(),
+            retry_after: None,
+        })?;
+        let mut text = String::new();
+        let mut note = None;
+        for part in &message.parts {
+            match part {
+                crate::model::Part::Text(t) => text.push_str(&t.text),
+                other => {
+                    let link = match other {
+                        crate::model::Part::Image(m)
+                        | crate::model::Part::Video(m)
+                        | crate::model::Part::Audio(m)
+                        | crate::model::Part::VoiceNote(m)
+                        | crate::model::Part::Sticker(m)
+                        | crate::model::Part::File(m) => m.media.url.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    if let Some(caption) = other.text() {
+                        text.push_str(caption);
+                        text.push('\n');
+                    }
+                    text.push_str(&link);
+                    note = Some("attachments were sent as links".to_owned());
+                }
+            }
+            text.push('\n');
+        }
+        let email = Email {
+            to: message.to.value.clone(),
+            subject: self.subject.clone(),
+            text,
+            id: message.message_id.to_string(),
+            thread: message.conversation_id.to_string(),
+        };
+        mailer.send(&email).await?;
+        Ok(super::Receipt {
+            platform_message_id: Some(format!("{}@{DOMAIN}", email.id)),
+            note,
+        })
+    }
+
+    async fn fetch_media(
+        &self,
+        _: &crate::model::Media,
+    ) -> Result<super::FetchedMedia, super::FetchError> {
+        Err(super::FetchError::NoMedia)
+    }
+}

@@ -218,6 +218,9 @@ pub enum VerifyError {
     TimestampOutOfTolerance,
     #[error("no signature matches")]
     BadSignature,
+    /// The channel only sends (email): nothing may post to it.
+    #[error("this channel takes no webhooks")]
+    NoInbound,
 }
 
 impl VerifyError {
@@ -227,6 +230,7 @@ impl VerifyError {
             VerifyError::MissingHeader(_) => "missing_signature",
             VerifyError::BadTimestamp | VerifyError::TimestampOutOfTolerance => "invalid_timestamp",
             VerifyError::BadSignature => "invalid_signature",
+            VerifyError::NoInbound => "no_inbound",
         }
     }
 }
@@ -340,6 +344,7 @@ pub struct RetiredSecret {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdapterConfig {
+    Email(email::EmailChannelConfig),
     Generic(generic::GenericConfig),
     Telegram(telegram::TelegramConfig),
     Viber(viber::ViberConfig),
@@ -353,6 +358,7 @@ impl AdapterConfig {
     /// Rules serde cannot check, as (key within the channel, message) pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
+            AdapterConfig::Email(c) => c.validate(),
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Telegram(c) => c.validate(),
             AdapterConfig::Viber(c) => c.validate(),
@@ -366,6 +372,7 @@ impl AdapterConfig {
     /// The `kind` name as written in config.
     pub fn kind(&self) -> &'static str {
         match self {
+            AdapterConfig::Email(_) => "email",
             AdapterConfig::Generic(_) => "generic",
             AdapterConfig::Telegram(_) => "telegram",
             AdapterConfig::Viber(_) => "viber",
@@ -377,8 +384,9 @@ impl AdapterConfig {
     }
 
     /// The secret that authenticates this channel's webhooks: what a rotation replaces.
-    pub fn verification_secret(&self) -> &crate::config::Secret {
-        match self {
+    pub fn verification_secret(&self) -> Option<&crate::config::Secret> {
+        Some(match self {
+            AdapterConfig::Email(_) => return None,
             AdapterConfig::Generic(c) => &c.secret,
             AdapterConfig::Telegram(c) => &c.secret_token,
             AdapterConfig::Viber(c) => &c.auth_token,
@@ -386,7 +394,7 @@ impl AdapterConfig {
             AdapterConfig::Messenger(c) => &c.app_secret,
             AdapterConfig::Line(c) => &c.channel_secret,
             AdapterConfig::Twilio(c) => &c.auth_token,
-        }
+        })
     }
 
     /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends, and
@@ -395,8 +403,10 @@ impl AdapterConfig {
         &self,
         http: reqwest::Client,
         retired: &[RetiredSecret],
+        smtp: Option<(&crate::config::SmtpConfig, u64)>,
     ) -> Arc<dyn ChannelAdapter> {
         match self {
+            AdapterConfig::Email(c) => Arc::new(email::EmailChannel::new(c, smtp)),
             AdapterConfig::Generic(c) => Arc::new(generic::GenericAdapter::new(c, http, retired)),
             AdapterConfig::Telegram(c) => {
                 Arc::new(telegram::TelegramAdapter::new(c, http, retired))

@@ -188,6 +188,10 @@ pub struct ReplyRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     ticket_properties: Option<Map<String, Value>>,
+    /// Send through another channel of the same contact instead (an `email` channel, to
+    /// the contact's email); the conversation there joins the same ticket.
+    #[serde(default)]
+    via_channel: Option<String>,
 }
 
 /// Replies to the contact. The message is stored with its delivery job and sent in the
@@ -230,6 +234,34 @@ pub async fn reply(
     };
     let runtime = state.runtime.load();
     let first_delay = runtime.first_delay();
+    let via = match request.via_channel.as_deref() {
+        None | Some("") => None,
+        Some(id) => {
+            let channel = runtime.channel(id).ok_or_else(|| {
+                ApiError::unprocessable(format!("via_channel: no channel {id:?}"))
+            })?;
+            if !matches!(
+                channel.config.adapter,
+                crate::adapters::AdapterConfig::Email(_)
+            ) {
+                return Err(ApiError::unprocessable(format!(
+                    "via_channel: {id:?} is a {} channel; replies can move to email channels",
+                    channel.config.adapter.kind()
+                )));
+            }
+            let contact = state.store.conversation(&conversation_id).await?.contact;
+            let email = contact.email.ok_or_else(|| {
+                ApiError::unprocessable("via_channel: the contact has no email (set it with PATCH /api/v1/contacts/{id})")
+            })?;
+            Some(crate::store::Via {
+                channel_id: id.to_owned(),
+                identifier: crate::model::Identifier {
+                    kind: crate::adapters::email::IDENTIFIER_TYPE.into(),
+                    value: email,
+                },
+            })
+        }
+    };
     let ticket_change = match (request.ticket_status, request.ticket_properties) {
         (None, None) => None,
         (status, properties) => Some(TicketChange {
@@ -251,6 +283,7 @@ pub async fn reply(
             },
             run_at: Utc::now() + first_delay,
             ticket_change,
+            via,
         })
         .await?;
     state.wake.notify_one();

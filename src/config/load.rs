@@ -330,6 +330,16 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     if let Some(reps) = &reps {
         check_reps(reps, errors);
     }
+    if let (Some(channels), Some(None)) = (&channels, &smtp) {
+        for (id, channel) in channels {
+            if matches!(channel.adapter, AdapterConfig::Email(_)) {
+                errors.push(ConfigError::new(
+                    format!("channels.{id}.kind"),
+                    "email channels send through [smtp], which is not configured",
+                ));
+            }
+        }
+    }
     if let (Some(channels), Some(reps), Some(pipelines)) = (&channels, &reps, &pipelines) {
         check_channel_references(channels, reps, pipelines, errors);
     }
@@ -805,6 +815,14 @@ threading = "sideways"
         let mut found = keys(load_str(&text, []));
         found.sort();
         assert_eq!(found, vec!["channels.demo", "sever"]);
+    }
+
+    #[test]
+    fn an_email_channel_needs_smtp() {
+        let text = minimal() + "[channels.mail]\nkind = \"email\"\n";
+        assert_eq!(keys(load_str(&text, [])), vec!["channels.mail.kind"]);
+        let with_smtp = text + "[smtp]\nurl = \"smtp://127.0.0.1:25\"\nfrom = \"a@b.example\"\n";
+        assert!(load_str(&with_smtp, []).is_ok());
     }
 
     #[test]

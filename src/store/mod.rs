@@ -165,6 +165,16 @@ pub struct NewReply {
     pub run_at: DateTime<Utc>,
     /// A change to the conversation's ticket made with the reply: both or neither.
     pub ticket_change: Option<TicketChange>,
+    /// Send through another channel of the same contact (the conversation there joins the
+    /// same ticket).
+    pub via: Option<Via>,
+}
+
+/// Where a `via_channel` reply goes: a channel and the contact's identifier on it.
+#[derive(Clone, Debug)]
+pub struct Via {
+    pub channel_id: String,
+    pub identifier: crate::model::Identifier,
 }
 
 /// A change to a conversation; `None` fields stay as they are.

@@ -572,3 +572,85 @@ async fn analytics_count_conversations_messages_and_replies_in_the_period() {
         .await;
     assert_eq!(empty["channels"], json!([]));
 }
+
+#[tokio::test]
+async fn a_reply_via_the_email_channel_reaches_the_contact_and_joins_the_same_ticket() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let app = TestApp::spawn_with(Options {
+        extra: format!(
+            "{DESK}\n[smtp]\nurl = \"{}\"\nfrom = \"support@example.com\"\n\n[channels.mail]\nkind = \"email\"\nsubject = \"Your parcel\"\n",
+            sink.url()
+        ),
+        ..Options::default()
+    })
+    .await;
+    // text_event gives the contact the email ana@example.com.
+    let (conv, ticket) = conversation(&app, "m1", "ana", "my parcel never arrived").await;
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let (status, body) = app
+        .api(
+            Method::POST,
+            &path,
+            Some(json!({"parts": [{"type": "text", "text": "We sent a new one"}], "via_channel": "mail"})),
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["channel_id"], "mail");
+    let email_conversation = body["conversation_id"].as_str().unwrap().to_owned();
+    assert_ne!(email_conversation, conv);
+    app.drain_outbox().await;
+
+    let mails = sink.received();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["ana@example.com"]);
+    assert_eq!(mails[0].header("Subject").unwrap(), "Your parcel");
+    assert!(mails[0].body().contains("We sent a new one"));
+    let ticket = app.get(&format!("/api/v1/tickets/{ticket}")).await;
+    assert_eq!(
+        ticket["conversation_ids"],
+        json!([conv, email_conversation])
+    );
+    let sent = app.messages(&email_conversation).await;
+    assert_eq!(sent[0]["delivery"]["status"], "sent");
+
+    // A second reply via email goes into the same email conversation.
+    app.api(
+        Method::POST,
+        &path,
+        Some(json!({"parts": [{"type": "text", "text": "Tracking: 42"}], "via_channel": "mail"})),
+        Some(REP_TOKEN),
+    )
+    .await;
+    let ticket = app
+        .get(&format!(
+            "/api/v1/tickets/{}",
+            ticket["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(ticket["conversation_ids"].as_array().unwrap().len(), 2);
+
+    for (via, expected) in [("nope", "no channel"), ("demo", "generic channel")] {
+        let (status, error) = app
+            .api(
+                Method::POST,
+                &path,
+                Some(json!({"parts": [{"type": "text", "text": "x"}], "via_channel": via})),
+                Some(REP_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 422);
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expected),
+            "{error}"
+        );
+    }
+    // Nothing may post to an outbound-only channel.
+    let response = app
+        .post_webhook("mail", &text_event("x1", "ana", "hi"))
+        .await;
+    assert_eq!(response.status(), 405);
+}

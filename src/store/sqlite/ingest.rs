@@ -9,7 +9,7 @@ use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
     from_millis,
 };
-use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError};
+use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError, Via};
 
 use super::desk as tickets_store;
 use super::{events, outbox, routing};
@@ -408,6 +408,66 @@ fn record_status(
     })
 }
 
+/// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
+/// on that ticket) if there is none; the contact gets `via.identifier` on that channel.
+fn via_conversation(
+    conn: &Connection,
+    from: &str,
+    ticket: &str,
+    via: &Via,
+    now: i64,
+) -> Result<String, StoreError> {
+    let contact: String = conn
+        .prepare_cached("SELECT contact_id FROM conversations WHERE id = ?1")?
+        .query_row([from], |r| r.get(0))?;
+    let owner: Option<String> = conn
+        .prepare_cached(
+            "SELECT contact_id FROM contact_identifiers WHERE channel_id = ?1 AND kind = ?2 AND value = ?3",
+        )?
+        .query_row(params![via.channel_id, via.identifier.kind, via.identifier.value], |r| r.get(0))
+        .optional()?;
+    match owner {
+        Some(other) if other != contact => {
+            return Err(StoreError::Conflict(format!(
+                "via_channel: {} on {} belongs to another contact",
+                via.identifier.value, via.channel_id
+            )));
+        }
+        Some(_) => {}
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![via.channel_id, via.identifier.kind, via.identifier.value, contact])?;
+        }
+    }
+    let existing: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM conversations WHERE channel_id = ?1 AND contact_id = ?2 AND ticket_id = ?3
+               AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![via.channel_id, contact, ticket], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id = ConversationId::new();
+    conn.prepare_cached(
+        "INSERT INTO conversations (id, channel_id, thread_key, status, ticket_id, contact_id,
+             owner_id, created_at, last_message_at)
+         VALUES (?1, ?2, ?3, 'open', ?4, ?5, (SELECT owner_id FROM conversations WHERE id = ?6), ?7, ?7)",
+    )?
+    .execute(params![id.as_str(), via.channel_id, format!("contact:{contact}"), ticket, contact, from, now])
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
+            "via_channel: the contact already has an open conversation on {} (another ticket)",
+            via.channel_id
+        )),
+        _ => e.into(),
+    })?;
+    Ok(id.to_string())
+}
+
 /// Stores a rep's reply and its delivery job.
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
@@ -423,7 +483,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         let actor = Actor::new(reply.sender.id.clone());
         tickets_store::apply_ticket_change(
             conn,
-            &TicketId::from_stored(ticket),
+            &TicketId::from_stored(ticket.clone()),
             change,
             &actor,
             now,
@@ -448,6 +508,16 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
             .query_row([conversation], |r| r.get(0))
             .optional()?,
     };
+    // Through another channel: the reply goes into the contact's conversation there, on
+    // the same ticket (created if it has none yet).
+    let (conversation, channel) = match &reply.via {
+        Some(via) => (
+            via_conversation(conn, conversation, &ticket, via, now)?,
+            via.channel_id.clone(),
+        ),
+        None => (conversation.to_owned(), channel),
+    };
+    let conversation = conversation.as_str();
     let id = MessageId::new();
     conn.prepare_cached(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, sender_type, sender_id,
@@ -484,7 +554,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
     )?;
     Ok(Message {
         id,
-        conversation_id: reply.conversation_id.clone(),
+        conversation_id: ConversationId::from_stored(conversation.to_owned()),
         channel_id: channel,
         direction: Direction::Outbound,
         platform_message_id: None,

@@ -613,6 +613,7 @@ mod tests {
                     },
                     run_at: Utc::now(),
                     ticket_change: None,
+                    via: None,
                 })
                 .await
                 .unwrap();
@@ -897,6 +898,7 @@ mod ticket_tests {
                     },
                     run_at: Utc::now(),
                     ticket_change: None,
+                    via: None,
                 })
                 .await
                 .unwrap();
