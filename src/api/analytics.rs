@@ -35,15 +35,6 @@ pub struct Analytics {
     reps: Vec<RepFigures>,
 }
 
-fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match raw {
-        None | Some("") => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| ApiError::unprocessable(format!("{name}: {s:?} is not an RFC 3339 time"))),
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/analytics",
@@ -64,8 +55,9 @@ pub async fn report(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Analytics>, ApiError> {
     let period: Period = query(raw.as_deref())?;
-    let to = time("to", period.to.as_deref())?.unwrap_or_else(Utc::now);
-    let from = time("from", period.from.as_deref())?.unwrap_or(to - Duration::days(DEFAULT_DAYS));
+    let to = super::time("to", period.to.as_deref())?.unwrap_or_else(Utc::now);
+    let from =
+        super::time("from", period.from.as_deref())?.unwrap_or(to - Duration::days(DEFAULT_DAYS));
     if from >= to {
         return Err(ApiError::unprocessable("from: must be before to"));
     }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -46,15 +46,6 @@ struct ListQuery {
     #[serde(flatten)]
     #[param(ignore)]
     paging: Paging,
-}
-
-fn time(name: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match raw.as_deref() {
-        None | Some("") => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| ApiError::unprocessable(format!("{name}: {s:?} is not an RFC 3339 time"))),
-    }
 }
 
 /// Lists conversations, the most recently active first.
@@ -104,8 +95,8 @@ pub async fn list(
         status,
         owner,
         ticket_status: q.ticket_status.filter(|s| !s.is_empty()),
-        from: time("from", q.from)?,
-        to: time("to", q.to)?,
+        from: super::time("from", q.from.as_deref())?,
+        to: super::time("to", q.to.as_deref())?,
         q: q.q.filter(|s| !s.trim().is_empty()),
     };
     let page = q.paging.page()?;

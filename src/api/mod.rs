@@ -184,6 +184,19 @@ where
     Ok(Some(Option::deserialize(d)?))
 }
 
+/// Reads an optional RFC 3339 query parameter, answering 422 naming it when it is not one.
+pub(crate) fn time(
+    name: &str,
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| ApiError::unprocessable(format!("{name}: {s:?} is not an RFC 3339 time"))),
+    }
+}
+
 /// Paging parameters shared by every list. `limit` is read as text because it is
 /// flattened into each list's query struct, and serde's flatten hands query values over as
 /// strings.
