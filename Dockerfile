@@ -9,6 +9,10 @@
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# No line tables in the image's binary: they would make it about four times larger (the
+# repo's release profile keeps them for profiling). A panic's backtrace still names its
+# functions.
+ENV CARGO_PROFILE_RELEASE_DEBUG=false
 
 # Dependency layer: build every dependency against a dummy crate, so that a change to the
 # sources alone does not recompile them. This layer is rebuilt only when Cargo.toml or

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,7 +23,7 @@ use crate::outbox::DeliveryWorker;
 use crate::reload::{self, ReloadStatus, Reloader};
 use crate::runtime::{Runtime, SharedRuntime, http_client};
 use crate::store::{self, Store};
-use crate::{api, ingress, telemetry};
+use crate::{api, ingress, server, telemetry};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -156,7 +155,11 @@ impl App {
             file._watcher
         });
 
-        tokio::spawn(purge_trash(state.clone(), shutdown.clone()));
+        tokio::spawn(crate::retention::run(
+            state.store.clone(),
+            state.runtime.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(send_digests(state.clone(), shutdown.clone()));
         let streams = state.shutdown.clone();
         let draining = shutdown.clone();
@@ -166,13 +169,19 @@ impl App {
         });
 
         tracing::info!(address = %listener.local_addr()?, "Listening.");
-        let server = axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = server.await.context("the HTTP server failed");
+        let limits = server::Limits::from_config(&state.runtime.load().config.server);
+        server::serve(
+            listener,
+            router(state.clone()),
+            limits,
+            shutdown.clone(),
+            grace,
+        )
+        .await;
         let _ = worker.await;
         state.store.close().await;
         tracing::info!("Stopped.");
-        served
+        Ok(())
     }
 }
 
@@ -203,28 +212,8 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed here",
             )
         })
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::request::layer))
         .with_state(state)
-}
-
-/// How often the trash is checked for tickets past their retention.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Purges what has been in the trash longer than `tickets.trash_retention_days`.
-async fn purge_trash(state: AppState, shutdown: CancellationToken) {
-    loop {
-        let days = state.runtime.load().config.tickets.trash_retention_days;
-        let before = chrono::Utc::now() - chrono::Duration::days(days.into());
-        match state.store.purge_trash(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(tickets = n, "Purged tickets past their trash retention."),
-            Err(e) => tracing::warn!(error = %e, "Could not purge the trash; trying again later."),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(PURGE_EVERY) => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
 }
 
 /// Queues notification digests for offline reps who want them, at most one per rep per

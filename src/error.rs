@@ -89,7 +89,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
-            StoreError::Unavailable(detail) => {
+            StoreError::Merged(into) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "contact_merged",
+                format!("contact was merged into {into}"),
+            ),
+            StoreError::Unavailable(detail) | StoreError::Contended(detail) => {
                 tracing::warn!(error = %detail, "Storage unavailable; answering 503.");
                 ApiError::unavailable(
                     "storage_unavailable",

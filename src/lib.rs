@@ -12,7 +12,11 @@ pub mod ingress;
 pub mod model;
 pub mod outbox;
 pub mod reload;
+pub mod request;
+pub mod retention;
 pub mod runtime;
+pub mod server;
+pub mod signals;
 pub mod store;
 pub mod telemetry;
 

@@ -60,6 +60,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the version and exit (needs no config).
+    Version,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +105,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Version = command {
+        println!("channel-bridge {}", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // With --url the probe needs no config: a config file that was edited into an invalid
+    // state (which the running daemon refused) must not make a healthy container unhealthy.
+    if let Command::Healthcheck { url: Some(url) } = &command {
+        return Ok(healthcheck(url).await);
+    }
     if let Command::CheckConfig = command {
         return Ok(match load(cli.config.as_deref()) {
             Ok((config, source)) => {
@@ -128,20 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries { action, api } => deliveries(&config, action, api).await,
         Command::Sign { channel, body } => sign(&config, &channel, body),
         Command::Healthcheck { url } => {
-            let url = format!("{}/healthz", url.unwrap_or_else(|| base_url(&config)));
-            let ok = reqwest::Client::new()
-                .get(&url)
-                .timeout(std::time::Duration::from_secs(3))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(healthcheck(&url.unwrap_or_else(|| base_url(&config))).await)
         }
-        Command::CheckConfig => unreachable!("handled above"),
+        Command::CheckConfig | Command::Version => unreachable!("handled above"),
     }
 }
 
@@ -183,25 +183,24 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<ExitCode> {
         app = app.reload_from(path);
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(channel_bridge::signals::drain_on_signal(shutdown.clone()));
     app.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL.");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining."),
-        _ = int.recv() => tracing::info!("SIGINT: draining."),
+/// Exit 0 if `{base}/healthz` answers 2xx within 3 seconds.
+async fn healthcheck(base: &str) -> ExitCode {
+    let ok = reqwest::Client::new()
+        .get(format!("{}/healthz", base.trim_end_matches('/')))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    shutdown.cancel();
 }
 
 fn base_url(config: &Config) -> String {

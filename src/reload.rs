@@ -131,6 +131,23 @@ fn keep_static_settings(old: &Config, mut new: Config) -> (Config, Vec<String>) 
         restart.push("server.listen".to_owned());
         new.server.listen = old.server.listen;
     }
+    // The listener's limits are fixed when it starts serving.
+    let limits = |s: &crate::config::ServerConfig| {
+        (
+            s.header_read_timeout_ms,
+            s.body_read_timeout_ms,
+            s.max_connections,
+            s.max_concurrent_requests,
+        )
+    };
+    if limits(&new.server) != limits(&old.server) {
+        restart
+            .push("server limits (timeouts, max_connections, max_concurrent_requests)".to_owned());
+        new.server.header_read_timeout_ms = old.server.header_read_timeout_ms;
+        new.server.body_read_timeout_ms = old.server.body_read_timeout_ms;
+        new.server.max_connections = old.server.max_connections;
+        new.server.max_concurrent_requests = old.server.max_concurrent_requests;
+    }
     if new.storage != old.storage {
         restart.push("storage.url".to_owned());
         new.storage = old.storage.clone();
@@ -240,5 +257,31 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("rename noticed");
+    }
+
+    #[tokio::test]
+    async fn the_watcher_triggers_when_a_configmap_swaps_its_data_symlink() {
+        use std::os::unix::fs::symlink;
+        // config.toml -> ..data/config.toml, ..data -> ..v1: as the kubelet mounts it.
+        let dir = tempfile::tempdir().unwrap();
+        for version in ["..v1", "..v2"] {
+            std::fs::create_dir(dir.path().join(version)).unwrap();
+            std::fs::write(dir.path().join(version).join("config.toml"), version).unwrap();
+        }
+        symlink("..v1", dir.path().join("..data")).unwrap();
+        symlink("..data/config.toml", dir.path().join("config.toml")).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let _watcher = watch_file(&dir.path().join("config.toml"), tx).unwrap();
+
+        // The update: a new symlink renamed over ..data. No file named config.toml changes.
+        symlink("..v2", dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("swap noticed");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("config.toml")).unwrap(),
+            "..v2"
+        );
     }
 }

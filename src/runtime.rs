@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use chrono::{DateTime, Utc};
 
+use crate::adapters::fetch::MediaClient;
 use crate::adapters::{ChannelAdapter, RetiredSecret};
 use crate::config::{ApiToken, ChannelConfig, Config};
 use crate::store::ChannelRules;
@@ -24,6 +25,9 @@ pub struct LiveChannel {
     pub adapter: Arc<dyn ChannelAdapter>,
     /// Verification secrets replaced by reloads and still accepted.
     pub retired: Vec<RetiredSecret>,
+    /// Fetches media URLs from this channel's payloads (public addresses only, unless
+    /// `media_allow_private`).
+    pub media: MediaClient,
 }
 
 /// One consistent snapshot of everything config decides.
@@ -54,6 +58,11 @@ impl Runtime {
         now: DateTime<Utc>,
     ) -> Self {
         let overlap = chrono::Duration::seconds(config.reload.secret_overlap_s as i64);
+        // Two media clients serve every channel: which one depends on the channel's
+        // media_allow_private.
+        let media_timeout = Duration::from_millis(config.media.timeout_ms);
+        let public_media = MediaClient::new(http.clone(), media_timeout, false);
+        let private_media = MediaClient::new(http.clone(), media_timeout, true);
         let channels = config
             .channels
             .iter()
@@ -66,9 +75,15 @@ impl Runtime {
                 let smtp_changed =
                     matches!(channel.adapter, crate::adapters::AdapterConfig::Email(_))
                         && previous.is_some_and(|p| p.config.smtp != config.smtp);
+                let media = if channel.media_allow_private {
+                    private_media.clone()
+                } else {
+                    public_media.clone()
+                };
                 let live = match before {
                     Some(old) if old.config == *channel && !smtp_changed => LiveChannel {
                         rules,
+                        media,
                         ..old.clone()
                     },
                     _ => {
@@ -102,6 +117,7 @@ impl Runtime {
                                     .map(|s| (s, config.delivery.timeout_ms)),
                             ),
                             retired,
+                            media,
                         }
                     }
                 };

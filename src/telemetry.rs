@@ -28,8 +28,12 @@ impl LogFormat {
 /// Installs the global log subscriber (level from `RUST_LOG`, default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a container log or a file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -110,18 +114,45 @@ pub fn register(channels: &[String]) {
         "channel_bridge_config_reload_total",
         "Config reloads, by result (ok, error)."
     );
+    describe_counter!(
+        "channel_bridge_requests_shed_total",
+        "Requests answered 503 overloaded because server.max_concurrent_requests were running."
+    );
     describe_gauge!(
         "channel_bridge_build_info",
         "Always 1; the version label names the build."
     );
+    describe_counter!(
+        "channel_bridge_assignments_total",
+        "Routing decisions for new and reopened conversations, by rule and result \
+         (assigned, unassigned), and waiting conversations assigned later."
+    );
+    describe_gauge!(
+        "channel_bridge_open_conversations",
+        "Open conversations, by channel."
+    );
     for result in ["ok", "error"] {
         counter!("channel_bridge_config_reload_total", "result" => result).increment(0);
+    }
+    let _ = histogram!("channel_bridge_commit_batch_size");
+    for rule in ["nobody", "users_and_teams", "contact_owner"] {
+        for result in ["assigned", "unassigned"] {
+            counter!("channel_bridge_assignments_total", "rule" => rule, "result" => result)
+                .increment(0);
+        }
     }
     for channel in channels {
         let channel = channel.to_owned();
         counter!("channel_bridge_webhooks_received_total", "channel" => channel.clone())
             .increment(0);
         counter!("channel_bridge_messages_stored_total", "channel" => channel.clone()).increment(0);
+        counter!("channel_bridge_messages_duplicate_total", "channel" => channel.clone())
+            .increment(0);
+        // Registered, not recorded: each histogram shows with a count of zero.
+        let _ = histogram!("channel_bridge_ingest_seconds", "channel" => channel.clone());
+        let _ = histogram!("channel_bridge_webhook_events", "channel" => channel.clone());
+        let _ = histogram!("channel_bridge_delivery_seconds", "channel" => channel.clone());
+        gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).increment(0.0);
         for outcome in ["sent", "retry", "dead"] {
             counter!("channel_bridge_deliveries_total", "channel" => channel.clone(), "outcome" => outcome)
                 .increment(0);
@@ -195,7 +226,40 @@ pub fn queue_depth(pending: u64, dead: u64, oldest_due_age: Duration) {
     gauge!("channel_bridge_queue_oldest_due_seconds").set(oldest_due_age.as_secs_f64());
 }
 
+/// Open conversations per channel as counted now; `channels` (the configured ones) not
+/// in `counts` have none, so their gauge goes back to zero.
+pub fn open_conversations(channels: &[String], counts: &[(String, u64)]) {
+    for channel in channels {
+        if !counts.iter().any(|(c, _)| c == channel) {
+            gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).set(0.0);
+        }
+    }
+    for (channel, n) in counts {
+        gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).set(*n as f64);
+    }
+}
+
+/// Routing decided about a new or reopened conversation under `rule`.
+pub fn routed(rule: &'static str, assigned: bool) {
+    let result = if assigned { "assigned" } else { "unassigned" };
+    counter!("channel_bridge_assignments_total", "rule" => rule, "result" => result).increment(1);
+}
+
+/// Waiting conversations of round-robin channels were assigned when a rep became free.
+pub fn backfilled(assigned: usize) {
+    if assigned > 0 {
+        tracing::info!(assigned, "Assigned waiting conversations.");
+    }
+    counter!("channel_bridge_assignments_total", "rule" => "users_and_teams", "result" => "assigned")
+        .increment(assigned as u64);
+}
+
 /// A config reload was applied (`ok`) or refused (`error`).
 pub fn config_reload(result: &'static str) {
     counter!("channel_bridge_config_reload_total", "result" => result).increment(1);
+}
+
+/// A request was shed (503 `overloaded`): `server.max_concurrent_requests` were running.
+pub fn request_shed() {
+    counter!("channel_bridge_requests_shed_total").increment(1);
 }

@@ -114,6 +114,11 @@ reopen = true
 
     /// Starts `channel-bridge serve` on this config and waits until /healthz answers.
     async fn start(&self) -> Daemon {
+        self.start_with_env(&[]).await
+    }
+
+    /// As [`Setup::start`], with these extra environment variables.
+    async fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let log_path = self.dir.path().join("daemon.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -121,6 +126,7 @@ reopen = true
             .open(&log_path)
             .expect("open the daemon log");
         let child = cli_command(&self.config)
+            .envs(env.iter().copied())
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -924,4 +930,614 @@ async fn a_real_daemon_reloads_its_config_on_sighup() {
     .unwrap();
     daemon.hangup();
     wait_for_status(&daemon, "SIGHUP disables the channel", 503).await;
+}
+
+// ---- operations: metrics, logs, signals, health -------------------------------------------
+
+impl Daemon {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the daemon's log has a line containing `needle`.
+    async fn wait_for_log(&self, needle: &str) {
+        wait_until(&format!("the log says {needle:?}"), DEADLINE, || async {
+            self.log_text().contains(needle)
+        })
+        .await;
+    }
+
+    async fn metrics(&self) -> Metrics {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        Metrics(response.text().await.expect("metrics text"))
+    }
+}
+
+/// A scrape of `/metrics` in the Prometheus text format.
+struct Metrics(String);
+
+impl Metrics {
+    /// Whether the scrape declares this metric family (`# TYPE name …`).
+    fn has_family(&self, name: &str) -> bool {
+        self.0
+            .lines()
+            .any(|l| l.strip_prefix("# TYPE ").and_then(|t| t.split(' ').next()) == Some(name))
+    }
+
+    /// The sum of the samples of `name` whose labels include every one of `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (series_name, series_labels) = match series.split_once('{') {
+                    Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                let matches = series_name == name
+                    && labels.iter().all(|(k, v)| {
+                        series_labels
+                            .split(',')
+                            .any(|p| p == format!("{k}=\"{v}\""))
+                    });
+                matches.then(|| value.parse::<f64>().expect("a sample value"))
+            })
+            .sum()
+    }
+}
+
+/// A webhook sent over a raw connection in two halves, so that it is in flight (its
+/// body half read) for as long as the test wants.
+struct HalfSentWebhook {
+    stream: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HalfSentWebhook {
+    async fn start(port: u16, event: &Value) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let body = event.to_string().into_bytes();
+        let key = WebhookKey::parse(&secret()).unwrap();
+        let id = format!("evt_{}", ulid::Ulid::new());
+        let ts = chrono::Utc::now().timestamp();
+        let head = format!(
+            "POST /hooks/demo HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nwebhook-id: {id}\r\nwebhook-timestamp: {ts}\r\n\
+             webhook-signature: {}\r\nconnection: close\r\n\r\n",
+            body.len(),
+            key.sign(&id, ts, &body)
+        );
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the daemon");
+        let half = body.len() / 2;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..half]).await.unwrap();
+        stream.flush().await.unwrap();
+        Self {
+            stream,
+            rest: body[half..].to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body and returns the answer's status and body.
+    async fn finish(mut self) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(&self.rest).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, self.stream.read_to_end(&mut answer))
+            .await
+            .expect("the answer within the deadline")
+            .expect("read the answer");
+        let answer = String::from_utf8_lossy(&answer);
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+fn set_grace(setup: &Setup, millis: u64) {
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace(
+            "shutdown_grace_ms = 5000",
+            &format!("shutdown_grace_ms = {millis}"),
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_loses_none() {
+    let receiver = MockServer::start().await;
+    answer_outbound(&receiver, 200).await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50, 100]);
+    let mut daemon = setup.start().await;
+
+    // A webhook whose body is half sent when the signal comes.
+    let slow = HalfSentWebhook::start(
+        setup.port,
+        &message_event("app-slow", "user-slow", "in flight"),
+    )
+    .await;
+    // And a stream of webhooks from several senders, running across the signal.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            let url = daemon.url("/hooks/demo");
+            let http = daemon.http.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let id = format!("app-{sender}-{i}");
+                    let event = message_event(&id, &format!("user-{sender}"), "hello");
+                    match post_signed(&http, &url, &event).await {
+                        Ok(r) if r.status() == 200 => acknowledged.lock().await.push(id),
+                        Ok(_) => {}
+                        // Refused: the daemon stopped accepting.
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until("webhooks flow", DEADLINE, || async {
+        acknowledged.lock().await.len() >= 20
+    })
+    .await;
+
+    daemon.terminate();
+    daemon.wait_for_log("SIGTERM: draining").await;
+    // New connections are refused while the half-sent webhook is still in flight.
+    wait_until("new connections are refused", DEADLINE, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+            .await
+            .is_err()
+    })
+    .await;
+    let (status, receipt) = slow.finish().await;
+    assert_eq!(status, 200, "the request in flight is answered: {receipt}");
+    assert_eq!(receipt["stored"], 1);
+    stop.store(true, Ordering::SeqCst);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let status = daemon.wait_exit(DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "the drain exits 0: {status:?}");
+
+    let daemon = setup.start().await;
+    let stored: HashSet<String> = daemon.inbound_ids().await.into_iter().collect();
+    let mut expected = acknowledged.lock().await.clone();
+    expected.push("app-slow".into());
+    let lost: Vec<_> = expected.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged webhooks lost: {lost:?}",
+        lost.len(),
+        expected.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_finishes_does_not_hold_the_drain_past_the_grace() {
+    let receiver = MockServer::start().await;
+    let setup = Setup::new(&receiver.uri(), &[0]);
+    set_grace(&setup, 500);
+    let mut daemon = setup.start().await;
+    // Its body never arrives in full.
+    let _stuck = HalfSentWebhook::start(
+        setup.port,
+        &message_event("app-stuck", "user-1", "never finished"),
+    )
+    .await;
+    daemon.terminate();
+    let status = daemon.wait_exit(DEADLINE).await;
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        daemon
+            .log_text()
+            .contains("Requests still running at the end of the drain"),
+        "the cut is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once_while_the_drain_waits() {
+    let receiver = MockServer::start().await;
+    // The app holds every reply for ten minutes, and the drain would wait as long.
+    answer_outbound_after(&receiver, 200, Duration::from_secs(600)).await;
+    let setup = Setup::new(&receiver.uri(), &[0]);
+    set_grace(&setup, 600_000);
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("timeout_ms = 2000", "timeout_ms = 600000")
+        .replace("lease_ms = 30000", "lease_ms = 1200000");
+    std::fs::write(&setup.config, text).unwrap();
+    let mut daemon = setup.start().await;
+    let response = daemon
+        .post_webhook("demo", &message_event("app-1", "user-1", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let conversation = daemon.conversations().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    daemon.reply(&conversation, "held by the app").await;
+    wait_until("the reply is being sent", DEADLINE, || async {
+        !delivered(&receiver).await.is_empty()
+    })
+    .await;
+
+    daemon.terminate();
+    daemon.wait_for_log("SIGTERM: draining").await;
+    daemon.terminate();
+    let status = daemon.wait_exit(DEADLINE).await;
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "128 + SIGTERM, as a shell reports it: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_every_listed_series_and_they_move_with_traffic() {
+    use wiremock::matchers::body_string_contains;
+    let receiver = MockServer::start().await;
+    // "flaky" fails once then goes through; "refused" is refused for good.
+    Mock::given(method("POST"))
+        .and(body_string_contains("flaky"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("flaky"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("refused"))
+        .respond_with(ResponseTemplate::new(400))
+        .mount(&receiver)
+        .await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50, 100]);
+    let daemon = setup.start().await;
+
+    let before = daemon.metrics().await;
+    let families = [
+        "channel_bridge_webhooks_received_total",
+        "channel_bridge_messages_stored_total",
+        "channel_bridge_messages_duplicate_total",
+        "channel_bridge_ingest_seconds",
+        "channel_bridge_webhook_events",
+        "channel_bridge_commit_batch_size",
+        "channel_bridge_deliveries_total",
+        "channel_bridge_delivery_seconds",
+        "channel_bridge_queue_pending_jobs",
+        "channel_bridge_queue_dead_jobs",
+        "channel_bridge_queue_oldest_due_seconds",
+        "channel_bridge_config_reload_total",
+        "channel_bridge_assignments_total",
+        "channel_bridge_open_conversations",
+        "channel_bridge_build_info",
+    ];
+    for family in families {
+        assert!(before.has_family(family), "{family} before any traffic");
+    }
+    assert_eq!(
+        before.value(
+            "channel_bridge_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+
+    // Three new conversations, a redelivery and a forgery.
+    for user in ["a", "b", "c"] {
+        let response = daemon
+            .post_webhook("demo", &message_event(&format!("in-{user}"), user, "hi"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let again = daemon
+        .post_webhook("demo", &message_event("in-a", "a", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let forged = daemon
+        .http
+        .post(daemon.url("/hooks/demo"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "evt_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,Zm9yZ2Vk")
+        .body(message_event("in-x", "x", "forged").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // One reply goes out after a retry, one is dead-lettered.
+    let conversations = daemon.conversations().await;
+    let by_user = |user: &str| {
+        conversations
+            .iter()
+            .find(|c| c["contact"]["identifiers"][0]["value"] == user)
+            .and_then(|c| c["id"].as_str())
+            .unwrap_or_else(|| panic!("no conversation of {user}: {conversations:?}"))
+            .to_owned()
+    };
+    let flaky = daemon.reply(&by_user("a"), "flaky").await;
+    daemon.reply(&by_user("b"), "refused").await;
+    wait_until("one reply sent and one dead", DEADLINE, || async {
+        let sent = daemon
+            .messages(&by_user("a"))
+            .await
+            .iter()
+            .any(|m| m["id"] == flaky.as_str() && m["delivery"]["status"] == "sent");
+        sent && daemon.deliveries("dead").await.len() == 1
+    })
+    .await;
+
+    // With the channel disabled, a reply waits in the queue, due.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("reopen = true", "reopen = true\nenabled = false"),
+    )
+    .unwrap();
+    daemon.hangup();
+    wait_for_status(&daemon, "the reload disables the channel", 503).await;
+    daemon.reply(&by_user("c"), "waiting").await;
+    wait_until(
+        "the waiting reply has been due a while",
+        DEADLINE,
+        || async {
+            daemon
+                .metrics()
+                .await
+                .value("channel_bridge_queue_oldest_due_seconds", &[])
+                > 0.0
+        },
+    )
+    .await;
+
+    let after = daemon.metrics().await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let demo = [("channel", "demo")];
+    assert!(moved("channel_bridge_webhooks_received_total", &demo) >= 4.0);
+    assert_eq!(
+        moved(
+            "channel_bridge_webhooks_rejected_total",
+            &[("channel", "demo"), ("reason", "invalid_signature")]
+        ),
+        1.0
+    );
+    assert!(
+        moved(
+            "channel_bridge_webhooks_rejected_total",
+            &[("channel", "demo"), ("reason", "channel_disabled")]
+        ) >= 1.0
+    );
+    assert!(moved("channel_bridge_messages_stored_total", &demo) >= 3.0);
+    assert_eq!(moved("channel_bridge_messages_duplicate_total", &demo), 1.0);
+    assert!(moved("channel_bridge_ingest_seconds_count", &demo) >= 4.0);
+    assert!(moved("channel_bridge_ingest_seconds_sum", &demo) > 0.0);
+    assert!(moved("channel_bridge_commit_batch_size_count", &[]) >= 1.0);
+    let outcome = |o: &'static str| [("channel", "demo"), ("outcome", o)];
+    assert!(moved("channel_bridge_deliveries_total", &outcome("sent")) >= 1.0);
+    assert!(moved("channel_bridge_deliveries_total", &outcome("retry")) >= 1.0);
+    assert_eq!(
+        moved("channel_bridge_deliveries_total", &outcome("dead")),
+        1.0
+    );
+    assert!(moved("channel_bridge_delivery_seconds_count", &demo) >= 3.0);
+    assert!(after.value("channel_bridge_queue_pending_jobs", &[]) >= 1.0);
+    assert_eq!(after.value("channel_bridge_queue_dead_jobs", &[]), 1.0);
+    assert!(after.value("channel_bridge_queue_oldest_due_seconds", &[]) > 0.0);
+    assert!(moved("channel_bridge_config_reload_total", &[("result", "ok")]) >= 1.0);
+    // The channel assigns nobody: each new conversation is a decision left unassigned.
+    assert!(
+        moved(
+            "channel_bridge_assignments_total",
+            &[("rule", "nobody"), ("result", "unassigned")]
+        ) >= 3.0
+    );
+    assert!(after.value("channel_bridge_open_conversations", &demo) >= 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_parse_and_carry_the_request_and_job_span_fields() {
+    let receiver = MockServer::start().await;
+    // Every send fails, so the job logs its attempts.
+    answer_outbound(&receiver, 500).await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50]);
+    let daemon = setup
+        .start_with_env(&[
+            ("CHANNEL_BRIDGE_LOG_FORMAT", "json"),
+            // Warnings only, plus the per-request lines: spans are there at any level.
+            ("RUST_LOG", "warn,channel_bridge::request=debug"),
+        ])
+        .await;
+
+    // A caller's own request id is kept and returned.
+    let forged = daemon
+        .http
+        .post(daemon.url("/hooks/demo"))
+        .header("x-request-id", "proxy-req-42")
+        .header("content-type", "application/json")
+        .header("webhook-id", "evt_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,Zm9yZ2Vk")
+        .body(message_event("in-x", "x", "forged").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert_eq!(forged.headers()["x-request-id"], "proxy-req-42");
+    // Without one, the daemon makes one.
+    let stored = daemon
+        .post_webhook("demo", &message_event("in-1", "user-1", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    let request_id = stored.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(request_id.starts_with("req_"), "{request_id}");
+    let conversation = daemon.conversations().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    daemon.reply(&conversation, "never arrives").await;
+    wait_until("the reply is dead", DEADLINE, || async {
+        daemon.deliveries("dead").await.len() == 1
+    })
+    .await;
+    daemon.wait_for_log("Delivery dead-lettered").await;
+
+    let lines: Vec<Value> = daemon
+        .log_text()
+        .lines()
+        .map(|line| {
+            let parsed: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            for key in ["timestamp", "level", "message", "target"] {
+                assert!(parsed.get(key).is_some(), "no {key} in {line}");
+            }
+            parsed
+        })
+        .collect();
+    let find = |what: &str, check: &dyn Fn(&Value) -> bool| {
+        lines
+            .iter()
+            .find(|l| check(l))
+            .unwrap_or_else(|| panic!("no log line with {what} in:\n{}", daemon.log_text()))
+            .clone()
+    };
+
+    let rejected = find("the rejection in the caller's request span", &|l| {
+        l["message"] == "Rejected a webhook." && l["span"]["request_id"] == "proxy-req-42"
+    });
+    assert_eq!(rejected["span"]["name"], "request");
+    assert_eq!(rejected["span"]["channel"], "demo");
+    assert_eq!(rejected["span"]["path"], "/hooks/demo");
+
+    let answered = find("the stored webhook's request span", &|l| {
+        l["message"] == "Answered a request." && l["span"]["request_id"] == request_id.as_str()
+    });
+    assert_eq!(answered["status"], 200);
+    assert_eq!(answered["span"]["channel"], "demo");
+    assert_eq!(answered["span"]["conversation_id"], conversation.as_str());
+
+    let attempt = find("a failed attempt in its job span", &|l| {
+        l["message"] == "Delivery attempt failed."
+    });
+    assert_eq!(attempt["span"]["name"], "job");
+    assert!(
+        attempt["span"]["job_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("job_")),
+        "{attempt}"
+    );
+    assert_eq!(attempt["span"]["channel"], "demo");
+    assert_eq!(attempt["span"]["conversation_id"], conversation.as_str());
+    assert_eq!(attempt["span"]["kind"], "deliver");
+    let dead = find("the dead letter in its job span", &|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Delivery dead-lettered"))
+    });
+    assert_eq!(dead["level"], "ERROR");
+    assert_eq!(dead["span"]["job_id"], attempt["span"]["job_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_0_when_the_daemon_answers_and_1_when_it_does_not() {
+    let receiver = MockServer::start().await;
+    let setup = Setup::new(&receiver.uri(), &[0]);
+    let daemon = setup.start().await;
+    let up = setup.run(&["healthcheck"]).await;
+    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    // The image's probe names the URL: a config edited into an invalid state (which the
+    // daemon refuses, running on) does not make it fail.
+    let broken = setup.dir.path().join("broken.toml");
+    std::fs::write(&broken, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let probe = run_cli(&broken, &["healthcheck", "--url", &daemon.base]).await;
+    assert_eq!(probe.status.code(), Some(0), "{}", describe(&probe));
+    drop(daemon);
+    let down = setup.run(&["healthcheck"]).await;
+    assert_eq!(down.status.code(), Some(1), "{}", describe(&down));
+}
+
+#[tokio::test]
+async fn version_prints_the_version_and_needs_no_config() {
+    let output = run_cli(Path::new("/nonexistent/config.toml"), &["version"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("channel-bridge {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Lays out `folder` as Kubernetes mounts a ConfigMap: `config.toml` is a symlink to
+/// `..data/config.toml`, and `..data` a symlink to a timestamped folder.
+fn configmap_version(folder: &Path, version: &str, text: &str) {
+    let data = folder.join(version);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("config.toml"), text).unwrap();
+}
+
+#[tokio::test]
+async fn a_real_daemon_reloads_when_a_configmap_swaps_its_data_folder() {
+    use std::os::unix::fs::symlink;
+    let receiver = MockServer::start().await;
+    let mut setup = Setup::new(&receiver.uri(), &[0, 50]);
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let mount = setup.dir.path().join("configmap");
+    configmap_version(&mount, "..2026_11_22_10_00_00.1", &text);
+    symlink("..2026_11_22_10_00_00.1", mount.join("..data")).unwrap();
+    symlink("..data/config.toml", mount.join("config.toml")).unwrap();
+    setup.config = mount.join("config.toml");
+    let daemon = setup.start().await;
+    wait_for_status(&daemon, "the channel takes webhooks", 200).await;
+
+    // The kubelet's update: a new folder, a new symlink renamed over ..data, the old
+    // folder removed. The file the daemon was given is never written.
+    configmap_version(
+        &mount,
+        "..2026_11_22_10_05_00.2",
+        &text.replace("reopen = true", "reopen = true\nenabled = false"),
+    );
+    symlink("..2026_11_22_10_05_00.2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2026_11_22_10_00_00.1")).unwrap();
+    wait_for_status(&daemon, "the swap disables the channel", 503).await;
 }

@@ -208,6 +208,7 @@ impl super::ChannelAdapter for EmailChannel {
     async fn fetch_media(
         &self,
         _: &crate::model::Media,
+        _: &super::fetch::MediaClient,
     ) -> Result<super::FetchedMedia, super::FetchError> {
         Err(super::FetchError::NoMedia)
     }

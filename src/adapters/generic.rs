@@ -7,11 +7,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::fetch::MediaClient;
 use super::signature::{self, WebhookKey};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate,
-    VerifyError, classify_status, classify_transport, fetch_url, invalid, read,
+    VerifyError, classify_status, classify_transport, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{DeliveryStatus, Identifier, Part};
@@ -356,27 +357,40 @@ impl ChannelAdapter for GenericAdapter {
         if !status.is_success() {
             return Err(classify_status(status, &headers, &text));
         }
-        let platform_message_id =
-            serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| match v.get("id")? {
-                    Value::String(s) if !s.is_empty() => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
+        let answer = serde_json::from_str::<Value>(&text).ok();
+        // A 2xx that says it failed is a failure (some gateways answer 200 to everything):
+        // tried again on the schedule, as a 5xx would be.
+        if let Some(error) = answer
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .filter(|e| !e.is_null())
+        {
+            let snippet: String = error.to_string().chars().take(200).collect();
+            return Err(SendError::Retryable {
+                reason: format!("HTTP {status} with an error in the body: {snippet}"),
+                retry_after: None,
+            });
+        }
+        let platform_message_id = answer.and_then(|v| match v.get("id")? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
         Ok(Receipt {
             platform_message_id,
             note: None,
         })
     }
 
-    /// The generic contract gives media as URLs the app serves.
-    async fn fetch_media(&self, media: &crate::model::Media) -> Result<FetchedMedia, FetchError> {
+    /// The generic contract gives media as URLs. The app's own origin (that of
+    /// `outbound_url`) is configured, so trusted; any other URL must be public.
+    async fn fetch_media(
+        &self,
+        media: &crate::model::Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         let url = media.url.as_deref().ok_or(FetchError::NoMedia)?;
-        if !crate::config::is_http_url(url) {
-            return Err(FetchError::NoMedia);
-        }
-        fetch_url(self.http.get(url)).await
+        web.fetch(url, &[&self.outbound_url]).await
     }
 }
 

@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use sha1::Digest;
 use sha2::Sha256;
 
+use super::fetch::MediaClient;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
@@ -656,13 +657,13 @@ impl ChannelAdapter for LineAdapter {
     /// LINE's own files come from the content API by message id with the access token;
     /// files a contact shared from an external provider (and our own outbound media) are
     /// plain URLs, fetched without the token.
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
-        if let Some(url) = media
-            .url
-            .as_deref()
-            .filter(|url| crate::config::is_http_url(url))
-        {
-            return fetch_url(self.http.get(url)).await;
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
+        if let Some(url) = media.url.as_deref() {
+            return web.fetch(url, &[&self.api_base, &self.api_data_base]).await;
         }
         let id = media
             .platform_ref
@@ -1401,14 +1402,22 @@ mod tests {
             platform_ref: Some("325710".into()),
             ..Media::default()
         };
-        let fetched = adapter.fetch_media(&own).await.ok().unwrap();
+        let fetched = adapter
+            .fetch_media(&own, &test_media_client())
+            .await
+            .ok()
+            .unwrap();
         assert_eq!(fetched.response.bytes().await.unwrap().as_ref(), b"%PDF");
         let external = Media {
             platform_ref: Some("1".into()),
             url: Some(format!("{}/cdn/full.jpg", server.uri())),
             ..Media::default()
         };
-        adapter.fetch_media(&external).await.ok().unwrap();
+        adapter
+            .fetch_media(&external, &test_media_client())
+            .await
+            .ok()
+            .unwrap();
         let requests = server.received_requests().await.unwrap();
         assert!(
             requests[1].headers.get("authorization").is_none(),
@@ -1420,7 +1429,10 @@ mod tests {
                 ..Media::default()
             };
             assert_eq!(
-                adapter.fetch_media(&media).await.err(),
+                adapter
+                    .fetch_media(&media, &test_media_client())
+                    .await
+                    .err(),
                 Some(FetchError::NoMedia)
             );
         }
@@ -1489,5 +1501,15 @@ mod tests {
             let wrapped = json!({"destination": "U1", "events": [value]});
             let _ = parse_body(wrapped.to_string().as_bytes());
         }
+    }
+
+    /// Media fetches in these tests go to wiremock on loopback, which a channel allows
+    /// only with media_allow_private.
+    fn test_media_client() -> crate::adapters::fetch::MediaClient {
+        crate::adapters::fetch::MediaClient::new(
+            reqwest::Client::new(),
+            std::time::Duration::from_secs(5),
+            true,
+        )
     }
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::fetch::MediaClient;
 use super::meta::{self, AppSecrets, Graph, Node};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundContact,
@@ -526,9 +527,13 @@ impl ChannelAdapter for MessengerAdapter {
     }
 
     /// Attachment URLs are Meta CDN links; the Page token goes along only to Meta hosts.
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         match media.url.as_deref() {
-            Some(url) => self.graph.fetch(url).await,
+            Some(url) => self.graph.fetch(url, web).await,
             None => Err(FetchError::NoMedia),
         }
     }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::fetch::MediaClient;
 use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
     RetiredSecret, SendError, VerifyError, classify_status, classify_transport, fetch_url,
@@ -383,14 +384,12 @@ impl Graph {
         }
     }
 
-    /// Downloads a media URL. The bearer token goes along only to the Graph host itself
+    /// Downloads a media URL (through `web`, which refuses private addresses unless it is
+    /// on the Graph origin). The bearer token goes along only to the Graph host itself
     /// and to Meta's own domains, never to a third party; reqwest drops it on a redirect
     /// to another host.
-    pub async fn fetch(&self, url: &str) -> Result<FetchedMedia, FetchError> {
-        if !crate::config::is_http_url(url) {
-            return Err(FetchError::NoMedia);
-        }
-        let mut request = self.http.get(url);
+    pub async fn fetch(&self, url: &str, web: &MediaClient) -> Result<FetchedMedia, FetchError> {
+        let mut request = web.get(url, &[&self.base])?;
         if self.trusts(url) {
             request = request.bearer_auth(self.token.expose());
         }

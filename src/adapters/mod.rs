@@ -5,6 +5,7 @@
 //! outbound is async (`send`). Adapters know nothing of storage, threading or routing.
 
 pub mod email;
+pub mod fetch;
 pub mod generic;
 pub mod line;
 pub mod messenger;
@@ -205,6 +206,9 @@ pub enum FetchError {
     /// The platform failed or could not be reached: 502 for the rep.
     #[error("could not fetch the file from the platform: {0}")]
     Upstream(String),
+    /// The URL points where media is not fetched from (a private address): 403.
+    #[error("this media URL is not fetched: {0}")]
+    Refused(String),
 }
 
 /// Why a webhook is not believed. Every variant answers 401.
@@ -313,19 +317,31 @@ pub trait ChannelAdapter: Send + Sync {
     }
 
     /// Fetches an inbound media file (with the platform's credentials, which never leave
-    /// the adapter).
-    async fn fetch_media(&self, media: &crate::model::Media) -> Result<FetchedMedia, FetchError>;
+    /// the adapter). URLs that came in a payload go through `web`, which refuses private
+    /// addresses.
+    async fn fetch_media(
+        &self,
+        media: &crate::model::Media,
+        web: &fetch::MediaClient,
+    ) -> Result<FetchedMedia, FetchError>;
 }
 
 /// Fetches a media URL that needs no credentials beyond what `request` carries.
 pub async fn fetch_url(request: reqwest::RequestBuilder) -> Result<FetchedMedia, FetchError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| match classify_transport(e) {
+    let response = request.send().await.map_err(|e| {
+        // A redirect or a name that led to a private address is a refusal, not an outage.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(inner) = cause {
+            if let Some(refused) = inner.downcast_ref::<fetch::Refused>() {
+                return FetchError::Refused(refused.to_string());
+            }
+            cause = inner.source();
+        }
+        match classify_transport(e) {
             SendError::Retryable { reason, .. } => FetchError::Upstream(reason),
             other => FetchError::Upstream(other.to_string()),
-        })?;
+        }
+    })?;
     match response.status().as_u16() {
         200..=299 => Ok(FetchedMedia { response }),
         404 | 410 => Err(FetchError::Gone(format!("HTTP {}", response.status()))),
@@ -380,6 +396,40 @@ impl AdapterConfig {
             AdapterConfig::Messenger(_) => "messenger",
             AdapterConfig::Line(_) => "line",
             AdapterConfig::Twilio(_) => "twilio",
+        }
+    }
+
+    /// Every secret in this channel's settings, for redacting error text.
+    pub fn secrets(&self) -> Vec<&crate::config::Secret> {
+        match self {
+            AdapterConfig::Email(_) => vec![],
+            AdapterConfig::Generic(c) => vec![&c.secret],
+            AdapterConfig::Telegram(c) => vec![&c.bot_token, &c.secret_token],
+            AdapterConfig::Viber(c) => vec![&c.auth_token],
+            AdapterConfig::Whatsapp(c) => vec![&c.access_token, &c.app_secret, &c.verify_token],
+            AdapterConfig::Messenger(c) => {
+                vec![&c.page_access_token, &c.app_secret, &c.verify_token]
+            }
+            AdapterConfig::Line(c) => vec![&c.channel_access_token, &c.channel_secret],
+            AdapterConfig::Twilio(c) => vec![&c.auth_token],
+        }
+    }
+
+    /// The identifier types this channel's contacts are known by, the usual one first.
+    pub fn identifier_types(&self) -> &'static [&'static str] {
+        match self {
+            AdapterConfig::Email(_) => &[email::IDENTIFIER_TYPE],
+            AdapterConfig::Generic(_) => &[generic::IDENTIFIER_TYPE],
+            AdapterConfig::Telegram(_) => &[telegram::IDENTIFIER_TYPE],
+            AdapterConfig::Viber(_) => &[viber::IDENTIFIER_TYPE],
+            AdapterConfig::Whatsapp(_) => &[whatsapp::IDENTIFIER_TYPE],
+            AdapterConfig::Messenger(_) => &[messenger::IDENTIFIER_TYPE],
+            AdapterConfig::Line(_) => &[
+                line::IDENTIFIER_TYPE,
+                line::GROUP_IDENTIFIER_TYPE,
+                line::ROOM_IDENTIFIER_TYPE,
+            ],
+            AdapterConfig::Twilio(_) => &[twilio::IDENTIFIER_TYPE],
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::fetch::MediaClient;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
@@ -1160,14 +1161,15 @@ impl ChannelAdapter for TelegramAdapter {
     }
 
     /// `getFile` for the file's path, then the file itself from `/file/bot<token>/<path>`.
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         let Some(file_id) = media.platform_ref.as_deref() else {
             // A reply's media given by URL: no credentials needed.
             let url = media.url.as_deref().ok_or(FetchError::NoMedia)?;
-            if !crate::config::is_http_url(url) {
-                return Err(FetchError::NoMedia);
-            }
-            return fetch_url(self.http.get(url)).await;
+            return web.fetch(url, &[&self.api_base]).await;
         };
         let file = self
             .call("getFile", &json!({"file_id": file_id}))

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha1::Sha1;
 
+use super::fetch::MediaClient;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
@@ -681,7 +682,11 @@ impl ChannelAdapter for TwilioAdapter {
     /// Twilio-hosted media (inbound `MediaUrl`s) is fetched from `api_base` with Basic
     /// auth, following Twilio's redirect to its file store (the credentials are not sent
     /// on to another host); any other URL is fetched as is, without them.
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         let path = media
             .platform_ref
             .as_deref()
@@ -696,8 +701,8 @@ impl ChannelAdapter for TwilioAdapter {
             return fetch_url(request).await;
         }
         match media.url.as_deref() {
-            Some(url) if crate::config::is_http_url(url) => fetch_url(self.http.get(url)).await,
-            _ => Err(FetchError::NoMedia),
+            Some(url) => web.fetch(url, &[&self.api_base]).await,
+            None => Err(FetchError::NoMedia),
         }
     }
 }
@@ -1413,14 +1418,21 @@ mod tests {
             url: Some(format!("{DEFAULT_API_BASE}{media_path}")),
             ..Media::default()
         };
-        let fetched = adapter.fetch_media(&inbound).await.ok().unwrap();
+        let fetched = adapter
+            .fetch_media(&inbound, &test_media_client())
+            .await
+            .ok()
+            .unwrap();
         assert_eq!(fetched.response.bytes().await.unwrap().as_ref(), b"jpeg");
         let elsewhere = Media {
             platform_ref: Some("/etc/passwd".into()),
             ..Media::default()
         };
         assert_eq!(
-            adapter.fetch_media(&elsewhere).await.err(),
+            adapter
+                .fetch_media(&elsewhere, &test_media_client())
+                .await
+                .err(),
             Some(FetchError::NoMedia)
         );
     }
@@ -1481,5 +1493,15 @@ mod tests {
         fn arbitrary_threads_never_panic_the_split(thread in ".{0,20}", contact in ".{0,8}") {
             let _ = split_thread(&thread, &contact);
         }
+    }
+
+    /// Media fetches in these tests go to wiremock on loopback, which a channel allows
+    /// only with media_allow_private.
+    fn test_media_client() -> crate::adapters::fetch::MediaClient {
+        crate::adapters::fetch::MediaClient::new(
+            reqwest::Client::new(),
+            std::time::Duration::from_secs(5),
+            true,
+        )
     }
 }

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
+use super::fetch::MediaClient;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, fetch_url, invalid, read,
+    classify_status, classify_transport, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -838,12 +839,13 @@ impl ChannelAdapter for ViberAdapter {
 
     /// Viber gives media as signed CDN URLs that need no credentials (and the auth token
     /// is never sent to a URL taken from a payload).
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         let url = media.url.as_deref().ok_or(FetchError::NoMedia)?;
-        if !crate::config::is_http_url(url) {
-            return Err(FetchError::NoMedia);
-        }
-        fetch_url(self.http.get(url)).await
+        web.fetch(url, &[&self.api_base]).await
     }
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::fetch::MediaClient;
 use super::meta::{self, AppSecrets, Graph, Node};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundContact,
@@ -637,7 +638,11 @@ impl ChannelAdapter for WhatsAppAdapter {
     }
 
     /// `GET {api_base}/{media id}` gives a short-lived `url`, fetched with the same token.
-    async fn fetch_media(&self, media: &Media) -> Result<FetchedMedia, FetchError> {
+    async fn fetch_media(
+        &self,
+        media: &Media,
+        web: &MediaClient,
+    ) -> Result<FetchedMedia, FetchError> {
         if let Some(id) = media.platform_ref.as_deref() {
             if !meta::is_path_safe_id(id) {
                 return Err(FetchError::NoMedia);
@@ -647,10 +652,10 @@ impl ChannelAdapter for WhatsAppAdapter {
                 .get("url")
                 .and_then(Value::as_str)
                 .ok_or_else(|| FetchError::Upstream("the media lookup gave no url".into()))?;
-            return self.graph.fetch(url).await;
+            return self.graph.fetch(url, web).await;
         }
         match media.url.as_deref() {
-            Some(url) => self.graph.fetch(url).await,
+            Some(url) => self.graph.fetch(url, web).await,
             None => Err(FetchError::NoMedia),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
-use super::{Caller, JsonBody, Paging, query};
+use super::{Caller, JsonBody, Paging, access, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{
@@ -25,6 +25,8 @@ use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, Ticke
 struct ListQuery {
     /// Only conversations of this channel.
     channel: Option<String>,
+    /// Only conversations of this inbox's channels (one of the caller's inboxes).
+    inbox: Option<String>,
     /// Only open or only closed conversations.
     #[param(value_type = Option<ConversationStatus>)]
     status: Option<String>,
@@ -66,10 +68,28 @@ struct ListQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let q: ListQuery = query(raw.as_deref())?;
+    let scope = match q.inbox.as_deref() {
+        None | Some("") => caller.scope.clone(),
+        Some(inbox) => {
+            let runtime = state.runtime.load();
+            let found = crate::desk::inboxes::inboxes_of(
+                &runtime.config,
+                caller.role,
+                caller.rep.as_deref(),
+            )
+            .into_iter()
+            .find(|i| i.id == inbox)
+            .ok_or_else(|| {
+                ApiError::unprocessable(format!("inbox: no inbox {inbox:?} of yours"))
+            })?;
+            // One of the caller's inboxes: within what the caller sees.
+            found.scope
+        }
+    };
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -92,6 +112,8 @@ pub async fn list(
     }
     let filter = ConversationFilter {
         channel: q.channel.filter(|c| !c.is_empty()),
+        scope,
+        contact: None,
         status,
         owner,
         ticket_status: q.ticket_status.filter(|s| !s.is_empty()),
@@ -124,14 +146,14 @@ fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
 )]
 pub async fn show(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = conversation_id(&id)?;
-    Ok(Json(state.store.conversation(&id).await?))
+    Ok(Json(access::conversation(&state, &caller, &id).await?))
 }
 
-/// A conversation's messages, oldest first.
+/// A conversation's messages and internal comments (`"type": "comment"`), oldest first.
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{id}/messages",
@@ -150,12 +172,13 @@ pub async fn show(
 )]
 pub async fn messages(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<Message>>, ApiError> {
     let id = conversation_id(&id)?;
     let paging: Paging = query(raw.as_deref())?;
+    access::conversation(&state, &caller, &id).await?;
     Ok(Json(state.store.messages(&id, &paging.page()?).await?))
 }
 
@@ -164,10 +187,16 @@ pub async fn messages(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"parts": [{"type": "text", "text": "Your order ships today."}]}))]
 pub struct ReplyRequest {
-    /// What to send, in order; `unsupported` parts cannot be sent.
+    /// What to send, in order; `unsupported` parts cannot be sent. Required unless
+    /// `snippet_id` is given.
     // Read as JSON first, so that a bad part is reported with its path.
-    #[schema(value_type = Vec<Part>, min_items = 1)]
-    parts: Value,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Part>>, min_items = 1)]
+    parts: Option<Value>,
+    /// Send this snippet instead of `parts`, its placeholders filled from the contact,
+    /// the rep and the ticket: the rendered text is what is stored and sent.
+    #[serde(default)]
+    snippet_id: Option<String>,
     /// The message this answers (default: the latest inbound one).
     #[serde(default)]
     #[schema(value_type = Option<MessageId>)]
@@ -210,8 +239,22 @@ pub async fn reply(
     JsonBody(request): JsonBody<ReplyRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let conversation_id = conversation_id(&id)?;
-    let parts = Part::parse_list(&request.parts, "parts")
-        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let conversation = access::conversation(&state, &caller, &conversation_id).await?;
+    let parts = match (&request.parts, request.snippet_id.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unprocessable(
+                "snippet_id: give parts or snippet_id, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::unprocessable("parts: is required")),
+        (Some(parts), None) => {
+            Part::parse_list(parts, "parts").map_err(|e| ApiError::unprocessable(e.to_string()))?
+        }
+        (None, Some(snippet)) => {
+            let text = super::snippets::render_for(&state, &caller, snippet, &conversation).await?;
+            vec![Part::Text(crate::model::TextPart { text })]
+        }
+    };
     if let Some(i) = parts.iter().position(|p| matches!(p, Part::Unsupported(_))) {
         return Err(ApiError::unprocessable(format!(
             "parts[{i}].type: not a part type that can be sent"
@@ -231,6 +274,11 @@ pub async fn reply(
             let channel = runtime.channel(id).ok_or_else(|| {
                 ApiError::unprocessable(format!("via_channel: no channel {id:?}"))
             })?;
+            if !caller.sees(id) {
+                return Err(ApiError::unprocessable(format!(
+                    "via_channel: no channel {id:?}"
+                )));
+            }
             if !matches!(
                 channel.config.adapter,
                 crate::adapters::AdapterConfig::Email(_)
@@ -240,8 +288,7 @@ pub async fn reply(
                     channel.config.adapter.kind()
                 )));
             }
-            let contact = state.store.conversation(&conversation_id).await?.contact;
-            let email = contact.email.ok_or_else(|| {
+            let email = conversation.contact.email.clone().ok_or_else(|| {
                 ApiError::unprocessable("via_channel: the contact has no email (set it with PATCH /api/v1/contacts/{id})")
             })?;
             Some(crate::store::Via {
@@ -270,7 +317,7 @@ pub async fn reply(
             reply_to,
             sender: Sender {
                 kind: SenderKind::Rep,
-                id: caller.name,
+                id: caller.author(),
             },
             run_at: Utc::now() + first_delay,
             ticket_change,
@@ -321,6 +368,7 @@ pub async fn update(
     JsonBody(request): JsonBody<UpdateRequest>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = conversation_id(&id)?;
+    access::conversation(&state, &caller, &id).await?;
     if let Some(Some(owner)) = &request.owner_id {
         let runtime = state.runtime.load();
         if !runtime.config.reps.iter().any(|r| &r.id == owner) {
@@ -338,10 +386,11 @@ pub async fn update(
         .update_conversation(&id, update, &caller.actor())
         .await?;
     // Closing or handing over a conversation frees its owner's capacity.
-    state
+    let assigned = state
         .store
         .backfill(state.runtime.load().all_rules())
         .await?;
+    crate::telemetry::backfilled(assigned);
     Ok(Json(state.store.conversation(&id).await?))
 }
 
@@ -369,6 +418,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let id = conversation_id(&id)?;
+    access::conversation(&state, &caller, &id).await?;
     state
         .store
         .delete_conversation(&id, &caller.actor())

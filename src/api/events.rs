@@ -1,6 +1,8 @@
 //! `GET /api/v1/events`: server-sent events for new messages, assignments, status changes
 //! and delivery updates. Each event carries its id; a client that reconnects with
-//! `Last-Event-ID` gets everything it missed, from the store, in order.
+//! `Last-Event-ID` gets everything it missed, from the store, in order. A rep's stream
+//! carries only events of their inboxes' channels (scope re-read from the live config for
+//! every batch), plus the `comment.mentioned` events addressed to them.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -39,6 +41,9 @@ struct EventsQuery {
 
 struct Cursor {
     store: Arc<dyn Store>,
+    runtime: crate::runtime::SharedRuntime,
+    role: crate::config::Role,
+    rep: Option<String>,
     filter: EventFilter,
     after: i64,
     ready: VecDeque<Event>,
@@ -66,7 +71,7 @@ struct Cursor {
 )]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -85,6 +90,9 @@ pub async fn stream(
     let cursor = Cursor {
         changes: state.store.changes(),
         store: state.store.clone(),
+        runtime: state.runtime.clone(),
+        role: caller.role,
+        rep: caller.rep.clone(),
         filter: EventFilter {
             channel: q.channel.filter(|c| !c.is_empty()),
             owner: q.owner.filter(|o| !o.is_empty()),
@@ -107,7 +115,16 @@ pub async fn stream(
             match c.store.events_after(c.after, &c.filter, BATCH).await {
                 Ok(events) if !events.is_empty() => {
                     c.after = events.last().map_or(c.after, |e| e.id);
-                    c.ready.extend(events);
+                    let scope = crate::desk::inboxes::scope(
+                        &c.runtime.load().config,
+                        c.role,
+                        c.rep.as_deref(),
+                    );
+                    c.ready.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| visible(e, &scope, c.rep.as_deref())),
+                    );
                     continue;
                 }
                 Ok(_) => {}
@@ -124,6 +141,14 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// An event of the caller's channels, or a mention of the caller's rep (a colleague
+/// shared that comment with them on purpose, whatever inbox it is in).
+fn visible(event: &Event, scope: &crate::desk::inboxes::Scope, rep: Option<&str>) -> bool {
+    let mentions_me = event.kind == "comment.mentioned"
+        && rep.is_some_and(|rep| event.data["rep_id"].as_str() == Some(rep));
+    mentions_me || event.channel_id.as_deref().is_some_and(|c| scope.allows(c))
 }
 
 fn sse(event: &Event) -> SseEvent {

@@ -29,6 +29,8 @@ use crate::model::{MessageId, Part};
             part's `mime_type`) and its filename in `Content-Disposition`.",
             content(("application/octet-stream")),
             headers(("content-disposition" = String, description = "`inline; filename=…`"))),
+        (status = 403, description = "The part's URL points at a private address and the \
+            channel does not allow that (`media_refused`).", body = ErrorBody),
         (status = 404, description = "No such message or part, the part has no media, or the \
             platform no longer has it (`not_found`, `media_unavailable`).", body = ErrorBody),
         (status = 413, description = "The file is larger than `media.max_bytes` \
@@ -41,11 +43,14 @@ use crate::model::{MessageId, Part};
 )]
 pub async fn fetch(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((id, n)): Path<(String, usize)>,
 ) -> Result<Response, ApiError> {
     let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
     let message = state.store.message(&id).await?;
+    if !caller.sees(&message.channel_id) {
+        return Err(ApiError::not_found("message"));
+    }
     let part = message
         .parts
         .get(n)
@@ -73,9 +78,12 @@ pub async fn fetch(
     };
     let fetched = channel
         .adapter
-        .fetch_media(&media.media)
+        .fetch_media(&media.media, &channel.media)
         .await
         .map_err(|e| match e {
+            FetchError::Refused(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "media_refused", e.to_string())
+            }
             FetchError::NoMedia | FetchError::Gone(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "media_unavailable", e.to_string())
             }

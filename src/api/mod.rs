@@ -1,16 +1,20 @@
 //! The rep and admin REST API (`/api/v1`) and the operational endpoints. Handlers
 //! translate HTTP to store calls and back; rules live in `desk`, errors map in `error`.
 
+mod access;
 mod analytics;
 mod channels;
+mod comments;
 mod contacts;
 mod conversations;
 mod deliveries;
 mod events;
+mod inboxes;
 mod media;
 pub mod openapi;
 pub mod ops;
 mod reps;
+mod snippets;
 mod tickets;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -25,6 +29,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::config::Role;
+use crate::desk::inboxes::Scope;
 use crate::error::ApiError;
 use crate::store::PageRequest;
 
@@ -40,11 +45,19 @@ pub fn router() -> OpenApiRouter<AppState> {
             conversations::delete
         ))
         .routes(routes!(conversations::messages, conversations::reply))
+        .routes(routes!(comments::create))
         .routes(routes!(media::fetch))
         .routes(routes!(tickets::show, tickets::update, tickets::delete))
         .routes(routes!(tickets::history))
         .routes(routes!(tickets::restore))
+        .routes(routes!(contacts::create))
         .routes(routes!(contacts::show, contacts::update))
+        .routes(routes!(contacts::conversations))
+        .routes(routes!(contacts::merge))
+        .routes(routes!(contacts::history))
+        .routes(routes!(inboxes::list))
+        .routes(routes!(snippets::list, snippets::create))
+        .routes(routes!(snippets::show, snippets::update, snippets::delete))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
         .routes(routes!(channels::list))
@@ -55,17 +68,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(analytics::report))
 }
 
-/// The authenticated caller of an API request.
+/// The authenticated caller of an API request, with what they may see under the config
+/// of the moment the request started.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The rep the token acts as (`rep` in `[[api.tokens]]`).
+    pub rep: Option<String>,
+    /// The channels of the caller's inboxes (everything for admins).
+    pub scope: Scope,
 }
 
 impl Caller {
+    /// Who the caller's actions are attributed to: their rep, else the token's name.
+    pub fn author(&self) -> String {
+        self.rep.clone().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The caller as the audit trail names them.
     pub fn actor(&self) -> crate::store::Actor {
-        crate::store::Actor::new(self.name.clone())
+        crate::store::Actor::new(self.author())
+    }
+
+    /// Whether the caller may see and act on this channel's conversations.
+    pub fn sees(&self, channel: &str) -> bool {
+        self.scope.allows(channel)
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
@@ -97,7 +125,23 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             name: token.name.clone(),
             role: token.role,
+            rep: token.rep.clone(),
+            scope: crate::desk::inboxes::scope(&runtime.config, token.role, token.rep.as_deref()),
         })
+    }
+}
+
+/// A caller with an admin token: a rep token is refused with 403 before the body is read,
+/// so a rep learns nothing from validation errors.
+pub struct AdminCaller(pub Caller);
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_admin()?;
+        Ok(AdminCaller(caller))
     }
 }
 
@@ -160,6 +204,11 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Ap
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
+        Err(e) if crate::server::is_body_timeout(&*e) => Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the body did not arrive within server.body_read_timeout_ms; send it again",
+        )),
         Err(e) => Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "unreadable_body",
@@ -217,13 +266,16 @@ impl Paging {
     pub fn page(self) -> Result<PageRequest, ApiError> {
         let limit = match self.limit.as_deref() {
             None | Some("") => DEFAULT_PAGE,
+            // More than a page holds gets a full page (and a cursor), as clients that
+            // ask for "everything" expect; nonsense is still refused.
             Some(raw) => raw
-                .parse::<u32>()
+                .parse::<u64>()
                 .ok()
-                .filter(|l| (1..=MAX_PAGE).contains(l))
+                .filter(|l| *l >= 1)
+                .map(|l| l.min(u64::from(MAX_PAGE)) as u32)
                 .ok_or_else(|| {
                     ApiError::unprocessable(format!(
-                        "limit: must be a whole number from 1 to {MAX_PAGE}"
+                        "limit: must be a whole number from 1 (pages hold at most {MAX_PAGE})"
                     ))
                 })?,
         };

@@ -95,6 +95,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(stats) = state.store.queue_stats().await {
         telemetry::queue_depth(stats.pending, stats.dead, stats.oldest_due_age);
+        let channels: Vec<String> = state
+            .runtime
+            .load()
+            .config
+            .channels
+            .keys()
+            .cloned()
+            .collect();
+        telemetry::open_conversations(&channels, &stats.open_conversations);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

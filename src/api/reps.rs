@@ -69,6 +69,7 @@ pub async fn presence(
         .store
         .set_presence(&id, status, runtime.all_rules())
         .await?;
+    crate::telemetry::backfilled(assigned);
     Ok(Json(PresenceReply {
         id,
         status: request.status,

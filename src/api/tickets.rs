@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
-use super::{Caller, JsonBody};
+use super::{Caller, JsonBody, access};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Ticket, TicketId};
@@ -37,10 +37,12 @@ fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
 )]
 pub async fn show(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Ticket>, ApiError> {
-    Ok(Json(state.store.ticket(&ticket_id(&id)?).await?))
+    let id = ticket_id(&id)?;
+    access::ticket(&state, &caller, &id).await?;
+    Ok(Json(state.store.ticket(&id).await?))
 }
 
 /// `{"status"?, "owner_id"?: "alice" | null, "properties"?: {…}, "reason"?}`.
@@ -91,6 +93,7 @@ pub async fn update(
     JsonBody(request): JsonBody<UpdateRequest>,
 ) -> Result<Json<Ticket>, ApiError> {
     let id = ticket_id(&id)?;
+    access::ticket(&state, &caller, &id).await?;
     let runtime = state.runtime.load();
     if let Some(Some(owner)) = &request.owner_id
         && !runtime.config.reps.iter().any(|r| &r.id == owner)
@@ -132,10 +135,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    state
-        .store
-        .delete_ticket(&ticket_id(&id)?, &caller.actor())
-        .await?;
+    let id = ticket_id(&id)?;
+    access::ticket(&state, &caller, &id).await?;
+    state.store.delete_ticket(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,10 +193,12 @@ pub async fn restore(
 )]
 pub async fn history(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
-    let entries = state.store.ticket_history(&ticket_id(&id)?).await?;
+    let id = ticket_id(&id)?;
+    access::ticket(&state, &caller, &id).await?;
+    let entries = state.store.ticket_history(&id).await?;
     Ok(Json(Page {
         items: entries,
         next_cursor: None,

@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, MediaConfig, PipelineConfig,
-    PresenceConfig, ReloadConfig, RepConfig, Role, RoutingConfig, ServerConfig, SmtpConfig,
-    StatusConfig, StorageConfig, Threading, TicketTemplate, TicketsConfig,
+    ApiConfig, ApiToken, ChannelConfig, Config, DeliveryConfig, InboxConfig, MediaConfig,
+    PipelineConfig, PresenceConfig, ReloadConfig, RepConfig, RetentionConfig, Role, RoutingConfig,
+    Secret, ServerConfig, SmtpConfig, SnippetConfig, StatusConfig, StorageConfig, Threading,
+    TicketTemplate, TicketsConfig,
 };
 use crate::adapters::AdapterConfig;
 
@@ -36,11 +37,21 @@ const SECTIONS: &[&str] = &[
     "reload",
     "media",
     "tickets",
+    "retention",
     "presence",
+    "inboxes",
+    "snippets",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
-const CHANNEL_RULE_KEYS: &[&str] = &["enabled", "threading", "reopen", "routing", "ticket"];
+const CHANNEL_RULE_KEYS: &[&str] = &[
+    "enabled",
+    "threading",
+    "reopen",
+    "routing",
+    "ticket",
+    "media_allow_private",
+];
 
 /// One problem in a config, with the key it is about (`channels.demo.outbound_url`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,10 +107,7 @@ pub fn load_str(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigErrors(vec![ConfigError::new(
-            "",
-            format!("invalid TOML: {}", e.to_string().trim()),
-        )])
+        ConfigErrors(vec![ConfigError::new("", toml_error(text, &e))])
     })?;
     apply_env(&mut table, env);
     let mut errors = Vec::new();
@@ -108,6 +116,21 @@ pub fn load_str(
         Ok(config.expect("a config with no errors is complete"))
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// A TOML syntax error by line and column, without quoting the line: the line may hold a
+/// secret, and this message is printed, logged and shown by `/readyz`.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("invalid TOML at line {line}, column {column}: {message}")
+        }
+        None => format!("invalid TOML: {message}"),
     }
 }
 
@@ -176,6 +199,14 @@ struct RawServer {
     max_body_bytes: usize,
     #[serde(default = "default_grace")]
     shutdown_grace_ms: u64,
+    #[serde(default = "default_header_timeout")]
+    header_read_timeout_ms: u64,
+    #[serde(default = "default_body_timeout")]
+    body_read_timeout_ms: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_max_requests")]
+    max_concurrent_requests: usize,
 }
 
 fn default_listen() -> String {
@@ -187,16 +218,35 @@ fn default_max_body() -> usize {
 fn default_grace() -> u64 {
     10_000
 }
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    30_000
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_requests() -> usize {
+    256
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     #[serde(default = "default_storage_url")]
-    url: String,
+    url: Secret,
+    schema: Option<String>,
+    #[serde(default = "default_storage_connections")]
+    max_connections: u32,
 }
 
-fn default_storage_url() -> String {
-    "sqlite://data/channel-bridge.db".into()
+fn default_storage_connections() -> u32 {
+    16
+}
+
+fn default_storage_url() -> Secret {
+    Secret::new("sqlite://data/channel-bridge.db")
 }
 
 #[derive(Deserialize, Default)]
@@ -212,6 +262,8 @@ struct RawToken {
     name: String,
     role: Role,
     sha256: String,
+    #[serde(default)]
+    rep: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +313,8 @@ struct RawChannelRules {
     routing: RoutingConfig,
     #[serde(default)]
     ticket: RawTicket,
+    #[serde(default)]
+    media_allow_private: bool,
 }
 
 fn yes() -> bool {
@@ -286,7 +340,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     let server = parse::<RawServer>(section(&mut table, "server"), "server", errors)
         .and_then(|raw| server(raw, errors));
     let storage = parse::<RawStorage>(section(&mut table, "storage"), "storage", errors)
-        .and_then(|raw| storage(&raw.url, errors));
+        .and_then(|raw| storage(raw, errors));
     let api =
         parse::<RawApi>(section(&mut table, "api"), "api", errors).and_then(|raw| api(raw, errors));
     let smtp = match table.remove("smtp") {
@@ -325,7 +379,26 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
     let reload = parse::<ReloadConfig>(section(&mut table, "reload"), "reload", errors);
     let media = parse::<MediaConfig>(section(&mut table, "media"), "media", errors);
     let tickets = parse::<TicketsConfig>(section(&mut table, "tickets"), "tickets", errors);
+    let retention = parse::<RetentionConfig>(section(&mut table, "retention"), "retention", errors);
     let presence = parse::<PresenceConfig>(section(&mut table, "presence"), "presence", errors);
+    let inboxes = match table.remove("inboxes") {
+        Some(value) => parse::<BTreeMap<String, InboxConfig>>(value, "inboxes", errors),
+        None => Some(BTreeMap::new()),
+    };
+    let snippets = match table.remove("snippets") {
+        Some(value) => parse::<BTreeMap<String, SnippetConfig>>(value, "snippets", errors),
+        None => Some(BTreeMap::new()),
+    };
+    if let Some(snippets) = &snippets {
+        super::inboxes::check_snippets(snippets, errors);
+    }
+    if let (Some(api), Some(reps)) = (&api, &reps) {
+        super::inboxes::check_token_reps(&api.tokens, reps, errors);
+    }
+    if let (Some(inboxes), Some(channels), Some(reps)) = (&inboxes, &channels, &reps) {
+        let ids: HashSet<&str> = channels.keys().map(String::as_str).collect();
+        super::inboxes::check_inboxes(inboxes, &ids, reps, errors);
+    }
 
     if let Some(reps) = &reps {
         check_reps(reps, errors);
@@ -358,6 +431,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
                     reopen: raw.rules.reopen,
                     routing: raw.rules.routing,
                     ticket,
+                    media_allow_private: raw.rules.media_allow_private,
                     adapter: raw.adapter,
                 },
             ))
@@ -375,7 +449,10 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         reload: reload?,
         media: media?,
         tickets: tickets?,
+        retention: retention?,
         presence: presence?,
+        inboxes: inboxes?,
+        snippets: snippets?,
     })
 }
 
@@ -398,22 +475,63 @@ fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig>
             "must be an http(s) URL",
         ));
     }
-    if raw.max_body_bytes == 0 {
-        errors.push(ConfigError::new(
-            "server.max_body_bytes",
-            "must be above zero",
-        ));
+    for (key, value) in [
+        ("max_body_bytes", raw.max_body_bytes as u64),
+        ("header_read_timeout_ms", raw.header_read_timeout_ms),
+        ("body_read_timeout_ms", raw.body_read_timeout_ms),
+        ("max_connections", raw.max_connections as u64),
+        (
+            "max_concurrent_requests",
+            raw.max_concurrent_requests as u64,
+        ),
+    ] {
+        if value == 0 {
+            errors.push(ConfigError::new(
+                format!("server.{key}"),
+                "must be above zero",
+            ));
+        }
     }
     Some(ServerConfig {
         listen: listen?,
         public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_owned()),
         max_body_bytes: raw.max_body_bytes,
         shutdown_grace_ms: raw.shutdown_grace_ms,
+        header_read_timeout_ms: raw.header_read_timeout_ms,
+        body_read_timeout_ms: raw.body_read_timeout_ms,
+        max_connections: raw.max_connections,
+        max_concurrent_requests: raw.max_concurrent_requests,
     })
 }
 
-/// Reads `sqlite://relative/path.db` or `sqlite:///absolute/path.db`.
-fn storage(url: &str, errors: &mut Vec<ConfigError>) -> Option<StorageConfig> {
+/// Reads `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `postgres://…`.
+fn storage(raw: RawStorage, errors: &mut Vec<ConfigError>) -> Option<StorageConfig> {
+    let url = raw.url.expose();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if raw.max_connections < 2 {
+            errors.push(ConfigError::new(
+                "storage.max_connections",
+                "must be at least 2 (one connection listens for notifications)",
+            ));
+            return None;
+        }
+        if raw.schema.as_deref().is_some_and(|s| s.is_empty()) {
+            errors.push(ConfigError::new("storage.schema", "must not be empty"));
+            return None;
+        }
+        return Some(StorageConfig::Postgres {
+            url: raw.url.clone(),
+            schema: raw.schema,
+            max_connections: raw.max_connections,
+        });
+    }
+    if raw.schema.is_some() {
+        errors.push(ConfigError::new(
+            "storage.schema",
+            "applies to postgres:// URLs only",
+        ));
+        return None;
+    }
     if let Some(rest) = url.strip_prefix("sqlite://") {
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
@@ -427,12 +545,10 @@ fn storage(url: &str, errors: &mut Vec<ConfigError>) -> Option<StorageConfig> {
             path: PathBuf::from(path),
         });
     }
-    let message = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        "PostgreSQL storage is not available in this version; use sqlite://PATH"
-    } else {
-        "must start with sqlite://"
-    };
-    errors.push(ConfigError::new("storage.url", message));
+    errors.push(ConfigError::new(
+        "storage.url",
+        "must start with sqlite:// or postgres://",
+    ));
     None
 }
 
@@ -457,6 +573,7 @@ fn api(raw: RawApi, errors: &mut Vec<ConfigError>) -> Option<ApiConfig> {
                 name: token.name,
                 role: token.role,
                 sha256,
+                rep: token.rep,
             }),
             None => {
                 errors.push(ConfigError::new(
@@ -810,6 +927,14 @@ threading = "sideways"
     }
 
     #[test]
+    fn a_toml_syntax_error_names_its_place_without_quoting_the_line() {
+        let text = minimal() + "bot_token = \"123:SECRET-TOKEN\" oops\n";
+        let errors = load_str(&text, []).unwrap_err().to_string();
+        assert!(errors.contains("invalid TOML at line 6"), "{errors}");
+        assert!(!errors.contains("SECRET-TOKEN"), "{errors}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors_not_silently_ignored() {
         let text = minimal() + "outbond_url = \"http://typo/\"\n[sever]\nlisten = \"x\"\n";
         let mut found = keys(load_str(&text, []));
@@ -838,6 +963,85 @@ threading = "sideways"
         assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
         assert_eq!(config.server.max_body_bytes, 2048);
         assert!(!config.channels["demo"].enabled);
+    }
+
+    #[test]
+    fn inboxes_token_reps_and_snippets_must_name_what_exists() {
+        let hash = "0".repeat(64);
+        let text = minimal()
+            + &format!(
+                r#"
+[[reps]]
+id = "alice"
+teams = ["billing"]
+[[api.tokens]]
+name = "a"
+role = "rep"
+rep = "ghost"
+sha256 = "{hash}"
+[inboxes.sales]
+channels = ["demo", "nope"]
+users = ["alice", "ghost"]
+teams = ["billing", "nobody"]
+[inboxes.support]
+channels = ["demo"]
+[inboxes."bad id"]
+[snippets.hi]
+text = "Hi {{{{contact.frist_name}}}}"
+"#
+            );
+        let mut found = keys(load_str(&text, []));
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                "api.tokens[0].rep",
+                "inboxes.bad id",
+                "inboxes.sales.channels",
+                "inboxes.sales.teams",
+                "inboxes.sales.users",
+                "inboxes.support.channels",
+                "snippets.hi.text",
+            ]
+        );
+        let errors = load_str(&text, []).unwrap_err().to_string();
+        assert!(
+            errors.contains(
+                "inboxes.support.channels: channel \"demo\" is already in inbox \"sales\""
+            ),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_token_may_act_as_a_rep_and_inboxes_and_snippets_load() {
+        let text = minimal()
+            + &format!(
+                r#"
+[[reps]]
+id = "alice"
+name = "Alice Doe"
+[[api.tokens]]
+name = "alice-laptop"
+role = "rep"
+rep = "alice"
+sha256 = "{}"
+[inboxes.sales]
+channels = ["demo"]
+users = ["alice"]
+[snippets.hello]
+text = "Hi {{{{contact.first_name|there}}}}, {{{{rep.name}}}} here."
+"#,
+                "0".repeat(64)
+            );
+        let config = load_str(&text, []).unwrap();
+        assert_eq!(config.api.tokens[0].rep.as_deref(), Some("alice"));
+        assert_eq!(
+            config.rep("alice").unwrap().name.as_deref(),
+            Some("Alice Doe")
+        );
+        assert_eq!(config.inboxes["sales"].channels, ["demo"]);
+        assert!(config.snippets["hello"].text.starts_with("Hi {{"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! overrides, validated as a whole before anything uses it (ARCHITECTURE.md §6).
 //! This module knows the shape of the config and its rules; it starts nothing.
 
+mod inboxes;
 mod load;
 pub mod secret;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use inboxes::is_name;
 pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str};
 pub use secret::Secret;
 
@@ -34,7 +36,31 @@ pub struct Config {
     pub reload: ReloadConfig,
     pub media: MediaConfig,
     pub tickets: TicketsConfig,
+    pub retention: RetentionConfig,
     pub presence: PresenceConfig,
+    /// Inboxes by id: which channels they group and which reps work them.
+    pub inboxes: BTreeMap<String, InboxConfig>,
+    /// Reply snippets by id, defined in the config (read-only through the API).
+    pub snippets: BTreeMap<String, SnippetConfig>,
+}
+
+/// An inbox: a group of channels and the reps (directly or through a team) who see them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// A reply snippet from the config: text with `{{placeholders}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnippetConfig {
+    pub text: String,
 }
 
 /// How reps' presence is kept.
@@ -87,6 +113,29 @@ impl Default for TicketsConfig {
     }
 }
 
+/// How long data kept only for inspection stays.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Inbound messages keep the platform's raw payload this many days (to look into how
+    /// a webhook was parsed); then it is cleared and the message's parts stay. 0 keeps
+    /// it forever.
+    #[serde(default = "default_raw_payload_days")]
+    pub raw_payload_days: u32,
+}
+
+fn default_raw_payload_days() -> u32 {
+    30
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            raw_payload_days: default_raw_payload_days(),
+        }
+    }
+}
+
 /// Inbound media as reps open it through the API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,16 +143,23 @@ pub struct MediaConfig {
     /// The largest file the API streams from a platform; larger ones answer 413.
     #[serde(default = "default_media_max")]
     pub max_bytes: u64,
+    /// A whole media fetch (connect, redirects, body) may take this long.
+    #[serde(default = "default_media_timeout")]
+    pub timeout_ms: u64,
 }
 
 fn default_media_max() -> u64 {
     25 * 1024 * 1024
+}
+fn default_media_timeout() -> u64 {
+    30_000
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             max_bytes: default_media_max(),
+            timeout_ms: default_media_timeout(),
         }
     }
 }
@@ -152,12 +208,30 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long SIGTERM waits for in-flight requests and jobs before exiting anyway.
     pub shutdown_grace_ms: u64,
+    /// A connection must send a whole request head within this time (also when idle
+    /// between keep-alive requests), or it is closed: slowloris and idle sockets go away.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive whole within this time after its head (408 otherwise).
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most; past it the listener stops accepting until one closes.
+    pub max_connections: usize,
+    /// Requests handled at once; past it requests are shed with 503 `overloaded`.
+    pub max_concurrent_requests: usize,
 }
 
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// Shared by every replica; the URL is a secret since it may hold a password.
+    Postgres {
+        url: Secret,
+        /// Tables live in this schema (created if missing) instead of the user's default.
+        schema: Option<String>,
+        max_connections: u32,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -171,6 +245,8 @@ pub struct ApiToken {
     pub name: String,
     pub role: Role,
     pub sha256: [u8; 32],
+    /// The rep (a `[[reps]]` id) this token acts as: what they see and who did it.
+    pub rep: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -207,6 +283,9 @@ pub struct DeliveryConfig {
 #[serde(deny_unknown_fields)]
 pub struct RepConfig {
     pub id: String,
+    /// How the rep signs to contacts (`{{rep.name}}` in snippets).
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
@@ -249,6 +328,9 @@ pub struct ChannelConfig {
     pub reopen: bool,
     pub routing: RoutingConfig,
     pub ticket: TicketTemplate,
+    /// Media URLs from this channel's payloads may point at private addresses (an
+    /// internal network); by default only public addresses are fetched.
+    pub media_allow_private: bool,
     pub adapter: AdapterConfig,
 }
 
@@ -292,6 +374,11 @@ impl Config {
     /// The channel with this id, if configured.
     pub fn channel(&self, id: &str) -> Option<&ChannelConfig> {
         self.channels.get(id)
+    }
+
+    /// The rep with this id, if configured.
+    pub fn rep(&self, id: &str) -> Option<&RepConfig> {
+        self.reps.iter().find(|r| r.id == id)
     }
 
     /// The status definition of `status` in `pipeline`, if both exist.

@@ -33,6 +33,29 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Replaces every appearance of `secrets` in `text` (as written, percent-encoded, and a
+/// `whsec_` key's base64 part) with `[redacted]`: for error text that comes from outside,
+/// such as a platform's error body echoing the URL that carried a bot token.
+pub fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        let value = secret.expose();
+        let mut forms = vec![value.to_owned()];
+        forms.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
+        if let Some(key) = value.strip_prefix("whsec_") {
+            forms.push(key.to_owned());
+        }
+        // Longest first, so a form containing another is replaced whole.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        for form in forms.iter().filter(|f| f.len() >= 4) {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), "[redacted]");
+            }
+        }
+    }
+    out
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum SecretSource {
@@ -76,6 +99,21 @@ mod tests {
     fn debug_and_display_never_show_the_value() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+
+    #[test]
+    fn redact_removes_a_secret_in_every_form_it_travels_in() {
+        let bot = Secret::new("123456:AAH-bot/token+x");
+        let hook = Secret::new("whsec_c2VjcmV0LWtleS1ieXRlcw==");
+        let text = "HTTP 404: no route /bot123456:AAH-bot/token+x/sendMessage \
+                    (123456%3AAAH-bot%2Ftoken%2Bx) key c2VjcmV0LWtleS1ieXRlcw==";
+        let clean = redact(text, &[&bot, &hook]);
+        assert!(!clean.contains("AAH-bot"), "{clean}");
+        assert!(!clean.contains("c2VjcmV0"), "{clean}");
+        assert!(
+            clean.starts_with("HTTP 404: no route /bot[redacted]/sendMessage"),
+            "{clean}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ fn rank(status: DeliveryStatus) -> u8 {
         DeliveryStatus::Delivered => 3,
         DeliveryStatus::Read => 4,
         DeliveryStatus::Failed => 5,
+        DeliveryStatus::Internal => 6,
     }
 }
 
@@ -20,9 +21,10 @@ fn rank(status: DeliveryStatus) -> u8 {
 pub fn advance(current: DeliveryStatus, reported: DeliveryStatus) -> Option<DeliveryStatus> {
     use DeliveryStatus::*;
     match (current, reported) {
-        // Inbound messages have no delivery to track; a failed message stays failed.
-        (Received, _) | (Failed, _) => None,
-        (_, Received) | (_, Queued) => None,
+        // Inbound messages and comments have no delivery to track; a failed message stays
+        // failed.
+        (Received | Internal, _) | (Failed, _) => None,
+        (_, Received | Queued | Internal) => None,
         // A message the contact received cannot fail to reach them any more.
         (Delivered | Read, Failed) => None,
         (Queued | Sent, Failed) => Some(Failed),
@@ -63,6 +65,8 @@ mod tests {
             (Failed, Sent, None),
             (Received, Read, None),
             (Sent, Queued, None),
+            (Internal, Read, None),
+            (Sent, Internal, None),
         ];
         for (current, reported, expected) in cases {
             assert_eq!(

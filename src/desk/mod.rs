@@ -3,8 +3,11 @@
 //! call these and persist or show what they decide.
 
 pub mod analytics;
+pub mod comments;
 pub mod delivery;
+pub mod inboxes;
 pub mod notify;
 pub mod routing;
+pub mod snippets;
 pub mod threading;
 pub mod tickets;

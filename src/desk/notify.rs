@@ -68,6 +68,25 @@ pub fn owner_email(
     (subject, text)
 }
 
+/// Subject and text of the email a rep gets when a colleague mentions them in an internal
+/// comment while they are offline.
+pub fn mention_email(
+    author: &str,
+    contact: &str,
+    channel: &str,
+    comment: &str,
+    link: Option<&str>,
+) -> (String, String) {
+    let subject = format!("{author} mentioned you in the conversation with {contact}");
+    let mut text = format!(
+        "{author} mentioned you in an internal comment on the conversation with {contact} on {channel}:\n\n{comment}\n"
+    );
+    if let Some(link) = link {
+        text.push_str(&format!("\nOpen the conversation: {link}\n"));
+    }
+    (subject, text)
+}
+
 /// One new message for a digest: who wrote, where, what.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DigestItem {
@@ -119,6 +138,20 @@ mod tests {
         assert_eq!(subject, "2 new messages in your conversations");
         assert!(text.contains("Ana on wa: hi\n  https://b/api/v1/conversations/conv_Ana\n"));
         assert!(text.contains("Bo on wa: refund?"));
+    }
+
+    #[test]
+    fn a_mention_email_says_who_mentioned_whom_where_with_the_comment_and_a_link() {
+        let (subject, text) = mention_email(
+            "alice",
+            "Ana",
+            "wa",
+            "@bob can we refund?",
+            Some("https://b/api/v1/conversations/conv_1"),
+        );
+        assert_eq!(subject, "alice mentioned you in the conversation with Ana");
+        assert!(text.contains("on wa:\n\n@bob can we refund?\n"), "{text}");
+        assert!(text.ends_with("Open the conversation: https://b/api/v1/conversations/conv_1\n"));
     }
 
     #[test]

@@ -264,6 +264,7 @@ mod tests {
     fn the_pool_lists_users_then_team_members_once_each() {
         let rep = |id: &str, teams: &[&str]| crate::config::RepConfig {
             id: id.into(),
+            name: None,
             email: None,
             teams: teams.iter().map(|t| t.to_string()).collect(),
             capacity: 10,

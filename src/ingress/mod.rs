@@ -224,6 +224,28 @@ async fn handle(
         .iter()
         .filter(|o| matches!(o, IngestOutcome::Duplicate { .. }))
         .count();
+    for outcome in &outcomes {
+        if let IngestOutcome::Stored {
+            routed: Some(routed),
+            ..
+        } = outcome
+        {
+            telemetry::routed(routed.rule, routed.assigned);
+        }
+    }
+    let mut conversations = outcomes.iter().filter_map(|o| match o {
+        IngestOutcome::Stored {
+            conversation_id, ..
+        } => Some(conversation_id),
+        _ => None,
+    });
+    // A webhook of one conversation names it on the request's log lines; a batch
+    // spanning several would name one arbitrarily, so it names none.
+    if let Some(first) = conversations.next()
+        && conversations.all(|c| c == first)
+    {
+        crate::request::record_conversation(first.as_str());
+    }
     telemetry::webhook_stored(channel_id, stored, duplicates, started.elapsed());
     Ok(Json(WebhookReceipt {
         stored,

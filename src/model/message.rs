@@ -8,12 +8,13 @@ use utoipa::ToSchema;
 
 use super::ids::{ConversationId, MessageId};
 
-/// Which way a message travelled.
+/// Which way a message travelled: `internal` ones (comments) never leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Inbound,
     Outbound,
+    Internal,
 }
 
 impl Direction {
@@ -21,6 +22,7 @@ impl Direction {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
         }
     }
 
@@ -28,6 +30,7 @@ impl Direction {
         match s {
             "inbound" => Some(Direction::Inbound),
             "outbound" => Some(Direction::Outbound),
+            "internal" => Some(Direction::Internal),
             _ => None,
         }
     }
@@ -81,6 +84,8 @@ pub enum DeliveryStatus {
     Delivered,
     Read,
     Failed,
+    /// An internal comment: never sent anywhere.
+    Internal,
 }
 
 impl DeliveryStatus {
@@ -92,6 +97,7 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Read => "read",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Internal => "internal",
         }
     }
 
@@ -103,6 +109,7 @@ impl DeliveryStatus {
             "delivered" => Some(DeliveryStatus::Delivered),
             "read" => Some(DeliveryStatus::Read),
             "failed" => Some(DeliveryStatus::Failed),
+            "internal" => Some(DeliveryStatus::Internal),
             _ => None,
         }
     }
@@ -129,10 +136,40 @@ pub struct Revision {
     pub replaced_at: DateTime<Utc>,
 }
 
+/// What a thread entry is: a message exchanged with the contact, or a rep's internal
+/// comment (direction `internal`), which is never sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    #[default]
+    Message,
+    Comment,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Message => "message",
+            MessageKind::Comment => "comment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(MessageKind::Message),
+            "comment" => Some(MessageKind::Comment),
+            _ => None,
+        }
+    }
+}
+
 /// A stored message as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
+    /// `message`, or `comment` for a rep's internal comment.
+    #[serde(rename = "type", default)]
+    pub kind: MessageKind,
     pub conversation_id: ConversationId,
     pub channel_id: String,
     pub direction: Direction,
@@ -140,6 +177,9 @@ pub struct Message {
     pub sender: Sender,
     pub reply_to: Option<MessageId>,
     pub parts: Vec<Part>,
+    /// The reps a comment mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
     pub delivery: Delivery,
     pub created_at: DateTime<Utc>,
     /// When the contact last edited it; earlier versions are in `history`.

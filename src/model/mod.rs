@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 pub use ids::{ContactId, ConversationId, JobId, MessageId, TicketId};
 pub use message::{
     ContactPart, Delivery, DeliveryStatus, Direction, LocationPart, Media, MediaPart, Message,
-    Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
+    MessageKind, Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
 };
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).

@@ -9,18 +9,40 @@ use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::retry;
 use crate::adapters::{Receipt, SendError};
 use crate::model::MessageId;
-use crate::runtime::{LiveChannel, SharedRuntime};
+use crate::runtime::{LiveChannel, Runtime, SharedRuntime};
 use crate::store::{Job, JobKind, JobOutcome, LeaseRequest, Store, StoreError};
 use crate::telemetry;
 
 /// The longest the worker sleeps without looking for due jobs.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// The longest pause between tries to record an outcome while the store is unreachable.
+const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Pause after a store error before leasing again.
 const STORE_BACKOFF: Duration = Duration::from_millis(500);
+
+/// `text` without any secret of the job's channel (or of `[smtp]`, for emails).
+fn redact(text: &str, runtime: &Runtime, job: &Job) -> String {
+    let mut secrets = runtime
+        .channel(&job.channel_id)
+        .map(|c| c.config.adapter.secrets())
+        .unwrap_or_default();
+    let smtp_password = runtime.config.smtp.as_ref().and_then(|smtp| {
+        let url = reqwest::Url::parse(smtp.url.expose()).ok()?;
+        url.password().map(crate::config::Secret::new)
+    });
+    if let Some(smtp) = &runtime.config.smtp {
+        secrets.push(&smtp.url);
+    }
+    if let Some(password) = &smtp_password {
+        secrets.push(password);
+    }
+    crate::config::secret::redact(text, &secrets)
+}
 
 /// Why an attempt did not send: a classified send failure (retried on the schedule) or
 /// an outcome decided before sending.
@@ -61,6 +83,17 @@ impl DeliveryWorker {
         let concurrency = this.runtime.load().config.delivery.concurrency;
         let slots = Arc::new(Semaphore::new(concurrency));
         let tracker = TaskTracker::new();
+        // Other replicas' commits (PostgreSQL); a pending future when the store has none.
+        let mut signal = this.store.job_signal();
+        let signalled = async |signal: &mut Option<tokio::sync::watch::Receiver<u64>>| match signal
+        {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        };
         while !shutdown.is_cancelled() {
             let free = slots.available_permits();
             if free == 0 {
@@ -117,6 +150,7 @@ impl DeliveryWorker {
             // end, so a wait of zero means something fell due just now.
             tokio::select! {
                 _ = this.wake.notified() => {}
+                _ = signalled(&mut signal) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {}
             }
@@ -134,7 +168,26 @@ impl DeliveryWorker {
         }
     }
 
+    /// One attempt at a job, in the job's span: every line logged while it runs names
+    /// the job, its channel and (once known) its conversation.
     async fn run_job(&self, job: Job) {
+        let kind = match &job.kind {
+            JobKind::Deliver { .. } => "deliver",
+            JobKind::Email(_) => "email",
+        };
+        // At level ERROR, as the request span: present whatever RUST_LOG lets through.
+        let span = tracing::error_span!(
+            "job",
+            job_id = %job.id,
+            kind,
+            channel = %job.channel_id,
+            conversation_id = tracing::field::Empty,
+            attempt = job.attempts + 1,
+        );
+        self.attempt_and_record(job).instrument(span).await
+    }
+
+    async fn attempt_and_record(&self, job: Job) {
         let started = Instant::now();
         let outcome = self.attempt(&job).await;
         let label = match &outcome {
@@ -189,6 +242,9 @@ impl DeliveryWorker {
             },
             Err(Failure::Outcome(outcome)) => outcome,
             Err(Failure::Send(error)) => {
+                // The reason may quote the platform's answer, which may echo a credential
+                // (a bot token in the URL): it is stored, listed and logged, so redact it.
+                let reason = redact(&error.to_string(), &runtime, job);
                 let delay = retry::next_delay(
                     runtime.retry_schedule(),
                     job.attempts + 1,
@@ -199,11 +255,9 @@ impl DeliveryWorker {
                 match delay {
                     Some(delay) => JobOutcome::Retry {
                         at: Utc::now() + delay,
-                        error: error.to_string(),
+                        error: reason,
                     },
-                    None => JobOutcome::Dead {
-                        error: error.to_string(),
-                    },
+                    None => JobOutcome::Dead { error: reason },
                 }
             }
         }
@@ -231,24 +285,26 @@ impl DeliveryWorker {
                 return Err(Failure::Outcome(JobOutcome::Released));
             }
         };
+        tracing::Span::current().record("conversation_id", outbound.conversation_id.as_str());
         channel.adapter.send(&outbound).await.map_err(Failure::Send)
     }
 
-    /// Writes the outcome, retrying briefly if the store is busy: a sent message whose
-    /// outcome is lost would be sent again when its lease runs out.
+    /// Writes the outcome, retrying for as long as the store is unreachable: a sent
+    /// message whose outcome is lost would be sent again when its lease runs out. (At
+    /// shutdown the drain's grace period bounds this.)
     async fn record(&self, job: &Job, outcome: JobOutcome) {
         let mut delay = Duration::from_millis(50);
-        for _ in 0..8 {
+        loop {
             match self
                 .store
                 .finish_job(job, &self.owner, outcome.clone())
                 .await
             {
                 Ok(()) => return,
-                Err(StoreError::Unavailable(e)) => {
+                Err(StoreError::Unavailable(e) | StoreError::Contended(e)) => {
                     tracing::warn!(job = %job.id, error = %e, "Could not record a delivery outcome; retrying.");
                     tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    delay = (delay * 2).min(RECORD_BACKOFF_MAX);
                 }
                 Err(e) => {
                     tracing::warn!(job = %job.id, error = %e, "Could not record a delivery outcome.");
@@ -256,6 +312,5 @@ impl DeliveryWorker {
                 }
             }
         }
-        tracing::error!(job = %job.id, "Gave up recording a delivery outcome; the job runs again when its lease expires.");
     }
 }

@@ -2,6 +2,7 @@
 //! delivery jobs, the outbox, and the reads the API needs. Implementations only load and
 //! persist; the rules they apply come from `desk`. The store knows nothing of platforms.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -37,8 +38,15 @@ pub enum StoreError {
     /// The database cannot take the request now (busy, disk full, gone): try later (503).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The database aborted the transaction for a concurrent one (deadlock, serialization
+    /// failure, a racing insert); running it again normally succeeds (503 if it keeps failing).
+    #[error("storage contended: {0}")]
+    Contended(String),
     #[error("storage error: {0}")]
     Internal(String),
+    /// The contact was merged into another one (its id answers 404, naming the survivor).
+    #[error("contact was merged into {0}")]
+    Merged(ContactId),
 }
 
 /// The help-desk rules of one channel, as the ingest transaction needs them.
@@ -140,6 +148,10 @@ pub enum IngestOutcome {
         message_id: MessageId,
         conversation_id: ConversationId,
         new_conversation: bool,
+        /// The routing decision, when the message opened or reopened its conversation
+        /// (for metrics; not part of the webhook's answer).
+        #[serde(skip)]
+        routed: Option<Routed>,
     },
     /// Seen before: nothing was stored again.
     Duplicate { id: String, message_id: MessageId },
@@ -151,6 +163,14 @@ pub enum IngestOutcome {
     Retracted { id: String, applied: bool },
     /// A watermark: how many of our messages it moved forward.
     Watermark { updated: usize },
+}
+
+/// How routing decided about a conversation: by which rule, and whether someone got it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routed {
+    /// `nobody`, `users_and_teams` or `contact_owner`.
+    pub rule: &'static str,
+    pub assigned: bool,
 }
 
 /// A rep's reply, to be stored with its delivery job.
@@ -238,7 +258,8 @@ pub struct Event {
     /// Increasing; the SSE id a client resumes from.
     pub id: i64,
     /// `message.created`, `conversation.assigned`, `conversation.status_changed`,
-    /// `ticket.status_changed`, `delivery.updated`.
+    /// `ticket.status_changed`, `delivery.updated`, `comment.created`, `comment.mentioned`
+    /// (`data.rep_id` is the rep mentioned), `conversation.contact_merged`.
     pub kind: String,
     pub channel_id: Option<String>,
     pub conversation_id: Option<String>,
@@ -261,6 +282,10 @@ pub struct EventFilter {
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
     pub channel: Option<String>,
+    /// Only conversations on channels this scope allows (a caller's inboxes).
+    pub scope: crate::desk::inboxes::Scope,
+    /// Only this contact's conversations.
+    pub contact: Option<ContactId>,
     pub status: Option<ConversationStatus>,
     /// A rep id, or `none` for unassigned.
     pub owner: Option<String>,
@@ -271,6 +296,65 @@ pub struct ConversationFilter {
     pub to: Option<DateTime<Utc>>,
     /// Full-text search over message text and captions.
     pub q: Option<String>,
+}
+
+/// A rep's internal comment on a conversation, and whom it notifies.
+#[derive(Clone, Debug)]
+pub struct NewComment {
+    pub conversation_id: ConversationId,
+    /// The rep (or token name) writing it.
+    pub author: String,
+    pub text: String,
+    /// The reps it mentions, each notified by an event (and an email while offline).
+    pub mentions: Vec<Mention>,
+    /// A rep's presence older than this counts as offline.
+    pub presence_timeout_ms: i64,
+    /// Base of the conversation link in mention emails (`server.public_url`).
+    pub link_base: Option<String>,
+}
+
+/// A mentioned rep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub rep_id: String,
+    /// Where to email them while they are offline; `None` when `[smtp]` is not set or the
+    /// rep has no email.
+    pub email: Option<String>,
+}
+
+/// A contact created through the API, with the identifiers that reach them.
+#[derive(Clone, Debug)]
+pub struct NewContact {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub owner_id: Option<String>,
+    pub identifiers: Vec<crate::model::ChannelIdentifier>,
+}
+
+/// How many open and unassigned conversations a channel has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCounts {
+    pub channel_id: String,
+    pub open: u64,
+    pub unassigned: u64,
+}
+
+/// A reply snippet created through the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSnippet {
+    pub id: String,
+    pub text: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Whether saving a snippet creates it (refused if the id exists) or replaces its text
+/// (refused if it does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveMode {
+    Create,
+    Replace,
 }
 
 /// A page request: at most `limit` items after `cursor`.
@@ -382,6 +466,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// How long the longest-waiting due job has been due.
     pub oldest_due_age: Duration,
+    /// Open (not trashed) conversations per channel; channels without any are absent.
+    pub open_conversations: Vec<(String, u64)>,
 }
 
 /// The persistence the daemon needs; SQLite and PostgreSQL implement it alike.
@@ -437,6 +523,10 @@ pub trait Store: Send + Sync {
     /// older than it); returns how many tickets went.
     async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Clears the platform's raw payload kept with inbound messages received before
+    /// `before` (their parts stay); returns how many were cleared.
+    async fn purge_raw_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// The audit trail of a ticket and its conversations, oldest first.
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError>;
 
@@ -454,7 +544,51 @@ pub trait Store: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<Conversation>, StoreError>;
 
-    /// A conversation's messages, oldest first.
+    /// Stores an internal comment in the conversation's thread with its mention events
+    /// (and emails to offline mentioned reps). Never queues a delivery; leaves the
+    /// conversation and its ticket as they are.
+    async fn add_comment(&self, comment: NewComment) -> Result<Message, StoreError>;
+
+    /// Creates a contact with its identifiers; `Conflict` if one already belongs to
+    /// another contact.
+    async fn create_contact(
+        &self,
+        contact: NewContact,
+        actor: &Actor,
+    ) -> Result<Contact, StoreError>;
+
+    /// Merges `from` into `into` in one transaction: identifiers and conversations move,
+    /// missing fields are filled from `from`, the merge is recorded, and `from` answers
+    /// `Merged(into)` from then on.
+    async fn merge_contacts(
+        &self,
+        into: &ContactId,
+        from: &ContactId,
+        actor: &Actor,
+    ) -> Result<Contact, StoreError>;
+
+    /// What happened to a contact (created, merged), oldest first.
+    async fn contact_history(&self, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Open and unassigned conversations per channel (channels with none are left out).
+    async fn conversation_counts(&self) -> Result<Vec<ChannelCounts>, StoreError>;
+
+    /// Snippets created through the API, by id.
+    async fn snippets(&self) -> Result<Vec<StoredSnippet>, StoreError>;
+
+    /// Creates a snippet (`Conflict` if the id exists) or replaces its text (`NotFound` if
+    /// it does not).
+    async fn save_snippet(
+        &self,
+        id: &str,
+        text: &str,
+        by: &str,
+        mode: SaveMode,
+    ) -> Result<StoredSnippet, StoreError>;
+
+    async fn delete_snippet(&self, id: &str) -> Result<(), StoreError>;
+
+    /// A conversation's messages and internal comments, oldest first.
     async fn messages(
         &self,
         conversation: &ConversationId,
@@ -507,6 +641,12 @@ pub trait Store: Send + Sync {
     /// Changes whenever something was written that may have produced events.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// Changes when any process sharing the store may have made a job leasable, where the
+    /// store can tell (PostgreSQL's `NOTIFY`); workers also poll, so `None` only delays.
+    fn job_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// The raw facts of the analytics report for `[from, to)`.
     async fn analytics(
         &self,
@@ -549,7 +689,7 @@ pub trait Store: Send + Sync {
         presence_timeout_ms: i64,
     ) -> Result<usize, StoreError>;
 
-    /// Counts for the queue metrics.
+    /// Counts for the queue and conversation gauges, read when `/metrics` is scraped.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
 
     /// Succeeds when the database answers.
@@ -559,11 +699,77 @@ pub trait Store: Send + Sync {
     async fn close(&self);
 }
 
+/// How the outbox tables name a job's kind.
+pub(crate) const JOB_DELIVER: &str = "deliver";
+pub(crate) const JOB_EMAIL: &str = "email";
+
+impl JobKind {
+    /// Reads a job back from its stored kind and JSON payload.
+    pub(crate) fn decode(kind: &str, payload: &str) -> Result<Self, StoreError> {
+        let value: Value = serde_json::from_str(payload)
+            .map_err(|e| StoreError::Internal(format!("job payload is not JSON: {e}")))?;
+        match kind {
+            JOB_DELIVER => {
+                let id = value["message_id"].as_str().unwrap_or_default();
+                Ok(JobKind::Deliver {
+                    message_id: MessageId::from_stored(id.to_owned()),
+                })
+            }
+            JOB_EMAIL => serde_json::from_value(value)
+                .map(JobKind::Email)
+                .map_err(|e| StoreError::Internal(format!("email job payload: {e}"))),
+            other => Err(StoreError::Internal(format!("unknown job kind {other:?}"))),
+        }
+    }
+}
+
+/// A stored job kind as the deliveries API names it.
+pub(crate) fn job_kind_label(kind: &str) -> &'static str {
+    match kind {
+        JOB_DELIVER => JOB_DELIVER,
+        JOB_EMAIL => JOB_EMAIL,
+        _ => "unknown",
+    }
+}
+
+/// Reads a `seq` cursor (0 when there is none).
+pub(crate) fn parse_seq_cursor(cursor: &Option<String>) -> Result<i64, StoreError> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => c
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))),
+    }
+}
+
+/// Reads a conversation-list cursor, `last_message_at:seq`.
+pub(crate) fn parse_activity_cursor(
+    cursor: &Option<String>,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    cursor
+        .as_ref()
+        .map(|c| {
+            c.split_once(':')
+                .and_then(|(at, seq)| Some((at.parse().ok()?, seq.parse().ok()?)))
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))
+                })
+        })
+        .transpose()
+}
+
 /// Opens (and migrates) the store the config names.
 pub async fn open(config: &StorageConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match config {
         StorageConfig::Sqlite { path } => {
             Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?))
         }
+        StorageConfig::Postgres {
+            url,
+            schema,
+            max_connections,
+        } => Ok(std::sync::Arc::new(
+            postgres::PgStore::open(url, schema.as_deref(), *max_connections).await?,
+        )),
     }
 }

@@ -462,7 +462,8 @@ async fn conversations_are_found_by_text_and_filtered_by_ticket_status_owner_and
         "owner=mallory",
         "unassigned=maybe",
         "status=pending",
-        "limit=500",
+        "limit=0",
+        "limit=-5",
     ] {
         let (status, body) = app
             .api(
@@ -474,6 +475,16 @@ async fn conversations_are_found_by_text_and_filtered_by_ticket_status_owner_and
             .await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
+    // Asking for more than a page holds gets a full page, not an error.
+    let (status, body) = app
+        .api(
+            Method::GET,
+            "/api/v1/conversations?limit=500",
+            None,
+            Some(REP_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

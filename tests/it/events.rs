@@ -7,19 +7,33 @@ use serde_json::{Value, json};
 use crate::harness::{Options, REP_TOKEN, TestApp, text_event};
 
 /// A parsed SSE event: (id, event name, data).
-type Sse = (i64, String, Value);
+pub(crate) type Sse = (i64, String, Value);
 
-struct Stream {
+pub(crate) struct Stream {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Stream {
     async fn open(app: &TestApp, query: &str, last_event_id: Option<i64>) -> Self {
+        Self::open_with(app, query, last_event_id, REP_TOKEN).await
+    }
+
+    /// A stream opened with `token`.
+    pub(crate) async fn open_as(app: &TestApp, query: &str, token: &str) -> Self {
+        Self::open_with(app, query, None, token).await
+    }
+
+    async fn open_with(
+        app: &TestApp,
+        query: &str,
+        last_event_id: Option<i64>,
+        token: &str,
+    ) -> Self {
         let mut request = app
             .http
             .get(app.url(&format!("/api/v1/events{query}")))
-            .bearer_auth(REP_TOKEN);
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
@@ -33,7 +47,7 @@ impl Stream {
     }
 
     /// The next event (keep-alive comments skipped), failing the test after 10 s.
-    async fn next(&mut self) -> Sse {
+    pub(crate) async fn next(&mut self) -> Sse {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {

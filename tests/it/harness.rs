@@ -24,7 +24,8 @@ pub fn secret() -> String {
     )
 }
 
-fn sha256(s: &str) -> String {
+/// The hex SHA-256 of a token, as `[[api.tokens]]` takes it.
+pub fn sha256(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
@@ -45,6 +46,8 @@ pub struct Options {
     /// The demo channel's secret (default: [`secret`]).
     pub demo_secret: Option<String>,
     pub listen: String,
+    /// Extra keys for the `[server]` table.
+    pub server_extra: String,
 }
 
 impl Default for Options {
@@ -60,6 +63,76 @@ impl Default for Options {
             demo_enabled: true,
             demo_secret: None,
             listen: "127.0.0.1:0".into(),
+            server_extra: String::new(),
+        }
+    }
+}
+
+/// The `[storage]` keys: SQLite in the test's folder, or, with
+/// `CHANNEL_BRIDGE_TEST_STORE=postgres`, a schema of its own on `CHANNEL_BRIDGE_TEST_PG`
+/// named after that folder (so a restart finds the same data).
+fn storage_section(db: &std::path::Path) -> String {
+    match postgres_url() {
+        Some(url) => {
+            // Connections carry the schema as their name, so the cleanup can end them.
+            let schema = pg_schema(db);
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("url = \"{url}{sep}application_name={schema}\"\nschema = \"{schema}\"")
+        }
+        None => format!("url = \"sqlite://{}\"", db.display()),
+    }
+}
+
+/// Whether this run's apps store in PostgreSQL (`CHANNEL_BRIDGE_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    postgres_url().is_some()
+}
+
+fn postgres_url() -> Option<String> {
+    if std::env::var("CHANNEL_BRIDGE_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    Some(
+        std::env::var("CHANNEL_BRIDGE_TEST_PG").expect(
+            "CHANNEL_BRIDGE_TEST_STORE=postgres needs CHANNEL_BRIDGE_TEST_PG (postgres://…)",
+        ),
+    )
+}
+
+fn pg_schema(db: &std::path::Path) -> String {
+    let folder = db
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let folder: String = folder.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("it_{folder}")
+}
+
+/// A test's folder; on PostgreSQL its schema is dropped with it.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(url) = postgres_url() {
+            let schema = pg_schema(&self.0.path().join("bridge.db"));
+            // An app dropped without stopping may leave a transaction open on a
+            // connection that holds the schema's locks: end those connections first.
+            let _ = std::process::Command::new("psql")
+                .args([url.as_str(), "-q", "-c"])
+                .arg(format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = '{schema}' AND pid <> pg_backend_pid()"
+                ))
+                .arg("-c")
+                .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .output();
         }
     }
 }
@@ -73,7 +146,7 @@ pub struct TestApp {
     pub receiver: MockServer,
     pub options: Options,
     // Kept so the folder outlives the app.
-    pub dir: Arc<tempfile::TempDir>,
+    pub dir: Arc<TestDir>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -84,7 +157,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let dir = Arc::new(TestDir(tempfile::tempdir().expect("temp dir")));
         let receiver = MockServer::start().await;
         Self::start(options, dir, receiver).await
     }
@@ -102,9 +175,10 @@ listen = "{listen}"
 public_url = "https://bridge.example.test"
 max_body_bytes = {max_body}
 shutdown_grace_ms = 5000
+{server_extra}
 
 [storage]
-url = "sqlite://{db}"
+{storage}
 
 [[api.tokens]]
 name = "test-admin"
@@ -138,7 +212,7 @@ outbound_url = "{receiver}/off"
 {extra}
 "#,
             max_body = options.max_body_bytes,
-            db = db.display(),
+            storage = storage_section(db),
             admin = sha256(ADMIN_TOKEN),
             rep = sha256(REP_TOKEN),
             schedule = options.retry_schedule_ms,
@@ -148,12 +222,13 @@ outbound_url = "{receiver}/off"
             reopen = options.reopen,
             extra = options.extra,
             listen = options.listen,
+            server_extra = options.server_extra,
             demo_enabled = options.demo_enabled,
             demo_secret = options.demo_secret.clone().unwrap_or_else(secret),
         )
     }
 
-    async fn start(options: Options, dir: Arc<tempfile::TempDir>, receiver: MockServer) -> Self {
+    async fn start(options: Options, dir: Arc<TestDir>, receiver: MockServer) -> Self {
         let db = dir.path().join("bridge.db");
         let text = Self::config_text(&options, &db, &receiver.uri());
         let config = channel_bridge::config::load_str(&text, []).expect("test config is valid");
@@ -296,6 +371,15 @@ outbound_url = "{receiver}/off"
     pub async fn get(&self, path: &str) -> Value {
         let (status, body) = self
             .api(reqwest::Method::GET, path, None, Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// GETs `path` with `token`, expecting 200.
+    pub async fn get_as(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self
+            .api(reqwest::Method::GET, path, None, Some(token))
             .await;
         assert_eq!(status, 200, "GET {path}: {body}");
         body

@@ -361,3 +361,35 @@ async fn the_generic_channel_answers_no_get_handshake() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redeliveries_of_one_message_store_it_exactly_once() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let event = text_event("app-race", "user-42", "sent twenty times at once");
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (app, event) = (app.clone(), event.clone());
+        sends.spawn(async move {
+            let response = app.post_webhook("demo", &event).await;
+            assert_eq!(response.status(), 200, "every copy is acknowledged");
+            response.json::<serde_json::Value>().await.unwrap()["stored"]
+                .as_u64()
+                .unwrap()
+        });
+    }
+    let mut stored = 0;
+    while let Some(n) = sends.join_next().await {
+        stored += n.unwrap();
+    }
+    assert_eq!(
+        stored, 1,
+        "one copy stored, the others acknowledged as duplicates"
+    );
+    let conversation = app.only_conversation().await;
+    assert_eq!(
+        app.messages(conversation["id"].as_str().unwrap())
+            .await
+            .len(),
+        1
+    );
+}

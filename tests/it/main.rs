@@ -1,19 +1,28 @@
 //! Integration tests: the real app on 127.0.0.1:0, wiremock as the in-house app, one
 //! SQLite file per test. One test binary (modules below) keeps link time down.
 
+mod access;
+mod clients;
+mod comments;
+mod contacts;
 mod delivery;
 mod desk;
 mod errors;
 mod events;
 mod harness;
+mod hostile;
+mod inboxes;
 mod ingest;
 mod line;
 mod media;
 mod messenger;
 mod openapi;
+mod outbound_faults;
 mod reload;
 mod routing;
 mod smtp;
+mod snippets;
+mod store_faults;
 mod telegram;
 mod twilio;
 mod viber;

@@ -400,6 +400,7 @@ async fn lists_document_paging_and_the_conversation_filters() {
         "/api/v1/conversations",
         "/api/v1/conversations/{id}/messages",
         "/api/v1/deliveries",
+        "/api/v1/contacts/{id}/conversations",
     ] {
         let params = query(path);
         let limit = &params["limit"]["schema"];
@@ -427,6 +428,7 @@ async fn lists_document_paging_and_the_conversation_filters() {
         "from",
         "to",
         "q",
+        "inbox",
     ] {
         assert!(filters.contains(filter), "no {filter} filter: {filters:?}");
     }

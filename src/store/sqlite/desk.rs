@@ -16,7 +16,7 @@ use crate::store::{
 
 /// Records one change in the audit trail.
 #[allow(clippy::too_many_arguments)]
-fn audit(
+pub(super) fn audit(
     conn: &Connection,
     ticket: &str,
     entity: &str,
@@ -43,7 +43,7 @@ fn audit(
     Ok(())
 }
 
-fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
+pub(super) fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
     json!({"from": from.into(), "to": to.into()})
 }
 
@@ -481,11 +481,23 @@ pub fn history(conn: &Connection, id: &TicketId) -> Result<Vec<AuditEntry>, Stor
 }
 
 pub fn contact(conn: &Connection, id: &ContactId) -> Result<Contact, StoreError> {
-    let (display_name, email, owner_id) = conn
-        .prepare_cached("SELECT display_name, email, owner_id FROM contacts WHERE id = ?1")?
-        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let (display_name, email, owner_id, merged_into) = conn
+        .prepare_cached(
+            "SELECT display_name, email, owner_id, merged_into FROM contacts WHERE id = ?1",
+        )?
+        .query_row([id.as_str()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
         .optional()?
         .ok_or(StoreError::NotFound("contact"))?;
+    if let Some(into) = merged_into {
+        return Err(StoreError::Merged(ContactId::from_stored(into)));
+    }
     Ok(Contact {
         id: id.clone(),
         display_name,

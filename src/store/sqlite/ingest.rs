@@ -9,7 +9,7 @@ use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
     from_millis,
 };
-use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, StoreError, Via};
+use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, Routed, StoreError, Via};
 
 use super::desk as tickets_store;
 use super::{events, outbox, routing};
@@ -197,8 +197,8 @@ fn ingest_message(
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
-    if threaded != Threaded::Appended {
-        routing::route(
+    let routed = if threaded != Threaded::Appended {
+        let decision = routing::route(
             conn,
             rules,
             conversation.as_str(),
@@ -206,7 +206,13 @@ fn ingest_message(
             now,
             timeout,
         )?;
-    }
+        Some(Routed {
+            rule: decision.rule,
+            assigned: decision.assignee.is_some(),
+        })
+    } else {
+        None
+    };
     routing::email_offline_owner(
         conn,
         rules,
@@ -222,6 +228,7 @@ fn ingest_message(
         message_id: id,
         conversation_id: conversation,
         new_conversation,
+        routed,
     })
 }
 
@@ -491,14 +498,18 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
     }
     let reply_to: Option<String> = match &reply.reply_to {
         Some(target) => Some(
-            conn.prepare_cached("SELECT id FROM messages WHERE id = ?1 AND conversation_id = ?2")?
-                .query_row(params![target.as_str(), conversation], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::Invalid(format!(
-                        "reply_to: message {target} is not in conversation {conversation}"
-                    ))
-                })?,
+            // An internal comment is never quoted to the contact.
+            conn.prepare_cached(
+                "SELECT id FROM messages
+                 WHERE id = ?1 AND conversation_id = ?2 AND direction != 'internal'",
+            )?
+            .query_row(params![target.as_str(), conversation], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "reply_to: message {target} is not a message of conversation {conversation}"
+                ))
+            })?,
         ),
         None => conn
             .prepare_cached(
@@ -554,6 +565,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
     )?;
     Ok(Message {
         id,
+        kind: crate::model::MessageKind::Message,
         conversation_id: ConversationId::from_stored(conversation.to_owned()),
         channel_id: channel,
         direction: Direction::Outbound,
@@ -561,6 +573,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         sender: reply.sender.clone(),
         reply_to: reply_to.map(MessageId::from_stored),
         parts: reply.parts.clone(),
+        mentions: Vec::new(),
         delivery: Delivery {
             status: DeliveryStatus::Queued,
             error: None,

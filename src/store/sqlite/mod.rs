@@ -5,13 +5,19 @@
 //! One process owns the file (an exclusive lock on `<file>.lock`), which is what lets it
 //! take back every outbox lease at start-up: nobody else can be holding one.
 
+mod comments;
+mod contacts;
 mod desk;
 mod events;
 mod ingest;
+#[cfg(test)]
+mod migration_tests;
 mod outbox;
 mod queries;
 mod readers;
+mod retention;
 mod routing;
+mod snippets;
 pub mod writer;
 
 use std::fs::File;
@@ -29,9 +35,10 @@ use crate::model::{
     from_millis,
 };
 use crate::store::{
-    Actor, AuditEntry, ChannelRules, ContactUpdate, ConversationFilter, ConversationUpdate,
-    Delivery, DigestRep, Event, EventFilter, IngestOutcome, Job, JobOutcome, JobState,
-    LeaseRequest, NewReply, Page, PageRequest, QueueStats, Store, StoreError, TicketChange,
+    Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
+    ConversationUpdate, Delivery, DigestRep, Event, EventFilter, IngestOutcome, Job, JobOutcome,
+    JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest, QueueStats,
+    SaveMode, Store, StoreError, StoredSnippet, TicketChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -42,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_events.sql"),
     include_str!("../../../migrations/sqlite/0005_routing.sql"),
     include_str!("../../../migrations/sqlite/0006_notifications.sql"),
+    include_str!("../../../migrations/sqlite/0007_inboxes_comments_contacts_snippets.sql"),
 ];
 
 const READERS: usize = 4;
@@ -72,19 +80,13 @@ pub struct SqliteStore {
     lock: std::sync::Mutex<Option<File>>,
     /// Bumped after writes that may have produced events (SSE streams wait on it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Messages up to this seq have had their raw payloads cleared: each purge goes on
+    /// from here rather than walking the table from the start.
+    raw_cleared_through: std::sync::atomic::AtomicI64,
 }
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn parse_seq(cursor: &Option<String>) -> Result<i64, StoreError> {
-    match cursor {
-        None => Ok(0),
-        Some(c) => c
-            .parse()
-            .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))),
-    }
 }
 
 impl SqliteStore {
@@ -141,12 +143,29 @@ impl SqliteStore {
             path,
             lock: std::sync::Mutex::new(Some(lock)),
             changes: tokio::sync::watch::Sender::new(0),
+            raw_cleared_through: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs raw SQL (one or more `;`-separated statements) in one transaction on the
+    /// writer thread and returns how many rows it changed. Only for tests that seed what
+    /// the `Store` API cannot make (timestamps in the past); the PostgreSQL store has the
+    /// same method, so such seeding stays portable SQL.
+    #[doc(hidden)]
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<u64, StoreError> {
+        let sql = sql.to_owned();
+        self.writer
+            .write(move |conn| {
+                let before = conn.total_changes();
+                conn.execute_batch(&sql)?;
+                Ok(conn.total_changes() - before)
+            })
+            .await
     }
 
     /// Tells event streams to look for new events.
@@ -276,6 +295,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_raw_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        use std::sync::atomic::Ordering;
+        let before = before.timestamp_millis();
+        let mut cleared = 0;
+        loop {
+            let after = self.raw_cleared_through.load(Ordering::Relaxed);
+            let chunk = self
+                .writer
+                .write(move |conn| retention::clear_raw_chunk(conn, after, before))
+                .await?;
+            cleared += chunk.cleared;
+            match chunk.next {
+                Some(next) => self.raw_cleared_through.store(next, Ordering::Relaxed),
+                None => return Ok(cleared),
+            }
+        }
+    }
+
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {
         let id = id.clone();
         self.readers
@@ -306,20 +343,79 @@ impl Store for SqliteStore {
         filter: &ConversationFilter,
         page: &PageRequest,
     ) -> Result<Page<Conversation>, StoreError> {
-        let cursor = match &page.cursor {
-            None => None,
-            Some(c) => Some(
-                c.split_once(':')
-                    .and_then(|(at, seq)| Some((at.parse().ok()?, seq.parse().ok()?)))
-                    .ok_or_else(|| {
-                        StoreError::Invalid(format!("cursor {c:?} is not one this server gave"))
-                    })?,
-            ),
-        };
+        let cursor = crate::store::parse_activity_cursor(&page.cursor)?;
         let filter = filter.clone();
         let limit = page.limit;
         self.readers
             .read(move |conn| queries::conversations(conn, &filter, cursor, limit))
+            .await
+    }
+
+    async fn add_comment(&self, comment: NewComment) -> Result<Message, StoreError> {
+        let result = self
+            .writer
+            .write(move |conn| comments::add(conn, &comment, now_ms()))
+            .await;
+        self.changed(result)
+    }
+
+    async fn create_contact(
+        &self,
+        contact: NewContact,
+        actor: &Actor,
+    ) -> Result<Contact, StoreError> {
+        let actor = actor.clone();
+        self.writer
+            .write(move |conn| contacts::create(conn, &contact, &actor, now_ms()))
+            .await
+    }
+
+    async fn merge_contacts(
+        &self,
+        into: &ContactId,
+        from: &ContactId,
+        actor: &Actor,
+    ) -> Result<Contact, StoreError> {
+        let (into, from, actor) = (into.clone(), from.clone(), actor.clone());
+        let result = self
+            .writer
+            .write(move |conn| contacts::merge(conn, &into, &from, &actor, now_ms()))
+            .await;
+        self.changed(result)
+    }
+
+    async fn contact_history(&self, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| contacts::history(conn, &id))
+            .await
+    }
+
+    async fn conversation_counts(&self) -> Result<Vec<ChannelCounts>, StoreError> {
+        self.readers.read(contacts::counts).await
+    }
+
+    async fn snippets(&self) -> Result<Vec<StoredSnippet>, StoreError> {
+        self.readers.read(snippets::list).await
+    }
+
+    async fn save_snippet(
+        &self,
+        id: &str,
+        text: &str,
+        by: &str,
+        mode: SaveMode,
+    ) -> Result<StoredSnippet, StoreError> {
+        let (id, text, by) = (id.to_owned(), text.to_owned(), by.to_owned());
+        self.writer
+            .write(move |conn| snippets::save(conn, &id, &text, &by, mode, now_ms()))
+            .await
+    }
+
+    async fn delete_snippet(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn| snippets::delete(conn, &id))
             .await
     }
 
@@ -328,7 +424,7 @@ impl Store for SqliteStore {
         conversation: &ConversationId,
         page: &PageRequest,
     ) -> Result<Page<Message>, StoreError> {
-        let after = parse_seq(&page.cursor)?;
+        let after = crate::store::parse_seq_cursor(&page.cursor)?;
         let conversation = conversation.clone();
         let limit = page.limit;
         self.readers
@@ -503,7 +599,7 @@ impl Store for SqliteStore {
         state: JobState,
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError> {
-        let after = parse_seq(&page.cursor)?;
+        let after = crate::store::parse_seq_cursor(&page.cursor)?;
         let limit = page.limit;
         self.readers
             .read(move |conn| outbox::list(conn, state, after, limit))
@@ -540,433 +636,5 @@ impl Store for SqliteStore {
         self.readers.close();
         // Closing the file releases the lock, so a new store may open the database.
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::adapters::{InboundContact, InboundMessage, StatusWatermark};
-    use crate::config::{Threading, TicketTemplate};
-    use crate::model::{DeliveryStatus, Identifier, Part, Sender, SenderKind, TextPart};
-
-    fn rules() -> ChannelRules {
-        ChannelRules {
-            channel_id: "page".into(),
-            threading: Threading::PerContact,
-            reopen: true,
-            ticket: TicketTemplate {
-                pipeline: "support".into(),
-                status: "new".into(),
-                priority: None,
-                properties: Default::default(),
-            },
-            routing: Default::default(),
-            presence_timeout_ms: 300_000,
-        }
-    }
-
-    fn text(s: &str) -> Vec<Part> {
-        vec![Part::Text(TextPart { text: s.into() })]
-    }
-
-    fn psid() -> Identifier {
-        Identifier {
-            kind: "messenger_psid".into(),
-            value: "psid-1".into(),
-        }
-    }
-
-    /// A store with one conversation and `n` replies to it already sent.
-    async fn with_sent_replies(n: usize) -> (SqliteStore, tempfile::TempDir, ConversationId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        let inbound = InboundEvent::Message(InboundMessage {
-            platform_message_id: "mid-1".into(),
-            thread_id: None,
-            from: InboundContact {
-                identifier: psid(),
-                display_name: None,
-                email: None,
-            },
-            reply_to: None,
-            parts: text("hi"),
-            sent_at: None,
-            raw: serde_json::json!({}),
-        });
-        let outcome = store.ingest(&rules(), vec![inbound]).await.unwrap();
-        let IngestOutcome::Stored {
-            conversation_id, ..
-        } = &outcome[0]
-        else {
-            panic!("{outcome:?}")
-        };
-        for i in 0..n {
-            store
-                .create_reply(NewReply {
-                    conversation_id: conversation_id.clone(),
-                    parts: text(&format!("reply {i}")),
-                    reply_to: None,
-                    sender: Sender {
-                        kind: SenderKind::Rep,
-                        id: "alice".into(),
-                    },
-                    run_at: Utc::now(),
-                    ticket_change: None,
-                    via: None,
-                })
-                .await
-                .unwrap();
-            let request = LeaseRequest {
-                owner: "w".into(),
-                now: Utc::now(),
-                lease: std::time::Duration::from_secs(60),
-                channels: vec!["page".into()],
-                limit: 10,
-            };
-            let jobs = store.lease_jobs(&request).await.unwrap();
-            assert_eq!(jobs.len(), 1, "one reply in flight per conversation");
-            let sent = JobOutcome::Sent {
-                platform_message_id: Some(format!("out-{i}")),
-                note: None,
-            };
-            store.finish_job(&jobs[0], "w", sent).await.unwrap();
-        }
-        (store, dir, conversation_id.clone())
-    }
-
-    #[tokio::test]
-    async fn a_read_watermark_marks_every_reply_sent_before_it_as_read() {
-        let (store, _dir, conversation) = with_sent_replies(3).await;
-        let mark = InboundEvent::Watermark(StatusWatermark {
-            contact: psid(),
-            status: DeliveryStatus::Read,
-            up_to: Utc::now() + chrono::Duration::seconds(1),
-        });
-        let outcome = store.ingest(&rules(), vec![mark]).await.unwrap();
-        assert_eq!(outcome, vec![IngestOutcome::Watermark { updated: 3 }]);
-        let page = PageRequest {
-            limit: 50,
-            cursor: None,
-        };
-        let messages = store.messages(&conversation, &page).await.unwrap().items;
-        let statuses: Vec<_> = messages.iter().skip(1).map(|m| m.delivery.status).collect();
-        assert_eq!(statuses, vec![DeliveryStatus::Read; 3]);
-    }
-
-    #[tokio::test]
-    async fn a_watermark_before_a_reply_was_sent_leaves_it_alone() {
-        let (store, _dir, conversation) = with_sent_replies(1).await;
-        let mark = InboundEvent::Watermark(StatusWatermark {
-            contact: psid(),
-            status: DeliveryStatus::Delivered,
-            up_to: Utc::now() - chrono::Duration::hours(1),
-        });
-        let outcome = store.ingest(&rules(), vec![mark]).await.unwrap();
-        assert_eq!(outcome, vec![IngestOutcome::Watermark { updated: 0 }]);
-        let page = PageRequest {
-            limit: 50,
-            cursor: None,
-        };
-        let reply = store
-            .messages(&conversation, &page)
-            .await
-            .unwrap()
-            .items
-            .pop()
-            .unwrap();
-        assert_eq!(reply.delivery.status, DeliveryStatus::Sent);
-    }
-}
-
-#[cfg(test)]
-mod ticket_tests {
-    use std::sync::Arc;
-
-    use rusqlite::params;
-
-    use super::*;
-    use crate::adapters::{InboundContact, InboundMessage};
-    use crate::config::{PipelineConfig, StatusConfig, Threading, TicketTemplate};
-    use crate::model::{ConversationStatus, Identifier, Part, TextPart};
-
-    fn rules(channel: &str) -> ChannelRules {
-        ChannelRules {
-            channel_id: channel.into(),
-            threading: Threading::PerContact,
-            reopen: true,
-            ticket: TicketTemplate {
-                pipeline: "support".into(),
-                status: "new".into(),
-                priority: None,
-                properties: Default::default(),
-            },
-            routing: Default::default(),
-            presence_timeout_ms: 300_000,
-        }
-    }
-
-    async fn conversation(
-        store: &SqliteStore,
-        channel: &str,
-        user: &str,
-    ) -> (ConversationId, TicketId) {
-        let event = InboundEvent::Message(InboundMessage {
-            platform_message_id: format!("{channel}-{user}"),
-            thread_id: None,
-            from: InboundContact {
-                identifier: Identifier {
-                    kind: "app_user".into(),
-                    value: user.into(),
-                },
-                display_name: None,
-                email: None,
-            },
-            reply_to: None,
-            parts: vec![Part::Text(TextPart { text: "hi".into() })],
-            sent_at: None,
-            raw: serde_json::json!({}),
-        });
-        let outcome = store.ingest(&rules(channel), vec![event]).await.unwrap();
-        let IngestOutcome::Stored {
-            conversation_id, ..
-        } = &outcome[0]
-        else {
-            panic!("{outcome:?}")
-        };
-        let c = store.conversation(conversation_id).await.unwrap();
-        (c.id, c.ticket_id)
-    }
-
-    /// One ticket over two conversations (as after a reply through another channel).
-    async fn ticket_with_two_conversations() -> (
-        SqliteStore,
-        tempfile::TempDir,
-        TicketId,
-        [ConversationId; 2],
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        let (first, ticket) = conversation(&store, "chat", "ana").await;
-        let (second, other) = conversation(&store, "mail", "ana").await;
-        let (t, o, s) = (ticket.clone(), other.clone(), second.clone());
-        store
-            .writer
-            .write(move |conn| {
-                conn.execute(
-                    "UPDATE conversations SET ticket_id = ?1 WHERE id = ?2",
-                    params![t.as_str(), s.as_str()],
-                )?;
-                conn.execute("DELETE FROM tickets WHERE id = ?1", [o.as_str()])?;
-                Ok(())
-            })
-            .await
-            .unwrap();
-        (store, dir, ticket, [first, second])
-    }
-
-    fn change(status: &str) -> TicketChange {
-        let status_config = |id: &str, closed: bool| StatusConfig {
-            id: id.into(),
-            closed,
-            requires: Vec::new(),
-        };
-        let pipeline = PipelineConfig {
-            statuses: vec![status_config("new", false), status_config("closed", true)],
-        };
-        TicketChange {
-            status: Some(status.into()),
-            owner_id: None,
-            properties: None,
-            pipelines: Arc::new([("support".to_owned(), pipeline)].into()),
-        }
-    }
-
-    async fn statuses(store: &SqliteStore, ids: &[ConversationId]) -> Vec<ConversationStatus> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.push(store.conversation(id).await.unwrap().status);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn closing_a_ticket_closes_all_its_conversations() {
-        let (store, _dir, ticket, conversations) = ticket_with_two_conversations().await;
-        store
-            .update_ticket(&ticket, change("closed"), &Actor::new("t"))
-            .await
-            .unwrap();
-        assert_eq!(
-            statuses(&store, &conversations).await,
-            [ConversationStatus::Closed; 2]
-        );
-    }
-
-    #[tokio::test]
-    async fn reopening_a_ticket_with_two_conversations_reopens_neither() {
-        let (store, _dir, ticket, conversations) = ticket_with_two_conversations().await;
-        store
-            .update_ticket(&ticket, change("closed"), &Actor::new("t"))
-            .await
-            .unwrap();
-        let reopened = store
-            .update_ticket(&ticket, change("new"), &Actor::new("t"))
-            .await
-            .unwrap();
-        assert_eq!(reopened.status, "new");
-        assert_eq!(reopened.conversation_ids.len(), 2);
-        assert_eq!(
-            statuses(&store, &conversations).await,
-            [ConversationStatus::Closed; 2]
-        );
-    }
-
-    #[tokio::test]
-    async fn deleting_one_conversation_trashes_the_ticket_and_all_its_conversations_and_purge_removes_them()
-     {
-        let (store, _dir, ticket, [first, second]) = ticket_with_two_conversations().await;
-        store
-            .delete_conversation(&first, &Actor::new("t"))
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.ticket(&ticket).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.conversation(&second).await,
-            Err(StoreError::NotFound(_))
-        ));
-
-        // Not yet past retention: nothing purged, still restorable.
-        let purged = store
-            .purge_trash(Utc::now() - chrono::Duration::days(1))
-            .await
-            .unwrap();
-        assert_eq!(purged, 0);
-        store
-            .restore_ticket(&ticket, &Actor::new("t"))
-            .await
-            .unwrap();
-        assert!(store.conversation(&second).await.is_ok());
-
-        store
-            .delete_ticket(&ticket, &Actor::new("t"))
-            .await
-            .unwrap();
-        let purged = store
-            .purge_trash(Utc::now() + chrono::Duration::seconds(1))
-            .await
-            .unwrap();
-        assert_eq!(purged, 1);
-        assert!(matches!(
-            store.restore_ticket(&ticket, &Actor::new("t")).await,
-            Err(StoreError::NotFound(_))
-        ));
-        let page = PageRequest {
-            limit: 10,
-            cursor: None,
-        };
-        assert!(matches!(
-            store.messages(&first, &page).await,
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn analytics_figures_on_a_seeded_data_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        // Three conversations on "chat": answered after 60 s and 180 s by alice and
-        // 120 s by bob; two tickets resolved, after 1 h (owner bob) and 3 h (no owner).
-        let mut conversations = Vec::new();
-        for user in ["ana", "bo", "cy"] {
-            conversations.push(conversation(&store, "chat", user).await);
-        }
-        for ((id, _), rep) in conversations.iter().zip(["alice", "bob", "alice"]) {
-            store
-                .create_reply(NewReply {
-                    conversation_id: id.clone(),
-                    parts: vec![Part::Text(TextPart {
-                        text: "hello".into(),
-                    })],
-                    reply_to: None,
-                    sender: crate::model::Sender {
-                        kind: crate::model::SenderKind::Rep,
-                        id: rep.into(),
-                    },
-                    run_at: Utc::now(),
-                    ticket_change: None,
-                    via: None,
-                })
-                .await
-                .unwrap();
-        }
-        let base = 1_800_000_000_000i64;
-        let seeded: Vec<(String, String)> = conversations
-            .iter()
-            .map(|(c, t)| (c.as_str().to_owned(), t.as_str().to_owned()))
-            .collect();
-        store
-            .writer
-            .write(move |conn| {
-                for (i, (conversation, ticket)) in seeded.iter().enumerate() {
-                    let answered_after = [60_000, 120_000, 180_000][i];
-                    conn.execute(
-                        "UPDATE conversations SET created_at = ?2 WHERE id = ?1",
-                        params![conversation, base],
-                    )?;
-                    conn.execute(
-                        "UPDATE messages SET created_at = ?2 + CASE direction WHEN 'inbound' THEN 0 ELSE ?3 END
-                         WHERE conversation_id = ?1",
-                        params![conversation, base, answered_after],
-                    )?;
-                    let (closed, owner) = match i {
-                        0 => (Some(base + 3_600_000), Some("bob")),
-                        1 => (Some(base + 10_800_000), None),
-                        _ => (None, None),
-                    };
-                    conn.execute(
-                        "UPDATE tickets SET created_at = ?2, closed_at = ?3, owner_id = ?4 WHERE id = ?1",
-                        params![ticket, base, closed, owner],
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
-        let from = crate::model::from_millis(base - 1);
-        let to = crate::model::from_millis(base + 86_400_000);
-        let report = crate::desk::analytics::report(store.analytics(from, to).await.unwrap());
-
-        let chat = &report.channels[0];
-        assert_eq!(chat.channel_id, "chat");
-        assert_eq!(
-            (
-                chat.conversations,
-                chat.messages_inbound,
-                chat.messages_outbound
-            ),
-            (3, 3, 3)
-        );
-        assert_eq!(chat.first_response.count, 3);
-        assert_eq!(chat.first_response.median_s, Some(120.0));
-        assert_eq!(chat.first_response.p90_s, Some(180.0));
-        assert_eq!(chat.resolution.count, 2);
-        assert_eq!(chat.resolution.median_s, Some(3600.0));
-        assert_eq!(chat.resolution.p90_s, Some(10800.0));
-        let alice = report.reps.iter().find(|r| r.rep_id == "alice").unwrap();
-        assert_eq!(alice.replies, 2);
-        assert_eq!(alice.first_response.median_s, Some(60.0));
-        assert_eq!(alice.first_response.p90_s, Some(180.0));
-        let bob = report.reps.iter().find(|r| r.rep_id == "bob").unwrap();
-        assert_eq!((bob.replies, bob.first_response.median_s), (1, Some(120.0)));
-        assert_eq!(bob.resolution.median_s, Some(3600.0));
-
-        // Outside the period there is nothing.
-        let before = crate::model::from_millis(base - 10_000_000);
-        let report = crate::desk::analytics::report(store.analytics(before, from).await.unwrap());
-        assert!(report.channels.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use crate::store::{
     Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
 };
 
-const DELIVER: &str = "deliver";
+use crate::store::{JOB_DELIVER as DELIVER, JOB_EMAIL as EMAIL};
 
 pub fn enqueue_delivery(
     conn: &Connection,
@@ -29,8 +29,6 @@ pub fn enqueue_delivery(
     .execute(params![id.as_str(), DELIVER, channel, conversation, payload, run_at, now])?;
     Ok(id)
 }
-
-const EMAIL: &str = "email";
 
 /// Queues an email; emails of one conversation go out in order.
 pub fn enqueue_email(
@@ -54,23 +52,6 @@ pub fn enqueue_email(
         now
     ])?;
     Ok(id)
-}
-
-fn job_kind(kind: &str, payload: &str) -> Result<JobKind, StoreError> {
-    let value: serde_json::Value = serde_json::from_str(payload)
-        .map_err(|e| StoreError::Internal(format!("job payload is not JSON: {e}")))?;
-    match kind {
-        DELIVER => {
-            let id = value["message_id"].as_str().unwrap_or_default();
-            Ok(JobKind::Deliver {
-                message_id: MessageId::from_stored(id.to_owned()),
-            })
-        }
-        EMAIL => serde_json::from_value(value)
-            .map(JobKind::Email)
-            .map_err(|e| StoreError::Internal(format!("email job payload: {e}"))),
-        other => Err(StoreError::Internal(format!("unknown job kind {other:?}"))),
-    }
 }
 
 pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
@@ -109,7 +90,7 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
         let (id, kind, channel_id, payload, attempts) = row?;
         jobs.push(Job {
             id: JobId::from_stored(id),
-            kind: job_kind(&kind, &payload)?,
+            kind: JobKind::decode(&kind, &payload)?,
             channel_id,
             attempts,
         });
@@ -259,11 +240,7 @@ fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
         });
     Ok(Delivery {
         id: JobId::from_stored(row.get(1)?),
-        kind: match kind.as_str() {
-            DELIVER => DELIVER,
-            EMAIL => EMAIL,
-            _ => "unknown",
-        },
+        kind: crate::store::job_kind_label(&kind),
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: row.get(4)?,
         // Email jobs order under `email:{conversation}`.
@@ -350,7 +327,19 @@ pub fn stats(conn: &Connection, now: i64) -> Result<QueueStats, StoreError> {
              FROM jobs",
         )?
         .query_row([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    // Counted from the partial index that keeps one open conversation per thread.
+    let open_conversations = conn
+        .prepare_cached(
+            "SELECT channel_id, count(*) FROM conversations
+             WHERE status = 'open' AND deleted_at IS NULL
+             GROUP BY channel_id ORDER BY channel_id",
+        )?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(QueueStats {
+        open_conversations,
         pending: pending as u64,
         dead: dead as u64,
         oldest_due_age: std::time::Duration::from_millis(

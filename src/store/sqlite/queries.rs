@@ -4,10 +4,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::adapters::Outbound;
+use crate::desk::inboxes::Scope;
 use crate::model::{
     ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
-    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, Part, Sender, SenderKind,
-    TicketId, from_millis,
+    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Part, Sender,
+    SenderKind, TicketId, from_millis,
 };
 use crate::store::{ConversationFilter, Page, StoreError};
 
@@ -86,6 +87,24 @@ pub fn conversations(
         args.push(SqlValue::Text(channel.clone()));
         sql += &format!(" AND c.channel_id = ?{}", args.len());
     }
+    let (operator, channels) = match &filter.scope {
+        Scope::All => ("", None),
+        Scope::Only(channels) => ("IN", Some(channels)),
+        Scope::Except(channels) => ("NOT IN", Some(channels)),
+    };
+    if let Some(channels) = channels {
+        let list = serde_json::to_string(channels)
+            .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
+        args.push(SqlValue::Text(list));
+        sql += &format!(
+            " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
+            args.len()
+        );
+    }
+    if let Some(contact) = &filter.contact {
+        args.push(SqlValue::Text(contact.as_str().into()));
+        sql += &format!(" AND c.contact_id = ?{}", args.len());
+    }
     if let Some(status) = filter.status {
         args.push(SqlValue::Text(status.as_str().into()));
         sql += &format!(" AND c.status = ?{}", args.len());
@@ -159,7 +178,7 @@ pub fn conversations(
 const MESSAGE_COLUMNS: &str =
     "seq, id, conversation_id, channel_id, direction, platform_message_id,
     sender_type, sender_id, reply_to, parts, delivery_status, delivery_error, attempts, created_at,
-    edited_at, history, retracted_at, delivery_note";
+    edited_at, history, retracted_at, delivery_note, kind, mentions";
 
 fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
     let parts: String = row.get(9)?;
@@ -168,8 +187,10 @@ fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
     let direction: String = row.get(4)?;
     let sender: String = row.get(6)?;
     let status: String = row.get(10)?;
+    let kind: String = row.get(18)?;
     let message = Message {
         id: MessageId::from_stored(row.get(1)?),
+        kind: MessageKind::parse(&kind).unwrap_or_default(),
         conversation_id: ConversationId::from_stored(row.get(2)?),
         channel_id: row.get(3)?,
         direction: Direction::parse(&direction).unwrap_or(Direction::Inbound),
@@ -180,6 +201,10 @@ fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
         },
         reply_to: row.get::<_, Option<String>>(8)?.map(MessageId::from_stored),
         parts,
+        mentions: row
+            .get::<_, Option<String>>(19)?
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default(),
         delivery: Delivery {
             status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Queued),
             error: row.get(11)?,

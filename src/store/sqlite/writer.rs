@@ -79,7 +79,12 @@ fn in_savepoint<T>(
             Ok(value)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            // On some errors (SQLITE_FULL, IOERR, BUSY, NOMEM) SQLite may roll back the
+            // whole transaction itself, savepoint and all: then there is nothing to roll
+            // back to, the request's own error is the answer, and the batch notices.
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            }
             Err(e)
         }
     }
@@ -179,7 +184,26 @@ fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Work>>) {
         }
         return;
     }
-    let answers: Vec<Box<dyn Answer>> = batch.into_iter().map(|w| w.apply(conn)).collect();
+    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(batch.len());
+    let mut waiting = batch.into_iter();
+    for work in waiting.by_ref() {
+        answers.push(work.apply(conn));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back: what the batch applied so far is
+            // gone, and the rest must not run outside a transaction. Nothing was written;
+            // every caller is told to try again.
+            let lost = StoreError::Unavailable(
+                "the database rolled the batch back (disk full or I/O error); try again".into(),
+            );
+            for work in waiting {
+                work.abort(clone_error(&lost));
+            }
+            for answer in answers {
+                answer.send(Err(clone_error(&lost)));
+            }
+            return;
+        }
+    }
     let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if commit.is_err() {
         // A failed COMMIT (disk full, I/O error) may leave the transaction open.
@@ -196,7 +220,9 @@ fn clone_error(e: &StoreError) -> StoreError {
         StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Contended(m) => StoreError::Contended(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
+        StoreError::Merged(into) => StoreError::Merged(into.clone()),
     }
 }
 
@@ -260,6 +286,103 @@ mod tests {
         w.stop().await;
         let r = w.write(|_| Ok(())).await;
         assert!(matches!(r, Err(StoreError::Unavailable(_))));
+    }
+
+    /// Inserts a row of `size` bytes tagged `tag`, twice (two statements, one request).
+    async fn insert_pair(w: &Writer, tag: i64, size: usize) -> Result<(), StoreError> {
+        w.write(move |c| {
+            for _ in 0..2 {
+                c.execute(
+                    "INSERT INTO blobs (tag, data) VALUES (?1, zeroblob(?2))",
+                    rusqlite::params![tag, size as i64],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rows_tagged(w: &Writer, tag: i64) -> i64 {
+        w.write(move |c| {
+            Ok(
+                c.query_row("SELECT count(*) FROM blobs WHERE tag = ?1", [tag], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_database_answers_unavailable_writes_nothing_half_and_recovers_when_space_returns()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE blobs (tag INTEGER, data BLOB);
+             PRAGMA max_page_count = 64;",
+        )
+        .unwrap();
+        let w = Writer::start(conn, Box::new(|_| {})).unwrap();
+
+        // Fill it: each request needs two 8 KiB rows, and the file may not pass 64 pages.
+        let mut full_at = None;
+        for tag in 0..100 {
+            match insert_pair(&w, tag, 8 * 1024).await {
+                Ok(()) => {}
+                Err(StoreError::Unavailable(message)) => {
+                    assert!(message.contains("full"), "{message}");
+                    full_at = Some(tag);
+                    break;
+                }
+                Err(other) => panic!("a full database must be unavailable, got {other:?}"),
+            }
+        }
+        let tag = full_at.expect("the database filled up");
+        assert_eq!(
+            rows_tagged(&w, tag).await,
+            0,
+            "the refused request left no row"
+        );
+        for earlier in 0..tag {
+            assert_eq!(
+                rows_tagged(&w, earlier).await,
+                2,
+                "request {earlier} is whole"
+            );
+        }
+
+        // Space comes back (here: a higher page limit); the writer was never stuck.
+        w.write(|c| Ok(c.pragma_update(None, "max_page_count", 100_000)?))
+            .await
+            .unwrap();
+        insert_pair(&w, tag, 8 * 1024).await.unwrap();
+        assert_eq!(rows_tagged(&w, tag).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_database_locked_by_another_connection_answers_unavailable_until_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE blobs (tag INTEGER, data BLOB);")
+            .unwrap();
+        conn.busy_timeout(std::time::Duration::from_millis(100))
+            .unwrap();
+        let w = Writer::start(conn, Box::new(|_| {})).unwrap();
+
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let refused = insert_pair(&w, 1, 10).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+
+        insert_pair(&w, 1, 10).await.unwrap();
+        assert_eq!(rows_tagged(&w, 1).await, 2);
     }
 
     async fn futures_join<F: std::future::Future + Send + 'static>(

@@ -1,0 +1,744 @@
+//! The write side of a webhook and of a reply, each in one transaction.
+//!
+//! Replicas ingest concurrently, so what SQLite's single writer serialises for free is
+//! serialised here with transaction-scoped advisory locks: one per sender (dedupe, contact
+//! creation, per-contact threading), one per platform thread, and one per platform message
+//! id for status reports racing the send that gives the message that id.
+
+use sqlx::PgConnection;
+
+use super::{desk as tickets_store, events, outbox, routing};
+use crate::adapters::{InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark};
+use crate::desk::{self, threading::ThreadDecision};
+use crate::model::{
+    ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, Part,
+    TicketId, from_millis,
+};
+use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, Routed, StoreError, Via};
+
+/// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
+pub async fn lock(c: &mut PgConnection, key: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// The lock that stores one sender's messages (and creates their contact) one at a time.
+pub fn sender_key(channel: &str, kind: &str, value: &str) -> String {
+    format!("sender\u{1f}{channel}\u{1f}{kind}\u{1f}{value}")
+}
+
+/// The lock that orders a platform message id's status reports against its send.
+pub fn platform_id_key(channel: &str, platform_id: &str) -> String {
+    format!("pid\u{1f}{channel}\u{1f}{platform_id}")
+}
+
+/// What a message says, for full-text search (`None` when it has no text).
+pub fn body_text(parts: &[Part]) -> Option<String> {
+    let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
+    // PostgreSQL text cannot hold NUL; search does not need it.
+    (!text.is_empty()).then(|| text.join(" ").replace('\0', " "))
+}
+
+pub async fn ingest(
+    c: &mut PgConnection,
+    rules: &ChannelRules,
+    events: &[InboundEvent],
+    now: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        outcomes.push(match event {
+            InboundEvent::Message(message) => ingest_message(c, rules, message, now).await?,
+            InboundEvent::Status(status) => {
+                record_status(c, &rules.channel_id, status, now).await?
+            }
+            InboundEvent::Edit(edit) => apply_edit(c, &rules.channel_id, edit, now).await?,
+            InboundEvent::Retract {
+                platform_message_id,
+            } => retract(c, &rules.channel_id, platform_message_id, now).await?,
+            InboundEvent::Watermark(mark) => {
+                apply_watermark(c, &rules.channel_id, mark, now).await?
+            }
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Replaces an inbound message's parts, keeping what it said before in `history`.
+async fn apply_edit(
+    c: &mut PgConnection,
+    channel: &str,
+    edit: &MessageEdit,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let current: Option<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, parts, history FROM messages
+         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
+         FOR UPDATE",
+    )
+    .bind(channel)
+    .bind(&edit.platform_message_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some((id, parts, history)) = current else {
+        return Ok(IngestOutcome::Edited {
+            id: edit.platform_message_id.clone(),
+            applied: false,
+        });
+    };
+    let mut revisions: Vec<serde_json::Value> = history
+        .as_deref()
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let old_parts: serde_json::Value = serde_json::from_str(&parts).unwrap_or_default();
+    revisions.push(serde_json::json!({"parts": old_parts, "replaced_at": from_millis(now)}));
+    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    sqlx::query(
+        "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
+         WHERE id = $1",
+    )
+    .bind(&id)
+    .bind(json(&edit.parts)?)
+    .bind(json(&revisions)?)
+    .bind(edited_at)
+    .bind(body_text(&edit.parts))
+    .execute(&mut *c)
+    .await?;
+    Ok(IngestOutcome::Edited {
+        id: edit.platform_message_id.clone(),
+        applied: true,
+    })
+}
+
+async fn retract(
+    c: &mut PgConnection,
+    channel: &str,
+    platform_id: &str,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let changed = sqlx::query(
+        "UPDATE messages SET retracted_at = COALESCE(retracted_at, $3)
+         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
+    )
+    .bind(channel)
+    .bind(platform_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(IngestOutcome::Retracted {
+        id: platform_id.to_owned(),
+        applied: changed.rows_affected() > 0,
+    })
+}
+
+/// Moves forward every reply to the contact sent up to the watermark.
+async fn apply_watermark(
+    c: &mut PgConnection,
+    channel: &str,
+    mark: &StatusWatermark,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.id, m.delivery_status FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         JOIN contact_identifiers i ON i.contact_id = c.contact_id AND i.channel_id = m.channel_id
+         WHERE m.channel_id = $1 AND i.kind = $2 AND i.value = $3 AND m.direction = 'outbound'
+           AND m.created_at <= $4 AND m.delivery_status IN ('sent', 'delivered')
+         ORDER BY m.seq
+         FOR UPDATE OF m",
+    )
+    .bind(channel)
+    .bind(&mark.contact.kind)
+    .bind(&mark.contact.value)
+    .bind(mark.up_to.timestamp_millis())
+    .fetch_all(&mut *c)
+    .await?;
+    let mut updated = 0;
+    for (id, status) in rows {
+        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
+        if let Some(next) = desk::delivery::advance(current, mark.status) {
+            events::delivery_updated(c, &id, next, None, now).await?;
+            updated += 1;
+        }
+    }
+    Ok(IngestOutcome::Watermark { updated })
+}
+
+async fn ingest_message(
+    c: &mut PgConnection,
+    rules: &ChannelRules,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    let ident = &m.from.identifier;
+    // One sender's messages are stored one at a time across replicas: the duplicate check,
+    // the contact and (per contact) the conversation are then decided once.
+    lock(c, &sender_key(channel, &ident.kind, &ident.value)).await?;
+    let seen: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM messages
+         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
+    )
+    .bind(channel)
+    .bind(&m.platform_message_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(id) = seen {
+        return Ok(IngestOutcome::Duplicate {
+            id: m.platform_message_id.clone(),
+            message_id: MessageId::from_stored(id),
+        });
+    }
+
+    let contact = upsert_contact(c, channel, m, now).await?;
+    let key =
+        desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
+    if m.thread_id.is_some() {
+        // Several senders share a platform thread.
+        lock(c, &format!("thread\u{1f}{channel}\u{1f}{key}")).await?;
+    }
+    let (conversation, threaded) = thread(c, rules, &key, &contact, m, now).await?;
+    let new_conversation = threaded == Threaded::Created;
+    if threaded != Threaded::Appended {
+        // Routing's lock comes before the events lock, in every transaction that takes both.
+        routing::lock_for(c, rules).await?;
+    }
+
+    let reply_to: Option<String> = match &m.reply_to {
+        Some(platform_id) => {
+            sqlx::query_scalar(
+                "SELECT id FROM messages WHERE channel_id = $1 AND platform_message_id = $2
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(channel)
+            .bind(platform_id)
+            .fetch_optional(&mut *c)
+            .await?
+        }
+        None => None,
+    };
+    let id = MessageId::new();
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
+             sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
+             created_at, body_text)
+         VALUES ($1, $2, $3, 'inbound', $4, 'contact', $5, $6, $7, $8, 'received', $9, $10, $11)",
+    )
+    .bind(id.as_str())
+    .bind(conversation.as_str())
+    .bind(channel)
+    .bind(&m.platform_message_id)
+    .bind(contact.as_str())
+    .bind(reply_to)
+    .bind(json(&m.parts)?)
+    .bind(json(&m.raw)?)
+    .bind(m.sent_at.map(|t| t.timestamp_millis()))
+    .bind(now)
+    .bind(body_text(&m.parts))
+    .execute(&mut *c)
+    .await?;
+    events::emit(
+        c,
+        "message.created",
+        conversation.as_str(),
+        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation}),
+        now,
+    )
+    .await?;
+    let timeout = rules.presence_timeout_ms;
+    let routed = if threaded != Threaded::Appended {
+        let decision = routing::route(
+            c,
+            rules,
+            conversation.as_str(),
+            contact.as_str(),
+            now,
+            timeout,
+        )
+        .await?;
+        Some(Routed {
+            rule: decision.rule,
+            assigned: decision.assignee.is_some(),
+        })
+    } else {
+        None
+    };
+    routing::email_offline_owner(
+        c,
+        rules,
+        conversation.as_str(),
+        contact.as_str(),
+        id.as_str(),
+        &m.parts,
+        now,
+        timeout,
+    )
+    .await?;
+    Ok(IngestOutcome::Stored {
+        id: m.platform_message_id.clone(),
+        message_id: id,
+        conversation_id: conversation,
+        new_conversation,
+        routed,
+    })
+}
+
+async fn upsert_contact(
+    c: &mut PgConnection,
+    channel: &str,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<ContactId, StoreError> {
+    let ident = &m.from.identifier;
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT contact_id FROM contact_identifiers
+         WHERE channel_id = $1 AND kind = $2 AND value = $3",
+    )
+    .bind(channel)
+    .bind(&ident.kind)
+    .bind(&ident.value)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(id) = existing {
+        if m.from.display_name.is_some() || m.from.email.is_some() {
+            // Only write when something changed: most messages come from known contacts.
+            sqlx::query(
+                "UPDATE contacts SET display_name = COALESCE($2, display_name),
+                     email = COALESCE($3, email), updated_at = $4
+                 WHERE id = $1 AND (display_name IS DISTINCT FROM COALESCE($2, display_name)
+                     OR email IS DISTINCT FROM COALESCE($3, email))",
+            )
+            .bind(&id)
+            .bind(&m.from.display_name)
+            .bind(&m.from.email)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+        }
+        return Ok(ContactId::from_stored(id));
+    }
+    let id = ContactId::new();
+    sqlx::query(
+        "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(id.as_str())
+    .bind(&m.from.display_name)
+    .bind(&m.from.email)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(channel)
+    .bind(&ident.kind)
+    .bind(&ident.value)
+    .bind(id.as_str())
+    .execute(&mut *c)
+    .await?;
+    Ok(id)
+}
+
+/// What threading did with an inbound message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Threaded {
+    Appended,
+    Reopened,
+    Created,
+}
+
+/// Finds, reopens or creates the conversation for `key`.
+async fn thread(
+    c: &mut PgConnection,
+    rules: &ChannelRules,
+    key: &str,
+    contact: &ContactId,
+    m: &InboundMessage,
+    now: i64,
+) -> Result<(ConversationId, Threaded), StoreError> {
+    let channel = rules.channel_id.as_str();
+    let open: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, ticket_id FROM conversations
+         WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL",
+    )
+    .bind(channel)
+    .bind(key)
+    .fetch_optional(&mut *c)
+    .await?;
+    let closed = match (&open, rules.reopen) {
+        (None, true) => {
+            sqlx::query_as(
+                "SELECT id, ticket_id FROM conversations
+                 WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(channel)
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await?
+        }
+        _ => None,
+    };
+    match desk::threading::decide(open, closed, rules.reopen) {
+        ThreadDecision::Append((id, _)) => {
+            sqlx::query(
+                "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2)
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok((ConversationId::from_stored(id), Threaded::Appended))
+        }
+        ThreadDecision::Reopen((id, ticket)) => {
+            // A closed ticket comes back with its conversation, at the channel's start status
+            // (the ticket's row first: desk.rs locks tickets before their conversations).
+            sqlx::query(
+                "UPDATE tickets SET status = $2, closed_at = NULL, updated_at = $3
+                 WHERE id = $1 AND closed_at IS NOT NULL",
+            )
+            .bind(&ticket)
+            .bind(&rules.ticket.status)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = $2
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok((ConversationId::from_stored(id), Threaded::Reopened))
+        }
+        ThreadDecision::Create => {
+            let ticket = TicketId::new();
+            let t = &rules.ticket;
+            sqlx::query(
+                "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(ticket.as_str())
+            .bind(&t.pipeline)
+            .bind(&t.status)
+            .bind(&t.priority)
+            .bind(json(&t.properties)?)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            let id = ConversationId::new();
+            // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
+            // the channel's threading mode.
+            sqlx::query(
+                "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
+                     ticket_id, contact_id, created_at, last_message_at)
+                 VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $7)",
+            )
+            .bind(id.as_str())
+            .bind(channel)
+            .bind(key)
+            .bind(m.thread_id.as_deref())
+            .bind(ticket.as_str())
+            .bind(contact.as_str())
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok((id, Threaded::Created))
+        }
+    }
+}
+
+/// Records a platform's status report and moves the message it names forward, if known.
+async fn record_status(
+    c: &mut PgConnection,
+    channel: &str,
+    s: &StatusUpdate,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    // The send that gives a message this id folds in the reports stored before it; this
+    // lock makes sure each report is either seen by that send or sees its result.
+    lock(c, &platform_id_key(channel, &s.platform_message_id)).await?;
+    sqlx::query(
+        "INSERT INTO status_reports (channel_id, platform_message_id, status, error, received_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(channel)
+    .bind(&s.platform_message_id)
+    .bind(s.status.as_str())
+    .bind(&s.error)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let target: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, delivery_status FROM messages
+         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'outbound'
+         ORDER BY seq DESC LIMIT 1
+         FOR UPDATE",
+    )
+    .bind(channel)
+    .bind(&s.platform_message_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let applied = match target {
+        Some((id, current)) => {
+            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
+            match desk::delivery::advance(current, s.status) {
+                Some(next) => {
+                    events::delivery_updated(c, &id, next, s.error.as_deref(), now).await?;
+                    true
+                }
+                None => false,
+            }
+        }
+        None => false,
+    };
+    Ok(IngestOutcome::Status {
+        id: s.platform_message_id.clone(),
+        applied,
+    })
+}
+
+/// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
+/// on that ticket) if there is none; the contact gets `via.identifier` on that channel.
+async fn via_conversation(
+    c: &mut PgConnection,
+    from: &str,
+    ticket: &str,
+    via: &Via,
+    now: i64,
+) -> Result<String, StoreError> {
+    let contact: String = sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+        .bind(from)
+        .fetch_one(&mut *c)
+        .await?;
+    lock(
+        c,
+        &sender_key(&via.channel_id, &via.identifier.kind, &via.identifier.value),
+    )
+    .await?;
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT contact_id FROM contact_identifiers WHERE channel_id = $1 AND kind = $2 AND value = $3",
+    )
+    .bind(&via.channel_id)
+    .bind(&via.identifier.kind)
+    .bind(&via.identifier.value)
+    .fetch_optional(&mut *c)
+    .await?;
+    match owner {
+        Some(other) if other != contact => {
+            return Err(StoreError::Conflict(format!(
+                "via_channel: {} on {} belongs to another contact",
+                via.identifier.value, via.channel_id
+            )));
+        }
+        Some(_) => {}
+        None => {
+            sqlx::query(
+                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&via.channel_id)
+            .bind(&via.identifier.kind)
+            .bind(&via.identifier.value)
+            .bind(&contact)
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2 AND ticket_id = $3
+           AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&via.channel_id)
+    .bind(&contact)
+    .bind(ticket)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let key = format!("contact:{contact}");
+    // Checked first: in PostgreSQL a failed insert would abort the whole transaction.
+    let taken: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM conversations
+         WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL",
+    )
+    .bind(&via.channel_id)
+    .bind(&key)
+    .fetch_optional(&mut *c)
+    .await?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "via_channel: the contact already has an open conversation on {} (another ticket)",
+            via.channel_id
+        )));
+    }
+    let id = ConversationId::new();
+    sqlx::query(
+        "INSERT INTO conversations (id, channel_id, thread_key, status, ticket_id, contact_id,
+             owner_id, created_at, last_message_at)
+         VALUES ($1, $2, $3, 'open', $4, $5, (SELECT owner_id FROM conversations WHERE id = $6), $7, $7)",
+    )
+    .bind(id.as_str())
+    .bind(&via.channel_id)
+    .bind(&key)
+    .bind(ticket)
+    .bind(&contact)
+    .bind(from)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(id.to_string())
+}
+
+/// Stores a rep's reply and its delivery job.
+pub async fn create_reply(
+    c: &mut PgConnection,
+    reply: &NewReply,
+    now: i64,
+) -> Result<Message, StoreError> {
+    let conversation = reply.conversation_id.as_str();
+    // Locked (ticket first, then the conversation, the order desk.rs locks them in), so
+    // replies to one conversation get their seq and job order in commit order.
+    let ticket: String = sqlx::query_scalar(
+        "SELECT ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("conversation"))?;
+    sqlx::query("SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE")
+        .bind(&ticket)
+        .execute(&mut *c)
+        .await?;
+    let (channel, ticket): (String, String) = sqlx::query_as(
+        "SELECT channel_id, ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL
+         FOR UPDATE",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("conversation"))?;
+    // First, so a status the ticket may not take stops the reply too (nothing stored).
+    if let Some(change) = &reply.ticket_change {
+        let actor = Actor::new(reply.sender.id.clone());
+        tickets_store::apply_ticket_change(
+            c,
+            &TicketId::from_stored(ticket.clone()),
+            change,
+            &actor,
+            now,
+        )
+        .await?;
+    }
+    let reply_to: Option<String> = match &reply.reply_to {
+        Some(target) => Some(
+            // An internal comment is never quoted to the contact.
+            sqlx::query_scalar(
+                "SELECT id FROM messages
+                 WHERE id = $1 AND conversation_id = $2 AND direction != 'internal'",
+            )
+            .bind(target.as_str())
+            .bind(conversation)
+            .fetch_optional(&mut *c)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "reply_to: message {target} is not a message of conversation {conversation}"
+                ))
+            })?,
+        ),
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(conversation)
+            .fetch_optional(&mut *c)
+            .await?
+        }
+    };
+    // Through another channel: the reply goes into the contact's conversation there, on
+    // the same ticket (created if it has none yet).
+    let (conversation, channel) = match &reply.via {
+        Some(via) => (
+            via_conversation(c, conversation, &ticket, via, now).await?,
+            via.channel_id.clone(),
+        ),
+        None => (conversation.to_owned(), channel),
+    };
+    let conversation = conversation.as_str();
+    let id = MessageId::new();
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, channel_id, direction, sender_type, sender_id,
+             reply_to, parts, delivery_status, created_at, body_text)
+         VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, 'queued', $8, $9)",
+    )
+    .bind(id.as_str())
+    .bind(conversation)
+    .bind(&channel)
+    .bind(reply.sender.kind.as_str())
+    .bind(&reply.sender.id)
+    .bind(&reply_to)
+    .bind(json(&reply.parts)?)
+    .bind(now)
+    .bind(body_text(&reply.parts))
+    .execute(&mut *c)
+    .await?;
+    events::emit(
+        c,
+        "message.created",
+        conversation,
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender}),
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) WHERE id = $1",
+    )
+    .bind(conversation)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    outbox::enqueue_delivery(
+        c,
+        &channel,
+        conversation,
+        &id,
+        reply.run_at.timestamp_millis(),
+        now,
+    )
+    .await?;
+    Ok(Message {
+        id,
+        kind: crate::model::MessageKind::Message,
+        mentions: Vec::new(),
+        conversation_id: ConversationId::from_stored(conversation.to_owned()),
+        channel_id: channel,
+        direction: Direction::Outbound,
+        platform_message_id: None,
+        sender: reply.sender.clone(),
+        reply_to: reply_to.map(MessageId::from_stored),
+        parts: reply.parts.clone(),
+        delivery: Delivery {
+            status: DeliveryStatus::Queued,
+            error: None,
+            attempts: 0,
+            note: None,
+        },
+        created_at: from_millis(now),
+        edited_at: None,
+        history: Vec::new(),
+        retracted_at: None,
+    })
+}
+
+pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
+}

@@ -1,0 +1,400 @@
+//! The outbox shared by every replica: enqueue, lease (`FOR UPDATE SKIP LOCKED`, with a
+//! lease expiry), finish, dead letters.
+
+use serde_json::json;
+use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+
+use super::{events, get};
+use crate::desk;
+use crate::model::{DeliveryStatus, JobId, MessageId, from_millis};
+use crate::store::{
+    Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
+};
+
+use crate::store::{JOB_DELIVER as DELIVER, JOB_EMAIL as EMAIL};
+
+pub async fn enqueue_delivery(
+    c: &mut PgConnection,
+    channel: &str,
+    conversation: &str,
+    message: &MessageId,
+    run_at: i64,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id = JobId::new();
+    let payload = json!({"message_id": message}).to_string();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7)",
+    )
+    .bind(id.as_str())
+    .bind(DELIVER)
+    .bind(channel)
+    .bind(conversation)
+    .bind(payload)
+    .bind(run_at)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(id)
+}
+
+/// Queues an email; emails of one conversation go out in order.
+pub async fn enqueue_email(
+    c: &mut PgConnection,
+    conversation: &str,
+    email: &crate::adapters::email::Email,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id = JobId::new();
+    let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+    )
+    .bind(id.as_str())
+    .bind(EMAIL)
+    .bind(crate::store::JOB_CHANNEL_SMTP)
+    .bind(format!("email:{conversation}"))
+    .bind(payload)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(id)
+}
+
+/// Leases due jobs, only the oldest pending job of each ordering key. Rows another
+/// replica is leasing right now are skipped, not waited for; a job whose head is leased
+/// elsewhere stays behind it because the head is still pending.
+pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
+    let now = request.now.timestamp_millis();
+    let until = now + request.lease.as_millis() as i64;
+    let rows = sqlx::query(
+        "WITH picked AS (
+             SELECT j.seq FROM jobs j
+             WHERE j.state = 'pending' AND j.run_at <= $3 AND j.lease_until <= $3
+               AND j.channel_id = ANY($4)
+               AND (j.ordering_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs p
+                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))
+             ORDER BY j.run_at, j.seq
+             LIMIT $5
+             FOR UPDATE SKIP LOCKED)
+         UPDATE jobs SET lease_owner = $1, lease_until = $2
+         FROM picked WHERE jobs.seq = picked.seq
+         RETURNING jobs.seq, jobs.id, jobs.kind, jobs.channel_id, jobs.payload, jobs.attempts",
+    )
+    .bind(&request.owner)
+    .bind(until)
+    .bind(now)
+    .bind(&request.channels)
+    .bind(request.limit as i64)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = get(row, "seq")?;
+        let kind: String = get(row, "kind")?;
+        let payload: String = get(row, "payload")?;
+        jobs.push((
+            seq,
+            Job {
+                id: JobId::from_stored(get(row, "id")?),
+                kind: JobKind::decode(&kind, &payload)?,
+                channel_id: get(row, "channel_id")?,
+                attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+            },
+        ));
+    }
+    jobs.sort_by_key(|(seq, _)| *seq);
+    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+pub async fn next_due(
+    c: &mut PgConnection,
+    channels: &[String],
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(GREATEST(j.run_at, j.lease_until)) FROM jobs j
+         WHERE j.state = 'pending' AND j.channel_id = ANY($1)
+           AND (j.ordering_key IS NULL OR NOT EXISTS (
+               SELECT 1 FROM jobs p
+               WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))",
+    )
+    .bind(channels)
+    .fetch_one(&mut *c)
+    .await?)
+}
+
+pub async fn finish(
+    c: &mut PgConnection,
+    job: &Job,
+    owner: &str,
+    outcome: &JobOutcome,
+    now: i64,
+) -> Result<(), StoreError> {
+    let id = job.id.as_str();
+    // Every change is conditional on still holding the lease: a job whose lease ran out
+    // and was taken by another worker is that worker's to finish. A send that succeeded
+    // still counts after the lease ran out (the database may have been unreachable) as
+    // long as nobody else has taken the job, so it is not sent twice.
+    let changed = match outcome {
+        JobOutcome::Sent { .. } => sqlx::query(
+            "DELETE FROM jobs WHERE id = $1 AND (lease_owner = $2 OR lease_until <= $3)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *c)
+        .await?,
+        JobOutcome::Retry { at, error } => sqlx::query(
+            "UPDATE jobs SET attempts = attempts + 1, run_at = $3, last_error = $4,
+                 lease_owner = NULL, lease_until = 0, updated_at = $5
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(at.timestamp_millis())
+        .bind(error)
+        .bind(now)
+        .execute(&mut *c)
+        .await?,
+        JobOutcome::Dead { error } => sqlx::query(
+            "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = $3,
+                 lease_owner = NULL, lease_until = 0, updated_at = $4
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(error)
+        .bind(now)
+        .execute(&mut *c)
+        .await?,
+        JobOutcome::Released => sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *c)
+        .await?,
+    };
+    if changed.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "job {id} is no longer leased by this worker"
+        )));
+    }
+    match &job.kind {
+        JobKind::Deliver { message_id } => update_message(c, job, message_id, outcome, now).await,
+        JobKind::Email(_) => Ok(()),
+    }
+}
+
+async fn update_message(
+    c: &mut PgConnection,
+    job: &Job,
+    message: &MessageId,
+    outcome: &JobOutcome,
+    now: i64,
+) -> Result<(), StoreError> {
+    let id = message.as_str();
+    match outcome {
+        JobOutcome::Sent {
+            platform_message_id,
+            note,
+        } => {
+            // Reports the platform sent before this send finished (it can be that fast)
+            // are waiting in status_reports; fold them in now.
+            let mut reports = Vec::new();
+            if let Some(pid) = platform_message_id {
+                // Ordered against record_status: each report is folded in here or applied there.
+                super::ingest::lock(c, &super::ingest::platform_id_key(&job.channel_id, pid))
+                    .await?;
+                let statuses: Vec<String> = sqlx::query_scalar(
+                    "SELECT status FROM status_reports
+                     WHERE channel_id = $1 AND platform_message_id = $2 ORDER BY seq",
+                )
+                .bind(&job.channel_id)
+                .bind(pid)
+                .fetch_all(&mut *c)
+                .await?;
+                reports.extend(statuses.iter().filter_map(|s| DeliveryStatus::parse(s)));
+            }
+            let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
+            sqlx::query(
+                "UPDATE messages SET platform_message_id = $2, delivery_error = NULL,
+                     delivery_note = $3, attempts = attempts + 1
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(platform_message_id)
+            .bind(note)
+            .execute(&mut *c)
+            .await?;
+            events::delivery_updated(c, id, status, None, now).await?;
+        }
+        JobOutcome::Retry { error, .. } => {
+            sqlx::query(
+                "UPDATE messages SET delivery_error = $2, attempts = attempts + 1 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .execute(&mut *c)
+            .await?;
+        }
+        JobOutcome::Dead { error } => {
+            sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            events::delivery_updated(c, id, DeliveryStatus::Failed, Some(error), now).await?;
+        }
+        JobOutcome::Released => {}
+    }
+    Ok(())
+}
+
+/// Gives back the leases `owner` holds. Unlike SQLite, other replicas may hold leases, so
+/// only this owner's go; a dead replica's leases run out by themselves.
+pub async fn release_all(c: &mut PgConnection, owner: &str) -> Result<u64, StoreError> {
+    Ok(
+        sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1")
+            .bind(owner)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    )
+}
+
+const DELIVERY_COLUMNS: &str = "seq, id, kind, state, channel_id, ordering_key, payload, attempts,
+    last_error, run_at, created_at, updated_at";
+
+fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
+    let kind: String = get(row, "kind")?;
+    let payload: String = get(row, "payload")?;
+    let state: String = get(row, "state")?;
+    let message_id = serde_json::from_str::<serde_json::Value>(&payload)
+        .ok()
+        .and_then(|v| {
+            v["message_id"]
+                .as_str()
+                .map(|s| MessageId::from_stored(s.to_owned()))
+        });
+    Ok(Delivery {
+        id: JobId::from_stored(get(row, "id")?),
+        kind: crate::store::job_kind_label(&kind),
+        state: JobState::parse(&state).unwrap_or(JobState::Pending),
+        channel_id: get(row, "channel_id")?,
+        // Email jobs order under `email:{conversation}`.
+        conversation_id: get::<Option<String>>(row, "ordering_key")?
+            .map(|key| key.strip_prefix("email:").map(str::to_owned).unwrap_or(key)),
+        message_id,
+        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+        last_error: get(row, "last_error")?,
+        run_at: from_millis(get(row, "run_at")?),
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
+}
+
+pub async fn list(
+    c: &mut PgConnection,
+    state: JobState,
+    after: i64,
+    limit: u32,
+) -> Result<Page<Delivery>, StoreError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM jobs WHERE state = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(state.as_str())
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&mut *c)
+        .await?;
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::new();
+    let mut last_seq = 0i64;
+    for row in rows.iter().take(limit as usize) {
+        last_seq = get(row, "seq")?;
+        items.push(delivery(row)?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: more.then(|| last_seq.to_string()),
+    })
+}
+
+pub async fn retry(c: &mut PgConnection, id: &JobId, now: i64) -> Result<Delivery, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+    match state.as_deref() {
+        None => return Err(StoreError::NotFound("delivery")),
+        Some("dead") => {}
+        Some(_) => {
+            return Err(StoreError::Conflict(format!(
+                "delivery {id} is not dead-lettered; it is still being tried"
+            )));
+        }
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, lease_owner = NULL,
+             lease_until = 0, updated_at = $2
+         WHERE id = $1
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?;
+    let view = delivery(&row)?;
+    if let Some(message) = &view.message_id {
+        sqlx::query(
+            "UPDATE messages SET delivery_status = 'queued', delivery_error = NULL
+             WHERE id = $1 AND delivery_status = 'failed'",
+        )
+        .bind(message.as_str())
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(view)
+}
+
+pub async fn stats(c: &mut PgConnection, now: i64) -> Result<QueueStats, StoreError> {
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+                count(*) FILTER (WHERE state = 'dead') AS dead,
+                MIN(run_at) FILTER (WHERE state = 'pending' AND run_at <= $1) AS oldest
+         FROM jobs",
+    )
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await?;
+    let (pending, dead, oldest): (i64, i64, Option<i64>) = (
+        get(&row, "pending")?,
+        get(&row, "dead")?,
+        get(&row, "oldest")?,
+    );
+    let open_conversations = sqlx::query(
+        "SELECT channel_id, count(*) AS open FROM conversations
+         WHERE status = 'open' AND deleted_at IS NULL
+         GROUP BY channel_id ORDER BY channel_id",
+    )
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|row| Ok((get(row, "channel_id")?, get::<i64>(row, "open")? as u64)))
+    .collect::<Result<_, StoreError>>()?;
+    Ok(QueueStats {
+        open_conversations,
+        pending: pending as u64,
+        dead: dead as u64,
+        oldest_due_age: std::time::Duration::from_millis(
+            oldest.map_or(0, |at| (now - at).max(0) as u64),
+        ),
+    })
+}

@@ -1,0 +1,517 @@
+//! Inboxes and access: a rep token sees and acts only on the conversations, tickets,
+//! contacts and events of its rep's inboxes; anything else answers 404, exactly like an id
+//! that does not exist. Admins see everything.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::events::Stream;
+use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, secret, sha256, text_event};
+
+pub const ALICE: &str = "alice-token";
+pub const BOB: &str = "bob-token";
+
+/// Alice works the `sales` inbox (channel `sales`), Bob the `support` inbox (channel
+/// `help`) through his team; `demo` is in no inbox, so in `default`, which every rep
+/// works. `inboxes` replaces the inbox section (for reload tests).
+pub fn desk_config(inboxes: &str, more: &str) -> String {
+    desk_config_with(&["sales", "help"], inboxes, more)
+}
+
+/// [`desk_config`] with only some of its channels.
+pub fn desk_config_with(channels: &[&str], inboxes: &str, more: &str) -> String {
+    let channel = |id: &str| {
+        format!(
+            "[channels.{id}]\nkind = \"generic\"\nsecret = \"{}\"\noutbound_url = \"http://127.0.0.1:9/{id}\"\n",
+            secret()
+        )
+    };
+    format!(
+        r#"
+[[reps]]
+id = "alice"
+name = "Alice Doe"
+email = "alice@example.com"
+[[reps]]
+id = "bob"
+email = "bob@example.com"
+teams = ["support"]
+[[reps]]
+id = "carol"
+email = "carol@example.com"
+
+[[api.tokens]]
+name = "alice-laptop"
+role = "rep"
+rep = "alice"
+sha256 = "{alice}"
+[[api.tokens]]
+name = "bob-laptop"
+role = "rep"
+rep = "bob"
+sha256 = "{bob}"
+
+{channels}
+{inboxes}
+{more}
+"#,
+        alice = sha256(ALICE),
+        bob = sha256(BOB),
+        channels = channels.iter().map(|c| channel(c)).collect::<String>(),
+    )
+}
+
+pub const INBOXES: &str = r#"
+[inboxes.sales]
+channels = ["sales"]
+users = ["alice"]
+[inboxes.support]
+channels = ["help"]
+teams = ["support"]
+"#;
+
+pub async fn spawn_desk(more: &str) -> TestApp {
+    TestApp::spawn_with(Options {
+        extra: desk_config(INBOXES, more),
+        ..Options::default()
+    })
+    .await
+}
+
+pub async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> (u16, Value) {
+    app.api(method, path, body, Some(token)).await
+}
+
+/// The conversation a first message on `channel` from `user` opened.
+pub async fn conversation_on(app: &TestApp, channel: &str, user: &str) -> Value {
+    let response = app
+        .post_webhook(
+            channel,
+            &text_event(&format!("{channel}-{user}"), user, "hello"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let id = body["results"][0]["conversation_id"].as_str().unwrap();
+    app.get(&format!("/api/v1/conversations/{id}")).await
+}
+
+fn ids(list: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_rep_of_one_inbox_gets_404_on_everything_of_another_inbox_as_for_an_unknown_id() {
+    let app = spawn_desk("").await;
+    let mine = conversation_on(&app, "sales", "buyer").await;
+    let theirs = conversation_on(&app, "help", "user").await;
+    let id = theirs["id"].as_str().unwrap();
+    let ticket = theirs["ticket_id"].as_str().unwrap();
+    let contact = theirs["contact"]["id"].as_str().unwrap();
+    let message = items(
+        app.get(&format!("/api/v1/conversations/{id}/messages"))
+            .await,
+    )[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Alice's list holds her conversation only; the admin's holds both.
+    let listed = items(app.get_as("/api/v1/conversations", ALICE).await);
+    assert_eq!(ids(&listed), ids(std::slice::from_ref(&mine)));
+    assert_eq!(app.conversations().await.len(), 2);
+    let filtered = app
+        .get_as("/api/v1/conversations?channel=help", ALICE)
+        .await;
+    assert!(items(filtered).is_empty());
+
+    let unknown_conversation = "conv_01KAK3W9Q4M2N5P7S9T0V1W2XY";
+    let calls: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (
+            Method::GET,
+            format!("/api/v1/conversations/{id}"),
+            None,
+            "conversation",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/conversations/{id}/messages"),
+            None,
+            "conversation",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/conversations/{id}"),
+            Some(json!({"owner_id": "alice"})),
+            "conversation",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"parts": [{"type": "text", "text": "hi"}]})),
+            "conversation",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/conversations/{id}/comments"),
+            Some(json!({"text": "a note"})),
+            "conversation",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tickets/{ticket}"),
+            None,
+            "ticket",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/tickets/{ticket}"),
+            Some(json!({"status": "waiting_on_us"})),
+            "ticket",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tickets/{ticket}/history"),
+            None,
+            "ticket",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/contacts/{contact}"),
+            None,
+            "contact",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/contacts/{contact}"),
+            Some(json!({"email": "x@example.com"})),
+            "contact",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/contacts/{contact}/conversations"),
+            None,
+            "contact",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/contacts/{contact}/history"),
+            None,
+            "contact",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/contacts/{contact}/merge"),
+            Some(json!({"from": mine["contact"]["id"]})),
+            "contact",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/messages/{message}/parts/0/media"),
+            None,
+            "message",
+        ),
+    ];
+    for (method, path, body, what) in calls {
+        let (status, answer) = call(&app, method.clone(), &path, body, ALICE).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+        assert_eq!(
+            answer,
+            json!({"error": {"code": "not_found", "message": format!("{what} not found")}}),
+            "{method} {path}: the same answer as for an id that does not exist"
+        );
+    }
+    let (_, unknown) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/conversations/{unknown_conversation}"),
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(unknown["error"]["message"], "conversation not found");
+
+    // Naming another inbox's contact as the one to merge is refused like an unknown one.
+    let (status, answer) = call(
+        &app,
+        Method::POST,
+        &format!(
+            "/api/v1/contacts/{}/merge",
+            mine["contact"]["id"].as_str().unwrap()
+        ),
+        Some(json!({"from": contact})),
+        ALICE,
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["message"]),
+        (422, &json!("from: contact not found"))
+    );
+
+    // Nothing changed on Bob's side, and the admin sees it all.
+    let messages = items(
+        app.get(&format!("/api/v1/conversations/{id}/messages"))
+            .await,
+    );
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let theirs_now = app.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(theirs_now["owner_id"], Value::Null);
+    assert_eq!(
+        app.get(&format!("/api/v1/tickets/{ticket}")).await["status"],
+        "new"
+    );
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/conversations/{id}"),
+        None,
+        BOB,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_rep_sees_none_of_another_inboxs_events() {
+    let app = spawn_desk("").await;
+    let mut alice = Stream::open_as(&app, "", ALICE).await;
+    let mut admin = Stream::open_as(&app, "", ADMIN_TOKEN).await;
+    let theirs = conversation_on(&app, "help", "user").await;
+    let id = theirs["id"].as_str().unwrap();
+    // Bob works on his conversation: a reply, an assignment, a comment, a status change.
+    call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/messages"),
+        Some(json!({"parts": [{"type": "text", "text": "on it"}]})),
+        BOB,
+    )
+    .await;
+    call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/conversations/{id}"),
+        Some(json!({"owner_id": "bob", "status": "closed"})),
+        BOB,
+    )
+    .await;
+    call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/comments"),
+        Some(json!({"text": "done"})),
+        BOB,
+    )
+    .await;
+    let mine = conversation_on(&app, "sales", "buyer").await;
+
+    // The admin sees Bob's events first; Alice's first event is her own channel's.
+    let (_, kind, event) = admin.next().await;
+    assert_eq!(
+        (kind.as_str(), &event["channel_id"]),
+        ("message.created", &json!("help"))
+    );
+    let (_, kind, event) = alice.next().await;
+    assert_eq!(kind, "message.created");
+    assert_eq!(event["channel_id"], "sales");
+    assert_eq!(event["conversation_id"], mine["id"]);
+}
+
+#[tokio::test]
+async fn a_rep_token_naming_no_rep_sees_only_the_default_inbox() {
+    let app = spawn_desk("").await;
+    conversation_on(&app, "sales", "buyer").await;
+    conversation_on(&app, "help", "user").await;
+    let demo = conversation_on(&app, "demo", "ana").await;
+    let listed = items(app.get_as("/api/v1/conversations", REP_TOKEN).await);
+    assert_eq!(ids(&listed), ids(&[demo]));
+    let inboxes = items(app.get_as("/api/v1/inboxes", REP_TOKEN).await);
+    let names: Vec<&str> = inboxes.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default"]);
+}
+
+#[tokio::test]
+async fn inboxes_list_the_callers_inboxes_with_counts_and_filter_the_conversation_list() {
+    let app = spawn_desk("").await;
+    conversation_on(&app, "sales", "a").await;
+    let taken = conversation_on(&app, "sales", "b").await;
+    conversation_on(&app, "help", "c").await;
+    conversation_on(&app, "demo", "d").await;
+    call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/conversations/{}", taken["id"].as_str().unwrap()),
+        Some(json!({"owner_id": "alice"})),
+        ALICE,
+    )
+    .await;
+
+    let alice = app.get_as("/api/v1/inboxes", ALICE).await;
+    assert_eq!(alice["next_cursor"], Value::Null);
+    let summary = |list: &Value| -> Vec<(String, Value, u64, u64)> {
+        items(list.clone())
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_owned(),
+                    i["channels"].clone(),
+                    i["open"].as_u64().unwrap(),
+                    i["unassigned"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&alice),
+        [
+            ("default".to_owned(), json!(["demo", "off"]), 1, 1),
+            ("sales".to_owned(), json!(["sales"]), 2, 1),
+        ]
+    );
+    let everything = app.get("/api/v1/inboxes").await;
+    assert_eq!(summary(&everything).len(), 3);
+    assert_eq!(items(everything)[2]["teams"], json!(["support"]));
+
+    let sales = items(app.get("/api/v1/conversations?inbox=sales").await);
+    assert_eq!(sales.len(), 2);
+    assert!(sales.iter().all(|c| c["channel_id"] == "sales"));
+    let unassigned = items(
+        app.get_as("/api/v1/conversations?inbox=sales&unassigned=true", ALICE)
+            .await,
+    );
+    assert_eq!(unassigned.len(), 1);
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/api/v1/conversations?inbox=support",
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("inbox:"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_changes_what_a_rep_sees_at_once() {
+    let app = spawn_desk("").await;
+    let theirs = conversation_on(&app, "help", "user").await;
+    let path = format!("/api/v1/conversations/{}", theirs["id"].as_str().unwrap());
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 404);
+
+    let moved = r#"
+[inboxes.sales]
+channels = ["sales", "help"]
+users = ["alice"]
+"#;
+    app.write_config(&Options {
+        extra: desk_config(moved, ""),
+        ..app.options.clone()
+    });
+    app.reload().await;
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 200);
+    // Bob's team no longer has an inbox with help in it.
+    assert_eq!(call(&app, Method::GET, &path, None, BOB).await.0, 404);
+
+    // A config putting a channel in two inboxes is refused; the running one stays.
+    let twice = r#"
+[inboxes.sales]
+channels = ["sales", "help"]
+[inboxes.support]
+channels = ["help"]
+"#;
+    app.write_config(&Options {
+        extra: desk_config(twice, ""),
+        ..app.options.clone()
+    });
+    app.reload().await;
+    let ready = app.get("/readyz").await;
+    let error = ready["config"]["error"].as_str().unwrap();
+    assert!(error.contains("inboxes.support.channels"), "{error}");
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_tokens_actions_are_attributed_to_its_rep() {
+    let app = spawn_desk("").await;
+    let mine = conversation_on(&app, "sales", "buyer").await;
+    let id = mine["id"].as_str().unwrap();
+    let (status, reply) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/messages"),
+        Some(json!({"parts": [{"type": "text", "text": "Thanks!"}]})),
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["sender"], json!({"type": "rep", "id": "alice"}));
+    call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/tickets/{}", mine["ticket_id"].as_str().unwrap()),
+        Some(json!({"status": "waiting_on_contact"})),
+        ALICE,
+    )
+    .await;
+    let history = items(
+        app.get(&format!(
+            "/api/v1/tickets/{}/history",
+            mine["ticket_id"].as_str().unwrap()
+        ))
+        .await,
+    );
+    let change = history
+        .iter()
+        .find(|e| e["action"] == "status_changed")
+        .unwrap();
+    assert_eq!(change["actor"], "alice");
+}
+
+#[tokio::test]
+async fn a_channel_removed_from_the_config_stays_in_the_default_inbox_with_its_conversations() {
+    let app = spawn_desk("").await;
+    let theirs = conversation_on(&app, "help", "user").await;
+    let path = format!("/api/v1/conversations/{}", theirs["id"].as_str().unwrap());
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 404);
+
+    let without_help = "[inboxes.sales]\nchannels = [\"sales\"]\nusers = [\"alice\"]\n";
+    app.write_config(&Options {
+        extra: desk_config_with(&["sales"], without_help, ""),
+        ..app.options.clone()
+    });
+    app.reload().await;
+    assert_eq!(app.get("/readyz").await["config"]["last_result"], "ok");
+    // Every rep works default, which keeps what left the config.
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 200);
+    let default = items(app.get_as("/api/v1/inboxes", ALICE).await)
+        .into_iter()
+        .find(|i| i["id"] == "default")
+        .unwrap();
+    assert_eq!(
+        (default["open"].as_u64(), default["unassigned"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let listed = items(
+        app.get_as("/api/v1/conversations?inbox=default", ALICE)
+            .await,
+    );
+    assert_eq!(ids(&listed), ids(std::slice::from_ref(&theirs)));
+}

@@ -1,0 +1,677 @@
+//! Several replicas of the real binary on one PostgreSQL database, as operators run them
+//! behind a load balancer. Needs `CHANNEL_BRIDGE_TEST_PG` (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`); without it each test says it was skipped.
+//! Every test works in a schema of its own, dropped at the end.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use channel_bridge::adapters::signature::WebhookKey;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_channel-bridge");
+const ADMIN_TOKEN: &str = "replica-admin-token";
+
+fn pg_url(test: &str) -> Option<String> {
+    let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").ok();
+    if url.is_none() {
+        eprintln!("skipped {test}: CHANNEL_BRIDGE_TEST_PG is not set");
+    }
+    url
+}
+
+fn secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"replica-test-secret-key-012345")
+    )
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("bound address").port()
+}
+
+/// A schema for one test, dropped (with everything in it) when the test ends.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(url: &str, prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase());
+        Self {
+            url: url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([self.url.as_str(), "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .output();
+    }
+}
+
+/// One `channel-bridge serve` process.
+struct Replica {
+    name: String,
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- {} log (last lines, newest first) ---", self.name);
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Replica {
+    fn start(dir: &Path, name: &str, db_url: &str, schema: &str, receiver: &str) -> Self {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace_ms = 3000
+
+[storage]
+url = "{db_url}"
+schema = "{schema}"
+max_connections = 8
+
+[[api.tokens]]
+name = "admin"
+role = "admin"
+sha256 = "{admin}"
+
+[delivery]
+retry_schedule_ms = [0, 200, 400, 800, 1600, 3200, 6400]
+timeout_ms = 2000
+concurrency = 8
+# Short, so the jobs a killed replica held are taken over within the test (and longer than
+# timeout_ms, as the config requires).
+lease_ms = 3000
+
+[channels.demo]
+kind = "generic"
+secret = "{secret}"
+outbound_url = "{receiver}/outbound"
+"#,
+            admin = sha256(ADMIN_TOKEN),
+            secret = secret(),
+        );
+        std::fs::write(&config, text).expect("write the config");
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create the log");
+        let child = Command::new(BIN)
+            .args(["--config"])
+            .arg(&config)
+            .arg("serve")
+            .env_remove("CHANNEL_BRIDGE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone the log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("the binary starts");
+        Self {
+            name: name.to_owned(),
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("query the child") {
+                panic!("{} exited before it was ready: {status:?}", self.name);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never became ready",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the replica");
+        self.child.wait().expect("reap the replica");
+    }
+}
+
+async fn post_webhook(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    user: &str,
+) -> reqwest::Result<reqwest::StatusCode> {
+    let event = json!({
+        "type": "message", "id": id, "from": {"id": user},
+        "parts": [{"type": "text", "text": format!("message {id}")}]
+    });
+    let body = event.to_string().into_bytes();
+    let key = WebhookKey::parse(&secret()).expect("the test secret parses");
+    let webhook_id = format!("evt_{}", ulid::Ulid::new());
+    let ts = chrono::Utc::now().timestamp();
+    let signature = key.sign(&webhook_id, ts, &body);
+    Ok(http
+        .post(format!("{base}/hooks/demo"))
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await?
+        .status())
+}
+
+async fn api(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    let response = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("the API answers");
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON")
+}
+
+/// Every item of a paged list.
+async fn all(http: &reqwest::Client, base: &str, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let page = match &cursor {
+            Some(c) => api(http, base, &format!("{path}{sep}limit=200&cursor={c}")).await,
+            None => api(http, base, &format!("{path}{sep}limit=200")).await,
+        };
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// (webhook-id, conversation id, text) of each delivery the receiver got, in arrival order.
+async fn deliveries(receiver: &MockServer) -> Vec<(String, String, String)> {
+    receiver
+        .received_requests()
+        .await
+        .expect("recording is on")
+        .into_iter()
+        .filter(|r| r.url.path() == "/outbound")
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).expect("JSON body");
+            let id = r
+                .headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                id,
+                body["conversation_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["parts"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Sends message ids `m{range}` from `contacts` senders, each twice, to two different
+/// replicas (skipping replica 2 once it is killed); returns the ids some replica acked.
+async fn send_webhooks(
+    range: std::ops::Range<usize>,
+    contacts: usize,
+    http: &reqwest::Client,
+    bases: &[String],
+    killed: &AtomicBool,
+) -> HashSet<String> {
+    futures_util::stream::iter(range.flat_map(|i| [(i, 0), (i, 1)]))
+        .map(|(i, copy)| async move {
+            let target = (i + copy) % 3;
+            if target == 2 && killed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let id = format!("m{i}");
+            let status =
+                post_webhook(http, &bases[target], &id, &format!("user{}", i % contacts)).await;
+            matches!(status, Ok(s) if s == 200).then_some(id)
+        })
+        .buffer_unordered(24)
+        .filter_map(|id| async move { id })
+        .collect()
+        .await
+}
+
+/// A reply sent to a conversation: its number, and its message id if the answer arrived.
+type SentReply = (usize, Option<String>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
+    let Some(url) = pg_url("three_replicas_share_the_work_and_a_killed_one_loses_nothing") else {
+        return;
+    };
+    const CONTACTS: usize = 120;
+    const MESSAGES: usize = 3000;
+    const REPLIES_PER_CONVERSATION: usize = 4;
+    let schema = Schema::new(&url, "replicas");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = MockServer::start().await;
+    // A little slow, so sends are in flight (leased) when a replica dies.
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(20)))
+        .mount(&receiver)
+        .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("HTTP client");
+    // Started together: they migrate the empty schema at the same moment.
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| {
+            Replica::start(
+                dir.path(),
+                &format!("replica-{i}"),
+                &url,
+                &schema.name,
+                &receiver.uri(),
+            )
+        })
+        .collect();
+    for replica in &mut replicas {
+        replica.wait_ready(&http).await;
+    }
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let killed = Arc::new(AtomicBool::new(false));
+
+    // Webhooks spread over the replicas; each message id sent twice, to two replicas, as a
+    // platform redelivering would.
+    let mut acked = send_webhooks(0..MESSAGES, CONTACTS, &http, &bases, &killed).await;
+    assert_eq!(
+        acked.len(),
+        MESSAGES,
+        "every message id was acknowledged by a replica"
+    );
+
+    let conversations = all(&http, &bases[0], "/api/v1/conversations").await;
+    assert_eq!(
+        conversations.len(),
+        CONTACTS,
+        "one conversation per contact"
+    );
+    let contacts: HashSet<&str> = conversations
+        .iter()
+        .map(|c| c["contact"]["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(contacts.len(), CONTACTS, "one contact per sender");
+
+    // Replies: each conversation's in order (one POST after another), the conversations in
+    // parallel, through all three replicas; replica 2 dies while they are being delivered.
+    let conversation_ids: Vec<String> = conversations
+        .iter()
+        .map(|c| c["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let kill_after = Instant::now() + Duration::from_millis(700);
+    let mut killer_replica = replicas.pop().expect("three replicas");
+    let killer = {
+        let killed = killed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(kill_after.into()).await;
+            killed.store(true, Ordering::SeqCst);
+            killer_replica.kill();
+            killer_replica
+        })
+    };
+    // More webhooks meanwhile; those that reach replica 2 as it dies go unacknowledged.
+    let more = {
+        let (http, bases, killed) = (http.clone(), bases.clone(), killed.clone());
+        tokio::spawn(async move {
+            send_webhooks(MESSAGES..MESSAGES + 1000, CONTACTS, &http, &bases, &killed).await
+        })
+    };
+    let replies: Vec<(String, Vec<SentReply>)> =
+        futures_util::stream::iter(conversation_ids.iter().cloned().enumerate())
+            .map(|(n, conversation)| {
+                let (http, bases, killed) = (http.clone(), bases.clone(), killed.clone());
+                async move {
+                    let mut sent = Vec::new();
+                    for r in 0..REPLIES_PER_CONVERSATION {
+                        let mut target = (n + r) % 3;
+                        if target == 2 && killed.load(Ordering::SeqCst) {
+                            target = r % 2;
+                        }
+                        let response = http
+                            .post(format!(
+                                "{}/api/v1/conversations/{conversation}/messages",
+                                bases[target]
+                            ))
+                            .bearer_auth(ADMIN_TOKEN)
+                            .json(
+                                &json!({"parts": [{"type": "text", "text": format!("reply {r}")}]}),
+                            )
+                            .send()
+                            .await;
+                        // An answer lost with the killed replica: the reply may or may not
+                        // exist, so it is neither expected nor retried.
+                        let id = match response {
+                            Ok(resp) if resp.status().is_success() => resp
+                                .json::<Value>()
+                                .await
+                                .ok()
+                                .and_then(|v| v["id"].as_str().map(str::to_owned)),
+                            _ => None,
+                        };
+                        sent.push((r, id));
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    (conversation, sent)
+                }
+            })
+            .buffer_unordered(40)
+            .collect()
+            .await;
+    let _dead = killer.await.expect("the killer task");
+    acked.extend(more.await.expect("the webhook task"));
+    let expected: HashSet<String> = replies
+        .iter()
+        .flat_map(|(_, sent)| sent.iter().filter_map(|(_, id)| id.clone()))
+        .collect();
+    assert!(
+        expected.len() > CONTACTS * REPLIES_PER_CONVERSATION / 2,
+        "most replies were accepted ({} of {})",
+        expected.len(),
+        CONTACTS * REPLIES_PER_CONVERSATION
+    );
+
+    // The survivors deliver everything, including what the dead replica had leased.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = deliveries(&receiver)
+            .await
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        if expected.is_subset(&got) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted replies never delivered",
+            expected.difference(&got).count()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Stored once: every acknowledged message, no duplicates, still one conversation each.
+    let conversations = all(&http, &bases[1], "/api/v1/conversations").await;
+    assert_eq!(
+        conversations.len(),
+        CONTACTS,
+        "no conversation was duplicated"
+    );
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    for c in &conversations {
+        let id = c["id"].as_str().unwrap_or_default();
+        for m in all(
+            &http,
+            &bases[0],
+            &format!("/api/v1/conversations/{id}/messages"),
+        )
+        .await
+        {
+            if m["direction"] == "inbound" {
+                let pid = m["platform_message_id"].as_str().unwrap_or_default();
+                *stored.entry(pid.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let duplicated: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "messages stored twice: {duplicated:?}"
+    );
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged messages lost: {lost:?}");
+
+    // Delivered in order per conversation (by first arrival), and repeated only where the
+    // killed replica may have sent a reply without living to record it.
+    let received = deliveries(&receiver).await;
+    let mut first_seen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (id, conversation, text) in &received {
+        let count = seen.entry(id.clone()).or_default();
+        *count += 1;
+        if *count == 1 {
+            let n: usize = text
+                .strip_prefix("reply ")
+                .and_then(|n| n.parse().ok())
+                .expect("a reply text");
+            first_seen.entry(conversation.clone()).or_default().push(n);
+        }
+    }
+    for (conversation, order) in &first_seen {
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "replies of {conversation} arrived out of order: {order:?}"
+        );
+    }
+    let repeats: usize = seen.values().map(|n| n - 1).sum();
+    assert!(
+        repeats <= 8,
+        "{repeats} repeated deliveries; at most the killed replica's 8 in-flight sends may repeat"
+    );
+    let pending = all(&http, &bases[0], "/api/v1/deliveries?state=pending").await;
+    assert!(pending.is_empty(), "jobs left pending: {}", pending.len());
+    let dead = all(&http, &bases[0], "/api/v1/deliveries?state=dead").await;
+    assert!(dead.is_empty(), "jobs dead-lettered: {}", dead.len());
+    eprintln!(
+        "replicas: {} messages acked and stored once, {} replies delivered in order, {repeats} repeated",
+        acked.len(),
+        expected.len()
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore, to play a
+/// database that goes away and comes back.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (flag, cuts) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut stop = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, cut }
+    }
+
+    /// Drops every connection and refuses new ones (they are closed at once).
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recovers_by_itself() {
+    let Some(url) = pg_url(
+        "while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recovers_by_itself",
+    ) else {
+        return;
+    };
+    let target = reqwest::Url::parse(&url).expect("CHANNEL_BRIDGE_TEST_PG is a URL");
+    let proxy = Proxy::start(target.port().unwrap_or(5432)).await;
+    let mut via_proxy = target.clone();
+    via_proxy.set_host(Some("127.0.0.1")).expect("host");
+    via_proxy.set_port(Some(proxy.port)).expect("port");
+    let schema = Schema::new(&url, "outage");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("HTTP client");
+    let mut replica = Replica::start(
+        dir.path(),
+        "outage",
+        via_proxy.as_str(),
+        &schema.name,
+        &receiver.uri(),
+    );
+    replica.wait_ready(&http).await;
+    let status = post_webhook(&http, &replica.base, "before", "ana").await;
+    assert_eq!(status.ok(), Some(reqwest::StatusCode::OK));
+
+    proxy.cut();
+    let during = post_webhook(&http, &replica.base, "during", "ana")
+        .await
+        .expect("the daemon answers");
+    assert_eq!(during, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let ready = http
+        .get(format!("{}/readyz", replica.base))
+        .send()
+        .await
+        .expect("readyz answers");
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    proxy.restore();
+    // The platform redelivers what got 503; the daemon takes it once it can reach the
+    // database again, without a restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = post_webhook(&http, &replica.base, "during", "ana").await;
+        if matches!(status, Ok(s) if s == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let conversations = all(&http, &replica.base, "/api/v1/conversations").await;
+    assert_eq!(conversations.len(), 1);
+    let id = conversations[0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let messages = all(
+        &http,
+        &replica.base,
+        &format!("/api/v1/conversations/{id}/messages"),
+    )
+    .await;
+    let ids: Vec<&str> = messages
+        .iter()
+        .map(|m| m["platform_message_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, ["before", "during"], "each message stored once");
+
+    // Delivery works again too (the worker's notification connection came back).
+    let reply = http
+        .post(format!(
+            "{}/api/v1/conversations/{id}/messages",
+            replica.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"parts": [{"type": "text", "text": "reply 0"}]}))
+        .send()
+        .await
+        .expect("reply");
+    assert!(reply.status().is_success(), "{}", reply.status());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while deliveries(&receiver).await.is_empty() {
+        assert!(Instant::now() < deadline, "the reply was not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,384 @@
+//! The lists reps browse: conversations (newest activity first, filtered, searched by what
+//! was said) and a conversation's messages, page by page.
+
+use std::sync::Arc;
+
+use channel_bridge::adapters::{InboundEvent, MessageEdit};
+use channel_bridge::model::{
+    ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part, from_millis,
+};
+use channel_bridge::store::{
+    ConversationFilter, ConversationUpdate, PageRequest, Store, StoreError,
+};
+
+use crate::support::*;
+
+conformance!(
+    conversations_are_listed_newest_activity_first_page_by_page,
+    conversations_with_the_same_activity_time_page_without_gaps_or_repeats,
+    conversations_filter_by_channel_status_owner_and_ticket_status,
+    conversations_filter_by_activity_time,
+    conversations_are_found_by_what_was_said,
+    an_edit_changes_what_a_conversation_is_found_by,
+    messages_are_listed_oldest_first_page_by_page,
+);
+
+/// Sets each conversation's last activity (unix ms): the API has no way to age them.
+async fn set_activity(backend: &Backend, conversations: &[(&ConversationId, i64)]) {
+    for (id, at) in conversations {
+        let changed = backend
+            .execute(&format!(
+                "UPDATE conversations SET last_message_at = {at} WHERE id = '{}'",
+                id.as_str()
+            ))
+            .await;
+        assert_eq!(changed, 1);
+    }
+}
+
+/// Every page of a filtered list, `limit` at a time.
+async fn list_all(
+    store: &dyn Store,
+    filter: &ConversationFilter,
+    limit: u32,
+) -> Vec<Vec<ConversationId>> {
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .conversations(filter, &PageRequest { limit, cursor })
+            .await
+            .expect("list");
+        pages.push(page.items.into_iter().map(|c| c.id).collect());
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the cursor does not move on");
+    }
+}
+
+async fn ids(store: &dyn Store, filter: ConversationFilter) -> Vec<ConversationId> {
+    list_all(store, &filter, 100).await.concat()
+}
+
+async fn conversations_are_listed_newest_activity_first_page_by_page(
+    store: Arc<dyn Store>,
+    backend: &Backend,
+) {
+    let rules = rules("chat");
+    let mut cs = Vec::new();
+    for user in ["ana", "bo", "cy", "dan", "eve"] {
+        cs.push(open_conversation(&*store, &rules, user).await);
+    }
+    let base = 1_800_000_000_000;
+    // Bo wrote last.
+    let activity = [base, base + 4000, base + 1000, base + 2000, base + 3000];
+    let seeded: Vec<_> = cs.iter().zip(activity).collect();
+    set_activity(backend, &seeded).await;
+
+    let pages = list_all(&*store, &ConversationFilter::default(), 2).await;
+    let [ana, bo, cy, dan, eve] = <[_; 5]>::try_from(cs).unwrap();
+    assert_eq!(pages, vec![vec![bo, eve], vec![dan, cy], vec![ana]]);
+    let first = store
+        .conversations(&ConversationFilter::default(), &page(1))
+        .await
+        .unwrap();
+    assert_eq!(first.items[0].last_message_at, from_millis(base + 4000));
+
+    let bad = PageRequest {
+        limit: 2,
+        cursor: Some("yesterday".into()),
+    };
+    assert!(matches!(
+        store
+            .conversations(&ConversationFilter::default(), &bad)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn conversations_with_the_same_activity_time_page_without_gaps_or_repeats(
+    store: Arc<dyn Store>,
+    backend: &Backend,
+) {
+    let rules = rules("chat");
+    let mut cs = Vec::new();
+    for i in 0..7 {
+        cs.push(open_conversation(&*store, &rules, &format!("user-{i}")).await);
+    }
+    let seeded: Vec<_> = cs.iter().map(|c| (c, 1_800_000_000_000)).collect();
+    set_activity(backend, &seeded).await;
+
+    let pages = list_all(&*store, &ConversationFilter::default(), 3).await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 1]
+    );
+    let mut listed = pages.concat();
+    // Ties go newest first.
+    cs.reverse();
+    assert_eq!(listed, cs);
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed.len(), 7);
+}
+
+async fn conversations_filter_by_channel_status_owner_and_ticket_status(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let ana = open_conversation(&*store, &rules("chat"), "ana").await;
+    let bo = open_conversation(&*store, &rules("chat"), "bo").await;
+    let cy = open_conversation(&*store, &rules("wa"), "cy").await;
+    store
+        .update_conversation(
+            &ana,
+            ConversationUpdate {
+                owner_id: Some(Some("alice".into())),
+                status: Some(ConversationStatus::Closed),
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let bo_ticket = ticket_of(&*store, &bo).await.id;
+    store
+        .update_ticket(&bo_ticket, to_status("waiting"), &actor())
+        .await
+        .unwrap();
+
+    let sorted = |mut v: Vec<ConversationId>| {
+        v.sort();
+        v
+    };
+    let filter = |f: fn(&mut ConversationFilter)| {
+        let mut filter = ConversationFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let s = &*store;
+    assert_eq!(
+        sorted(ids(s, filter(|f| f.channel = Some("chat".into()))).await),
+        sorted(vec![ana.clone(), bo.clone()])
+    );
+    assert_eq!(
+        ids(s, filter(|f| f.status = Some(ConversationStatus::Closed))).await,
+        vec![ana.clone()]
+    );
+    assert_eq!(
+        ids(s, filter(|f| f.owner = Some("alice".into()))).await,
+        vec![ana.clone()]
+    );
+    assert_eq!(
+        sorted(ids(s, filter(|f| f.owner = Some("none".into()))).await),
+        sorted(vec![bo.clone(), cy.clone()])
+    );
+    assert_eq!(
+        ids(s, filter(|f| f.ticket_status = Some("waiting".into()))).await,
+        vec![bo.clone()]
+    );
+    assert_eq!(
+        ids(
+            s,
+            filter(|f| {
+                f.channel = Some("chat".into());
+                f.status = Some(ConversationStatus::Open);
+                f.owner = Some("none".into());
+                f.ticket_status = Some("waiting".into());
+            })
+        )
+        .await,
+        vec![bo]
+    );
+    assert!(
+        ids(
+            s,
+            filter(|f| {
+                f.channel = Some("wa".into());
+                f.owner = Some("alice".into());
+            })
+        )
+        .await
+        .is_empty()
+    );
+}
+
+async fn conversations_filter_by_activity_time(store: Arc<dyn Store>, backend: &Backend) {
+    let rules = rules("chat");
+    let base = 1_800_000_000_000;
+    let mut cs = Vec::new();
+    for user in ["ana", "bo", "cy"] {
+        cs.push(open_conversation(&*store, &rules, user).await);
+    }
+    let seeded: Vec<_> = cs.iter().zip([base, base + 1000, base + 2000]).collect();
+    set_activity(backend, &seeded).await;
+
+    let window = |from: Option<i64>, to: Option<i64>| ConversationFilter {
+        from: from.map(from_millis),
+        to: to.map(from_millis),
+        ..Default::default()
+    };
+    // `from` is inclusive, `to` exclusive.
+    assert_eq!(
+        ids(&*store, window(Some(base + 1000), None)).await,
+        vec![cs[2].clone(), cs[1].clone()]
+    );
+    assert_eq!(
+        ids(&*store, window(None, Some(base + 1000))).await,
+        vec![cs[0].clone()]
+    );
+    assert_eq!(
+        ids(&*store, window(Some(base + 1000), Some(base + 2000))).await,
+        vec![cs[1].clone()]
+    );
+    assert!(
+        ids(&*store, window(Some(base + 3000), None))
+            .await
+            .is_empty()
+    );
+}
+
+async fn conversations_are_found_by_what_was_said(store: Arc<dyn Store>, _: &Backend) {
+    let rules = rules("chat");
+    let ana = post(
+        &*store,
+        &rules,
+        Msg::new("m1", "ana").text("My parcel never arrived"),
+    )
+    .await
+    .conversation;
+    let bo = post(&*store, &rules, Msg::new("m2", "bo").text("Refund please"))
+        .await
+        .conversation;
+    let image = Part::Image(MediaPart {
+        media: Media::default(),
+        caption: Some("photo of the damaged parcel".into()),
+    });
+    let cy = post(&*store, &rules, Msg::new("m3", "cy").parts(vec![image]))
+        .await
+        .conversation;
+    let dan = post(&*store, &rules, Msg::new("m4", "dan").text("hello"))
+        .await
+        .conversation;
+    // What reps write is found too.
+    reply(&*store, &dan, "Your parcel left our warehouse").await;
+
+    let search = |q: &str| {
+        let store = store.clone();
+        let q = q.to_owned();
+        async move {
+            let mut found = ids(
+                &*store,
+                ConversationFilter {
+                    q: Some(q),
+                    ..Default::default()
+                },
+            )
+            .await;
+            found.sort();
+            found
+        }
+    };
+    let sorted = |mut v: Vec<ConversationId>| {
+        v.sort();
+        v
+    };
+    let parcel = sorted(vec![ana.clone(), cy.clone(), dan.clone()]);
+    assert_eq!(search("parcel").await, parcel);
+    assert_eq!(search("PARCEL").await, parcel, "case does not matter");
+    assert_eq!(search("parc").await, parcel, "the last word is a prefix");
+    assert_eq!(
+        search("parcel arrived").await,
+        vec![ana.clone()],
+        "every word"
+    );
+    assert_eq!(search("refund").await, vec![bo.clone()]);
+    assert!(search("nothing-like-this").await.is_empty());
+    // Whatever a rep types is a search, never syntax.
+    for odd in [
+        "\"parcel", "parcel\"", "p*", "a OR b", "(x", "it's", "-x", ":",
+    ] {
+        store
+            .conversations(
+                &ConversationFilter {
+                    q: Some(odd.into()),
+                    ..Default::default()
+                },
+                &page(10),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("q={odd:?}: {e}"));
+    }
+    // Nothing typed means no search.
+    assert_eq!(
+        search("   ").await,
+        sorted(vec![ana, bo, cy, dan]),
+        "a blank query filters nothing"
+    );
+}
+
+async fn an_edit_changes_what_a_conversation_is_found_by(store: Arc<dyn Store>, _: &Backend) {
+    let rules = rules("chat");
+    let ana = post(&*store, &rules, Msg::new("m1", "ana").text("lost parcel"))
+        .await
+        .conversation;
+    ingest(
+        &*store,
+        &rules,
+        vec![InboundEvent::Edit(MessageEdit {
+            platform_message_id: "m1".into(),
+            parts: text("lost suitcase"),
+            edited_at: None,
+        })],
+    )
+    .await;
+    let search = |q: &str| ConversationFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    assert!(ids(&*store, search("parcel")).await.is_empty());
+    assert_eq!(ids(&*store, search("suitcase")).await, vec![ana]);
+}
+
+async fn messages_are_listed_oldest_first_page_by_page(store: Arc<dyn Store>, _: &Backend) {
+    let rules = rules("chat");
+    let mut sent: Vec<MessageId> = Vec::new();
+    let first = post(&*store, &rules, Msg::new("m0", "ana")).await;
+    sent.push(first.message);
+    for i in 1..5 {
+        sent.push(
+            post(&*store, &rules, Msg::new(&format!("m{i}"), "ana"))
+                .await
+                .message,
+        );
+    }
+    sent.push(reply(&*store, &first.conversation, "a reply").await.id);
+    // Another conversation's messages never show up here.
+    post(&*store, &rules, Msg::new("other", "bo")).await;
+
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .messages(&first.conversation, &PageRequest { limit: 4, cursor })
+            .await
+            .unwrap();
+        pages.push(page.items.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 2]);
+    assert_eq!(pages.concat(), sent);
+
+    let bad = PageRequest {
+        limit: 4,
+        cursor: Some("-".into()),
+    };
+    assert!(matches!(
+        store.messages(&first.conversation, &bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
