@@ -270,7 +270,11 @@ impl DeliveryWorker {
         message_id: &MessageId,
         channel: &LiveChannel,
     ) -> Result<Receipt, Failure> {
-        let outbound = match self.store.outbound(message_id).await {
+        let read = match &job.outbound {
+            Some(outbound) => Ok(outbound.as_ref().clone()),
+            None => self.store.outbound(message_id).await,
+        };
+        let outbound = match read {
             Ok(outbound) => outbound,
             Err(StoreError::NotFound(what)) => {
                 return Err(Failure::Outcome(JobOutcome::Dead {

@@ -379,6 +379,9 @@ pub struct Job {
     pub channel_id: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// The reply to send, when the store read it while leasing (saving the worker a
+    /// read); `None` means the worker reads it with [`Store::outbound`].
+    pub outbound: Option<Box<crate::adapters::Outbound>>,
 }
 
 /// What a job does.

@@ -20,6 +20,7 @@ conformance!(
     a_sent_job_is_done_and_its_message_is_sent,
     a_retried_job_waits_for_its_time_and_keeps_its_conversation_waiting,
     a_dead_letter_fails_its_message_and_no_longer_holds_its_conversation_back,
+    a_retried_dead_letter_goes_out_before_the_later_replies_of_its_conversation,
     a_released_job_is_leased_again_at_once_untouched,
     an_expired_lease_is_taken_over_and_only_the_new_holder_may_finish_the_job,
     release_leases_gives_back_only_that_owners_leases,
@@ -231,6 +232,40 @@ async fn a_dead_letter_fails_its_message_and_no_longer_holds_its_conversation_ba
     assert_eq!(messages_of(&next), BTreeSet::from([second]));
     let stats = store.queue_stats().await.unwrap();
     assert_eq!((stats.pending, stats.dead), (1, 1));
+}
+
+async fn a_retried_dead_letter_goes_out_before_the_later_replies_of_its_conversation(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let [c] = <[_; 1]>::try_from(conversations(&*store, &["ana"]).await).unwrap();
+    let first = reply(&*store, &c, "first").await.id;
+    let second = reply(&*store, &c, "second").await.id;
+    let third = reply(&*store, &c, "third").await.id;
+    let sent = || JobOutcome::Sent {
+        platform_message_id: None,
+        note: None,
+    };
+    let jobs = lease(&*store, "w", &["chat"]).await;
+    assert_eq!(messages_of(&jobs), BTreeSet::from([first.clone()]));
+    let dead = JobOutcome::Dead {
+        error: "HTTP 400".into(),
+    };
+    store.finish_job(&jobs[0], "w", dead).await.unwrap();
+    let jobs2 = lease(&*store, "w", &["chat"]).await;
+    assert_eq!(messages_of(&jobs2), BTreeSet::from([second]));
+    store.finish_job(&jobs2[0], "w", sent()).await.unwrap();
+
+    // The operator retries the first reply: it is older than the third, so it goes first.
+    store.retry_delivery(&jobs[0].id, Utc::now()).await.unwrap();
+    let retried = lease(&*store, "w", &["chat"]).await;
+    assert_eq!(messages_of(&retried), BTreeSet::from([first]));
+    assert!(lease(&*store, "w2", &["chat"]).await.is_empty());
+    store.finish_job(&retried[0], "w", sent()).await.unwrap();
+    assert_eq!(
+        messages_of(&lease(&*store, "w", &["chat"]).await),
+        BTreeSet::from([third])
+    );
 }
 
 async fn a_released_job_is_leased_again_at_once_untouched(store: Arc<dyn Store>, _: &Backend) {

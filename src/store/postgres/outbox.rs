@@ -104,6 +104,8 @@ pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<J
                 kind: JobKind::decode(&kind, &payload)?,
                 channel_id: get(row, "channel_id")?,
                 attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+                // Read by the worker: with several replicas the lease is the contended part.
+                outbound: None,
             },
         ));
     }

@@ -157,7 +157,8 @@ fn ingest_message(
     let contact = upsert_contact(conn, channel, m, now)?;
     let key =
         desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
-    let (conversation, threaded) = thread(conn, rules, &key, &contact, m, now)?;
+    let id = MessageId::new();
+    let (conversation, threaded) = thread(conn, rules, &key, &contact, m, &id, now)?;
     let new_conversation = threaded == Threaded::Created;
 
     let reply_to: Option<String> = match &m.reply_to {
@@ -170,7 +171,6 @@ fn ingest_message(
             .optional()?,
         None => None,
     };
-    let id = MessageId::new();
     conn.prepare_cached(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
              sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at, created_at)
@@ -280,13 +280,15 @@ enum Threaded {
     Created,
 }
 
-/// Finds, reopens or creates the conversation for `key`.
+/// Finds, reopens or creates the conversation for `key`, which gets `message` as its latest
+/// inbound message.
 fn thread(
     conn: &Connection,
     rules: &ChannelRules,
     key: &str,
     contact: &ContactId,
     m: &InboundMessage,
+    message: &MessageId,
     now: i64,
 ) -> Result<(ConversationId, Threaded), StoreError> {
     let channel = rules.channel_id.as_str();
@@ -312,16 +314,19 @@ fn thread(
     };
     match desk::threading::decide(open, closed, rules.reopen) {
         ThreadDecision::Append((id, _)) => {
-            conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
-                .execute(params![id, now])?;
+            conn.prepare_cached(
+                "UPDATE conversations SET last_message_at = ?2, last_inbound_id = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, now, message.as_str()])?;
             Ok((ConversationId::from_stored(id), Threaded::Appended))
         }
         ThreadDecision::Reopen((id, ticket)) => {
             conn.prepare_cached(
-                "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = ?2
+                "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = ?2,
+                     last_inbound_id = ?3
                  WHERE id = ?1",
             )?
-            .execute(params![id, now])?;
+            .execute(params![id, now, message.as_str()])?;
             // A closed ticket comes back with its conversation, at the channel's start status.
             conn.prepare_cached(
                 "UPDATE tickets SET status = ?2, closed_at = NULL, updated_at = ?3
@@ -351,8 +356,8 @@ fn thread(
             let platform_thread = m.thread_id.as_deref();
             conn.prepare_cached(
                 "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
-                     ticket_id, contact_id, created_at, last_message_at)
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7)",
+                     ticket_id, contact_id, created_at, last_message_at, last_inbound_id)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7, ?8)",
             )?
             .execute(params![
                 id.as_str(),
@@ -361,7 +366,8 @@ fn thread(
                 platform_thread,
                 ticket.as_str(),
                 contact.as_str(),
-                now
+                now,
+                message.as_str()
             ])?;
             Ok((id, Threaded::Created))
         }
@@ -478,11 +484,12 @@ fn via_conversation(
 /// Stores a rep's reply and its delivery job.
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
-    let (channel, ticket): (String, String) = conn
+    let (channel, ticket, last_inbound): (String, String, Option<String>) = conn
         .prepare_cached(
-            "SELECT channel_id, ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+            "SELECT channel_id, ticket_id, last_inbound_id FROM conversations
+             WHERE id = ?1 AND deleted_at IS NULL",
         )?
-        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
     // First, so a status the ticket may not take stops the reply too (nothing stored).
@@ -511,13 +518,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
                 ))
             })?,
         ),
-        None => conn
-            .prepare_cached(
-                "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = 'inbound'
-                 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row([conversation], |r| r.get(0))
-            .optional()?,
+        None => last_inbound,
     };
     // Through another channel: the reply goes into the contact's conversation there, on
     // the same ticket (created if it has none yet).

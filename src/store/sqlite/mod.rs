@@ -1,10 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a commit
 //! is on disk before the webhook that caused it is acknowledged. Writes are group-committed
-//! by one writer thread ([`writer`]); reads use a pool of read-only connections.
+//! by one writer thread ([`writer`]); reads use a pool of read-only connections, and a
+//! checkpointer thread copies the log into the database file off the writer's path.
 //!
 //! One process owns the file (an exclusive lock on `<file>.lock`), which is what lets it
 //! take back every outbox lease at start-up: nobody else can be holding one.
 
+mod checkpointer;
 mod comments;
 mod contacts;
 mod desk;
@@ -27,6 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode};
 
+use self::checkpointer::Checkpointer;
 use self::readers::Readers;
 use self::writer::Writer;
 use crate::adapters::{InboundEvent, Outbound};
@@ -50,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_routing.sql"),
     include_str!("../../../migrations/sqlite/0006_notifications.sql"),
     include_str!("../../../migrations/sqlite/0007_inboxes_comments_contacts_snippets.sql"),
+    include_str!("../../../migrations/sqlite/0008_job_heads_last_inbound.sql"),
 ];
 
 const READERS: usize = 4;
@@ -74,6 +78,7 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteStore {
     writer: Writer,
+    checkpointer: Checkpointer,
     readers: Readers,
     path: PathBuf,
     /// Held until `close` (or process exit, when the OS releases it).
@@ -126,7 +131,9 @@ impl SqliteStore {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;",
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 8000;",
         )?;
         migrate(&conn)?;
         // This process owns the file, so any lease left from before was a crashed run's.
@@ -137,8 +144,10 @@ impl SqliteStore {
         let readers = Readers::open(&path, READERS)?;
         let writer = Writer::start(conn, Box::new(crate::telemetry::record_batch))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = Checkpointer::start(&path)?;
         Ok(Self {
             writer,
+            checkpointer,
             readers,
             path,
             lock: std::sync::Mutex::new(Some(lock)),
@@ -633,6 +642,7 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.writer.stop().await;
+        self.checkpointer.stop();
         self.readers.close();
         // Closing the file releases the lock, so a new store may open the database.
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -23,10 +23,20 @@ pub fn enqueue_delivery(
     let id = JobId::new();
     let payload = json!({"message_id": message}).to_string();
     conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7)",
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at,
+             updated_at, head)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7, NOT EXISTS (
+             SELECT 1 FROM jobs WHERE ordering_key = ?4 AND state = 'pending'))",
     )?
-    .execute(params![id.as_str(), DELIVER, channel, conversation, payload, run_at, now])?;
+    .execute(params![
+        id.as_str(),
+        DELIVER,
+        channel,
+        conversation,
+        payload,
+        run_at,
+        now
+    ])?;
     Ok(id)
 }
 
@@ -40,8 +50,10 @@ pub fn enqueue_email(
     let id = JobId::new();
     let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at,
+             updated_at, head)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6, NOT EXISTS (
+             SELECT 1 FROM jobs WHERE ordering_key = ?4 AND state = 'pending'))",
     )?
     .execute(params![
         id.as_str(),
@@ -58,18 +70,15 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
     let now = request.now.timestamp_millis();
     let until = now + request.lease.as_millis() as i64;
     let channels = serde_json::to_string(&request.channels).unwrap_or_else(|_| "[]".into());
-    // Only the oldest pending job of each ordering key may run: a later message of the same
-    // conversation waits until the one before it is sent or dead.
+    // Only the head (oldest pending job) of each ordering key may run: a later message of
+    // the same conversation waits until the one before it is sent or dead.
     let mut statement = conn.prepare_cached(
         "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
          WHERE seq IN (
-             SELECT j.seq FROM jobs j
-             WHERE j.state = 'pending' AND j.run_at <= ?3 AND j.lease_until <= ?3
-               AND j.channel_id IN (SELECT value FROM json_each(?4))
-               AND (j.ordering_key IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM jobs p
-                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))
-             ORDER BY j.run_at, j.seq
+             SELECT seq FROM jobs
+             WHERE state = 'pending' AND head = 1 AND run_at <= ?3 AND lease_until <= ?3
+               AND channel_id IN (SELECT value FROM json_each(?4))
+             ORDER BY run_at, seq
              LIMIT ?5)
          RETURNING id, kind, channel_id, payload, attempts",
     )?;
@@ -88,11 +97,21 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
     let mut jobs = Vec::new();
     for row in rows {
         let (id, kind, channel_id, payload, attempts) = row?;
+        let kind = JobKind::decode(&kind, &payload)?;
+        // Read here, where the writer's page cache is warm; a message that cannot be read
+        // is left to the worker, whose own read reports why.
+        let outbound = match &kind {
+            JobKind::Deliver { message_id } => super::queries::outbound(conn, message_id)
+                .ok()
+                .map(Box::new),
+            JobKind::Email(_) => None,
+        };
         jobs.push(Job {
             id: JobId::from_stored(id),
-            kind: JobKind::decode(&kind, &payload)?,
+            kind,
             channel_id,
             attempts,
+            outbound,
         });
     }
     Ok(jobs)
@@ -102,11 +121,9 @@ pub fn next_due(conn: &Connection, channels: &[String]) -> Result<Option<i64>, S
     let channels = serde_json::to_string(channels).unwrap_or_else(|_| "[]".into());
     Ok(conn
         .prepare_cached(
-            "SELECT MIN(MAX(j.run_at, j.lease_until)) FROM jobs j
-             WHERE j.state = 'pending' AND j.channel_id IN (SELECT value FROM json_each(?1))
-               AND (j.ordering_key IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM jobs p
-                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))",
+            "SELECT MIN(MAX(run_at, lease_until)) FROM jobs
+             WHERE state = 'pending' AND head = 1
+               AND channel_id IN (SELECT value FROM json_each(?1))",
         )?
         .query_row([channels], |r| r.get::<_, Option<i64>>(0))?)
 }
@@ -122,9 +139,18 @@ pub fn finish(
     // Every change is conditional on still holding the lease: a job whose lease ran out
     // and was taken by another worker is that worker's to finish.
     let changed = match outcome {
-        JobOutcome::Sent { .. } => conn
-            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2")?
-            .execute(params![id, owner])?,
+        JobOutcome::Sent { .. } => {
+            let key: Option<Option<String>> = conn
+                .prepare_cached(
+                    "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 RETURNING ordering_key",
+                )?
+                .query_row(params![id, owner], |r| r.get(0))
+                .optional()?;
+            if let Some(Some(key)) = &key {
+                rehead(conn, key)?;
+            }
+            usize::from(key.is_some())
+        }
         JobOutcome::Retry { at, error } => conn
             .prepare_cached(
                 "UPDATE jobs SET attempts = attempts + 1, run_at = ?3, last_error = ?4,
@@ -132,13 +158,21 @@ pub fn finish(
                  WHERE id = ?1 AND lease_owner = ?2",
             )?
             .execute(params![id, owner, at.timestamp_millis(), error, now])?,
-        JobOutcome::Dead { error } => conn
-            .prepare_cached(
-                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?3,
-                     lease_owner = NULL, lease_until = 0, updated_at = ?4
-                 WHERE id = ?1 AND lease_owner = ?2",
-            )?
-            .execute(params![id, owner, error, now])?,
+        JobOutcome::Dead { error } => {
+            let key: Option<Option<String>> = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?3,
+                         lease_owner = NULL, lease_until = 0, updated_at = ?4
+                     WHERE id = ?1 AND lease_owner = ?2
+                     RETURNING ordering_key",
+                )?
+                .query_row(params![id, owner, error, now], |r| r.get(0))
+                .optional()?;
+            if let Some(Some(key)) = &key {
+                rehead(conn, key)?;
+            }
+            usize::from(key.is_some())
+        }
         JobOutcome::Released => conn
             .prepare_cached(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
@@ -154,6 +188,30 @@ pub fn finish(
         JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
         JobKind::Email(_) => Ok(()),
     }
+}
+
+/// Marks the oldest pending job of `key` as its head, and no other: after the head left
+/// (sent or dead) or an older job came back (a dead letter retried).
+/// Index lookups only: a conversation's queue may be long.
+fn rehead(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    let first: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM jobs WHERE ordering_key = ?1 AND state = 'pending'
+             ORDER BY seq LIMIT 1",
+        )?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    let Some(first) = first else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET head = 0
+         WHERE ordering_key = ?1 AND state = 'pending' AND head = 1 AND seq <> ?2",
+    )?
+    .execute(params![key, first])?;
+    conn.prepare_cached("UPDATE jobs SET head = 1 WHERE seq = ?1 AND head = 0")?
+        .execute([first])?;
+    Ok(())
 }
 
 fn update_message(
@@ -299,12 +357,17 @@ pub fn retry(conn: &Connection, id: &JobId, now: i64) -> Result<Delivery, StoreE
             )));
         }
     }
-    conn.prepare_cached(
-        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?2, lease_owner = NULL,
-             lease_until = 0, updated_at = ?2
-         WHERE id = ?1",
-    )?
-    .execute(params![id.as_str(), now])?;
+    let key: Option<String> = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?2, lease_owner = NULL,
+                 lease_until = 0, updated_at = ?2, head = 1
+             WHERE id = ?1
+             RETURNING ordering_key",
+        )?
+        .query_row(params![id.as_str(), now], |r| r.get(0))?;
+    if let Some(key) = &key {
+        rehead(conn, key)?;
+    }
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM jobs WHERE id = ?1");
     let view = conn
         .prepare_cached(&sql)?

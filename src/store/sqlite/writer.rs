@@ -1,11 +1,18 @@
 //! Group commit: one thread owns the write connection. Requests queue on a bounded channel;
-//! the thread takes everything waiting (up to a cap), applies each request inside its own
-//! savepoint, commits once, and only then answers every waiter.
+//! the thread takes everything waiting (up to a cap), applies the requests in one
+//! transaction, commits once, and only then answers every waiter.
 //!
 //! Under light load a batch is one request and nothing waits longer than its own commit.
 //! Under heavy load batches grow by themselves while the previous fsync runs, so the fsync
-//! cost is shared. A request that fails rolls back to its savepoint and leaves its
-//! neighbours' work in the batch.
+//! cost is shared.
+//!
+//! A request that fails must leave its neighbours' work in the batch. Isolating every
+//! request in a savepoint costs more than the request itself (each savepoint copies every
+//! page it touches to the statement journal, and makes FTS5 flush its pending terms into
+//! a new segment), while failures are rare. So a batch runs optimistically, with no
+//! savepoints; only when a request fails is the transaction rolled back and the batch run
+//! again with a savepoint per request. Requests are therefore `Fn`: running one twice
+//! must do nothing outside the database (ids drawn in the first run are simply lost).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -19,36 +26,45 @@ const MAX_BATCH: usize = 512;
 /// Requests that may wait for the writer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 4096;
 
-/// One request: applied inside the batch's transaction, answered after its commit.
+/// One request: run inside the batch's transaction (perhaps twice), answered after the
+/// commit.
 trait Work: Send {
-    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer>;
+    /// Runs the request, in a savepoint of its own when `isolated`; keeps its result and
+    /// says whether it succeeded.
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    /// Answers with the kept result, given the batch's commit result.
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>);
     fn abort(self: Box<Self>, error: StoreError);
-}
-
-/// The deferred answer of an applied request, given the batch's commit result.
-trait Answer: Send {
-    fn send(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
 struct Request<F, T> {
     f: F,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-struct Applied<T> {
-    result: Result<T, StoreError>,
+    result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<F, T> Work for Request<F, T>
 where
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send,
     T: Send + 'static,
 {
-    fn apply(self: Box<Self>, conn: &Connection) -> Box<dyn Answer> {
-        let Request { f, reply } = *self;
-        let result = in_savepoint(conn, f);
-        Box::new(Applied { result, reply })
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+        let result = if isolated {
+            in_savepoint(conn, &self.f)
+        } else {
+            guarded(|| (self.f)(conn))
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(StoreError::Internal("a write never ran".into())));
+        // The caller may have gone away (request cancelled); its work is committed anyway.
+        let _ = self.reply.send(result.and_then(|v| commit.map(|()| v)));
     }
 
     fn abort(self: Box<Self>, error: StoreError) {
@@ -56,24 +72,19 @@ where
     }
 }
 
-impl<T: Send> Answer for Applied<T> {
-    fn send(self: Box<Self>, commit: Result<(), StoreError>) {
-        // The caller may have gone away (request cancelled); its work is committed anyway.
-        let _ = self
-            .reply
-            .send(self.result.and_then(|v| commit.map(|()| v)));
-    }
+/// Runs `f`, turning a panic into an error: a bug in one request must not take the
+/// writer (and so every later write) down.
+fn guarded<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())))
 }
 
 fn in_savepoint<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    f: impl Fn(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     conn.execute_batch("SAVEPOINT request")?;
-    // A bug in one request must not take the writer (and so every later write) down.
-    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
-    match result {
+    match guarded(|| f(conn)) {
         Ok(value) => {
             conn.execute_batch("RELEASE request")?;
             Ok(value)
@@ -117,12 +128,16 @@ impl Writer {
     /// Runs `f` in the next batch and returns its result once the batch is committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Command::Work(Box::new(Request { f, reply })))
+            .send(Command::Work(Box::new(Request {
+                f,
+                result: None,
+                reply,
+            })))
             .await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         answer
@@ -176,41 +191,55 @@ fn run(conn: Connection, mut commands: mpsc::Receiver<Command>, observe: BatchOb
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Work>>) {
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Work>>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let error = StoreError::from(e);
-        for work in batch {
-            work.abort(clone_error(&error));
-        }
-        return;
+        return abort_all(batch, &StoreError::from(e));
     }
-    let mut answers: Vec<Box<dyn Answer>> = Vec::with_capacity(batch.len());
-    let mut waiting = batch.into_iter();
-    for work in waiting.by_ref() {
-        answers.push(work.apply(conn));
+    if batch.iter_mut().all(|work| work.run(conn, false)) {
+        return commit(conn, batch);
+    }
+    // One request failed: its partial writes are mixed with its neighbours', so the whole
+    // transaction goes and the batch runs again, each request in its own savepoint.
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        return abort_all(batch, &StoreError::from(e));
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return abort_all(batch, &StoreError::from(e));
+    }
+    for work in &mut batch {
+        work.run(conn, true);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back: what the batch applied so far is
             // gone, and the rest must not run outside a transaction. Nothing was written;
             // every caller is told to try again.
-            let lost = StoreError::Unavailable(
-                "the database rolled the batch back (disk full or I/O error); try again".into(),
+            return abort_all(
+                batch,
+                &StoreError::Unavailable(
+                    "the database rolled the batch back (disk full or I/O error); try again".into(),
+                ),
             );
-            for work in waiting {
-                work.abort(clone_error(&lost));
-            }
-            for answer in answers {
-                answer.send(Err(clone_error(&lost)));
-            }
-            return;
         }
     }
+    commit(conn, batch);
+}
+
+/// Commits the open transaction and answers every request of the batch.
+fn commit(conn: &Connection, batch: Vec<Box<dyn Work>>) {
     let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if commit.is_err() {
         // A failed COMMIT (disk full, I/O error) may leave the transaction open.
         let _ = conn.execute_batch("ROLLBACK");
     }
-    for answer in answers {
-        answer.send(commit.as_ref().map(|_| ()).map_err(clone_error));
+    for work in batch {
+        work.answer(commit.as_ref().map(|_| ()).map_err(clone_error));
+    }
+}
+
+fn abort_all(batch: Vec<Box<dyn Work>>, error: &StoreError) {
+    for work in batch {
+        work.abort(clone_error(error));
     }
 }
 
