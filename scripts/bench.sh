@@ -6,10 +6,12 @@
 #
 #   scripts/bench.sh            the full run (about 5 minutes with RUNS=2)
 #   scripts/bench.sh --smoke    tiny counts, a few seconds: checks the tooling works
+#   GROWTH=1 scripts/bench.sh   adds the growth scenario (1M stored messages, ~5 minutes)
 #
 # Knobs (env): CONCURRENCY (64), DURATION seconds per load (10), CONTACTS (1000),
 # RUNS (2: every scenario runs this many times), DELIVER_COUNT (20000),
-# CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file).
+# CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file),
+# GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000).
 # Everything goes to 127.0.0.1; every scenario spawns its own daemon on a temp database.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ if $smoke; then
   load=(--count 500); concurrency=8; contacts=50; runs=1
   conversations=20; deliver=(--count 500 --conversations 20); rate_count=300; rate=${RATE:-1000}
   reloads=10; soak_rate=200
+  growth=(--messages 2000 --fill-contacts 100 --count 300 --queries 5)
 else
   load=(--duration "${DURATION:-10}"); concurrency=${CONCURRENCY:-64}
   contacts=${CONTACTS:-1000}; runs=${RUNS:-2}
@@ -33,6 +36,8 @@ else
   deliver=(--count "${DELIVER_COUNT:-20000}" --conversations "$conversations")
   rate=${RATE:-1000}; rate_count=$((rate * 10))
   reloads=${RELOADS:-100}; soak_rate=${SOAK_RATE:-500}
+  growth=(--messages "${GROWTH_MESSAGES:-1000000}" --fill-contacts "${GROWTH_CONTACTS:-10000}"
+          --duration "${DURATION:-10}" --queries 200)
 fi
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), kernel $(uname -r)"
@@ -56,6 +61,9 @@ for run in $(seq 1 "$runs"); do
   step deliver "${deliver[@]}" --backlog --label "run$run"
   step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
 done
+if $smoke || [[ "${GROWTH:-0}" == 1 ]]; then
+  step growth "${growth[@]}" --concurrency "$concurrency" --contacts "$contacts" --label growth
+fi
 
 echo
 "$bench" report "$report"

@@ -72,6 +72,9 @@ enum Cmd {
     /// A steady stream of webhooks on one channel while the config is reloaded (SIGHUP)
     /// again and again, toggling another channel; counts failed requests and lost messages.
     ReloadSoak(SoakArgs),
+    /// Ingest into an empty database, fill it with --messages, ingest again, then time
+    /// conversation lists and searches on the full database.
+    Growth(GrowthArgs),
     /// Prints the results appended by --report, with ratios to the baseline and targets.
     Report {
         /// The file the scenarios appended their results to.
@@ -228,12 +231,33 @@ struct SoakArgs {
     out: OutputArgs,
 }
 
+#[derive(Args)]
+struct GrowthArgs {
+    #[command(flatten)]
+    daemon: DaemonArgs,
+    /// Messages stored between the two measured ingest runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Senders the stored messages are spread over (one conversation each).
+    #[arg(long, default_value_t = 10_000)]
+    fill_contacts: u64,
+    /// Timed requests of each kind of read on the full database.
+    #[arg(long, default_value_t = 200)]
+    queries: u32,
+    /// The two measured ingest runs (the fill uses the same concurrency).
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Cmd::Client(a) => a.load.client_threads,
         Cmd::Ingest(a) => a.load.client_threads,
         Cmd::ReloadSoak(a) => a.load.client_threads,
+        Cmd::Growth(a) => a.load.client_threads,
         _ => None,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -266,6 +290,7 @@ async fn run(command: Cmd) -> anyhow::Result<bool> {
         Cmd::Ingest(args) => ingest(args).await,
         Cmd::Deliver(args) => deliver(args).await,
         Cmd::ReloadSoak(args) => reload_soak(args).await,
+        Cmd::Growth(args) => growth(args).await,
         Cmd::Report { file } => report(&file).map(|()| true),
     }
 }
@@ -1921,6 +1946,145 @@ async fn reload_soak(args: SoakArgs) -> anyhow::Result<bool> {
 // ---------------------------------------------------------------------------------------
 // report.
 
+// ---------------------------------------------------------------------------------------
+// Growth: the same ingest on an empty and on a full database, and reads on the full one.
+
+async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
+    let daemon = Daemon::get(
+        &args.daemon,
+        args.load.secret.as_deref(),
+        "http://127.0.0.1:9/outbound",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let measure = || {
+        Arc::new(LoadPlan::new(
+            daemon.target.clone(),
+            &args.load,
+            daemon.key.clone(),
+        ))
+        .run()
+    };
+    let empty = measure().await;
+
+    let fill_args = LoadArgs {
+        count: Some(args.messages),
+        duration: None,
+        contacts: args.fill_contacts,
+        max_seconds: args.load.max_seconds.max(7200.0),
+        ..args.load.clone()
+    };
+    let fill = Arc::new(LoadPlan::new(
+        daemon.target.clone(),
+        &fill_args,
+        daemon.key.clone(),
+    ));
+    let fill_run = fill.run_id.clone();
+    let filled = fill.run().await;
+    let full = measure().await;
+
+    // Reads a rep does all day, on the full database, one at a time.
+    let mut conn = Conn::new(&daemon.target);
+    let first_page = conn
+        .get_json("/api/v1/conversations?limit=50", &daemon.token)
+        .await?;
+    let cursor = first_page["next_cursor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let conversation = first_page["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let rare = |n: u32| {
+        // One stored message says "load message {i} of run {fill_run}": {i} finds it.
+        (u64::from(n) * 7919 % args.messages.max(1)).to_string()
+    };
+    let reads: Vec<(&str, Box<dyn Fn(u32) -> String>)> = vec![
+        (
+            "list",
+            Box::new(|_| "/api/v1/conversations?limit=50".into()),
+        ),
+        (
+            "list_next_page",
+            Box::new(|_| {
+                with_query(
+                    "/api/v1/conversations",
+                    &[("limit", "50"), ("cursor", &cursor)],
+                )
+            }),
+        ),
+        (
+            "list_channel",
+            Box::new(|_| {
+                with_query(
+                    "/api/v1/conversations",
+                    &[("limit", "50"), ("channel", &args.load.channel)],
+                )
+            }),
+        ),
+        (
+            "messages",
+            Box::new(|_| format!("/api/v1/conversations/{conversation}/messages?limit=50")),
+        ),
+        (
+            "search_rare",
+            Box::new(|n| with_query("/api/v1/conversations", &[("limit", "50"), ("q", &rare(n))])),
+        ),
+        (
+            "search_common",
+            Box::new(|_| with_query("/api/v1/conversations", &[("limit", "50"), ("q", "load")])),
+        ),
+    ];
+    let mut read_results = serde_json::Map::new();
+    let mut read_errors = 0u64;
+    for (name, path) in &reads {
+        let mut latencies = Vec::with_capacity(args.queries as usize);
+        for n in 0..args.queries {
+            let started = Instant::now();
+            match conn.api(Method::GET, &path(n), &daemon.token, None).await {
+                Ok((StatusCode::OK, _)) => latencies.push(started.elapsed().as_micros() as u64),
+                _ => read_errors += 1,
+            }
+        }
+        latencies.sort_unstable();
+        read_results.insert((*name).to_owned(), latency_json(&latencies));
+    }
+    let db_bytes: u64 = daemon
+        .spawned
+        .as_ref()
+        .and_then(|s| std::fs::read_dir(s.dir.join("data")).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let peak = daemon.memory();
+    let ratio = full.throughput() / empty.throughput().max(1e-9);
+    let mut result = json!({
+        "scenario": "growth",
+        "concurrency": args.load.concurrency,
+        "contacts": args.load.contacts,
+        "fill_contacts": args.fill_contacts,
+        "messages": args.messages,
+        "fill_run_id": fill_run,
+        "fill": load_json(&filled),
+        "empty": load_json(&empty),
+        "full": load_json(&full),
+        "full_vs_empty": round3(ratio),
+        "reads": read_results,
+        "read_errors": read_errors,
+        "db_mb": round3(db_bytes as f64 / 1_048_576.0),
+    });
+    if let Some(peak) = peak {
+        merge(&mut result, json!({"rss_peak_mb": mb(peak.hwm_kb)}));
+    }
+    daemon.stop().await?;
+    print_result(&result, &args.out)?;
+    let errors = empty.error_count() + filled.error_count() + full.error_count() + read_errors;
+    Ok(errors == 0 && empty.ok > 0 && full.ok > 0)
+}
+
 fn report(file: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -2058,6 +2222,38 @@ fn report(file: &Path) -> anyhow::Result<()> {
                     format!("reload-soak {label}: 0 failed, 0 lost"),
                     r["failed_requests"] == 0 && r["lost"] == 0,
                 ));
+            }
+            "growth" => {
+                let ratio = r["full_vs_empty"].as_f64().unwrap_or(0.0);
+                println!(
+                    "  growth {label}: {} messages stored ({} MB, filled at {:.0} msg/s); ingest empty {:.0} msg/s, full {:.0} msg/s ({ratio:.2}×), full p99 {} ms; errors {}",
+                    r["messages"],
+                    r["db_mb"],
+                    r["fill"]["throughput_per_s"].as_f64().unwrap_or(0.0),
+                    r["empty"]["throughput_per_s"].as_f64().unwrap_or(0.0),
+                    r["full"]["throughput_per_s"].as_f64().unwrap_or(0.0),
+                    ms(&r["full"], "p99_ms"),
+                    r["fill"]["errors"].as_u64().unwrap_or(0)
+                        + r["empty"]["errors"].as_u64().unwrap_or(0)
+                        + r["full"]["errors"].as_u64().unwrap_or(0)
+                        + r["read_errors"].as_u64().unwrap_or(0),
+                );
+                targets.push((
+                    format!("growth {label}: full ingest ≥ 0.8× empty"),
+                    ratio >= 0.8,
+                ));
+                for (name, read) in r["reads"].as_object().into_iter().flatten() {
+                    println!(
+                        "    {name}: p50 {} ms, p99 {} ms, max {} ms",
+                        ms(read, "p50_ms"),
+                        ms(read, "p99_ms"),
+                        ms(read, "max_ms"),
+                    );
+                    targets.push((
+                        format!("growth {label}: {name} p99 ≤ 50 ms"),
+                        read["p99_ms"].as_f64().is_some_and(|v| v <= 50.0),
+                    ));
+                }
             }
             other => println!("  {other} {label}: {r}"),
         }

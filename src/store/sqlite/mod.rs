@@ -133,7 +133,8 @@ impl SqliteStore {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA wal_autocheckpoint = 8000;",
+             PRAGMA wal_autocheckpoint = 8000;
+             PRAGMA cache_size = -32768;",
         )?;
         migrate(&conn)?;
         // This process owns the file, so any lease left from before was a crashed run's.
