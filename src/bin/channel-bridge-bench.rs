@@ -1949,6 +1949,9 @@ async fn reload_soak(args: SoakArgs) -> anyhow::Result<bool> {
 // ---------------------------------------------------------------------------------------
 // Growth: the same ingest on an empty and on a full database, and reads on the full one.
 
+/// The path of the n-th request of one kind of timed read.
+type ReadPath<'a> = Box<dyn Fn(u32) -> String + 'a>;
+
 async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
     let daemon = Daemon::get(
         &args.daemon,
@@ -2000,7 +2003,7 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
         // One stored message says "load message {i} of run {fill_run}": {i} finds it.
         (u64::from(n) * 7919 % args.messages.max(1)).to_string()
     };
-    let reads: Vec<(&str, Box<dyn Fn(u32) -> String>)> = vec![
+    let reads: Vec<(&str, ReadPath)> = vec![
         (
             "list",
             Box::new(|_| "/api/v1/conversations?limit=50".into()),
