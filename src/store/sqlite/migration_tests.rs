@@ -3,6 +3,19 @@
 use super::*;
 use crate::model::MessageKind;
 
+/// A database at `path` migrated only up to schema `version`, as an older release left it.
+fn database_at_schema(path: &Path, version: usize) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    for (i, sql) in MIGRATIONS[..version].iter().enumerate() {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .unwrap();
+    }
+    conn
+}
+
 /// A database written by the version before comments (schema 6) keeps every message,
 /// its seq and its search entry through the rebuild of the messages table.
 #[tokio::test]
@@ -10,14 +23,7 @@ async fn the_comments_migration_keeps_every_message_its_seq_and_its_search_entry
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..6].iter().enumerate() {
-            conn.execute_batch(&format!(
-                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .unwrap();
-        }
+        let conn = database_at_schema(&path, 6);
         conn.execute_batch(
             "INSERT INTO contacts (id, created_at, updated_at)
                  VALUES ('ctc_01KAK3W9Q4M2N5P7S9T0V1W2XY', 1, 1);
@@ -94,14 +100,7 @@ async fn the_job_heads_migration_keeps_queue_order_and_the_quoted_inbound_messag
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let conn = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS[..7].iter().enumerate() {
-            conn.execute_batch(&format!(
-                "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .unwrap();
-        }
+        let conn = database_at_schema(&path, 7);
         let mut seed = String::from(
             "INSERT INTO contacts (id, created_at, updated_at) VALUES ('ctc_a', 1, 1);
              INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)

@@ -20,24 +20,8 @@ pub fn enqueue_delivery(
     run_at: i64,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id = JobId::new();
     let payload = json!({"message_id": message}).to_string();
-    conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at,
-             updated_at, head)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7, NOT EXISTS (
-             SELECT 1 FROM jobs WHERE ordering_key = ?4 AND state = 'pending'))",
-    )?
-    .execute(params![
-        id.as_str(),
-        DELIVER,
-        channel,
-        conversation,
-        payload,
-        run_at,
-        now
-    ])?;
-    Ok(id)
+    insert_job(conn, DELIVER, channel, conversation, &payload, run_at, now)
 }
 
 /// Queues an email; emails of one conversation go out in order.
@@ -47,20 +31,36 @@ pub fn enqueue_email(
     email: &crate::adapters::email::Email,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id = JobId::new();
     let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let key = format!("email:{conversation}");
+    let channel = crate::store::JOB_CHANNEL_SMTP;
+    insert_job(conn, EMAIL, channel, &key, &payload, now, now)
+}
+
+/// A pending job, the head of its ordering key when nothing else of that key is pending.
+fn insert_job(
+    conn: &Connection,
+    kind: &str,
+    channel: &str,
+    ordering_key: &str,
+    payload: &str,
+    run_at: i64,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    let id = JobId::new();
     conn.prepare_cached(
         "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at,
              updated_at, head)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6, NOT EXISTS (
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7, NOT EXISTS (
              SELECT 1 FROM jobs WHERE ordering_key = ?4 AND state = 'pending'))",
     )?
     .execute(params![
         id.as_str(),
-        EMAIL,
-        crate::store::JOB_CHANNEL_SMTP,
-        format!("email:{conversation}"),
+        kind,
+        channel,
+        ordering_key,
         payload,
+        run_at,
         now
     ])?;
     Ok(id)
