@@ -71,12 +71,70 @@ pub fn conversation(conn: &Connection, id: &ConversationId) -> Result<Conversati
     }
 }
 
+/// Above this many matching messages a search stops asking SQLite to map every match to
+/// its conversation and walks the conversations in order instead (see `Matches`).
+const SEARCH_WALK_ABOVE: usize = 20_000;
+
+/// The messages a search matches, gathered once per request.
+enum Matches {
+    /// Few: SQLite maps them to their conversations inside the list query.
+    Few(Vec<i64>),
+    /// Many (a common word): mapping every match to its conversation before ordering
+    /// costs about a second per million. The list is walked newest first instead, each
+    /// conversation kept when one of its messages is in the set, which for a common word
+    /// is found within the first few conversations. Sorted, for a binary search.
+    Many(Vec<i64>),
+}
+
+fn matching_messages(
+    conn: &Connection,
+    fts: &str,
+    walk_above: usize,
+) -> Result<Matches, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY rowid",
+    )?;
+    let mut rows = statement.query([fts])?;
+    let mut seqs = Vec::new();
+    while let Some(row) = rows.next()? {
+        seqs.push(row.get::<_, i64>(0)?);
+    }
+    Ok(if seqs.len() > walk_above {
+        Matches::Many(seqs)
+    } else {
+        Matches::Few(seqs)
+    })
+}
+
+/// Whether any message of the conversation (by its id) is in `matches`.
+fn has_match(conn: &Connection, conversation: &str, matches: &[i64]) -> Result<bool, StoreError> {
+    let mut statement = conn
+        .prepare_cached("SELECT seq FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC")?;
+    let mut rows = statement.query([conversation])?;
+    while let Some(row) = rows.next()? {
+        if matches.binary_search(&row.get(0)?).is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Newest activity first; the cursor is `last_message_at:seq` of the last item.
 pub fn conversations(
     conn: &Connection,
     filter: &ConversationFilter,
     cursor: Option<(i64, i64)>,
     limit: u32,
+) -> Result<Page<Conversation>, StoreError> {
+    conversations_walking_above(conn, filter, cursor, limit, SEARCH_WALK_ABOVE)
+}
+
+fn conversations_walking_above(
+    conn: &Connection,
+    filter: &ConversationFilter,
+    cursor: Option<(i64, i64)>,
+    limit: u32,
+    walk_above: usize,
 ) -> Result<Page<Conversation>, StoreError> {
     let mut sql = format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id
@@ -124,13 +182,21 @@ pub fn conversations(
         args.push(SqlValue::Integer(to.timestamp_millis()));
         sql += &format!(" AND c.last_message_at < ?{}", args.len());
     }
+    let mut walk = None;
     if let Some(q) = filter.q.as_deref().and_then(super::desk::fts_query) {
-        args.push(SqlValue::Text(q));
-        sql += &format!(
-            " AND c.id IN (SELECT m.conversation_id FROM messages m
-                 WHERE m.seq IN (SELECT rowid FROM message_text WHERE message_text MATCH ?{}))",
-            args.len()
-        );
+        match matching_messages(conn, &q, walk_above)? {
+            Matches::Few(seqs) => {
+                let list = serde_json::to_string(&seqs)
+                    .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
+                args.push(SqlValue::Text(list));
+                sql += &format!(
+                    " AND c.id IN (SELECT m.conversation_id FROM messages m
+                         WHERE m.seq IN (SELECT value FROM json_each(?{})))",
+                    args.len()
+                );
+            }
+            Matches::Many(set) => walk = Some(set),
+        }
     }
     match filter.owner.as_deref() {
         Some("none") => sql += " AND c.owner_id IS NULL",
@@ -149,16 +215,21 @@ pub fn conversations(
             args.len()
         );
     }
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    sql += &format!(
-        " ORDER BY c.last_message_at DESC, c.seq DESC LIMIT ?{}",
-        args.len()
-    );
+    sql += " ORDER BY c.last_message_at DESC, c.seq DESC";
+    if walk.is_none() {
+        args.push(SqlValue::Integer(limit as i64 + 1));
+        sql += &format!(" LIMIT ?{}", args.len());
+    }
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(args))?;
     let mut items = Vec::new();
     let mut last: Option<(i64, i64)> = None;
     while let Some(row) = rows.next()? {
+        if let Some(matches) = &walk
+            && !has_match(conn, &row.get::<_, String>(1)?, matches)?
+        {
+            continue;
+        }
         if items.len() == limit as usize {
             return Ok(Page {
                 items,
@@ -342,4 +413,105 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         parts: serde_json::from_str(&parts)
             .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    /// Five conversations, newest activity last; "apple" is said in conversations 1, 3 and 4.
+    async fn store_with_fruit() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let mut seed = String::from(
+            "INSERT INTO contacts (id, created_at, updated_at) VALUES ('ctc_a', 1, 1);
+             INSERT INTO tickets (id, pipeline, status, created_at, updated_at)
+                 VALUES ('tkt_a', 'support', 'new', 1, 1);",
+        );
+        for c in 0..5 {
+            seed += &format!(
+                "INSERT INTO conversations (id, channel_id, thread_key, status, ticket_id,
+                     contact_id, created_at, last_message_at)
+                     VALUES ('conv_{c}', 'demo', 'k{c}', 'open', 'tkt_a', 'ctc_a', 1, {at});",
+                at = 100 + c
+            );
+            for (m, word) in [
+                (0, "banana"),
+                (
+                    1,
+                    if [1, 3, 4].contains(&c) {
+                        "apple"
+                    } else {
+                        "pear"
+                    },
+                ),
+            ] {
+                let seq = c * 10 + m + 1;
+                seed += &format!(
+                    "INSERT INTO messages (seq, id, conversation_id, channel_id, direction,
+                         platform_message_id, sender_type, sender_id, parts, delivery_status,
+                         created_at)
+                         VALUES ({seq}, 'msg_{seq}', 'conv_{c}', 'demo', 'inbound', 'p{seq}',
+                             'contact', 'ctc_a', '[]', 'received', 1);
+                     INSERT INTO message_text (rowid, body) VALUES ({seq}, 'a {word}');"
+                );
+            }
+        }
+        store.execute_for_tests(&seed).await.unwrap();
+        (store, dir)
+    }
+
+    /// Pages of ids and cursors for `q`, two conversations a page.
+    async fn pages(
+        store: &SqliteStore,
+        q: &str,
+        walk_above: usize,
+    ) -> Vec<(Vec<String>, Option<String>)> {
+        let filter = ConversationFilter {
+            q: Some(q.into()),
+            ..ConversationFilter::default()
+        };
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (filter, at) = (filter.clone(), cursor);
+            let page = store
+                .readers
+                .read(move |conn| conversations_walking_above(conn, &filter, at, 2, walk_above))
+                .await
+                .unwrap();
+            let ids = page.items.iter().map(|c| c.id.to_string()).collect();
+            cursor = page.next_cursor.as_deref().map(|c| {
+                let (at, seq) = c.split_once(':').unwrap();
+                (at.parse().unwrap(), seq.parse().unwrap())
+            });
+            out.push((ids, page.next_cursor));
+            if cursor.is_none() {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_common_word_walks_the_list_and_finds_what_the_mapped_search_finds() {
+        let (store, _dir) = store_with_fruit().await;
+        let mapped = pages(&store, "apple", usize::MAX).await;
+        let walked = pages(&store, "apple", 0).await;
+        let ids: Vec<Vec<String>> = walked.iter().map(|(ids, _)| ids.clone()).collect();
+        assert_eq!(ids, [vec!["conv_4", "conv_3"], vec!["conv_1"]]);
+        assert_eq!(
+            walked, mapped,
+            "both strategies give the same pages and cursors"
+        );
+        // A prefix of the last word, and a word nobody said.
+        assert_eq!(
+            pages(&store, "app", 0).await,
+            pages(&store, "app", usize::MAX).await
+        );
+        assert_eq!(
+            pages(&store, "kiwi", 0).await,
+            [(Vec::<String>::new(), None)]
+        );
+    }
 }
