@@ -139,18 +139,11 @@ pub fn finish(
     // Every change is conditional on still holding the lease: a job whose lease ran out
     // and was taken by another worker is that worker's to finish.
     let changed = match outcome {
-        JobOutcome::Sent { .. } => {
-            let key: Option<Option<String>> = conn
-                .prepare_cached(
-                    "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 RETURNING ordering_key",
-                )?
-                .query_row(params![id, owner], |r| r.get(0))
-                .optional()?;
-            if let Some(Some(key)) = &key {
-                rehead(conn, key)?;
-            }
-            usize::from(key.is_some())
-        }
+        JobOutcome::Sent { .. } => leave_queue(
+            conn,
+            "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 RETURNING ordering_key",
+            params![id, owner],
+        )?,
         JobOutcome::Retry { at, error } => conn
             .prepare_cached(
                 "UPDATE jobs SET attempts = attempts + 1, run_at = ?3, last_error = ?4,
@@ -158,21 +151,14 @@ pub fn finish(
                  WHERE id = ?1 AND lease_owner = ?2",
             )?
             .execute(params![id, owner, at.timestamp_millis(), error, now])?,
-        JobOutcome::Dead { error } => {
-            let key: Option<Option<String>> = conn
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?3,
-                         lease_owner = NULL, lease_until = 0, updated_at = ?4
-                     WHERE id = ?1 AND lease_owner = ?2
-                     RETURNING ordering_key",
-                )?
-                .query_row(params![id, owner, error, now], |r| r.get(0))
-                .optional()?;
-            if let Some(Some(key)) = &key {
-                rehead(conn, key)?;
-            }
-            usize::from(key.is_some())
-        }
+        JobOutcome::Dead { error } => leave_queue(
+            conn,
+            "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = ?3,
+                 lease_owner = NULL, lease_until = 0, updated_at = ?4
+             WHERE id = ?1 AND lease_owner = ?2
+             RETURNING ordering_key",
+            params![id, owner, error, now],
+        )?,
         JobOutcome::Released => conn
             .prepare_cached(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
@@ -188,6 +174,23 @@ pub fn finish(
         JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
         JobKind::Email(_) => Ok(()),
     }
+}
+
+/// Runs `sql`, which takes one job out of the pending queue and returns its ordering key,
+/// and passes the key's head on to the next job; how many jobs it took (0 or 1).
+fn leave_queue(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    let key: Option<Option<String>> = conn
+        .prepare_cached(sql)?
+        .query_row(params, |r| r.get(0))
+        .optional()?;
+    if let Some(Some(key)) = &key {
+        rehead(conn, key)?;
+    }
+    Ok(usize::from(key.is_some()))
 }
 
 /// Marks the oldest pending job of `key` as its head, and no other: after the head left
