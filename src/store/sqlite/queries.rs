@@ -81,8 +81,8 @@ enum Matches {
     Few(Vec<i64>),
     /// Many (a common word): mapping every match to its conversation before ordering
     /// costs about a second per million. The list is walked newest first instead, each
-    /// conversation kept when one of its messages is in the set, which for a common word
-    /// is found within the first few conversations. Sorted, for a binary search.
+    /// conversation kept when one of its messages is in the (sorted) list, which for a
+    /// common word happens within the first few conversations.
     Many(Vec<i64>),
 }
 
@@ -151,9 +151,7 @@ fn conversations_walking_above(
         Scope::Except(channels) => ("NOT IN", Some(channels)),
     };
     if let Some(channels) = channels {
-        let list = serde_json::to_string(channels)
-            .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
-        args.push(SqlValue::Text(list));
+        args.push(SqlValue::Text(super::ingest::json(channels)?));
         sql += &format!(
             " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
             args.len()
@@ -186,9 +184,7 @@ fn conversations_walking_above(
     if let Some(q) = filter.q.as_deref().and_then(super::desk::fts_query) {
         match matching_messages(conn, &q, walk_above)? {
             Matches::Few(seqs) => {
-                let list = serde_json::to_string(&seqs)
-                    .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
-                args.push(SqlValue::Text(list));
+                args.push(SqlValue::Text(super::ingest::json(&seqs)?));
                 sql += &format!(
                     " AND c.id IN (SELECT m.conversation_id FROM messages m
                          WHERE m.seq IN (SELECT value FROM json_each(?{})))",
