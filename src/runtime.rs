@@ -61,8 +61,8 @@ impl Runtime {
         // Two media clients serve every channel: which one depends on the channel's
         // media_allow_private.
         let media_timeout = Duration::from_millis(config.media.timeout_ms);
-        let public_media = MediaClient::new(http.clone(), media_timeout, false);
-        let private_media = MediaClient::new(http.clone(), media_timeout, true);
+        let public_media = MediaClient::new(media_timeout, false);
+        let private_media = MediaClient::new(media_timeout, true);
         let channels = config
             .channels
             .iter()

@@ -1,31 +1,36 @@
-//! Fetching media URLs that arrive inside inbound payloads, without letting a payload
-//! point the daemon at the network it runs in (SSRF).
+//! Fetching media URLs, without letting a payload or a rep point the daemon at the
+//! network it runs in (SSRF).
 //!
-//! A URL in a webhook is whatever the sender wrote. Fetched blindly, `http://169.254.169.254/`
-//! (cloud metadata), `http://127.0.0.1:8080/api/v1/…` or `http://10.0.0.5/` would be read
-//! from inside the perimeter and streamed to a rep. So such URLs are fetched only:
-//! - over http or https;
-//! - to public addresses: no loopback, private, link-local, shared (CGNAT), multicast,
-//!   documentation or reserved ranges, in IPv4 or IPv6 (IPv4-mapped and NAT64 forms are
-//!   unwrapped). The check runs in the DNS resolver of the client that then connects, so
-//!   the address checked is the address connected to (no rebinding between check and
-//!   connect); an IP literal in the URL is checked before the request, and every redirect
-//!   hop is checked again;
-//! - within `media.timeout_ms` (the caller caps the size: `media.max_bytes`).
+//! A URL in a webhook is whatever the sender wrote, and a URL in a reply is whatever the
+//! rep wrote. Fetched blindly, `http://169.254.169.254/` (cloud metadata),
+//! `http://127.0.0.1:8080/metrics` or `http://10.0.0.5/` would be read from inside the
+//! perimeter and streamed to a rep. So every URL, and every redirect hop, passes one
+//! address policy:
+//! - http or https only;
+//! - a URL on the origin of an endpoint the operator configured for the channel (a
+//!   platform's `api_base`, a generic channel's `outbound_url`) is fetched as configured;
+//!   this holds for URLs from inbound payloads only, never for one a rep wrote;
+//! - any other must be on a public address: no loopback, private, link-local, shared
+//!   (CGNAT), multicast, documentation or reserved ranges, in IPv4 or IPv6 (IPv4-mapped
+//!   and NAT64 forms are unwrapped). The check runs in the DNS resolver of the client that
+//!   then connects, so the address checked is the address connected to (no rebinding
+//!   between check and connect); an IP literal is checked before the request;
+//! - a channel may allow private addresses (`media_allow_private = true`) when its media
+//!   lives on an internal network (again, for inbound payloads only).
 //!
-//! A channel may allow private addresses (`media_allow_private = true`) when its media
-//! lives on an internal network. URLs on the origin of an endpoint the operator configured
-//! for the channel (a platform's `api_base`, a generic channel's `outbound_url`) are the
-//! operator's choice and are fetched as configured.
+//! Redirects are followed here, not by the HTTP client (at most 5), so a configured origin
+//! that redirects elsewhere does not take the next hop past the policy; credentials go to
+//! the first URL's origin only. A whole fetch takes at most `media.timeout_ms` (the
+//! caller caps the size: `media.max_bytes`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect;
 
-use super::{FetchError, FetchedMedia, fetch_url};
+use super::{FetchError, FetchedMedia, SendError, classify_transport};
 
 /// The most redirects a media fetch follows.
 const MAX_REDIRECTS: usize = 5;
@@ -115,18 +120,6 @@ fn check_url(url: &reqwest::Url) -> Result<(), Refused> {
     }
 }
 
-/// Whether to follow a redirect to `url` after `hops` earlier ones: the target is checked
-/// like the first URL (its name, if any, by the resolver when connecting).
-fn check_redirect(url: &reqwest::Url, hops: usize, allow_private: bool) -> Result<(), Refused> {
-    if hops >= MAX_REDIRECTS {
-        return Err(Refused::TooManyRedirects);
-    }
-    match check_url(url) {
-        Err(Refused::NotPublic(_)) if allow_private => Ok(()),
-        other => other,
-    }
-}
-
 /// A resolver that answers only public addresses, so a name pointing inside is refused
 /// at connect time, with the addresses actually connected to.
 struct PublicOnly;
@@ -145,75 +138,179 @@ impl Resolve for PublicOnly {
     }
 }
 
-/// How a channel fetches media: API endpoints the operator configured through the shared
-/// client, URLs from payloads through a client that enforces the rules above.
+/// Which client a hop goes through, as the address policy decides.
+#[derive(Debug, PartialEq)]
+enum Route {
+    /// On an origin the operator configured for the channel, or on a channel that allows
+    /// private addresses: connected to as is.
+    Open,
+    /// Anywhere else: public addresses only, checked again by the resolver.
+    Public,
+}
+
+/// The address policy, applied to the first URL and to every redirect hop alike: http(s)
+/// only; an origin the operator configured for the channel is fetched as configured; any
+/// other URL must be public unless the channel allows private addresses.
+fn route(url: &reqwest::Url, configured: &[&str], allow_private: bool) -> Result<Route, Refused> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Refused::Scheme);
+    }
+    if allow_private || same_origin_as_any(url, configured) {
+        return Ok(Route::Open);
+    }
+    check_url(url)?;
+    Ok(Route::Public)
+}
+
+/// Credentials for a platform's own media URL. They go to that URL's origin only, never
+/// to a hop it redirects to elsewhere.
+#[derive(Clone, Copy)]
+pub enum Credentials<'a> {
+    None,
+    Bearer(&'a str),
+    Basic { user: &'a str, password: &'a str },
+}
+
+impl Credentials<'_> {
+    fn apply(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credentials::None => request,
+            Credentials::Bearer(token) => request.bearer_auth(token),
+            Credentials::Basic { user, password } => request.basic_auth(user, Some(password)),
+        }
+    }
+}
+
+/// How a channel fetches media. Neither client follows redirects: [`MediaClient`] follows
+/// them itself, so every hop passes the address policy with the hop's own origin, and
+/// credentials stay with the origin they were meant for.
 #[derive(Clone)]
 pub struct MediaClient {
-    /// The shared client (platform APIs, configured endpoints).
-    api: reqwest::Client,
-    /// For URLs from payloads: public addresses only (unless the channel allows private
-    /// ones), checked redirects, the media time cap.
-    payload: reqwest::Client,
+    /// For configured origins (and everything on a channel that allows private
+    /// addresses).
+    open: reqwest::Client,
+    /// For any other URL: a resolver that answers public addresses only, no proxy.
+    public: reqwest::Client,
     allow_private: bool,
-    /// Caps fetches through the shared client too.
+    /// Caps a whole fetch, every hop and the body included.
     timeout: Duration,
 }
 
 impl MediaClient {
-    /// A media client next to the shared `api` client; `timeout` caps a whole fetch.
-    pub fn new(api: reqwest::Client, timeout: Duration, allow_private: bool) -> Self {
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("channel-bridge/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect::Policy::custom(
-                move |attempt| match check_redirect(
-                    attempt.url(),
-                    attempt.previous().len(),
-                    allow_private,
-                ) {
-                    Ok(()) => attempt.follow(),
-                    Err(refused) => attempt.error(refused),
-                },
-            ));
-        if !allow_private {
-            // A proxy would be resolved instead of the target: go direct, checked.
-            builder = builder.dns_resolver(Arc::new(PublicOnly)).no_proxy();
-        }
-        let payload = builder.build().expect("the TLS backend initializes");
+    /// A media client; `timeout` caps a whole fetch; `allow_private` is the channel's
+    /// `media_allow_private`.
+    pub fn new(timeout: Duration, allow_private: bool) -> Self {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .user_agent(concat!("channel-bridge/", env!("CARGO_PKG_VERSION")))
+                .redirect(redirect::Policy::none())
+        };
+        // A proxy would be resolved instead of the target: go direct, checked.
+        let public = builder().dns_resolver(Arc::new(PublicOnly)).no_proxy();
         Self {
-            api,
-            payload,
+            open: builder().build().expect("the TLS backend initializes"),
+            public: public.build().expect("the TLS backend initializes"),
             allow_private,
             timeout,
         }
     }
 
-    /// Fetches `url` from a payload. URLs on the origin of one of `configured` (endpoints
-    /// the operator set for this channel) go through the shared client; any other must
-    /// pass the checks.
+    /// Fetches `url` from an inbound payload, without credentials. URLs on the origin of
+    /// one of `configured` (endpoints the operator set for this channel) are fetched as
+    /// configured; any other must pass the address policy, as must every redirect.
     pub async fn fetch(&self, url: &str, configured: &[&str]) -> Result<FetchedMedia, FetchError> {
-        fetch_url(self.get(url, configured)?).await
+        self.fetch_with(url, configured, Credentials::None).await
     }
 
-    /// The request [`MediaClient::fetch`] would send, for callers that add headers.
-    pub fn get(
+    /// [`MediaClient::fetch`] with the platform's `credentials`, sent to `url`'s origin
+    /// only.
+    pub async fn fetch_with(
         &self,
         url: &str,
         configured: &[&str],
-    ) -> Result<reqwest::RequestBuilder, FetchError> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| FetchError::NoMedia)?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        credentials: Credentials<'_>,
+    ) -> Result<FetchedMedia, FetchError> {
+        self.follow(url, configured, self.allow_private, credentials)
+            .await
+    }
+
+    /// Fetches a URL nobody vouches for (a rep wrote it in a reply): no credentials, no
+    /// configured origin, public addresses only, whatever the channel allows for its
+    /// inbound media.
+    pub async fn fetch_public(&self, url: &str) -> Result<FetchedMedia, FetchError> {
+        self.follow(url, &[], false, Credentials::None).await
+    }
+
+    async fn follow(
+        &self,
+        url: &str,
+        configured: &[&str],
+        allow_private: bool,
+        credentials: Credentials<'_>,
+    ) -> Result<FetchedMedia, FetchError> {
+        let mut url = reqwest::Url::parse(url).map_err(|_| FetchError::NoMedia)?;
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::NoMedia);
         }
-        if same_origin_as_any(&parsed, configured) {
-            return Ok(self.api.get(parsed).timeout(self.timeout));
+        let origin = url.origin();
+        let deadline = Instant::now() + self.timeout;
+        let mut hops = 0;
+        loop {
+            let client = match route(&url, configured, allow_private) {
+                Ok(Route::Open) => &self.open,
+                Ok(Route::Public) => &self.public,
+                Err(refused) => return Err(FetchError::Refused(refused.to_string())),
+            };
+            let mut request = client
+                .get(url.clone())
+                .timeout(deadline.saturating_duration_since(Instant::now()));
+            if url.origin() == origin {
+                request = credentials.apply(request);
+            }
+            let response = send(request).await?;
+            let status = response.status();
+            if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return match status.as_u16() {
+                    200..=299 => Ok(FetchedMedia { response }),
+                    404 | 410 => Err(FetchError::Gone(format!("HTTP {status}"))),
+                    _ => Err(FetchError::Upstream(format!("HTTP {status}"))),
+                };
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(FetchError::Refused(Refused::TooManyRedirects.to_string()));
+            }
+            // Resolved against the hop that sent it, which also normalises the path.
+            url = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|location| location.to_str().ok())
+                .and_then(|location| url.join(location).ok())
+                .ok_or_else(|| {
+                    FetchError::Upstream(format!("HTTP {status} without a usable location"))
+                })?;
         }
-        if !self.allow_private {
-            check_url(&parsed).map_err(|e| FetchError::Refused(e.to_string()))?;
-        }
-        Ok(self.payload.get(parsed))
     }
+}
+
+/// Sends one request; a name that resolved to a private address is a refusal, not an
+/// outage. The error never carries the URL (a platform may keep its token in the path).
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, FetchError> {
+    request.send().await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(inner) = cause {
+            if let Some(refused) = inner.downcast_ref::<Refused>() {
+                return FetchError::Refused(refused.to_string());
+            }
+            cause = inner.source();
+        }
+        match classify_transport(e) {
+            SendError::Retryable { reason, .. } => FetchError::Upstream(reason),
+            other => FetchError::Upstream(other.to_string()),
+        }
+    })
 }
 
 /// True when `url` has the scheme, host and port of one of `bases`.
@@ -312,23 +409,37 @@ mod tests {
     }
 
     #[test]
-    fn every_redirect_hop_is_checked_and_their_number_capped() {
+    fn every_hop_is_routed_by_its_own_origin_whatever_the_first() {
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let configured = ["http://127.0.0.1:9000/outbound"];
         let inside = url("http://169.254.169.254/latest/meta-data/");
         assert_eq!(
-            check_redirect(&inside, 1, false),
+            route(&inside, &configured, false),
             Err(Refused::NotPublic("169.254.169.254".parse().unwrap()))
         );
-        assert_eq!(check_redirect(&inside, 1, true), Ok(()));
+        assert_eq!(route(&inside, &configured, true), Ok(Route::Open));
         assert_eq!(
-            check_redirect(&url("file:///etc/passwd"), 1, true),
+            route(&url("http://127.0.0.1:9000/media/1"), &configured, false),
+            Ok(Route::Open),
+            "the configured origin itself"
+        );
+        assert_eq!(
+            route(&url("http://127.0.0.1:9001/metrics"), &configured, false),
+            Err(Refused::NotPublic("127.0.0.1".parse().unwrap())),
+            "another port of the same host"
+        );
+        assert_eq!(
+            route(&url("http://127.0.0.1:9000/media/1"), &[], false),
+            Err(Refused::NotPublic("127.0.0.1".parse().unwrap())),
+            "nothing is configured for a URL a rep wrote"
+        );
+        assert_eq!(
+            route(&url("file:///etc/passwd"), &configured, true),
             Err(Refused::Scheme)
         );
-        let outside = url("https://cdn.example.com/a.png");
-        assert_eq!(check_redirect(&outside, 4, false), Ok(()));
         assert_eq!(
-            check_redirect(&outside, MAX_REDIRECTS, false),
-            Err(Refused::TooManyRedirects)
+            route(&url("https://cdn.example.com/a.png"), &configured, false),
+            Ok(Route::Public)
         );
     }
 

@@ -22,11 +22,11 @@ use serde_json::{Map, Value, json};
 use sha1::Digest;
 use sha2::Sha256;
 
-use super::fetch::MediaClient;
+use super::fetch::{Credentials, MediaClient};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
-    classify_status, classify_transport, fetch_url, invalid,
+    classify_status, classify_transport, invalid,
 };
 use crate::config::Secret;
 use crate::model::{Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart};
@@ -671,7 +671,9 @@ impl ChannelAdapter for LineAdapter {
             .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
             .ok_or(FetchError::NoMedia)?;
         let url = format!("{}/v2/bot/message/{id}/content", self.api_data_base);
-        fetch_url(self.http.get(url).bearer_auth(self.access_token.expose())).await
+        let token = Credentials::Bearer(self.access_token.expose());
+        web.fetch_with(&url, &[&self.api_base, &self.api_data_base], token)
+            .await
     }
 }
 
@@ -1506,10 +1508,6 @@ mod tests {
     /// Media fetches in these tests go to wiremock on loopback, which a channel allows
     /// only with media_allow_private.
     fn test_media_client() -> crate::adapters::fetch::MediaClient {
-        crate::adapters::fetch::MediaClient::new(
-            reqwest::Client::new(),
-            std::time::Duration::from_secs(5),
-            true,
-        )
+        crate::adapters::fetch::MediaClient::new(std::time::Duration::from_secs(5), true)
     }
 }

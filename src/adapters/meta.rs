@@ -15,11 +15,10 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::fetch::MediaClient;
+use super::fetch::{Credentials, MediaClient};
 use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
-    RetiredSecret, SendError, VerifyError, classify_status, classify_transport, fetch_url,
-    retry_after,
+    RetiredSecret, SendError, VerifyError, classify_status, classify_transport, retry_after,
 };
 use crate::config::Secret;
 
@@ -384,16 +383,17 @@ impl Graph {
         }
     }
 
-    /// Downloads a media URL (through `web`, which refuses private addresses unless it is
-    /// on the Graph origin). The bearer token goes along only to the Graph host itself
-    /// and to Meta's own domains, never to a third party; reqwest drops it on a redirect
-    /// to another host.
+    /// Downloads a media URL through `web` (the Graph origin is configured; any other URL
+    /// must be public, as must every redirect). The bearer token goes along only to the
+    /// Graph host itself and to Meta's own domains, never to a third party, and never on
+    /// a redirect to another origin.
     pub async fn fetch(&self, url: &str, web: &MediaClient) -> Result<FetchedMedia, FetchError> {
-        let mut request = web.get(url, &[&self.base])?;
-        if self.trusts(url) {
-            request = request.bearer_auth(self.token.expose());
-        }
-        fetch_url(request).await
+        let credentials = if self.trusts(url) {
+            Credentials::Bearer(self.token.expose())
+        } else {
+            Credentials::None
+        };
+        web.fetch_with(url, &[&self.base], credentials).await
     }
 
     /// Whether `url` may receive the token: same origin as `api_base`, or HTTPS on a

@@ -316,37 +316,15 @@ pub trait ChannelAdapter: Send + Sync {
         Err(HandshakeError::NotSupported)
     }
 
-    /// Fetches an inbound media file (with the platform's credentials, which never leave
-    /// the adapter). URLs that came in a payload go through `web`, which refuses private
-    /// addresses.
+    /// Fetches the media of an inbound message, which the platform gave us (with the
+    /// platform's credentials, which never leave the adapter). Everything goes through
+    /// `web`, which applies the address policy to every hop. Never called for media a rep
+    /// wrote: that is fetched as a public URL, without credentials.
     async fn fetch_media(
         &self,
         media: &crate::model::Media,
         web: &fetch::MediaClient,
     ) -> Result<FetchedMedia, FetchError>;
-}
-
-/// Fetches a media URL that needs no credentials beyond what `request` carries.
-pub async fn fetch_url(request: reqwest::RequestBuilder) -> Result<FetchedMedia, FetchError> {
-    let response = request.send().await.map_err(|e| {
-        // A redirect or a name that led to a private address is a refusal, not an outage.
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(inner) = cause {
-            if let Some(refused) = inner.downcast_ref::<fetch::Refused>() {
-                return FetchError::Refused(refused.to_string());
-            }
-            cause = inner.source();
-        }
-        match classify_transport(e) {
-            SendError::Retryable { reason, .. } => FetchError::Upstream(reason),
-            other => FetchError::Upstream(other.to_string()),
-        }
-    })?;
-    match response.status().as_u16() {
-        200..=299 => Ok(FetchedMedia { response }),
-        404 | 410 => Err(FetchError::Gone(format!("HTTP {}", response.status()))),
-        _ => Err(FetchError::Upstream(format!("HTTP {}", response.status()))),
-    }
 }
 
 /// A verification secret replaced by a reload, still accepted until `until`.

@@ -18,7 +18,7 @@ use super::fetch::MediaClient;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
-    classify_status, classify_transport, fetch_url, invalid, read,
+    classify_status, classify_transport, invalid, read,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -1189,7 +1189,9 @@ impl ChannelAdapter for TelegramAdapter {
             self.bot_token.expose(),
             path.trim_start_matches('/')
         );
-        fetch_url(self.http.get(url)).await
+        // The token is in the path: the file is fetched from api_base's origin only, and
+        // a redirect elsewhere does not carry it.
+        web.fetch(&url, &[&self.api_base]).await
     }
 }
 

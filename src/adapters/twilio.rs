@@ -16,11 +16,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha1::Sha1;
 
-use super::fetch::MediaClient;
+use super::fetch::{Credentials, MediaClient};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, fetch_url, invalid, retry_after,
+    classify_status, classify_transport, invalid, retry_after,
 };
 use crate::config::Secret;
 use crate::model::{
@@ -38,9 +38,6 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 
 /// The longest `Body` Twilio accepts; longer texts are split.
 pub const MAX_BODY_CHARS: usize = 1600;
-
-/// Where a media file lives under the API base (inbound `MediaUrl`s point here).
-const MEDIA_PATH_PREFIX: &str = "/2010-04-01/Accounts/";
 
 /// Twilio's "Too Many Requests" error code.
 const RATE_LIMITED_CODE: u64 = 20429;
@@ -119,11 +116,38 @@ impl TwilioAdapter {
     /// The path of a Twilio-hosted media URL (ours or the real API's), which is fetched
     /// from `api_base` with the account's credentials.
     fn media_path(&self, url: &str) -> Option<String> {
-        let path = [DEFAULT_API_BASE, self.api_base.as_str()]
+        let url = reqwest::Url::parse(url).ok()?;
+        [DEFAULT_API_BASE, self.api_base.as_str()]
             .iter()
-            .find_map(|base| url.strip_prefix(base))?;
-        (path.starts_with(MEDIA_PATH_PREFIX) && !path.contains("..")).then(|| path.to_owned())
+            .filter_map(|base| reqwest::Url::parse(base).ok())
+            .any(|base| base.origin() == url.origin())
+            .then(|| media_resource_path(url.path()))?
     }
+}
+
+/// `path` as the one resource it names once normalised, if that is a media file of a
+/// message: `/2010-04-01/Accounts/{AC…}/Messages/{MM…}/Media/{ME…}`. Anything else (the
+/// message log, another resource, a path that climbs out with `..` in any spelling,
+/// `%2e%2e` included) is no media.
+fn media_resource_path(path: &str) -> Option<String> {
+    // Normalised as the request would be: dot segments, percent-encoded or not, resolved.
+    let url = reqwest::Url::parse("https://api.twilio.invalid")
+        .ok()?
+        .join(path.strip_prefix('/')?)
+        .ok()?;
+    let segments: Vec<&str> = url.path_segments()?.collect();
+    let sid = |s: &str, prefix: &str| {
+        s.len() > prefix.len()
+            && s.starts_with(prefix)
+            && s.bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    let shaped = url.query().is_none()
+        && matches!(
+            segments[..],
+            ["2010-04-01", "Accounts", account, "Messages", message, "Media", media]
+                if sid(account, "AC") && sid(message, "") && sid(media, "ME")
+        );
+    shaped.then(|| url.path().to_owned())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,7 +705,7 @@ impl ChannelAdapter for TwilioAdapter {
 
     /// Twilio-hosted media (inbound `MediaUrl`s) is fetched from `api_base` with Basic
     /// auth, following Twilio's redirect to its file store (the credentials are not sent
-    /// on to another host); any other URL is fetched as is, without them.
+    /// on to another origin); any other URL is fetched as is, without them.
     async fn fetch_media(
         &self,
         media: &Media,
@@ -690,15 +714,20 @@ impl ChannelAdapter for TwilioAdapter {
         let path = media
             .platform_ref
             .as_deref()
-            .filter(|p| p.starts_with(MEDIA_PATH_PREFIX) && !p.contains(".."))
-            .map(str::to_owned)
+            .and_then(media_resource_path)
             .or_else(|| media.url.as_deref().and_then(|url| self.media_path(url)));
         if let Some(path) = path {
-            let request = self
-                .http
-                .get(format!("{}{path}", self.api_base))
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose()));
-            return fetch_url(request).await;
+            let credentials = Credentials::Basic {
+                user: &self.account_sid,
+                password: self.auth_token.expose(),
+            };
+            return web
+                .fetch_with(
+                    &format!("{}{path}", self.api_base),
+                    &[&self.api_base],
+                    credentials,
+                )
+                .await;
         }
         match media.url.as_deref() {
             Some(url) => web.fetch(url, &[&self.api_base]).await,
@@ -1437,6 +1466,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_a_message_s_media_file_is_fetched_with_the_account_s_credentials() {
+        let media = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1");
+        assert_eq!(media_resource_path(&media), Some(media.clone()));
+        assert_eq!(
+            media_resource_path(&format!(
+                "/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/x/%2e%2e/ME1"
+            )),
+            Some(media.clone()),
+            "judged once normalised"
+        );
+        for path in [
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json"),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/%2e%2e/Messages.json"),
+            format!(
+                "/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/%2E%2e/%2e%2E/%2e./Messages.json"
+            ),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1/../../../Messages.json"),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1?PageSize=1000"),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1.json"),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media"),
+            format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/CA1/Recordings/RE1"),
+            format!("//evil.example/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1"),
+            "/etc/passwd".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(media_resource_path(&path), None, "{path}");
+        }
+        let adapter = adapter_with(&[]);
+        assert_eq!(
+            adapter.media_path(&format!("https://api.twilio.com.evil.example{media}")),
+            None
+        );
+        assert_eq!(
+            adapter.media_path(&format!("https://api.twilio.com{media}")),
+            Some(media)
+        );
+    }
+
     fn arbitrary_params() -> impl Strategy<Value = Vec<(String, String)>> {
         let name = prop_oneof![
             Just("MessageSid".to_owned()),
@@ -1498,10 +1566,6 @@ mod tests {
     /// Media fetches in these tests go to wiremock on loopback, which a channel allows
     /// only with media_allow_private.
     fn test_media_client() -> crate::adapters::fetch::MediaClient {
-        crate::adapters::fetch::MediaClient::new(
-            reqwest::Client::new(),
-            std::time::Duration::from_secs(5),
-            true,
-        )
+        crate::adapters::fetch::MediaClient::new(std::time::Duration::from_secs(5), true)
     }
 }

@@ -1,7 +1,13 @@
-//! Inbound media as a rep opens it: fetched from the platform by the channel's adapter
-//! (with the platform's credentials, which never reach the rep) and passed on with a size
-//! cap.
+//! Media as a rep opens it, passed on with a size cap and never as a page the rep's
+//! browser would render.
+//!
+//! Who vouches for the media decides how it is fetched. An inbound message's media is what
+//! the platform gave us: the channel's adapter fetches it, with the platform's credentials
+//! (which never reach the rep). A reply's or a comment's media is what a rep wrote: only
+//! its `url` is fetched, as a public URL without credentials, so a rep cannot point the
+//! daemon at a platform API, the in-house app or the network it runs in.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,9 +17,10 @@ use super::openapi::{StoreErrors, Unauthorized};
 use crate::adapters::FetchError;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::model::{MessageId, Part};
+use crate::model::{Direction, MessageId, Part};
 
-/// The file of a media part, fetched from the platform with the channel's credentials.
+/// The file of a media part: an inbound message's from the platform, with the channel's
+/// credentials; a rep's reply's from its public URL, without them.
 #[utoipa::path(
     get,
     path = "/api/v1/messages/{id}/parts/{n}/media",
@@ -26,13 +33,24 @@ use crate::model::{MessageId, Part};
     ),
     responses(
         (status = 200, description = "The file, with the platform's content type (else the \
-            part's `mime_type`) and its filename in `Content-Disposition`.",
+            part's `mime_type`). Images, audio and video are served `inline`, anything else \
+            (HTML, SVG, text, documents) as an `attachment`, always with \
+            `X-Content-Type-Options: nosniff`, so no file is rendered as a page.",
             content(("application/octet-stream")),
-            headers(("content-disposition" = String, description = "`inline; filename=…`"))),
-        (status = 403, description = "The part's URL points at a private address and the \
-            channel does not allow that (`media_refused`).", body = ErrorBody),
-        (status = 404, description = "No such message or part, the part has no media, or the \
-            platform no longer has it (`not_found`, `media_unavailable`).", body = ErrorBody),
+            headers(
+                ("content-disposition" = String,
+                    description = "`inline` or `attachment`, with `filename=…` if the part \
+                        has one"),
+                ("x-content-type-options" = String, description = "`nosniff`"),
+                ("content-security-policy" = String, description = "`sandbox`"),
+            )),
+        (status = 403, description = "The URL, or a redirect on the way, points at a private \
+            address the channel does not allow, or a reply's URL is not public; or more than \
+            5 redirects (`media_refused`).", body = ErrorBody),
+        (status = 404, description = "No such message or part (also an `n` that is not a \
+            whole number from 0), the part has no media, a reply's part has no URL, or the \
+            platform no longer has the file (`not_found`, `media_unavailable`).",
+            body = ErrorBody),
         (status = 413, description = "The file is larger than `media.max_bytes` \
             (`media_too_large`).", body = ErrorBody),
         (status = 502, description = "The platform failed to hand the file over \
@@ -44,17 +62,29 @@ use crate::model::{MessageId, Part};
 pub async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, n)): Path<(String, usize)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    // A segment that is not even text names no message.
+    let Path((id, n)) = path.map_err(|_| ApiError::not_found("message"))?;
     let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
     let message = state.store.message(&id).await?;
     if !caller.sees(&message.channel_id) {
         return Err(ApiError::not_found("message"));
     }
-    let part = message
-        .parts
-        .get(n)
-        .ok_or_else(|| ApiError::not_found("part"))?;
+    let part = n
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| message.parts.get(n))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "part not found: the message has {} parts, numbered from 0",
+                    message.parts.len()
+                ),
+            )
+        })?;
     let media = match part {
         Part::Image(m)
         | Part::Video(m)
@@ -76,21 +106,36 @@ pub async fn fetch(
             format!("the file is larger than media.max_bytes ({cap} bytes)"),
         )
     };
-    let fetched = channel
-        .adapter
-        .fetch_media(&media.media, &channel.media)
-        .await
-        .map_err(|e| match e {
-            FetchError::Refused(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, "media_refused", e.to_string())
+    let fetched = match message.direction {
+        Direction::Inbound => {
+            channel
+                .adapter
+                .fetch_media(&media.media, &channel.media)
+                .await
+        }
+        // A rep wrote it: its platform_ref is never looked up with our credentials.
+        Direction::Outbound | Direction::Internal => match media.media.url.as_deref() {
+            Some(url) => channel.media.fetch_public(url).await,
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "media_unavailable",
+                    "a reply's file opens from its url, and this part has none",
+                ));
             }
-            FetchError::NoMedia | FetchError::Gone(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "media_unavailable", e.to_string())
-            }
-            FetchError::Upstream(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "media_fetch_failed", e.to_string())
-            }
-        })?;
+        },
+    }
+    .map_err(|e| match e {
+        FetchError::Refused(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "media_refused", e.to_string())
+        }
+        FetchError::NoMedia | FetchError::Gone(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "media_unavailable", e.to_string())
+        }
+        FetchError::Upstream(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "media_fetch_failed", e.to_string())
+        }
+    })?;
     let mut response = fetched.response;
     if response.content_length().is_some_and(|len| len > cap) {
         return Err(too_large());
@@ -117,25 +162,95 @@ pub async fn fetch(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut headers = vec![
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, "private, max-age=300".to_owned()),
-    ];
-    if let Some(name) = &media.media.filename {
-        let safe: String = name
-            .chars()
-            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
-            .collect();
-        headers.push((
-            header::CONTENT_DISPOSITION,
-            format!("inline; filename=\"{safe}\""),
-        ));
-    }
+    let disposition = if renders_safely(&content_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let disposition = match &media.media.filename {
+        Some(name) => {
+            let safe: String = name
+                .chars()
+                .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+                .collect();
+            format!("{disposition}; filename=\"{safe}\"")
+        }
+        None => disposition.to_owned(),
+    };
     let mut response = body.into_response();
-    for (name, value) in headers {
-        if let Ok(value) = value.parse() {
-            response.headers_mut().insert(name, value);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        content_type
+            .parse()
+            .unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=300"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    // Opened directly anyway, a document runs no script and has no origin.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("sandbox"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        disposition
+            .parse()
+            .unwrap_or(header::HeaderValue::from_static("attachment")),
+    );
+    Ok(response)
+}
+
+/// Whether a browser shows `content_type` as media rather than as a document that could
+/// run script: raster images, audio and video. SVG is an image that runs script.
+fn renders_safely(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp"
+    ) || (essence.starts_with("audio/") || essence.starts_with("video/"))
+        && essence
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.+-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renders_safely;
+
+    #[test]
+    fn only_raster_images_audio_and_video_render_inline() {
+        for inline in [
+            "image/png",
+            "IMAGE/JPEG; q=1",
+            "audio/ogg; codecs=opus",
+            "video/mp4",
+        ] {
+            assert!(renders_safely(inline), "{inline}");
+        }
+        for attachment in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "application/octet-stream",
+            "text/xml",
+            "",
+        ] {
+            assert!(!renders_safely(attachment), "{attachment}");
         }
     }
-    Ok(response)
 }

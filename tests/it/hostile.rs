@@ -245,3 +245,357 @@ proptest! {
         prop_assert_eq!(refused.code(), "invalid_timestamp");
     }
 }
+
+/// Media fetches driven from outside: what a rep writes in a reply, and where a media URL
+/// redirects to. Through the real HTTP surface, every channel kind at once.
+mod media_fetches {
+    use serde_json::{Value, json};
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use crate::harness::{Options, REP_TOKEN, TestApp, text_event};
+
+    const ACCOUNT: &str = "ACaaaabbbbccccddddeeeeffff00001111";
+    const TWILIO_TOKEN: &str = "hostile-twilio-token";
+    const TG_SECRET: &str = "hostile-secret-token";
+    const META_SECRET: &str = "hostile-app-secret";
+    const LINE_SECRET: &str = "hostile-line-secret";
+    const VIBER_TOKEN: &str = "hostile-viber-token";
+
+    /// Every platform kind, each with its API on `platform`, which answers any read.
+    async fn every_channel_kind(platform: &MockServer) -> TestApp {
+        let p = platform.uri();
+        let extra = format!(
+            r#"
+[channels.sms]
+kind = "twilio"
+account_sid = "{ACCOUNT}"
+auth_token = "{TWILIO_TOKEN}"
+from = "+14155550100"
+api_base = "{p}"
+[channels.tg]
+kind = "telegram"
+bot_token = "123:hostile"
+secret_token = "{TG_SECRET}"
+api_base = "{p}"
+[channels.wa]
+kind = "whatsapp"
+access_token = "hostile-wa-token"
+app_secret = "{META_SECRET}"
+verify_token = "hostile-verify"
+phone_number_id = "227118690421377"
+api_base = "{p}/v26.0"
+[channels.fb]
+kind = "messenger"
+page_access_token = "hostile-page-token"
+app_secret = "{META_SECRET}"
+verify_token = "hostile-verify"
+api_base = "{p}/v26.0"
+[channels.line]
+kind = "line"
+channel_access_token = "hostile-line-token"
+channel_secret = "{LINE_SECRET}"
+api_base = "{p}"
+api_data_base = "{p}/data"
+[channels.vb]
+kind = "viber"
+auth_token = "{VIBER_TOKEN}"
+api_base = "{p}"
+"#
+        );
+        TestApp::spawn_with(Options {
+            extra,
+            ..Options::default()
+        })
+        .await
+    }
+
+    async fn post_hook(app: &TestApp, channel: &str, body: &str, headers: &[(&str, String)]) {
+        let content_type = if channel == "sms" {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        let mut request = app
+            .http
+            .post(app.url(&format!("/hooks/{channel}")))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{channel}");
+    }
+
+    /// One inbound message on every channel, signed as each platform signs.
+    async fn a_conversation_on_every_channel(app: &TestApp) {
+        use channel_bridge::adapters::{line, meta, twilio};
+        use hmac::Mac;
+        assert_eq!(
+            app.post_webhook("demo", &text_event("m1", "ana", "hi"))
+                .await
+                .status(),
+            200
+        );
+        let form = include_str!("../fixtures/twilio/sms_text.form");
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(form).unwrap();
+        let signature = twilio::sign(
+            TWILIO_TOKEN,
+            "https://bridge.example.test/hooks/sms",
+            &params,
+        );
+        post_hook(app, "sms", form, &[("x-twilio-signature", signature)]).await;
+        let update = include_str!("../fixtures/telegram/text.json");
+        post_hook(
+            app,
+            "tg",
+            update,
+            &[("x-telegram-bot-api-secret-token", TG_SECRET.into())],
+        )
+        .await;
+        for (channel, body) in [
+            ("wa", include_str!("../fixtures/whatsapp/text_reply.json")),
+            ("fb", include_str!("../fixtures/messenger/text_reply.json")),
+        ] {
+            let signature = meta::sign(META_SECRET.as_bytes(), body.as_bytes());
+            post_hook(app, channel, body, &[("x-hub-signature-256", signature)]).await;
+        }
+        let body = include_str!("../fixtures/line/text.json");
+        let signature = line::sign(LINE_SECRET, body.as_bytes());
+        post_hook(app, "line", body, &[("x-line-signature", signature)]).await;
+        let body = include_str!("../fixtures/viber/text.json");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(VIBER_TOKEN.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        post_hook(app, "vb", body, &[("x-viber-content-signature", signature)]).await;
+    }
+
+    async fn conversation_on(app: &TestApp, channel: &str) -> String {
+        app.conversations()
+            .await
+            .into_iter()
+            .find(|c| c["channel_id"] == channel)
+            .unwrap_or_else(|| panic!("a conversation on {channel}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn by_ref(platform_ref: &str) -> Value {
+        json!({"type": "file", "media": {"platform_ref": platform_ref}})
+    }
+
+    fn by_url(url: String) -> Value {
+        json!({"type": "file", "media": {"url": url}})
+    }
+
+    #[tokio::test]
+    async fn no_media_a_rep_writes_is_read_from_a_platform_api_or_with_its_credentials() {
+        let platform = MockServer::start().await;
+        // Whatever is asked, the platform answers: a leak would be a 200.
+        Mock::given(path_regex("/getFile$"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "result": {"file_id": "f", "file_path": "documents/f.pdf"}}),
+            ))
+            .mount(&platform)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"url": format!("{}/cdn/f", platform.uri()), "data": "private"}),
+            ))
+            .mount(&platform)
+            .await;
+        let app = every_channel_kind(&platform).await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(b"internal".to_vec(), "text/plain"),
+            )
+            .mount(&app.receiver)
+            .await;
+        a_conversation_on_every_channel(&app).await;
+        let p = platform.uri();
+        let log = format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json");
+        let replies: Vec<(&str, Vec<Value>)> = vec![
+            (
+                "sms",
+                vec![
+                    by_ref(&log),
+                    by_ref(&format!(
+                        "/2010-04-01/Accounts/{ACCOUNT}/Messages/%2e%2e/Messages.json"
+                    )),
+                    by_ref(&format!(
+                        "/2010-04-01/Accounts/{ACCOUNT}/Messages/MM1/Media/ME1/..%2f..%2f..%2fMessages.json"
+                    )),
+                    by_url(format!("{p}{log}")),
+                    by_url(format!(
+                        "{p}/2010-04-01/Accounts/{ACCOUNT}/Messages/x/%2E%2E/Messages.json"
+                    )),
+                ],
+            ),
+            (
+                "tg",
+                vec![
+                    by_ref("BQACAgIAAxkBAAIBGmYfile"),
+                    by_url(format!("{p}/bot123:hostile/getUpdates")),
+                ],
+            ),
+            (
+                "wa",
+                vec![
+                    by_ref("1234567890"),
+                    by_ref("me"),
+                    by_url(format!("{p}/v26.0/227118690421377/phone_numbers")),
+                ],
+            ),
+            (
+                "fb",
+                vec![
+                    by_ref("1857777774821032"),
+                    by_url(format!("{p}/v26.0/me/conversations")),
+                ],
+            ),
+            (
+                "line",
+                vec![by_ref("325710"), by_url(format!("{p}/v2/bot/info"))],
+            ),
+            ("vb", vec![by_url(format!("{p}/pa/get_account_info"))]),
+            (
+                "demo",
+                vec![by_url(format!("{}/internal/admin", app.receiver.uri()))],
+            ),
+        ];
+        for (channel, parts) in replies {
+            let conversation = conversation_on(&app, channel).await;
+            let (status, reply) = app
+                .api(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/conversations/{conversation}/messages"),
+                    Some(json!({ "parts": parts })),
+                    Some(REP_TOKEN),
+                )
+                .await;
+            assert_eq!(status, 202, "{channel}: {reply}");
+            let id = reply["id"].as_str().unwrap();
+            for (n, part) in parts.iter().enumerate() {
+                let (status, body) = app
+                    .api(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/messages/{id}/parts/{n}/media"),
+                        None,
+                        Some(REP_TOKEN),
+                    )
+                    .await;
+                let code = body["error"]["code"].as_str();
+                assert!(
+                    matches!(
+                        (status, code),
+                        (403, Some("media_refused")) | (404, Some("media_unavailable"))
+                    ),
+                    "{channel} {part}: {status} {body}"
+                );
+            }
+        }
+        for (who, server) in [
+            ("the platform", &platform),
+            ("the in-house app", &app.receiver),
+        ] {
+            let reads: Vec<String> = server
+                .received_requests()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| {
+                    r.method == wiremock::http::Method::GET || r.url.path().ends_with("/getFile")
+                })
+                .map(|r| format!("{} {}", r.method, r.url.path()))
+                .collect();
+            assert!(reads.is_empty(), "{who} was read for a rep: {reads:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_redirect_hop_of_a_media_fetch_passes_the_address_policy_in_any_spelling() {
+        let internal = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(b"internal".to_vec(), "text/plain"),
+            )
+            .mount(&internal)
+            .await;
+        let app = TestApp::spawn().await;
+        let port = internal.address().port();
+        let origin = app.receiver.uri();
+        let inside = [
+            format!("http://127.0.0.1:{port}/x"),
+            format!("http://localhost:{port}/x"),
+            format!("http://127.1:{port}/x"),
+            format!("http://2130706433:{port}/x"),
+            format!("http://0x7f000001:{port}/x"),
+            format!("http://0177.0.0.1:{port}/x"),
+            format!("http://0.0.0.0:{port}/x"),
+            format!("http://[::1]:{port}/x"),
+            format!("http://[::ffff:127.0.0.1]:{port}/x"),
+            format!("http://[::ffff:7f00:1]:{port}/x"),
+            format!("//127.0.0.1:{port}/x"),
+            format!("HTTP://LOCALHOST:{port}/x"),
+            "http://10.0.0.1/x".into(),
+            "http://100.64.0.1/x".into(),
+            "http://169.254.169.254/latest/meta-data/".into(),
+            "http://[fd00:ec2::254]/latest/meta-data/".into(),
+            "file:///etc/passwd".into(),
+            app.url("/metrics"),
+        ];
+        for (i, target) in inside.iter().enumerate() {
+            Mock::given(method("GET"))
+                .and(path(format!("/hop/{i}")))
+                .respond_with(ResponseTemplate::new(302).insert_header("location", target.as_str()))
+                .mount(&app.receiver)
+                .await;
+        }
+        // Two hops: within the configured origin first, then out.
+        Mock::given(method("GET"))
+            .and(path("/hop/twice"))
+            .respond_with(ResponseTemplate::new(307).insert_header("location", "/hop/0"))
+            .mount(&app.receiver)
+            .await;
+        // A redirect loop within the origin ends at the hop limit.
+        Mock::given(method("GET"))
+            .and(path("/hop/loop"))
+            .respond_with(ResponseTemplate::new(301).insert_header("location", "/hop/loop"))
+            .mount(&app.receiver)
+            .await;
+        let mut parts: Vec<Value> = (0..inside.len())
+            .map(|i| by_url(format!("{origin}/hop/{i}")))
+            .collect();
+        parts.push(by_url(format!("{origin}/hop/twice")));
+        parts.push(by_url(format!("{origin}/hop/loop")));
+        let event = json!({"type": "message", "id": "m1", "from": {"id": "ana"}, "parts": parts});
+        assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
+        let conversation = app.only_conversation().await;
+        let message = app.messages(conversation["id"].as_str().unwrap()).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (n, part) in parts.iter().enumerate() {
+            let (status, body) = app
+                .api(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/messages/{message}/parts/{n}/media"),
+                    None,
+                    Some(REP_TOKEN),
+                )
+                .await;
+            let target = inside.get(n).map_or("", String::as_str);
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (403, Some("media_refused")),
+                "{part} -> {target}: {body}"
+            );
+        }
+        assert!(
+            internal.received_requests().await.unwrap().is_empty(),
+            "a redirect reached the internal server"
+        );
+    }
+}
