@@ -193,9 +193,13 @@ impl Runtime {
 }
 
 /// The HTTP client every adapter sends with: one connection pool, the configured timeout.
+/// It follows no redirect: a send carries a signed reply or a platform credential, and a
+/// hop the operator did not configure could lead anywhere (an internal address, another
+/// origin), so a 3xx is a failure that names the status instead.
 pub fn http_client(config: &Config) -> reqwest::Client {
     let timeout = Duration::from_millis(config.delivery.timeout_ms);
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("channel-bridge/", env!("CARGO_PKG_VERSION")))

@@ -456,7 +456,9 @@ impl AdapterConfig {
 /// another try, any other 4xx is the platform refusing the message.
 pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     let snippet: String = body.chars().take(200).collect();
-    let reason = if snippet.is_empty() {
+    let reason = if status.is_redirection() {
+        format!("HTTP {status}: redirects are not followed; configure the final URL")
+    } else if snippet.is_empty() {
         format!("HTTP {status}")
     } else {
         format!("HTTP {status}: {snippet}")

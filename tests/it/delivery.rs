@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::harness::{ADMIN_TOKEN, Options, TestApp, items, text_event, wait_until};
 
@@ -211,6 +211,41 @@ async fn a_429_waits_at_least_its_retry_after_before_trying_again() {
     assert_eq!(
         outbound_message(&app, &conversation).await["delivery"]["status"],
         "sent"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_outbound_url_is_not_followed_and_dead_letters_naming_it() {
+    let app = TestApp::spawn().await;
+    // The in-house app's URL redirects to an internal address: the signed reply must not
+    // be carried there, whatever address it names.
+    let inside = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/internal", inside.uri()).as_str()),
+        )
+        .mount(&app.receiver)
+        .await;
+    let conversation = conversation(&app).await;
+    app.reply(&conversation, "hello").await;
+    app.drain_outbox().await;
+
+    assert!(
+        inside
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "the redirect was followed"
+    );
+    let dead = dead_letters(&app).await;
+    assert_eq!(dead.len(), 1);
+    let error = dead[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("307") && error.contains("redirect"),
+        "{error}"
     );
 }
 
