@@ -44,9 +44,11 @@ use crate::model::{MessageId, Part};
 pub async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, n)): Path<(String, usize)>,
+    // Read as text: axum's own rejection of a non-number is plain text, not our JSON error.
+    Path((id, n)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
+    let n: usize = n.parse().map_err(|_| ApiError::not_found("part"))?;
     let message = state.store.message(&id).await?;
     if !caller.sees(&message.channel_id) {
         return Err(ApiError::not_found("message"));
