@@ -108,7 +108,11 @@ fn run(conn: &Connection, log: &Log, stopped: &mpsc::Receiver<()>) {
 fn checkpoint(conn: &Connection, log: &Log) -> rusqlite::Result<()> {
     // (busy, frames in the log, frames copied); -1 frames when not in WAL mode.
     let (busy, frames, copied) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     let caught_up = busy == 0 && frames >= 0 && frames == copied;
     let size = std::fs::metadata(&log.path).map(|m| m.len()).unwrap_or(0);
