@@ -126,7 +126,8 @@ async fn idle_connections_are_closed_after_the_header_timeout_and_cannot_exhaust
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_body_gets_408() {
     let app = TestApp::spawn_with(limits(
-        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 2000",
+        // Long enough that a loaded machine still probes while both bodies are stalled.
+        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 5000",
     ))
     .await;
     // Two webhooks whose bodies stop after one byte hold both request slots.
