@@ -169,7 +169,8 @@ impl App {
         });
 
         tracing::info!(address = %listener.local_addr()?, "Listening.");
-        let limits = server::Limits::from_config(&state.runtime.load().config.server);
+        let limits = server::Limits::from_config(&state.runtime.load().config.server)
+            .within_open_file_limit();
         server::serve(
             listener,
             router(state.clone()),

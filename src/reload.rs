@@ -138,15 +138,22 @@ fn keep_static_settings(old: &Config, mut new: Config) -> (Config, Vec<String>) 
             s.body_read_timeout_ms,
             s.max_connections,
             s.max_concurrent_requests,
+            s.max_concurrent_webhooks,
+            s.max_concurrent_console,
         )
     };
     if limits(&new.server) != limits(&old.server) {
-        restart
-            .push("server limits (timeouts, max_connections, max_concurrent_requests)".to_owned());
+        restart.push(
+            "server limits (timeouts, max_connections, max_concurrent_requests, \
+             max_concurrent_webhooks, max_concurrent_console)"
+                .to_owned(),
+        );
         new.server.header_read_timeout_ms = old.server.header_read_timeout_ms;
         new.server.body_read_timeout_ms = old.server.body_read_timeout_ms;
         new.server.max_connections = old.server.max_connections;
         new.server.max_concurrent_requests = old.server.max_concurrent_requests;
+        new.server.max_concurrent_webhooks = old.server.max_concurrent_webhooks;
+        new.server.max_concurrent_console = old.server.max_concurrent_console;
     }
     if new.storage != old.storage {
         restart.push("storage.url".to_owned());

@@ -9,8 +9,16 @@
 //! - a request body must arrive whole within `server.body_read_timeout_ms` (408);
 //! - at most `server.max_connections` are open: past it the listener stops accepting (the
 //!   kernel's backlog holds the rest) until one closes, so memory stays bounded;
-//! - at most `server.max_concurrent_requests` are handled at once: past it a request is
-//!   shed at once with 503 `overloaded` and `Retry-After`, which platforms redeliver on.
+//! - requests handled at once are counted against one of three budgets, by path:
+//!   webhooks (`server.max_concurrent_webhooks`), the API (`server.max_concurrent_requests`)
+//!   and everything else, the console (`server.max_concurrent_console`). Past its budget a
+//!   request is shed at once with 503 `overloaded` and `Retry-After`, which platforms
+//!   redeliver on. Separate budgets because webhooks come from anyone: unauthenticated
+//!   clients dribbling webhook bodies can fill the webhook budget, never the API's;
+//! - `server.max_connections` is fitted to the process's open-file limit at start: the
+//!   soft limit is raised as far as the hard one allows, and past that the connection
+//!   limit is lowered (with a warning), so accepting never runs out of descriptors that
+//!   the database and outbound requests need.
 //!
 //! Shutdown is passed in: the listener closes, idle connections close, requests in flight
 //! finish (up to the grace period).
@@ -46,13 +54,23 @@ const UNLIMITED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 /// How long the accept loop pauses after an accept error (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// File descriptors kept out of `max_connections` for everything else the process opens:
+/// database files and connections, outbound deliveries and media fetches, the config
+/// watcher, logs.
+const RESERVED_FILES: u64 = 256;
+
 /// The listener's limits, read from `[server]` at start-up.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    /// API requests at once.
     pub max_concurrent_requests: usize,
+    /// Webhook requests at once.
+    pub max_concurrent_webhooks: usize,
+    /// Requests to every other path (the console) at once.
+    pub max_concurrent_console: usize,
 }
 
 impl Limits {
@@ -63,8 +81,99 @@ impl Limits {
             body_read_timeout: Duration::from_millis(server.body_read_timeout_ms),
             max_connections: server.max_connections,
             max_concurrent_requests: server.max_concurrent_requests,
+            max_concurrent_webhooks: server.max_concurrent_webhooks,
+            max_concurrent_console: server.max_concurrent_console,
         }
     }
+
+    /// Fits `max_connections` to this process's open-file limit: raises the soft limit
+    /// toward the hard one when connections need it, and lowers `max_connections` with a
+    /// warning when even the hard limit is too low.
+    pub fn within_open_file_limit(mut self) -> Self {
+        let wanted = self.max_connections as u64;
+        let (soft, hard) = open_file_limit();
+        let fit = fit_connections(wanted, soft, hard);
+        let mut soft = soft;
+        if let Some(raised) = fit.raise_soft_to {
+            match set_open_file_limit(raised, hard) {
+                Ok(()) => {
+                    tracing::info!(from = ?soft, to = raised, "Raised the open-file limit.");
+                    soft = Some(raised);
+                }
+                Err(e) => tracing::warn!(error = %e, "Could not raise the open-file limit."),
+            }
+        }
+        let allowed = fit_connections(wanted, soft, soft).max_connections;
+        if allowed < wanted {
+            tracing::warn!(
+                max_connections = wanted,
+                open_file_limit = ?soft,
+                using = allowed,
+                reserved = RESERVED_FILES,
+                "server.max_connections does not fit in the open-file limit (ulimit -n); \
+                 serving at most the connections that fit. Raise the limit to use more."
+            );
+            self.max_connections = allowed as usize;
+        }
+        self
+    }
+}
+
+/// What [`fit_connections`] decided.
+#[derive(Debug, PartialEq, Eq)]
+struct ConnectionFit {
+    /// The soft open-file limit to ask for, when the current one is too low.
+    raise_soft_to: Option<u64>,
+    /// Connections that fit in the (raised) limit, at most the ones wanted.
+    max_connections: u64,
+}
+
+/// How `wanted` connections fit in the open-file limits `soft` and `hard` (`None`:
+/// unlimited), keeping [`RESERVED_FILES`] (or a quarter of a small limit) for the rest.
+fn fit_connections(wanted: u64, soft: Option<u64>, hard: Option<u64>) -> ConnectionFit {
+    let needed = wanted.saturating_add(RESERVED_FILES);
+    let raise_soft_to = match (soft, hard) {
+        (Some(soft), Some(hard)) if soft < needed => Some(needed.min(hard)).filter(|&n| n > soft),
+        (Some(soft), None) if soft < needed => Some(needed),
+        _ => None,
+    };
+    let max_connections = match raise_soft_to.or(soft) {
+        None => wanted,
+        Some(limit) => {
+            let reserved = RESERVED_FILES.min(limit / 4);
+            wanted.min(limit - reserved).max(1)
+        }
+    };
+    ConnectionFit {
+        raise_soft_to,
+        max_connections,
+    }
+}
+
+/// The soft and hard open-file limits (`None`: unlimited).
+#[cfg(unix)]
+fn open_file_limit() -> (Option<u64>, Option<u64>) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (limit.current, limit.maximum)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> (Option<u64>, Option<u64>) {
+    (None, None)
+}
+
+#[cfg(unix)]
+fn set_open_file_limit(soft: u64, hard: Option<u64>) -> std::io::Result<()> {
+    let limit = rustix::process::Rlimit {
+        current: Some(soft),
+        maximum: hard,
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).map_err(Into::into)
+}
+
+#[cfg(not(unix))]
+fn set_open_file_limit(_soft: u64, _hard: Option<u64>) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then stops accepting, lets
@@ -76,10 +185,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let requests = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     let router = router.layer(axum::middleware::from_fn_with_state(
         RequestLimits {
-            requests,
+            webhooks: Arc::new(Semaphore::new(limits.max_concurrent_webhooks)),
+            api: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+            console: Arc::new(Semaphore::new(limits.max_concurrent_console)),
             body_read_timeout: limits.body_read_timeout,
         },
         guard,
@@ -144,17 +254,35 @@ pub async fn serve(
 /// What [`guard`] needs for every request.
 #[derive(Clone)]
 struct RequestLimits {
-    requests: Arc<Semaphore>,
+    webhooks: Arc<Semaphore>,
+    api: Arc<Semaphore>,
+    console: Arc<Semaphore>,
     body_read_timeout: Duration,
 }
 
-/// Sheds requests past the concurrency limit and puts a deadline on reading the body.
+impl RequestLimits {
+    /// The budget a request to `path` counts against, and its name for metrics.
+    fn budget(&self, path: &str) -> (&Arc<Semaphore>, &'static str) {
+        if path.starts_with("/hooks/") {
+            (&self.webhooks, "webhooks")
+        } else if path.starts_with("/api/") {
+            (&self.api, "api")
+        } else {
+            (&self.console, "console")
+        }
+    }
+}
+
+/// Sheds requests past their budget's concurrency limit and puts a deadline on reading
+/// the body.
 async fn guard(State(limits): State<RequestLimits>, request: Request, next: Next) -> Response {
-    if UNLIMITED_PATHS.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if UNLIMITED_PATHS.contains(&path) {
         return next.run(request).await;
     }
-    let Ok(_permit) = limits.requests.clone().try_acquire_owned() else {
-        crate::telemetry::request_shed();
+    let (budget, name) = limits.budget(path);
+    let Ok(_permit) = budget.clone().try_acquire_owned() else {
+        crate::telemetry::request_shed(name);
         return ApiError::unavailable(
             "overloaded",
             "too many requests at once; try again shortly",
@@ -230,6 +358,37 @@ impl HttpBody for DeadlineBody {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn max_connections_fit_the_open_file_limit_raising_the_soft_limit_first() {
+        let fit = |wanted, soft, hard| {
+            let f = fit_connections(wanted, soft, hard);
+            (f.raise_soft_to, f.max_connections)
+        };
+        // (wanted, soft, hard) -> (raise the soft limit to, connections served)
+        let cases = [
+            // Room enough: nothing changes.
+            ((10_000, Some(1 << 20), Some(1 << 20)), (None, 10_000)),
+            ((10_000, None, None), (None, 10_000)),
+            // The usual 1024 soft limit under a high hard one: raised, all fit.
+            ((10_000, Some(1024), Some(524_288)), (Some(10_256), 10_000)),
+            ((10_000, Some(1024), None), (Some(10_256), 10_000)),
+            // The hard limit is too low: raised to it, and the connections clamped.
+            ((10_000, Some(1024), Some(4096)), (Some(4096), 3840)),
+            // Soft already at the hard limit: clamped only.
+            ((10_000, Some(1024), Some(1024)), (None, 768)),
+            // A tiny limit keeps a quarter for the rest, and at least one connection.
+            ((10_000, Some(100), Some(100)), (None, 75)),
+            ((10_000, Some(1), Some(1)), (None, 1)),
+        ];
+        for ((wanted, soft, hard), expected) in cases {
+            assert_eq!(
+                fit(wanted, soft, hard),
+                expected,
+                "{wanted} connections, soft {soft:?}, hard {hard:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_body_that_stalls_past_its_deadline_fails_with_body_timeout() {

@@ -43,6 +43,12 @@ pub fn init_logging(format: LogFormat) {
 
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// The `channel` label of events about a channel the config does not have (a webhook to
+/// `/hooks/<anything>`). Each label value is a series kept for the life of the process,
+/// so a name chosen by an unauthenticated caller never becomes one; the parentheses keep
+/// it apart from every channel id (letters, digits, '-' and '_').
+pub const UNKNOWN_CHANNEL: &str = "(unknown)";
+
 /// The Prometheus registry of this process (installed on first use).
 pub fn metrics() -> &'static PrometheusHandle {
     METRICS.get_or_init(|| {
@@ -116,7 +122,8 @@ pub fn register(channels: &[String]) {
     );
     describe_counter!(
         "channel_bridge_requests_shed_total",
-        "Requests answered 503 overloaded because server.max_concurrent_requests were running."
+        "Requests answered 503 overloaded, by budget: webhooks (server.max_concurrent_webhooks), \
+         api (server.max_concurrent_requests), console (server.max_concurrent_console)."
     );
     describe_gauge!(
         "channel_bridge_build_info",
@@ -133,6 +140,9 @@ pub fn register(channels: &[String]) {
     );
     for result in ["ok", "error"] {
         counter!("channel_bridge_config_reload_total", "result" => result).increment(0);
+    }
+    for budget in ["webhooks", "api", "console"] {
+        counter!("channel_bridge_requests_shed_total", "budget" => budget).increment(0);
     }
     let _ = histogram!("channel_bridge_commit_batch_size");
     for rule in ["nobody", "users_and_teams", "contact_owner"] {
@@ -168,7 +178,8 @@ pub fn webhook_received(channel: &str, events: usize) {
         .record(events as f64);
 }
 
-/// A webhook was answered with an error; `reason` is the error code sent back.
+/// A webhook was answered with an error; `reason` is the error code sent back. `channel`
+/// is a configured channel's id or [`UNKNOWN_CHANNEL`], never a name from the request.
 pub fn webhook_rejected(channel: &str, reason: &'static str, detail: &str) {
     tracing::warn!(channel, reason, detail, "Rejected a webhook.");
     counter!("channel_bridge_webhooks_rejected_total", "channel" => channel.to_owned(), "reason" => reason)
@@ -227,16 +238,24 @@ pub fn queue_depth(pending: u64, dead: u64, oldest_due_age: Duration) {
 }
 
 /// Open conversations per channel as counted now; `channels` (the configured ones) not
-/// in `counts` have none, so their gauge goes back to zero.
+/// in `counts` have none, so their gauge goes back to zero. Channels no longer configured
+/// count together under [`UNKNOWN_CHANNEL`].
 pub fn open_conversations(channels: &[String], counts: &[(String, u64)]) {
+    let mut unknown = 0;
     for channel in channels {
         if !counts.iter().any(|(c, _)| c == channel) {
             gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).set(0.0);
         }
     }
     for (channel, n) in counts {
-        gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).set(*n as f64);
+        if channels.contains(channel) {
+            gauge!("channel_bridge_open_conversations", "channel" => channel.clone())
+                .set(*n as f64);
+        } else {
+            unknown += n;
+        }
     }
+    gauge!("channel_bridge_open_conversations", "channel" => UNKNOWN_CHANNEL).set(unknown as f64);
 }
 
 /// Routing decided about a new or reopened conversation under `rule`.
@@ -259,7 +278,8 @@ pub fn config_reload(result: &'static str) {
     counter!("channel_bridge_config_reload_total", "result" => result).increment(1);
 }
 
-/// A request was shed (503 `overloaded`): `server.max_concurrent_requests` were running.
-pub fn request_shed() {
-    counter!("channel_bridge_requests_shed_total").increment(1);
+/// A request was shed (503 `overloaded`): its budget (`webhooks`, `api` or `console`)
+/// was used up.
+pub fn request_shed(budget: &'static str) {
+    counter!("channel_bridge_requests_shed_total", "budget" => budget).increment(1);
 }

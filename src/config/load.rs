@@ -207,6 +207,10 @@ struct RawServer {
     max_connections: usize,
     #[serde(default = "default_max_requests")]
     max_concurrent_requests: usize,
+    #[serde(default = "default_max_requests")]
+    max_concurrent_webhooks: usize,
+    #[serde(default = "default_max_console")]
+    max_concurrent_console: usize,
 }
 
 fn default_listen() -> String {
@@ -229,6 +233,9 @@ fn default_max_connections() -> usize {
 }
 fn default_max_requests() -> usize {
     256
+}
+fn default_max_console() -> usize {
+    64
 }
 
 #[derive(Deserialize)]
@@ -484,6 +491,11 @@ fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig>
             "max_concurrent_requests",
             raw.max_concurrent_requests as u64,
         ),
+        (
+            "max_concurrent_webhooks",
+            raw.max_concurrent_webhooks as u64,
+        ),
+        ("max_concurrent_console", raw.max_concurrent_console as u64),
     ] {
         if value == 0 {
             errors.push(ConfigError::new(
@@ -501,6 +513,8 @@ fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig>
         body_read_timeout_ms: raw.body_read_timeout_ms,
         max_connections: raw.max_connections,
         max_concurrent_requests: raw.max_concurrent_requests,
+        max_concurrent_webhooks: raw.max_concurrent_webhooks,
+        max_concurrent_console: raw.max_concurrent_console,
     })
 }
 

@@ -215,8 +215,14 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// Open connections at most; past it the listener stops accepting until one closes.
     pub max_connections: usize,
-    /// Requests handled at once; past it requests are shed with 503 `overloaded`.
+    /// API requests (`/api/…`) handled at once; past it they are shed with 503
+    /// `overloaded`. Webhooks and the console have budgets of their own, so neither can
+    /// take the API's.
     pub max_concurrent_requests: usize,
+    /// Webhooks (`/hooks/…`, unauthenticated) handled at once; past it 503 `overloaded`.
+    pub max_concurrent_webhooks: usize,
+    /// Requests to every other path (the web console at `/`) handled at once.
+    pub max_concurrent_console: usize,
 }
 
 /// Where the data lives.

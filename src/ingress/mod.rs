@@ -87,9 +87,23 @@ pub async fn receive(
     let started = Instant::now();
     let result = handle(&state, &channel_id, uri, headers, body, started).await;
     if let Err(e) = &result {
-        telemetry::webhook_rejected(&channel_id, e.code, &e.message);
+        telemetry::webhook_rejected(
+            channel_label(&state.runtime.load(), &channel_id),
+            e.code,
+            &e.message,
+        );
     }
     result
+}
+
+/// The channel's id as a metric label: the id of a configured channel, else one label for
+/// all unknown ones, since anyone can call `/hooks/<anything>`.
+fn channel_label<'a>(runtime: &Runtime, channel_id: &'a str) -> &'a str {
+    if runtime.channel(channel_id).is_some() {
+        channel_id
+    } else {
+        telemetry::UNKNOWN_CHANNEL
+    }
 }
 
 /// A platform's GET verification (Meta's `hub.challenge`): answered by the adapter.
@@ -139,7 +153,11 @@ pub async fn handshake(
                     ApiError::new(StatusCode::BAD_REQUEST, "invalid_handshake", e.to_string())
                 }
             };
-            telemetry::webhook_rejected(&channel_id, error.code, &error.message);
+            telemetry::webhook_rejected(
+                channel_label(&runtime, &channel_id),
+                error.code,
+                &error.message,
+            );
             Err(error)
         }
     }

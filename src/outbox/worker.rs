@@ -201,8 +201,14 @@ impl DeliveryWorker {
             _ => None,
         };
         self.record(&job, outcome).await;
+        // A job outlives its channel when the channel is taken out of the config.
+        let configured = self.runtime.load().channel(&job.channel_id).is_some();
         telemetry::delivery_attempt(
-            &job.channel_id,
+            if configured {
+                &job.channel_id
+            } else {
+                telemetry::UNKNOWN_CHANNEL
+            },
             job.id.as_str(),
             label,
             error.as_deref(),

@@ -5,4 +5,5 @@
 mod crash_loop;
 mod daemon;
 mod disk_full;
+mod open_files;
 mod secrets;

@@ -1,6 +1,6 @@
 //! Slow and abusive clients: a slowloris, piles of idle sockets and more requests than the
 //! daemon handles at once cannot keep a normal webhook out, and each is cut off by its
-//! limit in `[server]`.
+//! limit in `[server]`; webhooks, however slow, cannot take the API's request slots.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ use channel_bridge::adapters::signature::WebhookKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Options, TestApp, secret, text_event, wait_until};
+use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, secret, text_event, wait_until};
 
 /// How long a test waits for the daemon to close what it should close.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -126,7 +126,8 @@ async fn idle_connections_are_closed_after_the_header_timeout_and_cannot_exhaust
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_body_gets_408() {
     let app = TestApp::spawn_with(limits(
-        "max_concurrent_requests = 2\nbody_read_timeout_ms = 2000",
+        // Long enough that a loaded machine still probes while both bodies are stalled.
+        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 5000",
     ))
     .await;
     // Two webhooks whose bodies stop after one byte hold both request slots.
@@ -188,4 +189,70 @@ async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_bod
         ["after-the-overload"],
         "shed and cut-off requests stored nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_bodies_dribbled_into_every_webhook_slot_leave_the_api_its_own() {
+    // The API's budget is as small as the webhooks': with one shared budget the dribblers
+    // would hold all of it.
+    let app = TestApp::spawn_with(limits(
+        "max_concurrent_webhooks = 8\nmax_concurrent_requests = 8",
+    ))
+    .await;
+    // Twice as many unauthenticated clients as webhook slots, each sending its webhook
+    // body a byte every 50 ms: never stalled, never done within the body timeout (30 s).
+    const DRIBBLERS: usize = 16;
+    let body = vec![b' '; 64 * 1024];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut dribblers = Vec::new();
+    for _ in 0..DRIBBLERS {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = webhook_head(&body, body.len());
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let stop = stop.clone();
+        dribblers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if stream.write_all(b" ").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+
+    let n = AtomicUsize::new(0);
+    wait_until(
+        "the dribblers hold every webhook slot",
+        DEADLINE,
+        || async {
+            let id = format!("crowded-out-{}", n.fetch_add(1, Ordering::SeqCst));
+            let response = app
+                .post_webhook("demo", &text_event(&id, "user-ok", "hello"))
+                .await;
+            response.status() == 503
+        },
+    )
+    .await;
+
+    for token in [ADMIN_TOKEN, REP_TOKEN] {
+        let (status, body) = app
+            .api(
+                reqwest::Method::GET,
+                "/api/v1/conversations",
+                None,
+                Some(token),
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "the API answers while webhooks are shed: {body}"
+        );
+    }
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    stop.store(true, Ordering::SeqCst);
+    for dribbler in dribblers {
+        dribbler.await.unwrap();
+    }
 }

@@ -1,6 +1,8 @@
 //! Hostile input, as property tests (the CI counterpart of the cargo-fuzz targets in
 //! fuzz/): every channel's signature check and parser, given any body and any signature
-//! header, never panics, and every refusal is a 4xx, never a 5xx.
+//! header, never panics, and every refusal is a 4xx, never a 5xx. Then the HTTP surface:
+//! a NUL in any API parameter is a 4xx or is taken, never a 5xx; channel names made up by
+//! unauthenticated callers never become metric series.
 
 use std::sync::{Arc, LazyLock};
 
@@ -10,6 +12,8 @@ use channel_bridge::adapters::{ChannelAdapter, RawRequest};
 use channel_bridge::error::ApiError;
 use proptest::prelude::*;
 use serde_json::Value;
+
+use crate::harness::{ADMIN_TOKEN, TestApp, text_event};
 
 const GENERIC_SECRET: &str = "whsec_aG9zdGlsZS1pbnB1dC1zZWNyZXQta2V5IQ==";
 
@@ -597,5 +601,165 @@ api_base = "{p}"
             internal.received_requests().await.unwrap().is_empty(),
             "a redirect reached the internal server"
         );
+    }
+}
+
+/// Anyone can call `/hooks/<anything>`. Each label value is a series kept for the life of
+/// the process, so a made-up name must never become one: unknown channels count under
+/// one label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_made_up_channels_add_no_metric_series() {
+    let app = TestApp::spawn().await;
+    let made_up = format!("made-up-{}", ulid::Ulid::new()).to_lowercase();
+    for n in 0..50 {
+        let response = app
+            .post_webhook(&format!("{made_up}-{n}"), &text_event("m", "u", "hi"))
+            .await;
+        assert_eq!(response.status(), 404);
+    }
+    // A rejection on a configured channel keeps its own label.
+    let response = app
+        .post_signed("demo", b"{".to_vec(), "application/json", 0)
+        .await;
+    assert_eq!(response.status(), 400);
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains(&made_up),
+        "a made-up channel name became a series"
+    );
+    let series = |labels: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "channel_bridge_webhooks_rejected_total{{{labels}}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Other tests in this process count here too: at least this test's 50.
+    assert!(
+        series(r#"channel="(unknown)",reason="unknown_channel""#) >= 50,
+        "{metrics}"
+    );
+    assert!(
+        series(r#"channel="demo",reason="malformed_json""#) >= 1,
+        "{metrics}"
+    );
+}
+
+/// A NUL character reaches the API in a query or path parameter (`q=%00`): PostgreSQL
+/// refuses it in text and FTS5 reads it as the end of the query. Every parameter of every
+/// GET operation in the OpenAPI document (so a new one is covered the day it is added)
+/// gets one, on a desk with a conversation in it: the answer is a 4xx or a 200, never a
+/// 5xx, which would log an ERROR and page someone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_any_api_parameter_is_refused_or_taken_never_a_5xx() {
+    let app = TestApp::spawn().await;
+    let event = text_event("nul-1", "user-1", "hello world");
+    assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
+    let conversation = app.only_conversation().await;
+    let ids = [
+        (
+            "/api/v1/conversations/",
+            conversation["id"].as_str().unwrap(),
+        ),
+        (
+            "/api/v1/tickets/",
+            conversation["ticket_id"].as_str().unwrap(),
+        ),
+        (
+            "/api/v1/contacts/",
+            conversation["contact"]["id"].as_str().unwrap(),
+        ),
+    ];
+    let concrete = |template: &str| {
+        let id = ids
+            .iter()
+            .find(|(prefix, _)| template.starts_with(prefix))
+            .map_or("alice", |(_, id)| id);
+        template.replace("{id}", id).replace("{n}", "0")
+    };
+
+    let doc = app.get("/api/openapi.json").await;
+    let mut probes = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let Some(operation) = item.get("get").filter(|_| template.starts_with("/api/v1/")) else {
+            continue;
+        };
+        let parameters = operation["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap();
+            let url = match parameter["in"].as_str() {
+                Some("query") => format!("{}?{name}=a%00b", concrete(template)),
+                Some("path") => template.replace(&format!("{{{name}}}"), "a%00b"),
+                _ => continue,
+            };
+            let url = concrete(&url);
+            let response = app
+                .http
+                .get(app.url(&url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            probes += 1;
+            // Event streams answer with their headers and stay open: the status is all.
+            let body = if status.is_success() {
+                String::new()
+            } else {
+                response.text().await.unwrap_or_default()
+            };
+            assert!(status.as_u16() < 500, "GET {url}: {status} {body}");
+            if status.is_client_error() {
+                assert!(body.contains(r#""error":{"code":"#), "GET {url}: {body}");
+            }
+        }
+    }
+    assert!(probes > 20, "only {probes} parameters were probed");
+    // The search itself, as a rep types it, with a NUL inside a word.
+    let (status, body) = app
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/conversations?q=hello%00wor",
+            None,
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert!(status == 200 || status == 422, "{status} {body}");
+}
+
+/// A NUL in text a platform or a rep sends (JSON's `\u0000`) is stored or refused with a
+/// 4xx, never a 5xx: a webhook answered 5xx is redelivered until the platform gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_a_message_or_a_reply_is_stored_or_refused_never_a_5xx() {
+    let app = TestApp::spawn().await;
+    let event = text_event("nul-in-text", "user\u{0}1", "hello\u{0}world");
+    let response = app.post_webhook("demo", &event).await;
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.as_u16() < 500, "{status} {body}");
+    // A conversation to reply in, whatever became of that webhook.
+    let event = text_event("plain", "user-2", "hello");
+    assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
+    for conversation in app.conversations().await {
+        let id = conversation["id"].as_str().unwrap();
+        let (status, body) = app.reply(id, "a\u{0}b").await;
+        assert!(status < 500, "{status} {body}");
     }
 }

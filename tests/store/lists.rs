@@ -295,9 +295,15 @@ async fn conversations_are_found_by_what_was_said(store: Arc<dyn Store>, _: &Bac
     );
     assert_eq!(search("refund").await, vec![bo.clone()]);
     assert!(search("nothing-like-this").await.is_empty());
+    // A NUL (PostgreSQL text cannot hold one; FTS5 stops reading at it) parts words.
+    assert_eq!(
+        search("parcel\0arr").await,
+        vec![ana.clone()],
+        "a NUL between words"
+    );
     // Whatever a rep types is a search, never syntax.
     for odd in [
-        "\"parcel", "parcel\"", "p*", "a OR b", "(x", "it's", "-x", ":",
+        "\"parcel", "parcel\"", "p*", "a OR b", "(x", "it's", "-x", ":", "\0", "a\0\"",
     ] {
         store
             .conversations(

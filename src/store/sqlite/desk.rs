@@ -543,7 +543,10 @@ pub fn index_text(
 /// last one), and nothing typed is read as FTS syntax.
 pub fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
-        .split_whitespace()
+        // FTS5 reads a NUL as the end of the query (a syntax error: 500), and it is no
+        // part of a word anyway; PostgreSQL's search splits there too.
+        .split(|ch: char| ch.is_whitespace() || ch == '\0')
+        .filter(|w| !w.is_empty())
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
     let (last, rest) = words.split_last()?;

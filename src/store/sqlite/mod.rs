@@ -128,14 +128,18 @@ impl SqliteStore {
 
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        // journal_size_limit: when the writer restarts a fully checkpointed log, it cuts
+        // the file back to this size instead of keeping a burst's (or a full disk's) peak.
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
              PRAGMA wal_autocheckpoint = 8000;
+             PRAGMA journal_size_limit = {};
              PRAGMA cache_size = -32768;",
-        )?;
+            checkpointer::WAL_SIZE_LIMIT
+        ))?;
         migrate(&conn)?;
         // This process owns the file, so any lease left from before was a crashed run's.
         let released = outbox::release_all(&conn, None)?;
@@ -145,7 +149,7 @@ impl SqliteStore {
         let readers = Readers::open(&path, READERS)?;
         let writer = Writer::start(conn, Box::new(crate::telemetry::record_batch))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        let checkpointer = Checkpointer::start(&path)?;
+        let checkpointer = Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?;
         Ok(Self {
             writer,
             checkpointer,
