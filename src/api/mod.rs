@@ -174,6 +174,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         }
         let limit = state.runtime.load().config.server.max_body_bytes;
         let bytes = read_body(request.into_body(), limit).await?;
+        // serde reads a struct from an array too (`[null, null]` as its fields in order);
+        // every body here is an object.
+        if bytes.trim_ascii_start().starts_with(b"[") {
+            return Err(ApiError::unprocessable(
+                "body: must be a JSON object, not an array",
+            ));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();

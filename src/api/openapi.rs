@@ -183,6 +183,43 @@ fn declare_unknown_parameter_refusal(document: &mut Document) {
     }
 }
 
+/// A tagged enum's variant is documented as `allOf: [its struct, {"type": …}]`, and the
+/// struct, which refuses unknown fields, as `additionalProperties: false`: together no
+/// value fits (`type` is unknown to the struct). The struct's closure moves to the variant
+/// as `unevaluatedProperties: false`, which sees through `allOf`, so a `{"type": "text",
+/// "text": "hi"}` fits and a field neither declares still does not.
+fn close_tagged_variants(document: &mut serde_json::Value) {
+    let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    let mut opened = Vec::new();
+    for schema in schemas.values_mut() {
+        let Some(variants) = schema.get_mut("oneOf").and_then(|v| v.as_array_mut()) else {
+            continue;
+        };
+        for variant in variants {
+            let target = variant
+                .pointer("/allOf/0/$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(str::to_owned);
+            let tagged = variant.pointer("/allOf/1/properties/type").is_some();
+            if let (Some(target), true) = (target, tagged) {
+                variant["unevaluatedProperties"] = serde_json::Value::Bool(false);
+                opened.push(target);
+            }
+        }
+    }
+    for name in opened {
+        if let Some(schema) = schemas.get_mut(&name).and_then(|s| s.as_object_mut()) {
+            schema.remove("additionalProperties");
+        }
+    }
+}
+
 /// The OpenAPI 3.1 document of this daemon, generated from the code that serves it.
 ///
 /// Needs no token: it is documentation and shows no data.
@@ -199,9 +236,9 @@ fn declare_unknown_parameter_refusal(document: &mut Document) {
 pub async fn serve() -> impl IntoResponse {
     // Built once: the document only changes with the binary.
     static JSON: LazyLock<String> = LazyLock::new(|| {
-        document()
-            .to_json()
-            .expect("the OpenAPI document serializes")
+        let mut document = serde_json::to_value(document()).expect("the document serializes");
+        close_tagged_variants(&mut document);
+        serde_json::to_string(&document).expect("the document serializes")
     });
     ([(header::CONTENT_TYPE, "application/json")], JSON.as_str())
 }

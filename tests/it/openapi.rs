@@ -356,6 +356,16 @@ async fn resources_and_request_bodies_have_schemas() {
         "unsupported",
     ];
     assert_eq!(part_types, expected.into_iter().collect());
+    // A variant is its struct plus `type`; the struct alone must not forbid `type`.
+    for variant in schemas["Part"]["oneOf"].as_array().unwrap() {
+        assert_eq!(variant["unevaluatedProperties"], false, "{variant}");
+        let name = variant["allOf"][0]["$ref"].as_str().unwrap();
+        let name = name.trim_start_matches("#/components/schemas/");
+        assert!(
+            schemas[name].get("additionalProperties").is_none(),
+            "{name} forbids the variant's type"
+        );
+    }
 
     // Each request body is the schema of what its handler reads.
     let body_of = |path: &str, method: &str| {
