@@ -213,6 +213,10 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::params::layer,
+        ))
         .layer(axum::middleware::from_fn(crate::request::layer))
         .with_state(state)
 }

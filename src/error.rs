@@ -81,6 +81,23 @@ impl ApiError {
     }
 }
 
+/// `message` without the position serde_json appends (`… at line 1 column 12`): where
+/// the parser stopped is an internal of the parser, not something the caller can act on.
+pub fn without_position(message: &str) -> &str {
+    let Some(at) = message.rfind(" at line ") else {
+        return message;
+    };
+    let position = &message[at + " at line ".len()..];
+    let is_position = position
+        .split_once(" column ")
+        .is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if is_position { &message[..at] } else { message }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -132,12 +149,16 @@ impl From<ParseError> for ApiError {
                 "unsupported_media_type",
                 e.to_string(),
             ),
-            ParseError::Malformed(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-            }
-            ParseError::Invalid { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
-            }
+            ParseError::Malformed(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                without_position(&e.to_string()),
+            ),
+            ParseError::Invalid { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_event",
+                without_position(&e.to_string()),
+            ),
         }
     }
 }
@@ -162,5 +183,27 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parsers_position_is_cut_from_messages_and_nothing_else_is() {
+        let cases = [
+            ("expected value at line 1 column 12", "expected value"),
+            (
+                "invalid type: string \"x\", expected a sequence at line 3 column 40",
+                "invalid type: string \"x\", expected a sequence",
+            ),
+            ("EOF while parsing an object", "EOF while parsing an object"),
+            ("meet at line 5", "meet at line 5"),
+            ("at line a column 2", "at line a column 2"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(without_position(message), expected, "{message}");
+        }
     }
 }

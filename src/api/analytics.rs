@@ -21,8 +21,10 @@ const DEFAULT_DAYS: i64 = 30;
 #[into_params(parameter_in = Query)]
 struct Period {
     /// Start of the period (RFC 3339); default 30 days before `to`.
+    #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
     /// End of the period, exclusive (RFC 3339); default now.
+    #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
 }
 
@@ -44,7 +46,9 @@ pub struct Analytics {
     params(Period),
     responses(
         (status = 200, description = "Volumes, first-response and resolution times (median, p90).", body = Analytics),
-        (status = 422, description = "A time that is not RFC 3339, or `from` not before `to`.", body = ErrorBody),
+        (status = 422, description = "A parameter this operation does not take, a time that \
+            is not RFC 3339, or `from` not before `to` (`invalid_request`, naming it).",
+            body = ErrorBody),
         Unauthorized,
         StoreErrors,
     )

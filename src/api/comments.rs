@@ -20,7 +20,9 @@ use crate::store::{Mention, NewComment};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"text": "@bob can we refund this one?"}))]
 pub struct CommentRequest {
-    /// What the comment says. Every `@rep` that starts a word mentions that rep.
+    /// What the comment says (not blank). Every `@rep` that starts a word mentions that
+    /// rep.
+    #[schema(min_length = 1, pattern = r"\S")]
     text: String,
     /// Reps to mention besides those written as `@rep` in the text.
     #[serde(default)]

@@ -71,9 +71,9 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 #[schema(as = ContactUpdate)]
 pub struct UpdateRequest {
-    /// A rep id, or `null` to clear; leave out to keep.
+    /// A rep id (`[[reps]]`), or `null` to clear; leave out to keep.
     #[serde(default, deserialize_with = "super::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
     /// An email address, or `null` to clear; leave out to keep.
     #[serde(default, deserialize_with = "super::present")]
@@ -131,7 +131,8 @@ pub struct NewIdentifier {
     #[serde(rename = "type", default)]
     kind: Option<String>,
     /// The platform's id of the person (a Telegram user id, a phone number, your app's
-    /// user id).
+    /// user id); not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     value: String,
 }
 
@@ -145,10 +146,12 @@ pub struct CreateRequest {
     #[serde(default)]
     #[schema(format = Email)]
     email: Option<String>,
-    /// A rep id.
+    /// A rep id (`[[reps]]`).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<String>,
     /// At least one; one per channel.
+    #[schema(min_items = 1)]
     identifiers: Vec<NewIdentifier>,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
-use super::{Caller, JsonBody, Paging, access, query};
+use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{
@@ -19,20 +19,26 @@ use crate::model::{
 use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange};
 
 /// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
-/// documented as what they must parse to.
+/// documented as what they must parse to. A filter that names nothing (a channel, rep,
+/// inbox or ticket status the config does not have, or an empty value) is refused with
+/// 422 naming it, never answered with an unfiltered or an empty list.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only conversations of this channel.
+    /// Only conversations of this channel: one of the caller's configured channels.
+    #[param(min_length = 1)]
     channel: Option<String>,
     /// Only conversations of this inbox's channels (one of the caller's inboxes).
+    #[param(min_length = 1)]
     inbox: Option<String>,
     /// Only open or only closed conversations.
     #[param(value_type = Option<ConversationStatus>)]
     status: Option<String>,
-    /// Only conversations this rep owns, or `none` for those nobody owns.
+    /// Only conversations this rep (a `[[reps]]` id) owns, or `none` for those nobody owns.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner: Option<String>,
-    /// Only conversations whose ticket has this status.
+    /// Only conversations whose ticket has this status (a status of a configured pipeline).
+    #[param(min_length = 1)]
     ticket_status: Option<String>,
     /// `true`: only conversations nobody owns (the same as `owner=none`).
     #[param(value_type = Option<bool>)]
@@ -43,7 +49,7 @@ struct ListQuery {
     /// Only conversations active before this time (RFC 3339).
     #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
-    /// Full-text search over message text and captions.
+    /// Full-text search over message text and captions; empty matches everything.
     q: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -60,8 +66,10 @@ struct ListQuery {
     params(ListQuery, Paging),
     responses(
         (status = 200, description = "One page of conversations.", body = Page<Conversation>),
-        (status = 422, description = "A filter or paging parameter does not fit \
-            (`invalid_request`).", body = ErrorBody),
+        (status = 422, description = "A parameter this operation does not take, or a filter \
+            or paging value that does not fit or names nothing configured: an unknown \
+            channel, inbox, rep or ticket status (`invalid_request`, naming it).",
+            body = ErrorBody),
         Unauthorized,
         StoreErrors,
     )
@@ -72,10 +80,10 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let q: ListQuery = query(raw.as_deref())?;
-    let scope = match q.inbox.as_deref() {
-        None | Some("") => caller.scope.clone(),
+    let runtime = state.runtime.load_full();
+    let scope = match given("inbox", q.inbox)? {
+        None => caller.scope.clone(),
         Some(inbox) => {
-            let runtime = state.runtime.load();
             let found = crate::desk::inboxes::inboxes_of(
                 &runtime.config,
                 caller.role,
@@ -90,39 +98,82 @@ pub async fn list(
             found.scope
         }
     };
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
+    let channel = given("channel", q.channel)?;
+    if let Some(channel) = &channel {
+        check_channel(&runtime, &caller, "channel", channel)?;
+    }
+    let status = match given("status", q.status)? {
+        None => None,
         Some(s) => Some(
-            ConversationStatus::parse(s)
+            ConversationStatus::parse(&s)
                 .ok_or_else(|| ApiError::unprocessable("status: must be open or closed"))?,
         ),
     };
-    let owner = match q.unassigned.as_deref() {
-        None | Some("") | Some("false") => q.owner.filter(|o| !o.is_empty()),
+    let owner = match given("unassigned", q.unassigned)?.as_deref() {
+        None | Some("false") => given("owner", q.owner)?,
         Some("true") => Some("none".to_owned()),
         Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
     };
     if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
-        let runtime = state.runtime.load();
-        if !runtime.config.reps.iter().any(|r| r.id == owner) {
+        check_rep(&runtime, "owner", owner)?;
+    }
+    let ticket_status = given("ticket_status", q.ticket_status)?;
+    if let Some(wanted) = &ticket_status {
+        let known = runtime
+            .config
+            .pipelines
+            .values()
+            .flat_map(|p| &p.statuses)
+            .any(|s| &s.id == wanted);
+        if !known {
             return Err(ApiError::unprocessable(format!(
-                "owner: no rep {owner:?} (or use none)"
+                "ticket_status: no pipeline has a status {wanted:?}"
             )));
         }
     }
     let filter = ConversationFilter {
-        channel: q.channel.filter(|c| !c.is_empty()),
+        channel,
         scope,
         contact: None,
         status,
         owner,
-        ticket_status: q.ticket_status.filter(|s| !s.is_empty()),
+        ticket_status,
         from: super::time("from", q.from.as_deref())?,
         to: super::time("to", q.to.as_deref())?,
         q: q.q.filter(|s| !s.trim().is_empty()),
     };
     let page = q.paging.page()?;
     Ok(Json(state.store.conversations(&filter, &page).await?))
+}
+
+/// A channel filter must name one of the caller's configured channels: a typo, or a
+/// channel of another inbox, is an error rather than an empty list.
+pub(crate) fn check_channel(
+    runtime: &crate::runtime::Runtime,
+    caller: &Caller,
+    name: &str,
+    channel: &str,
+) -> Result<(), ApiError> {
+    if runtime.channel(channel).is_none() || !caller.sees(channel) {
+        return Err(ApiError::unprocessable(format!(
+            "{name}: no channel {channel:?} of yours"
+        )));
+    }
+    Ok(())
+}
+
+/// A rep filter must name a rep of the config.
+pub(crate) fn check_rep(
+    runtime: &crate::runtime::Runtime,
+    name: &str,
+    rep: &str,
+) -> Result<(), ApiError> {
+    if runtime.config.rep(rep).is_none() {
+        return Err(ApiError::unprocessable(format!(
+            "{name}: no rep {rep:?} in the config"
+        )));
+    }
+    Ok(())
 }
 
 fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
@@ -333,9 +384,10 @@ pub async fn reply(
 #[serde(deny_unknown_fields)]
 #[schema(as = ConversationUpdate)]
 pub struct UpdateRequest {
-    /// A rep id (the ticket's owner follows), or `null` to unassign; leave out to keep.
+    /// A rep id (`[[reps]]`; the ticket's owner follows), or `null` to unassign; leave out
+    /// to keep.
     #[serde(default, deserialize_with = "super::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
     /// Closing closes only this conversation; its ticket stays as it is.
     #[serde(default)]

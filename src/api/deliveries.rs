@@ -34,8 +34,8 @@ struct ListQuery {
     params(ListQuery, Paging),
     responses(
         (status = 200, description = "One page of deliveries.", body = Page<Delivery>),
-        (status = 422, description = "A parameter does not fit (`invalid_request`).",
-            body = ErrorBody),
+        (status = 422, description = "A parameter this operation does not take, or one \
+            that does not fit (`invalid_request`, naming it).", body = ErrorBody),
         AdminOnly,
         Unauthorized,
         StoreErrors,
@@ -48,8 +48,8 @@ pub async fn list(
 ) -> Result<Json<Page<Delivery>>, ApiError> {
     caller.require_admin()?;
     let q: ListQuery = query(raw.as_deref())?;
-    let job_state = match q.state.as_deref() {
-        None | Some("") => JobState::Dead,
+    let job_state = match super::given("state", q.state)?.as_deref() {
+        None => JobState::Dead,
         Some(s) => JobState::parse(s)
             .ok_or_else(|| ApiError::unprocessable("state: must be dead or pending"))?,
     };

@@ -16,10 +16,10 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{Caller, query};
+use super::{Caller, given, query};
 use crate::app::AppState;
 use crate::error::ApiError;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{StoreErrors, Unauthorized};
 use crate::error::ErrorBody;
@@ -28,15 +28,38 @@ use crate::store::{Event, EventFilter, Store};
 /// Events read from the store at a time.
 const BATCH: u32 = 200;
 
+/// The stream's filters. Like the conversation list's, a filter that names nothing
+/// configured is refused with 422 naming it.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct EventsQuery {
-    /// Only events of this channel.
+    /// Only events of this channel: one of the caller's configured channels.
+    #[param(min_length = 1)]
     channel: Option<String>,
-    /// Only events of conversations this rep owns.
+    /// Only events of conversations this rep (a `[[reps]]` id) owns.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner: Option<String>,
-    /// For clients that cannot set the `Last-Event-ID` header (browsers' EventSource can).
+    /// For clients that cannot set the `Last-Event-ID` header (browsers' EventSource can):
+    /// resume after this event id.
+    #[param(value_type = Option<i64>, minimum = 0)]
     last_event_id: Option<String>,
+}
+
+/// One server-sent event as the stream frames it (the OpenAPI document describes each
+/// event of a `text/event-stream` this way).
+#[derive(ToSchema)]
+// Never built: the stream writes the frame with axum's `Event`; this only documents it.
+#[allow(dead_code)]
+struct EventFrame {
+    /// The event's id, to resume after with `Last-Event-ID`.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// Its kind: `message.created`, `conversation.assigned`, ….
+    event: String,
+    /// The whole event as JSON: `{"id", "kind", "channel_id", "conversation_id",
+    /// "owner_id", "data", "at"}` (the `Event` schema).
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 struct Cursor {
@@ -59,12 +82,16 @@ struct Cursor {
     security(("bearer" = [])),
     params(
         EventsQuery,
-        ("last-event-id" = Option<String>, Header, description = "Resume after this event id"),
+        ("last-event-id" = Option<i64>, Header, minimum = 0,
+            description = "Resume after this event id (the `id:` of an event); wins over \
+            `last_event_id`. Empty is the same as not sent."),
     ),
     responses(
         (status = 200, description = "Server-sent events, each `id: <event id>`, `event: <kind>`, `data: <Event as JSON>`.",
-         content_type = "text/event-stream", body = Event),
-        (status = 422, description = "`last_event_id` is not an event id.", body = ErrorBody),
+         content_type = "text/event-stream", body = EventFrame),
+        (status = 422, description = "A parameter this operation does not take, `Last-Event-ID` \
+            or `last_event_id` not an event id, or a filter naming no channel of yours or no \
+            rep (`invalid_request`, naming it).", body = ErrorBody),
         Unauthorized,
         StoreErrors,
     )
@@ -76,16 +103,32 @@ pub async fn stream(
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let q: EventsQuery = query(raw.as_deref())?;
-    let resume = headers
+    let channel = given("channel", q.channel)?;
+    let owner = given("owner", q.owner)?;
+    {
+        let runtime = state.runtime.load();
+        if let Some(channel) = &channel {
+            super::conversations::check_channel(&runtime, &caller, "channel", channel)?;
+        }
+        if let Some(owner) = &owner {
+            super::conversations::check_rep(&runtime, "owner", owner)?;
+        }
+    }
+    // The header as EventSource sends it (empty means none, as in the SSE spec) wins over
+    // the query parameter; both are checked when both are sent.
+    let header = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.last_event_id);
-    let after = match resume.as_deref() {
-        None | Some("") => state.store.latest_event().await?,
-        Some(id) => id.trim().parse::<i64>().map_err(|_| {
-            ApiError::unprocessable(format!("last_event_id: {id:?} is not an event id"))
-        })?,
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let header = header
+        .map(|id| event_id("Last-Event-ID", &id))
+        .transpose()?;
+    let param = given("last_event_id", q.last_event_id)?
+        .map(|id| event_id("last_event_id", &id))
+        .transpose()?;
+    let after = match header.or(param) {
+        None => state.store.latest_event().await?,
+        Some(after) => after,
     };
     let cursor = Cursor {
         changes: state.store.changes(),
@@ -93,10 +136,7 @@ pub async fn stream(
         runtime: state.runtime.clone(),
         role: caller.role,
         rep: caller.rep.clone(),
-        filter: EventFilter {
-            channel: q.channel.filter(|c| !c.is_empty()),
-            owner: q.owner.filter(|o| !o.is_empty()),
-        },
+        filter: EventFilter { channel, owner },
         after,
         ready: VecDeque::new(),
         shutdown: state.shutdown.clone(),
@@ -141,6 +181,14 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// An event id as the stream sends it in `id:`: a whole number from 0.
+fn event_id(name: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<u64>()
+        .ok()
+        .and_then(|id| i64::try_from(id).ok())
+        .ok_or_else(|| ApiError::unprocessable(format!("{name}: {raw:?} is not an event id")))
 }
 
 /// An event of the caller's channels, or a mention of the caller's rep (a colleague

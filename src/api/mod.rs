@@ -13,6 +13,7 @@ mod inboxes;
 mod media;
 pub mod openapi;
 pub mod ops;
+pub mod params;
 mod reps;
 mod snippets;
 mod tickets;
@@ -173,23 +174,33 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         }
         let limit = state.runtime.load().config.server.max_body_bytes;
         let bytes = read_body(request.into_body(), limit).await?;
+        // serde reads a struct from an array too (`[null, null]` as its fields in order);
+        // every body here is an object.
+        if bytes.trim_ascii_start().starts_with(b"[") {
+            return Err(ApiError::unprocessable(
+                "body: must be a JSON object, not an array",
+            ));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            // serde_json says where it stopped reading ("at line 1 column 12"): the
+            // parser's position, which names nothing the caller wrote.
+            let what = crate::error::without_position(&inner.to_string()).to_owned();
             if inner.is_data() {
-                let field = crate::model::field_path("", &path, &inner.to_string());
+                let field = crate::model::field_path("", &path, &what);
                 let field = if field.is_empty() {
                     "body".into()
                 } else {
                     field
                 };
-                ApiError::unprocessable(format!("{field}: {inner}"))
+                ApiError::unprocessable(format!("{field}: {what}"))
             } else {
                 ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,
                     "malformed_json",
-                    format!("body is not valid JSON: {inner}"),
+                    format!("body is not valid JSON: {what}"),
                 )
             }
         })?;
@@ -233,13 +244,25 @@ where
     Ok(Some(Option::deserialize(d)?))
 }
 
-/// Reads an optional RFC 3339 query parameter, answering 422 naming it when it is not one.
+/// A query parameter's value, `None` when it is absent. An empty value is refused with
+/// 422 naming the parameter: `?channel=` filters on no channel, it does not mean "all".
+pub(crate) fn given(name: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(value) if value.is_empty() => Err(ApiError::unprocessable(format!(
+            "{name}: must not be empty; leave the parameter out instead"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Reads an optional RFC 3339 query parameter, answering 422 naming it when it is not one
+/// (an empty value is not one).
 pub(crate) fn time(
     name: &str,
     raw: Option<&str>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     match raw {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&chrono::Utc)))
             .map_err(|_| ApiError::unprocessable(format!("{name}: {s:?} is not an RFC 3339 time"))),
@@ -252,10 +275,11 @@ pub(crate) fn time(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
-    /// How many items to answer at most.
+    /// How many items to answer at most; more than 200 is refused (422), not cut down.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
     limit: Option<String>,
-    /// The `next_cursor` of the previous page; leave it out for the first page.
+    /// The `next_cursor` of the previous page; leave it out (or empty) for the first
+    /// page. Cursors are opaque: one this server did not give is refused (422).
     cursor: Option<String>,
 }
 
@@ -265,17 +289,16 @@ pub const MAX_PAGE: u32 = 200;
 impl Paging {
     pub fn page(self) -> Result<PageRequest, ApiError> {
         let limit = match self.limit.as_deref() {
-            None | Some("") => DEFAULT_PAGE,
-            // More than a page holds gets a full page (and a cursor), as clients that
-            // ask for "everything" expect; nonsense is still refused.
+            None => DEFAULT_PAGE,
+            // More than a page holds is refused rather than cut down: a client that asked
+            // for 500 and got 200 could take the page for everything there is.
             Some(raw) => raw
-                .parse::<u64>()
+                .parse::<u32>()
                 .ok()
-                .filter(|l| *l >= 1)
-                .map(|l| l.min(u64::from(MAX_PAGE)) as u32)
+                .filter(|l| (1..=MAX_PAGE).contains(l))
                 .ok_or_else(|| {
                     ApiError::unprocessable(format!(
-                        "limit: must be a whole number from 1 (pages hold at most {MAX_PAGE})"
+                        "limit: must be a whole number from 1 to {MAX_PAGE}, not {raw:?}"
                     ))
                 })?,
         };

@@ -31,7 +31,10 @@ pub const BEARER: &str = "bearer";
             `rep` and `admin`); webhooks are authenticated by each platform's signature; \
             the operational endpoints and this document are open. Every error answers \
             `{\"error\": {\"code\", \"message\"}}`. Lists answer `{\"items\": [...], \
-            \"next_cursor\": ...}`: pass `next_cursor` back as `cursor` for the next page."
+            \"next_cursor\": ...}`: pass `next_cursor` back as `cursor` for the next page \
+            (`limit` from 1 to 200; more is refused). A query parameter an operation does \
+            not declare, an empty value, or a filter naming no configured channel, inbox, \
+            rep or ticket status answers 422 naming it."
     ),
     modifiers(&BearerScheme),
     components(schemas(ErrorBody)),
@@ -131,7 +134,90 @@ pub enum JsonBodyErrors {
 
 /// The whole document: the same routes the daemon serves, with their operations.
 pub fn document() -> Document {
-    crate::app::routes().into_openapi()
+    let mut document = crate::app::routes().into_openapi();
+    declare_unknown_parameter_refusal(&mut document);
+    document
+}
+
+/// Every `/api/v1` operation refuses query parameters it does not declare (`api::params`,
+/// which wraps every route): an operation that documents no 422 of its own gets this one.
+/// Added here rather than on each handler so that no operation, now or later, misses it.
+fn declare_unknown_parameter_refusal(document: &mut Document) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let refusal = ResponseBuilder::new()
+        .description(
+            "A query parameter this operation does not take (`invalid_request`, naming it).",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for (path, item) in document.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let answer = operation
+                .responses
+                .responses
+                .entry("422".to_owned())
+                .or_insert_with(|| refusal.clone().into());
+            // An operation's own 422 (a body that does not fit) covers this case too.
+            if let RefOr::T(own) = answer
+                && !own.description.contains("does not take")
+            {
+                own.description
+                    .push_str(" Also: a query parameter this operation does not take.");
+            }
+        }
+    }
+}
+
+/// A tagged enum's variant is documented as `allOf: [its struct, {"type": …}]`, and the
+/// struct, which refuses unknown fields, as `additionalProperties: false`: together no
+/// value fits (`type` is unknown to the struct). The struct's closure moves to the variant
+/// as `unevaluatedProperties: false`, which sees through `allOf`, so a `{"type": "text",
+/// "text": "hi"}` fits and a field neither declares still does not.
+fn close_tagged_variants(document: &mut serde_json::Value) {
+    let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    let mut opened = Vec::new();
+    for schema in schemas.values_mut() {
+        let Some(variants) = schema.get_mut("oneOf").and_then(|v| v.as_array_mut()) else {
+            continue;
+        };
+        for variant in variants {
+            let target = variant
+                .pointer("/allOf/0/$ref")
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .map(str::to_owned);
+            let tagged = variant.pointer("/allOf/1/properties/type").is_some();
+            if let (Some(target), true) = (target, tagged) {
+                variant["unevaluatedProperties"] = serde_json::Value::Bool(false);
+                opened.push(target);
+            }
+        }
+    }
+    for name in opened {
+        if let Some(schema) = schemas.get_mut(&name).and_then(|s| s.as_object_mut()) {
+            schema.remove("additionalProperties");
+        }
+    }
 }
 
 /// The OpenAPI 3.1 document of this daemon, generated from the code that serves it.
@@ -150,9 +236,9 @@ pub fn document() -> Document {
 pub async fn serve() -> impl IntoResponse {
     // Built once: the document only changes with the binary.
     static JSON: LazyLock<String> = LazyLock::new(|| {
-        document()
-            .to_json()
-            .expect("the OpenAPI document serializes")
+        let mut document = serde_json::to_value(document()).expect("the document serializes");
+        close_tagged_variants(&mut document);
+        serde_json::to_string(&document).expect("the document serializes")
     });
     ([(header::CONTENT_TYPE, "application/json")], JSON.as_str())
 }

@@ -160,8 +160,11 @@ pub async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnippet {
-    /// Letters, digits, `-` and `_`; what replies name as `snippet_id`.
+    /// 1 to 64 letters, digits, `-` and `_`; what replies name as `snippet_id`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     id: String,
+    /// Not blank; every `{{placeholder}}` must be one snippets know (else 422 naming it).
+    #[schema(min_length = 1, pattern = r"\S")]
     text: String,
 }
 
@@ -249,6 +252,8 @@ pub async fn show(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSnippet {
+    /// Not blank; every `{{placeholder}}` must be one snippets know (else 422 naming it).
+    #[schema(min_length = 1, pattern = r"\S")]
     text: String,
 }
 

@@ -53,10 +53,11 @@ pub struct UpdateRequest {
     /// A status of the ticket's pipeline. A closed status closes every conversation of the
     /// ticket; a conditional status needs its required properties.
     #[serde(default)]
+    #[schema(min_length = 1)]
     status: Option<String>,
-    /// A rep id, or `null` to unassign; the conversations keep their owners.
+    /// A rep id (`[[reps]]`), or `null` to unassign; the conversations keep their owners.
     #[serde(default, deserialize_with = "super::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
     /// Merged into the ticket's properties; `null` removes a key.
     #[serde(default)]

@@ -107,12 +107,23 @@ fn channel_label<'a>(runtime: &Runtime, channel_id: &'a str) -> &'a str {
 }
 
 /// A platform's GET verification (Meta's `hub.challenge`): answered by the adapter.
+///
+/// Only `whatsapp` and `messenger` channels have one; every other channel answers 405.
 #[utoipa::path(
     get,
     path = "/hooks/{channel}",
     operation_id = "webhook_handshake",
     tag = "webhooks",
-    params(("channel" = String, Path, description = "The channel's id: its table name in the config.")),
+    params(
+        ("channel" = String, Path, description = "The channel's id: its table name in the \
+            config. Only a `whatsapp` or `messenger` channel answers GET."),
+        ("hub.mode" = Option<String>, Query, description = "Meta: `subscribe`; required.",
+            pattern = "^subscribe$"),
+        ("hub.verify_token" = Option<String>, Query, description = "Meta: the channel's \
+            `verify_token`; required."),
+        ("hub.challenge" = Option<String>, Query, description = "Meta: what to echo back; \
+            required, 1 to 256 bytes, no control characters."),
+    ),
     responses(
         (status = 200, description = "The answer the platform expects (its challenge, \
             echoed), in the platform's content type.", body = String,

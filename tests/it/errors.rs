@@ -371,3 +371,159 @@ async fn unknown_routes_and_methods_answer_json_errors() {
         .await;
     assert_eq!(status, 422);
 }
+
+/// The status and the error message of a GET with the admin token.
+async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
+    let (status, body) = app.api(Method::GET, path, None, Some(ADMIN_TOKEN)).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    (status, message.to_owned())
+}
+
+#[tokio::test]
+async fn a_limit_above_what_a_page_holds_is_422_not_a_shorter_page() {
+    let app = TestApp::spawn().await;
+    for list in ["/api/v1/conversations", "/api/v1/deliveries"] {
+        let (status, message) = refusal(&app, &format!("{list}?limit=201")).await;
+        assert_eq!(status, 422, "{list}: {message}");
+        assert!(message.starts_with("limit:"), "{list}: {message}");
+        for fits in ["limit=200", "limit=1"] {
+            let (status, message) = refusal(&app, &format!("{list}?{fits}")).await;
+            assert_eq!(status, 200, "{list}?{fits}: {message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_query_parameter_is_422_naming_it_on_every_list() {
+    let app = TestApp::spawn().await;
+    let lists = [
+        "/api/v1/conversations",
+        "/api/v1/conversations/conv_01KAK3W9Q4M2N5P7S9T0V1W2XY/messages",
+        "/api/v1/contacts/ctc_01KAK3W9Q4M2N5P7S9T0V1W2XY/conversations",
+        "/api/v1/deliveries",
+        "/api/v1/inboxes",
+        "/api/v1/snippets",
+        "/api/v1/reps",
+        "/api/v1/channels",
+        "/api/v1/analytics",
+        "/api/v1/events",
+    ];
+    for list in lists {
+        let (status, message) = refusal(&app, &format!("{list}?chanel=demo")).await;
+        assert_eq!(status, 422, "{list}: {message}");
+        assert!(
+            message.starts_with("chanel: not a parameter"),
+            "{list}: {message}"
+        );
+        // Without a token the answer is still 401: the refusal tells nothing first.
+        let (status, _) = app
+            .api(Method::GET, &format!("{list}?chanel=demo"), None, None)
+            .await;
+        assert_eq!(status, 401, "{list}");
+    }
+    let (_, message) = refusal(&app, "/api/v1/conversations?status=open&limt=5").await;
+    assert!(message.starts_with("limt:"), "{message}");
+    assert!(message.contains("limit"), "names what it takes: {message}");
+}
+
+#[tokio::test]
+async fn filters_that_name_nothing_are_422_naming_them_not_an_unfiltered_or_empty_list() {
+    let app = TestApp::spawn().await;
+    app.post_webhook("demo", &text_event("m1", "ana", "hi"))
+        .await
+        .error_for_status()
+        .unwrap();
+    let refused = [
+        ("/api/v1/conversations?channel=nowhere", "channel"),
+        ("/api/v1/conversations?channel=", "channel"),
+        (
+            "/api/v1/conversations?ticket_status=teleported",
+            "ticket_status",
+        ),
+        ("/api/v1/conversations?ticket_status=", "ticket_status"),
+        ("/api/v1/conversations?owner=mallory", "owner"),
+        ("/api/v1/conversations?owner=", "owner"),
+        ("/api/v1/conversations?status=", "status"),
+        ("/api/v1/conversations?inbox=", "inbox"),
+        ("/api/v1/conversations?to=", "to"),
+        ("/api/v1/deliveries?state=", "state"),
+        ("/api/v1/events?channel=nowhere", "channel"),
+        ("/api/v1/events?owner=mallory", "owner"),
+        ("/api/v1/events?last_event_id=", "last_event_id"),
+        ("/api/v1/analytics?from=", "from"),
+    ];
+    for (path, name) in refused {
+        let (status, message) = refusal(&app, path).await;
+        assert_eq!(status, 422, "{path}: {message}");
+        assert!(
+            message.starts_with(&format!("{name}:")),
+            "{path}: {message}"
+        );
+    }
+    // The filters that name something still filter.
+    for (path, found) in [
+        ("/api/v1/conversations?channel=demo", 1),
+        ("/api/v1/conversations?channel=off", 0),
+        ("/api/v1/conversations?ticket_status=new", 1),
+        ("/api/v1/conversations?ticket_status=closed", 0),
+        ("/api/v1/conversations?owner=none", 1),
+    ] {
+        assert_eq!(items(app.get(path).await).len(), found, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn refused_json_bodies_do_not_show_the_parsers_position() {
+    let app = TestApp::spawn().await;
+    let send = |path: &'static str, body: &'static str| {
+        app.http
+            .post(app.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases = [
+        ("/api/v1/snippets", r#"{"id": "hi", "text": "#, 400, "body"),
+        (
+            "/api/v1/snippets",
+            r#"{"id": "hi" "text": "x"}"#,
+            400,
+            "body",
+        ),
+        ("/api/v1/snippets", r#"{"id": 5, "text": "x"}"#, 422, "id:"),
+        // serde would read the fields from an array in order: every body is an object.
+        ("/api/v1/snippets", r#"["hi", "hello"]"#, 422, "body:"),
+        (
+            "/api/v1/contacts",
+            r#"{"identifiers": [{"channel_id": "demo", "value": 7}]}"#,
+            422,
+            "identifiers[0].value:",
+        ),
+    ];
+    for (path, body, status, starts) in cases {
+        let response = send(path, body).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(starts), "{body} -> {message}");
+        assert!(
+            !message.contains("line") && !message.contains("column"),
+            "{body} -> {message}"
+        );
+    }
+    let truncated = app
+        .post_signed(
+            "demo",
+            br#"{"type":"message","#.to_vec(),
+            "application/json",
+            0,
+        )
+        .await;
+    let answer: Value = truncated.json().await.unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("line") && !message.contains("column"),
+        "{message}"
+    );
+}

@@ -356,6 +356,16 @@ async fn resources_and_request_bodies_have_schemas() {
         "unsupported",
     ];
     assert_eq!(part_types, expected.into_iter().collect());
+    // A variant is its struct plus `type`; the struct alone must not forbid `type`.
+    for variant in schemas["Part"]["oneOf"].as_array().unwrap() {
+        assert_eq!(variant["unevaluatedProperties"], false, "{variant}");
+        let name = variant["allOf"][0]["$ref"].as_str().unwrap();
+        let name = name.trim_start_matches("#/components/schemas/");
+        assert!(
+            schemas[name].get("additionalProperties").is_none(),
+            "{name} forbids the variant's type"
+        );
+    }
 
     // Each request body is the schema of what its handler reads.
     let body_of = |path: &str, method: &str| {
@@ -490,4 +500,100 @@ async fn operation_ids_are_unique() {
             assert!(seen.insert(id.clone()), "operationId {id} is used twice");
         }
     }
+}
+
+/// Every `/api/v1` operation refuses query parameters it does not declare, and says so.
+#[tokio::test]
+async fn every_api_v1_operation_documents_the_422_for_an_unknown_parameter() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    for (path, methods) in operations(&doc) {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for method in methods {
+            let answer = &doc["paths"][&path][&method]["responses"]["422"];
+            let description = answer["description"].as_str().unwrap_or_default();
+            assert!(
+                description.contains("does not take"),
+                "{method} {path}: 422 {answer}"
+            );
+        }
+    }
+}
+
+/// What the handlers check about a value is declared: formats, bounds and lengths a
+/// client can validate against before calling.
+#[tokio::test]
+async fn enforced_formats_and_lengths_are_declared() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))["schema"]
+            .clone()
+    };
+    for (path, name) in [
+        ("/api/v1/analytics", "from"),
+        ("/api/v1/analytics", "to"),
+        ("/api/v1/conversations", "from"),
+        ("/api/v1/conversations", "to"),
+    ] {
+        assert_eq!(param(path, name)["format"], "date-time", "{path} {name}");
+    }
+    for name in ["channel", "inbox", "ticket_status"] {
+        assert_eq!(
+            param("/api/v1/conversations", name)["minLength"],
+            1,
+            "{name}"
+        );
+    }
+    assert!(param("/api/v1/conversations", "owner")["pattern"].is_string());
+    let last = param("/api/v1/events", "last_event_id");
+    assert_eq!(
+        (&last["type"], &last["minimum"]),
+        (&serde_json::json!("integer"), &serde_json::json!(0)),
+        "{last}"
+    );
+
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("CreateSnippet", "text"),
+        ("UpdateSnippet", "text"),
+        ("CommentRequest", "text"),
+        ("NewIdentifier", "value"),
+    ] {
+        let declared = &schemas[schema]["properties"][field];
+        assert_eq!(declared["minLength"], 1, "{schema}.{field}: {declared}");
+    }
+    assert!(schemas["CreateSnippet"]["properties"]["id"]["pattern"].is_string());
+    for schema in ["TicketUpdate", "ConversationUpdate", "ContactUpdate"] {
+        let owner = &schemas[schema]["properties"]["owner_id"];
+        assert!(owner["pattern"].is_string(), "{schema}.owner_id: {owner}");
+    }
+}
+
+/// The handshake is documented with the parameters Meta sends, and as answered only by
+/// the channels that have one.
+#[tokio::test]
+async fn the_webhook_handshake_documents_its_parameters_and_which_channels_answer() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let operation = &doc["paths"]["/hooks/{channel}"]["get"];
+    let names: BTreeSet<&str> = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["hub.challenge", "hub.mode", "hub.verify_token"].into()
+    );
+    assert!(operation["responses"]["405"].is_object());
 }
