@@ -19,7 +19,8 @@ use super::{
 };
 use crate::config::Secret;
 use crate::model::{
-    DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart,
+    DeliveryStatus, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
+    UnsupportedPart,
 };
 
 /// The identifier type of a Messenger contact: their page-scoped id (PSID).
@@ -167,12 +168,26 @@ fn parse_event(
             raw: event.value.clone(),
         }));
     } else if let Some(edit) = event.get_object("message_edit")? {
+        let edited_at = event.opt_unix_millis("timestamp")?;
+        // `num_edit` counts a message's edits (1 to 5); the event's time breaks ties
+        // where it is missing.
+        let count = edit
+            .opt_f64("num_edit")?
+            .filter(|n| n.fract() == 0.0)
+            .map(|n| n as i64);
+        let order = (count.is_some() || edited_at.is_some()).then(|| {
+            EditOrder(vec![
+                count.unwrap_or_default(),
+                edited_at.map_or(0, |t| t.timestamp_millis()),
+            ])
+        });
         events.push(InboundEvent::Edit(MessageEdit {
             platform_message_id: edit.req_str("mid")?.to_owned(),
             parts: vec![Part::Text(TextPart {
                 text: edit.req_str("text")?.to_owned(),
             })],
-            edited_at: event.opt_unix_millis("timestamp")?,
+            edited_at,
+            order,
         }));
     } else if let Some(delivery) = event.get_object("delivery")? {
         let (psid, _) = parties(event, page)?;
@@ -747,6 +762,7 @@ mod tests {
                     text: "Size L please".into()
                 })],
                 edited_at: DateTime::from_timestamp_millis(1783002436000),
+                order: Some(EditOrder(vec![1, 1783002436000])),
             })]
         );
     }

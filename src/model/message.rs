@@ -136,6 +136,13 @@ pub struct Revision {
     pub replaced_at: DateTime<Utc>,
 }
 
+/// Where an edit stands in the platform's own order of edits to one message, compared
+/// element by element: Telegram `[edit_date, update_id]`, Messenger
+/// `[num_edit, timestamp]`, generic `[timestamp in ms]`. Only edits of the same message
+/// are compared, so each platform picks its own fields.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EditOrder(pub Vec<i64>);
+
 /// What a thread entry is: a message exchanged with the contact, or a rep's internal
 /// comment (direction `internal`), which is never sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -424,6 +424,15 @@ async fn an_edited_message_replaces_the_text_and_keeps_the_old_one() {
         "Where is my order?"
     );
     assert_eq!(messages[0]["edited_at"], "2026-07-02T13:56:00Z");
+
+    // Telegram redelivers an update it got no 200 for; so would anyone replaying it.
+    let again = post_update(&app, fixture!("edited_message")).await;
+    assert_eq!(
+        again["results"][0],
+        json!({"result": "edited", "id": "5511223344:1201", "applied": false, "skipped": "duplicate"})
+    );
+    let messages = app.messages(&conversation).await;
+    assert_eq!(messages[0]["history"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

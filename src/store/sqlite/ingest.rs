@@ -9,7 +9,10 @@ use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
     from_millis,
 };
-use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, Routed, StoreError, Via};
+use crate::store::{
+    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, Routed, StoreError, Via,
+    plan_edit,
+};
 
 use super::desk as tickets_store;
 use super::{events, outbox, routing};
@@ -50,32 +53,30 @@ fn apply_edit(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((id, parts, history, seq)) = current else {
-        return Ok(IngestOutcome::Edited {
+    let skipped = |why| {
+        Ok(IngestOutcome::Edited {
             id: edit.platform_message_id.clone(),
             applied: false,
-        });
+            skipped: Some(why),
+        })
     };
-    let mut revisions: Vec<serde_json::Value> = history
-        .as_deref()
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let old_parts: serde_json::Value = serde_json::from_str(&parts).unwrap_or_default();
-    revisions.push(serde_json::json!({"parts": old_parts, "replaced_at": from_millis(now)}));
+    let Some((id, parts, history, seq)) = current else {
+        return skipped(EditSkipped::UnknownMessage);
+    };
+    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
+        EditPlan::Skip(why) => return skipped(why),
+        EditPlan::Apply { history } => history,
+    };
     let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
     conn.prepare_cached(
         "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![
-        id,
-        json(&edit.parts)?,
-        json(&revisions)?,
-        edited_at
-    ])?;
+    .execute(params![id, json(&edit.parts)?, history, edited_at])?;
     tickets_store::index_text(conn, seq, &edit.parts)?;
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
+        skipped: None,
     })
 }
 
