@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, PipelineConfig, StorageConfig, Threading, TicketTemplate};
 use crate::model::{
     Contact, ContactId, Conversation, ConversationId, ConversationStatus, JobId, Message,
-    MessageId, Part, Sender, Ticket, TicketId,
+    MessageId, Part, Sender, SenderKind, Ticket, TicketId,
 };
 
 /// Why a store call failed, in terms the API can answer with.
@@ -252,7 +252,7 @@ pub struct Routed {
 pub struct NewReply {
     pub conversation_id: ConversationId,
     pub parts: Vec<Part>,
-    /// The message it answers; by default the latest inbound one.
+    /// The message the rep chose to quote; none by default.
     pub reply_to: Option<MessageId>,
     pub sender: Sender,
     /// When the first send attempt is due.
@@ -301,17 +301,35 @@ pub struct ContactUpdate {
 /// Who makes a change and why, for the audit trail.
 #[derive(Clone, Debug)]
 pub struct Actor {
+    pub kind: SenderKind,
     pub name: String,
     pub reason: Option<String>,
 }
 
 impl Actor {
-    pub fn new(name: impl Into<String>) -> Self {
+    /// An actor of this kind: a rep's id, a token's name, `routing` for the bridge.
+    pub fn new(kind: SenderKind, name: impl Into<String>) -> Self {
         Self {
+            kind,
             name: name.into(),
             reason: None,
         }
     }
+
+    /// The bridge itself, acting on a rule (`routing`).
+    pub fn system(name: impl Into<String>) -> Self {
+        Self::new(SenderKind::System, name)
+    }
+
+    /// Whoever wrote a message.
+    pub fn of(sender: &Sender) -> Self {
+        Self::new(sender.kind, sender.id.clone())
+    }
+}
+
+/// The kind of actor an audit row names; a value no version wrote reads as `system`.
+pub(crate) fn actor_type(stored: &str) -> SenderKind {
+    SenderKind::parse(stored).unwrap_or(SenderKind::System)
 }
 
 /// One recorded change of a ticket or one of its conversations.
@@ -319,6 +337,8 @@ impl Actor {
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// What `actor` names: a `rep`, a `token` bound to no rep, or `system`.
+    pub actor_type: SenderKind,
     pub entity: String,
     pub entity_id: String,
     pub action: String,
@@ -376,8 +396,8 @@ pub struct ConversationFilter {
 #[derive(Clone, Debug)]
 pub struct NewComment {
     pub conversation_id: ConversationId,
-    /// The rep (or token name) writing it.
-    pub author: String,
+    /// The rep, or the token bound to no rep, writing it.
+    pub author: Sender,
     pub text: String,
     /// The reps it mentions, each notified by an event (and an email while offline).
     pub mentions: Vec<Mention>,

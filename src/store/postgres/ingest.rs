@@ -632,7 +632,7 @@ pub async fn create_reply(
     .ok_or(StoreError::NotFound("conversation"))?;
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
-        let actor = Actor::new(reply.sender.id.clone());
+        let actor = Actor::of(&reply.sender);
         tickets_store::apply_ticket_change(
             c,
             &TicketId::from_stored(ticket.clone()),
@@ -659,15 +659,9 @@ pub async fn create_reply(
                 ))
             })?,
         ),
-        None => {
-            sqlx::query_scalar(
-                "SELECT id FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
-                 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(conversation)
-            .fetch_optional(&mut *c)
-            .await?
-        }
+        // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
+        // on WhatsApp and Telegram would show as a quote.
+        None => None,
     };
     // Through another channel: the reply goes into the contact's conversation there, on
     // the same ticket (created if it has none yet).

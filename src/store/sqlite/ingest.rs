@@ -485,17 +485,16 @@ fn via_conversation(
 /// Stores a rep's reply and its delivery job.
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
-    let (channel, ticket, last_inbound): (String, String, Option<String>) = conn
+    let (channel, ticket): (String, String) = conn
         .prepare_cached(
-            "SELECT channel_id, ticket_id, last_inbound_id FROM conversations
-             WHERE id = ?1 AND deleted_at IS NULL",
+            "SELECT channel_id, ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
         )?
-        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
-        let actor = Actor::new(reply.sender.id.clone());
+        let actor = Actor::of(&reply.sender);
         tickets_store::apply_ticket_change(
             conn,
             &TicketId::from_stored(ticket.clone()),
@@ -519,7 +518,9 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
                 ))
             })?,
         ),
-        None => last_inbound,
+        // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
+        // on WhatsApp and Telegram would show as a quote.
+        None => None,
     };
     // Through another channel: the reply goes into the contact's conversation there, on
     // the same ticket (created if it has none yet).
