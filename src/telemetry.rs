@@ -197,6 +197,15 @@ pub fn webhook_stored(channel: &str, stored: usize, duplicates: usize, elapsed: 
         .record(elapsed.as_secs_f64());
 }
 
+/// A platform delivered an edit ordered before the one its message shows: kept out.
+pub fn stale_edit(channel: &str, platform_message_id: &str) {
+    tracing::info!(
+        channel,
+        platform_message_id,
+        "Ignored a stale edit: the message shows a later one."
+    );
+}
+
 /// The writer committed a batch of this many requests in one transaction.
 pub fn record_batch(size: usize) {
     histogram!("channel_bridge_commit_batch_size").record(size as f64);

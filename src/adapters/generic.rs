@@ -15,7 +15,7 @@ use super::{
     VerifyError, classify_status, classify_transport, invalid, read,
 };
 use crate::config::Secret;
-use crate::model::{DeliveryStatus, Identifier, Part};
+use crate::model::{DeliveryStatus, EditOrder, Identifier, Part};
 
 /// The identifier type of a generic channel's contacts.
 pub const IDENTIFIER_TYPE: &str = "app_user";
@@ -202,7 +202,12 @@ impl TryFrom<String> for NonEmpty {
 }
 
 /// Reads one event of the generic contract; `at` prefixes field names (`[2]`).
-fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
+/// `signed_at` (the verified `webhook-timestamp`) orders edits that carry no `timestamp`.
+fn parse_event(
+    value: &Value,
+    at: &str,
+    signed_at: Option<i64>,
+) -> Result<InboundEvent, ParseError> {
     let prefix = |f: &str| {
         if at.is_empty() {
             f.to_owned()
@@ -242,10 +247,18 @@ fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
             let wire: WireEdit = read(value, at)?;
             let parts = Part::parse_list(&wire.parts, &prefix("parts"))
                 .map_err(|e| invalid(e.path, e.message))?;
+            // The edit's own time orders it; without one, the time it was signed at, so a
+            // replayed request (same signature, same time) is recognized.
+            let order = wire
+                .timestamp
+                .map(|t| t.timestamp_millis())
+                .or(signed_at.map(|s| s.saturating_mul(1000)))
+                .map(|ms| EditOrder(vec![ms]));
             Ok(InboundEvent::Edit(MessageEdit {
                 platform_message_id: wire.id.0,
                 parts,
                 edited_at: wire.timestamp,
+                order,
             }))
         }
         "retract" => {
@@ -276,6 +289,15 @@ fn parse_event(value: &Value, at: &str) -> Result<InboundEvent, ParseError> {
 
 /// Reads a body of the generic contract: one event or a list of them.
 pub fn parse_body(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
+    parse_signed_body(body, None)
+}
+
+/// Reads a body signed at `signed_at` (unix seconds): edits without a `timestamp` are
+/// ordered by it.
+pub fn parse_signed_body(
+    body: &[u8],
+    signed_at: Option<i64>,
+) -> Result<Vec<InboundEvent>, ParseError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
     match &value {
@@ -289,9 +311,9 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, item)| parse_event(item, &format!("[{i}]")))
+            .map(|(i, item)| parse_event(item, &format!("[{i}]"), signed_at))
             .collect(),
-        Value::Object(_) => Ok(vec![parse_event(&value, "")?]),
+        Value::Object(_) => Ok(vec![parse_event(&value, "", signed_at)?]),
         _ => Err(invalid(
             "body",
             "must be an event object or a list of events",
@@ -327,7 +349,12 @@ impl ChannelAdapter for GenericAdapter {
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
         match request.content_type().as_deref() {
-            Some("application/json") => parse_body(&request.body),
+            Some("application/json") => parse_signed_body(
+                &request.body,
+                request
+                    .header("webhook-timestamp")
+                    .and_then(|t| t.trim().parse().ok()),
+            ),
             other => Err(ParseError::UnsupportedMediaType(
                 other.unwrap_or("none").to_owned(),
             )),

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::config::Secret;
 use crate::model::{
-    DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart,
+    DeliveryStatus, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
+    UnsupportedPart,
 };
 
 /// The identifier type of a Messenger contact: their page-scoped id (PSID).
@@ -167,12 +168,24 @@ fn parse_event(
             raw: event.value.clone(),
         }));
     } else if let Some(edit) = event.get_object("message_edit")? {
+        let edited_at = event.opt_unix_millis("timestamp")?;
+        // `num_edit` counts a message's edits (1 to 5); the event's time breaks ties
+        // where it is missing. Only an ordering hint: a malformed one does not cost the
+        // edit, it leaves the time to order it.
+        let count = edit.value.get("num_edit").and_then(Value::as_i64);
+        let order = (count.is_some() || edited_at.is_some()).then(|| {
+            EditOrder(vec![
+                count.unwrap_or_default(),
+                edited_at.map_or(0, |t| t.timestamp_millis()),
+            ])
+        });
         events.push(InboundEvent::Edit(MessageEdit {
             platform_message_id: edit.req_str("mid")?.to_owned(),
             parts: vec![Part::Text(TextPart {
                 text: edit.req_str("text")?.to_owned(),
             })],
-            edited_at: event.opt_unix_millis("timestamp")?,
+            edited_at,
+            order,
         }));
     } else if let Some(delivery) = event.get_object("delivery")? {
         let (psid, _) = parties(event, page)?;
@@ -747,7 +760,25 @@ mod tests {
                     text: "Size L please".into()
                 })],
                 edited_at: DateTime::from_timestamp_millis(1783002436000),
+                order: Some(EditOrder(vec![1, 1783002436000])),
             })]
+        );
+    }
+
+    #[test]
+    fn an_edit_is_ordered_by_its_count_then_its_time_and_a_malformed_count_is_ignored() {
+        let order = |body: &str| match parse(body).as_slice() {
+            [InboundEvent::Edit(edit)] => edit.order.clone(),
+            other => panic!("expected one edit, got {other:?}"),
+        };
+        let edit = fixture!("edit");
+        assert_eq!(
+            order(&edit.replace(r#""num_edit": 1"#, r#""num_edit": 3"#)),
+            Some(EditOrder(vec![3, 1783002436000]))
+        );
+        assert_eq!(
+            order(&edit.replace(r#""num_edit": 1"#, r#""num_edit": "x""#)),
+            Some(EditOrder(vec![0, 1783002436000]))
         );
     }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::model::{ConversationId, DeliveryStatus, Identifier, MessageId, Part};
+use crate::model::{ConversationId, DeliveryStatus, EditOrder, Identifier, MessageId, Part};
 
 /// A webhook request as received, before anything trusts it.
 #[derive(Clone, Debug)]
@@ -104,6 +104,8 @@ pub struct MessageEdit {
     pub platform_message_id: String,
     pub parts: Vec<Part>,
     pub edited_at: Option<DateTime<Utc>>,
+    /// Where the platform puts this edit among the message's edits, if it says.
+    pub order: Option<EditOrder>,
 }
 
 /// A status that applies to all our messages to one contact sent up to `up_to`.

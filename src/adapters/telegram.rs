@@ -22,7 +22,8 @@ use super::{
 };
 use crate::config::Secret;
 use crate::model::{
-    ContactPart, Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart,
+    ContactPart, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
+    UnsupportedPart,
 };
 
 /// The identifier type of a Telegram contact: the user id (or, for a message sent on behalf
@@ -1027,10 +1028,14 @@ fn message_event(
     let platform_message_id = format!("{chat}:{}", m.message_id);
     let parts = vec![content(&m, value, field)?];
     if edit {
+        // Edits of one message are ordered by their time, and within a second by the
+        // update's id, which Telegram increases from one update to the next.
+        let update_id = update["update_id"].as_i64().unwrap_or_default();
         return Ok(Some(InboundEvent::Edit(MessageEdit {
             platform_message_id,
             parts,
             edited_at: m.edit_date.and_then(unix),
+            order: Some(EditOrder(vec![m.edit_date.unwrap_or_default(), update_id])),
         })));
     }
     let topic = match (m.is_topic_message, m.message_thread_id) {
@@ -1466,6 +1471,7 @@ mod tests {
                     text: "Where is my order #2291?".into()
                 })],
                 edited_at: unix(1783000560),
+                order: Some(EditOrder(vec![1783000560, 804117216])),
             })]
         );
     }

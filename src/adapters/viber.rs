@@ -575,7 +575,27 @@ fn media_url(content: &WireContent) -> Result<String, ParseError> {
         .ok_or_else(|| invalid("message.media", "must be an http(s) URL"))
 }
 
-/// The part a Viber message carries. `value` is the `message` object.
+/// The parts a Viber message carries: its content, then its `text` when the content has
+/// nowhere to hold it (a location, sticker, contact or link sent with a comment), since
+/// nothing a platform sends is dropped.
+fn contents(value: &Value) -> Result<Vec<Part>, ParseError> {
+    let part = content(value)?;
+    let text = value
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty());
+    let mut parts = Vec::with_capacity(2);
+    let kept = matches!(part, Part::Unsupported(_)) || part.text() == text;
+    parts.push(part);
+    if let Some(text) = text.filter(|_| !kept) {
+        parts.push(Part::Text(TextPart {
+            text: text.to_owned(),
+        }));
+    }
+    Ok(parts)
+}
+
+/// The part a Viber message's content is. `value` is the `message` object.
 fn content(value: &Value) -> Result<Part, ParseError> {
     let kind = match value.get("type") {
         None => return Err(invalid("message.type", "is required")),
@@ -707,7 +727,7 @@ fn message_event(callback: &Value) -> Result<InboundEvent, ParseError> {
         },
         // Viber has no quoted replies.
         reply_to: None,
-        parts: vec![content(message)?],
+        parts: contents(message)?,
         sent_at: millis(callback)?,
         raw: callback.clone(),
     }))
@@ -1013,6 +1033,30 @@ mod tests {
                 text: "https://shop.example.com/orders/2291".into()
             })
         );
+    }
+
+    #[test]
+    fn a_comment_sent_with_a_location_sticker_contact_or_link_is_kept_as_text() {
+        for (kind, fixture, first) in [
+            ("location", fixture!("location"), "location"),
+            ("sticker", fixture!("sticker"), "sticker"),
+            ("contact", fixture!("contact"), "contact"),
+            ("url", fixture!("url"), "text"),
+        ] {
+            let body = fixture.replacen(
+                &format!(r#""type":"{kind}","#),
+                &format!(r#""type":"{kind}","text":"see this","#),
+                1,
+            );
+            let parts = message(&body).parts;
+            let kinds: Vec<_> = parts.iter().map(kind_of).collect();
+            assert_eq!(kinds, [first, "text"], "{kind}");
+            assert_eq!(parts[1].text(), Some("see this"), "{kind}");
+        }
+        // A caption already holds it; a text message is its text.
+        for fixture in [fixture!("picture"), fixture!("text")] {
+            assert_eq!(message(fixture).parts.len(), 1, "{fixture}");
+        }
     }
 
     #[test]

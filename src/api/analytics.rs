@@ -55,7 +55,7 @@ pub struct Analytics {
 )]
 pub async fn report(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Analytics>, ApiError> {
     let period: Period = query(raw.as_deref())?;
@@ -66,7 +66,7 @@ pub async fn report(
         return Err(ApiError::unprocessable("from: must be before to"));
     }
     let facts = state.store.analytics(from, to).await?;
-    let Report { channels, reps } = analytics::report(facts);
+    let Report { channels, reps } = analytics::report(facts.within(&caller.scope));
     Ok(Json(Analytics {
         from,
         to,

@@ -70,7 +70,7 @@ pub async fn create(
                 names.join(", ")
             ))
         })?;
-    let author = caller.author();
+    let author = caller.sender();
     let mentions = mentioned
         .into_iter()
         // Nobody needs telling about their own note.

@@ -13,9 +13,7 @@ use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::model::{
-    Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind,
-};
+use crate::model::{Conversation, ConversationId, ConversationStatus, Message, MessageId, Part};
 use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange};
 
 /// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
@@ -248,7 +246,8 @@ pub struct ReplyRequest {
     /// the rep and the ticket: the rendered text is what is stored and sent.
     #[serde(default)]
     snippet_id: Option<String>,
-    /// The message this answers (default: the latest inbound one).
+    /// The message this quotes, if the rep chose one: the platform shows the reply as a
+    /// quote of it where it can. Without it the reply quotes nothing.
     #[serde(default)]
     #[schema(value_type = Option<MessageId>)]
     reply_to: Option<String>,
@@ -366,10 +365,7 @@ pub async fn reply(
             conversation_id,
             parts,
             reply_to,
-            sender: Sender {
-                kind: SenderKind::Rep,
-                id: caller.author(),
-            },
+            sender: caller.sender(),
             run_at: Utc::now() + first_delay,
             ticket_change,
             via,

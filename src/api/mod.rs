@@ -87,14 +87,43 @@ impl Caller {
         self.rep.clone().unwrap_or_else(|| self.name.clone())
     }
 
+    /// The caller as a message's sender: their rep, or the token itself when it is bound
+    /// to no rep (never a rep named like the token).
+    pub fn sender(&self) -> crate::model::Sender {
+        use crate::model::{Sender, SenderKind};
+        match &self.rep {
+            Some(rep) => Sender {
+                kind: SenderKind::Rep,
+                id: rep.clone(),
+            },
+            None => Sender {
+                kind: SenderKind::Token,
+                id: self.name.clone(),
+            },
+        }
+    }
+
     /// The caller as the audit trail names them.
     pub fn actor(&self) -> crate::store::Actor {
-        crate::store::Actor::new(self.author())
+        crate::store::Actor::of(&self.sender())
     }
 
     /// Whether the caller may see and act on this channel's conversations.
     pub fn sees(&self, channel: &str) -> bool {
         self.scope.allows(channel)
+    }
+
+    /// Succeeds if the caller may change this rep's own settings (presence,
+    /// notifications): they are that rep, or an admin. Those settings steer routing and
+    /// email, so a rep cannot set them for a colleague.
+    pub fn require_self_or_admin(&self, rep: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Rep if self.rep.as_deref() == Some(rep) => Ok(()),
+            Role::Rep => Err(ApiError::forbidden(
+                "a rep token changes only its own rep's settings",
+            )),
+        }
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {

@@ -43,6 +43,8 @@ pub struct PresenceReply {
     request_body = PresenceRequest,
     responses(
         (status = 200, description = "Recorded; coming online assigns waiting conversations of the rep's round-robin channels.", body = PresenceReply),
+        (status = 403, description = "A rep token setting another rep's presence (`forbidden`): \
+            reps set their own, admins anyone's.", body = ErrorBody),
         (status = 404, description = "No such rep in the config.", body = ErrorBody),
         Unauthorized,
         JsonBodyErrors,
@@ -52,7 +54,7 @@ pub struct PresenceReply {
 /// Presence expires after `presence.timeout_s` without a new report.
 pub async fn presence(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<PresenceRequest>,
 ) -> Result<Json<PresenceReply>, ApiError> {
@@ -60,6 +62,7 @@ pub async fn presence(
     if !runtime.config.reps.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found("rep"));
     }
+    caller.require_self_or_admin(&id)?;
     let status = match request.status {
         Presence::Online => "online",
         Presence::Away => "away",
@@ -165,6 +168,8 @@ pub struct NotificationsReply {
     request_body = NotificationsRequest,
     responses(
         (status = 200, description = "Recorded; it overrides the rep's `notify` in the config.", body = NotificationsReply),
+        (status = 403, description = "A rep token setting another rep's notifications \
+            (`forbidden`): reps set their own, admins anyone's.", body = ErrorBody),
         (status = 404, description = "No such rep in the config.", body = ErrorBody),
         Unauthorized,
         JsonBodyErrors,
@@ -174,13 +179,14 @@ pub struct NotificationsReply {
 /// Turns a rep's email digests (sent while offline) on or off.
 pub async fn notifications(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<NotificationsRequest>,
 ) -> Result<Json<NotificationsReply>, ApiError> {
     if !state.runtime.load().config.reps.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found("rep"));
     }
+    caller.require_self_or_admin(&id)?;
     state.store.set_notify(&id, request.enabled).await?;
     Ok(Json(NotificationsReply {
         id,

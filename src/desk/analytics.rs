@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::inboxes::Scope;
+
 /// Raw facts for one period, as the store reads them.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
@@ -12,12 +14,26 @@ pub struct Facts {
     pub conversations: Vec<(String, u64)>,
     /// (channel, inbound messages, outbound messages)
     pub messages: Vec<(String, u64, u64)>,
-    /// (channel, rep who answered first, seconds from the first inbound message)
-    pub first_responses: Vec<(String, String, f64)>,
+    /// (channel, rep who answered first, seconds from the first inbound message); no rep
+    /// when an API token bound to no rep answered: it counts for the channel only.
+    pub first_responses: Vec<(String, Option<String>, f64)>,
     /// (channel, ticket owner, seconds from ticket creation to close)
     pub resolutions: Vec<(String, Option<String>, f64)>,
-    /// (rep, replies sent)
-    pub replies: Vec<(String, u64)>,
+    /// (channel, rep, replies sent)
+    pub replies: Vec<(String, String, u64)>,
+}
+
+impl Facts {
+    /// Only the facts of the channels a caller may see: a rep's report covers their
+    /// inboxes, as every other read does.
+    pub fn within(mut self, scope: &Scope) -> Self {
+        self.conversations.retain(|(c, _)| scope.allows(c));
+        self.messages.retain(|(c, _, _)| scope.allows(c));
+        self.first_responses.retain(|(c, _, _)| scope.allows(c));
+        self.resolutions.retain(|(c, _, _)| scope.allows(c));
+        self.replies.retain(|(c, _, _)| scope.allows(c));
+        self
+    }
 }
 
 /// Median and 90th percentile of a set of durations, in seconds.
@@ -106,8 +122,10 @@ pub fn report(facts: Facts) -> Report {
     for (id, by, seconds) in facts.first_responses {
         channel(&mut channels, &id);
         channels.get_mut(&id).expect("just added").1.push(seconds);
-        rep(&mut reps, &by);
-        reps.get_mut(&by).expect("just added").1.push(seconds);
+        if let Some(by) = by {
+            rep(&mut reps, &by);
+            reps.get_mut(&by).expect("just added").1.push(seconds);
+        }
     }
     for (id, owner, seconds) in facts.resolutions {
         channel(&mut channels, &id);
@@ -117,9 +135,9 @@ pub fn report(facts: Facts) -> Report {
             reps.get_mut(&owner).expect("just added").2.push(seconds);
         }
     }
-    for (id, count) in facts.replies {
+    for (_, id, count) in facts.replies {
         rep(&mut reps, &id);
-        reps.get_mut(&id).expect("just added").0.replies = count;
+        reps.get_mut(&id).expect("just added").0.replies += count;
     }
     Report {
         channels: channels
@@ -173,15 +191,18 @@ mod tests {
             conversations: vec![("chat".into(), 3)],
             messages: vec![("chat".into(), 5, 2)],
             first_responses: vec![
-                ("chat".into(), "alice".into(), 60.0),
-                ("chat".into(), "bob".into(), 120.0),
-                ("sms".into(), "alice".into(), 30.0),
+                ("chat".into(), Some("alice".into()), 60.0),
+                ("chat".into(), Some("bob".into()), 120.0),
+                ("sms".into(), Some("alice".into()), 30.0),
             ],
             resolutions: vec![
                 ("chat".into(), Some("bob".into()), 3600.0),
                 ("chat".into(), None, 60.0),
             ],
-            replies: vec![("alice".into(), 4)],
+            replies: vec![
+                ("chat".into(), "alice".into(), 3),
+                ("sms".into(), "alice".into(), 1),
+            ],
         };
         let report = report(facts);
         let chat = &report.channels[0];
@@ -208,5 +229,62 @@ mod tests {
         let bob = &report.reps[1];
         assert_eq!(bob.resolution.median_s, Some(3600.0));
         assert_eq!(report.channels[1].channel_id, "sms");
+    }
+
+    #[test]
+    fn a_token_answering_counts_for_its_channel_and_is_no_rep() {
+        let facts = Facts {
+            first_responses: vec![
+                ("chat".into(), None, 10.0),
+                ("chat".into(), Some("alice".into()), 30.0),
+            ],
+            ..Facts::default()
+        };
+        let report = report(facts);
+        assert_eq!(report.channels[0].first_response.count, 2);
+        let reps: Vec<_> = report.reps.iter().map(|r| r.rep_id.as_str()).collect();
+        assert_eq!(reps, ["alice"]);
+    }
+
+    #[test]
+    fn a_scoped_report_holds_only_the_channels_in_scope() {
+        let facts = Facts {
+            conversations: vec![("chat".into(), 2), ("sms".into(), 1)],
+            messages: vec![("chat".into(), 2, 1), ("sms".into(), 1, 1)],
+            first_responses: vec![
+                ("chat".into(), Some("alice".into()), 60.0),
+                ("sms".into(), Some("bob".into()), 30.0),
+            ],
+            resolutions: vec![("sms".into(), Some("bob".into()), 600.0)],
+            replies: vec![
+                ("chat".into(), "alice".into(), 1),
+                ("sms".into(), "bob".into(), 1),
+            ],
+        };
+        let cases = [
+            (Scope::All, vec!["chat", "sms"], vec!["alice", "bob"]),
+            (
+                Scope::Only(["chat".to_owned()].into()),
+                vec!["chat"],
+                vec!["alice"],
+            ),
+            (
+                Scope::Except(["chat".to_owned()].into()),
+                vec!["sms"],
+                vec!["bob"],
+            ),
+            (Scope::Only(Default::default()), vec![], vec![]),
+        ];
+        for (scope, channels, reps) in cases {
+            let report = report(facts.clone().within(&scope));
+            let seen: Vec<_> = report
+                .channels
+                .iter()
+                .map(|c| c.channel_id.as_str())
+                .collect();
+            assert_eq!(seen, channels, "{scope:?}");
+            let seen: Vec<_> = report.reps.iter().map(|r| r.rep_id.as_str()).collect();
+            assert_eq!(seen, reps, "{scope:?}");
+        }
     }
 }

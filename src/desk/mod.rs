@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod comments;
 pub mod delivery;
+pub mod edits;
 pub mod inboxes;
 pub mod notify;
 pub mod routing;

@@ -21,7 +21,7 @@ use crate::api::read_body;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::runtime::{LiveChannel, Runtime};
-use crate::store::IngestOutcome;
+use crate::store::{EditSkipped, IngestOutcome};
 use crate::telemetry;
 
 /// How long a platform is told to wait before redelivering to a disabled channel.
@@ -32,7 +32,7 @@ const DISABLED_RETRY_AFTER_SECS: u64 = 60;
 pub struct WebhookReceipt {
     /// New messages stored.
     stored: usize,
-    /// Messages seen before, not stored again.
+    /// Messages and edits seen before, not stored again.
     duplicates: usize,
     /// One outcome per event.
     results: Vec<IngestOutcome>,
@@ -251,8 +251,27 @@ async fn handle(
         .count();
     let duplicates = outcomes
         .iter()
-        .filter(|o| matches!(o, IngestOutcome::Duplicate { .. }))
+        .filter(|o| {
+            matches!(
+                o,
+                IngestOutcome::Duplicate { .. }
+                    | IngestOutcome::Edited {
+                        skipped: Some(EditSkipped::Duplicate),
+                        ..
+                    }
+            )
+        })
         .count();
+    for outcome in &outcomes {
+        if let IngestOutcome::Edited {
+            id,
+            skipped: Some(EditSkipped::Stale),
+            ..
+        } = outcome
+        {
+            telemetry::stale_edit(channel_id, id);
+        }
+    }
     for outcome in &outcomes {
         if let IngestOutcome::Stored {
             routed: Some(routed),

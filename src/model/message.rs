@@ -44,12 +44,14 @@ pub struct Sender {
     pub id: String,
 }
 
-/// Who writes messages: the contact, a rep, or the bridge itself.
+/// Who writes messages and makes changes: the contact, a rep, an API token bound to no
+/// rep (its `id` is the token's name), or the bridge itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SenderKind {
     Contact,
     Rep,
+    Token,
     System,
 }
 
@@ -58,6 +60,7 @@ impl SenderKind {
         match self {
             SenderKind::Contact => "contact",
             SenderKind::Rep => "rep",
+            SenderKind::Token => "token",
             SenderKind::System => "system",
         }
     }
@@ -66,6 +69,7 @@ impl SenderKind {
         match s {
             "contact" => Some(SenderKind::Contact),
             "rep" => Some(SenderKind::Rep),
+            "token" => Some(SenderKind::Token),
             "system" => Some(SenderKind::System),
             _ => None,
         }
@@ -135,6 +139,13 @@ pub struct Revision {
     pub parts: Vec<Part>,
     pub replaced_at: DateTime<Utc>,
 }
+
+/// Where an edit stands in the platform's own order of edits to one message, compared
+/// element by element: Telegram `[edit_date, update_id]`, Messenger
+/// `[num_edit, timestamp]`, generic `[timestamp in ms]`. Only edits of the same message
+/// are compared, so each platform picks its own fields.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EditOrder(pub Vec<i64>);
 
 /// What a thread entry is: a message exchanged with the contact, or a rep's internal
 /// comment (direction `internal`), which is never sent.

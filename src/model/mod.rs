@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 pub use ids::{ContactId, ConversationId, JobId, MessageId, TicketId};
 pub use message::{
-    ContactPart, Delivery, DeliveryStatus, Direction, LocationPart, Media, MediaPart, Message,
-    MessageKind, Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
+    ContactPart, Delivery, DeliveryStatus, Direction, EditOrder, LocationPart, Media, MediaPart,
+    Message, MessageKind, Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
 };
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::config::{ChannelConfig, PipelineConfig, StorageConfig, Threading, TicketTemplate};
 use crate::model::{
     Contact, ContactId, Conversation, ConversationId, ConversationStatus, JobId, Message,
-    MessageId, Part, Sender, Ticket, TicketId,
+    MessageId, Part, Sender, SenderKind, Ticket, TicketId,
 };
 
 /// Why a store call failed, in terms the API can answer with.
@@ -157,12 +157,86 @@ pub enum IngestOutcome {
     Duplicate { id: String, message_id: MessageId },
     /// A status report, recorded; `applied` if it moved a message's status.
     Status { id: String, applied: bool },
-    /// An edit; `applied` unless the message is unknown.
-    Edited { id: String, applied: bool },
+    /// An edit; `applied` when it changed the message, else `skipped` says why.
+    Edited {
+        id: String,
+        applied: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<EditSkipped>,
+    },
     /// A retraction; `applied` unless the message is unknown.
     Retracted { id: String, applied: bool },
     /// A watermark: how many of our messages it moved forward.
     Watermark { updated: usize },
+}
+
+/// Why an edit left its message as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EditSkipped {
+    /// No inbound message has that id on the channel.
+    UnknownMessage,
+    /// The edit was applied before (a redelivery or a replay), or changes nothing.
+    Duplicate,
+    /// The platform ordered it before the edit the message already shows.
+    Stale,
+}
+
+/// What an edit does to a stored message, decided by `desk::edits` from its versions.
+pub(crate) enum EditPlan {
+    Skip(EditSkipped),
+    /// Store the edit's parts, with this as the new `history` (JSON).
+    Apply {
+        history: String,
+    },
+}
+
+/// Plans an edit of a message that says `parts` now and said `history` before (both as
+/// stored: JSON). Each revision keeps, in `replaced_by`, the order of the edit that
+/// replaced it, so every version's order is known.
+pub(crate) fn plan_edit(
+    parts: &str,
+    history: Option<&str>,
+    edit: &crate::adapters::MessageEdit,
+    now: i64,
+) -> Result<EditPlan, StoreError> {
+    use crate::desk::edits::{EditVerdict, Version, judge};
+    use crate::model::EditOrder;
+    let mut revisions: Vec<Value> = history
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let current: Value = serde_json::from_str(parts).unwrap_or_default();
+    // A version whose parts cannot be read back matches no edit.
+    let read_parts = |v: &Value| serde_json::from_value::<Vec<Part>>(v.clone()).unwrap_or_default();
+    let order_of = |revision: &Value| -> Option<EditOrder> {
+        serde_json::from_value(revision.get("replaced_by")?.clone()).ok()
+    };
+    let mut versions = Vec::with_capacity(revisions.len() + 1);
+    let mut order = None;
+    for revision in revisions
+        .iter()
+        .chain(std::iter::once(&serde_json::json!({"parts": current})))
+    {
+        versions.push(Version {
+            order: order.take(),
+            parts: read_parts(&revision["parts"]),
+        });
+        order = order_of(revision);
+    }
+    match judge(&versions, edit.order.as_ref(), &edit.parts) {
+        EditVerdict::Duplicate => Ok(EditPlan::Skip(EditSkipped::Duplicate)),
+        EditVerdict::Stale => Ok(EditPlan::Skip(EditSkipped::Stale)),
+        EditVerdict::Apply => {
+            revisions.push(serde_json::json!({
+                "parts": current,
+                "replaced_at": crate::model::from_millis(now),
+                "replaced_by": edit.order,
+            }));
+            let history = serde_json::to_string(&revisions)
+                .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
+            Ok(EditPlan::Apply { history })
+        }
+    }
 }
 
 /// How routing decided about a conversation: by which rule, and whether someone got it.
@@ -178,7 +252,7 @@ pub struct Routed {
 pub struct NewReply {
     pub conversation_id: ConversationId,
     pub parts: Vec<Part>,
-    /// The message it answers; by default the latest inbound one.
+    /// The message the rep chose to quote; none by default.
     pub reply_to: Option<MessageId>,
     pub sender: Sender,
     /// When the first send attempt is due.
@@ -227,17 +301,35 @@ pub struct ContactUpdate {
 /// Who makes a change and why, for the audit trail.
 #[derive(Clone, Debug)]
 pub struct Actor {
+    pub kind: SenderKind,
     pub name: String,
     pub reason: Option<String>,
 }
 
 impl Actor {
-    pub fn new(name: impl Into<String>) -> Self {
+    /// An actor of this kind: a rep's id, a token's name, `routing` for the bridge.
+    pub fn new(kind: SenderKind, name: impl Into<String>) -> Self {
         Self {
+            kind,
             name: name.into(),
             reason: None,
         }
     }
+
+    /// The bridge itself, acting on a rule (`routing`).
+    pub fn system(name: impl Into<String>) -> Self {
+        Self::new(SenderKind::System, name)
+    }
+
+    /// Whoever wrote a message.
+    pub fn of(sender: &Sender) -> Self {
+        Self::new(sender.kind, sender.id.clone())
+    }
+}
+
+/// The kind of actor an audit row names; a value no version wrote reads as `system`.
+pub(crate) fn actor_type(stored: &str) -> SenderKind {
+    SenderKind::parse(stored).unwrap_or(SenderKind::System)
 }
 
 /// One recorded change of a ticket or one of its conversations.
@@ -245,6 +337,8 @@ impl Actor {
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
+    /// What `actor` names: a `rep`, a `token` bound to no rep, or `system`.
+    pub actor_type: SenderKind,
     pub entity: String,
     pub entity_id: String,
     pub action: String,
@@ -302,8 +396,8 @@ pub struct ConversationFilter {
 #[derive(Clone, Debug)]
 pub struct NewComment {
     pub conversation_id: ConversationId,
-    /// The rep (or token name) writing it.
-    pub author: String,
+    /// The rep, or the token bound to no rep, writing it.
+    pub author: Sender,
     pub text: String,
     /// The reps it mentions, each notified by an event (and an email while offline).
     pub mentions: Vec<Mention>,

@@ -126,8 +126,9 @@ async fn idle_connections_are_closed_after_the_header_timeout_and_cannot_exhaust
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_body_gets_408() {
     let app = TestApp::spawn_with(limits(
-        // Long enough that a loaded machine still probes while both bodies are stalled.
-        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 5000",
+        // Long enough that a loaded machine (the whole suite on two cores) still probes
+        // while both bodies are stalled: at 5 s the window closed before a probe was shed.
+        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 20000",
     ))
     .await;
     // Two webhooks whose bodies stop after one byte hold both request slots.

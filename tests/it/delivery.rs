@@ -50,7 +50,8 @@ async fn a_reply_is_posted_signed_to_the_outbound_url_and_marked_sent() {
     assert_eq!(status, 202);
     assert_eq!(queued["direction"], "outbound");
     assert_eq!(queued["delivery"]["status"], "queued");
-    assert_eq!(queued["sender"], json!({"type": "rep", "id": "test-rep"}));
+    // The test's rep token names no rep: the token itself is the sender.
+    assert_eq!(queued["sender"], json!({"type": "token", "id": "test-rep"}));
     app.drain_outbox().await;
 
     let request = &app.receiver.received_requests().await.unwrap()[0];
@@ -82,8 +83,9 @@ async fn a_reply_is_posted_signed_to_the_outbound_url_and_marked_sent() {
     assert_eq!(body["conversation_id"], conversation.as_str());
     assert_eq!(body["to"], json!({"id": "user-42"}));
     assert_eq!(
-        body["reply_to"], "app-100",
-        "replies quote the latest inbound message by default"
+        body["reply_to"],
+        Value::Null,
+        "a reply quotes only a message the rep chose"
     );
     assert_eq!(
         body["parts"],

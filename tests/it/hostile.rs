@@ -763,3 +763,98 @@ async fn a_nul_in_a_message_or_a_reply_is_stored_or_refused_never_a_5xx() {
         assert!(status < 500, "{status} {body}");
     }
 }
+
+/// A Viber message of `kind` with `text` beside its content, as Viber sends them.
+fn viber_message(kind: &str, text: &str) -> Value {
+    let content = match kind {
+        "location" => serde_json::json!({"location": {"lat": 50.45, "lon": 30.52}}),
+        "sticker" => serde_json::json!({"sticker_id": 40138}),
+        "contact" => serde_json::json!({"contact": {"name": "Bo", "phone_number": "+46701234567"}}),
+        "url" => serde_json::json!({"media": "https://shop.example.com/o/1"}),
+        _ => serde_json::json!({"media": "https://cdn.example.com/a.bin"}),
+    };
+    let mut message = content;
+    message["type"] = kind.into();
+    message["text"] = text.into();
+    serde_json::json!({
+        "event": "message", "timestamp": 1783004060000u64, "message_token": 5960076432594491607u64,
+        "sender": {"id": "h7Qx2mK9vP4rT1wZ8cN3bA==", "name": "Olena"},
+        "message": message
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Nothing a platform sends is dropped: whatever a Viber message carries its text
+    /// beside, the text is one of the stored parts' texts.
+    #[test]
+    fn a_viber_message_s_text_is_never_dropped(
+        kind in prop_oneof![
+            Just("text"), Just("picture"), Just("video"), Just("file"),
+            Just("location"), Just("sticker"), Just("contact"), Just("url"),
+        ],
+        text in "\\PC{1,40}".prop_filter("has something to say", |t| !t.trim().is_empty()),
+    ) {
+        let viber = CHANNELS.iter().position(|(id, _, _)| *id == "viber").unwrap();
+        let body = viber_message(kind, &text).to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let request = RawRequest::post(
+            "https://bridge.example.test/hooks/viber",
+            headers,
+            body.into_bytes(),
+        );
+        let events = ADAPTERS[viber].1.parse(&request).unwrap();
+        let [channel_bridge::adapters::InboundEvent::Message(message)] = events.as_slice() else {
+            panic!("{kind}: one message expected, got {events:?}");
+        };
+        prop_assert!(
+            message.parts.iter().any(|p| p.text() == Some(text.as_str())),
+            "{}: the text was dropped: {:?}", kind, message.parts
+        );
+    }
+}
+
+/// A replayed request (same body, same signature, within the 5 minutes the timestamp
+/// allows) is the class of attack signatures alone do not stop: each is answered 200
+/// and changes nothing, whatever it carried and in whatever order it comes back.
+#[tokio::test]
+async fn replaying_signed_requests_in_any_order_changes_nothing() {
+    use crate::harness::{TestApp, text_event};
+    let app = TestApp::spawn().await;
+    let edit = |text: &str| serde_json::json!({"type": "edit", "id": "m1", "parts": [{"type": "text", "text": text}]});
+    let requests = [
+        app.signed("demo", &text_event("m1", "ana", "helo"), -240),
+        app.signed("demo", &edit("hello"), -180),
+        app.signed("demo", &edit("hello!"), -120),
+        app.signed(
+            "demo",
+            &serde_json::json!({"type": "retract", "id": "m1"}),
+            -60,
+        ),
+        app.signed("demo", &text_event("m2", "ana", "still there?"), -30),
+    ];
+    for request in &requests {
+        assert_eq!(app.send_signed(request).await.0, 200);
+    }
+    let conversation = app.only_conversation().await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let before = app.messages(&id).await;
+    // Backwards, then each one again right after itself.
+    for request in requests
+        .iter()
+        .rev()
+        .chain(requests.iter().flat_map(|r| [r, r]))
+    {
+        let (status, body) = app.send_signed(request).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["stored"], 0, "{body}");
+    }
+    assert_eq!(
+        app.messages(&id).await,
+        before,
+        "a replay changed the thread"
+    );
+    assert_eq!(app.conversations().await.len(), 1);
+}

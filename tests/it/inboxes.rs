@@ -503,6 +503,146 @@ async fn a_tokens_actions_are_attributed_to_its_rep() {
         .find(|e| e["action"] == "status_changed")
         .unwrap();
     assert_eq!(change["actor"], "alice");
+    assert_eq!(change["actor_type"], "rep");
+}
+
+#[tokio::test]
+async fn a_token_bound_to_no_rep_acts_as_a_token_never_as_a_rep_named_like_it() {
+    let app = spawn_desk("").await;
+    let demo = conversation_on(&app, "demo", "ana").await;
+    let id = demo["id"].as_str().unwrap();
+    let ticket = demo["ticket_id"].as_str().unwrap();
+    let token = json!({"type": "token", "id": "test-rep"});
+    let (status, reply) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/messages"),
+        Some(json!({"parts": [{"type": "text", "text": "Thanks!"}]})),
+        REP_TOKEN,
+    )
+    .await;
+    assert_eq!((status, &reply["sender"]), (202, &token), "{reply}");
+    let (status, comment) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/comments"),
+        Some(json!({"text": "asked the warehouse"})),
+        REP_TOKEN,
+    )
+    .await;
+    assert_eq!((status, &comment["sender"]), (201, &token), "{comment}");
+    let thread = app.messages(id).await;
+    assert!(
+        thread[1..].iter().all(|m| m["sender"] == token),
+        "{thread:?}"
+    );
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/tickets/{ticket}"),
+        Some(json!({"status": "waiting_on_contact"})),
+        REP_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let history = items(app.get(&format!("/api/v1/tickets/{ticket}/history")).await);
+    let change = history
+        .iter()
+        .find(|e| e["action"] == "status_changed")
+        .unwrap();
+    assert_eq!(
+        (&change["actor"], &change["actor_type"]),
+        (&json!("test-rep"), &json!("token"))
+    );
+
+    // The conversation got its first response, but from no rep.
+    let report = app.get("/api/v1/analytics").await;
+    let demo = report["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel_id"] == "demo")
+        .unwrap();
+    assert_eq!(demo["first_response"]["count"], 1);
+    assert_eq!(report["reps"], json!([]), "a token is not a rep");
+}
+
+#[tokio::test]
+async fn a_rep_sets_only_their_own_presence_and_notifications_and_an_admin_anyones() {
+    let app = spawn_desk("").await;
+    for setting in ["presence", "notifications"] {
+        let body = match setting {
+            "presence" => json!({"status": "online"}),
+            _ => json!({"enabled": true}),
+        };
+        let put = |rep: &'static str, token: &'static str| {
+            let (app, body) = (&app, body.clone());
+            async move {
+                call(
+                    app,
+                    Method::PUT,
+                    &format!("/api/v1/reps/{rep}/{setting}"),
+                    Some(body),
+                    token,
+                )
+                .await
+            }
+        };
+        let (status, refused) = put("bob", ALICE).await;
+        assert_eq!(
+            (status, &refused["error"]["code"]),
+            (403, &json!("forbidden")),
+            "{setting}: {refused}"
+        );
+        assert_eq!(
+            put("bob", REP_TOKEN).await.0,
+            403,
+            "{setting}: a token of no rep"
+        );
+        assert_eq!(put("alice", ALICE).await.0, 200, "{setting}: her own");
+        assert_eq!(put("bob", ADMIN_TOKEN).await.0, 200, "{setting}: an admin");
+    }
+    // Bob is online and notified because the admin said so, not Alice.
+    let reps = items(app.get("/api/v1/reps").await);
+    let bob = reps.iter().find(|r| r["id"] == "bob").unwrap();
+    assert_eq!(
+        (&bob["status"], &bob["notify"]),
+        (&json!("online"), &json!(true))
+    );
+}
+
+#[tokio::test]
+async fn analytics_cover_only_the_callers_inboxes() {
+    let app = spawn_desk("").await;
+    for (channel, user) in [("sales", "buyer"), ("help", "user"), ("demo", "ana")] {
+        let conversation = conversation_on(&app, channel, user).await;
+        let id = conversation["id"].as_str().unwrap();
+        let (status, _) = call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"parts": [{"type": "text", "text": "On it"}]})),
+            ADMIN_TOKEN,
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let channels = |report: &Value| -> Vec<String> {
+        report["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["channel_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = app.get("/api/v1/analytics").await;
+    assert_eq!(channels(&all), ["demo", "help", "sales"]);
+    let alice = app.get_as("/api/v1/analytics", ALICE).await;
+    assert_eq!(channels(&alice), ["demo", "sales"]);
+    let bob = app.get_as("/api/v1/analytics", BOB).await;
+    assert_eq!(channels(&bob), ["demo", "help"]);
+    let anonymous = app.get_as("/api/v1/analytics", REP_TOKEN).await;
+    assert_eq!(channels(&anonymous), ["demo"]);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Inbound: a signed webhook becomes a stored message in a threaded conversation with its
 //! ticket; redeliveries store nothing; statuses move forward only.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -330,7 +330,78 @@ async fn an_edit_replaces_the_content_and_keeps_what_it_said_before() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["results"][0]["applied"], false);
+    assert_eq!(
+        body["results"][0],
+        json!({"result": "edited", "id": "never-seen", "applied": false, "skipped": "unknown_message"})
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_signed_edit_is_a_duplicate_and_never_puts_the_old_text_back() {
+    let app = TestApp::spawn().await;
+    app.post_webhook("demo", &text_event("m1", "ana", "my order is 1234"))
+        .await;
+    let edit =
+        |text: &str| json!({"type": "edit", "id": "m1", "parts": [{"type": "text", "text": text}]});
+    // Without a `timestamp`, an edit is ordered by the time it was signed at.
+    let first = app.signed("demo", &edit("my order is 1243"), -60);
+    let second = app.signed("demo", &edit("my order is 1245"), -30);
+    for request in [&first, &second] {
+        let (status, body) = app.send_signed(request).await;
+        assert_eq!(
+            (status, &body["results"][0]["applied"]),
+            (200, &json!(true))
+        );
+    }
+    for request in std::iter::repeat_n([&first, &second], 100).flatten() {
+        let (status, body) = app.send_signed(request).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["duplicates"], 1, "{body}");
+        assert_eq!(
+            body["results"][0],
+            json!({"result": "edited", "id": "m1", "applied": false, "skipped": "duplicate"})
+        );
+    }
+
+    let conversation = app.only_conversation().await;
+    let messages = app.messages(conversation["id"].as_str().unwrap()).await;
+    assert_eq!(messages[0]["parts"][0]["text"], "my order is 1245");
+    let history: Vec<&Value> = messages[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["parts"][0]["text"])
+        .collect();
+    assert_eq!(history, ["my order is 1234", "my order is 1243"]);
+}
+
+#[tokio::test]
+async fn an_edit_the_app_ordered_before_the_shown_one_is_stale_and_not_applied() {
+    let app = TestApp::spawn().await;
+    app.post_webhook("demo", &text_event("m1", "ana", "blue"))
+        .await;
+    let edit = |text: &str, at: &str| json!({"type": "edit", "id": "m1", "timestamp": at, "parts": [{"type": "text", "text": text}]});
+    // The later edit overtakes the earlier one on its way.
+    let later = app
+        .post_webhook("demo", &edit("green", "2026-11-21T10:02:00Z"))
+        .await;
+    assert_eq!(later.status(), 200);
+    let body: Value = app
+        .post_webhook("demo", &edit("red", "2026-11-21T10:01:00Z"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["results"][0],
+        json!({"result": "edited", "id": "m1", "applied": false, "skipped": "stale"})
+    );
+
+    let conversation = app.only_conversation().await;
+    let messages = app.messages(conversation["id"].as_str().unwrap()).await;
+    assert_eq!(messages[0]["parts"][0]["text"], "green");
+    assert_eq!(messages[0]["history"].as_array().unwrap().len(), 1);
+    assert_eq!(messages[0]["edited_at"], "2026-11-21T10:02:00Z");
 }
 
 #[tokio::test]

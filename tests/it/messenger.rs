@@ -210,7 +210,7 @@ async fn a_signed_message_is_stored_and_the_reply_reaches_the_send_api() {
     assert_eq!(status, 202);
     messenger.app.drain_outbox().await;
 
-    // The reply quotes m_IN1 by default, but Messenger has no quoted replies for Pages.
+    // The rep chose no message to quote (and Messenger has no quoted replies for Pages).
     assert_eq!(
         messenger.sent().await,
         vec![

@@ -68,7 +68,7 @@ async fn presence(app: &TestApp, rep: &str, status: &str) -> (u16, Value) {
         Method::PUT,
         &format!("/api/v1/reps/{rep}/presence"),
         Some(json!({"status": status})),
-        Some(REP_TOKEN),
+        Some(ADMIN_TOKEN),
     )
     .await
 }
@@ -351,7 +351,7 @@ async fn an_offline_rep_who_wants_notifications_gets_a_digest_and_can_turn_it_of
                 Method::PUT,
                 "/api/v1/reps/alice/notifications",
                 Some(json!({"enabled": enabled})),
-                Some(REP_TOKEN),
+                Some(ADMIN_TOKEN),
             )
             .await
         }
@@ -421,7 +421,7 @@ async fn an_offline_rep_who_wants_notifications_gets_a_digest_and_can_turn_it_of
             Method::PUT,
             "/api/v1/reps/mallory/notifications",
             Some(json!({"enabled": true})),
-            Some(REP_TOKEN),
+            Some(ADMIN_TOKEN),
         )
         .await;
     assert_eq!(status, 404);

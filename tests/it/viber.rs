@@ -162,6 +162,25 @@ fn wait_before_next_try(delivery: &Value) -> chrono::Duration {
 }
 
 #[tokio::test]
+async fn a_location_sent_with_a_comment_keeps_the_comment_as_a_text_part() {
+    let (app, _viber) = spawn().await;
+    let body = fixture!("location").replace(
+        r#""type":"location","#,
+        r#""type":"location","text":"Meet me here, gate 4","#,
+    );
+    assert_eq!(post_callback(&app, &body).await["stored"], 1);
+    let conversation = app.only_conversation().await;
+    let messages = app.messages(conversation["id"].as_str().unwrap()).await;
+    assert_eq!(
+        messages[0]["parts"],
+        json!([
+            {"type": "location", "latitude": 50.4501, "longitude": 30.5234, "name": null, "address": null},
+            {"type": "text", "text": "Meet me here, gate 4"}
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_viber_message_comes_in_and_the_reply_goes_out_to_the_user() {
     let (app, viber) = spawn().await;
     Mock::given(method("POST"))
@@ -190,10 +209,10 @@ async fn a_viber_message_comes_in_and_the_reply_goes_out_to_the_user() {
         json!([{"type": "text", "text": "Is my parcel on its way?"}])
     );
 
-    // The reply quotes the latest inbound message, which Viber cannot show: sent plainly.
+    // A reply quotes nothing unless the rep chose a message (Viber could not show it).
     let (status, queued) = app.reply(id, "On its way").await;
     assert_eq!(status, 202);
-    assert!(queued["reply_to"].is_string());
+    assert_eq!(queued["reply_to"], Value::Null);
     app.drain_outbox().await;
 
     assert_eq!(

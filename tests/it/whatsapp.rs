@@ -178,7 +178,7 @@ fn graph_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
 }
 
 #[tokio::test]
-async fn a_signed_message_is_stored_and_the_reply_reaches_the_graph_api_quoting_it() {
+async fn a_signed_message_is_stored_and_the_reply_reaches_the_graph_api_unquoted() {
     let wa = WhatsApp::spawn().await;
     Mock::given(method("POST"))
         .and(path(SEND_PATH))
@@ -216,12 +216,12 @@ async fn a_signed_message_is_stored_and_the_reply_reaches_the_graph_api_quoting_
     assert_eq!(status, 202);
     wa.app.drain_outbox().await;
 
+    // No `context`: WhatsApp would show the reply as a quote, and the rep chose none.
     assert_eq!(
         wa.sent().await,
         vec![json!({
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": PRIYA,
-            "type": "text", "text": {"body": "On its way", "preview_url": false},
-            "context": {"message_id": "wamid.IN1"}
+            "type": "text", "text": {"body": "On its way", "preview_url": false}
         })]
     );
     let sent = wa.outbound(id).await;

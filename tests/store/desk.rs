@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use channel_bridge::model::{ConversationId, ConversationStatus, Identifier, TicketId};
+use channel_bridge::model::{ConversationId, ConversationStatus, Identifier, SenderKind, TicketId};
 use channel_bridge::store::{
     Actor, ContactUpdate, ConversationUpdate, JobState, Store, StoreError, Via,
 };
@@ -514,6 +514,7 @@ async fn the_history_says_who_changed_what_and_why(store: Arc<dyn Store>, _: &Ba
     let conversation = open_conversation(&*store, &rules("chat"), "ana").await;
     let ticket = ticket_of(&*store, &conversation).await.id;
     let lead = Actor {
+        kind: SenderKind::Rep,
         name: "lead".into(),
         reason: Some("alice covers billing".into()),
     };
@@ -524,15 +525,15 @@ async fn the_history_says_who_changed_what_and_why(store: Arc<dyn Store>, _: &Ba
     let mut c = to_status("waiting");
     c.properties = Some(object(json!({"topic": "billing"})));
     store
-        .update_ticket(&ticket, c, &Actor::new("alice"))
+        .update_ticket(&ticket, c, &Actor::new(SenderKind::Rep, "alice"))
         .await
         .unwrap();
     store
-        .delete_ticket(&ticket, &Actor::new("admin"))
+        .delete_ticket(&ticket, &Actor::new(SenderKind::Token, "admin"))
         .await
         .unwrap();
     store
-        .restore_ticket(&ticket, &Actor::new("admin"))
+        .restore_ticket(&ticket, &Actor::new(SenderKind::Token, "admin"))
         .await
         .unwrap();
 
@@ -541,7 +542,7 @@ async fn the_history_says_who_changed_what_and_why(store: Arc<dyn Store>, _: &Ba
         .iter()
         .map(|e| {
             (
-                e.actor.as_str(),
+                (e.actor_type, e.actor.as_str()),
                 e.entity.as_str(),
                 e.action.as_str(),
                 e.reason.as_deref(),
@@ -549,15 +550,16 @@ async fn the_history_says_who_changed_what_and_why(store: Arc<dyn Store>, _: &Ba
         })
         .collect();
     let why = Some("alice covers billing");
+    let (rep, token) = (SenderKind::Rep, SenderKind::Token);
     assert_eq!(
         summary,
         vec![
-            ("lead", "conversation", "owner_changed", why),
-            ("lead", "ticket", "owner_changed", why),
-            ("alice", "ticket", "status_changed", None),
-            ("alice", "ticket", "properties_changed", None),
-            ("admin", "ticket", "deleted", None),
-            ("admin", "ticket", "restored", None),
+            ((rep, "lead"), "conversation", "owner_changed", why),
+            ((rep, "lead"), "ticket", "owner_changed", why),
+            ((rep, "alice"), "ticket", "status_changed", None),
+            ((rep, "alice"), "ticket", "properties_changed", None),
+            ((token, "admin"), "ticket", "deleted", None),
+            ((token, "admin"), "ticket", "restored", None),
         ]
     );
     assert_eq!(history[0].entity_id, conversation.as_str());

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use channel_bridge::adapters::{InboundEvent, MessageEdit, StatusUpdate};
 use channel_bridge::model::{
     ChannelIdentifier, ContactId, ContactPart, ConversationId, ConversationStatus, DeliveryStatus,
-    Direction, LocationPart, Media, MediaPart, MessageId, Part, SenderKind, TextPart, TicketId,
-    UnsupportedPart,
+    Direction, EditOrder, LocationPart, Media, MediaPart, MessageId, Part, SenderKind, TextPart,
+    TicketId, UnsupportedPart,
 };
-use channel_bridge::store::{IngestOutcome, Store, StoreError};
+use channel_bridge::store::{EditSkipped, IngestOutcome, Store, StoreError};
 use chrono::Utc;
 use serde_json::json;
 
@@ -27,6 +27,7 @@ conformance!(
     an_inbound_quote_links_the_quoted_message_when_it_is_known,
     an_edit_replaces_the_parts_and_keeps_each_earlier_version,
     an_edit_without_a_time_is_stamped_when_it_arrives,
+    edits_apply_once_in_the_platforms_order_and_never_go_back,
     a_retraction_keeps_the_message_and_marks_it_once,
     reads_of_unknown_ids_are_not_found,
 );
@@ -218,6 +219,7 @@ async fn a_batch_answers_each_event_in_order(store: Arc<dyn Store>, _: &Backend)
                 platform_message_id: "nobody-knows".into(),
                 parts: text("x"),
                 edited_at: None,
+                order: None,
             }),
         ],
     )
@@ -244,7 +246,8 @@ async fn a_batch_answers_each_event_in_order(store: Arc<dyn Store>, _: &Backend)
             },
             IngestOutcome::Edited {
                 id: "nobody-knows".into(),
-                applied: false
+                applied: false,
+                skipped: Some(EditSkipped::UnknownMessage),
             },
         ]
     );
@@ -346,6 +349,7 @@ async fn an_edit_replaces_the_parts_and_keeps_each_earlier_version(
             platform_message_id: "m1".into(),
             parts: text(parts),
             edited_at: Some(channel_bridge::model::from_millis(at)),
+            order: Some(EditOrder(vec![at])),
         })
     };
     let at = 1_800_000_000_000;
@@ -354,7 +358,8 @@ async fn an_edit_replaces_the_parts_and_keeps_each_earlier_version(
         outcome,
         vec![IngestOutcome::Edited {
             id: "m1".into(),
-            applied: true
+            applied: true,
+            skipped: None,
         }]
     );
     ingest(&*store, &rules, vec![edit("hello!", at + 1000)]).await;
@@ -381,6 +386,7 @@ async fn an_edit_without_a_time_is_stamped_when_it_arrives(store: Arc<dyn Store>
             platform_message_id: "m1".into(),
             parts: text("changed"),
             edited_at: None,
+            order: None,
         })],
     )
     .await;
@@ -392,6 +398,67 @@ async fn an_edit_without_a_time_is_stamped_when_it_arrives(store: Arc<dyn Store>
         .edited_at
         .expect("edited");
     assert!(before <= edited && edited <= after, "{edited}");
+}
+
+async fn edits_apply_once_in_the_platforms_order_and_never_go_back(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let rules = rules("chat");
+    let stored = post(&*store, &rules, Msg::new("m1", "ana").text("helo")).await;
+    let edit = |parts: &str, order: &[i64]| {
+        InboundEvent::Edit(MessageEdit {
+            platform_message_id: "m1".into(),
+            parts: text(parts),
+            edited_at: None,
+            order: Some(EditOrder(order.to_vec())),
+        })
+    };
+    let skipped = |why| IngestOutcome::Edited {
+        id: "m1".into(),
+        applied: false,
+        skipped: Some(why),
+    };
+    let applied = IngestOutcome::Edited {
+        id: "m1".into(),
+        applied: true,
+        skipped: None,
+    };
+    // The second edit arrives first; the first, arriving late, is stale.
+    let outcomes = ingest(
+        &*store,
+        &rules,
+        vec![
+            edit("hello!", &[200, 2]),
+            edit("hello", &[100, 1]),
+            edit("hello!", &[200, 2]),
+        ],
+    )
+    .await;
+    assert_eq!(
+        outcomes,
+        vec![
+            applied.clone(),
+            skipped(EditSkipped::Stale),
+            skipped(EditSkipped::Duplicate)
+        ]
+    );
+    // Replayed one webhook at a time, as a platform or an attacker would.
+    for _ in 0..20 {
+        let again = ingest(&*store, &rules, vec![edit("hello!", &[200, 2])]).await;
+        assert_eq!(again, vec![skipped(EditSkipped::Duplicate)]);
+    }
+    // A later edit back to the first text applies; replaying the one before it then
+    // changes nothing.
+    let later = ingest(&*store, &rules, vec![edit("helo", &[300, 3])]).await;
+    assert_eq!(later, vec![applied]);
+    let replay = ingest(&*store, &rules, vec![edit("hello!", &[200, 2])]).await;
+    assert_eq!(replay, vec![skipped(EditSkipped::Duplicate)]);
+
+    let message = store.message(&stored.message).await.unwrap();
+    assert_eq!(message.parts, text("helo"));
+    let earlier: Vec<_> = message.history.iter().map(|r| r.parts.clone()).collect();
+    assert_eq!(earlier, vec![text("helo"), text("hello!")]);
 }
 
 async fn a_retraction_keeps_the_message_and_marks_it_once(store: Arc<dyn Store>, _: &Backend) {

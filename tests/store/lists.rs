@@ -336,6 +336,7 @@ async fn an_edit_changes_what_a_conversation_is_found_by(store: Arc<dyn Store>, 
             platform_message_id: "m1".into(),
             parts: text("lost suitcase"),
             edited_at: None,
+            order: None,
         })],
     )
     .await;

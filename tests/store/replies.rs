@@ -14,7 +14,7 @@ use crate::support::*;
 
 conformance!(
     a_reply_is_stored_queued_with_its_delivery_job,
-    a_reply_answers_the_latest_inbound_message_unless_told_otherwise,
+    a_reply_quotes_only_the_message_the_rep_chose,
     a_reply_may_only_answer_a_message_of_its_own_conversation,
     a_reply_to_an_unknown_or_trashed_conversation_is_not_found,
     a_reply_with_a_ticket_change_stores_both,
@@ -70,17 +70,14 @@ async fn a_reply_is_stored_queued_with_its_delivery_job(store: Arc<dyn Store>, _
     assert_eq!((job.attempts, job.last_error.clone()), (0, None));
 }
 
-async fn a_reply_answers_the_latest_inbound_message_unless_told_otherwise(
-    store: Arc<dyn Store>,
-    _: &Backend,
-) {
+async fn a_reply_quotes_only_the_message_the_rep_chose(store: Arc<dyn Store>, _: &Backend) {
     let rules = rules("chat");
     let first = post(&*store, &rules, Msg::new("m1", "ana")).await;
-    let second = post(&*store, &rules, Msg::new("m2", "ana")).await;
+    post(&*store, &rules, Msg::new("m2", "ana")).await;
     reply(&*store, &first.conversation, "a rep's reply is not inbound").await;
 
     let by_default = reply(&*store, &first.conversation, "hi").await;
-    assert_eq!(by_default.reply_to, Some(second.message));
+    assert_eq!(by_default.reply_to, None);
 
     let mut chosen = new_reply(&first.conversation, "about your first message");
     chosen.reply_to = Some(first.message.clone());
@@ -284,7 +281,9 @@ async fn outbound_has_what_an_adapter_needs_to_send(store: Arc<dyn Store>, _: &B
         Msg::new("m1", "ana").thread("chat-9"),
     )
     .await;
-    let reply = reply(&*store, &inbound.conversation, "hello back").await;
+    let mut quoting = new_reply(&inbound.conversation, "hello back");
+    quoting.reply_to = Some(inbound.message.clone());
+    let reply = store.create_reply(quoting).await.unwrap();
     let outbound = store.outbound(&reply.id).await.unwrap();
     assert_eq!(outbound.message_id, reply.id);
     assert_eq!(outbound.conversation_id, inbound.conversation);
@@ -293,7 +292,7 @@ async fn outbound_has_what_an_adapter_needs_to_send(store: Arc<dyn Store>, _: &B
     assert_eq!(
         outbound.reply_to.as_deref(),
         Some("m1"),
-        "the platform's id"
+        "the platform's id of the message the rep chose"
     );
     assert_eq!(outbound.parts, text("hello back"));
     // Inbound messages are not sent anywhere.

@@ -312,7 +312,7 @@ pub fn object(value: Value) -> Map<String, Value> {
 }
 
 pub fn actor() -> Actor {
-    Actor::new("tester")
+    Actor::new(SenderKind::Rep, "tester")
 }
 
 // ---- Inbound ----------------------------------------------------------------------------

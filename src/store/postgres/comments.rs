@@ -10,7 +10,7 @@ use super::{events, outbox, routing};
 use crate::adapters::email::Email;
 use crate::model::{
     ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
-    Sender, SenderKind, TextPart, from_millis,
+    TextPart, from_millis,
 };
 use crate::store::{NewComment, StoreError};
 
@@ -38,23 +38,24 @@ pub async fn add(
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, kind, sender_type,
              sender_id, parts, delivery_status, mentions, created_at, body_text)
-         VALUES ($1, $2, $3, 'internal', 'comment', 'rep', $4, $5, 'internal', $6, $7, $8)",
+         VALUES ($1, $2, $3, 'internal', 'comment', $9, $4, $5, 'internal', $6, $7, $8)",
     )
     .bind(id.as_str())
     .bind(conversation)
     .bind(&channel)
-    .bind(&comment.author)
+    .bind(&comment.author.id)
     .bind(json(&parts)?)
     .bind(json(&mentions)?)
     .bind(now)
     .bind(body_text(&parts))
+    .bind(comment.author.kind.as_str())
     .execute(&mut *c)
     .await?;
     events::emit(
         c,
         "comment.created",
         conversation,
-        json!({"message_id": id, "author": comment.author, "mentions": mentions}),
+        json!({"message_id": id, "author": comment.author.id, "mentions": mentions}),
         now,
     )
     .await?;
@@ -63,7 +64,7 @@ pub async fn add(
             c,
             "comment.mentioned",
             conversation,
-            json!({"message_id": id, "rep_id": mention.rep_id, "author": comment.author,
+            json!({"message_id": id, "rep_id": mention.rep_id, "author": comment.author.id,
                    "text": comment.text}),
             now,
         )
@@ -79,7 +80,7 @@ pub async fn add(
             .as_ref()
             .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
         let (subject, text) = crate::desk::notify::mention_email(
-            &comment.author,
+            &comment.author.id,
             &contact,
             &channel,
             &comment.text,
@@ -101,10 +102,7 @@ pub async fn add(
         channel_id: channel,
         direction: Direction::Internal,
         platform_message_id: None,
-        sender: Sender {
-            kind: SenderKind::Rep,
-            id: comment.author.clone(),
-        },
+        sender: comment.author.clone(),
         reply_to: None,
         parts,
         mentions: mentions.into_iter().map(str::to_owned).collect(),

@@ -22,14 +22,15 @@ async fn record(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO contact_audit (contact_id, action, actor, changes, at)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO contact_audit (contact_id, action, actor, changes, at, actor_type)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(contact)
     .bind(action)
     .bind(&actor.name)
     .bind(changes.to_string())
     .bind(now)
+    .bind(actor.kind.as_str())
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -287,7 +288,8 @@ pub async fn merge(
 pub async fn history(c: &mut PgConnection, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {
     desk::contact(c, id).await?;
     let rows = sqlx::query(
-        "SELECT at, actor, action, changes FROM contact_audit WHERE contact_id = $1 ORDER BY seq",
+        "SELECT at, actor, action, changes, actor_type FROM contact_audit WHERE contact_id = $1
+         ORDER BY seq",
     )
     .bind(id.as_str())
     .fetch_all(&mut *c)
@@ -297,6 +299,7 @@ pub async fn history(c: &mut PgConnection, id: &ContactId) -> Result<Vec<AuditEn
             Ok(AuditEntry {
                 at: from_millis(get(r, "at")?),
                 actor: get(r, "actor")?,
+                actor_type: crate::store::actor_type(&get::<String>(r, "actor_type")?),
                 entity: "contact".into(),
                 entity_id: id.to_string(),
                 action: get(r, "action")?,

@@ -33,8 +33,9 @@ pub(super) async fn audit(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
+             actor_type)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(ticket)
     .bind(entity)
@@ -44,6 +45,7 @@ pub(super) async fn audit(
     .bind(changes.to_string())
     .bind(&actor.reason)
     .bind(now)
+    .bind(actor.kind.as_str())
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -579,7 +581,7 @@ pub async fn history(c: &mut PgConnection, id: &TicketId) -> Result<Vec<AuditEnt
         return Err(StoreError::NotFound("ticket"));
     }
     let rows = sqlx::query(
-        "SELECT at, actor, entity, entity_id, action, changes, reason FROM audit
+        "SELECT at, actor, entity, entity_id, action, changes, reason, actor_type FROM audit
          WHERE ticket_id = $1 ORDER BY seq",
     )
     .bind(id.as_str())
@@ -590,6 +592,7 @@ pub async fn history(c: &mut PgConnection, id: &TicketId) -> Result<Vec<AuditEnt
             Ok(AuditEntry {
                 at: from_millis(get(r, "at")?),
                 actor: get(r, "actor")?,
+                actor_type: crate::store::actor_type(&get::<String>(r, "actor_type")?),
                 entity: get(r, "entity")?,
                 entity_id: get(r, "entity_id")?,
                 action: get(r, "action")?,
@@ -705,12 +708,14 @@ pub async fn analytics(
     // First response: from a conversation's first inbound message to its first rep reply.
     // Seconds are computed in double precision, as SQLite does.
     let rows = sqlx::query(
-        "SELECT c.channel_id, r.sender_id, (r.created_at - i.first_in)::float8 / 1000 AS seconds
+        "SELECT c.channel_id, CASE WHEN r.sender_type = 'rep' THEN r.sender_id END AS sender_id,
+                (r.created_at - i.first_in)::float8 / 1000 AS seconds
          FROM conversations c
          JOIN (SELECT conversation_id, MIN(created_at) AS first_in FROM messages
                WHERE direction = 'inbound' GROUP BY conversation_id) i ON i.conversation_id = c.id
          JOIN messages r ON r.seq = (SELECT MIN(seq) FROM messages
-                                     WHERE conversation_id = c.id AND direction = 'outbound' AND sender_type = 'rep')
+                                     WHERE conversation_id = c.id AND direction = 'outbound'
+                                       AND sender_type IN ('rep', 'token'))
          WHERE c.created_at >= $1 AND c.created_at < $2 AND c.deleted_at IS NULL
          ORDER BY c.seq",
     )
@@ -753,9 +758,9 @@ pub async fn analytics(
         })
         .collect::<Result<_, StoreError>>()?;
     let rows = sqlx::query(
-        "SELECT sender_id, count(*) AS replies FROM messages
+        "SELECT channel_id, sender_id, count(*) AS replies FROM messages
          WHERE direction = 'outbound' AND sender_type = 'rep' AND created_at >= $1 AND created_at < $2
-         GROUP BY sender_id ORDER BY sender_id",
+         GROUP BY channel_id, sender_id ORDER BY channel_id, sender_id",
     )
     .bind(from)
     .bind(to)
@@ -763,7 +768,13 @@ pub async fn analytics(
     .await?;
     facts.replies = rows
         .iter()
-        .map(|r| Ok((get(r, "sender_id")?, count(r, "replies")?)))
+        .map(|r| {
+            Ok((
+                get(r, "channel_id")?,
+                get(r, "sender_id")?,
+                count(r, "replies")?,
+            ))
+        })
         .collect::<Result<_, StoreError>>()?;
     Ok(facts)
 }
@@ -824,6 +835,7 @@ mod tests {
 
     fn actor(name: &str, reason: Option<&str>) -> Actor {
         Actor {
+            kind: crate::model::SenderKind::Rep,
             name: name.into(),
             reason: reason.map(str::to_owned),
         }

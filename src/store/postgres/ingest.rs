@@ -14,7 +14,10 @@ use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, Part,
     TicketId, from_millis,
 };
-use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, Routed, StoreError, Via};
+use crate::store::{
+    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, Routed, StoreError, Via,
+    plan_edit,
+};
 
 /// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
 pub async fn lock(c: &mut PgConnection, key: &str) -> Result<(), StoreError> {
@@ -83,18 +86,20 @@ async fn apply_edit(
     .bind(&edit.platform_message_id)
     .fetch_optional(&mut *c)
     .await?;
-    let Some((id, parts, history)) = current else {
-        return Ok(IngestOutcome::Edited {
+    let skipped = |why| {
+        Ok(IngestOutcome::Edited {
             id: edit.platform_message_id.clone(),
             applied: false,
-        });
+            skipped: Some(why),
+        })
     };
-    let mut revisions: Vec<serde_json::Value> = history
-        .as_deref()
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let old_parts: serde_json::Value = serde_json::from_str(&parts).unwrap_or_default();
-    revisions.push(serde_json::json!({"parts": old_parts, "replaced_at": from_millis(now)}));
+    let Some((id, parts, history)) = current else {
+        return skipped(EditSkipped::UnknownMessage);
+    };
+    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
+        EditPlan::Skip(why) => return skipped(why),
+        EditPlan::Apply { history } => history,
+    };
     let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
     sqlx::query(
         "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
@@ -102,7 +107,7 @@ async fn apply_edit(
     )
     .bind(&id)
     .bind(json(&edit.parts)?)
-    .bind(json(&revisions)?)
+    .bind(history)
     .bind(edited_at)
     .bind(body_text(&edit.parts))
     .execute(&mut *c)
@@ -110,6 +115,7 @@ async fn apply_edit(
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
+        skipped: None,
     })
 }
 
@@ -626,7 +632,7 @@ pub async fn create_reply(
     .ok_or(StoreError::NotFound("conversation"))?;
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
-        let actor = Actor::new(reply.sender.id.clone());
+        let actor = Actor::of(&reply.sender);
         tickets_store::apply_ticket_change(
             c,
             &TicketId::from_stored(ticket.clone()),
@@ -653,15 +659,9 @@ pub async fn create_reply(
                 ))
             })?,
         ),
-        None => {
-            sqlx::query_scalar(
-                "SELECT id FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
-                 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(conversation)
-            .fetch_optional(&mut *c)
-            .await?
-        }
+        // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
+        // on WhatsApp and Telegram would show as a quote.
+        None => None,
     };
     // Through another channel: the reply goes into the contact's conversation there, on
     // the same ticket (created if it has none yet).

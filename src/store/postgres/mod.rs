@@ -46,6 +46,7 @@ use crate::store::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_inboxes_comments_contacts_snippets.sql"),
+    include_str!("../../../migrations/postgres/0003_actor_kinds.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.

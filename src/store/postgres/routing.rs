@@ -137,7 +137,7 @@ async fn record(
         .bind(conversation)
         .fetch_one(&mut *c)
         .await?;
-    let actor = Actor::new("routing");
+    let actor = Actor::system("routing");
     let reason = serde_json::to_value(decision).unwrap_or_default();
     let action = if decision.assignee.is_some() {
         "assigned"
@@ -145,8 +145,9 @@ async fn record(
         "left_unassigned"
     };
     sqlx::query(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
-         VALUES ($1, 'conversation', $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
+             actor_type)
+         VALUES ($1, 'conversation', $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&ticket)
     .bind(conversation)
@@ -155,6 +156,7 @@ async fn record(
     .bind(reason.to_string())
     .bind(&decision.note)
     .bind(now)
+    .bind(actor.kind.as_str())
     .execute(&mut *c)
     .await?;
     let Some(rep) = &decision.assignee else {

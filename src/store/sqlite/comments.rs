@@ -10,7 +10,7 @@ use super::{desk, events, outbox, routing};
 use crate::adapters::email::Email;
 use crate::model::{
     ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
-    Sender, SenderKind, TextPart, from_millis,
+    TextPart, from_millis,
 };
 use crate::store::{NewComment, StoreError};
 
@@ -33,16 +33,17 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
     conn.prepare_cached(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, kind, sender_type,
              sender_id, parts, delivery_status, mentions, created_at)
-         VALUES (?1, ?2, ?3, 'internal', 'comment', 'rep', ?4, ?5, 'internal', ?6, ?7)",
+         VALUES (?1, ?2, ?3, 'internal', 'comment', ?8, ?4, ?5, 'internal', ?6, ?7)",
     )?
     .execute(params![
         id.as_str(),
         conversation,
         channel,
-        comment.author,
+        comment.author.id,
         json(&parts)?,
         json(&mentions)?,
-        now
+        now,
+        comment.author.kind.as_str()
     ])?;
     // Reps find their own notes with the conversation search too.
     desk::index_text(conn, conn.last_insert_rowid(), &parts)?;
@@ -50,7 +51,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
         conn,
         "comment.created",
         conversation,
-        json!({"message_id": id, "author": comment.author, "mentions": mentions}),
+        json!({"message_id": id, "author": comment.author.id, "mentions": mentions}),
         now,
     )?;
     for mention in &comment.mentions {
@@ -58,7 +59,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
             conn,
             "comment.mentioned",
             conversation,
-            json!({"message_id": id, "rep_id": mention.rep_id, "author": comment.author,
+            json!({"message_id": id, "rep_id": mention.rep_id, "author": comment.author.id,
                    "text": comment.text}),
             now,
         )?;
@@ -73,7 +74,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
             .as_ref()
             .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
         let (subject, text) = crate::desk::notify::mention_email(
-            &comment.author,
+            &comment.author.id,
             &contact,
             &channel,
             &comment.text,
@@ -95,10 +96,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
         channel_id: channel,
         direction: Direction::Internal,
         platform_message_id: None,
-        sender: Sender {
-            kind: SenderKind::Rep,
-            id: comment.author.clone(),
-        },
+        sender: comment.author.clone(),
         reply_to: None,
         parts,
         mentions: mentions.into_iter().map(str::to_owned).collect(),

@@ -22,15 +22,16 @@ fn record(
     now: i64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO contact_audit (contact_id, action, actor, changes, at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO contact_audit (contact_id, action, actor, changes, at, actor_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         contact,
         action,
         actor.name,
         changes.to_string(),
-        now
+        now,
+        actor.kind.as_str()
     ])?;
     Ok(())
 }
@@ -239,12 +240,14 @@ pub fn merge(
 pub fn history(conn: &Connection, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {
     desk::contact(conn, id)?;
     let mut statement = conn.prepare_cached(
-        "SELECT at, actor, action, changes FROM contact_audit WHERE contact_id = ?1 ORDER BY seq",
+        "SELECT at, actor, action, changes, actor_type FROM contact_audit WHERE contact_id = ?1
+         ORDER BY seq",
     )?;
     let rows = statement.query_map([id.as_str()], |r| {
         Ok(AuditEntry {
             at: from_millis(r.get(0)?),
             actor: r.get(1)?,
+            actor_type: crate::store::actor_type(&r.get::<_, String>(4)?),
             entity: "contact".into(),
             entity_id: id.to_string(),
             action: r.get(2)?,

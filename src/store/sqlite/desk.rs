@@ -27,8 +27,9 @@ pub(super) fn audit(
     now: i64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
+             actor_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         ticket,
@@ -38,7 +39,8 @@ pub(super) fn audit(
         actor.name,
         changes.to_string(),
         actor.reason,
-        now
+        now,
+        actor.kind.as_str()
     ])?;
     Ok(())
 }
@@ -464,12 +466,14 @@ pub fn history(conn: &Connection, id: &TicketId) -> Result<Vec<AuditEntry>, Stor
         return Err(StoreError::NotFound("ticket"));
     }
     let mut statement = conn.prepare_cached(
-        "SELECT at, actor, entity, entity_id, action, changes, reason FROM audit WHERE ticket_id = ?1 ORDER BY seq",
+        "SELECT at, actor, entity, entity_id, action, changes, reason, actor_type FROM audit
+         WHERE ticket_id = ?1 ORDER BY seq",
     )?;
     let rows = statement.query_map([id.as_str()], |r| {
         Ok(AuditEntry {
             at: from_millis(r.get(0)?),
             actor: r.get(1)?,
+            actor_type: crate::store::actor_type(&r.get::<_, String>(7)?),
             entity: r.get(2)?,
             entity_id: r.get(3)?,
             action: r.get(4)?,
@@ -592,12 +596,14 @@ pub fn analytics(
         .collect::<Result<_, _>>()?;
     // First response: from a conversation's first inbound message to its first rep reply.
     let mut statement = conn.prepare_cached(
-        "SELECT c.channel_id, r.sender_id, (r.created_at - i.first_in) / 1000.0
+        "SELECT c.channel_id, CASE WHEN r.sender_type = 'rep' THEN r.sender_id END,
+                (r.created_at - i.first_in) / 1000.0
          FROM conversations c
          JOIN (SELECT conversation_id, MIN(created_at) AS first_in FROM messages
                WHERE direction = 'inbound' GROUP BY conversation_id) i ON i.conversation_id = c.id
          JOIN messages r ON r.seq = (SELECT MIN(seq) FROM messages
-                                     WHERE conversation_id = c.id AND direction = 'outbound' AND sender_type = 'rep')
+                                     WHERE conversation_id = c.id AND direction = 'outbound'
+                                       AND sender_type IN ('rep', 'token'))
          WHERE c.created_at >= ?1 AND c.created_at < ?2 AND c.deleted_at IS NULL",
     )?;
     facts.first_responses = statement
@@ -621,13 +627,13 @@ pub fn analytics(
         })?
         .collect::<Result<_, _>>()?;
     let mut statement = conn.prepare_cached(
-        "SELECT sender_id, count(*) FROM messages
+        "SELECT channel_id, sender_id, count(*) FROM messages
          WHERE direction = 'outbound' AND sender_type = 'rep' AND created_at >= ?1 AND created_at < ?2
-         GROUP BY sender_id",
+         GROUP BY channel_id, sender_id",
     )?;
     facts.replies = statement
         .query_map(params![from, to], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
         })?
         .collect::<Result<_, _>>()?;
     Ok(facts)

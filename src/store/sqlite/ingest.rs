@@ -9,7 +9,10 @@ use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
     from_millis,
 };
-use crate::store::{Actor, ChannelRules, IngestOutcome, NewReply, Routed, StoreError, Via};
+use crate::store::{
+    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, Routed, StoreError, Via,
+    plan_edit,
+};
 
 use super::desk as tickets_store;
 use super::{events, outbox, routing};
@@ -50,32 +53,30 @@ fn apply_edit(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((id, parts, history, seq)) = current else {
-        return Ok(IngestOutcome::Edited {
+    let skipped = |why| {
+        Ok(IngestOutcome::Edited {
             id: edit.platform_message_id.clone(),
             applied: false,
-        });
+            skipped: Some(why),
+        })
     };
-    let mut revisions: Vec<serde_json::Value> = history
-        .as_deref()
-        .and_then(|h| serde_json::from_str(h).ok())
-        .unwrap_or_default();
-    let old_parts: serde_json::Value = serde_json::from_str(&parts).unwrap_or_default();
-    revisions.push(serde_json::json!({"parts": old_parts, "replaced_at": from_millis(now)}));
+    let Some((id, parts, history, seq)) = current else {
+        return skipped(EditSkipped::UnknownMessage);
+    };
+    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
+        EditPlan::Skip(why) => return skipped(why),
+        EditPlan::Apply { history } => history,
+    };
     let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
     conn.prepare_cached(
         "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![
-        id,
-        json(&edit.parts)?,
-        json(&revisions)?,
-        edited_at
-    ])?;
+    .execute(params![id, json(&edit.parts)?, history, edited_at])?;
     tickets_store::index_text(conn, seq, &edit.parts)?;
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
+        skipped: None,
     })
 }
 
@@ -484,17 +485,16 @@ fn via_conversation(
 /// Stores a rep's reply and its delivery job.
 pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Message, StoreError> {
     let conversation = reply.conversation_id.as_str();
-    let (channel, ticket, last_inbound): (String, String, Option<String>) = conn
+    let (channel, ticket): (String, String) = conn
         .prepare_cached(
-            "SELECT channel_id, ticket_id, last_inbound_id FROM conversations
-             WHERE id = ?1 AND deleted_at IS NULL",
+            "SELECT channel_id, ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
         )?
-        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
-        let actor = Actor::new(reply.sender.id.clone());
+        let actor = Actor::of(&reply.sender);
         tickets_store::apply_ticket_change(
             conn,
             &TicketId::from_stored(ticket.clone()),
@@ -518,7 +518,9 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
                 ))
             })?,
         ),
-        None => last_inbound,
+        // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
+        // on WhatsApp and Telegram would show as a quote.
+        None => None,
     };
     // Through another channel: the reply goes into the contact's conversation there, on
     // the same ticket (created if it has none yet).

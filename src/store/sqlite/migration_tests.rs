@@ -93,10 +93,9 @@ async fn the_comments_migration_keeps_every_message_its_seq_and_its_search_entry
 }
 
 /// A database written before job heads (schema 7) keeps its queue order through the
-/// migration: only the oldest pending job of each conversation may be leased, and a
-/// reply still quotes the conversation's latest inbound message by default.
+/// migration: only the oldest pending job of each conversation may be leased.
 #[tokio::test]
-async fn the_job_heads_migration_keeps_queue_order_and_the_quoted_inbound_message() {
+async fn the_job_heads_migration_keeps_queue_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
@@ -156,24 +155,4 @@ async fn the_job_heads_migration_keeps_queue_order_and_the_quoted_inbound_messag
     assert_eq!(outbound.to.value, "a");
     let first = store.lease_jobs(&lease("w2")).await.unwrap_or_default();
     assert!(first.is_empty(), "nothing else may run yet: {first:?}");
-
-    let reply = store
-        .create_reply(NewReply {
-            conversation_id: ConversationId::from_stored("conv_a".into()),
-            parts: Vec::new(),
-            reply_to: None,
-            sender: crate::model::Sender {
-                kind: crate::model::SenderKind::Rep,
-                id: "alice".into(),
-            },
-            run_at: Utc::now(),
-            ticket_change: None,
-            via: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        reply.reply_to.map(|m| m.to_string()).as_deref(),
-        Some("msg_in_conv_a")
-    );
 }

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_notifications.sql"),
     include_str!("../../../migrations/sqlite/0007_inboxes_comments_contacts_snippets.sql"),
     include_str!("../../../migrations/sqlite/0008_job_heads_last_inbound.sql"),
+    include_str!("../../../migrations/sqlite/0009_actor_kinds.sql"),
 ];
 
 const READERS: usize = 4;

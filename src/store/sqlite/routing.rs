@@ -93,7 +93,7 @@ fn record(
     let ticket: String = conn
         .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1")?
         .query_row([conversation], |r| r.get(0))?;
-    let actor = Actor::new("routing");
+    let actor = Actor::system("routing");
     let reason = serde_json::to_value(decision).unwrap_or_default();
     let action = if decision.assignee.is_some() {
         "assigned"
@@ -101,8 +101,9 @@ fn record(
         "left_unassigned"
     };
     conn.prepare_cached(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at)
-         VALUES (?1, 'conversation', ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
+             actor_type)
+         VALUES (?1, 'conversation', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         ticket,
@@ -111,7 +112,8 @@ fn record(
         actor.name,
         reason.to_string(),
         decision.note,
-        now
+        now,
+        actor.kind.as_str()
     ])?;
     let Some(rep) = &decision.assignee else {
         return Ok(());

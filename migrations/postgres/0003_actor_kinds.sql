@@ -1,0 +1,5 @@
+-- Who acted, by kind: a rep, an API token bound to no rep, the bridge itself (routing),
+-- or the contact (SQLite migration 0009). Earlier rows stay `rep`, except routing's.
+ALTER TABLE audit ADD COLUMN actor_type TEXT NOT NULL DEFAULT 'rep';
+UPDATE audit SET actor_type = 'system' WHERE actor = 'routing';
+ALTER TABLE contact_audit ADD COLUMN actor_type TEXT NOT NULL DEFAULT 'rep';
