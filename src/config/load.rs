@@ -279,6 +279,8 @@ struct RawDelivery {
     lease_ms: u64,
     #[serde(default = "default_max_retry_after")]
     max_retry_after_ms: u64,
+    #[serde(default = "default_poll")]
+    poll_ms: u64,
 }
 
 /// Svix's schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.5 h in all).
@@ -295,6 +297,9 @@ fn default_concurrency() -> usize {
 }
 fn default_lease() -> u64 {
     60_000
+}
+fn default_poll() -> u64 {
+    5_000
 }
 fn default_max_retry_after() -> u64 {
     3_600_000
@@ -607,6 +612,9 @@ fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryC
             "must be above zero",
         ));
     }
+    if raw.poll_ms == 0 {
+        errors.push(ConfigError::new("delivery.poll_ms", "must be above zero"));
+    }
     if raw.lease_ms <= raw.timeout_ms {
         errors.push(ConfigError::new(
             "delivery.lease_ms",
@@ -619,6 +627,7 @@ fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryC
         concurrency: raw.concurrency,
         lease_ms: raw.lease_ms,
         max_retry_after_ms: raw.max_retry_after_ms,
+        poll_ms: raw.poll_ms,
     })
 }
 

@@ -277,6 +277,9 @@ pub struct DeliveryConfig {
     pub lease_ms: u64,
     /// The longest `Retry-After` honoured; longer asks are capped to this.
     pub max_retry_after_ms: u64,
+    /// The longest the worker waits between looks for due jobs. Only a safety net: a new
+    /// reply, email or comment wakes it at once.
+    pub poll_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
