@@ -45,6 +45,7 @@ const SECTIONS: &[&str] = &[
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
 const CHANNEL_RULE_KEYS: &[&str] = &[
+    "name",
     "enabled",
     "threading",
     "reopen",
@@ -308,6 +309,8 @@ fn default_max_retry_after() -> u64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChannelRules {
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
@@ -428,9 +431,11 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         .into_iter()
         .filter_map(|(id, raw)| {
             let ticket = ticket_template(&id, raw.rules.ticket, &pipelines, errors)?;
+            let name = raw.rules.name.unwrap_or_else(|| id.clone());
             Some((
                 id,
                 ChannelConfig {
+                    name,
                     enabled: raw.rules.enabled,
                     threading: raw.rules.threading,
                     reopen: raw.rules.reopen,
@@ -714,6 +719,11 @@ fn channels(
             continue;
         }
         let rules = parse::<RawChannelRules>(toml::Value::Table(rules), &key, errors);
+        if let Some(name) = rules.as_ref().and_then(|r| r.name.as_deref())
+            && name.trim().is_empty()
+        {
+            errors.push(ConfigError::new(format!("{key}.name"), "must not be empty"));
+        }
         let adapter = parse::<AdapterConfig>(toml::Value::Table(adapter), &key, errors);
         if let Some(adapter) = &adapter {
             for (field, message) in adapter.validate() {

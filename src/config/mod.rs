@@ -325,6 +325,9 @@ pub struct StatusConfig {
 /// One channel: an adapter plus the help-desk rules for what arrives on it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelConfig {
+    /// What people call the channel ("Support WhatsApp"), in emails to reps; the id when
+    /// not set.
+    pub name: String,
     pub enabled: bool,
     pub threading: Threading,
     /// After a conversation closes, a new message reopens it (true) or starts a new one.

@@ -89,6 +89,8 @@ pub struct RepSlot {
 pub struct OwnerEmail {
     /// Base of the conversation link (`server.public_url`).
     pub link_base: Option<String>,
+    /// The channel as the email names it (`channels.ID.name`).
+    pub channel_name: String,
 }
 
 /// A rep as digests need them.
@@ -124,6 +126,7 @@ impl ChannelRules {
                 reps: config.reps.iter().map(slot).collect(),
                 email: config.smtp.as_ref().map(|_| OwnerEmail {
                     link_base: config.server.public_url.clone(),
+                    channel_name: channel.name.clone(),
                 }),
             },
         };
@@ -304,6 +307,10 @@ pub struct NewComment {
     pub conversation_id: ConversationId,
     /// The rep (or token name) writing it.
     pub author: String,
+    /// The author as mention emails name them (the rep's `name`, else `author`).
+    pub author_name: String,
+    /// The conversation's channel as mention emails name it (`channels.ID.name`).
+    pub channel_name: String,
     pub text: String,
     /// The reps it mentions, each notified by an event (and an email while offline).
     pub mentions: Vec<Mention>,

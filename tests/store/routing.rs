@@ -306,6 +306,7 @@ fn contact_owner(channel: &str) -> ChannelRules {
             }],
             email: Some(OwnerEmail {
                 link_base: Some("https://bridge.example.com".into()),
+                channel_name: format!("{channel} desk"),
             }),
         },
         ..rules(channel)
@@ -352,7 +353,7 @@ async fn contact_owner_routing_assigns_the_owner_and_emails_them_while_offline(
     assert_eq!(sent.len(), 1);
     let email = &sent[0];
     assert_eq!(email.to, "alice@example.com");
-    assert_eq!(email.subject, "New message from Ana on chat");
+    assert_eq!(email.subject, "New message from Ana on chat desk");
     assert!(email.text.contains("Are you there?"), "{}", email.text);
     assert!(
         email.text.contains(&format!(

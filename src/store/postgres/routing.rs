@@ -231,8 +231,12 @@ pub async fn email_offline_owner(
         .link_base
         .as_ref()
         .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
-    let (subject, text) =
-        crate::desk::notify::owner_email(&contact_name, &rules.channel_id, parts, link.as_deref());
+    let (subject, text) = crate::desk::notify::owner_email(
+        &contact_name,
+        &email.channel_name,
+        parts,
+        link.as_deref(),
+    );
     let job = Email {
         to: address.clone(),
         subject,
