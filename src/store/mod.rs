@@ -268,7 +268,9 @@ pub struct Event {
     pub conversation_id: Option<String>,
     /// The conversation's owner when the event happened.
     pub owner_id: Option<String>,
-    /// What happened: ids, the new status or owner.
+    /// What happened: ids, the new status or owner. `message.created` also carries
+    /// `contact_name` (the display name, or null) and `preview` (the text on one line, cut
+    /// near 120 characters), so a client shows it without another call.
     #[schema(value_type = Object)]
     pub data: Value,
     pub at: DateTime<Utc>,
