@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod inboxes;
 pub mod notify;
 pub mod routing;
+pub mod search;
 pub mod snippets;
 pub mod threading;
 pub mod tickets;

@@ -540,10 +540,11 @@ pub fn index_text(
 }
 
 /// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
-/// last one), and nothing typed is read as FTS syntax.
+/// last one, unless it is a single character), and nothing typed is read as FTS syntax.
 pub fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split_whitespace()
+    let typed: Vec<&str> = q.split_whitespace().collect();
+    let words: Vec<String> = typed
+        .iter()
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
     let (last, rest) = words.split_last()?;
@@ -552,7 +553,9 @@ pub fn fts_query(q: &str) -> Option<String> {
         query.push(' ');
     }
     query.push_str(last);
-    query.push('*');
+    if crate::desk::search::searched_as_prefix(typed.last()?) {
+        query.push('*');
+    }
     Some(query)
 }
 
