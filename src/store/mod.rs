@@ -102,6 +102,23 @@ pub struct DigestRep {
     pub notify: bool,
 }
 
+/// What digest emails say besides the messages.
+#[derive(Clone, Debug, Default)]
+pub struct DigestLinks {
+    /// Base of the conversation links (`server.public_url`).
+    pub link_base: Option<String>,
+    /// Channels by id as the email names them (`channels.ID.name`); an id not here is
+    /// named as it is.
+    pub channel_names: std::collections::HashMap<String, String>,
+}
+
+impl DigestLinks {
+    /// What the email calls channel `id`.
+    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.channel_names.get(id).map_or(id, String::as_str)
+    }
+}
+
 /// The channel id email jobs are queued under (they run whenever `[smtp]` is set).
 pub const JOB_CHANNEL_SMTP: &str = "@smtp";
 
@@ -696,7 +713,7 @@ pub trait Store: Send + Sync {
     async fn queue_digests(
         &self,
         reps: Vec<DigestRep>,
-        link_base: Option<String>,
+        links: DigestLinks,
         interval_ms: i64,
         presence_timeout_ms: i64,
     ) -> Result<usize, StoreError>;
