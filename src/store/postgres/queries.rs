@@ -1082,7 +1082,9 @@ pub(super) mod tests {
             ts_query(r"it's a\b  x:*"),
             Some(r"'it''s' & 'a\\b' & 'x:*':*".into())
         );
-        assert_eq!(ts_query("a\0b"), Some("'a' & 'b':*".into()));
+        assert_eq!(ts_query("a\0bc"), Some("'a' & 'bc':*".into()));
+        // One character typed last is a whole word, as in FTS5.
+        assert_eq!(ts_query("a\0b"), Some("'a' & 'b'".into()));
         // Only the word typed last is a prefix, even when it drops out.
         assert_eq!(ts_query("? hello !"), Some("'hello'".into()));
         assert_eq!(ts_query("&|! :*"), Some(String::new()));
