@@ -220,10 +220,12 @@ fn parse_table<T: DeserializeOwned>(
                     }
                 }
                 let expected: Vec<String> = expected.iter().map(|e| format!("`{e}`")).collect();
-                errors.push(ConfigError::new(
-                    at.clone(),
-                    format!("unknown key; expected one of {}", expected.join(", ")),
-                ));
+                let message = if expected.is_empty() {
+                    "unknown key; this table takes none".to_owned()
+                } else {
+                    format!("unknown key; expected one of {}", expected.join(", "))
+                };
+                errors.push(ConfigError::new(at.clone(), message));
                 taken_out.push(at);
             }
             None => {
