@@ -244,7 +244,14 @@ async fn send_digests(state: AppState, shutdown: CancellationToken) {
                 .store
                 .queue_digests(
                     reps,
-                    config.server.public_url.clone(),
+                    crate::store::DigestLinks {
+                        link_base: config.server.public_url.clone(),
+                        channel_names: config
+                            .channels
+                            .iter()
+                            .map(|(id, c)| (id.clone(), c.name.clone()))
+                            .collect(),
+                    },
                     (interval * 1000) as i64,
                     (config.presence.timeout_s * 1000) as i64,
                 )

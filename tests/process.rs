@@ -708,6 +708,69 @@ kind = "carrier-pigeon"
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reports_every_error_of_a_table_one_a_line_naming_the_keys_it_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            r#"
+[server]
+lisen = "127.0.0.1:1"
+max_body_bytes = "big"
+
+[storage]
+url = "sqlite://{db}"
+
+[[reps]]
+id = "alice"
+emial = "alice@example.com"
+capacity = "lots"
+
+[channels.x]
+kind = "generic"
+secret = "whsec_Y2hhbm5lbC1icmlkZ2UtZGV2LXNlY3JldC1vbmx5ISE="
+outbound_url = "ftp://example.com/x"
+enabld = true
+"#,
+            db = dir.path().join("bridge.db").display()
+        ),
+    )
+    .unwrap();
+    let output = run_cli(&bad, &["check-config"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut keys: Vec<&str> = stderr
+        .lines()
+        .map(|line| line.split_once(": ").map_or(line, |(key, _)| key))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "channels.x.enabld",
+            "channels.x.outbound_url",
+            "reps[0].capacity",
+            "reps[0].emial",
+            "server.lisen",
+            "server.max_body_bytes",
+        ],
+        "every error, one a line:\n{stderr}"
+    );
+    assert!(
+        stderr.ends_with("URL\n"),
+        "ends with a newline:\n{stderr:?}"
+    );
+    let enabld = stderr
+        .lines()
+        .find(|l| l.starts_with("channels.x.enabld"))
+        .unwrap();
+    for expected in ["`outbound_url`", "`enabled`", "`threading`", "`name`"] {
+        assert!(enabld.contains(expected), "{enabld}");
+    }
+}
+
 /// Parses `name: value` lines.
 fn header_lines(text: &str) -> Vec<(String, String)> {
     text.lines()

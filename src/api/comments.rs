@@ -21,10 +21,11 @@ use crate::store::{Mention, NewComment};
 #[schema(example = json!({"text": "@bob can we refund this one?"}))]
 pub struct CommentRequest {
     /// What the comment says (not blank). Every `@rep` that starts a word mentions that
-    /// rep.
+    /// rep (ids match ignoring case); an `@word` that is no rep is plain text.
     #[schema(min_length = 1, pattern = r"\S")]
     text: String,
-    /// Reps to mention besides those written as `@rep` in the text.
+    /// Reps to mention besides those written as `@rep` in the text; any that is no rep
+    /// is refused (422).
     #[serde(default)]
     mentions: Vec<String>,
 }
@@ -55,7 +56,7 @@ pub async fn create(
     JsonBody(request): JsonBody<CommentRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let id = ConversationId::parse(&id).ok_or_else(|| ApiError::not_found("conversation"))?;
-    access::conversation(&state, &caller, &id).await?;
+    let conversation = access::conversation(&state, &caller, &id).await?;
     if request.text.trim().is_empty() {
         return Err(ApiError::unprocessable("text: must not be empty"));
     }
@@ -71,6 +72,17 @@ pub async fn create(
             ))
         })?;
     let author = caller.sender();
+    // Emails name people and channels as the team knows them, not by config ids.
+    let author_name = caller
+        .rep
+        .as_deref()
+        .and_then(|rep| config.rep(rep))
+        .and_then(|rep| rep.name.clone())
+        .unwrap_or_else(|| author.id.clone());
+    let channel_name = config
+        .channels
+        .get(&conversation.channel_id)
+        .map_or_else(|| conversation.channel_id.clone(), |c| c.name.clone());
     let mentions = mentioned
         .into_iter()
         // Nobody needs telling about their own note.
@@ -89,6 +101,8 @@ pub async fn create(
         .add_comment(NewComment {
             conversation_id: id,
             author,
+            author_name,
+            channel_name,
             text: request.text,
             mentions,
             presence_timeout_ms: (config.presence.timeout_s * 1000) as i64,

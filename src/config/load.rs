@@ -45,6 +45,7 @@ const SECTIONS: &[&str] = &[
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
 const CHANNEL_RULE_KEYS: &[&str] = &[
+    "name",
     "enabled",
     "threading",
     "reopen",
@@ -170,15 +171,110 @@ fn parse<T: DeserializeOwned>(
     key: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let message = e.into_inner().to_string();
-            let at = crate::model::field_path(key, &inner, &message);
-            errors.push(ConfigError::new(at, message));
-            None
+    parse_table(value, key, &[], errors)
+}
+
+/// [`parse`] that reports every error of the value at once: an unknown key or a value of
+/// the wrong type is recorded and taken out, and the rest is read again, so one typo does
+/// not hide the next. `shared` names keys of the same TOML table that are read elsewhere
+/// (a channel's rule keys beside its adapter's), which an unknown key's message lists too.
+/// The value comes back only when nothing but unknown keys was wrong: with a value taken
+/// out its default would stand in, and checks on it would report what was never written.
+fn parse_table<T: DeserializeOwned>(
+    mut value: toml::Value,
+    key: &str,
+    shared: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let mut only_unknown_keys = true;
+    // Keys taken out for being wrong: their "missing field" is no news.
+    let mut taken_out: Vec<String> = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return only_unknown_keys.then_some(v),
+            Err(e) => e,
+        };
+        let mut path: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        let inner = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // The deserializer appends where it was (`in `capacity``); the key says it.
+        let message = message.lines().next().unwrap_or_default().trim().to_owned();
+        let unknown = unknown_field(&message);
+        let at = crate::model::field_path(key, &inner, &message).replace(".[", "[");
+        if taken_out.contains(&at) {
+            return None;
         }
+        match unknown {
+            Some((field, expected)) => {
+                // An internally tagged enum (a channel's `kind`) loses the path inside it.
+                let at = if at.ends_with(&format!(".{field}")) {
+                    at
+                } else {
+                    path.push(serde_path_to_error::Segment::Map { key: field.clone() });
+                    format!("{at}.{field}")
+                };
+                let mut expected = expected;
+                for k in shared {
+                    if !expected.iter().any(|e| e == k) {
+                        expected.push((*k).to_owned());
+                    }
+                }
+                let expected: Vec<String> = expected.iter().map(|e| format!("`{e}`")).collect();
+                let message = if expected.is_empty() {
+                    "unknown key; this table takes none".to_owned()
+                } else {
+                    format!("unknown key; expected one of {}", expected.join(", "))
+                };
+                errors.push(ConfigError::new(at.clone(), message));
+                taken_out.push(at);
+            }
+            None => {
+                only_unknown_keys = false;
+                errors.push(ConfigError::new(at.clone(), message));
+                taken_out.push(at);
+            }
+        }
+        if !take_out(&mut value, &path) {
+            return None;
+        }
+    }
+}
+
+/// `unknown field `x`, expected `a` or `b``: the field and the expected keys.
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field.to_owned(), expected))
+}
+
+/// Removes the key at `path` (a table key, possibly inside arrays); false when there is
+/// none to remove (the error is about the whole value, or an array element).
+fn take_out(value: &mut toml::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((Segment::Map { key }, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        let next = match (segment, node) {
+            (Segment::Map { key }, toml::Value::Table(t)) => t.get_mut(key),
+            (Segment::Seq { index }, toml::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        node = next;
+    }
+    match node {
+        toml::Value::Table(t) => t.remove(key).is_some(),
+        _ => false,
     }
 }
 
@@ -286,6 +382,8 @@ struct RawDelivery {
     lease_ms: u64,
     #[serde(default = "default_max_retry_after")]
     max_retry_after_ms: u64,
+    #[serde(default = "default_poll")]
+    poll_ms: u64,
 }
 
 /// Svix's schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.5 h in all).
@@ -303,6 +401,9 @@ fn default_concurrency() -> usize {
 fn default_lease() -> u64 {
     60_000
 }
+fn default_poll() -> u64 {
+    5_000
+}
 fn default_max_retry_after() -> u64 {
     3_600_000
 }
@@ -310,6 +411,8 @@ fn default_max_retry_after() -> u64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChannelRules {
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
@@ -430,9 +533,11 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         .into_iter()
         .filter_map(|(id, raw)| {
             let ticket = ticket_template(&id, raw.rules.ticket, &pipelines, errors)?;
+            let name = raw.rules.name.unwrap_or_else(|| id.clone());
             Some((
                 id,
                 ChannelConfig {
+                    name,
                     enabled: raw.rules.enabled,
                     threading: raw.rules.threading,
                     reopen: raw.rules.reopen,
@@ -621,6 +726,9 @@ fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryC
             "must be above zero",
         ));
     }
+    if raw.poll_ms == 0 {
+        errors.push(ConfigError::new("delivery.poll_ms", "must be above zero"));
+    }
     if raw.lease_ms <= raw.timeout_ms {
         errors.push(ConfigError::new(
             "delivery.lease_ms",
@@ -633,6 +741,7 @@ fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryC
         concurrency: raw.concurrency,
         lease_ms: raw.lease_ms,
         max_retry_after_ms: raw.max_retry_after_ms,
+        poll_ms: raw.poll_ms,
     })
 }
 
@@ -719,7 +828,17 @@ fn channels(
             continue;
         }
         let rules = parse::<RawChannelRules>(toml::Value::Table(rules), &key, errors);
-        let adapter = parse::<AdapterConfig>(toml::Value::Table(adapter), &key, errors);
+        if let Some(name) = rules.as_ref().and_then(|r| r.name.as_deref())
+            && name.trim().is_empty()
+        {
+            errors.push(ConfigError::new(format!("{key}.name"), "must not be empty"));
+        }
+        // An unknown key's message lists the rule keys too: they share the table.
+        let shared: Vec<&str> = std::iter::once("kind")
+            .chain(CHANNEL_RULE_KEYS.iter().copied())
+            .collect();
+        let adapter =
+            parse_table::<AdapterConfig>(toml::Value::Table(adapter), &key, &shared, errors);
         if let Some(adapter) = &adapter {
             for (field, message) in adapter.validate() {
                 errors.push(ConfigError::new(format!("{key}.{field}"), message));
@@ -953,7 +1072,7 @@ threading = "sideways"
         let text = minimal() + "outbond_url = \"http://typo/\"\n[sever]\nlisten = \"x\"\n";
         let mut found = keys(load_str(&text, []));
         found.sort();
-        assert_eq!(found, vec!["channels.demo", "sever"]);
+        assert_eq!(found, vec!["channels.demo.outbond_url", "sever"]);
     }
 
     #[test]

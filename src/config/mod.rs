@@ -283,6 +283,9 @@ pub struct DeliveryConfig {
     pub lease_ms: u64,
     /// The longest `Retry-After` honoured; longer asks are capped to this.
     pub max_retry_after_ms: u64,
+    /// The longest the worker waits between looks for due jobs. Only a safety net: a new
+    /// reply, email or comment wakes it at once.
+    pub poll_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -328,6 +331,9 @@ pub struct StatusConfig {
 /// One channel: an adapter plus the help-desk rules for what arrives on it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelConfig {
+    /// What people call the channel ("Support WhatsApp"), in emails to reps; the id when
+    /// not set.
+    pub name: String,
     pub enabled: bool,
     pub threading: Threading,
     /// After a conversation closes, a new message reopens it (true) or starts a new one.

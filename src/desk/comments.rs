@@ -2,21 +2,35 @@
 //! thread with the messages but are never sent, never count as a response, and never move
 //! a ticket. This module reads who a comment mentions.
 
-/// The reps a comment mentions, each once, in order of first mention: every `@id` that
-/// starts a word of `text`, then the ids in `listed`. Any that is not a rep in `reps` is
-/// refused, all named at once, so a typo never leaves a colleague silently un-notified.
+/// The reps a comment mentions, each once by their configured id, in order of first
+/// mention: every `@id` that starts a word of `text`, then the ids in `listed`, matched to
+/// `reps` ignoring case. An `@word` that is no rep is plain text (an address, a handle, a
+/// price); an id in `listed` was asked for by name, so any that is no rep is refused, all
+/// named at once, and a typo never leaves a colleague silently un-notified.
 pub fn mentions(text: &str, listed: &[String], reps: &[&str]) -> Result<Vec<String>, Vec<String>> {
+    let rep = |id: &str| {
+        let id = id.to_lowercase();
+        reps.iter().find(move |r| r.to_lowercase() == id)
+    };
     let mut found: Vec<String> = Vec::new();
-    for id in in_text(text).into_iter().chain(listed.iter().cloned()) {
-        if !found.contains(&id) {
-            found.push(id);
+    let mut unknown: Vec<String> = Vec::new();
+    let mut add = |id: &str| {
+        if !found.iter().any(|f| f == id) {
+            found.push(id.to_owned());
+        }
+    };
+    for id in in_text(text) {
+        if let Some(id) = rep(&id) {
+            add(id);
         }
     }
-    let unknown: Vec<String> = found
-        .iter()
-        .filter(|id| !reps.contains(&id.as_str()))
-        .cloned()
-        .collect();
+    for id in listed {
+        match rep(id) {
+            Some(id) => add(id),
+            None if !unknown.contains(id) => unknown.push(id.clone()),
+            None => {}
+        }
+    }
     if unknown.is_empty() {
         Ok(found)
     } else {
@@ -80,10 +94,36 @@ mod tests {
     }
 
     #[test]
-    fn unknown_reps_are_refused_all_named() {
+    fn an_at_word_that_is_no_rep_is_plain_text_and_ids_match_ignoring_case() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("@ghost said @bob", &["bob"]),
+            ("@Bob and @ALICE", &["bob", "alice"]),
+            ("@bob then @BOB", &["bob"]),
+            ("@Jean-Luc.", &["jean-luc"]),
+            ("costs @5 at @midnight", &[]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                mentions(text, &[], REPS),
+                Ok(expected.iter().map(|s| s.to_string()).collect()),
+                "{text:?}"
+            );
+        }
         assert_eq!(
-            mentions("@bob ask @ghost and @ghost", &["nobody".into()], REPS),
-            Err(vec!["ghost".to_owned(), "nobody".to_owned()])
+            mentions("", &["Alice".into()], REPS),
+            Ok(vec!["alice".to_owned()])
+        );
+    }
+
+    #[test]
+    fn listed_ids_that_are_no_rep_are_refused_all_named() {
+        assert_eq!(
+            mentions(
+                "@bob ask @ghost",
+                &["nobody".into(), "nobody".into(), "x".into()],
+                REPS
+            ),
+            Err(vec!["nobody".to_owned(), "x".to_owned()])
         );
     }
 }

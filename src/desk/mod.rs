@@ -9,6 +9,7 @@ pub mod edits;
 pub mod inboxes;
 pub mod notify;
 pub mod routing;
+pub mod search;
 pub mod snippets;
 pub mod threading;
 pub mod tickets;

@@ -28,14 +28,7 @@ pub fn owner_email(
                     text.push_str(caption);
                     text.push('\n');
                 }
-                let kind = match part {
-                    Part::Image(_) => "image",
-                    Part::Video(_) => "video",
-                    Part::Audio(_) => "audio",
-                    Part::VoiceNote(_) => "voice note",
-                    Part::Sticker(_) => "sticker",
-                    _ => "file",
-                };
+                let kind = kind(part);
                 let name = m
                     .media
                     .filename
@@ -66,6 +59,51 @@ pub fn owner_email(
         text.push_str(&format!("\nOpen the conversation: {link}\n"));
     }
     (subject, text)
+}
+
+/// Characters of a message a live client gets as its preview.
+const PREVIEW_CHARS: usize = 120;
+
+/// A one-line preview of a message for live clients (the `message.created` event): its
+/// text and captions on one line, cut at a word near [`PREVIEW_CHARS`] with `…`; for a
+/// message without text, what it holds (`[image]`).
+pub fn preview(parts: &[Part]) -> String {
+    let text: Vec<&str> = parts
+        .iter()
+        .filter_map(Part::text)
+        .flat_map(str::split_whitespace)
+        .collect();
+    let text = text.join(" ");
+    if text.is_empty() {
+        return parts
+            .first()
+            .map(|p| format!("[{}]", kind(p)))
+            .unwrap_or_default();
+    }
+    match text.char_indices().nth(PREVIEW_CHARS) {
+        None => text,
+        Some((cut, _)) => {
+            let head = &text[..cut];
+            let head = head.rsplit_once(' ').map_or(head, |(words, _)| words);
+            format!("{head}…")
+        }
+    }
+}
+
+/// What a part is, in words.
+fn kind(part: &Part) -> &str {
+    match part {
+        Part::Text(_) => "text",
+        Part::Image(_) => "image",
+        Part::Video(_) => "video",
+        Part::Audio(_) => "audio",
+        Part::VoiceNote(_) => "voice note",
+        Part::Sticker(_) => "sticker",
+        Part::File(_) => "file",
+        Part::Location(_) => "location",
+        Part::Contact(_) => "contact card",
+        Part::Unsupported(u) => &u.platform_type,
+    }
 }
 
 /// Subject and text of the email a rep gets when a colleague mentions them in an internal
@@ -122,6 +160,29 @@ pub fn digest_email(items: &[DigestItem], link_base: Option<&str>) -> (String, S
 mod tests {
     use super::*;
     use crate::model::{Media, MediaPart, TextPart};
+
+    #[test]
+    fn a_preview_is_the_text_on_one_line_cut_at_a_word_or_what_the_message_holds() {
+        let text = |t: &str| Part::Text(TextPart { text: t.to_owned() });
+        let image = Part::Image(MediaPart {
+            media: Media::default(),
+            caption: None,
+        });
+        let long = "word ".repeat(40);
+        let cases: Vec<(Vec<Part>, String)> = vec![
+            (vec![text("hello\n  there")], "hello there".into()),
+            (vec![image.clone(), text("see")], "see".into()),
+            (vec![image], "[image]".into()),
+            (vec![], String::new()),
+            (
+                vec![text(&long)],
+                format!("{}…", "word ".repeat(24).trim_end()),
+            ),
+        ];
+        for (parts, expected) in cases {
+            assert_eq!(preview(&parts), expected, "{parts:?}");
+        }
+    }
 
     #[test]
     fn a_digest_lists_each_new_message_with_a_link() {

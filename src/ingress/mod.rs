@@ -249,6 +249,11 @@ async fn handle(
         .iter()
         .filter(|o| matches!(o, IngestOutcome::Stored { .. }))
         .count();
+    if stored > 0 {
+        // A new message may have queued an email to its owner (or a delivery): the worker
+        // sends it now, as it does a reply, not at its next look.
+        state.wake.notify_one();
+    }
     let duplicates = outcomes
         .iter()
         .filter(|o| {

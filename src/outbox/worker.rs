@@ -18,8 +18,6 @@ use crate::runtime::{LiveChannel, Runtime, SharedRuntime};
 use crate::store::{Job, JobKind, JobOutcome, LeaseRequest, Store, StoreError};
 use crate::telemetry;
 
-/// The longest the worker sleeps without looking for due jobs.
-const MAX_IDLE: Duration = Duration::from_secs(5);
 /// The longest pause between tries to record an outcome while the store is unreachable.
 const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Pause after a store error before leasing again.
@@ -138,12 +136,14 @@ impl DeliveryWorker {
             if leased == free {
                 continue;
             }
+            // Whatever queues a job wakes the worker; this bound is only a safety net.
+            let idle = Duration::from_millis(runtime.config.delivery.poll_ms);
             let wait = match this.store.next_due(&channels).await {
                 Ok(Some(at)) => (at - Utc::now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
-                    .min(MAX_IDLE),
-                Ok(None) => MAX_IDLE,
+                    .min(idle),
+                Ok(None) => idle,
                 Err(_) => STORE_BACKOFF,
             };
             // Only conversation heads count, and a leased head counts from its lease's

@@ -89,6 +89,8 @@ pub struct RepSlot {
 pub struct OwnerEmail {
     /// Base of the conversation link (`server.public_url`).
     pub link_base: Option<String>,
+    /// The channel as the email names it (`channels.ID.name`).
+    pub channel_name: String,
 }
 
 /// A rep as digests need them.
@@ -98,6 +100,23 @@ pub struct DigestRep {
     pub email: String,
     /// `[[reps]].notify`; the rep's own choice (through the API) overrides it.
     pub notify: bool,
+}
+
+/// What digest emails say besides the messages.
+#[derive(Clone, Debug, Default)]
+pub struct DigestLinks {
+    /// Base of the conversation links (`server.public_url`).
+    pub link_base: Option<String>,
+    /// Channels by id as the email names them (`channels.ID.name`); an id not here is
+    /// named as it is.
+    pub channel_names: std::collections::HashMap<String, String>,
+}
+
+impl DigestLinks {
+    /// What the email calls channel `id`.
+    pub fn channel_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.channel_names.get(id).map_or(id, String::as_str)
+    }
 }
 
 /// The channel id email jobs are queued under (they run whenever `[smtp]` is set).
@@ -124,6 +143,7 @@ impl ChannelRules {
                 reps: config.reps.iter().map(slot).collect(),
                 email: config.smtp.as_ref().map(|_| OwnerEmail {
                     link_base: config.server.public_url.clone(),
+                    channel_name: channel.name.clone(),
                 }),
             },
         };
@@ -359,7 +379,9 @@ pub struct Event {
     pub conversation_id: Option<String>,
     /// The conversation's owner when the event happened.
     pub owner_id: Option<String>,
-    /// What happened: ids, the new status or owner.
+    /// What happened: ids, the new status or owner. `message.created` also carries
+    /// `contact_name` (the display name, or null) and `preview` (the text on one line, cut
+    /// near 120 characters), so a client shows it without another call.
     #[schema(value_type = Object)]
     pub data: Value,
     pub at: DateTime<Utc>,
@@ -398,6 +420,10 @@ pub struct NewComment {
     pub conversation_id: ConversationId,
     /// The rep, or the token bound to no rep, writing it.
     pub author: Sender,
+    /// The author as mention emails name them (the rep's `name`, else the author's id).
+    pub author_name: String,
+    /// The conversation's channel as mention emails name it (`channels.ID.name`).
+    pub channel_name: String,
     pub text: String,
     /// The reps it mentions, each notified by an event (and an email while offline).
     pub mentions: Vec<Mention>,
@@ -781,7 +807,7 @@ pub trait Store: Send + Sync {
     async fn queue_digests(
         &self,
         reps: Vec<DigestRep>,
-        link_base: Option<String>,
+        links: DigestLinks,
         interval_ms: i64,
         presence_timeout_ms: i64,
     ) -> Result<usize, StoreError>;

@@ -169,7 +169,7 @@ async fn a_comment_moves_nothing_and_is_no_response() {
 }
 
 #[tokio::test]
-async fn a_mentioned_rep_gets_an_event_and_unknown_mentions_are_refused_naming_them() {
+async fn a_mentioned_rep_gets_an_event_and_unknown_listed_mentions_are_refused_naming_them() {
     let app = spawn_desk("").await;
     let conversation = conversation_on(&app, "sales", "buyer").await;
     let id = conversation["id"].as_str().unwrap();
@@ -178,14 +178,14 @@ async fn a_mentioned_rep_gets_an_event_and_unknown_mentions_are_refused_naming_t
     let (status, body) = comment(
         &app,
         id,
-        json!({"text": "@bob @ghost see", "mentions": ["nobody"]}),
+        json!({"text": "@bob @ghost see", "mentions": ["nobody", "Carol", "x"]}),
         ALICE,
     )
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(
         body["error"]["message"],
-        "mentions: no rep \"ghost\", \"nobody\" in the config"
+        "mentions: no rep \"nobody\", \"x\" in the config"
     );
     assert_eq!(app.messages(id).await.len(), 1, "nothing was stored");
 
@@ -216,6 +216,31 @@ async fn a_mentioned_rep_gets_an_event_and_unknown_mentions_are_refused_naming_t
 }
 
 #[tokio::test]
+async fn an_at_word_that_is_no_rep_is_plain_text_and_rep_ids_match_ignoring_case() {
+    let app = spawn_desk("").await;
+    let conversation = conversation_on(&app, "sales", "buyer").await;
+    let id = conversation["id"].as_str().unwrap();
+    let mut bob = Stream::open_as(&app, "", BOB).await;
+
+    let (status, note) = comment(
+        &app,
+        id,
+        json!({"text": "@Bob: the @ghost handle on their invoice costs @5 extra"}),
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 201, "{note}");
+    assert_eq!(note["mentions"], json!(["bob"]), "by the rep's own id");
+    let (_, kind, event) = bob.next().await;
+    assert_eq!(kind, "comment.mentioned");
+    assert_eq!(event["data"]["rep_id"], "bob");
+    assert_eq!(
+        event["data"]["text"],
+        "@Bob: the @ghost handle on their invoice costs @5 extra"
+    );
+}
+
+#[tokio::test]
 async fn an_offline_mentioned_rep_gets_an_email_and_an_online_one_does_not() {
     let sink = SmtpSink::start().await;
     let smtp = format!(
@@ -223,7 +248,7 @@ async fn an_offline_mentioned_rep_gets_an_email_and_an_online_one_does_not() {
         sink.addr
     );
     let app = spawn_desk(&smtp).await;
-    let conversation = conversation_on(&app, "demo", "ana").await;
+    let conversation = conversation_on(&app, "sales", "ana").await;
     let id = conversation["id"].as_str().unwrap();
     let (status, _) = call(
         &app,
@@ -238,7 +263,7 @@ async fn an_offline_mentioned_rep_gets_an_email_and_an_online_one_does_not() {
     let (status, _) = comment(
         &app,
         id,
-        json!({"text": "@bob and @carol: can we refund?"}),
+        json!({"text": "@BOB and @carol: can we refund?"}),
         ALICE,
     )
     .await;
@@ -255,10 +280,12 @@ async fn an_offline_mentioned_rep_gets_an_email_and_an_online_one_does_not() {
     assert_eq!(mails[0].to, ["bob@example.com"]);
     assert_eq!(
         mails[0].header("subject").as_deref(),
-        Some("alice mentioned you in the conversation with Ana")
+        Some("Alice Doe mentioned you in the conversation with Ana"),
+        "the author by their name"
     );
     let body = mails[0].body();
-    assert!(body.contains("@bob and @carol: can we refund?"), "{body}");
+    assert!(body.contains("@BOB and @carol: can we refund?"), "{body}");
+    assert!(body.contains("with Ana on Sales line:"), "{body}");
     assert!(
         body.contains(&format!(
             "https://bridge.example.test/api/v1/conversations/{id}"

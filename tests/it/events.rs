@@ -120,6 +120,29 @@ async fn new_messages_and_assignments_stream_live() {
 }
 
 #[tokio::test]
+async fn a_new_message_event_carries_the_contact_name_and_a_preview_so_no_call_is_needed() {
+    let app = desk().await;
+    let mut stream = Stream::open(&app, "", None).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "is my  parcel\nlost?"))
+        .await;
+    let (_, kind, event) = stream.next().await;
+    assert_eq!(kind, "message.created");
+    assert_eq!(event["data"]["contact_name"], "Ana");
+    assert_eq!(event["data"]["preview"], "is my parcel lost?");
+
+    let conversation = app.only_conversation().await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.reply(&conversation, "Found it").await;
+    let (_, kind, event) = stream.next().await;
+    assert_eq!(kind, "message.created");
+    assert_eq!(event["data"]["direction"], "outbound");
+    assert_eq!(event["data"]["contact_name"], "Ana");
+    assert_eq!(event["data"]["preview"], "Found it");
+}
+
+#[tokio::test]
 async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_in_order() {
     let app = desk().await;
     let mut stream = Stream::open(&app, "", None).await;

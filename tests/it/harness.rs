@@ -48,6 +48,8 @@ pub struct Options {
     pub listen: String,
     /// Extra keys for the `[server]` table.
     pub server_extra: String,
+    /// `delivery.poll_ms`: the longest the worker waits between looks for due jobs.
+    pub poll_ms: u64,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             demo_secret: None,
             listen: "127.0.0.1:0".into(),
             server_extra: String::new(),
+            poll_ms: 5000,
         }
     }
 }
@@ -194,6 +197,7 @@ sha256 = "{rep}"
 retry_schedule_ms = {schedule:?}
 timeout_ms = {timeout}
 lease_ms = 30000
+poll_ms = {poll_ms}
 
 [channels.demo]
 kind = "generic"
@@ -223,6 +227,7 @@ outbound_url = "{receiver}/off"
             extra = options.extra,
             listen = options.listen,
             server_extra = options.server_extra,
+            poll_ms = options.poll_ms,
             demo_enabled = options.demo_enabled,
             demo_secret = options.demo_secret.clone().unwrap_or_else(secret),
         )

@@ -21,8 +21,14 @@ pub fn desk_config(inboxes: &str, more: &str) -> String {
 /// [`desk_config`] with only some of its channels.
 pub fn desk_config_with(channels: &[&str], inboxes: &str, more: &str) -> String {
     let channel = |id: &str| {
+        // Emails to reps call a channel by its name.
+        let name = if id == "sales" {
+            "name = \"Sales line\"\n"
+        } else {
+            ""
+        };
         format!(
-            "[channels.{id}]\nkind = \"generic\"\nsecret = \"{}\"\noutbound_url = \"http://127.0.0.1:9/{id}\"\n",
+            "[channels.{id}]\nkind = \"generic\"\n{name}secret = \"{}\"\noutbound_url = \"http://127.0.0.1:9/{id}\"\n",
             secret()
         )
     };

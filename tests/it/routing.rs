@@ -303,6 +303,29 @@ async fn an_offline_contact_owner_gets_each_new_message_by_email() {
 }
 
 #[tokio::test]
+async fn an_owners_email_leaves_as_soon_as_the_message_is_stored_not_at_the_next_poll() {
+    let sink = SmtpSink::start().await;
+    // The worker would not look for due jobs on its own within the test's lifetime: the
+    // email arrives only because storing the message wakes it, as a reply does.
+    let app = TestApp::spawn_with(Options {
+        extra: config(&sink.url(), 10, 300),
+        poll_ms: 3_600_000,
+        ..Options::default()
+    })
+    .await;
+    owned_contact(&app, "carol").await;
+    app.post_webhook("own", &text_event("o2", "vip", "are you there carol?"))
+        .await;
+    wait_until(
+        "the owner's email arrives",
+        Duration::from_secs(20),
+        || async { sink.received().len() == 1 },
+    )
+    .await;
+    assert_eq!(sink.received()[0].to, ["carol@example.com"]);
+}
+
+#[tokio::test]
 async fn an_online_contact_owner_gets_no_email() {
     let sink = SmtpSink::start().await;
     let app = spawn(&sink.url(), 10, 300).await;

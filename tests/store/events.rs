@@ -16,6 +16,7 @@ conformance!(
     events_after_a_cursor_start_after_it_and_stop_at_the_limit,
     event_streams_filter_by_channel_and_by_owner,
     a_write_wakes_whoever_waits_for_changes,
+    a_new_message_event_names_the_contact_and_previews_the_text,
 );
 
 async fn all_after(store: &dyn Store, after: i64, filter: &EventFilter) -> Vec<Event> {
@@ -214,5 +215,56 @@ async fn a_write_wakes_whoever_waits_for_changes(store: Arc<dyn Store>, _: &Back
     assert!(
         changes.has_changed().expect("the store is open"),
         "an ingest that made an event must wake streams"
+    );
+}
+
+async fn a_new_message_event_names_the_contact_and_previews_the_text(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let rules = rules("chat");
+    let start = store.latest_event().await.unwrap();
+    let nameless = post(&*store, &rules, Msg::new("m0", "bo").text("who?")).await;
+    let inbound = post(
+        &*store,
+        &rules,
+        Msg::new("m1", "ana")
+            .name("Ana")
+            .text("where is\nmy parcel?"),
+    )
+    .await;
+    reply(&*store, &inbound.conversation, "On its way").await;
+
+    let events = all_after(&*store, start, &EventFilter::default()).await;
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "message.created")
+        .map(|e| {
+            (
+                e.conversation_id.clone().unwrap(),
+                e.data["contact_name"].clone(),
+                e.data["preview"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [
+            (
+                nameless.conversation.to_string(),
+                json!(null),
+                json!("who?")
+            ),
+            (
+                inbound.conversation.to_string(),
+                json!("Ana"),
+                json!("where is my parcel?")
+            ),
+            (
+                inbound.conversation.to_string(),
+                json!("Ana"),
+                json!("On its way")
+            ),
+        ]
     );
 }

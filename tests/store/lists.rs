@@ -316,10 +316,27 @@ async fn conversations_are_found_by_what_was_said(store: Arc<dyn Store>, _: &Bac
             .await
             .unwrap_or_else(|e| panic!("q={odd:?}: {e}"));
     }
+    // One character is a word, not the start of every word with it (nor, accents
+    // folded, of words that start with another letter).
+    let plan = post(
+        &*store,
+        &rules,
+        Msg::new("m5", "eve").text("plan B, été en ville"),
+    )
+    .await
+    .conversation;
+    let big = post(&*store, &rules, Msg::new("m6", "fay").text("big news"))
+        .await
+        .conversation;
+    assert_eq!(search("bi").await, vec![big.clone()]);
+    assert_eq!(search("b").await, vec![plan.clone()]);
+    assert_eq!(search("plan b").await, vec![plan.clone()]);
+    assert!(search("e").await.is_empty(), "no word is just e");
+    assert_eq!(search("en").await, vec![plan.clone()], "two are a prefix");
     // Nothing typed means no search.
     assert_eq!(
         search("   ").await,
-        sorted(vec![ana, bo, cy, dan]),
+        sorted(vec![ana, bo, cy, dan, plan, big]),
         "a blank query filters nothing"
     );
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use channel_bridge::adapters::email::Email;
 use channel_bridge::model::{ConversationId, ConversationStatus};
 use channel_bridge::store::{
-    ChannelRules, ContactUpdate, ConversationUpdate, DigestRep, JOB_CHANNEL_SMTP, JobKind,
-    JobState, OwnerEmail, RepSlot, RoutingPlan, Store,
+    ChannelRules, ContactUpdate, ConversationUpdate, DigestLinks, DigestRep, JOB_CHANNEL_SMTP,
+    JobKind, JobState, OwnerEmail, RepSlot, RoutingPlan, Store,
 };
 
 use crate::support::*;
@@ -306,6 +306,7 @@ fn contact_owner(channel: &str) -> ChannelRules {
             }],
             email: Some(OwnerEmail {
                 link_base: Some("https://bridge.example.com".into()),
+                channel_name: format!("{channel} desk"),
             }),
         },
         ..rules(channel)
@@ -352,7 +353,7 @@ async fn contact_owner_routing_assigns_the_owner_and_emails_them_while_offline(
     assert_eq!(sent.len(), 1);
     let email = &sent[0];
     assert_eq!(email.to, "alice@example.com");
-    assert_eq!(email.subject, "New message from Ana on chat");
+    assert_eq!(email.subject, "New message from Ana on chat desk");
     assert!(email.text.contains("Are you there?"), "{}", email.text);
     assert!(
         email.text.contains(&format!(
@@ -439,7 +440,10 @@ async fn an_offline_rep_who_wants_notifications_gets_one_digest_per_interval(
     let queued = store
         .queue_digests(
             reps.clone(),
-            Some("https://bridge.example.com".into()),
+            DigestLinks {
+                link_base: Some("https://bridge.example.com".into()),
+                channel_names: [("chat".to_owned(), "Chat desk".to_owned())].into(),
+            },
             HOUR_MS,
             300_000,
         )
@@ -451,7 +455,7 @@ async fn an_offline_rep_who_wants_notifications_gets_one_digest_per_interval(
     assert_eq!(sent[0].to, "alice@example.com");
     assert_eq!(sent[0].subject, "1 new message in your conversations");
     assert!(
-        sent[0].text.contains("Ana on chat: message from Ana"),
+        sent[0].text.contains("Ana on Chat desk: message from Ana"),
         "{}",
         sent[0].text
     );
@@ -467,7 +471,7 @@ async fn an_offline_rep_who_wants_notifications_gets_one_digest_per_interval(
     // New messages within the interval wait for the next digest.
     post(&*store, &rules("chat"), Msg::new("m-again", "Ana")).await;
     let again = store
-        .queue_digests(reps, None, HOUR_MS, 300_000)
+        .queue_digests(reps, DigestLinks::default(), HOUR_MS, 300_000)
         .await
         .unwrap();
     assert_eq!(again, 0);
@@ -492,7 +496,7 @@ async fn no_digest_for_reps_who_are_online_opted_out_or_have_nothing_new(
         digest_rep("erin", false),  // turned them on herself
     ];
     let queued = store
-        .queue_digests(reps, None, HOUR_MS, 300_000)
+        .queue_digests(reps, DigestLinks::default(), HOUR_MS, 300_000)
         .await
         .unwrap();
     assert_eq!(queued, 1);

@@ -80,9 +80,9 @@ pub async fn add(
             .as_ref()
             .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
         let (subject, text) = crate::desk::notify::mention_email(
-            &comment.author.id,
+            &comment.author_name,
             &contact,
-            &channel,
+            &comment.channel_name,
             &comment.text,
             link.as_deref(),
         );

@@ -246,11 +246,14 @@ async fn ingest_message(
     .bind(body_text(&m.parts))
     .execute(&mut *c)
     .await?;
+    let contact_name = contact_name(c, conversation.as_str()).await?;
     events::emit(
         c,
         "message.created",
         conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation}),
+        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
+            "contact_name": contact_name,
+            "preview": crate::desk::notify::preview(&m.parts)}),
         now,
     )
     .await?;
@@ -290,6 +293,21 @@ async fn ingest_message(
         new_conversation,
         routed,
     })
+}
+
+/// The display name of a conversation's contact, for live clients (`message.created`).
+async fn contact_name(
+    c: &mut PgConnection,
+    conversation: &str,
+) -> Result<Option<String>, StoreError> {
+    let name: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT k.display_name FROM conversations c JOIN contacts k ON k.id = c.contact_id
+         WHERE c.id = $1",
+    )
+    .bind(conversation)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(name.flatten())
 }
 
 async fn upsert_contact(
@@ -690,11 +708,14 @@ pub async fn create_reply(
     .bind(body_text(&reply.parts))
     .execute(&mut *c)
     .await?;
+    let contact_name = contact_name(c, conversation).await?;
     events::emit(
         c,
         "message.created",
         conversation,
-        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender}),
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender,
+            "contact_name": contact_name,
+            "preview": crate::desk::notify::preview(&reply.parts)}),
         now,
     )
     .await?;

@@ -37,9 +37,9 @@ use crate::model::{
 };
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
-    ConversationUpdate, Delivery, DigestRep, Event, EventFilter, IngestOutcome, Job, JobOutcome,
-    JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest, QueueStats,
-    SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
+    JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
+    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
 };
 
 /// Schema migrations, applied in order; `schema_migrations` records which ran.
@@ -580,14 +580,14 @@ impl Store for PgStore {
     async fn queue_digests(
         &self,
         reps: Vec<DigestRep>,
-        link_base: Option<String>,
+        links: DigestLinks,
         interval_ms: i64,
         presence_timeout_ms: i64,
     ) -> Result<usize, StoreError> {
         transaction!(self, |c| routing::queue_digests(
             c,
             &reps,
-            link_base.as_deref(),
+            &links,
             now_ms(),
             interval_ms,
             presence_timeout_ms

@@ -236,6 +236,9 @@ pub async fn conversations(
 /// would drop it with a notice in the log), and a query of nothing else is empty, which
 /// matches nothing. `None` when nothing was typed: no search at all.
 ///
+/// A last word of one character is a whole word, as in FTS5 (see
+/// [`crate::desk::search::searched_as_prefix`]).
+///
 /// One difference from FTS5: a last word that splits into several lexemes gets `:*` on
 /// each of them, not only on the last.
 fn ts_query(q: &str) -> Option<String> {
@@ -252,7 +255,11 @@ fn ts_query(q: &str) -> Option<String> {
         .map(|(n, w)| {
             // Inside a quoted lexeme a backslash escapes and a quote is doubled.
             let quoted = format!("'{}'", w.replace('\\', "\\\\").replace('\'', "''"));
-            if n == last { quoted + ":*" } else { quoted }
+            if n == last && crate::desk::search::searched_as_prefix(w) {
+                quoted + ":*"
+            } else {
+                quoted
+            }
         })
         .collect();
     Some(lexemes.join(" & "))
@@ -1075,7 +1082,9 @@ pub(super) mod tests {
             ts_query(r"it's a\b  x:*"),
             Some(r"'it''s' & 'a\\b' & 'x:*':*".into())
         );
-        assert_eq!(ts_query("a\0b"), Some("'a' & 'b':*".into()));
+        assert_eq!(ts_query("a\0bc"), Some("'a' & 'bc':*".into()));
+        // One character typed last is a whole word, as in FTS5.
+        assert_eq!(ts_query("a\0b"), Some("'a' & 'b'".into()));
         // Only the word typed last is a prefix, even when it drops out.
         assert_eq!(ts_query("? hello !"), Some("'hello'".into()));
         assert_eq!(ts_query("&|! :*"), Some(String::new()));

@@ -12,7 +12,7 @@ use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::Part;
-use crate::store::{Actor, ChannelRules, DigestRep, RepSlot, RoutingPlan, StoreError};
+use crate::store::{Actor, ChannelRules, DigestLinks, DigestRep, RepSlot, RoutingPlan, StoreError};
 
 /// Serialises round-robin decisions (cursor and load) across replicas until commit.
 const ROUTING_LOCK: i64 = 0x6362_726f_7574_6521;
@@ -233,8 +233,12 @@ pub async fn email_offline_owner(
         .link_base
         .as_ref()
         .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
-    let (subject, text) =
-        crate::desk::notify::owner_email(&contact_name, &rules.channel_id, parts, link.as_deref());
+    let (subject, text) = crate::desk::notify::owner_email(
+        &contact_name,
+        &email.channel_name,
+        parts,
+        link.as_deref(),
+    );
     let job = Email {
         to: address.clone(),
         subject,
@@ -353,7 +357,7 @@ pub async fn notify_choices(c: &mut PgConnection) -> Result<HashMap<String, bool
 pub async fn queue_digests(
     c: &mut PgConnection,
     reps: &[DigestRep],
-    link_base: Option<&str>,
+    links: &DigestLinks,
     now: i64,
     interval_ms: i64,
     timeout_ms: i64,
@@ -401,7 +405,9 @@ pub async fn queue_digests(
             let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
             items.push(DigestItem {
                 contact: get(row, "contact")?,
-                channel: get(row, "channel_id")?,
+                channel: links
+                    .channel_name(&get::<String>(row, "channel_id")?)
+                    .to_owned(),
                 conversation: get(row, "id")?,
                 text: if text.is_empty() {
                     "(an attachment)".into()
@@ -413,7 +419,7 @@ pub async fn queue_digests(
         if items.is_empty() {
             continue;
         }
-        let (subject, text) = crate::desk::notify::digest_email(&items, link_base);
+        let (subject, text) = crate::desk::notify::digest_email(&items, links.link_base.as_deref());
         let email = Email {
             to: rep.email.clone(),
             subject,

@@ -544,13 +544,16 @@ pub fn index_text(
 }
 
 /// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
-/// last one), and nothing typed is read as FTS syntax.
+/// last one, unless it is a single character), and nothing typed is read as FTS syntax.
 pub fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
+    let typed: Vec<&str> = q
         // FTS5 reads a NUL as the end of the query (a syntax error: 500), and it is no
         // part of a word anyway; PostgreSQL's search splits there too.
         .split(|ch: char| ch.is_whitespace() || ch == '\0')
         .filter(|w| !w.is_empty())
+        .collect();
+    let words: Vec<String> = typed
+        .iter()
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
     let (last, rest) = words.split_last()?;
@@ -559,7 +562,9 @@ pub fn fts_query(q: &str) -> Option<String> {
         query.push(' ');
     }
     query.push_str(last);
-    query.push('*');
+    if crate::desk::search::searched_as_prefix(typed.last()?) {
+        query.push('*');
+    }
     Some(query)
 }
 

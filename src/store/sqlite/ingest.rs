@@ -194,7 +194,9 @@ fn ingest_message(
         conn,
         "message.created",
         conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation}),
+        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
+            "contact_name": contact_name(conn, conversation.as_str())?,
+            "preview": crate::desk::notify::preview(&m.parts)}),
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
@@ -231,6 +233,18 @@ fn ingest_message(
         new_conversation,
         routed,
     })
+}
+
+/// The display name of a conversation's contact, for live clients (`message.created`).
+fn contact_name(conn: &Connection, conversation: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT k.display_name FROM conversations c JOIN contacts k ON k.id = c.contact_id
+             WHERE c.id = ?1",
+        )?
+        .query_row([conversation], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 fn upsert_contact(
@@ -553,7 +567,9 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         conn,
         "message.created",
         conversation,
-        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender}),
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender,
+            "contact_name": contact_name(conn, conversation)?,
+            "preview": crate::desk::notify::preview(&reply.parts)}),
         now,
     )?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?

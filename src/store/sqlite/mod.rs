@@ -39,9 +39,9 @@ use crate::model::{
 };
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
-    ConversationUpdate, Delivery, DigestRep, Event, EventFilter, IngestOutcome, Job, JobOutcome,
-    JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest, QueueStats,
-    SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
+    JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
+    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -576,7 +576,7 @@ impl Store for SqliteStore {
     async fn queue_digests(
         &self,
         reps: Vec<DigestRep>,
-        link_base: Option<String>,
+        links: DigestLinks,
         interval_ms: i64,
         presence_timeout_ms: i64,
     ) -> Result<usize, StoreError> {
@@ -585,7 +585,7 @@ impl Store for SqliteStore {
                 routing::queue_digests(
                     conn,
                     &reps,
-                    link_base.as_deref(),
+                    &links,
                     now_ms(),
                     interval_ms,
                     presence_timeout_ms,

@@ -11,7 +11,7 @@ use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::{JobId, Part};
-use crate::store::{Actor, ChannelRules, DigestRep, RepSlot, RoutingPlan, StoreError};
+use crate::store::{Actor, ChannelRules, DigestLinks, DigestRep, RepSlot, RoutingPlan, StoreError};
 
 /// Presence older than this counts as offline.
 pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
@@ -176,8 +176,12 @@ pub fn email_offline_owner(
         .link_base
         .as_ref()
         .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
-    let (subject, text) =
-        crate::desk::notify::owner_email(&contact_name, &rules.channel_id, parts, link.as_deref());
+    let (subject, text) = crate::desk::notify::owner_email(
+        &contact_name,
+        &email.channel_name,
+        parts,
+        link.as_deref(),
+    );
     let job = Email {
         to: address.clone(),
         subject,
@@ -282,7 +286,7 @@ pub fn notify_choices(conn: &Connection) -> Result<HashMap<String, bool>, StoreE
 pub fn queue_digests(
     conn: &Connection,
     reps: &[DigestRep],
-    link_base: Option<&str>,
+    links: &DigestLinks,
     now: i64,
     interval_ms: i64,
     timeout_ms: i64,
@@ -340,7 +344,7 @@ pub fn queue_digests(
                     let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
                     DigestItem {
                         contact,
-                        channel,
+                        channel: links.channel_name(&channel).to_owned(),
                         conversation,
                         text: if text.is_empty() {
                             "(an attachment)".into()
@@ -354,7 +358,7 @@ pub fn queue_digests(
         if items.is_empty() {
             continue;
         }
-        let (subject, text) = crate::desk::notify::digest_email(&items, link_base);
+        let (subject, text) = crate::desk::notify::digest_email(&items, links.link_base.as_deref());
         let email = Email {
             to: rep.email.clone(),
             subject,
