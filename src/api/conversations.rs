@@ -334,6 +334,7 @@ pub async fn reply(
 #[schema(as = ConversationUpdate)]
 pub struct UpdateRequest {
     /// A rep id (the ticket's owner follows), or `null` to unassign; leave out to keep.
+    /// The rep must work an inbox of the conversation's channel.
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     owner_id: Option<Option<String>>,
@@ -368,12 +369,23 @@ pub async fn update(
     JsonBody(request): JsonBody<UpdateRequest>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = conversation_id(&id)?;
-    access::conversation(&state, &caller, &id).await?;
+    let conversation = access::conversation(&state, &caller, &id).await?;
     if let Some(Some(owner)) = &request.owner_id {
         let runtime = state.runtime.load();
         if !runtime.config.reps.iter().any(|r| &r.id == owner) {
             return Err(ApiError::unprocessable(format!(
                 "owner_id: no rep {owner:?} in the config"
+            )));
+        }
+        if !crate::desk::inboxes::rep_works_channel(
+            &runtime.config,
+            owner,
+            &conversation.channel_id,
+        ) {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: rep {owner:?} does not work an inbox of channel {:?}, so could not \
+                 see this conversation",
+                conversation.channel_id
             )));
         }
     }

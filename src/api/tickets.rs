@@ -54,7 +54,8 @@ pub struct UpdateRequest {
     /// ticket; a conditional status needs its required properties.
     #[serde(default)]
     status: Option<String>,
-    /// A rep id, or `null` to unassign; the conversations keep their owners.
+    /// A rep id, or `null` to unassign; the conversations keep their owners. The rep must
+    /// work an inbox of one of the ticket's channels.
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     owner_id: Option<Option<String>>,
@@ -94,13 +95,19 @@ pub async fn update(
 ) -> Result<Json<Ticket>, ApiError> {
     let id = ticket_id(&id)?;
     access::ticket(&state, &caller, &id).await?;
-    let runtime = state.runtime.load();
-    if let Some(Some(owner)) = &request.owner_id
-        && !runtime.config.reps.iter().any(|r| &r.id == owner)
-    {
-        return Err(ApiError::unprocessable(format!(
-            "owner_id: no rep {owner:?} in the config"
-        )));
+    let runtime = state.runtime.load_full();
+    if let Some(Some(owner)) = &request.owner_id {
+        if !runtime.config.reps.iter().any(|r| &r.id == owner) {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: no rep {owner:?} in the config"
+            )));
+        }
+        if !rep_sees_ticket(&state, &runtime.config, owner, &id).await? {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: rep {owner:?} does not work an inbox of any of this ticket's \
+                 channels, so could not see it"
+            )));
+        }
     }
     let change = TicketChange {
         status: request.status,
@@ -111,6 +118,26 @@ pub async fn update(
     let mut actor = caller.actor();
     actor.reason = request.reason;
     Ok(Json(state.store.update_ticket(&id, change, &actor).await?))
+}
+
+/// Whether `rep` works an inbox of one of the ticket's conversations: the ticket is
+/// visible to them, so it may be theirs.
+async fn rep_sees_ticket(
+    state: &AppState,
+    config: &crate::config::Config,
+    rep: &str,
+    id: &TicketId,
+) -> Result<bool, ApiError> {
+    for conversation in state.store.ticket(id).await?.conversation_ids {
+        match state.store.conversation(&conversation).await {
+            Ok(c) if crate::desk::inboxes::rep_works_channel(config, rep, &c.channel_id) => {
+                return Ok(true);
+            }
+            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
 }
 
 /// Moves the ticket and its conversations to the trash. Admins only.

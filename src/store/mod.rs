@@ -76,6 +76,36 @@ pub enum RoutingPlan {
     },
 }
 
+/// A contact's owner as contact-owner routing finds them.
+pub(crate) enum OwnerSlot<'a> {
+    None,
+    /// Not a rep who works the channel's inbox (or no longer a rep at all).
+    Outside(String),
+    Rep(&'a RepSlot),
+}
+
+impl RoutingPlan {
+    /// The contact owner `owner` among the reps this plan may give work to.
+    pub(crate) fn owner_slot(&self, owner: Option<String>) -> OwnerSlot<'_> {
+        let RoutingPlan::ContactOwner { reps, .. } = self else {
+            return OwnerSlot::None;
+        };
+        match owner {
+            None => OwnerSlot::None,
+            Some(o) => match reps.iter().find(|r| r.id == o) {
+                Some(slot) => OwnerSlot::Rep(slot),
+                None => OwnerSlot::Outside(o),
+            },
+        }
+    }
+
+    /// Whether an offline owner `slot` can be emailed under this plan.
+    pub(crate) fn owner_mail(&self, slot: &RepSlot) -> crate::desk::routing::OwnerMail {
+        let smtp = matches!(self, RoutingPlan::ContactOwner { email: Some(_), .. });
+        crate::desk::routing::OwnerMail::of(smtp, slot.email.as_deref())
+    }
+}
+
 /// A rep as routing sees them.
 #[derive(Clone, Debug)]
 pub struct RepSlot {
@@ -110,18 +140,23 @@ impl ChannelRules {
             capacity: r.capacity,
             email: r.email.clone(),
         };
+        // Only reps who can see the channel's conversations are given them.
+        let works = |r: &&crate::config::RepConfig| {
+            crate::desk::inboxes::rep_works_channel(config, &r.id, channel_id)
+        };
         let routing = match &channel.routing {
             crate::config::RoutingConfig::Nobody => RoutingPlan::Nobody,
             crate::config::RoutingConfig::UsersAndTeams { users, teams } => {
                 RoutingPlan::RoundRobin {
                     pool: crate::desk::routing::pool(users, teams, &config.reps)
                         .into_iter()
+                        .filter(works)
                         .map(slot)
                         .collect(),
                 }
             }
             crate::config::RoutingConfig::ContactOwner => RoutingPlan::ContactOwner {
-                reps: config.reps.iter().map(slot).collect(),
+                reps: config.reps.iter().filter(works).map(slot).collect(),
                 email: config.smtp.as_ref().map(|_| OwnerEmail {
                     link_base: config.server.public_url.clone(),
                 }),
@@ -152,6 +187,10 @@ pub enum IngestOutcome {
         /// (for metrics; not part of the webhook's answer).
         #[serde(skip)]
         routed: Option<Routed>,
+        /// Why the contact's offline owner was not emailed this message (`no_address`,
+        /// `no_smtp`), for the log and metric; not part of the webhook's answer.
+        #[serde(skip)]
+        owner_not_emailed: Option<&'static str>,
     },
     /// Seen before: nothing was stored again.
     Duplicate { id: String, message_id: MessageId },

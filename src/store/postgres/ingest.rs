@@ -266,7 +266,7 @@ async fn ingest_message(
     } else {
         None
     };
-    routing::email_offline_owner(
+    let owner_not_emailed = routing::email_offline_owner(
         c,
         rules,
         conversation.as_str(),
@@ -283,6 +283,7 @@ async fn ingest_message(
         conversation_id: conversation,
         new_conversation,
         routed,
+        owner_not_emailed,
     })
 }
 
