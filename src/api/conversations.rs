@@ -16,7 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::model::{
     Conversation, ConversationId, ConversationStatus, Message, MessageId, Part, Sender, SenderKind,
 };
-use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange};
+use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange, Trashed};
 
 /// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
 /// documented as what they must parse to.
@@ -407,7 +407,8 @@ pub async fn update(
 }
 
 /// Moves the conversation (with its ticket and the ticket's other conversations) to the
-/// trash. Admins only.
+/// trash. Admins only. Their replies still queued for delivery are not cancelled: the
+/// answer says how many, and so does the ticket's history.
 #[utoipa::path(
     delete,
     path = "/api/v1/conversations/{id}",
@@ -416,7 +417,8 @@ pub async fn update(
     security(("bearer" = [])),
     params(("id" = ConversationId, Path, description = "The conversation.")),
     responses(
-        (status = 204, description = "In the trash, with its ticket."),
+        (status = 200, description = "In the trash, with its ticket: what went there.",
+            body = Trashed),
         (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
         AdminOnly,
         Unauthorized,
@@ -427,13 +429,14 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Trashed>, ApiError> {
     caller.require_admin()?;
     let id = conversation_id(&id)?;
     access::conversation(&state, &caller, &id).await?;
-    state
-        .store
-        .delete_conversation(&id, &caller.actor())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(
+        state
+            .store
+            .delete_conversation(&id, &caller.actor())
+            .await?,
+    ))
 }

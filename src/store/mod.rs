@@ -337,6 +337,36 @@ pub struct ConversationFilter {
     pub q: Option<String>,
 }
 
+/// Filters of the ticket list.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    /// Only tickets with a conversation on a channel this scope allows.
+    pub scope: crate::desk::inboxes::Scope,
+    /// Only tickets with a conversation on this channel.
+    pub channel: Option<String>,
+    pub status: Option<String>,
+    pub pipeline: Option<String>,
+    /// A rep id, or `none` for unassigned.
+    pub owner: Option<String>,
+    /// Tickets in the trash instead of the live ones.
+    pub trashed: bool,
+    /// Changed at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Changed before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// What one delete moved to the trash.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Trashed {
+    pub ticket_id: TicketId,
+    /// Every conversation of the ticket: they go to the trash together.
+    pub conversation_ids: Vec<ConversationId>,
+    /// Replies of those conversations still queued for delivery. Trashing does not cancel
+    /// them: they are sent as if nothing happened.
+    pub queued_replies: u64,
+}
+
 /// A rep's internal comment on a conversation, and whom it notifies.
 #[derive(Clone, Debug)]
 pub struct NewComment {
@@ -553,12 +583,21 @@ pub trait Store: Send + Sync {
         &self,
         id: &ConversationId,
         actor: &Actor,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Trashed, StoreError>;
 
     /// Moves a ticket and its conversations to the trash.
-    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError>;
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError>;
 
-    /// Brings a trashed ticket back with the conversations trashed with it.
+    /// Tickets, the newest first: live ones, or those in the trash.
+    async fn tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError>;
+
+    /// Brings a trashed ticket back with the conversations trashed with it, recording
+    /// what it did to each (one whose contact has opened another meanwhile comes back
+    /// closed).
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError>;
 
     /// Deletes for good what has been in the trash since before `before` (and events

@@ -649,3 +649,44 @@ async fn a_config_routing_to_a_rep_outside_the_channels_inboxes_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_ticket_list_shows_only_tickets_of_the_callers_inboxes() {
+    let app = spawn_desk("").await;
+    let sales = conversation_on(&app, "sales", "ana").await;
+    let help = conversation_on(&app, "help", "bo").await;
+    let ids = |page: Value| -> Vec<String> {
+        items(page)
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sales_ticket = sales["ticket_id"].as_str().unwrap();
+    let help_ticket = help["ticket_id"].as_str().unwrap();
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets", ALICE).await),
+        [sales_ticket]
+    );
+    assert_eq!(ids(app.get_as("/api/v1/tickets", BOB).await), [help_ticket]);
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets?channel=help", ALICE).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(app.get("/api/v1/tickets").await).len(), 2);
+
+    // The trash is scoped the same way.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/tickets/{help_ticket}"),
+        None,
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ids(app.get_as("/api/v1/tickets?trashed=true", ALICE).await).is_empty());
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets?trashed=true", BOB).await),
+        [help_ticket]
+    );
+}
