@@ -263,6 +263,14 @@ pub fn owner_not_emailed(channel: &str, conversation: &str, reason: &'static str
         .increment(1);
 }
 
+/// What `check-config` warns about in a valid config, logged when it is applied (at
+/// start-up and on each reload) so it is seen where the daemon runs.
+pub fn config_warnings(config: &crate::config::Config) {
+    for warning in crate::config::warnings(config) {
+        tracing::warn!(key = %warning.key, "Config: {}", warning.message);
+    }
+}
+
 /// Waiting conversations of round-robin channels were assigned when a rep became free.
 pub fn backfilled(assigned: usize) {
     if assigned > 0 {
