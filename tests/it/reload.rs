@@ -313,9 +313,12 @@ async fn a_channel_removed_by_reload_answers_503_and_holds_its_replies_until_add
         .unwrap();
     app.reply(demo["id"].as_str().unwrap(), "sent").await;
     wait_until(
-        "the demo reply is sent",
+        "the demo reply is sent and recorded",
         Duration::from_secs(10),
-        || async { !app.delivered().await.is_empty() },
+        || async {
+            let pending = items(app.get("/api/v1/deliveries?state=pending").await);
+            !app.delivered().await.is_empty() && pending.iter().all(|d| d["channel_id"] != "demo")
+        },
     )
     .await;
     let pending = items(app.get("/api/v1/deliveries?state=pending").await);
