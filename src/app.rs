@@ -66,6 +66,7 @@ impl App {
         let http = http_client(&config);
         telemetry::metrics();
         telemetry::register(&config.channels.keys().cloned().collect::<Vec<_>>());
+        telemetry::config_warnings(&config);
         let runtime = Arc::new(ArcSwap::from_pointee(Runtime::build(config, &http)));
         Ok(Self {
             listener,

@@ -117,6 +117,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::CheckConfig = command {
         return Ok(match load(cli.config.as_deref()) {
             Ok((config, source)) => {
+                for warning in channel_bridge::config::warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{source}: OK ({} channels)", config.channels.len());
                 ExitCode::SUCCESS
             }

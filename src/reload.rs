@@ -84,6 +84,7 @@ impl Reloader {
         let (new, restart_required) = keep_static_settings(&old.config, new);
         let applied = diff(&old, &new, restart_required);
         telemetry::register(&applied.added);
+        telemetry::config_warnings(&new);
         self.runtime
             .store(Arc::new(Runtime::rebuild(Some(&old), new, &self.http, now)));
         self.wake.notify_one();

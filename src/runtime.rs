@@ -36,6 +36,9 @@ pub struct Runtime {
     channels: HashMap<String, LiveChannel>,
     /// The SMTP sender, when `[smtp]` is configured.
     pub mailer: Option<Arc<crate::adapters::email::Mailer>>,
+    /// Channels a reload removed, and when: their webhooks answer 503 for
+    /// `reload.removed_channel_grace_s` (a restart forgets them).
+    removed: HashMap<String, DateTime<Utc>>,
 }
 
 /// The swappable current runtime.
@@ -137,11 +140,19 @@ impl Runtime {
                 }
             }
         };
+        let removed = removed_channels(previous, &config, now);
         Self {
             config: Arc::new(config),
             channels,
             mailer,
+            removed,
         }
+    }
+
+    /// When a reload removed this channel, if it did so within the grace period at `now`.
+    pub fn recently_removed(&self, id: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let grace = chrono::Duration::seconds(self.config.reload.removed_channel_grace_s as i64);
+        self.removed.get(id).copied().filter(|at| now < *at + grace)
     }
 
     /// The channel with this id, enabled or not.
@@ -190,6 +201,31 @@ impl Runtime {
     pub fn first_delay(&self) -> Duration {
         Duration::from_millis(self.retry_schedule().first().copied().unwrap_or(0))
     }
+}
+
+/// The channels removed by reloads and still within their grace period: those gone from
+/// `config` now, plus those removed earlier and not added back.
+fn removed_channels(
+    previous: Option<&Runtime>,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> HashMap<String, DateTime<Utc>> {
+    let Some(previous) = previous else {
+        return HashMap::new();
+    };
+    let grace = chrono::Duration::seconds(config.reload.removed_channel_grace_s as i64);
+    let just_removed = previous
+        .channels
+        .keys()
+        .filter(|id| !config.channels.contains_key(*id))
+        .map(|id| (id.clone(), now));
+    previous
+        .removed
+        .iter()
+        .filter(|(id, at)| !config.channels.contains_key(*id) && now < **at + grace)
+        .map(|(id, at)| (id.clone(), *at))
+        .chain(just_removed)
+        .collect()
 }
 
 /// The HTTP client every adapter sends with: one connection pool, the configured timeout.

@@ -138,6 +138,11 @@ pub fn register(channels: &[String]) {
         "channel_bridge_open_conversations",
         "Open conversations, by channel."
     );
+    describe_counter!(
+        "channel_bridge_owner_emails_skipped_total",
+        "Inbound messages for an offline contact owner that were not emailed, by channel \
+         and reason (no_address, no_smtp)."
+    );
     for result in ["ok", "error"] {
         counter!("channel_bridge_config_reload_total", "result" => result).increment(0);
     }
@@ -271,6 +276,27 @@ pub fn open_conversations(channels: &[String], counts: &[(String, u64)]) {
 pub fn routed(rule: &'static str, assigned: bool) {
     let result = if assigned { "assigned" } else { "unassigned" };
     counter!("channel_bridge_assignments_total", "rule" => rule, "result" => result).increment(1);
+}
+
+/// A message for the contact's offline owner was not emailed (`no_address`, `no_smtp`):
+/// the owner learns of it only when they come online.
+pub fn owner_not_emailed(channel: &str, conversation: &str, reason: &'static str) {
+    tracing::warn!(
+        channel,
+        conversation_id = conversation,
+        reason,
+        "Did not email the offline contact owner: set their email in [[reps]] (and [smtp])."
+    );
+    counter!("channel_bridge_owner_emails_skipped_total", "channel" => channel.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+/// What `check-config` warns about in a valid config, logged when it is applied (at
+/// start-up and on each reload) so it is seen where the daemon runs.
+pub fn config_warnings(config: &crate::config::Config) {
+    for warning in crate::config::warnings(config) {
+        tracing::warn!(key = %warning.key, "Config: {}", warning.message);
+    }
 }
 
 /// Waiting conversations of round-robin channels were assigned when a rep became free.

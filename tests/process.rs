@@ -771,6 +771,66 @@ enabld = true
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_warns_about_owners_who_cannot_be_emailed_and_refuses_routing_outside_the_inbox()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |routing: &str| {
+        format!(
+            r#"
+[storage]
+url = "sqlite://{db}"
+
+[smtp]
+url = "smtp://127.0.0.1:9"
+from = "desk@example.com"
+
+[[reps]]
+id = "alice"
+email = "alice@example.com"
+[[reps]]
+id = "dan"
+
+[inboxes.sales]
+channels = ["shop"]
+users = ["alice", "dan"]
+
+[channels.shop]
+kind = "generic"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+outbound_url = "http://127.0.0.1:9/out"
+routing = {routing}
+"#,
+            db = dir.path().join("bridge.db").display()
+        )
+    };
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config(r#"{ mode = "contact_owner" }"#)).unwrap();
+    let output = run_cli(&path, &["check-config"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: channels.shop.routing:") && stderr.contains("dan"),
+        "{}",
+        describe(&output)
+    );
+
+    // Bob exists but works no inbox of shop: routing may not give him its conversations.
+    let outside = config(r#"{ mode = "users_and_teams", users = ["alice", "bob"] }"#).replace(
+        "[[reps]]\nid = \"dan\"",
+        "[[reps]]\nid = \"dan\"\n[[reps]]\nid = \"bob\"",
+    );
+    std::fs::write(&path, outside).unwrap();
+    let output = run_cli(&path, &["check-config"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("channels.shop.routing.users") && stderr.contains("\"bob\""),
+        "{}",
+        describe(&output)
+    );
+}
+
 /// Parses `name: value` lines.
 fn header_lines(text: &str) -> Vec<(String, String)> {
     text.lines()

@@ -14,7 +14,7 @@ use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Conversation, ConversationId, ConversationStatus, Message, MessageId, Part};
-use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange};
+use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange, Trashed};
 
 /// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
 /// documented as what they must parse to. A filter that names nothing (a channel, rep,
@@ -381,7 +381,7 @@ pub async fn reply(
 #[schema(as = ConversationUpdate)]
 pub struct UpdateRequest {
     /// A rep id (`[[reps]]`; the ticket's owner follows), or `null` to unassign; leave out
-    /// to keep.
+    /// to keep. The rep must work an inbox of the conversation's channel.
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
@@ -416,12 +416,23 @@ pub async fn update(
     JsonBody(request): JsonBody<UpdateRequest>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = conversation_id(&id)?;
-    access::conversation(&state, &caller, &id).await?;
+    let conversation = access::conversation(&state, &caller, &id).await?;
     if let Some(Some(owner)) = &request.owner_id {
         let runtime = state.runtime.load();
         if !runtime.config.reps.iter().any(|r| &r.id == owner) {
             return Err(ApiError::unprocessable(format!(
                 "owner_id: no rep {owner:?} in the config"
+            )));
+        }
+        if !crate::desk::inboxes::rep_works_channel(
+            &runtime.config,
+            owner,
+            &conversation.channel_id,
+        ) {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: rep {owner:?} does not work an inbox of channel {:?}, so could not \
+                 see this conversation",
+                conversation.channel_id
             )));
         }
     }
@@ -443,7 +454,8 @@ pub async fn update(
 }
 
 /// Moves the conversation (with its ticket and the ticket's other conversations) to the
-/// trash. Admins only.
+/// trash. Admins only. Their replies still queued for delivery are not cancelled: the
+/// answer says how many, and so does the ticket's history.
 #[utoipa::path(
     delete,
     path = "/api/v1/conversations/{id}",
@@ -452,7 +464,8 @@ pub async fn update(
     security(("bearer" = [])),
     params(("id" = ConversationId, Path, description = "The conversation.")),
     responses(
-        (status = 204, description = "In the trash, with its ticket."),
+        (status = 200, description = "In the trash, with its ticket: what went there.",
+            body = Trashed),
         (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
         AdminOnly,
         Unauthorized,
@@ -463,13 +476,14 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Trashed>, ApiError> {
     caller.require_admin()?;
     let id = conversation_id(&id)?;
     access::conversation(&state, &caller, &id).await?;
-    state
-        .store
-        .delete_conversation(&id, &caller.actor())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(
+        state
+            .store
+            .delete_conversation(&id, &caller.actor())
+            .await?,
+    ))
 }

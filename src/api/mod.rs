@@ -48,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::messages, conversations::reply))
         .routes(routes!(comments::create))
         .routes(routes!(media::fetch))
+        .routes(routes!(tickets::list))
         .routes(routes!(tickets::show, tickets::update, tickets::delete))
         .routes(routes!(tickets::history))
         .routes(routes!(tickets::restore))

@@ -1,20 +1,106 @@
-//! Tickets: read, change (status rules, owner, properties), trash and restore, history.
+//! Tickets: list (and the trash), read, change (status rules, owner, properties), trash
+//! and restore, history.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
-use super::{Caller, JsonBody, access};
+use super::{Caller, JsonBody, Paging, access, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Ticket, TicketId};
-use crate::store::{AuditEntry, Page, TicketChange};
+use crate::store::{AuditEntry, Page, TicketChange, TicketFilter, Trashed};
+
+/// The ticket list's filters; they combine with AND. Read as text (see [`Paging`]),
+/// documented as what they must parse to.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only tickets with a conversation on this channel.
+    channel: Option<String>,
+    /// Only tickets with this status (a status id of their pipeline).
+    status: Option<String>,
+    /// Only tickets of this pipeline.
+    pipeline: Option<String>,
+    /// Only tickets this rep owns, or `none` for those nobody owns.
+    owner: Option<String>,
+    /// `true`: only tickets nobody owns (the same as `owner=none`).
+    #[param(value_type = Option<bool>)]
+    unassigned: Option<String>,
+    /// `true`: the tickets in the trash (with `trashed_at` and the conversations trashed
+    /// with them) instead of the live ones.
+    #[param(value_type = Option<bool>)]
+    trashed: Option<String>,
+    /// Only tickets changed at or after this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    from: Option<String>,
+    /// Only tickets changed before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
+    to: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    paging: Paging,
+}
+
+/// Lists tickets, the newest first: the live ones, or with `trashed=true` those in the
+/// trash. Only tickets with a conversation in the caller's inboxes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets",
+    operation_id = "list_tickets",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(ListQuery, Paging),
+    responses(
+        (status = 200, description = "One page of tickets.", body = Page<Ticket>),
+        (status = 422, description = "A filter or paging parameter does not fit \
+            (`invalid_request`).", body = ErrorBody),
+        Unauthorized,
+        StoreErrors,
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Page<Ticket>>, ApiError> {
+    let q: ListQuery = query(raw.as_deref())?;
+    let owner = match q.unassigned.as_deref() {
+        None | Some("") | Some("false") => q.owner.filter(|o| !o.is_empty()),
+        Some("true") => Some("none".to_owned()),
+        Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
+    };
+    if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
+        let runtime = state.runtime.load();
+        if !runtime.config.reps.iter().any(|r| r.id == owner) {
+            return Err(ApiError::unprocessable(format!(
+                "owner: no rep {owner:?} (or use none)"
+            )));
+        }
+    }
+    let trashed = match q.trashed.as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::unprocessable("trashed: must be true or false")),
+    };
+    let filter = TicketFilter {
+        scope: caller.scope.clone(),
+        channel: q.channel.filter(|c| !c.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+        pipeline: q.pipeline.filter(|p| !p.is_empty()),
+        owner,
+        trashed,
+        from: super::time("from", q.from.as_deref())?,
+        to: super::time("to", q.to.as_deref())?,
+    };
+    let page = q.paging.page()?;
+    Ok(Json(state.store.tickets(&filter, &page).await?))
+}
 
 fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
     TicketId::parse(raw).ok_or_else(|| ApiError::not_found("ticket"))
@@ -56,6 +142,7 @@ pub struct UpdateRequest {
     #[schema(min_length = 1)]
     status: Option<String>,
     /// A rep id (`[[reps]]`), or `null` to unassign; the conversations keep their owners.
+    /// The rep must work an inbox of one of the ticket's channels.
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
@@ -95,13 +182,19 @@ pub async fn update(
 ) -> Result<Json<Ticket>, ApiError> {
     let id = ticket_id(&id)?;
     access::ticket(&state, &caller, &id).await?;
-    let runtime = state.runtime.load();
-    if let Some(Some(owner)) = &request.owner_id
-        && !runtime.config.reps.iter().any(|r| &r.id == owner)
-    {
-        return Err(ApiError::unprocessable(format!(
-            "owner_id: no rep {owner:?} in the config"
-        )));
+    let runtime = state.runtime.load_full();
+    if let Some(Some(owner)) = &request.owner_id {
+        if !runtime.config.reps.iter().any(|r| &r.id == owner) {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: no rep {owner:?} in the config"
+            )));
+        }
+        if !rep_sees_ticket(&state, &runtime.config, owner, &id).await? {
+            return Err(ApiError::unprocessable(format!(
+                "owner_id: rep {owner:?} does not work an inbox of any of this ticket's \
+                 channels, so could not see it"
+            )));
+        }
     }
     let change = TicketChange {
         status: request.status,
@@ -114,7 +207,29 @@ pub async fn update(
     Ok(Json(state.store.update_ticket(&id, change, &actor).await?))
 }
 
-/// Moves the ticket and its conversations to the trash. Admins only.
+/// Whether `rep` works an inbox of one of the ticket's conversations: the ticket is
+/// visible to them, so it may be theirs.
+async fn rep_sees_ticket(
+    state: &AppState,
+    config: &crate::config::Config,
+    rep: &str,
+    id: &TicketId,
+) -> Result<bool, ApiError> {
+    for conversation in state.store.ticket(id).await?.conversation_ids {
+        match state.store.conversation(&conversation).await {
+            Ok(c) if crate::desk::inboxes::rep_works_channel(config, rep, &c.channel_id) => {
+                return Ok(true);
+            }
+            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// Moves the ticket and its conversations to the trash. Admins only. Their replies still
+/// queued for delivery are not cancelled: the answer says how many, and so does the
+/// ticket's history.
 #[utoipa::path(
     delete,
     path = "/api/v1/tickets/{id}",
@@ -123,7 +238,8 @@ pub async fn update(
     security(("bearer" = [])),
     params(("id" = TicketId, Path, description = "The ticket.")),
     responses(
-        (status = 204, description = "In the trash, with its conversations."),
+        (status = 200, description = "In the trash, with its conversations: what went \
+            there.", body = Trashed),
         (status = 404, description = "No such ticket (`not_found`).", body = ErrorBody),
         AdminOnly,
         Unauthorized,
@@ -134,15 +250,16 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Trashed>, ApiError> {
     caller.require_admin()?;
     let id = ticket_id(&id)?;
     access::ticket(&state, &caller, &id).await?;
-    state.store.delete_ticket(&id, &caller.actor()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(state.store.delete_ticket(&id, &caller.actor()).await?))
 }
 
-/// Brings a trashed ticket back (until it is purged). Admins only.
+/// Brings a trashed ticket back (until it is purged). Admins only. Its history records
+/// what this did to each conversation: back as it was, or closed when the contact has
+/// opened another conversation on that channel since.
 #[utoipa::path(
     post,
     path = "/api/v1/tickets/{id}/restore",

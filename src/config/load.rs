@@ -549,7 +549,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
             ))
         })
         .collect();
-    Some(Config {
+    let config = Config {
         server: server?,
         storage: storage?,
         api: api?,
@@ -565,7 +565,80 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         presence: presence?,
         inboxes: inboxes?,
         snippets: snippets?,
-    })
+    };
+    check_routing_reach(&config, errors);
+    Some(config)
+}
+
+/// What a valid config may still get wrong, for `check-config` and the log: a
+/// `contact_owner` channel whose offline owners cannot be emailed (no `[smtp]`, or reps
+/// of its inbox without an `email`), so their messages wait unseen until they come online.
+pub fn warnings(config: &Config) -> Vec<ConfigError> {
+    let mut warnings = Vec::new();
+    for (id, channel) in &config.channels {
+        if channel.routing != RoutingConfig::ContactOwner {
+            continue;
+        }
+        let key = format!("channels.{id}.routing");
+        if config.smtp.is_none() {
+            warnings.push(ConfigError::new(
+                key,
+                "contact_owner routing emails offline owners, but no [smtp] is configured: \
+                 they are not emailed",
+            ));
+            continue;
+        }
+        let without: Vec<&str> = config
+            .reps
+            .iter()
+            .filter(|r| r.email.is_none())
+            .filter(|r| crate::desk::inboxes::rep_works_channel(config, &r.id, id))
+            .map(|r| r.id.as_str())
+            .collect();
+        if !without.is_empty() {
+            warnings.push(ConfigError::new(
+                key,
+                format!(
+                    "contact_owner routing emails offline owners, but these reps of its inbox \
+                     have no email in [[reps]] and are not emailed: {}",
+                    without.join(", ")
+                ),
+            ));
+        }
+    }
+    warnings
+}
+
+/// Routing gives a channel's conversations only to reps who work one of its inboxes:
+/// anyone else could not see them (404) while they count against their capacity.
+fn check_routing_reach(config: &Config, errors: &mut Vec<ConfigError>) {
+    for (id, channel) in &config.channels {
+        let RoutingConfig::UsersAndTeams { users, teams } = &channel.routing else {
+            continue;
+        };
+        for rep in crate::desk::routing::pool(users, teams, &config.reps) {
+            if crate::desk::inboxes::rep_works_channel(config, &rep.id, id) {
+                continue;
+            }
+            let (key, through) = if users.contains(&rep.id) {
+                ("users", String::new())
+            } else {
+                let team = rep.teams.iter().find(|t| teams.contains(t));
+                (
+                    "teams",
+                    format!(" (team {:?})", team.cloned().unwrap_or_default()),
+                )
+            };
+            errors.push(ConfigError::new(
+                format!("channels.{id}.routing.{key}"),
+                format!(
+                    "rep {:?}{through} does not work an inbox of this channel, so could not \
+                     see what routing gives them: add them to its inbox or remove them here",
+                    rep.id
+                ),
+            ));
+        }
+    }
 }
 
 fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig> {
@@ -986,6 +1059,87 @@ outbound_url = "http://127.0.0.1:9000/out"
 
     fn keys(result: Result<Config, ConfigErrors>) -> Vec<String> {
         result.unwrap_err().0.into_iter().map(|e| e.key).collect()
+    }
+
+    /// Two channels, `shop` in inbox `sales` (Alice, team billing) and `demo` in
+    /// `default` (everyone), with `routing` for `shop`.
+    fn shop_config(routing: &str, extra: &str) -> String {
+        format!(
+            r#"
+[[reps]]
+id = "alice"
+email = "alice@example.com"
+[[reps]]
+id = "bob"
+teams = ["billing"]
+[[reps]]
+id = "dave"
+teams = ["billing", "vip"]
+[inboxes.sales]
+channels = ["shop"]
+users = ["alice"]
+teams = ["vip"]
+[channels.shop]
+kind = "generic"
+secret = "{SECRET}"
+outbound_url = "http://127.0.0.1:9000/out"
+routing = {routing}
+{extra}
+"#
+        )
+    }
+
+    #[test]
+    fn routing_may_name_only_reps_who_work_an_inbox_of_the_channel() {
+        let cases = [
+            (r#"{ mode = "users_and_teams", users = ["alice"] }"#, vec![]),
+            // dave is in sales through team vip.
+            (r#"{ mode = "users_and_teams", users = ["dave"] }"#, vec![]),
+            (
+                r#"{ mode = "users_and_teams", users = ["alice", "bob"] }"#,
+                vec!["channels.shop.routing.users"],
+            ),
+            // Team billing brings bob, who is not in sales.
+            (
+                r#"{ mode = "users_and_teams", teams = ["billing"] }"#,
+                vec!["channels.shop.routing.teams"],
+            ),
+        ];
+        for (routing, expected) in cases {
+            let result = load_str(&shop_config(routing, ""), []);
+            let found = match result {
+                Ok(_) => vec![],
+                Err(e) => {
+                    assert!(e.to_string().contains("\"bob\""), "names the rep: {e}");
+                    e.0.into_iter().map(|e| e.key).collect()
+                }
+            };
+            assert_eq!(found, expected, "{routing}");
+        }
+    }
+
+    #[test]
+    fn contact_owner_channels_warn_about_reps_who_cannot_be_emailed() {
+        let routing = r#"{ mode = "contact_owner" }"#;
+        let smtp = "[smtp]\nurl = \"smtp://127.0.0.1:2525\"\nfrom = \"desk@example.com\"\n";
+        let with_smtp = load_str(&shop_config(routing, smtp), []).unwrap();
+        let warnings: Vec<String> = warnings(&with_smtp).iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("channels.shop.routing:"));
+        // dave works sales without an address; bob is not in sales, alice has one.
+        assert!(warnings[0].ends_with(": dave"), "{warnings:?}");
+
+        let without_smtp = load_str(&shop_config(routing, ""), []).unwrap();
+        let warnings = crate::config::warnings(&without_smtp);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("no [smtp]"));
+
+        let round_robin = load_str(
+            &shop_config(r#"{ mode = "users_and_teams", users = ["dave"] }"#, ""),
+            [],
+        )
+        .unwrap();
+        assert!(crate::config::warnings(&round_robin).is_empty());
     }
 
     #[test]

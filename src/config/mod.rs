@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use inboxes::is_name;
-pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str};
+pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str, warnings};
 pub use secret::Secret;
 
 use crate::adapters::AdapterConfig;
@@ -178,6 +178,10 @@ pub struct ReloadConfig {
     /// long, so platform retries signed before the change are not refused.
     #[serde(default = "default_overlap")]
     pub secret_overlap_s: u64,
+    /// A channel removed by a reload answers its webhooks 503 for this long, so platforms
+    /// redeliver (most treat 404 as final); after it, 404.
+    #[serde(default = "default_removed_grace")]
+    pub removed_channel_grace_s: u64,
 }
 
 fn default_watch() -> bool {
@@ -189,6 +193,9 @@ fn default_debounce() -> u64 {
 fn default_overlap() -> u64 {
     3600
 }
+fn default_removed_grace() -> u64 {
+    86_400
+}
 
 impl Default for ReloadConfig {
     fn default() -> Self {
@@ -196,6 +203,7 @@ impl Default for ReloadConfig {
             watch: default_watch(),
             debounce_ms: default_debounce(),
             secret_overlap_s: default_overlap(),
+            removed_channel_grace_s: default_removed_grace(),
         }
     }
 }

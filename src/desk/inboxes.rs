@@ -165,6 +165,13 @@ pub fn scope(config: &Config, role: Role, rep: Option<&str>) -> Scope {
     }
 }
 
+/// Whether a rep may be given work on this channel (by hand or by routing): they work one
+/// of its inboxes, so they can see it. Work given to anyone else would answer them 404
+/// and still count against their capacity.
+pub fn rep_works_channel(config: &Config, rep: &str, channel: &str) -> bool {
+    config.rep(rep).is_some() && scope(config, Role::Rep, Some(rep)).allows(channel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,17 +23,56 @@ pub enum Rule {
         pool: Vec<RepState>,
         last: Option<String>,
     },
-    /// The contact's owner, if the contact has one.
+    /// The contact's owner, if the contact has one, and whether an offline owner can be
+    /// emailed.
     ContactOwner {
         owner: Option<RepState>,
+        mail: OwnerMail,
     },
+    /// The contact's owner is not a rep who works this channel's inboxes: they could not
+    /// see the conversation, so it is not given to them.
+    ContactOwnerOutside {
+        owner: String,
+    },
+}
+
+/// Whether a message for an offline contact owner can go out by email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerMail {
+    Possible,
+    /// The owner has no `email` in `[[reps]]`.
+    NoAddress,
+    /// No `[smtp]` is configured.
+    NoSmtp,
+}
+
+impl OwnerMail {
+    /// From whether `[smtp]` is set and the owner's address.
+    pub fn of(smtp: bool, address: Option<&str>) -> Self {
+        match (smtp, address) {
+            (false, _) => OwnerMail::NoSmtp,
+            (true, None) => OwnerMail::NoAddress,
+            (true, Some(_)) => OwnerMail::Possible,
+        }
+    }
+
+    /// Why an offline owner is not emailed (`no_address`, `no_smtp`), for the metric and
+    /// the log; `None` when they are.
+    pub fn skipped(self) -> Option<&'static str> {
+        match self {
+            OwnerMail::Possible => None,
+            OwnerMail::NoAddress => Some("no_address"),
+            OwnerMail::NoSmtp => Some("no_smtp"),
+        }
+    }
 }
 
 /// How one rep fared in a decision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Considered {
     pub rep_id: String,
-    /// `assigned`, `offline`, `at_capacity`, or `not_reached` (someone earlier was chosen).
+    /// `assigned`, `offline`, `at_capacity`, `not_reached` (someone earlier was chosen), or
+    /// `outside_inbox` (a contact owner who does not work the channel's inbox).
     pub outcome: &'static str,
 }
 
@@ -45,6 +84,9 @@ pub struct Decision {
     pub considered: Vec<Considered>,
     /// Contact-owner routing to an offline owner: the message is also emailed to them.
     pub email_owner: bool,
+    /// An offline owner who is not emailed, and why (`no_address`, `no_smtp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_emailed: Option<&'static str>,
     pub note: String,
 }
 
@@ -55,31 +97,66 @@ pub fn decide(rule: &Rule) -> Decision {
             rule: "nobody",
             considered: Vec::new(),
             email_owner: false,
+            not_emailed: None,
             note: "the channel assigns nobody".into(),
         },
         Rule::RoundRobin { pool, last } => round_robin(pool, last.as_deref()),
-        Rule::ContactOwner { owner: None } => Decision {
+        Rule::ContactOwner { owner: None, .. } => Decision {
             assignee: None,
             rule: "contact_owner",
             considered: Vec::new(),
             email_owner: false,
+            not_emailed: None,
             note: "the contact has no owner".into(),
         },
-        Rule::ContactOwner { owner: Some(owner) } => Decision {
-            assignee: Some(owner.id.clone()),
+        Rule::ContactOwner {
+            owner: Some(owner),
+            mail,
+        } => contact_owner(owner, *mail),
+        Rule::ContactOwnerOutside { owner } => Decision {
+            assignee: None,
             rule: "contact_owner",
             considered: vec![Considered {
-                rep_id: owner.id.clone(),
-                outcome: "assigned",
+                rep_id: owner.clone(),
+                outcome: "outside_inbox",
             }],
-            email_owner: !owner.online,
-            note: if owner.online {
-                "assigned to the contact's owner".into()
-            } else {
-                "assigned to the contact's owner, who is offline: the message is emailed to them"
-                    .into()
-            },
+            email_owner: false,
+            not_emailed: None,
+            note: "the contact's owner does not work this channel's inbox, so could not see \
+                   the conversation: waits unassigned"
+                .into(),
         },
+    }
+}
+
+/// The owner gets it; while offline, the message is emailed to them if it can be, and
+/// the note says which happened.
+fn contact_owner(owner: &RepState, mail: OwnerMail) -> Decision {
+    let not_emailed = if owner.online { None } else { mail.skipped() };
+    let note = match (owner.online, mail) {
+        (true, _) => "assigned to the contact's owner",
+        (false, OwnerMail::Possible) => {
+            "assigned to the contact's owner, who is offline: the message is emailed to them"
+        }
+        (false, OwnerMail::NoAddress) => {
+            "assigned to the contact's owner, who is offline and has no email address: \
+             the message is not emailed"
+        }
+        (false, OwnerMail::NoSmtp) => {
+            "assigned to the contact's owner, who is offline; no [smtp] is configured: \
+             the message is not emailed"
+        }
+    };
+    Decision {
+        assignee: Some(owner.id.clone()),
+        rule: "contact_owner",
+        considered: vec![Considered {
+            rep_id: owner.id.clone(),
+            outcome: "assigned",
+        }],
+        email_owner: !owner.online && mail == OwnerMail::Possible,
+        not_emailed,
+        note: note.into(),
     }
 }
 
@@ -118,6 +195,7 @@ fn round_robin(pool: &[RepState], last: Option<&str>) -> Decision {
         rule: "users_and_teams",
         considered,
         email_owner: false,
+        not_emailed: None,
         note,
     }
 }
@@ -217,7 +295,14 @@ mod tests {
             assert_eq!(decision.assignee, None);
         }
         assert_eq!(decide(&Rule::Nobody).assignee, None);
-        assert_eq!(decide(&Rule::ContactOwner { owner: None }).assignee, None);
+        assert_eq!(
+            decide(&Rule::ContactOwner {
+                owner: None,
+                mail: OwnerMail::Possible
+            })
+            .assignee,
+            None
+        );
     }
 
     #[test]
@@ -243,21 +328,41 @@ mod tests {
     }
 
     #[test]
-    fn the_contacts_owner_gets_it_and_an_email_when_offline() {
-        let online = decide(&Rule::ContactOwner {
-            owner: Some(rep("carol", true, 50, 1)),
+    fn the_contacts_owner_gets_it_and_an_email_when_offline_if_one_can_be_sent() {
+        let cases = [
+            (true, OwnerMail::Possible, false, None),
+            (true, OwnerMail::NoAddress, false, None),
+            (false, OwnerMail::Possible, true, None),
+            (false, OwnerMail::NoAddress, false, Some("no_address")),
+            (false, OwnerMail::NoSmtp, false, Some("no_smtp")),
+        ];
+        for (online, mail, emailed, not_emailed) in cases {
+            let decision = decide(&Rule::ContactOwner {
+                owner: Some(rep("carol", online, 0, 10)),
+                mail,
+            });
+            assert_eq!(decision.assignee.as_deref(), Some("carol"));
+            assert_eq!(
+                (decision.email_owner, decision.not_emailed),
+                (emailed, not_emailed),
+                "online {online}, {mail:?}"
+            );
+            assert_eq!(
+                decision.note.contains("is emailed"),
+                emailed,
+                "the note says what happened: {}",
+                decision.note
+            );
+        }
+    }
+
+    #[test]
+    fn a_contact_owner_outside_the_channels_inbox_is_not_given_the_conversation() {
+        let decision = decide(&Rule::ContactOwnerOutside {
+            owner: "dave".into(),
         });
-        assert_eq!(
-            (online.assignee.as_deref(), online.email_owner),
-            (Some("carol"), false)
-        );
-        let offline = decide(&Rule::ContactOwner {
-            owner: Some(rep("carol", false, 0, 10)),
-        });
-        assert_eq!(
-            (offline.assignee.as_deref(), offline.email_owner),
-            (Some("carol"), true)
-        );
+        assert_eq!(decision.assignee, None);
+        assert_eq!(decision.considered[0].outcome, "outside_inbox");
     }
 
     #[test]

@@ -88,6 +88,54 @@ pub fn effect_of_status_change<C: Clone>(
     }
 }
 
+/// The audit trail's record of a move to the trash: the conversations that went with
+/// the ticket, and the replies still queued for them, which trashing does not cancel.
+pub fn trash_record(conversations: &[crate::model::ConversationId], queued_replies: u64) -> Value {
+    serde_json::json!({
+        "conversations": conversations.len(),
+        "conversation_ids": conversations,
+        "queued_replies": queued_replies,
+        "queued_replies_cancelled": false,
+    })
+}
+
+/// What restoring a ticket did to one of its conversations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// Back as it was when trashed, open or closed.
+    AsItWas,
+    /// It was open, but its contact has opened another conversation on that channel
+    /// since (one open conversation per thread): it comes back closed.
+    Closed,
+}
+
+impl Restored {
+    /// The outcome for a conversation that was `open` when trashed, when another open
+    /// conversation now holds its thread (`thread_taken`).
+    pub fn of(open: bool, thread_taken: bool) -> Self {
+        if open && thread_taken {
+            Restored::Closed
+        } else {
+            Restored::AsItWas
+        }
+    }
+
+    /// The audit trail's record of it: the changes, and why when it is not as it was.
+    pub fn record(self, status_when_trashed: &str) -> (Value, Option<String>) {
+        match self {
+            Restored::AsItWas => (serde_json::json!({"status": status_when_trashed}), None),
+            Restored::Closed => (
+                serde_json::json!({"status": {"from": "open", "to": "closed"}}),
+                Some(
+                    "the contact has opened another conversation on this channel since: \
+                     this one comes back closed"
+                        .to_owned(),
+                ),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +217,29 @@ mod tests {
         let mut current = props(json!({"a": 1, "b": 2}));
         merge_properties(&mut current, &props(json!({"a": null, "c": 3})));
         assert_eq!(Value::Object(current), json!({"b": 2, "c": 3}));
+    }
+
+    #[test]
+    fn a_restored_conversation_comes_back_closed_only_if_it_was_open_and_its_thread_is_taken() {
+        let cases = [
+            (true, false, Restored::AsItWas),
+            (false, true, Restored::AsItWas),
+            (false, false, Restored::AsItWas),
+            (true, true, Restored::Closed),
+        ];
+        for (open, taken, expected) in cases {
+            assert_eq!(
+                Restored::of(open, taken),
+                expected,
+                "open {open}, taken {taken}"
+            );
+        }
+        let (changes, reason) = Restored::Closed.record("open");
+        assert_eq!(changes["status"]["to"], "closed");
+        assert!(reason.is_some(), "closing on restore says why");
+        assert_eq!(
+            Restored::AsItWas.record("closed"),
+            (serde_json::json!({"status": "closed"}), None)
+        );
     }
 }

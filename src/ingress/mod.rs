@@ -66,13 +66,15 @@ pub struct WebhookReceipt {
             (`malformed_json`, `invalid_event`).", body = ErrorBody),
         (status = 401, description = "The signature is missing, stale or wrong \
             (`missing_signature`, `invalid_timestamp`, `invalid_signature`).", body = ErrorBody),
-        (status = 404, description = "No such channel (`unknown_channel`).", body = ErrorBody),
+        (status = 404, description = "No such channel (`unknown_channel`), or one removed \
+            longer ago than `reload.removed_channel_grace_s`.", body = ErrorBody),
         (status = 413, description = "The body is larger than `server.max_body_bytes` \
             (`payload_too_large`).", body = ErrorBody),
         (status = 415, description = "The content type is not the platform's \
             (`unsupported_media_type`).", body = ErrorBody),
         StoreErrors,
-        (status = 503, description = "The channel is disabled (`channel_disabled`) or storage \
+        (status = 503, description = "The channel is disabled (`channel_disabled`), was removed \
+            by a reload within `reload.removed_channel_grace_s` (`channel_removed`), or storage \
             is unavailable (`storage_unavailable`): redeliver after `Retry-After` seconds.",
             body = ErrorBody, headers(("retry-after" = u64))),
     )
@@ -135,7 +137,8 @@ fn channel_label<'a>(runtime: &Runtime, channel_id: &'a str) -> &'a str {
         (status = 404, description = "No such channel (`unknown_channel`).", body = ErrorBody),
         (status = 405, description = "The channel's platform has no GET handshake \
             (`method_not_allowed`); generic channels do not.", body = ErrorBody),
-        (status = 503, description = "The channel is disabled (`channel_disabled`).",
+        (status = 503, description = "The channel is disabled (`channel_disabled`) or was \
+            removed by a reload within `reload.removed_channel_grace_s` (`channel_removed`).",
             body = ErrorBody, headers(("retry-after" = u64))),
     )
 )]
@@ -175,15 +178,23 @@ pub async fn handshake(
 }
 
 /// The channel, if it exists and takes traffic: else 404, or 503 so the platform
-/// redelivers once it is enabled again.
+/// redelivers once it is enabled (or added back) again. A channel a reload removed
+/// answers 503 for `reload.removed_channel_grace_s`: most platforms treat 404 as final.
 fn serving<'a>(runtime: &'a Runtime, channel_id: &str) -> Result<&'a LiveChannel, ApiError> {
-    let channel = runtime.channel(channel_id).ok_or_else(|| {
-        ApiError::new(
+    let Some(channel) = runtime.channel(channel_id) else {
+        if runtime.recently_removed(channel_id, Utc::now()).is_some() {
+            return Err(ApiError::unavailable(
+                "channel_removed",
+                format!("channel {channel_id:?} was removed from the config; redeliver later"),
+                DISABLED_RETRY_AFTER_SECS,
+            ));
+        }
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_channel",
             format!("no channel {channel_id:?}"),
-        )
-    })?;
+        ));
+    };
     if !channel.config.enabled {
         return Err(ApiError::unavailable(
             "channel_disabled",
@@ -279,11 +290,18 @@ async fn handle(
     }
     for outcome in &outcomes {
         if let IngestOutcome::Stored {
-            routed: Some(routed),
+            routed,
+            owner_not_emailed,
+            conversation_id,
             ..
         } = outcome
         {
-            telemetry::routed(routed.rule, routed.assigned);
+            if let Some(routed) = routed {
+                telemetry::routed(routed.rule, routed.assigned);
+            }
+            if let Some(reason) = owner_not_emailed {
+                telemetry::owner_not_emailed(channel_id, conversation_id.as_str(), reason);
+            }
         }
     }
     let mut conversations = outcomes.iter().filter_map(|o| match o {

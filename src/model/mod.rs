@@ -95,9 +95,13 @@ pub struct Ticket {
     pub owner_id: Option<String>,
     #[schema(value_type = Object)]
     pub properties: Map<String, Value>,
+    /// Its conversations; for a ticket in the trash, those trashed with it.
     pub conversation_ids: Vec<ConversationId>,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// When it went to the trash; `null` unless it is there (`GET /api/v1/tickets?trashed=true`).
+    #[serde(default)]
+    pub trashed_at: Option<DateTime<Utc>>,
 }
 
 /// Milliseconds since the Unix epoch, the one time format the store keeps.

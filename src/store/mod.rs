@@ -76,6 +76,36 @@ pub enum RoutingPlan {
     },
 }
 
+/// A contact's owner as contact-owner routing finds them.
+pub(crate) enum OwnerSlot<'a> {
+    None,
+    /// Not a rep who works the channel's inbox (or no longer a rep at all).
+    Outside(String),
+    Rep(&'a RepSlot),
+}
+
+impl RoutingPlan {
+    /// The contact owner `owner` among the reps this plan may give work to.
+    pub(crate) fn owner_slot(&self, owner: Option<String>) -> OwnerSlot<'_> {
+        let RoutingPlan::ContactOwner { reps, .. } = self else {
+            return OwnerSlot::None;
+        };
+        match owner {
+            None => OwnerSlot::None,
+            Some(o) => match reps.iter().find(|r| r.id == o) {
+                Some(slot) => OwnerSlot::Rep(slot),
+                None => OwnerSlot::Outside(o),
+            },
+        }
+    }
+
+    /// Whether an offline owner `slot` can be emailed under this plan.
+    pub(crate) fn owner_mail(&self, slot: &RepSlot) -> crate::desk::routing::OwnerMail {
+        let smtp = matches!(self, RoutingPlan::ContactOwner { email: Some(_), .. });
+        crate::desk::routing::OwnerMail::of(smtp, slot.email.as_deref())
+    }
+}
+
 /// A rep as routing sees them.
 #[derive(Clone, Debug)]
 pub struct RepSlot {
@@ -129,18 +159,23 @@ impl ChannelRules {
             capacity: r.capacity,
             email: r.email.clone(),
         };
+        // Only reps who can see the channel's conversations are given them.
+        let works = |r: &&crate::config::RepConfig| {
+            crate::desk::inboxes::rep_works_channel(config, &r.id, channel_id)
+        };
         let routing = match &channel.routing {
             crate::config::RoutingConfig::Nobody => RoutingPlan::Nobody,
             crate::config::RoutingConfig::UsersAndTeams { users, teams } => {
                 RoutingPlan::RoundRobin {
                     pool: crate::desk::routing::pool(users, teams, &config.reps)
                         .into_iter()
+                        .filter(works)
                         .map(slot)
                         .collect(),
                 }
             }
             crate::config::RoutingConfig::ContactOwner => RoutingPlan::ContactOwner {
-                reps: config.reps.iter().map(slot).collect(),
+                reps: config.reps.iter().filter(works).map(slot).collect(),
                 email: config.smtp.as_ref().map(|_| OwnerEmail {
                     link_base: config.server.public_url.clone(),
                     channel_name: channel.name.clone(),
@@ -172,6 +207,10 @@ pub enum IngestOutcome {
         /// (for metrics; not part of the webhook's answer).
         #[serde(skip)]
         routed: Option<Routed>,
+        /// Why the contact's offline owner was not emailed this message (`no_address`,
+        /// `no_smtp`), for the log and metric; not part of the webhook's answer.
+        #[serde(skip)]
+        owner_not_emailed: Option<&'static str>,
     },
     /// Seen before: nothing was stored again.
     Duplicate { id: String, message_id: MessageId },
@@ -414,6 +453,36 @@ pub struct ConversationFilter {
     pub q: Option<String>,
 }
 
+/// Filters of the ticket list.
+#[derive(Clone, Debug, Default)]
+pub struct TicketFilter {
+    /// Only tickets with a conversation on a channel this scope allows.
+    pub scope: crate::desk::inboxes::Scope,
+    /// Only tickets with a conversation on this channel.
+    pub channel: Option<String>,
+    pub status: Option<String>,
+    pub pipeline: Option<String>,
+    /// A rep id, or `none` for unassigned.
+    pub owner: Option<String>,
+    /// Tickets in the trash instead of the live ones.
+    pub trashed: bool,
+    /// Changed at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Changed before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// What one delete moved to the trash.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Trashed {
+    pub ticket_id: TicketId,
+    /// Every conversation of the ticket: they go to the trash together.
+    pub conversation_ids: Vec<ConversationId>,
+    /// Replies of those conversations still queued for delivery. Trashing does not cancel
+    /// them: they are sent as if nothing happened.
+    pub queued_replies: u64,
+}
+
 /// A rep's internal comment on a conversation, and whom it notifies.
 #[derive(Clone, Debug)]
 pub struct NewComment {
@@ -634,12 +703,21 @@ pub trait Store: Send + Sync {
         &self,
         id: &ConversationId,
         actor: &Actor,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Trashed, StoreError>;
 
     /// Moves a ticket and its conversations to the trash.
-    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError>;
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError>;
 
-    /// Brings a trashed ticket back with the conversations trashed with it.
+    /// Tickets, the newest first: live ones, or those in the trash.
+    async fn tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError>;
+
+    /// Brings a trashed ticket back with the conversations trashed with it, recording
+    /// what it did to each (one whose contact has opened another meanwhile comes back
+    /// closed).
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError>;
 
     /// Deletes for good what has been in the trash since before `before` (and events

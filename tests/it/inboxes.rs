@@ -681,3 +681,178 @@ async fn a_channel_removed_from_the_config_stays_in_the_default_inbox_with_its_c
     );
     assert_eq!(ids(&listed), ids(std::slice::from_ref(&theirs)));
 }
+
+#[tokio::test]
+async fn a_conversation_or_ticket_can_be_assigned_only_to_a_rep_who_can_see_it() {
+    let app = spawn_desk("").await;
+    let sales = conversation_on(&app, "sales", "ana").await;
+    let path = format!("/api/v1/conversations/{}", sales["id"].as_str().unwrap());
+    let ticket = format!("/api/v1/tickets/{}", sales["ticket_id"].as_str().unwrap());
+
+    // Bob works support only: sales answers him 404, so it cannot be his.
+    let (status, body) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"owner_id": "bob"})),
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("owner_id:"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        Method::PATCH,
+        &ticket,
+        Some(json!({"owner_id": "bob"})),
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(app.get(&path).await["owner_id"], Value::Null);
+    assert_eq!(app.get(&ticket).await["owner_id"], Value::Null);
+    assert_eq!(
+        items(app.get("/api/v1/conversations?owner=bob").await).len(),
+        0,
+        "nothing counts against Bob's capacity"
+    );
+
+    // Alice works sales.
+    for target in [&path, &ticket] {
+        let (status, body) = call(
+            &app,
+            Method::PATCH,
+            target,
+            Some(json!({"owner_id": "alice"})),
+            ADMIN_TOKEN,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(call(&app, Method::GET, &path, None, ALICE).await.0, 200);
+}
+
+#[tokio::test]
+async fn routing_skips_a_contact_owner_who_cannot_see_the_channel() {
+    let app = TestApp::spawn_with(Options {
+        extra: desk_config(INBOXES, "").replace(
+            "[channels.sales]\n",
+            "[channels.sales]\nrouting = { mode = \"contact_owner\" }\n",
+        ),
+        ..Options::default()
+    })
+    .await;
+    let first = conversation_on(&app, "sales", "ana").await;
+    let contact = first["contact"]["id"].as_str().unwrap();
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/contacts/{contact}"),
+        Some(json!({"owner_id": "bob"})),
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let path = format!("/api/v1/conversations/{}", first["id"].as_str().unwrap());
+    call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"status": "closed"})),
+        ADMIN_TOKEN,
+    )
+    .await;
+
+    // Ana writes again: the conversation reopens and routing looks at her owner, Bob.
+    app.post_webhook("sales", &text_event("again", "ana", "hello again"))
+        .await;
+    let reopened = app.get(&path).await;
+    assert_eq!(reopened["status"], "open");
+    assert_eq!(reopened["owner_id"], Value::Null, "Bob would get 404 on it");
+    let history = items(
+        app.get(&format!(
+            "/api/v1/tickets/{}/history",
+            reopened["ticket_id"].as_str().unwrap()
+        ))
+        .await,
+    );
+    let routed = history
+        .iter()
+        .rfind(|e| e["actor"] == "routing")
+        .expect("the decision is recorded");
+    assert_eq!(routed["action"], "left_unassigned");
+    assert_eq!(routed["changes"]["considered"][0]["rep_id"], "bob");
+    assert_eq!(
+        routed["changes"]["considered"][0]["outcome"],
+        "outside_inbox"
+    );
+}
+
+#[tokio::test]
+async fn a_config_routing_to_a_rep_outside_the_channels_inboxes_is_refused() {
+    let app = spawn_desk("").await;
+    // Bob works support, not sales.
+    let routed_to_bob = desk_config(INBOXES, "").replace(
+        "[channels.sales]\n",
+        "[channels.sales]\nrouting = { mode = \"users_and_teams\", users = [\"alice\", \"bob\"] }\n",
+    );
+    app.write_config(&Options {
+        extra: routed_to_bob,
+        ..app.options.clone()
+    });
+    app.reload().await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready["config"]["last_result"], "error");
+    let error = ready["config"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("channels.sales.routing.users") && error.contains("\"bob\""),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_ticket_list_shows_only_tickets_of_the_callers_inboxes() {
+    let app = spawn_desk("").await;
+    let sales = conversation_on(&app, "sales", "ana").await;
+    let help = conversation_on(&app, "help", "bo").await;
+    let ids = |page: Value| -> Vec<String> {
+        items(page)
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sales_ticket = sales["ticket_id"].as_str().unwrap();
+    let help_ticket = help["ticket_id"].as_str().unwrap();
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets", ALICE).await),
+        [sales_ticket]
+    );
+    assert_eq!(ids(app.get_as("/api/v1/tickets", BOB).await), [help_ticket]);
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets?channel=help", ALICE).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(app.get("/api/v1/tickets").await).len(), 2);
+
+    // The trash is scoped the same way.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/tickets/{help_ticket}"),
+        None,
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ids(app.get_as("/api/v1/tickets?trashed=true", ALICE).await).is_empty());
+    assert_eq!(
+        ids(app.get_as("/api/v1/tickets?trashed=true", BOB).await),
+        [help_ticket]
+    );
+}

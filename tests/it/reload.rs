@@ -255,3 +255,118 @@ async fn editing_the_config_file_is_enough_to_reload_it() {
     )
     .await;
 }
+
+/// A generic channel `shop` sending to the receiver's `/shop`.
+fn shop_channel(app: &TestApp) -> String {
+    format!(
+        "[channels.shop]\nkind = \"generic\"\nsecret = \"{}\"\noutbound_url = \"{}/shop\"\n",
+        secret(),
+        app.receiver.uri()
+    )
+}
+
+#[tokio::test]
+async fn a_channel_removed_by_reload_answers_503_and_holds_its_replies_until_added_back() {
+    let app = TestApp::spawn().await;
+    accept_deliveries(&app).await;
+    Mock::given(method("POST"))
+        .and(path("/shop"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "ok"})))
+        .mount(&app.receiver)
+        .await;
+    let mut options = app.options.clone();
+    options.extra = shop_channel(&app);
+    app.write_config(&options);
+    app.reload().await;
+    assert_eq!(
+        app.post_webhook("shop", &text_event("m1", "ana", "hi"))
+            .await
+            .status(),
+        200
+    );
+    let conversation = app.only_conversation().await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let without_shop = app.options.clone();
+    app.write_config(&without_shop);
+    app.reload().await;
+    let refused = app
+        .post_webhook("shop", &text_event("m2", "ana", "still there?"))
+        .await;
+    assert_eq!(refused.status(), 503, "404 would tell the platform to stop");
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "channel_removed");
+
+    let (status, _) = app.reply(&conversation, "held while removed").await;
+    assert_eq!(status, 202);
+    // A reply on a channel that still exists goes out: the worker ran past the held one.
+    app.post_webhook("demo", &text_event("d1", "bo", "hello"))
+        .await;
+    let demo = app
+        .conversations()
+        .await
+        .into_iter()
+        .find(|c| c["channel_id"] == "demo")
+        .unwrap();
+    app.reply(demo["id"].as_str().unwrap(), "sent").await;
+    wait_until(
+        "the demo reply is sent and recorded",
+        Duration::from_secs(10),
+        || async {
+            let pending = items(app.get("/api/v1/deliveries?state=pending").await);
+            !app.delivered().await.is_empty() && pending.iter().all(|d| d["channel_id"] != "demo")
+        },
+    )
+    .await;
+    let pending = items(app.get("/api/v1/deliveries?state=pending").await);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["channel_id"], "shop");
+    assert_eq!(pending[0]["attempts"], 0, "held, not failed");
+
+    app.write_config(&options);
+    app.reload().await;
+    app.drain_outbox().await;
+    let sent: Vec<String> = app
+        .receiver
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/shop")
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["parts"][0]["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(sent, ["held while removed"]);
+    assert_eq!(
+        app.post_webhook("shop", &text_event("m2", "ana", "still there?"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_channel_removed_longer_ago_than_the_grace_period_answers_404() {
+    let app = TestApp::spawn().await;
+    let mut options = app.options.clone();
+    options.extra = format!(
+        "{}\n[reload]\nremoved_channel_grace_s = 0\n",
+        shop_channel(&app)
+    );
+    app.write_config(&options);
+    app.reload().await;
+    options.extra = "[reload]\nremoved_channel_grace_s = 0\n".into();
+    app.write_config(&options);
+    app.reload().await;
+    let refused = app
+        .post_webhook("shop", &text_event("m1", "ana", "hi"))
+        .await;
+    assert_eq!(refused.status(), 404);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_channel");
+}

@@ -449,3 +449,61 @@ async fn an_offline_rep_who_wants_notifications_gets_a_digest_and_can_turn_it_of
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn an_offline_owner_without_an_email_address_is_recorded_as_not_emailed() {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::spawn_with(Options {
+        extra: format!("{}\n[[reps]]\nid = \"dan\"\n", config(&sink.url(), 10, 300)),
+        retry_schedule_ms: vec![0, 20, 20],
+        ..Options::default()
+    })
+    .await;
+    let conversation = owned_contact(&app, "dan").await;
+    app.post_webhook("own", &text_event("o2", "vip", "are you there dan?"))
+        .await;
+    let reopened = app
+        .get(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(reopened["owner_id"], "dan");
+
+    let history = items(
+        app.get(&format!(
+            "/api/v1/tickets/{}/history",
+            reopened["ticket_id"].as_str().unwrap()
+        ))
+        .await,
+    );
+    let assigned = history
+        .iter()
+        .find(|e| e["action"] == "assigned")
+        .expect("the assignment is recorded");
+    let note = assigned["reason"].as_str().unwrap();
+    assert!(
+        note.contains("not emailed") && !note.contains("is emailed"),
+        "the history says what happened: {note}"
+    );
+    assert_eq!(assigned["changes"]["email_owner"], false);
+    assert_eq!(assigned["changes"]["not_emailed"], "no_address");
+
+    assert!(
+        items(app.get("/api/v1/deliveries?state=pending").await).is_empty(),
+        "no email is queued"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"channel_bridge_owner_emails_skipped_total{channel="own",reason="no_address"}"#
+        ),
+        "counted"
+    );
+    assert!(sink.received().is_empty());
+}

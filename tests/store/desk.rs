@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use channel_bridge::desk::inboxes::Scope;
 use channel_bridge::model::{ConversationId, ConversationStatus, Identifier, SenderKind, TicketId};
 use channel_bridge::store::{
-    Actor, ContactUpdate, ConversationUpdate, JobState, Store, StoreError, Via,
+    Actor, ContactUpdate, ConversationUpdate, JobState, PageRequest, Store, StoreError,
+    TicketFilter, Via,
 };
 use chrono::{Duration, Utc};
 use serde_json::json;
@@ -28,6 +30,7 @@ conformance!(
     deleting_one_conversation_trashes_the_ticket_and_all_its_conversations_and_purge_removes_them,
     a_restored_conversation_whose_contact_has_moved_on_comes_back_closed,
     only_trashed_tickets_can_be_restored,
+    the_ticket_list_is_scoped_filtered_and_lists_the_trash_apart,
     the_history_says_who_changed_what_and_why,
     a_contacts_owner_and_email_can_be_set_and_cleared,
 );
@@ -559,6 +562,7 @@ async fn the_history_says_who_changed_what_and_why(store: Arc<dyn Store>, _: &Ba
             ((rep, "alice"), "ticket", "status_changed", None),
             ((rep, "alice"), "ticket", "properties_changed", None),
             ((token, "admin"), "ticket", "deleted", None),
+            ((token, "admin"), "conversation", "restored", None),
             ((token, "admin"), "ticket", "restored", None),
         ]
     );
@@ -632,4 +636,113 @@ async fn a_contacts_owner_and_email_can_be_set_and_cleared(store: Arc<dyn Store>
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn the_ticket_list_is_scoped_filtered_and_lists_the_trash_apart(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let chat = open_conversation(&*store, &rules("chat"), "ana").await;
+    let shop = open_conversation(&*store, &rules("shop"), "bo").await;
+    let chat_ticket = ticket_of(&*store, &chat).await.id;
+    let shop_ticket = ticket_of(&*store, &shop).await.id;
+    store
+        .update_conversation(&shop, assign(Some("alice")), &actor())
+        .await
+        .unwrap();
+    let list = |filter: TicketFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .tickets(&filter, &page(10))
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(TicketFilter::default()).await,
+        [shop_ticket.clone(), chat_ticket.clone()],
+        "newest first"
+    );
+    let only_chat = Scope::Only(["chat".to_owned()].into());
+    assert_eq!(
+        list(TicketFilter {
+            scope: only_chat.clone(),
+            ..Default::default()
+        })
+        .await,
+        vec![chat_ticket.clone()]
+    );
+    assert_eq!(
+        list(TicketFilter {
+            scope: Scope::Except(["chat".to_owned()].into()),
+            ..Default::default()
+        })
+        .await,
+        vec![shop_ticket.clone()]
+    );
+    assert_eq!(
+        list(TicketFilter {
+            owner: Some("alice".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![shop_ticket.clone()]
+    );
+    assert_eq!(
+        list(TicketFilter {
+            owner: Some("none".into()),
+            channel: Some("chat".into()),
+            status: Some("new".into()),
+            pipeline: Some("support".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![chat_ticket.clone()]
+    );
+    let first = store
+        .tickets(&TicketFilter::default(), &page(1))
+        .await
+        .unwrap();
+    let rest = store
+        .tickets(
+            &TicketFilter::default(),
+            &PageRequest {
+                limit: 1,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items[0].id, chat_ticket);
+    assert_eq!(rest.next_cursor, None);
+
+    let trashed = store.delete_conversation(&chat, &actor()).await.unwrap();
+    assert_eq!(trashed.ticket_id, chat_ticket);
+    assert_eq!(trashed.conversation_ids, vec![chat.clone()]);
+    assert_eq!(trashed.queued_replies, 0);
+    assert_eq!(
+        list(TicketFilter::default()).await,
+        vec![shop_ticket.clone()]
+    );
+    let trash = store
+        .tickets(
+            &TicketFilter {
+                trashed: true,
+                scope: only_chat,
+                ..Default::default()
+            },
+            &page(10),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(trash.len(), 1);
+    assert_eq!(trash[0].id, chat_ticket);
+    assert_eq!(trash[0].conversation_ids, vec![chat]);
+    assert!(trash[0].trashed_at.is_some());
 }

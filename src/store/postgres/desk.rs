@@ -12,12 +12,14 @@ use sqlx::PgConnection;
 
 use super::ingest::json;
 use super::{events, get, queries};
-use crate::desk::tickets::{self, ConversationEffect};
+use crate::desk::inboxes::Scope;
+use crate::desk::tickets::{self, ConversationEffect, Restored};
 use crate::model::{
     Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
 };
 use crate::store::{
-    Actor, AuditEntry, ContactUpdate, ConversationUpdate, StoreError, TicketChange,
+    Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
+    TicketFilter, Trashed,
 };
 
 /// Records one change in the audit trail.
@@ -105,6 +107,130 @@ async fn load_ticket(
             .collect(),
         created_at: from_millis(get(&row, "created_at")?),
         closed_at: get::<Option<i64>>(&row, "closed_at")?.map(from_millis),
+        trashed_at: None,
+    })
+}
+
+/// A ticket in the trash, with the conversations trashed with it.
+async fn trashed_ticket(c: &mut PgConnection, id: &TicketId) -> Result<Ticket, StoreError> {
+    let row = sqlx::query(
+        "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at
+         FROM tickets WHERE id = $1 AND deleted_at IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or(StoreError::NotFound("ticket"))?;
+    let deleted_at: i64 = get(&row, "deleted_at")?;
+    let conversation_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE ticket_id = $1 AND deleted_at = $2 ORDER BY seq",
+    )
+    .bind(id.as_str())
+    .bind(deleted_at)
+    .fetch_all(&mut *c)
+    .await?;
+    let properties: String = get(&row, "properties")?;
+    Ok(Ticket {
+        id: id.clone(),
+        pipeline: get(&row, "pipeline")?,
+        status: get(&row, "status")?,
+        priority: get(&row, "priority")?,
+        owner_id: get(&row, "owner_id")?,
+        properties: serde_json::from_str(&properties).unwrap_or_default(),
+        conversation_ids: conversation_ids
+            .into_iter()
+            .map(ConversationId::from_stored)
+            .collect(),
+        created_at: from_millis(get(&row, "created_at")?),
+        closed_at: get::<Option<i64>>(&row, "closed_at")?.map(from_millis),
+        trashed_at: Some(from_millis(deleted_at)),
+    })
+}
+
+/// Tickets, the newest first: the live ones, or those in the trash. Seen through a scope
+/// or a channel, a ticket is listed when one of its conversations (live, or trashed with
+/// it) is on an allowed channel.
+pub async fn tickets(
+    c: &mut PgConnection,
+    filter: &TicketFilter,
+    before: i64,
+    limit: u32,
+) -> Result<Page<Ticket>, StoreError> {
+    // Only fixed SQL is pushed; every value the caller gave is bound.
+    let mut sql: sqlx::QueryBuilder<sqlx::Postgres> =
+        sqlx::QueryBuilder::new("SELECT t.id, t.seq FROM tickets t WHERE ");
+    sql.push(if filter.trashed {
+        "t.deleted_at IS NOT NULL"
+    } else {
+        "t.deleted_at IS NULL"
+    });
+    if filter.channel.is_some() || filter.scope != Scope::All {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM conversations c WHERE c.ticket_id = t.id
+                 AND c.deleted_at IS NOT DISTINCT FROM t.deleted_at",
+        );
+        if let Some(channel) = &filter.channel {
+            sql.push(" AND c.channel_id = ").push_bind(channel.clone());
+        }
+        match &filter.scope {
+            Scope::All => {}
+            Scope::Only(channels) => {
+                sql.push(" AND c.channel_id = ANY(")
+                    .push_bind(channels.iter().cloned().collect::<Vec<String>>())
+                    .push(")");
+            }
+            Scope::Except(channels) => {
+                sql.push(" AND NOT (c.channel_id = ANY(")
+                    .push_bind(channels.iter().cloned().collect::<Vec<String>>())
+                    .push("))");
+            }
+        }
+        sql.push(")");
+    }
+    if let Some(status) = &filter.status {
+        sql.push(" AND t.status = ").push_bind(status.clone());
+    }
+    if let Some(pipeline) = &filter.pipeline {
+        sql.push(" AND t.pipeline = ").push_bind(pipeline.clone());
+    }
+    match filter.owner.as_deref() {
+        Some("none") => {
+            sql.push(" AND t.owner_id IS NULL");
+        }
+        Some(owner) => {
+            sql.push(" AND t.owner_id = ").push_bind(owner.to_owned());
+        }
+        None => {}
+    }
+    if let Some(from) = filter.from {
+        sql.push(" AND t.updated_at >= ")
+            .push_bind(from.timestamp_millis());
+    }
+    if let Some(to) = filter.to {
+        sql.push(" AND t.updated_at < ")
+            .push_bind(to.timestamp_millis());
+    }
+    if before > 0 {
+        sql.push(" AND t.seq < ").push_bind(before);
+    }
+    sql.push(" ORDER BY t.seq DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let rows: Vec<(String, i64)> = sql.build_query_as().fetch_all(&mut *c).await?;
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last = None;
+    for (id, seq) in rows.into_iter().take(limit as usize) {
+        let id = TicketId::from_stored(id);
+        items.push(if filter.trashed {
+            trashed_ticket(c, &id).await?
+        } else {
+            load_ticket(c, &id, false).await?
+        });
+        last = Some(seq);
+    }
+    Ok(Page {
+        items,
+        next_cursor: last.filter(|_| more).map(|seq| seq.to_string()),
     })
 }
 
@@ -422,7 +548,7 @@ pub async fn delete_conversation(
     id: &ConversationId,
     actor: &Actor,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Trashed, StoreError> {
     let ticket: String = sqlx::query_scalar(
         "SELECT ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL",
     )
@@ -434,12 +560,13 @@ pub async fn delete_conversation(
 }
 
 /// Moves a ticket and its conversations to the trash (until `purge_trash` or a restore).
+/// Their queued replies stay queued: the answer and the audit trail say how many.
 pub async fn delete_ticket(
     c: &mut PgConnection,
     id: &TicketId,
     actor: &Actor,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Trashed, StoreError> {
     let changed = sqlx::query(
         "UPDATE tickets SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
     )
@@ -451,14 +578,31 @@ pub async fn delete_ticket(
     if changed == 0 {
         return Err(StoreError::NotFound("ticket"));
     }
-    let trashed = sqlx::query(
-        "UPDATE conversations SET deleted_at = $2 WHERE ticket_id = $1 AND deleted_at IS NULL",
+    let mut trashed: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE conversations SET deleted_at = $2 WHERE ticket_id = $1 AND deleted_at IS NULL
+         RETURNING seq, id",
     )
     .bind(id.as_str())
     .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *c)
+    .await?;
+    trashed.sort();
+    let queued_replies: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = $2
+           AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = $1)",
+    )
+    .bind(id.as_str())
+    .bind(crate::store::JOB_DELIVER)
+    .fetch_one(&mut *c)
+    .await?;
+    let receipt = Trashed {
+        ticket_id: id.clone(),
+        conversation_ids: trashed
+            .into_iter()
+            .map(|(_, c)| ConversationId::from_stored(c))
+            .collect(),
+        queued_replies: queued_replies as u64,
+    };
     audit(
         c,
         id.as_str(),
@@ -466,10 +610,11 @@ pub async fn delete_ticket(
         id.as_str(),
         "deleted",
         actor,
-        json!({"conversations": trashed}),
+        tickets::trash_record(&receipt.conversation_ids, receipt.queued_replies),
         now,
     )
-    .await
+    .await?;
+    Ok(receipt)
 }
 
 /// Takes a ticket and the conversations trashed with it out of the trash.
@@ -508,23 +653,43 @@ pub async fn restore_ticket(
                 .bind(&conversation)
                 .fetch_one(&mut *c)
                 .await?;
-        if open && thread_taken(c, &conversation).await? {
-            // The contact has opened another conversation meanwhile: this one comes back closed.
-            sqlx::query(
-                "UPDATE conversations SET deleted_at = NULL, status = 'closed',
-                     closed_at = COALESCE(closed_at, $2)
-                 WHERE id = $1",
-            )
-            .bind(&conversation)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-        } else {
-            sqlx::query("UPDATE conversations SET deleted_at = NULL WHERE id = $1")
+        let taken = open && thread_taken(c, &conversation).await?;
+        let outcome = Restored::of(open, taken);
+        match outcome {
+            Restored::Closed => {
+                sqlx::query(
+                    "UPDATE conversations SET deleted_at = NULL, status = 'closed',
+                         closed_at = COALESCE(closed_at, $2)
+                     WHERE id = $1",
+                )
                 .bind(&conversation)
+                .bind(now)
                 .execute(&mut *c)
                 .await?;
+            }
+            Restored::AsItWas => {
+                sqlx::query("UPDATE conversations SET deleted_at = NULL WHERE id = $1")
+                    .bind(&conversation)
+                    .execute(&mut *c)
+                    .await?;
+            }
         }
+        let (changes, reason) = outcome.record(if open { "open" } else { "closed" });
+        let actor = Actor {
+            reason: reason.or_else(|| actor.reason.clone()),
+            ..actor.clone()
+        };
+        audit(
+            c,
+            id.as_str(),
+            "conversation",
+            &conversation,
+            "restored",
+            &actor,
+            changes,
+            now,
+        )
+        .await?;
     }
     audit(
         c,
@@ -1370,10 +1535,12 @@ mod tests {
                 .map(|_| ()))),
             twin.agree(both!(twin, |s| s
                 .delete_ticket(&tid("t1"), &actor("api", None))
-                .await)),
+                .await
+                .map(|_| ()))),
             twin.agree(both!(twin, |s| s
                 .delete_conversation(&cid("c2"), &actor("api", None))
-                .await)),
+                .await
+                .map(|_| ()))),
         ] {
             assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
         }
@@ -1437,9 +1604,25 @@ mod tests {
                     "api",
                     "t1",
                     "deleted",
-                    json!({"conversations": 2}),
+                    json!({
+                        "conversations": 2,
+                        "conversation_ids": ["c1", "c2"],
+                        "queued_replies": 1,
+                        "queued_replies_cancelled": false,
+                    }),
                     Some("spam")
                 ),
+                entry(
+                    "api",
+                    "c1",
+                    "restored",
+                    json!({"status": {"from": "open", "to": "closed"}}),
+                    Some(
+                        "the contact has opened another conversation on this channel since: \
+                         this one comes back closed"
+                    )
+                ),
+                entry("api", "c2", "restored", json!({"status": "open"}), None),
                 entry("api", "t1", "restored", json!({}), None),
             ]
         );

@@ -275,7 +275,7 @@ async fn ingest_message(
     } else {
         None
     };
-    routing::email_offline_owner(
+    let owner_not_emailed = routing::email_offline_owner(
         c,
         rules,
         conversation.as_str(),
@@ -292,6 +292,7 @@ async fn ingest_message(
         conversation_id: conversation,
         new_conversation,
         routed,
+        owner_not_emailed,
     })
 }
 

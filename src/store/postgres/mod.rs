@@ -39,7 +39,7 @@ use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
     ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
     JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
-    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange, TicketFilter, Trashed,
 };
 
 /// Schema migrations, applied in order; `schema_migrations` records which ran.
@@ -380,12 +380,21 @@ impl Store for PgStore {
         &self,
         id: &ConversationId,
         actor: &Actor,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Trashed, StoreError> {
         transaction!(self, |c| desk::delete_conversation(c, id, actor, now_ms()))
     }
 
-    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError> {
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
         transaction!(self, |c| desk::delete_ticket(c, id, actor, now_ms()))
+    }
+
+    async fn tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError> {
+        let before = crate::store::parse_seq_cursor(&page.cursor)?;
+        read!(self, |c| desk::tickets(c, filter, before, page.limit))
     }
 
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {

@@ -12,7 +12,9 @@ use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::Part;
-use crate::store::{Actor, ChannelRules, DigestLinks, DigestRep, RepSlot, RoutingPlan, StoreError};
+use crate::store::{
+    Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
+};
 
 /// Serialises round-robin decisions (cursor and load) across replicas until commit.
 const ROUTING_LOCK: i64 = 0x6362_726f_7574_6521;
@@ -103,17 +105,21 @@ pub async fn route(
                 .await?,
             }
         }
-        RoutingPlan::ContactOwner { reps, .. } => {
+        RoutingPlan::ContactOwner { .. } => {
             let owner: Option<String> =
                 sqlx::query_scalar("SELECT owner_id FROM contacts WHERE id = $1")
                     .bind(contact)
                     .fetch_one(&mut *c)
                     .await?;
-            let slot = owner.and_then(|o| reps.iter().find(|r| r.id == o));
-            Rule::ContactOwner {
-                owner: match slot {
-                    Some(s) => Some(state(c, s, now, timeout_ms).await?),
-                    None => None,
+            match rules.routing.owner_slot(owner) {
+                OwnerSlot::None => Rule::ContactOwner {
+                    owner: None,
+                    mail: routing::OwnerMail::Possible,
+                },
+                OwnerSlot::Outside(owner) => Rule::ContactOwnerOutside { owner },
+                OwnerSlot::Rep(slot) => Rule::ContactOwner {
+                    owner: Some(state(c, slot, now, timeout_ms).await?),
+                    mail: rules.routing.owner_mail(slot),
                 },
             }
         }
@@ -195,7 +201,8 @@ async fn record(
 }
 
 /// For contact-owner channels: queues an email of a new inbound message to the contact's
-/// owner when the owner is offline.
+/// owner when the owner is offline. Returns why an offline owner was not emailed (no
+/// address, no `[smtp]`), if so.
 #[allow(clippy::too_many_arguments)]
 pub async fn email_offline_owner(
     c: &mut PgConnection,
@@ -206,28 +213,24 @@ pub async fn email_offline_owner(
     parts: &[Part],
     now: i64,
     timeout_ms: i64,
-) -> Result<(), StoreError> {
-    let RoutingPlan::ContactOwner {
-        reps,
-        email: Some(email),
-    } = &rules.routing
-    else {
-        return Ok(());
+) -> Result<Option<&'static str>, StoreError> {
+    let RoutingPlan::ContactOwner { email, .. } = &rules.routing else {
+        return Ok(None);
     };
     let (owner, name): (Option<String>, Option<String>) =
         sqlx::query_as("SELECT owner_id, display_name FROM contacts WHERE id = $1")
             .bind(contact)
             .fetch_one(&mut *c)
             .await?;
-    let Some(slot) = owner.and_then(|o| reps.iter().find(|r| r.id == o)) else {
-        return Ok(());
-    };
-    let Some(address) = &slot.email else {
-        return Ok(());
+    let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
+        return Ok(None);
     };
     if online(c, &slot.id, now, timeout_ms).await? {
-        return Ok(());
+        return Ok(None);
     }
+    let (Some(email), Some(address)) = (email, &slot.email) else {
+        return Ok(rules.routing.owner_mail(slot).skipped());
+    };
     let contact_name = name.unwrap_or_else(|| contact.to_owned());
     let link = email
         .link_base
@@ -247,7 +250,7 @@ pub async fn email_offline_owner(
         thread: conversation.to_owned(),
     };
     outbox::enqueue_email(c, conversation, &job, now).await?;
-    Ok(())
+    Ok(None)
 }
 
 /// Assigns waiting (open, unassigned) conversations of round-robin channels, oldest

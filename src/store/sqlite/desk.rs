@@ -1,17 +1,20 @@
 //! Tickets, their conversations and contacts as reps change them: status rules, owners,
 //! trash, and the audit trail. Runs on the writer thread; the rules come from `desk`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
 
 use super::ingest::json;
 use super::{events, queries};
-use crate::desk::tickets::{self, ConversationEffect};
+use crate::desk::inboxes::Scope;
+use crate::desk::tickets::{self, ConversationEffect, Restored};
 use crate::model::{
     Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
 };
 use crate::store::{
-    Actor, AuditEntry, ContactUpdate, ConversationUpdate, StoreError, TicketChange,
+    Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
+    TicketFilter, Trashed,
 };
 
 /// Records one change in the audit trail.
@@ -49,12 +52,27 @@ pub(super) fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
     json!({"from": from.into(), "to": to.into()})
 }
 
+/// A ticket that is not in the trash, with its conversations (oldest first).
 pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
+    load_ticket(conn, id, false)
+}
+
+/// A ticket, live or (with `trashed`) in the trash, with the conversations that share
+/// its state: the live ones, or those trashed with it.
+pub(super) fn load_ticket(
+    conn: &Connection,
+    id: &TicketId,
+    trashed: bool,
+) -> Result<Ticket, StoreError> {
+    let sql = if trashed {
+        "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at
+         FROM tickets WHERE id = ?1 AND deleted_at IS NOT NULL"
+    } else {
+        "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at
+         FROM tickets WHERE id = ?1 AND deleted_at IS NULL"
+    };
     let row = conn
-        .prepare_cached(
-            "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at
-             FROM tickets WHERE id = ?1 AND deleted_at IS NULL",
-        )?
+        .prepare_cached(sql)?
         .query_row([id.as_str()], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -64,16 +82,17 @@ pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
             ))
         })
         .optional()?
         .ok_or(StoreError::NotFound("ticket"))?;
-    let (pipeline, status, priority, owner_id, properties, created_at, closed_at) = row;
+    let (pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at) = row;
     let mut statement = conn.prepare_cached(
-        "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at IS NULL ORDER BY seq",
+        "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at IS ?2 ORDER BY seq",
     )?;
     let conversation_ids = statement
-        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+        .query_map(params![id.as_str(), deleted_at], |r| r.get::<_, String>(0))?
         .map(|r| r.map(ConversationId::from_stored))
         .collect::<Result<_, _>>()?;
     Ok(Ticket {
@@ -86,6 +105,7 @@ pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
         conversation_ids,
         created_at: from_millis(created_at),
         closed_at: closed_at.map(from_millis),
+        trashed_at: deleted_at.map(from_millis),
     })
 }
 
@@ -334,7 +354,7 @@ pub fn delete_conversation(
     id: &ConversationId,
     actor: &Actor,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Trashed, StoreError> {
     let ticket: String = conn
         .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
         .query_row([id.as_str()], |r| r.get(0))
@@ -348,18 +368,37 @@ pub fn delete_ticket(
     id: &TicketId,
     actor: &Actor,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Trashed, StoreError> {
     let changed = conn
         .prepare_cached("UPDATE tickets SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
         .execute(params![id.as_str(), now])?;
     if changed == 0 {
         return Err(StoreError::NotFound("ticket"));
     }
-    let trashed = conn
+    let mut statement = conn.prepare_cached(
+        "UPDATE conversations SET deleted_at = ?2 WHERE ticket_id = ?1 AND deleted_at IS NULL
+         RETURNING seq, id",
+    )?;
+    let mut trashed: Vec<(i64, String)> = statement
+        .query_map(params![id.as_str(), now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    trashed.sort();
+    let queued_replies: i64 = conn
         .prepare_cached(
-            "UPDATE conversations SET deleted_at = ?2 WHERE ticket_id = ?1 AND deleted_at IS NULL",
+            "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = ?2
+               AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
         )?
-        .execute(params![id.as_str(), now])?;
+        .query_row(params![id.as_str(), crate::store::JOB_DELIVER], |r| {
+            r.get(0)
+        })?;
+    let receipt = Trashed {
+        ticket_id: id.clone(),
+        conversation_ids: trashed
+            .into_iter()
+            .map(|(_, c)| ConversationId::from_stored(c))
+            .collect(),
+        queued_replies: queued_replies as u64,
+    };
     audit(
         conn,
         id.as_str(),
@@ -367,9 +406,10 @@ pub fn delete_ticket(
         id.as_str(),
         "deleted",
         actor,
-        json!({"conversations": trashed}),
+        tickets::trash_record(&receipt.conversation_ids, receipt.queued_replies),
         now,
-    )
+    )?;
+    Ok(receipt)
 }
 
 pub fn restore_ticket(
@@ -396,20 +436,40 @@ pub fn restore_ticket(
         .query_map(params![id.as_str(), deleted_at], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for conversation in conversations {
+        let status: String = conn
+            .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
+            .query_row([&conversation], |r| r.get(0))?;
         let restored = conn
             .prepare_cached("UPDATE conversations SET deleted_at = NULL WHERE id = ?1")?
             .execute([&conversation]);
-        if let Err(e) = restored {
-            // The contact has opened another conversation meanwhile: this one comes back closed.
-            if e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
-                return Err(e.into());
+        let outcome = match restored {
+            Ok(_) => Restored::AsItWas,
+            // The contact has opened another conversation meanwhile: one open per thread.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                conn.prepare_cached(
+                    "UPDATE conversations SET deleted_at = NULL, status = 'closed', closed_at = COALESCE(closed_at, ?2)
+                     WHERE id = ?1",
+                )?
+                .execute(params![conversation, now])?;
+                Restored::Closed
             }
-            conn.prepare_cached(
-                "UPDATE conversations SET deleted_at = NULL, status = 'closed', closed_at = COALESCE(closed_at, ?2)
-                 WHERE id = ?1",
-            )?
-            .execute(params![conversation, now])?;
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let (changes, reason) = outcome.record(&status);
+        let actor = Actor {
+            reason: reason.or_else(|| actor.reason.clone()),
+            ..actor.clone()
+        };
+        audit(
+            conn,
+            id.as_str(),
+            "conversation",
+            &conversation,
+            "restored",
+            &actor,
+            changes,
+            now,
+        )?;
     }
     audit(
         conn,
@@ -422,6 +482,94 @@ pub fn restore_ticket(
         now,
     )?;
     ticket(conn, id)
+}
+
+/// Tickets, the newest first: the live ones, or those in the trash. Seen through a scope
+/// or a channel, a ticket is listed when one of its conversations (live, or trashed with
+/// it) is on an allowed channel.
+pub fn tickets(
+    conn: &Connection,
+    filter: &TicketFilter,
+    before: i64,
+    limit: u32,
+) -> Result<Page<Ticket>, StoreError> {
+    let mut sql = String::from("SELECT t.id, t.seq FROM tickets t WHERE ");
+    sql += if filter.trashed {
+        "t.deleted_at IS NOT NULL"
+    } else {
+        "t.deleted_at IS NULL"
+    };
+    let mut args: Vec<SqlValue> = Vec::new();
+    if filter.channel.is_some() || filter.scope != Scope::All {
+        sql += " AND EXISTS (SELECT 1 FROM conversations c WHERE c.ticket_id = t.id
+                     AND c.deleted_at IS t.deleted_at";
+        if let Some(channel) = &filter.channel {
+            args.push(SqlValue::Text(channel.clone()));
+            sql += &format!(" AND c.channel_id = ?{}", args.len());
+        }
+        let (operator, channels) = match &filter.scope {
+            Scope::All => ("", None),
+            Scope::Only(channels) => ("IN", Some(channels)),
+            Scope::Except(channels) => ("NOT IN", Some(channels)),
+        };
+        if let Some(channels) = channels {
+            args.push(SqlValue::Text(json(channels)?));
+            sql += &format!(
+                " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
+                args.len()
+            );
+        }
+        sql += ")";
+    }
+    if let Some(status) = &filter.status {
+        args.push(SqlValue::Text(status.clone()));
+        sql += &format!(" AND t.status = ?{}", args.len());
+    }
+    if let Some(pipeline) = &filter.pipeline {
+        args.push(SqlValue::Text(pipeline.clone()));
+        sql += &format!(" AND t.pipeline = ?{}", args.len());
+    }
+    match filter.owner.as_deref() {
+        Some("none") => sql += " AND t.owner_id IS NULL",
+        Some(owner) => {
+            args.push(SqlValue::Text(owner.into()));
+            sql += &format!(" AND t.owner_id = ?{}", args.len());
+        }
+        None => {}
+    }
+    if let Some(from) = filter.from {
+        args.push(SqlValue::Integer(from.timestamp_millis()));
+        sql += &format!(" AND t.updated_at >= ?{}", args.len());
+    }
+    if let Some(to) = filter.to {
+        args.push(SqlValue::Integer(to.timestamp_millis()));
+        sql += &format!(" AND t.updated_at < ?{}", args.len());
+    }
+    if before > 0 {
+        args.push(SqlValue::Integer(before));
+        sql += &format!(" AND t.seq < ?{}", args.len());
+    }
+    args.push(SqlValue::Integer(i64::from(limit) + 1));
+    sql += &format!(" ORDER BY t.seq DESC LIMIT ?{}", args.len());
+    let rows: Vec<(String, i64)> = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last = None;
+    for (id, seq) in rows.into_iter().take(limit as usize) {
+        items.push(load_ticket(
+            conn,
+            &TicketId::from_stored(id),
+            filter.trashed,
+        )?);
+        last = Some(seq);
+    }
+    Ok(Page {
+        items,
+        next_cursor: last.filter(|_| more).map(|seq| seq.to_string()),
+    })
 }
 
 pub fn purge_trash(conn: &Connection, before: i64) -> Result<u64, StoreError> {

@@ -216,7 +216,7 @@ fn ingest_message(
     } else {
         None
     };
-    routing::email_offline_owner(
+    let owner_not_emailed = routing::email_offline_owner(
         conn,
         rules,
         conversation.as_str(),
@@ -232,6 +232,7 @@ fn ingest_message(
         conversation_id: conversation,
         new_conversation,
         routed,
+        owner_not_emailed,
     })
 }
 

@@ -41,7 +41,7 @@ use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
     ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
     JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
-    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange, TicketFilter, Trashed,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -282,17 +282,30 @@ impl Store for SqliteStore {
         &self,
         id: &ConversationId,
         actor: &Actor,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
             .write(move |conn| desk::delete_conversation(conn, &id, &actor, now_ms()))
             .await
     }
 
-    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<(), StoreError> {
+    async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
             .write(move |conn| desk::delete_ticket(conn, &id, &actor, now_ms()))
+            .await
+    }
+
+    async fn tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError> {
+        let before = crate::store::parse_seq_cursor(&page.cursor)?;
+        let filter = filter.clone();
+        let limit = page.limit;
+        self.readers
+            .read(move |conn| desk::tickets(conn, &filter, before, limit))
             .await
     }
 

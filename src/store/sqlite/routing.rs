@@ -11,7 +11,9 @@ use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::{JobId, Part};
-use crate::store::{Actor, ChannelRules, DigestLinks, DigestRep, RepSlot, RoutingPlan, StoreError};
+use crate::store::{
+    Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
+};
 
 /// Presence older than this counts as offline.
 pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
@@ -65,13 +67,20 @@ pub fn route(
                 .query_row([&rules.channel_id], |r| r.get(0))
                 .optional()?,
         },
-        RoutingPlan::ContactOwner { reps, .. } => {
+        RoutingPlan::ContactOwner { .. } => {
             let owner: Option<String> = conn
                 .prepare_cached("SELECT owner_id FROM contacts WHERE id = ?1")?
                 .query_row([contact], |r| r.get(0))?;
-            let slot = owner.and_then(|o| reps.iter().find(|r| r.id == o));
-            Rule::ContactOwner {
-                owner: slot.map(|s| state(conn, s, now, timeout_ms)).transpose()?,
+            match rules.routing.owner_slot(owner) {
+                OwnerSlot::None => Rule::ContactOwner {
+                    owner: None,
+                    mail: routing::OwnerMail::Possible,
+                },
+                OwnerSlot::Outside(owner) => Rule::ContactOwnerOutside { owner },
+                OwnerSlot::Rep(slot) => Rule::ContactOwner {
+                    owner: Some(state(conn, slot, now, timeout_ms)?),
+                    mail: rules.routing.owner_mail(slot),
+                },
             }
         }
     };
@@ -140,7 +149,8 @@ fn record(
 }
 
 /// For contact-owner channels: queues an email of a new inbound message to the contact's
-/// owner when the owner is offline.
+/// owner when the owner is offline. Returns why an offline owner was not emailed (no
+/// address, no `[smtp]`), if so.
 #[allow(clippy::too_many_arguments)]
 pub fn email_offline_owner(
     conn: &Connection,
@@ -151,26 +161,22 @@ pub fn email_offline_owner(
     parts: &[Part],
     now: i64,
     timeout_ms: i64,
-) -> Result<(), StoreError> {
-    let RoutingPlan::ContactOwner {
-        reps,
-        email: Some(email),
-    } = &rules.routing
-    else {
-        return Ok(());
+) -> Result<Option<&'static str>, StoreError> {
+    let RoutingPlan::ContactOwner { email, .. } = &rules.routing else {
+        return Ok(None);
     };
     let (owner, name): (Option<String>, Option<String>) = conn
         .prepare_cached("SELECT owner_id, display_name FROM contacts WHERE id = ?1")?
         .query_row([contact], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let Some(slot) = owner.and_then(|o| reps.iter().find(|r| r.id == o)) else {
-        return Ok(());
-    };
-    let Some(address) = &slot.email else {
-        return Ok(());
+    let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
+        return Ok(None);
     };
     if online(conn, &slot.id, now, timeout_ms)? {
-        return Ok(());
+        return Ok(None);
     }
+    let (Some(email), Some(address)) = (email, &slot.email) else {
+        return Ok(rules.routing.owner_mail(slot).skipped());
+    };
     let contact_name = name.unwrap_or_else(|| contact.to_owned());
     let link = email
         .link_base
@@ -189,7 +195,7 @@ pub fn email_offline_owner(
         id: message.to_owned(),
         thread: conversation.to_owned(),
     };
-    outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| ())
+    outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| None)
 }
 
 /// Assigns waiting (open, unassigned) conversations of round-robin channels, oldest
