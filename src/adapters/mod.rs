@@ -25,7 +25,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::model::{ConversationId, DeliveryStatus, EditOrder, Identifier, MessageId, Part};
+use crate::model::{
+    ConversationId, DeliveryStatus, EditOrder, Identifier, MessageId, Part, ReplaceNul,
+};
 
 /// A webhook request as received, before anything trusts it.
 #[derive(Clone, Debug)]
@@ -96,6 +98,43 @@ pub enum InboundEvent {
     /// Every message we sent to this contact up to a time reached a status (Messenger's
     /// delivery and read watermarks).
     Watermark(StatusWatermark),
+}
+
+impl ReplaceNul for InboundEvent {
+    fn replace_nul(&mut self) {
+        match self {
+            InboundEvent::Message(InboundMessage {
+                platform_message_id,
+                thread_id,
+                from,
+                reply_to,
+                parts,
+                sent_at: _,
+                raw,
+            }) => {
+                platform_message_id.replace_nul();
+                thread_id.replace_nul();
+                from.identifier.replace_nul();
+                from.display_name.replace_nul();
+                from.email.replace_nul();
+                reply_to.replace_nul();
+                parts.replace_nul();
+                raw.replace_nul();
+            }
+            InboundEvent::Edit(edit) => {
+                edit.platform_message_id.replace_nul();
+                edit.parts.replace_nul();
+            }
+            InboundEvent::Retract {
+                platform_message_id,
+            } => platform_message_id.replace_nul(),
+            InboundEvent::Status(status) => {
+                status.platform_message_id.replace_nul();
+                status.error.replace_nul();
+            }
+            InboundEvent::Watermark(mark) => mark.contact.replace_nul(),
+        }
+    }
 }
 
 /// New content for an earlier inbound message; the old content is kept as history.

@@ -177,7 +177,7 @@ impl FromRequestParts<AppState> for AdminCaller {
 }
 
 /// A JSON request body: 415 unless `application/json`, 413 over `max_body_bytes`, 400 if
-/// it is not JSON, 422 naming the field if it does not fit `T`.
+/// it is not JSON, 422 naming the field if it does not fit `T`; a NUL in it becomes U+FFFD.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -211,6 +211,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "body: must be a JSON object, not an array",
             ));
         }
+        // PostgreSQL cannot store a NUL and SQLite can: one rule for both (model::nul).
+        let bytes = crate::model::nul::replace_nul_in_json(&bytes);
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();

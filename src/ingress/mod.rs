@@ -20,6 +20,7 @@ use crate::api::openapi::StoreErrors;
 use crate::api::read_body;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::model::ReplaceNul;
 use crate::runtime::{LiveChannel, Runtime};
 use crate::store::{EditSkipped, IngestOutcome};
 use crate::telemetry;
@@ -247,7 +248,9 @@ async fn handle(
     let body = read_body(body, runtime.config.server.max_body_bytes).await?;
     let request = raw_request(&runtime, Method::POST, &uri, headers, body);
     channel.adapter.verify(&request, Utc::now())?;
-    let events = channel.adapter.parse(&request)?;
+    let mut events = channel.adapter.parse(&request)?;
+    // PostgreSQL cannot store a NUL and SQLite can: one rule for both (model::nul).
+    events.replace_nul();
     telemetry::webhook_received(channel_id, events.len());
     let outcomes = if events.is_empty() {
         // Verification pings (LINE's empty event list, Viber's `webhook`) store nothing.

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod message;
+pub mod nul;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ pub use message::{
     ContactPart, Delivery, DeliveryStatus, Direction, EditOrder, LocationPart, Media, MediaPart,
     Message, MessageKind, Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
 };
+pub use nul::ReplaceNul;
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

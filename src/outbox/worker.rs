@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::retry;
 use crate::adapters::{Receipt, SendError};
-use crate::model::MessageId;
+use crate::model::{MessageId, ReplaceNul};
 use crate::runtime::{LiveChannel, Runtime, SharedRuntime};
 use crate::store::{Job, JobKind, JobOutcome, LeaseRequest, Store, StoreError};
 use crate::telemetry;
@@ -302,7 +302,20 @@ impl DeliveryWorker {
     /// Writes the outcome, retrying for as long as the store is unreachable: a sent
     /// message whose outcome is lost would be sent again when its lease runs out. (At
     /// shutdown the drain's grace period bounds this.)
-    async fn record(&self, job: &Job, outcome: JobOutcome) {
+    async fn record(&self, job: &Job, mut outcome: JobOutcome) {
+        // The platform's answer is outside text: a NUL in it would fail on PostgreSQL and
+        // the message would be sent again (model::nul).
+        match &mut outcome {
+            JobOutcome::Sent {
+                platform_message_id,
+                note,
+            } => {
+                platform_message_id.replace_nul();
+                note.replace_nul();
+            }
+            JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } => error.replace_nul(),
+            JobOutcome::Released => {}
+        }
         let mut delay = Duration::from_millis(50);
         loop {
             match self

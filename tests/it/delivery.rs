@@ -467,3 +467,28 @@ async fn a_status_report_that_overtakes_its_send_is_applied_when_the_send_comple
     assert_eq!(message["platform_message_id"], "app-out-fast");
     assert_eq!(message["delivery"]["status"], "delivered");
 }
+
+/// The platform's answer is outside text too: a message id with a NUL in it is recorded
+/// as U+FFFD (PostgreSQL cannot store a NUL), so the send is recorded once and the reply
+/// is not sent again when its lease runs out.
+#[tokio::test]
+async fn a_platform_message_id_with_a_nul_is_recorded_and_the_reply_marked_sent() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ok_with_id("app-out\u{0}7"))
+        .expect(1)
+        .mount(&app.receiver)
+        .await;
+    let conversation = conversation(&app).await;
+    let (status, queued) = app.reply(&conversation, "On its way").await;
+    assert_eq!(status, 202, "{queued}");
+    wait_until(
+        "the reply is marked sent",
+        Duration::from_secs(10),
+        || async { outbound_message(&app, &conversation).await["delivery"]["status"] == "sent" },
+    )
+    .await;
+    let sent = outbound_message(&app, &conversation).await;
+    assert_eq!(sent["platform_message_id"], "app-out\u{FFFD}7");
+}

@@ -1,7 +1,8 @@
 //! Hostile input, as property tests (the CI counterpart of the cargo-fuzz targets in
 //! fuzz/): every channel's signature check and parser, given any body and any signature
 //! header, never panics, and every refusal is a 4xx, never a 5xx. Then the HTTP surface:
-//! a NUL in any API parameter is a 4xx or is taken, never a 5xx; channel names made up by
+//! a NUL in any API parameter is a 4xx or is taken, never a 5xx, and a NUL in a webhook's
+//! or an API body's text is stored as U+FFFD on both stores; channel names made up by
 //! unauthenticated callers never become metric series.
 
 use std::sync::{Arc, LazyLock};
@@ -11,7 +12,7 @@ use channel_bridge::adapters::signature::WebhookKey;
 use channel_bridge::adapters::{ChannelAdapter, RawRequest};
 use channel_bridge::error::ApiError;
 use proptest::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::harness::{ADMIN_TOKEN, TestApp, text_event};
 
@@ -744,24 +745,105 @@ async fn a_nul_in_any_api_parameter_is_refused_or_taken_never_a_5xx() {
     assert!(status == 200 || status == 422, "{status} {body}");
 }
 
-/// A NUL in text a platform or a rep sends (JSON's `\u0000`) is stored or refused with a
-/// 4xx, never a 5xx: a webhook answered 5xx is redelivered until the platform gives up.
+/// A NUL in text a platform sends (JSON's `\u0000`) is stored, as U+FFFD, on both stores:
+/// PostgreSQL text cannot hold a NUL, and a webhook refused with a 4xx is lost for good (a
+/// platform takes a 4xx as final). The message id, the sender and the text all get the
+/// rule, so a redelivery is still known; a rep's reply gets it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nul_in_a_message_or_a_reply_is_stored_or_refused_never_a_5xx() {
+async fn a_nul_in_a_webhook_or_a_reply_is_stored_as_the_replacement_character() {
     let app = TestApp::spawn().await;
-    let event = text_event("nul-in-text", "user\u{0}1", "hello\u{0}world");
+    let mut event = text_event("nul\u{0}1", "user\u{0}1", "hello\u{0}world");
+    event["from"]["name"] = json!("A\u{0}na");
     let response = app.post_webhook("demo", &event).await;
     let status = response.status();
-    let body = response.text().await.unwrap();
-    assert!(status.as_u16() < 500, "{status} {body}");
-    // A conversation to reply in, whatever became of that webhook.
-    let event = text_event("plain", "user-2", "hello");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 1, "{body}");
+    let again: Value = app.post_webhook("demo", &event).await.json().await.unwrap();
+    assert_eq!(
+        (&again["stored"], &again["duplicates"]),
+        (&json!(0), &json!(1))
+    );
+
+    let conversation = app.only_conversation().await;
+    let contact = &conversation["contact"];
+    assert_eq!(contact["display_name"], "A\u{FFFD}na");
+    assert_eq!(contact["identifiers"][0]["value"], "user\u{FFFD}1");
+    let id = conversation["id"].as_str().unwrap();
+    let messages = app.messages(id).await;
+    assert_eq!(messages[0]["platform_message_id"], "nul\u{FFFD}1");
+    assert_eq!(messages[0]["parts"][0]["text"], "hello\u{FFFD}world");
+
+    let (status, body) = app.reply(id, "a\u{0}b").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["parts"][0]["text"], "a\u{FFFD}b");
+    let messages = app.messages(id).await;
+    assert_eq!(messages[1]["parts"][0]["text"], "a\u{FFFD}b");
+}
+
+/// Every text a rep or an admin writes through the API (a comment, a new contact, a
+/// ticket property, a snippet) gets the same rule as a webhook: a NUL is stored as
+/// U+FFFD, on both stores, never refused by one and kept by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_any_api_body_is_stored_as_the_replacement_character() {
+    let app = TestApp::spawn().await;
+    let event = text_event("plain", "user-1", "hello");
     assert_eq!(app.post_webhook("demo", &event).await.status(), 200);
-    for conversation in app.conversations().await {
-        let id = conversation["id"].as_str().unwrap();
-        let (status, body) = app.reply(id, "a\u{0}b").await;
-        assert!(status < 500, "{status} {body}");
-    }
+    let conversation = app.only_conversation().await;
+    let id = conversation["id"].as_str().unwrap();
+    let ticket = conversation["ticket_id"].as_str().unwrap();
+    let write = |method: reqwest::Method, path: String, body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.api(method, &path, Some(body), Some(ADMIN_TOKEN)).await;
+            assert!((200..300).contains(&status), "{path}: {status} {answer}");
+            answer
+        }
+    };
+
+    let comment = write(
+        reqwest::Method::POST,
+        format!("/api/v1/conversations/{id}/comments"),
+        json!({"text": "a\u{0}note"}),
+    )
+    .await;
+    assert_eq!(comment["parts"][0]["text"], "a\u{FFFD}note");
+    let contact = write(
+        reqwest::Method::POST,
+        "/api/v1/contacts".into(),
+        json!({"display_name": "B\u{0}o",
+               "identifiers": [{"channel_id": "demo", "value": "user\u{0}2"}]}),
+    )
+    .await;
+    let contact = app
+        .get(&format!(
+            "/api/v1/contacts/{}",
+            contact["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(contact["display_name"], "B\u{FFFD}o");
+    assert_eq!(contact["identifiers"][0]["value"], "user\u{FFFD}2");
+    write(
+        reqwest::Method::PATCH,
+        format!("/api/v1/tickets/{ticket}"),
+        json!({"properties": {"no\u{0}te": "x\u{0}y"}}),
+    )
+    .await;
+    let ticket = app.get(&format!("/api/v1/tickets/{ticket}")).await;
+    assert_eq!(
+        ticket["properties"]["no\u{FFFD}te"], "x\u{FFFD}y",
+        "{ticket}"
+    );
+    write(
+        reqwest::Method::POST,
+        "/api/v1/snippets".into(),
+        json!({"id": "nul", "text": "a\u{0}b"}),
+    )
+    .await;
+    let snippet = app.get("/api/v1/snippets/nul").await;
+    assert_eq!(snippet["text"], "a\u{FFFD}b", "{snippet}");
+    let thread = app.messages(id).await;
+    assert_eq!(thread[1]["parts"][0]["text"], "a\u{FFFD}note");
 }
 
 /// A Viber message of `kind` with `text` beside its content, as Viber sends them.
