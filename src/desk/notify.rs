@@ -2,14 +2,34 @@
 
 use crate::model::Part;
 
-/// Subject and text of the email an offline contact owner gets for a new message.
+/// The most characters of the opening message an owner email's subject quotes.
+const SUBJECT_CHARS: usize = 60;
+
+/// Where a message stands in its conversation, for the owner email's subject.
+pub struct Opening<'a> {
+    /// The conversation's first inbound message.
+    pub parts: &'a [Part],
+    /// Whether the message being emailed is that first one.
+    pub is_this_message: bool,
+}
+
+/// Subject and text of the email an offline contact owner gets for a new message. Every
+/// email of a conversation carries the subject of its first, which says what the contact
+/// opened with; the later ones answer it (`Re: …`), so a mail client shows one thread
+/// with a subject worth reading rather than the same "new message" line each time.
 pub fn owner_email(
     contact: &str,
     channel: &str,
+    opening: Opening<'_>,
     parts: &[Part],
     link: Option<&str>,
 ) -> (String, String) {
-    let subject = format!("New message from {contact} on {channel}");
+    let about = preview_within(opening.parts, SUBJECT_CHARS);
+    let subject = if opening.is_this_message {
+        format!("{contact} on {channel}: {about}")
+    } else {
+        format!("Re: {contact} on {channel}: {about}")
+    };
     let mut text = format!("{contact} wrote on {channel}:\n\n");
     let mut attachments = Vec::new();
     for part in parts {
@@ -68,6 +88,11 @@ const PREVIEW_CHARS: usize = 120;
 /// text and captions on one line, cut at a word near [`PREVIEW_CHARS`] with `…`; for a
 /// message without text, what it holds (`[image]`).
 pub fn preview(parts: &[Part]) -> String {
+    preview_within(parts, PREVIEW_CHARS)
+}
+
+/// [`preview`], cut near `chars` characters.
+fn preview_within(parts: &[Part], chars: usize) -> String {
     let text: Vec<&str> = parts
         .iter()
         .filter_map(Part::text)
@@ -80,7 +105,7 @@ pub fn preview(parts: &[Part]) -> String {
             .map(|p| format!("[{}]", kind(p)))
             .unwrap_or_default();
     }
-    match text.char_indices().nth(PREVIEW_CHARS) {
+    match text.char_indices().nth(chars) {
         None => text,
         Some((cut, _)) => {
             let head = &text[..cut];
@@ -229,13 +254,39 @@ mod tests {
                 caption: Some("my receipt".into()),
             }),
         ];
+        let opening = [Part::Text(TextPart {
+            text: "Hello, my order 4412 never arrived and the tracking page says nothing at all"
+                .into(),
+        })];
         let (subject, text) = owner_email(
             "Ana",
-            "whatsapp",
+            "WhatsApp support",
+            Opening {
+                parts: &parts,
+                is_this_message: true,
+            },
             &parts,
             Some("https://bridge/api/v1/conversations/conv_1"),
         );
-        assert_eq!(subject, "New message from Ana on whatsapp");
+        assert_eq!(
+            subject,
+            "Ana on WhatsApp support: are you there? my receipt"
+        );
+        let (later, _) = owner_email(
+            "Ana",
+            "WhatsApp support",
+            Opening {
+                parts: &opening,
+                is_this_message: false,
+            },
+            &parts,
+            None,
+        );
+        assert_eq!(
+            later,
+            "Re: Ana on WhatsApp support: Hello, my order 4412 never arrived and the tracking \
+             page…"
+        );
         assert!(text.contains("are you there?\nmy receipt\n"));
         assert!(text.contains("Attachments:\n- image: receipt.png"));
         assert!(

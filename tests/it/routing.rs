@@ -256,6 +256,47 @@ async fn owned_contact(app: &TestApp, owner: &str) -> String {
 }
 
 #[tokio::test]
+async fn the_first_email_of_a_conversation_is_titled_by_what_the_contact_opened_with() {
+    let sink = SmtpSink::start().await;
+    let app = spawn(&sink.url(), 10, 300).await;
+    // A known customer with an owner, who is away, writes for the first time.
+    let (status, body) = app
+        .api(
+            Method::POST,
+            "/api/v1/contacts",
+            Some(json!({"display_name": "Ana", "owner_id": "carol",
+                        "identifiers": [{"channel_id": "own", "value": "vip"}]})),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.post_webhook(
+        "own",
+        &text_event("n1", "vip", "My parcel 4412 arrived broken, what now?"),
+    )
+    .await;
+    app.post_webhook("own", &text_event("n2", "vip", "hello?"))
+        .await;
+    wait_until("two emails arrive", Duration::from_secs(10), || async {
+        sink.received().len() == 2
+    })
+    .await;
+    let subjects: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Ana on own: My parcel 4412 arrived broken, what now?",
+            "Re: Ana on own: My parcel 4412 arrived broken, what now?",
+        ],
+        "the first starts the thread, the next answers it"
+    );
+}
+
+#[tokio::test]
 async fn an_offline_contact_owner_gets_each_new_message_by_email() {
     let sink = SmtpSink::start().await;
     let app = spawn(&sink.url(), 10, 300).await;
@@ -278,10 +319,13 @@ async fn an_offline_contact_owner_gets_each_new_message_by_email() {
     .await;
     let mails = sink.received();
     assert_eq!(mails[0].to, ["carol@example.com"]);
-    assert_eq!(
-        mails[0].header("Subject").unwrap(),
-        "New message from Ana on own"
-    );
+    for mail in &mails {
+        assert_eq!(
+            mail.header("Subject").unwrap(),
+            "Re: Ana on own: first contact",
+            "every email of the conversation answers what it was opened with"
+        );
+    }
     let body = mails[0].body();
     assert!(body.contains("are you there carol?"), "{body}");
     assert!(

@@ -353,7 +353,10 @@ async fn contact_owner_routing_assigns_the_owner_and_emails_them_while_offline(
     assert_eq!(sent.len(), 1);
     let email = &sent[0];
     assert_eq!(email.to, "alice@example.com");
-    assert_eq!(email.subject, "New message from Ana on chat desk");
+    assert_eq!(
+        email.subject, "Re: Ana on chat desk: hello",
+        "the conversation was opened by m1"
+    );
     assert!(email.text.contains("Are you there?"), "{}", email.text);
     assert!(
         email.text.contains(&format!(

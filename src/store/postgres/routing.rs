@@ -236,9 +236,22 @@ pub async fn email_offline_owner(
         .link_base
         .as_ref()
         .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
+    let (first_id, first_parts): (String, String) = sqlx::query_as(
+        "SELECT id, parts FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(conversation)
+    .fetch_one(&mut *c)
+    .await?;
+    // Stored by us as a JSON list of parts; a row that is not only loses the subject line.
+    let first_parts: Vec<Part> = serde_json::from_str(&first_parts).unwrap_or_default();
     let (subject, text) = crate::desk::notify::owner_email(
         &contact_name,
         &email.channel_name,
+        crate::desk::notify::Opening {
+            parts: &first_parts,
+            is_this_message: first_id == message,
+        },
         parts,
         link.as_deref(),
     );
