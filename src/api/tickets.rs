@@ -9,25 +9,34 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::conversations::{check_channel, check_rep};
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
-use super::{Caller, JsonBody, Paging, access, query};
+use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Ticket, TicketId};
 use crate::store::{AuditEntry, Page, TicketChange, TicketFilter, Trashed};
 
 /// The ticket list's filters; they combine with AND. Read as text (see [`Paging`]),
-/// documented as what they must parse to.
+/// documented as what they must parse to. Like the conversation list's, a filter that
+/// names nothing (a channel, rep, pipeline or status the config does not have, or an
+/// empty value) is refused with 422 naming it, never answered with an unfiltered or an
+/// empty list.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only tickets with a conversation on this channel.
+    /// Only tickets with a conversation on this channel: one of the caller's configured
+    /// channels.
+    #[param(min_length = 1)]
     channel: Option<String>,
-    /// Only tickets with this status (a status id of their pipeline).
+    /// Only tickets with this status (a status id of a configured pipeline).
+    #[param(min_length = 1)]
     status: Option<String>,
-    /// Only tickets of this pipeline.
+    /// Only tickets of this pipeline (a configured one).
+    #[param(min_length = 1)]
     pipeline: Option<String>,
-    /// Only tickets this rep owns, or `none` for those nobody owns.
+    /// Only tickets this rep (a `[[reps]]` id) owns, or `none` for those nobody owns.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner: Option<String>,
     /// `true`: only tickets nobody owns (the same as `owner=none`).
     #[param(value_type = Option<bool>)]
@@ -58,8 +67,10 @@ struct ListQuery {
     params(ListQuery, Paging),
     responses(
         (status = 200, description = "One page of tickets.", body = Page<Ticket>),
-        (status = 422, description = "A filter or paging parameter does not fit \
-            (`invalid_request`).", body = ErrorBody),
+        (status = 422, description = "A parameter this operation does not take, or a filter \
+            or paging value that does not fit or names nothing configured: an unknown \
+            channel, rep, pipeline or status (`invalid_request`, naming it).",
+            body = ErrorBody),
         Unauthorized,
         StoreErrors,
     )
@@ -70,29 +81,48 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Page<Ticket>>, ApiError> {
     let q: ListQuery = query(raw.as_deref())?;
-    let owner = match q.unassigned.as_deref() {
-        None | Some("") | Some("false") => q.owner.filter(|o| !o.is_empty()),
+    let runtime = state.runtime.load_full();
+    let channel = given("channel", q.channel)?;
+    if let Some(channel) = &channel {
+        check_channel(&runtime, &caller, "channel", channel)?;
+    }
+    let pipelines = &runtime.config.pipelines;
+    let pipeline = given("pipeline", q.pipeline)?;
+    if let Some(wanted) = pipeline.as_deref().filter(|p| !pipelines.contains_key(*p)) {
+        return Err(ApiError::unprocessable(format!(
+            "pipeline: no pipeline {wanted:?}"
+        )));
+    }
+    let status = given("status", q.status)?;
+    if let Some(wanted) = &status {
+        let known = pipelines
+            .values()
+            .flat_map(|p| &p.statuses)
+            .any(|s| &s.id == wanted);
+        if !known {
+            return Err(ApiError::unprocessable(format!(
+                "status: no pipeline has a status {wanted:?}"
+            )));
+        }
+    }
+    let owner = match given("unassigned", q.unassigned)?.as_deref() {
+        None | Some("false") => given("owner", q.owner)?,
         Some("true") => Some("none".to_owned()),
         Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
     };
     if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
-        let runtime = state.runtime.load();
-        if !runtime.config.reps.iter().any(|r| r.id == owner) {
-            return Err(ApiError::unprocessable(format!(
-                "owner: no rep {owner:?} (or use none)"
-            )));
-        }
+        check_rep(&runtime, "owner", owner)?;
     }
-    let trashed = match q.trashed.as_deref() {
-        None | Some("") | Some("false") => false,
+    let trashed = match given("trashed", q.trashed)?.as_deref() {
+        None | Some("false") => false,
         Some("true") => true,
         Some(_) => return Err(ApiError::unprocessable("trashed: must be true or false")),
     };
     let filter = TicketFilter {
         scope: caller.scope.clone(),
-        channel: q.channel.filter(|c| !c.is_empty()),
-        status: q.status.filter(|s| !s.is_empty()),
-        pipeline: q.pipeline.filter(|p| !p.is_empty()),
+        channel,
+        status,
+        pipeline,
         owner,
         trashed,
         from: super::time("from", q.from.as_deref())?,

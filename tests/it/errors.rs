@@ -451,6 +451,13 @@ async fn filters_that_name_nothing_are_422_naming_them_not_an_unfiltered_or_empt
         ("/api/v1/events?owner=mallory", "owner"),
         ("/api/v1/events?last_event_id=", "last_event_id"),
         ("/api/v1/analytics?from=", "from"),
+        ("/api/v1/tickets?channel=nowhere", "channel"),
+        ("/api/v1/tickets?channel=", "channel"),
+        ("/api/v1/tickets?status=teleported", "status"),
+        ("/api/v1/tickets?pipeline=nowhere", "pipeline"),
+        ("/api/v1/tickets?owner=mallory", "owner"),
+        ("/api/v1/tickets?owner=", "owner"),
+        ("/api/v1/tickets?trashed=", "trashed"),
     ];
     for (path, name) in refused {
         let (status, message) = refusal(&app, path).await;
@@ -467,6 +474,10 @@ async fn filters_that_name_nothing_are_422_naming_them_not_an_unfiltered_or_empt
         ("/api/v1/conversations?ticket_status=new", 1),
         ("/api/v1/conversations?ticket_status=closed", 0),
         ("/api/v1/conversations?owner=none", 1),
+        ("/api/v1/tickets?channel=demo", 1),
+        ("/api/v1/tickets?status=new", 1),
+        ("/api/v1/tickets?status=closed", 0),
+        ("/api/v1/tickets?owner=none", 1),
     ] {
         assert_eq!(items(app.get(path).await).len(), found, "{path}");
     }

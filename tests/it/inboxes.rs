@@ -834,9 +834,19 @@ async fn the_ticket_list_shows_only_tickets_of_the_callers_inboxes() {
         [sales_ticket]
     );
     assert_eq!(ids(app.get_as("/api/v1/tickets", BOB).await), [help_ticket]);
+    // Another inbox's channel is refused as a channel that does not exist would be.
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/api/v1/tickets?channel=help",
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
     assert_eq!(
-        ids(app.get_as("/api/v1/tickets?channel=help", ALICE).await),
-        Vec::<String>::new()
+        body["error"]["message"],
+        "channel: no channel \"help\" of yours"
     );
     assert_eq!(ids(app.get("/api/v1/tickets").await).len(), 2);
 
