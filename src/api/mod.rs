@@ -307,12 +307,20 @@ pub(crate) fn time(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
-    /// How many items to answer at most; more than 200 is refused (422), not cut down.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
+    /// How many items to answer at most, from 1; a page holds at most 200, so a larger
+    /// number is served as 200 (`next_cursor` says whether more follow).
+    #[param(value_type = Option<u64>, minimum = 1, default = 50)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page; leave it out (or empty) for the first
     /// page. Cursors are opaque: one this server did not give is refused (422).
     cursor: Option<String>,
+}
+
+/// The 422 for a `limit` that is not a whole number from 1.
+fn limit_refused(raw: &str) -> ApiError {
+    ApiError::unprocessable(format!(
+        "limit: must be a whole number from 1 (at most {MAX_PAGE} are served), not {raw:?}"
+    ))
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -322,17 +330,16 @@ impl Paging {
     pub fn page(self) -> Result<PageRequest, ApiError> {
         let limit = match self.limit.as_deref() {
             None => DEFAULT_PAGE,
-            // More than a page holds is refused rather than cut down: a client that asked
-            // for 500 and got 200 could take the page for everything there is.
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|l| (1..=MAX_PAGE).contains(l))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(format!(
-                        "limit: must be a whole number from 1 to {MAX_PAGE}, not {raw:?}"
-                    ))
-                })?,
+            // More than a page holds gets a full page, as it always has: clients written
+            // against that (asking for 500) keep working, and `next_cursor` tells them
+            // whether more follow. Any number of digits counts, however large.
+            Some(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => {
+                match raw.trim_start_matches('0') {
+                    "" => return Err(limit_refused(raw)),
+                    digits => digits.parse::<u32>().map_or(MAX_PAGE, |l| l.min(MAX_PAGE)),
+                }
+            }
+            Some(raw) => return Err(limit_refused(raw)),
         };
         Ok(PageRequest {
             limit,

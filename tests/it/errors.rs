@@ -380,17 +380,36 @@ async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn a_limit_above_what_a_page_holds_is_422_not_a_shorter_page() {
+async fn a_limit_above_what_a_page_holds_is_a_full_page_with_a_cursor_and_a_bad_one_is_422() {
     let app = TestApp::spawn().await;
+    for i in 0..3 {
+        app.post_webhook(
+            "demo",
+            &text_event(&format!("m{i}"), &format!("u{i}"), "hi"),
+        )
+        .await
+        .error_for_status()
+        .unwrap();
+    }
     for list in ["/api/v1/conversations", "/api/v1/deliveries"] {
-        let (status, message) = refusal(&app, &format!("{list}?limit=201")).await;
-        assert_eq!(status, 422, "{list}: {message}");
-        assert!(message.starts_with("limit:"), "{list}: {message}");
-        for fits in ["limit=200", "limit=1"] {
+        for bad in ["limit=0", "limit=-1", "limit=1.5", "limit=ten", "limit=000"] {
+            let (status, message) = refusal(&app, &format!("{list}?{bad}")).await;
+            assert_eq!(status, 422, "{list}?{bad}: {message}");
+            assert!(message.starts_with("limit:"), "{list}?{bad}: {message}");
+        }
+        for fits in ["limit=201", "limit=1", "limit=99999999999999999999999"] {
             let (status, message) = refusal(&app, &format!("{list}?{fits}")).await;
             assert_eq!(status, 200, "{list}?{fits}: {message}");
         }
     }
+    // What a client that asks for more than a page holds sees: everything there is (here),
+    // or a full page whose cursor says more follow.
+    let all = app.get("/api/v1/conversations?limit=500").await;
+    assert_eq!(items(all.clone()).len(), 3);
+    assert!(all["next_cursor"].is_null());
+    let first = app.get("/api/v1/conversations?limit=2").await;
+    assert_eq!(items(first.clone()).len(), 2);
+    assert!(first["next_cursor"].is_string());
 }
 
 #[tokio::test]
