@@ -309,7 +309,7 @@ pub(crate) fn time(
 pub struct Paging {
     /// How many items to answer at most, from 1; a page holds at most 200, so a larger
     /// number is served as 200 (`next_cursor` says whether more follow).
-    #[param(value_type = Option<u64>, minimum = 1, default = 50)]
+    #[param(value_type = Option<i64>, minimum = 1, default = 50)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page; leave it out (or empty) for the first
     /// page. Cursors are opaque: one this server did not give is refused (422).
@@ -319,7 +319,8 @@ pub struct Paging {
 /// The 422 for a `limit` that is not a whole number from 1.
 fn limit_refused(raw: &str) -> ApiError {
     ApiError::unprocessable(format!(
-        "limit: must be a whole number from 1 (at most {MAX_PAGE} are served), not {raw:?}"
+        "limit: must be a whole number from 1 to 9223372036854775807 (at most {MAX_PAGE} are \
+         served), not {raw:?}"
     ))
 }
 
@@ -332,14 +333,13 @@ impl Paging {
             None => DEFAULT_PAGE,
             // More than a page holds gets a full page, as it always has: clients written
             // against that (asking for 500) keep working, and `next_cursor` tells them
-            // whether more follow. Any number of digits counts, however large.
-            Some(raw) if raw.bytes().all(|b| b.is_ascii_digit()) => {
-                match raw.trim_start_matches('0') {
-                    "" => return Err(limit_refused(raw)),
-                    digits => digits.parse::<u32>().map_or(MAX_PAGE, |l| l.min(MAX_PAGE)),
+            // whether more follow. Up to the document's int64, as it says.
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(limit) if limit >= 1 && raw.bytes().all(|b| b.is_ascii_digit()) => {
+                    u32::try_from(limit).map_or(MAX_PAGE, |l| l.min(MAX_PAGE))
                 }
-            }
-            Some(raw) => return Err(limit_refused(raw)),
+                _ => return Err(limit_refused(raw)),
+            },
         };
         Ok(PageRequest {
             limit,
