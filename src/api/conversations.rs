@@ -107,27 +107,10 @@ pub async fn list(
                 .ok_or_else(|| ApiError::unprocessable("status: must be open or closed"))?,
         ),
     };
-    let owner = match given("unassigned", q.unassigned)?.as_deref() {
-        None | Some("false") => given("owner", q.owner)?,
-        Some("true") => Some("none".to_owned()),
-        Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
-    };
-    if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
-        check_rep(&runtime, "owner", owner)?;
-    }
+    let owner = owner_filter(&runtime, q.unassigned, q.owner)?;
     let ticket_status = given("ticket_status", q.ticket_status)?;
     if let Some(wanted) = &ticket_status {
-        let known = runtime
-            .config
-            .pipelines
-            .values()
-            .flat_map(|p| &p.statuses)
-            .any(|s| &s.id == wanted);
-        if !known {
-            return Err(ApiError::unprocessable(format!(
-                "ticket_status: no pipeline has a status {wanted:?}"
-            )));
-        }
+        check_ticket_status(&runtime, "ticket_status", wanted)?;
     }
     let filter = ConversationFilter {
         channel,
@@ -169,6 +152,44 @@ pub(crate) fn check_rep(
     if runtime.config.rep(rep).is_none() {
         return Err(ApiError::unprocessable(format!(
             "{name}: no rep {rep:?} in the config"
+        )));
+    }
+    Ok(())
+}
+
+/// The owner filter of a list, from `unassigned` (`true` is `owner=none`) and `owner` (a
+/// rep of the config, or `none`).
+pub(crate) fn owner_filter(
+    runtime: &crate::runtime::Runtime,
+    unassigned: Option<String>,
+    owner: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let owner = match given("unassigned", unassigned)?.as_deref() {
+        None | Some("false") => given("owner", owner)?,
+        Some("true") => Some("none".to_owned()),
+        Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
+    };
+    if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
+        check_rep(runtime, "owner", owner)?;
+    }
+    Ok(owner)
+}
+
+/// A ticket status filter must name a status of a configured pipeline.
+pub(crate) fn check_ticket_status(
+    runtime: &crate::runtime::Runtime,
+    name: &str,
+    wanted: &str,
+) -> Result<(), ApiError> {
+    let known = runtime
+        .config
+        .pipelines
+        .values()
+        .flat_map(|p| &p.statuses)
+        .any(|s| s.id == wanted);
+    if !known {
+        return Err(ApiError::unprocessable(format!(
+            "{name}: no pipeline has a status {wanted:?}"
         )));
     }
     Ok(())

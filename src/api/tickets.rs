@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::conversations::{check_channel, check_rep};
+use super::conversations::{check_channel, check_ticket_status, owner_filter};
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
@@ -95,24 +95,9 @@ pub async fn list(
     }
     let status = given("status", q.status)?;
     if let Some(wanted) = &status {
-        let known = pipelines
-            .values()
-            .flat_map(|p| &p.statuses)
-            .any(|s| &s.id == wanted);
-        if !known {
-            return Err(ApiError::unprocessable(format!(
-                "status: no pipeline has a status {wanted:?}"
-            )));
-        }
+        check_ticket_status(&runtime, "status", wanted)?;
     }
-    let owner = match given("unassigned", q.unassigned)?.as_deref() {
-        None | Some("false") => given("owner", q.owner)?,
-        Some("true") => Some("none".to_owned()),
-        Some(_) => return Err(ApiError::unprocessable("unassigned: must be true or false")),
-    };
-    if let Some(owner) = owner.as_deref().filter(|o| *o != "none") {
-        check_rep(&runtime, "owner", owner)?;
-    }
+    let owner = owner_filter(&runtime, q.unassigned, q.owner)?;
     let trashed = match given("trashed", q.trashed)?.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
