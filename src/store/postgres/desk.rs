@@ -93,22 +93,7 @@ async fn load_ticket(
         .bind(id.as_str())
         .fetch_all(&mut *c)
         .await?;
-    let properties: String = get(&row, "properties")?;
-    Ok(Ticket {
-        id: id.clone(),
-        pipeline: get(&row, "pipeline")?,
-        status: get(&row, "status")?,
-        priority: get(&row, "priority")?,
-        owner_id: get(&row, "owner_id")?,
-        properties: serde_json::from_str(&properties).unwrap_or_default(),
-        conversation_ids: conversation_ids
-            .into_iter()
-            .map(ConversationId::from_stored)
-            .collect(),
-        created_at: from_millis(get(&row, "created_at")?),
-        closed_at: get::<Option<i64>>(&row, "closed_at")?.map(from_millis),
-        trashed_at: None,
-    })
+    ticket_from_row(id, &row, conversation_ids, None)
 }
 
 /// A ticket in the trash, with the conversations trashed with it.
@@ -129,21 +114,32 @@ async fn trashed_ticket(c: &mut PgConnection, id: &TicketId) -> Result<Ticket, S
     .bind(deleted_at)
     .fetch_all(&mut *c)
     .await?;
-    let properties: String = get(&row, "properties")?;
+    ticket_from_row(id, &row, conversation_ids, Some(deleted_at))
+}
+
+/// A ticket from its row (`pipeline`, `status`, `priority`, `owner_id`, `properties`,
+/// `created_at`, `closed_at`) and its conversations, live or trashed at `trashed_at`.
+fn ticket_from_row(
+    id: &TicketId,
+    row: &sqlx::postgres::PgRow,
+    conversation_ids: Vec<String>,
+    trashed_at: Option<i64>,
+) -> Result<Ticket, StoreError> {
+    let properties: String = get(row, "properties")?;
     Ok(Ticket {
         id: id.clone(),
-        pipeline: get(&row, "pipeline")?,
-        status: get(&row, "status")?,
-        priority: get(&row, "priority")?,
-        owner_id: get(&row, "owner_id")?,
+        pipeline: get(row, "pipeline")?,
+        status: get(row, "status")?,
+        priority: get(row, "priority")?,
+        owner_id: get(row, "owner_id")?,
         properties: serde_json::from_str(&properties).unwrap_or_default(),
         conversation_ids: conversation_ids
             .into_iter()
             .map(ConversationId::from_stored)
             .collect(),
-        created_at: from_millis(get(&row, "created_at")?),
-        closed_at: get::<Option<i64>>(&row, "closed_at")?.map(from_millis),
-        trashed_at: Some(from_millis(deleted_at)),
+        created_at: from_millis(get(row, "created_at")?),
+        closed_at: get::<Option<i64>>(row, "closed_at")?.map(from_millis),
+        trashed_at: trashed_at.map(from_millis),
     })
 }
 
