@@ -165,22 +165,7 @@ pub async fn tickets(
             " AND EXISTS (SELECT 1 FROM conversations c WHERE c.ticket_id = t.id
                  AND c.deleted_at IS NOT DISTINCT FROM t.deleted_at",
         );
-        if let Some(channel) = &filter.channel {
-            sql.push(" AND c.channel_id = ").push_bind(channel.clone());
-        }
-        match &filter.scope {
-            Scope::All => {}
-            Scope::Only(channels) => {
-                sql.push(" AND c.channel_id = ANY(")
-                    .push_bind(channels.iter().cloned().collect::<Vec<String>>())
-                    .push(")");
-            }
-            Scope::Except(channels) => {
-                sql.push(" AND NOT (c.channel_id = ANY(")
-                    .push_bind(channels.iter().cloned().collect::<Vec<String>>())
-                    .push("))");
-            }
-        }
+        super::queries::push_channels(&mut sql, filter.channel.as_ref(), &filter.scope);
         sql.push(")");
     }
     if let Some(status) = &filter.status {

@@ -141,22 +141,7 @@ pub async fn conversations(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id
          WHERE c.deleted_at IS NULL"
     ));
-    if let Some(channel) = &filter.channel {
-        sql.push(" AND c.channel_id = ").push_bind(channel.clone());
-    }
-    match &filter.scope {
-        Scope::All => {}
-        Scope::Only(channels) => {
-            sql.push(" AND c.channel_id = ANY(")
-                .push_bind(channels.iter().cloned().collect::<Vec<String>>())
-                .push(")");
-        }
-        Scope::Except(channels) => {
-            sql.push(" AND NOT (c.channel_id = ANY(")
-                .push_bind(channels.iter().cloned().collect::<Vec<String>>())
-                .push("))");
-        }
-    }
+    push_channels(&mut sql, filter.channel.as_ref(), &filter.scope);
     if let Some(contact) = &filter.contact {
         sql.push(" AND c.contact_id = ")
             .push_bind(contact.as_str().to_owned());
@@ -405,6 +390,27 @@ pub async fn outbound(c: &mut PgConnection, id: &MessageId) -> Result<Outbound, 
         parts: serde_json::from_str(&parts)
             .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
     })
+}
+
+/// ` AND …` clauses keeping rows of conversations `c` on `channel` (when given) and within
+/// `scope`. Values are bound, never pushed as SQL.
+pub fn push_channels(sql: &mut QueryBuilder<Postgres>, channel: Option<&String>, scope: &Scope) {
+    if let Some(channel) = channel {
+        sql.push(" AND c.channel_id = ").push_bind(channel.clone());
+    }
+    match scope {
+        Scope::All => {}
+        Scope::Only(channels) => {
+            sql.push(" AND c.channel_id = ANY(")
+                .push_bind(channels.iter().cloned().collect::<Vec<String>>())
+                .push(")");
+        }
+        Scope::Except(channels) => {
+            sql.push(" AND NOT (c.channel_id = ANY(")
+                .push_bind(channels.iter().cloned().collect::<Vec<String>>())
+                .push("))");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -503,22 +503,7 @@ pub fn tickets(
     if filter.channel.is_some() || filter.scope != Scope::All {
         sql += " AND EXISTS (SELECT 1 FROM conversations c WHERE c.ticket_id = t.id
                      AND c.deleted_at IS t.deleted_at";
-        if let Some(channel) = &filter.channel {
-            args.push(SqlValue::Text(channel.clone()));
-            sql += &format!(" AND c.channel_id = ?{}", args.len());
-        }
-        let (operator, channels) = match &filter.scope {
-            Scope::All => ("", None),
-            Scope::Only(channels) => ("IN", Some(channels)),
-            Scope::Except(channels) => ("NOT IN", Some(channels)),
-        };
-        if let Some(channels) = channels {
-            args.push(SqlValue::Text(json(channels)?));
-            sql += &format!(
-                " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
-                args.len()
-            );
-        }
+        super::queries::push_channels(&mut sql, &mut args, filter.channel.as_ref(), &filter.scope)?;
         sql += ")";
     }
     if let Some(status) = &filter.status {

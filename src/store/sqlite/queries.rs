@@ -141,22 +141,7 @@ fn conversations_walking_above(
          WHERE c.deleted_at IS NULL"
     );
     let mut args: Vec<SqlValue> = Vec::new();
-    if let Some(channel) = &filter.channel {
-        args.push(SqlValue::Text(channel.clone()));
-        sql += &format!(" AND c.channel_id = ?{}", args.len());
-    }
-    let (operator, channels) = match &filter.scope {
-        Scope::All => ("", None),
-        Scope::Only(channels) => ("IN", Some(channels)),
-        Scope::Except(channels) => ("NOT IN", Some(channels)),
-    };
-    if let Some(channels) = channels {
-        args.push(SqlValue::Text(super::ingest::json(channels)?));
-        sql += &format!(
-            " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
-            args.len()
-        );
-    }
+    push_channels(&mut sql, &mut args, filter.channel.as_ref(), &filter.scope)?;
     if let Some(contact) = &filter.contact {
         args.push(SqlValue::Text(contact.as_str().into()));
         sql += &format!(" AND c.contact_id = ?{}", args.len());
@@ -409,6 +394,33 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         parts: serde_json::from_str(&parts)
             .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
     })
+}
+
+/// ` AND …` clauses keeping rows of conversations `c` on `channel` (when given) and within
+/// `scope`, their values appended to `args` and numbered after them.
+pub fn push_channels(
+    sql: &mut String,
+    args: &mut Vec<SqlValue>,
+    channel: Option<&String>,
+    scope: &Scope,
+) -> Result<(), StoreError> {
+    if let Some(channel) = channel {
+        args.push(SqlValue::Text(channel.clone()));
+        *sql += &format!(" AND c.channel_id = ?{}", args.len());
+    }
+    let (operator, channels) = match scope {
+        Scope::All => ("", None),
+        Scope::Only(channels) => ("IN", Some(channels)),
+        Scope::Except(channels) => ("NOT IN", Some(channels)),
+    };
+    if let Some(channels) = channels {
+        args.push(SqlValue::Text(super::ingest::json(channels)?));
+        *sql += &format!(
+            " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
+            args.len()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
