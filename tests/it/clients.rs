@@ -123,41 +123,73 @@ async fn idle_connections_are_closed_after_the_header_timeout_and_cannot_exhaust
     }
 }
 
+/// Opens a webhook whose body stops after one byte of `body`: it holds a webhook slot
+/// until its body deadline.
+async fn stalled_webhook(app: &TestApp, body: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = webhook_head(body, body.len());
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..1]).await.unwrap();
+    stream
+}
+
+/// The platform message ids stored in the app's only conversation, if any.
+async fn stored_ids(app: &TestApp) -> Vec<String> {
+    let Some(conversation) = app.conversations().await.into_iter().next() else {
+        return Vec::new();
+    };
+    app.messages(conversation["id"].as_str().unwrap())
+        .await
+        .iter()
+        .map(|m| m["platform_message_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_body_gets_408() {
+async fn past_the_concurrency_limit_requests_are_shed_with_503() {
+    // The stalled bodies outlast the probing by far: whether a probe is shed must not
+    // depend on how fast a loaded machine probes.
     let app = TestApp::spawn_with(limits(
-        // Long enough that a loaded machine (the whole suite on two cores) still probes
-        // while both bodies are stalled: at 5 s the window closed before a probe was shed.
-        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 20000",
+        "max_concurrent_webhooks = 2\nbody_read_timeout_ms = 120000",
     ))
     .await;
-    // Two webhooks whose bodies stop after one byte hold both request slots.
     let body = br#"{"type":"message"}"#;
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let mut stream = TcpStream::connect(app.addr).await.unwrap();
-        let head = webhook_head(body, body.len());
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&body[..1]).await.unwrap();
-        stalled.push(stream);
+        stalled.push(stalled_webhook(&app, body).await);
     }
 
     let shed = Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Mutex::new(Vec::new());
     let n = AtomicUsize::new(0);
-    wait_until("a third request is shed", DEADLINE, || async {
-        let id = format!("shed-{}", n.fetch_add(1, Ordering::SeqCst));
-        let response = app
-            .post_webhook("demo", &text_event(&id, "user-ok", "hello"))
-            .await;
-        if response.status() != 503 {
-            return false;
-        }
-        let retry_after = response.headers().get("retry-after").cloned();
-        let body: serde_json::Value = response.json().await.unwrap();
-        *shed.lock().unwrap() = Some((retry_after, body));
-        true
-    })
+    let started = std::time::Instant::now();
+    let probing = tokio::time::timeout(
+        DEADLINE,
+        wait_until("a third request is shed", DEADLINE, || async {
+            let id = format!("shed-{}", n.fetch_add(1, Ordering::SeqCst));
+            let response = app
+                .post_webhook("demo", &text_event(&id, "user-ok", "hello"))
+                .await;
+            seen.lock().unwrap().push((
+                id,
+                started.elapsed().as_millis(),
+                response.status().as_u16(),
+            ));
+            if response.status() != 503 {
+                return false;
+            }
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body: serde_json::Value = response.json().await.unwrap();
+            *shed.lock().unwrap() = Some((retry_after, body));
+            true
+        }),
+    )
     .await;
+    assert!(
+        probing.is_ok() && shed.lock().unwrap().is_some(),
+        "no probe was shed; (id, ms, status) of each: {:?}",
+        seen.lock().unwrap()
+    );
     let (retry_after, body) = shed.lock().unwrap().take().unwrap();
     assert_eq!(body["error"]["code"], "overloaded", "{body}");
     assert!(
@@ -171,24 +203,44 @@ async fn past_the_concurrency_limit_requests_are_shed_with_503_and_a_stalled_bod
         "probes answer while requests are shed"
     );
 
-    for mut stream in stalled {
-        let answer = tokio::time::timeout(DEADLINE, read_to_close(&mut stream))
+    // The stalled clients give up: their slots free, and webhooks are taken again.
+    drop(stalled);
+    wait_until("a webhook is stored again", DEADLINE, || async {
+        app.post_webhook("demo", &text_event("after-the-overload", "user-ok", "hi"))
             .await
-            .expect("the stalled body is cut off");
-        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
-        assert!(answer.contains(r#""code":"body_timeout""#), "{answer:?}");
-    }
-    normal_webhook_is_stored(&app, "after-the-overload").await;
-    let stored: Vec<String> = app
-        .messages(app.only_conversation().await["id"].as_str().unwrap())
-        .await
+            .status()
+            == 200
+    })
+    .await;
+    // Exactly the probes that were taken (200) are stored, and what came after.
+    let mut expected: Vec<String> = seen
+        .lock()
+        .unwrap()
         .iter()
-        .map(|m| m["platform_message_id"].as_str().unwrap().to_owned())
+        .filter(|(_, _, status)| *status == 200)
+        .map(|(id, _, _)| id.clone())
         .collect();
+    expected.push("after-the-overload".into());
+    let mut stored = stored_ids(&app).await;
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected, "shed requests stored nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_and_stores_nothing() {
+    let app = TestApp::spawn_with(limits("body_read_timeout_ms = 1000")).await;
+    let mut stream = stalled_webhook(&app, br#"{"type":"message"}"#).await;
+    let answer = tokio::time::timeout(DEADLINE, read_to_close(&mut stream))
+        .await
+        .expect("the stalled body is cut off");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer:?}");
+    normal_webhook_is_stored(&app, "after-the-stall").await;
     assert_eq!(
-        stored,
-        ["after-the-overload"],
-        "shed and cut-off requests stored nothing"
+        stored_ids(&app).await,
+        ["after-the-stall"],
+        "the cut-off request stored nothing"
     );
 }
 

@@ -253,7 +253,13 @@ outbound_url = "{receiver}/off"
             runtime,
             config_path,
             reload,
-            http: reqwest::Client::new(),
+            // Idle pooled connections are dropped before the shortest header timeout a
+            // test sets (1 s) closes them on the daemon's side: a POST sent on a connection
+            // the daemon is closing that moment is reset, and reqwest does not retry a POST.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_millis(500))
+                .build()
+                .expect("the test client builds"),
             receiver,
             options,
             dir,
