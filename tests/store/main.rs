@@ -4,7 +4,7 @@
 //!
 //! The PostgreSQL tests run on the database `CHANNEL_BRIDGE_TEST_PG` names
 //! (`postgres://postgres@127.0.0.1:5432/test` in CI), each in a schema of its own that is
-//! dropped afterwards; without the variable they say they were skipped and pass.
+//! dropped afterwards; without the variable at build time they are ignored (build.rs).
 //!
 //! Tests use the `Store` trait only. Seeding the trait cannot do (timestamps in the past)
 //! goes through `Backend::execute` with portable SQL.

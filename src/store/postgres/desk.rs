@@ -989,8 +989,8 @@ mod tests {
 
     /// Contacts ana and bo. Ticket t1 (new) has two open conversations, c1 on chat and
     /// c2 on mail, both ana's; ticket t2 (new) has bo's open conversation c3 on chat.
-    async fn seeded() -> Option<Twin> {
-        let twin = Twin::new().await?;
+    async fn seeded() -> Twin {
+        let twin = Twin::new().await;
         twin.contact("ana", Some("Ana"), None).await;
         twin.contact("bo", Some("Bo"), None).await;
         twin.identifier("ana", "chat", "app_user", "ana-1").await;
@@ -1017,7 +1017,7 @@ mod tests {
         }
         twin.message("m3", "c3", "chat", "inbound", ("contact", "bo"), "hi", BASE)
             .await;
-        Some(twin)
+        twin
     }
 
     async fn conversation(twin: &Twin, id: &str) -> Result<Conversation, StoreError> {
@@ -1061,8 +1061,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn closing_a_ticket_needs_its_properties_and_closes_every_conversation() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         let ticket = twin
             .agree(both!(twin, |s| s.ticket(&tid("t1")).await))
             .unwrap();
@@ -1225,8 +1229,12 @@ mod tests {
     /// What SQLite's single writer does by itself: a change made while another replica's
     /// is in flight starts from what that one wrote, rather than writing over it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn a_ticket_change_waits_for_a_concurrent_one_and_keeps_what_it_wrote() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         let pool = twin.pg.pool();
         let mut other = pool.begin().await.unwrap();
         let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -1269,8 +1277,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn reopening_a_ticket_reopens_its_only_conversation_unless_the_thread_has_another() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         let closing = TicketChange {
             properties: Some(props(json!({"resolution": "answered"}))),
             ..change(Some("closed"))
@@ -1314,8 +1326,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn assigning_a_conversation_assigns_its_ticket_and_closing_it_closes_only_it() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         let assign = |owner: Option<&str>| ConversationUpdate {
             owner_id: Some(owner.map(str::to_owned)),
             status: None,
@@ -1476,8 +1492,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn the_trash_hides_restores_and_purges_a_ticket_with_everything_it_holds() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         twin.exec(
             "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at,
                  created_at, updated_at)
@@ -1656,8 +1676,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn a_contact_reads_with_identifiers_and_updates_owner_and_email() {
-        let Some(twin) = seeded().await else { return };
+        let twin = seeded().await;
         let ana = ContactId::from_stored("ana".into());
         let contact = twin.agree(both!(twin, |s| s.contact(&ana).await)).unwrap();
         assert_eq!(contact.display_name.as_deref(), Some("Ana"));
@@ -1704,10 +1728,12 @@ mod tests {
     /// conversations on "chat" answered after 60 s and 180 s by alice and 120 s by bob;
     /// two tickets resolved, after 1 h (owner bob) and 3 h (no owner).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(pg_tests),
+        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+    )]
     async fn analytics_figures_on_a_seeded_data_set() {
-        let Some(twin) = Twin::new().await else {
-            return;
-        };
+        let twin = Twin::new().await;
         let base = 1_800_000_000_000i64;
         for (n, (user, rep)) in [("ana", "alice"), ("bo", "bob"), ("cy", "alice")]
             .into_iter()
