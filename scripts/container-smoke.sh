@@ -2,7 +2,8 @@
 # Verifies the container image as far as a machine without a Docker engine can.
 #
 #   sudo scripts/container-smoke.sh            # builds the release binary first
-#   SKIP_BUILD=1 sudo scripts/container-smoke.sh
+#   sudo SKIP_BUILD=1 scripts/container-smoke.sh   # reuses target/release/channel-bridge
+#                                   (after sudo: sudo drops the caller's environment)
 #
 # What it does, and why this way: no Docker engine runs here, so the image cannot be built
 # or run as such. Instead the runtime stage of ./Dockerfile is reproduced step by step on a
@@ -70,16 +71,22 @@ for line in text[froms[0]:froms[-1]].splitlines():
         print(" ".join(line.split()[1:]))
 PY
 )
-# A target folder of its own: other profile settings than a developer's target/release.
-CARGO_TARGET=$WORK/cargo-target
 if [ -z "${SKIP_BUILD:-}" ]; then
+    # A target folder of its own: other profile settings than a developer's target/release.
+    CARGO_TARGET=$WORK/cargo-target
     # shellcheck disable=SC2086 # NAME=VALUE words
     (cd "$ROOT" && env $build_env cargo build --release --locked --bin channel-bridge \
         --target-dir "$CARGO_TARGET")
+    pass "build-stage ENV: ${build_env:-none}"
+    BINARY=$CARGO_TARGET/release/channel-bridge
+    [ -x "$BINARY" ] || die "no release binary at $BINARY"
+else
+    # SKIP_BUILD=1 (README): the developer's own release build, as it is, so a rerun takes
+    # seconds; it was not built with the build stage's ENV, which the line below names.
+    BINARY=$ROOT/target/release/channel-bridge
+    [ -x "$BINARY" ] || die "SKIP_BUILD=1 but no release binary at $BINARY (cargo build --release first)"
+    pass "SKIP_BUILD=1: reusing $BINARY (build-stage ENV not applied: ${build_env:-none})"
 fi
-pass "build-stage ENV: ${build_env:-none}"
-BINARY=$CARGO_TARGET/release/channel-bridge
-[ -x "$BINARY" ] || die "no release binary at $BINARY"
 pass "release binary: $(du -h "$BINARY" | cut -f1)"
 
 # ---- the base -------------------------------------------------------------------------
