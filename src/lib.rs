@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod desk;
 pub mod error;

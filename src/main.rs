@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use channel_bridge::adapters::AdapterConfig;
 use channel_bridge::adapters::signature::WebhookKey;
+use channel_bridge::cli;
 use channel_bridge::config::{self, Config, DEFAULT_CONFIG};
 use channel_bridge::telemetry::{self, LogFormat};
 
@@ -18,10 +19,13 @@ const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 #[derive(Parser)]
 #[command(
     version,
-    about = "Connects messaging apps to a help desk as a custom channel"
+    about = "Connects messaging apps to a help desk as a custom channel",
+    after_help = "Any config key can be overridden from the environment as \
+        CHANNEL_BRIDGE__SECTION__KEY (e.g. CHANNEL_BRIDGE__SERVER__LISTEN=0.0.0.0:8080)."
 )]
 struct Cli {
-    /// Config file (default: config/default.toml, else the built-in default config).
+    /// Config file (default: config/default.toml, else the built-in default config); any
+    /// key can be overridden as CHANNEL_BRIDGE__SECTION__KEY.
     #[arg(long, global = true, env = "CHANNEL_BRIDGE_CONFIG")]
     config: Option<PathBuf>,
 
@@ -32,6 +36,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default).
+    #[command(after_help = "Logs: RUST_LOG sets the level (default info); \
+        CHANNEL_BRIDGE_LOG_FORMAT=json writes JSON lines.")]
     Serve,
     /// Validate a config file and print every error; exit 1 if there are any.
     CheckConfig,
@@ -44,15 +50,43 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Print a new random webhook secret (`whsec_<base64>`) for a generic channel.
+    GenSecret,
+    /// Print the `sha256 = "…"` line of an `[[api.tokens]]` entry for an API token.
+    HashToken {
+        /// The token (default: read from standard input, where one trailing newline, as
+        /// `echo` adds, is dropped; anything else counts as part of the token).
+        token: Option<String>,
+    },
     /// Print Standard Webhooks headers for a body, signed with a generic channel's secret,
     /// in the form `curl -H @file` reads.
+    #[command(after_help = "The signature covers the exact bytes: post them with \
+        `curl --data-binary` (plain `-d` strips newlines and breaks it), or use \
+        `channel-bridge send`, which signs and posts in one step.")]
     Sign {
         /// The generic channel whose secret signs.
         #[arg(long, default_value = "demo")]
         channel: String,
-        /// The body to sign (default: read from standard input).
+        /// The body to sign (default: read from standard input, byte for byte).
         #[arg(long)]
         body: Option<String>,
+    },
+    /// Sign a body with a generic channel's secret and POST it to that channel's webhook;
+    /// print the status and the response; exit 1 unless the daemon answers 2xx.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["body", "body_file"])))]
+    Send {
+        /// The generic channel to post to (its secret signs).
+        #[arg(long, default_value = "demo")]
+        channel: String,
+        /// The body to send.
+        #[arg(long)]
+        body: Option<String>,
+        /// A file holding the body, sent byte for byte (`-` reads standard input).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Base URL of the daemon (default: from the config's server.listen).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Exit 0 if the daemon at --url answers /healthz (for container health checks).
     Healthcheck {
@@ -68,21 +102,31 @@ enum Command {
 enum DeliveriesAction {
     /// List deliveries (dead letters by default).
     List {
+        /// Which deliveries: `dead` (given up) or `pending` (queued or waiting to retry).
         #[arg(long, default_value = "dead")]
         state: String,
     },
-    /// Send a dead-lettered delivery again.
-    Retry { id: String },
+    /// Send a dead-lettered delivery again from the start, or a pending one now.
+    Retry {
+        /// The delivery's id (as `deliveries list` prints it).
+        id: String,
+    },
 }
 
+/// The daemon's API; global so these options go before or after the action.
 #[derive(clap::Args)]
 struct ApiArgs {
     /// Base URL of the daemon (default: from the config's server.listen).
-    #[arg(long)]
+    #[arg(long, global = true)]
     url: Option<String>,
-    /// An admin API token.
-    #[arg(long, env = "CHANNEL_BRIDGE_TOKEN", hide_env_values = true)]
-    token: String,
+    /// An admin API token (required).
+    #[arg(
+        long,
+        global = true,
+        env = "CHANNEL_BRIDGE_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -105,9 +149,27 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Version = command {
-        println!("channel-bridge {}", env!("CARGO_PKG_VERSION"));
-        return Ok(ExitCode::SUCCESS);
+    match &command {
+        Command::Version => {
+            println!("channel-bridge {}", env!("CARGO_PKG_VERSION"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::GenSecret => {
+            println!("{}", cli::gen_secret()?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::HashToken { token } => {
+            let token = match token {
+                Some(token) => token.clone(),
+                None => std::io::read_to_string(std::io::stdin())
+                    .context("cannot read the token from standard input")?,
+            };
+            let token = cli::trim_one_newline(&token);
+            anyhow::ensure!(!token.is_empty(), "the token is empty");
+            println!("{}", cli::token_hash_line(token));
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     // With --url the probe needs no config: a config file that was edited into an invalid
     // state (which the running daemon refused) must not make a healthy container unhealthy.
@@ -141,10 +203,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Deliveries { action, api } => deliveries(&config, action, api).await,
         Command::Sign { channel, body } => sign(&config, &channel, body),
+        Command::Send {
+            channel,
+            body,
+            body_file,
+            url,
+        } => {
+            let key = generic_key(&config, &channel)?;
+            let body = match (body, body_file) {
+                (Some(body), _) => body.into_bytes(),
+                (None, Some(path)) if path.as_os_str() == "-" => read_stdin()?,
+                (None, Some(path)) => std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                (None, None) => anyhow::bail!("give the body with --body or --body-file"),
+            };
+            let base = url.unwrap_or_else(|| base_url(&config));
+            let answer = cli::send(&base, &channel, &key, body).await?;
+            println!("{}", answer.status);
+            println!("{}", answer.body);
+            Ok(if answer.status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Healthcheck { url } => {
             Ok(healthcheck(&url.unwrap_or_else(|| base_url(&config))).await)
         }
-        Command::CheckConfig | Command::Version => unreachable!("handled above"),
+        Command::CheckConfig
+        | Command::Version
+        | Command::GenSecret
+        | Command::HashToken { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -222,6 +313,9 @@ async fn deliveries(
     api: ApiArgs,
 ) -> anyhow::Result<ExitCode> {
     let base = api.url.unwrap_or_else(|| base_url(config));
+    let token = api
+        .token
+        .context("an admin API token is required: --token or CHANNEL_BRIDGE_TOKEN")?;
     let client = reqwest::Client::new();
     let request = match &action {
         DeliveriesAction::List { state } => {
@@ -232,7 +326,7 @@ async fn deliveries(
         }
     };
     let response = request
-        .bearer_auth(&api.token)
+        .bearer_auth(&token)
         .send()
         .await
         .with_context(|| format!("cannot reach the daemon at {base}"))?;
@@ -246,24 +340,37 @@ async fn deliveries(
     })
 }
 
+/// The signing key of a generic channel; other kinds sign their own way.
+fn generic_key(config: &Config, channel: &str) -> anyhow::Result<WebhookKey> {
+    let adapter = config
+        .channel(channel)
+        .map(|c| &c.adapter)
+        .with_context(|| format!("no channel {channel:?} in the config"))?;
+    let AdapterConfig::Generic(generic) = adapter else {
+        anyhow::bail!(
+            "channel {channel:?} is not a generic channel: only generic channels take \
+             Standard Webhooks signatures"
+        );
+    };
+    WebhookKey::parse(generic.secret.expose()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+        .context("cannot read the body from standard input")?;
+    Ok(bytes)
+}
+
 fn sign(config: &Config, channel: &str, body: Option<String>) -> anyhow::Result<ExitCode> {
-    let Some(AdapterConfig::Generic(generic)) = config.channel(channel).map(|c| &c.adapter) else {
-        anyhow::bail!("no generic channel {channel:?} in the config");
-    };
-    let key = WebhookKey::parse(generic.secret.expose()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = generic_key(config, channel)?;
     let body = match body {
-        Some(body) => body,
-        None => std::io::read_to_string(std::io::stdin())
-            .context("cannot read the body from standard input")?,
+        Some(body) => body.into_bytes(),
+        None => read_stdin()?,
     };
-    let id = format!("evt_{}", ulid::Ulid::new());
-    let timestamp = chrono::Utc::now().timestamp();
     println!("content-type: application/json");
-    println!("webhook-id: {id}");
-    println!("webhook-timestamp: {timestamp}");
-    println!(
-        "webhook-signature: {}",
-        key.sign(&id, timestamp, body.as_bytes())
-    );
+    for (name, value) in cli::signed_headers(&key, &body) {
+        println!("{name}: {value}");
+    }
     Ok(ExitCode::SUCCESS)
 }

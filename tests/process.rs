@@ -956,6 +956,158 @@ async fn deliveries_cli_lists_and_redrives_dead_letters() {
     assert_eq!(sent.len(), 1, "sent once: {sent:?}");
 }
 
+/// Runs a subcommand to completion with `input` on its standard input.
+async fn run_cli_with_stdin(config: &Path, args: &[&str], input: &[u8]) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::from(cli_command(config));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the binary runs");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input).await.expect("write stdin");
+    drop(stdin);
+    tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("channel-bridge {args:?} did not finish within {DEADLINE:?}"))
+        .expect("the binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_retry_runs_a_pending_delivery_now_instead_of_after_its_backoff() {
+    let receiver = MockServer::start().await;
+    answer_outbound(&receiver, 503).await;
+    // After the first failure the reply would wait an hour.
+    let setup = Setup::new(&receiver.uri(), &[0, 3_600_000, 3_600_000]);
+    let daemon = setup.start().await;
+
+    let response = daemon
+        .post_webhook("demo", &message_event("app-wait-1", "user-4", "help"))
+        .await
+        .expect("webhook reaches the daemon");
+    assert_eq!(response.status(), 200);
+    let conversation = daemon.conversations().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message_id = daemon.reply(&conversation, "first try fails").await;
+    wait_until("the first attempt has failed", DEADLINE, || async {
+        daemon
+            .deliveries("pending")
+            .await
+            .first()
+            .is_some_and(|d| d["attempts"] == 1)
+    })
+    .await;
+    let job_id = daemon.deliveries("pending").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    receiver.reset().await;
+    answer_outbound(&receiver, 200).await;
+    // The API options may also follow the action.
+    let output = setup
+        .run(&["deliveries", "retry", &job_id, "--token", ADMIN_TOKEN])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    wait_until("the reply is sent now", DEADLINE, || async {
+        delivered(&receiver)
+            .await
+            .iter()
+            .any(|b| b["id"] == message_id.as_str())
+    })
+    .await;
+    wait_until("the delivery is done", DEADLINE, || async {
+        daemon.deliveries("pending").await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_command_signs_and_posts_a_body_and_fails_when_the_daemon_refuses_it() {
+    let receiver = MockServer::start().await;
+    let setup = Setup::new(&receiver.uri(), &[0, 50]);
+    let daemon = setup.start().await;
+
+    let body = message_event("app-sent-1", "user-8", "sent by the CLI").to_string();
+    let output = setup
+        .run(&["send", "--channel", "demo", "--body", &body])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("200 OK"), "{}", describe(&output));
+    assert!(stdout.contains("\"stored\":1"), "{}", describe(&output));
+
+    // From a file on standard input, trailing newline and all: the signature covers the
+    // bytes that are posted, so nothing can come apart.
+    let piped = format!("{}\n", message_event("app-sent-2", "user-8", "piped in"));
+    let output = run_cli_with_stdin(
+        &setup.config,
+        &["send", "--body-file", "-", "--channel", "demo"],
+        piped.as_bytes(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let mut ids = daemon.inbound_ids().await;
+    ids.sort();
+    assert_eq!(ids, vec!["app-sent-1".to_owned(), "app-sent-2".to_owned()]);
+
+    // A body the daemon refuses: its status and error are printed, and the exit is 1.
+    let output = setup.run(&["send", "--body", "not json"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("400"), "{}", describe(&output));
+    assert!(stdout.contains("\"error\""), "{}", describe(&output));
+
+    let output = setup
+        .run(&["send", "--channel", "nope", "--body", "{}"])
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no channel \"nope\""),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_secret_prints_a_fresh_webhook_key_each_time() {
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    let first = setup.run(&["gen-secret"]).await;
+    let second = setup.run(&["gen-secret"]).await;
+    let mut keys = Vec::new();
+    for output in [&first, &second] {
+        assert_eq!(output.status.code(), Some(0), "{}", describe(output));
+        let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            WebhookKey::parse(&key).is_ok(),
+            "not a webhook key: {key:?}"
+        );
+        keys.push(key);
+    }
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_token_prints_the_config_line_of_a_token_given_as_argument_or_on_stdin() {
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    let expected = format!("sha256 = \"{}\"\n", sha256(ADMIN_TOKEN));
+
+    let output = setup.run(&["hash-token", ADMIN_TOKEN]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+
+    // `echo TOKEN |` adds a newline that is not part of the token.
+    let piped = format!("{ADMIN_TOKEN}\n");
+    let output = run_cli_with_stdin(&setup.config, &["hash-token"], piped.as_bytes()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_creates_the_schema_and_is_idempotent() {
     let receiver = MockServer::start().await;

@@ -58,8 +58,8 @@ pub async fn list(
     ))
 }
 
-/// Sends a dead-lettered delivery again from the start of the retry schedule. Admins
-/// only.
+/// Sends a dead-lettered delivery again from the start of the retry schedule, or makes a
+/// pending one that waits out its backoff due now. Admins only.
 #[utoipa::path(
     post,
     path = "/api/v1/deliveries/{id}/retry",
@@ -70,8 +70,8 @@ pub async fn list(
     responses(
         (status = 200, description = "Queued again.", body = Delivery),
         (status = 404, description = "No such delivery (`not_found`).", body = ErrorBody),
-        (status = 409, description = "The delivery is not dead-lettered; it is still being \
-            tried (`conflict`).", body = ErrorBody),
+        (status = 409, description = "The delivery is being sent right now (`conflict`).",
+            body = ErrorBody),
         AdminOnly,
         Unauthorized,
         StoreErrors,
@@ -85,7 +85,7 @@ pub async fn retry(
     caller.require_admin()?;
     let id = JobId::parse(&id).ok_or_else(|| ApiError::not_found("delivery"))?;
     let delivery = state.store.retry_delivery(&id, Utc::now()).await?;
-    tracing::info!(job = %id, by = %caller.name, "Dead-lettered delivery queued again.");
+    tracing::info!(job = %id, by = %caller.name, "Delivery queued to run now.");
     state.wake.notify_one();
     Ok(Json(delivery))
 }

@@ -825,7 +825,8 @@ pub trait Store: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<Delivery>, StoreError>;
 
-    /// Sends a dead-lettered job again from the start of its schedule.
+    /// Sends a dead-lettered job again from the start of its schedule, or makes a pending
+    /// job that waits out its backoff due now; a job being sent right now is a conflict.
     async fn retry_delivery(&self, id: &JobId, now: DateTime<Utc>) -> Result<Delivery, StoreError>;
 
     /// Events after `after` (an event id), oldest first.

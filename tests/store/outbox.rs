@@ -25,6 +25,7 @@ conformance!(
     an_expired_lease_is_taken_over_and_only_the_new_holder_may_finish_the_job,
     release_leases_gives_back_only_that_owners_leases,
     dead_letters_are_listed_page_by_page_and_a_retry_starts_one_afresh,
+    retrying_a_job_waiting_out_its_backoff_makes_it_due_now_but_not_one_being_sent,
     next_due_is_when_the_first_job_that_may_run_falls_due,
     queue_stats_count_pending_and_dead_jobs_and_the_oldest_due_age,
 );
@@ -436,6 +437,34 @@ async fn dead_letters_are_listed_page_by_page_and_a_retry_starts_one_afresh(
         store.deliveries(JobState::Dead, &bad).await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+async fn retrying_a_job_waiting_out_its_backoff_makes_it_due_now_but_not_one_being_sent(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let [c] = <[_; 1]>::try_from(conversations(&*store, &["ana"]).await).unwrap();
+    let first = reply(&*store, &c, "first").await.id;
+    let jobs = lease(&*store, "w", &["chat"]).await;
+    let now = Utc::now();
+    // Leased: an attempt is under way, so there is nothing to bring forward.
+    assert!(matches!(
+        store.retry_delivery(&jobs[0].id, now).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let retry = JobOutcome::Retry {
+        at: now + Duration::hours(1),
+        error: "HTTP 503".into(),
+    };
+    store.finish_job(&jobs[0], "w", retry).await.unwrap();
+    assert!(lease(&*store, "w", &["chat"]).await.is_empty());
+
+    let retried = store.retry_delivery(&jobs[0].id, now).await.unwrap();
+    assert_eq!(retried.state, JobState::Pending);
+    assert_eq!(retried.run_at, to_ms(now));
+    assert_eq!(retried.attempts, 1, "its attempts still count");
+    let leased = lease(&*store, "w", &["chat"]).await;
+    assert_eq!(messages_of(&leased), BTreeSet::from([first]));
 }
 
 async fn next_due_is_when_the_first_job_that_may_run_falls_due(store: Arc<dyn Store>, _: &Backend) {

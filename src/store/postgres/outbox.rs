@@ -328,18 +328,32 @@ pub async fn list(
 }
 
 pub async fn retry(c: &mut PgConnection, id: &JobId, now: i64) -> Result<Delivery, StoreError> {
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+    let state: Option<(String, i64)> =
+        sqlx::query_as("SELECT state, lease_until FROM jobs WHERE id = $1 FOR UPDATE")
             .bind(id.as_str())
             .fetch_optional(&mut *c)
             .await?;
-    match state.as_deref() {
+    match state {
         None => return Err(StoreError::NotFound("delivery")),
-        Some("dead") => {}
-        Some(_) => {
+        Some((state, _)) if state == "dead" => {}
+        Some((_, lease_until)) if lease_until > now => {
             return Err(StoreError::Conflict(format!(
-                "delivery {id} is not dead-lettered; it is still being tried"
+                "delivery {id} is being sent right now"
             )));
+        }
+        Some(_) => {
+            // A pending job waiting out its backoff becomes due now (see the SQLite store).
+            let sql = format!(
+                "UPDATE jobs SET run_at = LEAST(run_at, $2), updated_at = $2
+                 WHERE id = $1
+                 RETURNING {DELIVERY_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_one(&mut *c)
+                .await?;
+            return delivery(&row);
         }
     }
     let sql = format!(

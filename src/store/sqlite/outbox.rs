@@ -347,17 +347,30 @@ pub fn list(
 }
 
 pub fn retry(conn: &Connection, id: &JobId, now: i64) -> Result<Delivery, StoreError> {
-    let state: Option<String> = conn
-        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
-        .query_row([id.as_str()], |r| r.get(0))
+    let state: Option<(String, i64)> = conn
+        .prepare_cached("SELECT state, lease_until FROM jobs WHERE id = ?1")?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    match state.as_deref() {
+    match state {
         None => return Err(StoreError::NotFound("delivery")),
-        Some("dead") => {}
-        Some(_) => {
+        Some((state, _)) if state == "dead" => {}
+        Some((_, lease_until)) if lease_until > now => {
             return Err(StoreError::Conflict(format!(
-                "delivery {id} is not dead-lettered; it is still being tried"
+                "delivery {id} is being sent right now"
             )));
+        }
+        Some(_) => {
+            // A pending job waiting out its backoff: an operator who fixed the cause
+            // should not have to wait for the schedule, so it becomes due now (its
+            // attempts still count towards the schedule).
+            conn.prepare_cached(
+                "UPDATE jobs SET run_at = MIN(run_at, ?2), updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), now])?;
+            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM jobs WHERE id = ?1");
+            return Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([id.as_str()], delivery)?);
         }
     }
     let key: Option<String> = conn
