@@ -3,8 +3,13 @@
 #   docker build -t channel-bridge .
 #   docker run -p 8080:8080 -v channel-bridge-data:/var/lib/channel-bridge channel-bridge
 #
-# The image runs config/default.toml (DEV secrets and tokens: mount your own file over
-# /etc/channel-bridge/config.toml, or point CHANNEL_BRIDGE_CONFIG elsewhere).
+#   docker run ... -v ./my-config.toml:/etc/channel-bridge/config.toml:ro channel-bridge
+#
+# The image carries no config and so no dev credentials: mount your own file at
+# /etc/channel-bridge/config.toml (or point CHANNEL_BRIDGE_CONFIG elsewhere). Without one
+# the daemon exits at once, saying where it looked and what the file needs. A demo may mount
+# config/default.toml with CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS=true: its published tokens
+# are refused on 0.0.0.0 otherwise.
 
 # ---- build ------------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -54,10 +59,8 @@ RUN groupadd --gid 10001 channel-bridge \
     && chown channel-bridge:channel-bridge /var/lib/channel-bridge
 
 COPY --from=build /src/target/release/channel-bridge /usr/local/bin/channel-bridge
-# Owned by root and read-only to the daemon, which only reads it.
-COPY config/default.toml /etc/channel-bridge/config.toml
 
-# The config file, then env overrides of its keys (CHANNEL_BRIDGE__SECTION__KEY): listen
+# The config file (mounted, read-only to the daemon, which only reads it), then env overrides of its keys (CHANNEL_BRIDGE__SECTION__KEY): listen
 # on every interface, so the published port reaches the daemon, and keep the database
 # (and its -wal, -shm and .lock files) on the volume.
 ENV CHANNEL_BRIDGE_CONFIG=/etc/channel-bridge/config.toml \

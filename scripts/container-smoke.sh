@@ -246,6 +246,30 @@ in_container() {
 # A host tool in the container's network (the container has no curl).
 in_network() { nsenter --target "$daemon_pid" --net -- "$@"; }
 
+step "Safe defaults: no config and no dev credentials in the image"
+[ ! -e "$RUNTIME/etc/channel-bridge/config.toml" ] && pass "the image carries no config file" \
+    || fail "the image carries a config file (dev credentials?)"
+if out=$(as_image_user "${entry[@]}" "${command[@]}" 2>&1); then
+    fail "started with no config: $out"
+elif [[ $out == *'no config file at /etc/channel-bridge/config.toml'* ]]; then
+    pass "without a config it exits at once, saying what it needs"
+else
+    fail "without a config: $out"
+fi
+[ -z "$(ls -A "$RUNTIME/var/lib/channel-bridge")" ] && pass "and leaves the volume empty" \
+    || fail "a refused start wrote to the volume: $(ls -A "$RUNTIME/var/lib/channel-bridge")"
+# As `docker run -v ./config/default.toml:/etc/channel-bridge/config.toml:ro`: the demo
+# config, whose published credentials are refused on 0.0.0.0 without the opt-in.
+install -m 0644 "$ROOT/config/default.toml" "$RUNTIME/etc/channel-bridge/config.toml"
+if out=$(as_image_user "${entry[@]}" "${command[@]}" 2>&1); then
+    fail "served the published dev credentials on 0.0.0.0: $out"
+elif [[ $out == *'refusing to listen on 0.0.0.0:8080'*'api.tokens "dev-admin".sha256'* ]]; then
+    pass "the demo config on 0.0.0.0 is refused, naming the published keys"
+else
+    fail "the demo config on 0.0.0.0: $out"
+fi
+env_vars+=("CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS=true")
+
 step "As the image's user, before start"
 if out=$(as_image_user "${entry[@]}" check-config 2>&1); then
     pass "check-config: $out"
@@ -300,7 +324,7 @@ else
     fail "no /metrics on 127.0.0.1:8080 in the container"
 fi
 
-step "A webhook round trip with the image's built-in config (channel demo)"
+step "A webhook round trip with the mounted demo config (channel demo)"
 # The in-house app's receiver, at the demo channel's outbound_url, in the same network.
 # Not through the function: $! must be the receiver itself (nsenter execs python3).
 nsenter --target "$daemon_pid" --net -- python3 -c '
@@ -382,9 +406,8 @@ elif ! podman_ready; then
 else
     step "Image: podman build of the Dockerfile's runtime stage on the same base"
     context=$WORK/podman-context
-    rm -rf "$context" && mkdir -p "$context/config"
+    rm -rf "$context" && mkdir -p "$context"
     cp "$BINARY" "$context/channel-bridge"
-    cp "$ROOT/config/default.toml" "$context/config/"
     # The runtime stage verbatim, but FROM the local base and COPY from the context.
     python3 - "$ROOT/Dockerfile" >"$context/Containerfile" <<'PY'
 import re, sys
@@ -419,8 +442,12 @@ PY
     podman_run rm -f cb-smoke >/dev/null 2>&1 || true
     podman_run volume rm -f cb-smoke-data >/dev/null 2>&1 || true
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # The image has no config: mount the demo one, with the opt-in its published
+    # credentials need on 0.0.0.0.
     podman_run run -d --name cb-smoke -p "127.0.0.1:$port:8080" \
-        -v cb-smoke-data:/var/lib/channel-bridge "$image" >/dev/null
+        -v cb-smoke-data:/var/lib/channel-bridge \
+        -v "$ROOT/config/default.toml:/etc/channel-bridge/config.toml:ro" \
+        -e CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS=true "$image" >/dev/null
     healthy=
     for _ in $(seq 100); do
         if podman_run healthcheck run cb-smoke >/dev/null 2>&1; then healthy=1; break; fi

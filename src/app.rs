@@ -55,14 +55,16 @@ struct ConfigFile {
 }
 
 impl App {
-    /// Opens the store (migrating it), builds the adapters and binds the listener.
+    /// Binds the listener, opens the store (migrating it) and builds the adapters.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::open(&config.storage)
-            .await
-            .context("cannot open the store")?;
+        // Bind first: a daemon that cannot listen (port taken) must leave nothing on disk,
+        // not a fresh database or data/ folder.
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let store = store::open(&config.storage)
+            .await
+            .context("cannot open the store")?;
         let http = http_client(&config);
         telemetry::metrics();
         telemetry::register(&config.channels.keys().cloned().collect::<Vec<_>>());

@@ -29,6 +29,11 @@ struct Cli {
     #[arg(long, global = true, env = "CHANNEL_BRIDGE_CONFIG")]
     config: Option<PathBuf>,
 
+    /// Serve on a non-loopback address although the config holds the published dev
+    /// tokens or demo secret (for a demo only).
+    #[arg(long, global = true, env = "CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS")]
+    allow_dev_credentials: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -191,10 +196,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    if let Some(path) = cli.config.as_deref().filter(|p| !p.exists()) {
+        // A container started without its config mounted: say what to provide.
+        anyhow::bail!(
+            "no config file at {} (named by --config or CHANNEL_BRIDGE_CONFIG). Provide one there with your own API tokens ([[api.tokens]]: name, role, sha256) and channels ([channels.<id>]); config/default.toml documents every key.",
+            path.display()
+        );
+    }
     let (config, source) =
         load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     match command {
-        Command::Serve => serve(config, source).await,
+        Command::Serve => serve(config, source, cli.allow_dev_credentials).await,
         Command::Migrate => {
             let store = channel_bridge::store::open(&config.storage).await?;
             store.close().await;
@@ -269,8 +281,33 @@ fn load(path: Option<&Path>) -> Result<(Config, Source), config::ConfigErrors> {
     }
 }
 
-async fn serve(config: Config, source: Source) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: Config,
+    source: Source,
+    allow_dev_credentials: bool,
+) -> anyhow::Result<ExitCode> {
     telemetry::init_logging(LogFormat::from_env());
+    if let Source::BuiltIn = source {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        tracing::warn!(
+            "NO CONFIG FILE: neither --config nor CHANNEL_BRIDGE_CONFIG was given and {} does not exist; running the BUILT-IN DEFAULT CONFIG, whose API tokens and demo secret are published (dev only).",
+            cwd.join(DEFAULT_CONFIG_PATH).display()
+        );
+    }
+    let published = config::published_credentials(&config);
+    let listen = config.server.listen;
+    if !published.is_empty() && !listen.ip().is_loopback() {
+        if !allow_dev_credentials {
+            anyhow::bail!(
+                "refusing to listen on {listen} (not a loopback address) with published dev credentials in {source}: {}. Replace them with your own, or pass --allow-dev-credentials (CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS=true) for a demo.",
+                published.join(", ")
+            );
+        }
+        tracing::warn!(
+            "PUBLISHED DEV CREDENTIALS on {listen} (--allow-dev-credentials): {}. Anyone who read the README can use them.",
+            published.join(", ")
+        );
+    }
     tracing::info!(config = %source, channels = config.channels.len(), "Starting channel-bridge {}.", env!("CARGO_PKG_VERSION"));
     let mut app = channel_bridge::App::build(config).await?;
     if let Source::File(path) = source {

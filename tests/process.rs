@@ -1816,3 +1816,131 @@ async fn a_real_daemon_reloads_when_a_configmap_swaps_its_data_folder() {
     std::fs::remove_dir_all(mount.join("..2026_11_22_10_00_00.1")).unwrap();
     wait_for_status(&daemon, "the swap disables the channel", 503).await;
 }
+
+/// The published dev-admin-token's hash (config/default.toml, README).
+const PUBLISHED_ADMIN_HASH: &str =
+    "1734d503f6aa6a047c36d113cbad769f719c93784b469b771c4c3e7c63adbefd";
+
+/// Rewrites the setup's config: `from` becomes `to` (which must change the text).
+fn edit_config(setup: &Setup, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&setup.config).expect("read the config");
+    assert!(text.contains(from), "the config has no {from:?}");
+    std::fs::write(&setup.config, text.replace(from, to)).expect("write the config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_public_address_with_a_published_dev_token_unless_allowed() {
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    edit_config(
+        &setup,
+        &format!("listen = \"127.0.0.1:{}\"", setup.port),
+        &format!("listen = \"0.0.0.0:{}\"", setup.port),
+    );
+    edit_config(&setup, &sha256(ADMIN_TOKEN), PUBLISHED_ADMIN_HASH);
+
+    let refused = setup.run(&["serve"]).await;
+    let text = describe(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refusing to listen on 0.0.0.0:")
+            && text.contains(
+                "api.tokens \"test-admin\".sha256 (the hash of the published dev-admin-token)"
+            )
+            && text.contains("--allow-dev-credentials"),
+        "the refusal names the address, the key and the way out: {text}"
+    );
+    assert!(!setup.db.exists(), "a refused start created the database");
+
+    // The explicit opt-in for a demo: it serves (0.0.0.0 includes 127.0.0.1).
+    let daemon = setup
+        .start_with_env(&[("CHANNEL_BRIDGE_ALLOW_DEV_CREDENTIALS", "true")])
+        .await;
+    let answer = daemon
+        .http
+        .get(format!("{}/api/v1/conversations", daemon.base))
+        .bearer_auth("dev-admin-token")
+        .send()
+        .await
+        .expect("the daemon answers");
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_loopback_with_published_credentials_starts_as_before() {
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    edit_config(&setup, &sha256(ADMIN_TOKEN), PUBLISHED_ADMIN_HASH);
+    let daemon = setup.start().await;
+    let answer = daemon
+        .http
+        .get(format!("{}/healthz", daemon.base))
+        .send()
+        .await
+        .expect("the daemon answers");
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_port_is_taken_fails_and_creates_nothing_on_disk() {
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    let data = setup.dir.path().join("data");
+    edit_config(
+        &setup,
+        &setup.db.display().to_string(),
+        &data.join("bridge.db").display().to_string(),
+    );
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", setup.port)).expect("occupy the port");
+
+    let output = setup.run(&["serve"]).await;
+    let text = describe(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot listen on 127.0.0.1:"), "{text}");
+    assert!(
+        !data.exists(),
+        "data/ was created by a daemon that never listened: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_config_file_it_warns_where_it_looked_and_refuses_a_public_address() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CHANNEL_BRIDGE") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        // As in a container: every interface, port chosen by the system.
+        .env("CHANNEL_BRIDGE__SERVER__LISTEN", "0.0.0.0:0")
+        .arg("serve");
+    let mut command = tokio::process::Command::from(command);
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .expect("a refused start exits at once")
+        .expect("the binary runs");
+    let text = describe(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let looked = cwd.path().join("config/default.toml");
+    assert!(
+        text.contains("BUILT-IN DEFAULT CONFIG") && text.contains(&looked.display().to_string()),
+        "a loud warning says where it looked: {text}"
+    );
+    for key in [
+        "api.tokens \"dev-admin\".sha256",
+        "api.tokens \"dev-rep\".sha256",
+        "channels.demo.secret",
+    ] {
+        assert!(text.contains(key), "the refusal names {key}: {text}");
+    }
+    assert!(
+        std::fs::read_dir(cwd.path())
+            .expect("list the cwd")
+            .next()
+            .is_none(),
+        "a refused start created files in its working directory: {text}"
+    );
+}

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -296,7 +296,9 @@ pub struct ReplyRequest {
     params(("id" = ConversationId, Path, description = "The conversation.")),
     request_body = ReplyRequest,
     responses(
-        (status = 202, description = "Stored and queued for delivery.", body = Message),
+        (status = 202, description = "Stored and queued for delivery; \
+            `waiting_for_channel` is true when its channel is disabled or removed.",
+            body = AcceptedReply),
         (status = 404, description = "No such conversation (`not_found`).", body = ErrorBody),
         JsonBodyErrors,
         Unauthorized,
@@ -308,7 +310,7 @@ pub async fn reply(
     caller: Caller,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReplyRequest>,
-) -> Result<(StatusCode, Json<Message>), ApiError> {
+) -> Result<(StatusCode, Json<AcceptedReply>), ApiError> {
     let conversation_id = conversation_id(&id)?;
     let conversation = access::conversation(&state, &caller, &conversation_id).await?;
     let parts = match (&request.parts, request.snippet_id.as_deref()) {
@@ -393,7 +395,26 @@ pub async fn reply(
         })
         .await?;
     state.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(message)))
+    let waiting_for_channel = runtime
+        .channel(&message.channel_id)
+        .is_none_or(|channel| !channel.config.enabled);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(AcceptedReply {
+            message,
+            waiting_for_channel,
+        }),
+    ))
+}
+
+/// A stored reply, and whether it waits for its channel.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedReply {
+    #[serde(flatten)]
+    pub message: Message,
+    /// True when the reply's channel is disabled or no longer configured: the reply is
+    /// kept and sent once the channel is enabled (or added back).
+    pub waiting_for_channel: bool,
 }
 
 /// A change to a conversation: `{"owner_id": "alice" | null, "status": "open" | "closed"}`.

@@ -2,6 +2,7 @@
 //! overrides, validated as a whole before anything uses it (ARCHITECTURE.md §6).
 //! This module knows the shape of the config and its rules; it starts nothing.
 
+mod dev;
 mod inboxes;
 mod load;
 pub mod secret;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use dev::published_credentials;
 pub use inboxes::is_name;
 pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str, warnings};
 pub use secret::Secret;

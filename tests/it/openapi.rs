@@ -604,3 +604,37 @@ async fn the_webhook_handshake_documents_its_parameters_and_which_channels_answe
     );
     assert!(operation["responses"]["405"].is_object());
 }
+
+/// A reply's 202 is the stored message plus `waiting_for_channel`, always present.
+#[tokio::test]
+async fn the_reply_answer_documents_the_message_and_waiting_for_channel() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let answer = &doc["paths"]["/api/v1/conversations/{id}/messages"]["post"]["responses"]["202"]["content"]
+        ["application/json"]["schema"]["$ref"];
+    assert_eq!(answer, "#/components/schemas/AcceptedReply");
+    let schema = &doc["components"]["schemas"]["AcceptedReply"];
+    let text = schema.to_string();
+    assert!(
+        text.contains("\"#/components/schemas/Message\""),
+        "it is a Message: {schema}"
+    );
+    // Wherever the flattened shape puts it: a required boolean.
+    fn requires(value: &Value, field: &str) -> bool {
+        match value {
+            Value::Object(map) => {
+                let here = map
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.iter().any(|f| f == field))
+                    && map
+                        .get("properties")
+                        .is_some_and(|p| p[field]["type"] == "boolean");
+                here || map.values().any(|v| requires(v, field))
+            }
+            Value::Array(items) => items.iter().any(|v| requires(v, field)),
+            _ => false,
+        }
+    }
+    assert!(requires(schema, "waiting_for_channel"), "{schema}");
+}

@@ -370,3 +370,31 @@ async fn a_channel_removed_longer_ago_than_the_grace_period_answers_404() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unknown_channel");
 }
+
+#[tokio::test]
+async fn a_reply_to_a_disabled_channel_answers_202_saying_it_waits_for_the_channel() {
+    let app = TestApp::spawn().await;
+    accept_deliveries(&app).await;
+    app.post_webhook("demo", &text_event("m1", "ana", "hi"))
+        .await;
+    let conversation = app.only_conversation().await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, sent) = app.reply(&conversation, "on its way").await;
+    assert_eq!(status, 202);
+    assert_eq!(sent["waiting_for_channel"], false, "{sent}");
+    assert_eq!(
+        sent["parts"][0]["text"], "on its way",
+        "still the message: {sent}"
+    );
+
+    let mut options = app.options.clone();
+    options.demo_enabled = false;
+    app.write_config(&options);
+    app.reload().await;
+    let (status, held) = app.reply(&conversation, "held").await;
+    assert_eq!(status, 202);
+    assert_eq!(held["waiting_for_channel"], true, "{held}");
+    assert_eq!(held["channel_id"], "demo", "{held}");
+}
