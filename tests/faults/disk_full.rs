@@ -84,7 +84,10 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_recovers_when_space_is_
         !acknowledged.is_empty(),
         "some webhooks fit before the disk filled"
     );
-    // Still full: the same redelivery is refused again, and the daemon stays up.
+    // The same redelivery right away: refused again while there is no room, or stored if
+    // the checkpointer has meanwhile given the log's room back (the daemon recovers room
+    // by itself, #15 item 8: a race this test cannot order). Nothing else, and the daemon
+    // stays up either way; what is stored is checked whole and once below.
     let again = daemon
         .post_webhook(&message_event(
             &format!("big-{refused}"),
@@ -93,7 +96,17 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_recovers_when_space_is_
         ))
         .await
         .unwrap();
-    assert_eq!(again.status(), 503);
+    match again.status().as_u16() {
+        200 => {}
+        503 => {
+            let body: Value = again.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+        }
+        other => panic!(
+            "the redelivery got {other}: {}",
+            again.text().await.unwrap()
+        ),
+    }
     let health = daemon
         .http
         .get(daemon.url("/healthz"))
