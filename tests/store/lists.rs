@@ -19,6 +19,7 @@ conformance!(
     conversations_filter_by_channel_status_owner_and_ticket_status,
     conversations_filter_by_activity_time,
     conversations_are_found_by_what_was_said,
+    a_search_reads_what_a_rep_types_as_words_never_as_syntax,
     an_edit_changes_what_a_conversation_is_found_by,
     messages_are_listed_oldest_first_page_by_page,
 );
@@ -339,6 +340,77 @@ async fn conversations_are_found_by_what_was_said(store: Arc<dyn Store>, _: &Bac
         sorted(vec![ana, bo, cy, dan, plan, big]),
         "a blank query filters nothing"
     );
+}
+
+/// Folded in from the SQLite-vs-PostgreSQL twin test that was in
+/// `src/store/postgres/queries.rs`: every word must be found, the last one as a prefix,
+/// and quotes, operators and backslashes (FTS5's and tsquery's syntax) are plain text.
+async fn a_search_reads_what_a_rep_types_as_words_never_as_syntax(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let rules = rules("chat");
+    let mut said = Vec::new();
+    for (user, text) in [
+        ("ana", "Hello world, my order #42 is late"),
+        ("bo", "Don't panic: the refund (50%) is on its way"),
+        ("cy", r#"see C:\temp\x and a&b | c! 'quoted' "dq" x:y"#),
+        ("dee", "donald trump"),
+        ("eve", "hello there"),
+    ] {
+        let id = format!("m-{user}");
+        said.push(
+            post(&*store, &rules, Msg::new(&id, user).text(text))
+                .await
+                .conversation,
+        );
+    }
+    let [hello_world, panic, syntax, _donald, hello_there] =
+        <[ConversationId; 5]>::try_from(said.clone()).expect("five conversations");
+    let cases: Vec<(&str, Vec<&ConversationId>)> = vec![
+        ("hel", vec![&hello_world, &hello_there]),
+        ("HELLO wor", vec![&hello_world]),
+        ("world hello", vec![&hello_world]),
+        ("hello panic", vec![]),
+        ("wor", vec![&hello_world]),
+        ("orld", vec![]),
+        // Only the last word is a prefix.
+        ("hel world", vec![]),
+        ("don't panic", vec![&panic]),
+        ("refund (50%)", vec![&panic]),
+        ("a&b", vec![&syntax]),
+        (r"C:\temp\x", vec![&syntax]),
+        ("'quoted'", vec![&syntax]),
+        (r#""dq""#, vec![&syntax]),
+        ("x:y", vec![&syntax]),
+        ("!hello", vec![&hello_world, &hello_there]),
+        ("hel !", vec![]),
+        ("hello ! (", vec![&hello_world, &hello_there]),
+        (r"hello\", vec![&hello_world, &hello_there]),
+        (r"\'", vec![]),
+        ("&|!", vec![]),
+        (":*", vec![]),
+        ("(hello | panic)", vec![]),
+        ("hello:* | panic", vec![]),
+        ("it''s <-> panic", vec![]),
+        ("x'); DROP TABLE messages; --", vec![]),
+        // No words: no search at all.
+        ("   ", said.iter().collect()),
+    ];
+    for (q, expected) in cases {
+        let mut found = ids(
+            &*store,
+            ConversationFilter {
+                q: Some(q.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        found.sort();
+        let mut expected: Vec<ConversationId> = expected.into_iter().cloned().collect();
+        expected.sort();
+        assert_eq!(found, expected, "q = {q:?}");
+    }
 }
 
 async fn an_edit_changes_what_a_conversation_is_found_by(store: Arc<dyn Store>, _: &Backend) {

@@ -1034,66 +1034,6 @@ pub(super) mod tests {
         assert!(matches!(result, Err(StoreError::Invalid(_))));
     }
 
-    /// Conversations whose messages match `q`, on both stores alike.
-    async fn search(twin: &Twin, q: &str) -> Vec<String> {
-        let filter = ConversationFilter {
-            q: Some(q.into()),
-            ..Default::default()
-        };
-        let page = twin
-            .agree(both!(twin, |s| s
-                .conversations(&filter, &page(10, None))
-                .await))
-            .unwrap_or_else(|e| panic!("search {q:?}: {e}"));
-        conversation_ids(&page)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn search_wants_every_word_takes_the_last_as_a_prefix_and_reads_no_syntax() {
-        let twin = seeded().await;
-        let cases: &[(&str, &[&str])] = &[
-            ("hel", &["c5", "c1"]),
-            ("HELLO wor", &["c1"]),
-            ("world hello", &["c1"]),
-            ("hello panic", &[]),
-            ("wor", &["c1"]),
-            ("orld", &[]),
-            // Only the last word is a prefix.
-            ("hel world", &[]),
-            ("don't panic", &["c2"]),
-            ("refund (50%)", &["c2"]),
-            ("a&b", &["c3"]),
-            (r"C:\temp\x", &["c3"]),
-            ("'quoted'", &["c3"]),
-            (r#""dq""#, &["c3"]),
-            ("x:y", &["c3"]),
-            ("!hello", &["c5", "c1"]),
-            ("hel !", &[]),
-            ("hello ! (", &["c5", "c1"]),
-            (r"hello\", &["c5", "c1"]),
-            (r"\'", &[]),
-            ("&|!", &[]),
-            (":*", &[]),
-            ("(hello | panic)", &[]),
-            ("hello:* | panic", &[]),
-            ("it''s <-> panic", &[]),
-            ("x'); DROP TABLE messages; --", &[]),
-            // No words: no search at all.
-            ("   ", &["c5", "c3", "c2", "c4", "c1"]),
-        ];
-        for (q, expected) in cases {
-            assert_eq!(search(&twin, q).await, *expected, "q = {q:?}");
-        }
-        assert_eq!(
-            twin.count("SELECT count(*) FROM messages", &[]).await,
-            (6, 6)
-        );
-    }
-
     #[test]
     fn typed_words_become_quoted_lexemes() {
         assert_eq!(ts_query(""), None);
