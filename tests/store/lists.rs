@@ -123,6 +123,28 @@ async fn conversations_with_the_same_activity_time_page_without_gaps_or_repeats(
     listed.sort();
     listed.dedup();
     assert_eq!(listed.len(), 7);
+
+    // Folded in from the twin test that compared both stores' cursors: a cursor is the
+    // last item's `last_message_at:seq`, the same on both, and one that is not is refused.
+    let first = store
+        .conversations(&ConversationFilter::default(), &page(3))
+        .await
+        .unwrap();
+    let cursor = first.next_cursor.expect("a second page");
+    let (at, seq) = cursor.split_once(':').expect("at:seq");
+    assert_eq!(at, "1800000000000", "{cursor}");
+    assert!(seq.parse::<u64>().is_ok(), "{cursor}");
+    let bad = PageRequest {
+        limit: 3,
+        cursor: Some("yesterday".into()),
+    };
+    let refused = store
+        .conversations(&ConversationFilter::default(), &bad)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
 }
 
 async fn conversations_filter_by_channel_status_owner_and_ticket_status(

@@ -998,42 +998,6 @@ pub(super) mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn conversation_pages_follow_the_cursor_through_ties_without_gaps_or_repeats() {
-        let twin = seeded().await;
-        let filter = ConversationFilter::default();
-        let mut seen = Vec::new();
-        let mut cursors = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let request = page(2, cursor.as_deref());
-            let page = twin
-                .agree(both!(twin, |s| s.conversations(&filter, &request).await))
-                .unwrap();
-            seen.extend(conversation_ids(&page));
-            match page.next_cursor {
-                Some(next) => {
-                    cursors.push(next.clone());
-                    cursor = Some(next);
-                }
-                None => break,
-            }
-        }
-        assert_eq!(seen, ["c5", "c3", "c2", "c4", "c1"]);
-        // `last_message_at:seq` of the last item of each full page.
-        assert_eq!(
-            cursors,
-            [format!("{}:3", BASE + 3000), format!("{}:4", BASE + 2000)]
-        );
-        let bad = page(2, Some("yesterday"));
-        let result = twin.agree(both!(twin, |s| s.conversations(&filter, &bad).await));
-        assert!(matches!(result, Err(StoreError::Invalid(_))));
-    }
-
     #[test]
     fn typed_words_become_quoted_lexemes() {
         assert_eq!(ts_query(""), None);
