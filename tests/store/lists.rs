@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use channel_bridge::adapters::{InboundEvent, MessageEdit};
 use channel_bridge::model::{
-    ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part, from_millis,
+    ChannelIdentifier, ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part,
+    from_millis,
 };
 use channel_bridge::store::{
-    ConversationFilter, ConversationUpdate, PageRequest, Store, StoreError,
+    ConversationFilter, ConversationUpdate, NewContact, PageRequest, Store, StoreError,
 };
 
 use crate::support::*;
@@ -20,6 +21,7 @@ conformance!(
     conversations_filter_by_activity_time,
     conversations_are_found_by_what_was_said,
     a_search_reads_what_a_rep_types_as_words_never_as_syntax,
+    a_conversation_comes_with_its_contact_and_identifiers_in_byte_order,
     an_edit_changes_what_a_conversation_is_found_by,
     messages_are_listed_oldest_first_page_by_page,
 );
@@ -433,6 +435,62 @@ async fn a_search_reads_what_a_rep_types_as_words_never_as_syntax(
         expected.sort();
         assert_eq!(found, expected, "q = {q:?}");
     }
+}
+
+/// Folded in from the twin test that compared both stores' conversation views: the
+/// contact comes with every identifier, in byte order (upper case first, as SQLite's
+/// BINARY collation sorts; channel ids are case-sensitive), and a conversation that does not exist is not found.
+async fn a_conversation_comes_with_its_contact_and_identifiers_in_byte_order(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let identifier = |channel: &str, kind: &str, value: &str| ChannelIdentifier {
+        channel_id: channel.into(),
+        kind: kind.into(),
+        value: value.into(),
+    };
+    store
+        .create_contact(
+            NewContact {
+                display_name: Some("Ana".into()),
+                email: None,
+                owner_id: None,
+                identifiers: vec![
+                    identifier("chat", "app_user", "ana-1"),
+                    identifier("mail", "email", "ana@example.com"),
+                    identifier("Sms", "app_user", "ana-0"),
+                ],
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let conversation = post(&*store, &rules("chat"), Msg::new("m1", "ana-1"))
+        .await
+        .conversation;
+    let view = store.conversation(&conversation).await.unwrap();
+    assert_eq!(view.contact.display_name.as_deref(), Some("Ana"));
+    let identifiers: Vec<(&str, &str, &str)> = view
+        .contact
+        .identifiers
+        .iter()
+        .map(|i| (i.channel_id.as_str(), i.kind.as_str(), i.value.as_str()))
+        .collect();
+    assert_eq!(
+        identifiers,
+        [
+            ("Sms", "app_user", "ana-0"),
+            ("chat", "app_user", "ana-1"),
+            ("mail", "email", "ana@example.com"),
+        ]
+    );
+    let missing = store
+        .conversation(&ConversationId::from_stored("conv_nope".into()))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound("conversation"))),
+        "{missing:?}"
+    );
 }
 
 async fn an_edit_changes_what_a_conversation_is_found_by(store: Arc<dyn Store>, _: &Backend) {

@@ -878,45 +878,6 @@ pub(super) mod tests {
         not(pg_tests),
         ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
     )]
-    async fn a_conversation_comes_with_its_contact_and_identifiers_in_byte_order() {
-        let twin = seeded().await;
-        let c1 = twin
-            .agree(both!(twin, |s| s
-                .conversation(&ConversationId::from_stored("c1".into()))
-                .await))
-            .unwrap();
-        assert_eq!(c1.contact.display_name.as_deref(), Some("Ana"));
-        assert_eq!(c1.owner_id.as_deref(), Some("alice"));
-        assert_eq!(c1.ticket_id.as_str(), "t1");
-        assert_eq!(c1.last_message_at, from_millis(BASE + 1000));
-        let identifiers: Vec<(&str, &str, &str)> = c1
-            .contact
-            .identifiers
-            .iter()
-            .map(|i| (i.channel_id.as_str(), i.kind.as_str(), i.value.as_str()))
-            .collect();
-        // Upper case sorts first, as bytes do (and SQLite's BINARY collation).
-        assert_eq!(
-            identifiers,
-            [
-                ("chat", "App_user", "ana-0"),
-                ("chat", "app_user", "ana-1"),
-                ("mail", "email", "ana@example.com")
-            ]
-        );
-        for missing in ["c6", "nope"] {
-            let result = twin.agree(both!(twin, |s| s
-                .conversation(&ConversationId::from_stored(missing.into()))
-                .await));
-            assert!(matches!(result, Err(StoreError::NotFound("conversation"))));
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
     async fn conversations_filter_by_every_field_newest_activity_first() {
         let twin = seeded().await;
         let cases: Vec<(ConversationFilter, &[&str])> = vec![
