@@ -1,5 +1,5 @@
 //! channel-bridge: connects messaging apps a help desk does not support to the help desk
-//! as a custom channel. See ARCHITECTURE.md for the flow; each module's header says what
+//! as a custom channel. See docs/ARCHITECTURE.md for the flow; each module's header says what
 //! it is for and what it must not know.
 
 pub mod adapters;

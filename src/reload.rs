@@ -1,4 +1,4 @@
-//! Config hot reload (ARCHITECTURE.md §6). SIGHUP and changes to the config file both
+//! Config hot reload (docs/ARCHITECTURE.md §8). SIGHUP and changes to the config file both
 //! send a trigger on one channel; one function applies it: load and validate the whole
 //! file, keep the running config if it is invalid, else swap the new runtime in at once.
 //! Requests and jobs already running finish on the snapshot they started with.

@@ -3,44 +3,26 @@
 //! throw-away config and SQLite file, and a wiremock server playing the in-house app.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
 use channel_bridge::adapters::signature::WebhookKey;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_channel-bridge");
-const ADMIN_TOKEN: &str = "process-admin-token";
-const REP_TOKEN: &str = "process-rep-token";
-/// How long the daemon may take to answer /healthz, to exit, or to finish queued work.
+mod support;
+use support::{
+    ADMIN_TOKEN, BIN, Daemon, REP_TOKEN, free_port, message_event, post_signed, secret, sha256,
+    wait_until,
+};
+
+/// How long the daemon may take to exit, or to finish queued work.
 const DEADLINE: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
-
-fn secret() -> String {
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(b"process-test-secret-key-0123456")
-    )
-}
-
-fn sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-/// A port nothing listens on right now (the daemon must listen on a port known up front).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("bound address").port()
-}
 
 /// A config file and database in a temp dir, for one daemon and its restarts.
 struct Setup {
@@ -125,25 +107,14 @@ reopen = true
             .append(true)
             .open(&log_path)
             .expect("open the daemon log");
-        let child = cli_command(&self.config)
+        let mut command = cli_command(&self.config);
+        command
             .envs(env.iter().copied())
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("the binary starts");
-        let mut daemon = Daemon {
-            child,
-            base: self.base(),
-            log: log_path,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client"),
-        };
-        daemon.wait_ready().await;
-        daemon
+            .stderr(log);
+        Daemon::spawn(command, self.base(), log_path, Duration::from_secs(10)).await
     }
 
     /// Runs a one-shot subcommand to completion.
@@ -156,11 +127,7 @@ reopen = true
 fn cli_command(config: &Path) -> Command {
     let mut command = Command::new(BIN);
     command.arg("--config").arg(config);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CHANNEL_BRIDGE") {
-            command.env_remove(name);
-        }
-    }
+    support::clear_bridge_env(&mut command);
     // Plain-text logs: they go to a file that is printed when a test fails.
     command.env("RUST_LOG", "info").env("NO_COLOR", "1");
     command
@@ -184,156 +151,7 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// A running daemon. Dropping it kills the process, so a failing test leaves nothing behind
-/// (and prints the daemon's log to help find out why).
-struct Daemon {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- daemon log ({}) ---\n{log}", self.log.display());
-        }
-    }
-}
-
 impl Daemon {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(response) = self.http.get(self.url("/healthz")).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                panic!("the daemon exited before it was ready: {status:?}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not answer /healthz within {DEADLINE:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// SIGKILL: no chance to flush, drain or release anything.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the daemon");
-        self.child.wait().expect("reap the daemon");
-    }
-
-    /// SIGHUP: reload the config.
-    fn hangup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -HUP failed: {status:?}");
-    }
-
-    /// SIGTERM, sent the way an orchestrator does.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status:?}");
-    }
-
-    /// Waits for the process to exit on its own.
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit within {within:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// POSTs an event to /hooks/{channel}, signed now with the channel secret.
-    async fn post_webhook(
-        &self,
-        channel: &str,
-        event: &Value,
-    ) -> reqwest::Result<reqwest::Response> {
-        post_signed(&self.http, &self.url(&format!("/hooks/{channel}")), event).await
-    }
-
-    async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        token: &str,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request reaches the daemon");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, body) = self
-            .api(reqwest::Method::GET, path, None, ADMIN_TOKEN)
-            .await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-
-    /// Every item of a list endpoint, following `next_cursor` to the end.
-    async fn all(&self, path: &str) -> Vec<Value> {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut url = format!("{path}{separator}limit=200");
-            if let Some(cursor) = &cursor {
-                url += &format!("&cursor={cursor}");
-            }
-            let page = self.get(&url).await;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return items,
-            }
-        }
-    }
-
-    async fn conversations(&self) -> Vec<Value> {
-        self.all("/api/v1/conversations").await
-    }
-
-    async fn messages(&self, conversation: &str) -> Vec<Value> {
-        self.all(&format!("/api/v1/conversations/{conversation}/messages"))
-            .await
-    }
-
     /// Every inbound message's platform id, across all conversations.
     async fn inbound_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();
@@ -365,55 +183,6 @@ impl Daemon {
             .await;
         assert_eq!(status, 202, "reply: {body}");
         body["id"].as_str().expect("reply id").to_owned()
-    }
-
-    async fn deliveries(&self, state: &str) -> Vec<Value> {
-        self.all(&format!("/api/v1/deliveries?state={state}")).await
-    }
-}
-
-/// POSTs an event to a webhook URL, signed as harness.rs `post_signed` does.
-async fn post_signed(
-    http: &reqwest::Client,
-    url: &str,
-    event: &Value,
-) -> reqwest::Result<reqwest::Response> {
-    let body = event.to_string().into_bytes();
-    let key = WebhookKey::parse(&secret()).unwrap();
-    let id = format!("evt_{}", ulid::Ulid::new());
-    let ts = chrono::Utc::now().timestamp();
-    let signature = key.sign(&id, ts, &body);
-    http.post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await
-}
-
-fn message_event(id: &str, user: &str, text: &str) -> Value {
-    json!({
-        "type": "message", "id": id,
-        "from": {"id": user},
-        "parts": [{"type": "text", "text": text}]
-    })
-}
-
-/// Polls `check` until it holds, failing the test after `timeout`.
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -1210,10 +979,6 @@ async fn a_real_daemon_reloads_its_config_on_sighup() {
 // ---- operations: metrics, logs, signals, health -------------------------------------------
 
 impl Daemon {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Waits until the daemon's log has a line containing `needle`.
     async fn wait_for_log(&self, needle: &str) {
         wait_until(&format!("the log says {needle:?}"), DEADLINE, || async {

@@ -11,39 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use channel_bridge::adapters::signature::WebhookKey;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_channel-bridge");
-const ADMIN_TOKEN: &str = "replica-admin-token";
+mod support;
+use support::{ADMIN_TOKEN, BIN, free_port, post_signed, sha256};
 
 /// The test database. The tests are ignored unless `CHANNEL_BRIDGE_TEST_PG` was set at
 /// build time (`cfg(pg_tests)`, build.rs), so one run without it anyway fails, not passes.
 fn pg_url(test: &str) -> String {
     std::env::var("CHANNEL_BRIDGE_TEST_PG")
         .unwrap_or_else(|_| panic!("{test} needs CHANNEL_BRIDGE_TEST_PG=postgres://… (not set)"))
-}
-
-fn secret() -> String {
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(b"replica-test-secret-key-012345")
-    )
-}
-
-fn sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("bound address").port()
 }
 
 /// A schema for one test, dropped (with everything in it) when the test ends.
@@ -130,7 +111,7 @@ secret = "{secret}"
 outbound_url = "{receiver}/outbound"
 "#,
             admin = sha256(ADMIN_TOKEN),
-            secret = secret(),
+            secret = support::secret(),
         );
         std::fs::write(&config, text).expect("write the config");
         let log = dir.join(format!("{name}.log"));
@@ -190,21 +171,8 @@ async fn post_webhook(
         "type": "message", "id": id, "from": {"id": user},
         "parts": [{"type": "text", "text": format!("message {id}")}]
     });
-    let body = event.to_string().into_bytes();
-    let key = WebhookKey::parse(&secret()).expect("the test secret parses");
-    let webhook_id = format!("evt_{}", ulid::Ulid::new());
-    let ts = chrono::Utc::now().timestamp();
-    let signature = key.sign(&webhook_id, ts, &body);
-    Ok(http
-        .post(format!("{base}/hooks/demo"))
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await?
-        .status())
+    let url = format!("{base}/hooks/demo");
+    Ok(post_signed(http, &url, &event).await?.status())
 }
 
 async fn api(http: &reqwest::Client, base: &str, path: &str) -> Value {

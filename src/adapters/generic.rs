@@ -1,4 +1,5 @@
-//! The generic channel: our own webhook contract for any in-house app (ARCHITECTURE.md §11).
+//! The generic channel: our own webhook contract for any in-house app (README, "The generic
+//! webhook contract").
 //! Both directions are signed with Standard Webhooks using the channel's `secret`.
 
 use async_trait::async_trait;

@@ -1,9 +1,16 @@
 //! Reading and validating a config: file, then env overrides, then every rule, collecting
 //! all errors (each naming its key) so an operator fixes them in one pass.
 //!
-//! The TOML is read with the `toml` crate and env overrides are laid over it here rather
-//! than through the `config` crate, because that crate lowercases keys, and channel ids
-//! (table names) are case-sensitive URL path segments.
+//! The `config` crate lays the env overrides over the file. Its 0.15 line keeps the file's
+//! key case, which matters: channel ids (table names) are case-sensitive URL path
+//! segments (`a_channel_id_keeps_its_case`). Env names are lowercased, as they always
+//! were. The merged tree is then read by our own pass below rather than by the crate's
+//! deserializer, because that pass reports every error at once, each with its key path.
+//! Defaults live in one place, the code (`#[serde(default = …)]` here and in `mod.rs`):
+//! a partial file, a test's config and the built-in copy all need them, and per-item
+//! defaults (a rep's capacity, a channel's threading) cannot be a file layer.
+//! `config/default.toml` shows each one as a `# key = value  # default` line, and
+//! `every_default_shown_in_default_toml_is_the_codes` keeps the two from drifting.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -22,8 +29,12 @@ use super::{
 };
 use crate::adapters::AdapterConfig;
 
-/// Env variables starting with this override config keys: `CHANNEL_BRIDGE__SERVER__LISTEN`.
-const ENV_PREFIX: &str = "CHANNEL_BRIDGE__";
+/// Env variables starting with this and `__` override config keys, sections and keys
+/// also split by `__`: `CHANNEL_BRIDGE__SERVER__LISTEN`.
+const ENV_PREFIX: &str = "CHANNEL_BRIDGE";
+const ENV_SEPARATOR: &str = "__";
+/// Where the `config` crate says a value came from the environment.
+const ENV_ORIGIN: &str = "the environment";
 
 const SECTIONS: &[&str] = &[
     "server",
@@ -107,10 +118,7 @@ pub fn load_str(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigErrors(vec![ConfigError::new("", toml_error(text, &e))])
-    })?;
-    apply_env(&mut table, env);
+    let table = layered(text, env)?;
     let mut errors = Vec::new();
     let config = build(table, &mut errors);
     if errors.is_empty() {
@@ -135,34 +143,71 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
-    for (name, raw) in env {
-        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-        if keys.iter().any(String::is_empty) {
-            continue;
+/// The file with the env overrides laid over it, as one TOML tree for [`build`].
+fn layered(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<toml::Table, ConfigErrors> {
+    let one = |message: String| ConfigErrors(vec![ConfigError::new("", message)]);
+    // Parsed here first for the syntax error's place: the `config` crate's message
+    // quotes the offending line, which may hold a secret.
+    text.parse::<toml::Table>()
+        .map_err(|e: toml::de::Error| one(toml_error(text, &e)))?;
+    let env: config::Map<String, String> = env.into_iter().collect();
+    let merged = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator(ENV_SEPARATOR)
+                .separator(ENV_SEPARATOR)
+                .source(Some(env)),
+        )
+        .build()
+        .and_then(|c| config::Source::collect(&c))
+        .map_err(|e| match e {
+            config::ConfigError::FileParse { .. } => one("invalid TOML".to_owned()),
+            other => one(format!("cannot read the config: {other}")),
+        })?;
+    Ok(merged
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, toml_value(value)?)))
+        .collect())
+}
+
+/// One `config` value as TOML. A value from the environment that reads as TOML (a
+/// number, a bool, a list, an inline table) keeps its type; anything else is a string, so
+/// `…__LISTEN=0.0.0.0:8080` needs no quotes. Nil has no TOML form and is left out.
+fn toml_value(value: config::Value) -> Option<toml::Value> {
+    let from_env = value.origin() == Some(ENV_ORIGIN);
+    Some(match value.kind {
+        config::ValueKind::Nil => return None,
+        config::ValueKind::Boolean(b) => toml::Value::Boolean(b),
+        config::ValueKind::I64(n) => toml::Value::Integer(n),
+        config::ValueKind::I128(n) => int_or_text(n.try_into(), n),
+        config::ValueKind::U64(n) => int_or_text(n.try_into(), n),
+        config::ValueKind::U128(n) => int_or_text(n.try_into(), n),
+        config::ValueKind::Float(f) => toml::Value::Float(f),
+        config::ValueKind::String(raw) if from_env => {
+            toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw))
         }
-        // A value that reads as TOML (a number, a bool, a list) keeps its type; anything
-        // else is a string, so `…__LISTEN=0.0.0.0:8080` needs no quotes.
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(raw));
-        let (last, parents) = keys.split_last().expect("keys are not empty");
-        let mut node = &mut *table;
-        for key in parents {
-            let entry = node
-                .entry(key.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            node = entry.as_table_mut().expect("just made a table");
+        config::ValueKind::String(s) => toml::Value::String(s),
+        config::ValueKind::Table(t) => toml::Value::Table(
+            t.into_iter()
+                .filter_map(|(k, v)| Some((k, toml_value(v)?)))
+                .collect(),
+        ),
+        config::ValueKind::Array(a) => {
+            toml::Value::Array(a.into_iter().filter_map(toml_value).collect())
         }
-        node.insert(last.clone(), value);
-    }
+    })
+}
+
+/// An integer TOML can hold, else its digits (which the key's check then refuses).
+fn int_or_text<E>(fits: Result<i64, E>, n: impl ToString) -> toml::Value {
+    fits.map_or_else(|_| toml::Value::String(n.to_string()), toml::Value::Integer)
 }
 
 /// Deserializes one value, recording an error at `key.<path>` instead of failing.
@@ -1250,6 +1295,85 @@ threading = "sideways"
         assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
         assert_eq!(config.server.max_body_bytes, 2048);
         assert!(!config.channels["demo"].enabled);
+    }
+
+    #[test]
+    fn env_values_that_read_as_toml_keep_their_type_and_others_are_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url_file = dir.path().join("smtp_url");
+        std::fs::write(&url_file, "smtp://127.0.0.1:25\n").unwrap();
+        let env = [
+            (
+                "CHANNEL_BRIDGE__DELIVERY__RETRY_SCHEDULE_MS",
+                "[0, 1000]".to_owned(),
+            ),
+            // A secret's `{ file = … }` form is an inline table.
+            (
+                "CHANNEL_BRIDGE__SMTP__URL",
+                format!("{{ file = {:?} }}", url_file.display().to_string()),
+            ),
+            (
+                "CHANNEL_BRIDGE__SMTP__FROM",
+                "bridge@example.com".to_owned(),
+            ),
+            (
+                "CHANNEL_BRIDGE__CHANNELS__DEMO__NAME",
+                "Demo app".to_owned(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let config = load_str(&minimal(), env).unwrap();
+        assert_eq!(config.delivery.retry_schedule_ms, [0, 1000]);
+        assert_eq!(config.channels["demo"].name, "Demo app");
+        let smtp = config.smtp.expect("smtp comes from the environment");
+        assert_eq!(smtp.from, "bridge@example.com");
+        assert_eq!(smtp.url.expose(), "smtp://127.0.0.1:25");
+    }
+
+    #[test]
+    fn a_channel_id_keeps_its_case() {
+        // Channel ids are URL path segments: /hooks/Shop is not /hooks/shop.
+        let text = minimal().replace("[channels.demo]", "[channels.Shop]");
+        let config = load_str(&text, []).unwrap();
+        assert_eq!(config.channels.keys().collect::<Vec<_>>(), ["Shop"]);
+        // Env names are lowercased, so an override reaches a lowercase id only.
+        let env = [("CHANNEL_BRIDGE__CHANNELS__SHOP__ENABLED", "false")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let errors = keys(load_str(&text, env));
+        assert!(
+            errors.iter().any(|k| k.starts_with("channels.shop")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn an_env_override_error_names_its_key() {
+        let env = [("CHANNEL_BRIDGE__SERVER__MAX_BODY_BYTES", "lots")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(keys(load_str(&minimal(), env)), ["server.max_body_bytes"]);
+    }
+
+    #[test]
+    fn every_default_shown_in_default_toml_is_the_codes() {
+        let text = crate::config::DEFAULT_CONFIG;
+        let mut shown = 0;
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.contains("  # default") => {
+                    shown += 1;
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        assert!(
+            shown >= 25,
+            "only {shown} defaults shown in config/default.toml"
+        );
+        let as_shipped = load_str(text, []).unwrap();
+        let with_shown = load_str(&uncommented.join("\n"), []).unwrap();
+        assert_eq!(format!("{with_shown:?}"), format!("{as_shipped:?}"));
     }
 
     #[test]

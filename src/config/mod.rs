@@ -1,5 +1,5 @@
 //! The daemon's configuration: one TOML file plus `CHANNEL_BRIDGE__SECTION__KEY` env
-//! overrides, validated as a whole before anything uses it (ARCHITECTURE.md §6).
+//! overrides, validated as a whole before anything uses it (docs/ARCHITECTURE.md §8).
 //! This module knows the shape of the config and its rules; it starts nothing.
 
 mod dev;

@@ -1,4 +1,4 @@
-//! Who a new (or reopened) conversation goes to (ARCHITECTURE.md §5), as a pure decision
+//! Who a new (or reopened) conversation goes to (docs/ARCHITECTURE.md §11), as a pure decision
 //! over the channel's rule and the reps' presence and load. Every decision carries its
 //! reason: the rule, each rep considered, and why each was passed over.
 

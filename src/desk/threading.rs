@@ -1,4 +1,4 @@
-//! Which conversation an inbound message joins (ARCHITECTURE.md §4).
+//! Which conversation an inbound message joins (docs/ARCHITECTURE.md §11).
 
 use crate::config::Threading;
 

@@ -1,4 +1,4 @@
-//! The ticket lifecycle (ARCHITECTURE.md §4): which statuses a ticket may take, and what a
+//! The ticket lifecycle (docs/ARCHITECTURE.md §11): which statuses a ticket may take, and what a
 //! status change does to its conversations.
 
 use serde_json::{Map, Value};

@@ -240,7 +240,7 @@ async fn crash_loop_keeps_every_acknowledged_message_once_and_every_reply_in_ord
                     &format!("message {n}"),
                 );
                 platform.redelivered.fetch_add(1, Ordering::SeqCst);
-                let response = daemon.post_webhook(&event).await.unwrap();
+                let response = daemon.post_webhook("demo", &event).await.unwrap();
                 assert_eq!(response.status(), 200);
                 platform.acknowledged.lock().unwrap().insert(id);
             }

@@ -57,11 +57,10 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_recovers_when_space_is_
     for n in 0..400 {
         let id = format!("big-{n}");
         let response = daemon
-            .post_webhook(&message_event(
-                &id,
-                &format!("user-{}", n % 4),
-                &big_text(n),
-            ))
+            .post_webhook(
+                "demo",
+                &message_event(&id, &format!("user-{}", n % 4), &big_text(n)),
+            )
             .await
             .expect("the daemon answers");
         match response.status().as_u16() {
@@ -89,11 +88,10 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_recovers_when_space_is_
     // by itself, #15 item 8: a race this test cannot order). Nothing else, and the daemon
     // stays up either way; what is stored is checked whole and once below.
     let again = daemon
-        .post_webhook(&message_event(
-            &format!("big-{refused}"),
-            "user-0",
-            &big_text(refused),
-        ))
+        .post_webhook(
+            "demo",
+            &message_event(&format!("big-{refused}"), "user-0", &big_text(refused)),
+        )
         .await
         .unwrap();
     match again.status().as_u16() {
@@ -120,7 +118,7 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_recovers_when_space_is_
     wait_until("the redelivered webhook is stored", DEADLINE, || async {
         let event = message_event(&format!("big-{refused}"), "user-0", &big_text(refused));
         daemon
-            .post_webhook(&event)
+            .post_webhook("demo", &event)
             .await
             .is_ok_and(|r| r.status() == 200)
     })

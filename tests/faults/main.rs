@@ -7,3 +7,5 @@ mod daemon;
 mod disk_full;
 mod open_files;
 mod secrets;
+#[path = "../support/mod.rs"]
+mod support;

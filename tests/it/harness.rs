@@ -1,12 +1,10 @@
 //! `TestApp`: spawns the app on a random port with a throw-away SQLite file and a wiremock
 //! server playing the in-house app, and speaks the domain: post a webhook, reply, wait.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
 use channel_bridge::App;
 use channel_bridge::adapters::signature::WebhookKey;
 use serde_json::{Value, json};
@@ -14,21 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wiremock::MockServer;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
-pub const REP_TOKEN: &str = "test-rep-token";
-
-pub fn secret() -> String {
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(b"integration-test-secret-key!")
-    )
-}
-
-/// The hex SHA-256 of a token, as `[[api.tokens]]` takes it.
-pub fn sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
+pub use crate::support::{ADMIN_TOKEN, REP_TOKEN, secret, sha256, wait_until};
 
 /// Knobs a test may turn; everything else is the test default.
 #[derive(Clone)]
@@ -493,22 +477,6 @@ pub struct SignedRequest {
 
 pub fn items(page: Value) -> Vec<Value> {
     page["items"].as_array().cloned().unwrap_or_default()
-}
-
-/// Polls `check` until it holds, failing the test after `timeout`.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 pub fn text_event(id: &str, user: &str, text: &str) -> Value {

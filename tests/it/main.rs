@@ -23,6 +23,8 @@ mod routing;
 mod smtp;
 mod snippets;
 mod store_faults;
+#[path = "../support/mod.rs"]
+mod support;
 mod telegram;
 mod twilio;
 mod viber;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use channel_bridge::adapters::{InboundEvent, MessageEdit};
 use channel_bridge::model::{
-    ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part, from_millis,
+    ChannelIdentifier, ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part,
+    from_millis,
 };
 use channel_bridge::store::{
-    ConversationFilter, ConversationUpdate, PageRequest, Store, StoreError,
+    ConversationFilter, ConversationUpdate, NewContact, PageRequest, Store, StoreError,
 };
 
 use crate::support::*;
@@ -19,6 +20,8 @@ conformance!(
     conversations_filter_by_channel_status_owner_and_ticket_status,
     conversations_filter_by_activity_time,
     conversations_are_found_by_what_was_said,
+    a_search_reads_what_a_rep_types_as_words_never_as_syntax,
+    a_conversation_comes_with_its_contact_and_identifiers_in_byte_order,
     an_edit_changes_what_a_conversation_is_found_by,
     messages_are_listed_oldest_first_page_by_page,
 );
@@ -122,6 +125,28 @@ async fn conversations_with_the_same_activity_time_page_without_gaps_or_repeats(
     listed.sort();
     listed.dedup();
     assert_eq!(listed.len(), 7);
+
+    // Folded in from the twin test that compared both stores' cursors: a cursor is the
+    // last item's `last_message_at:seq`, the same on both, and one that is not is refused.
+    let first = store
+        .conversations(&ConversationFilter::default(), &page(3))
+        .await
+        .unwrap();
+    let cursor = first.next_cursor.expect("a second page");
+    let (at, seq) = cursor.split_once(':').expect("at:seq");
+    assert_eq!(at, "1800000000000", "{cursor}");
+    assert!(seq.parse::<u64>().is_ok(), "{cursor}");
+    let bad = PageRequest {
+        limit: 3,
+        cursor: Some("yesterday".into()),
+    };
+    let refused = store
+        .conversations(&ConversationFilter::default(), &bad)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
 }
 
 async fn conversations_filter_by_channel_status_owner_and_ticket_status(
@@ -338,6 +363,133 @@ async fn conversations_are_found_by_what_was_said(store: Arc<dyn Store>, _: &Bac
         search("   ").await,
         sorted(vec![ana, bo, cy, dan, plan, big]),
         "a blank query filters nothing"
+    );
+}
+
+/// Folded in from the SQLite-vs-PostgreSQL twin test that was in
+/// `src/store/postgres/queries.rs`: every word must be found, the last one as a prefix,
+/// and quotes, operators and backslashes (FTS5's and tsquery's syntax) are plain text.
+async fn a_search_reads_what_a_rep_types_as_words_never_as_syntax(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let rules = rules("chat");
+    let mut said = Vec::new();
+    for (user, text) in [
+        ("ana", "Hello world, my order #42 is late"),
+        ("bo", "Don't panic: the refund (50%) is on its way"),
+        ("cy", r#"see C:\temp\x and a&b | c! 'quoted' "dq" x:y"#),
+        ("dee", "donald trump"),
+        ("eve", "hello there"),
+    ] {
+        let id = format!("m-{user}");
+        said.push(
+            post(&*store, &rules, Msg::new(&id, user).text(text))
+                .await
+                .conversation,
+        );
+    }
+    let [hello_world, panic, syntax, _donald, hello_there] =
+        <[ConversationId; 5]>::try_from(said.clone()).expect("five conversations");
+    let cases: Vec<(&str, Vec<&ConversationId>)> = vec![
+        ("hel", vec![&hello_world, &hello_there]),
+        ("HELLO wor", vec![&hello_world]),
+        ("world hello", vec![&hello_world]),
+        ("hello panic", vec![]),
+        ("wor", vec![&hello_world]),
+        ("orld", vec![]),
+        // Only the last word is a prefix.
+        ("hel world", vec![]),
+        ("don't panic", vec![&panic]),
+        ("refund (50%)", vec![&panic]),
+        ("a&b", vec![&syntax]),
+        (r"C:\temp\x", vec![&syntax]),
+        ("'quoted'", vec![&syntax]),
+        (r#""dq""#, vec![&syntax]),
+        ("x:y", vec![&syntax]),
+        ("!hello", vec![&hello_world, &hello_there]),
+        ("hel !", vec![]),
+        ("hello ! (", vec![&hello_world, &hello_there]),
+        (r"hello\", vec![&hello_world, &hello_there]),
+        (r"\'", vec![]),
+        ("&|!", vec![]),
+        (":*", vec![]),
+        ("(hello | panic)", vec![]),
+        ("hello:* | panic", vec![]),
+        ("it''s <-> panic", vec![]),
+        ("x'); DROP TABLE messages; --", vec![]),
+        // No words: no search at all.
+        ("   ", said.iter().collect()),
+    ];
+    for (q, expected) in cases {
+        let mut found = ids(
+            &*store,
+            ConversationFilter {
+                q: Some(q.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        found.sort();
+        let mut expected: Vec<ConversationId> = expected.into_iter().cloned().collect();
+        expected.sort();
+        assert_eq!(found, expected, "q = {q:?}");
+    }
+}
+
+/// Folded in from the twin test that compared both stores' conversation views: the
+/// contact comes with every identifier, in byte order (upper case first, as SQLite's
+/// BINARY collation sorts; channel ids are case-sensitive), and a conversation that does not exist is not found.
+async fn a_conversation_comes_with_its_contact_and_identifiers_in_byte_order(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let identifier = |channel: &str, kind: &str, value: &str| ChannelIdentifier {
+        channel_id: channel.into(),
+        kind: kind.into(),
+        value: value.into(),
+    };
+    store
+        .create_contact(
+            NewContact {
+                display_name: Some("Ana".into()),
+                email: None,
+                owner_id: None,
+                identifiers: vec![
+                    identifier("chat", "app_user", "ana-1"),
+                    identifier("mail", "email", "ana@example.com"),
+                    identifier("Sms", "app_user", "ana-0"),
+                ],
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let conversation = post(&*store, &rules("chat"), Msg::new("m1", "ana-1"))
+        .await
+        .conversation;
+    let view = store.conversation(&conversation).await.unwrap();
+    assert_eq!(view.contact.display_name.as_deref(), Some("Ana"));
+    let identifiers: Vec<(&str, &str, &str)> = view
+        .contact
+        .identifiers
+        .iter()
+        .map(|i| (i.channel_id.as_str(), i.kind.as_str(), i.value.as_str()))
+        .collect();
+    assert_eq!(
+        identifiers,
+        [
+            ("Sms", "app_user", "ana-0"),
+            ("chat", "app_user", "ana-1"),
+            ("mail", "email", "ana@example.com"),
+        ]
+    );
+    let missing = store
+        .conversation(&ConversationId::from_stored("conv_nope".into()))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound("conversation"))),
+        "{missing:?}"
     );
 }
 
