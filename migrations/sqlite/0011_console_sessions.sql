@@ -1,0 +1,11 @@
+-- Web console sessions (src/console). Only a hash of the cookie's secret is kept, so a
+-- copy of the database signs no one in. Every replica reads the same rows, so a session
+-- signed in on one works on all and signing out ends it everywhere.
+CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
