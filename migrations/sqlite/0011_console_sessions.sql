@@ -9,3 +9,8 @@ CREATE TABLE console_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+-- The operations page asks each channel for its most recently active conversation, and
+-- the inbox filters by channel newest first: both walk this index instead of the whole
+-- activity index.
+CREATE INDEX conversations_by_channel_activity ON conversations (channel_id, last_message_at, seq);

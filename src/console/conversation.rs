@@ -398,7 +398,7 @@ fn message(
     let delivery = json(&m.delivery);
     let status = delivery["status"].as_str().unwrap_or_default().to_owned();
     html! {
-        li id=(format!("m-{mid}")) class=(format!("msg {class}")) .retracted[m.retracted_at.is_some()] data-id=(mid) {
+        li.msg.(class).retracted[m.retracted_at.is_some()] id=(format!("m-{mid}")) data-id=(mid) {
             div.msg-head {
                 strong { (m.sender.id) }
                 @if class == "comment" { " " span.tag.internal { "internal comment" } }
@@ -561,8 +561,7 @@ pub fn reply_request(form: &Fields) -> Value {
         }
     }
     // Only the properties the chosen status asks for are sent with it.
-    if let Some(status) = form.get("ticket_status") {
-        let _ = status;
+    if form.get("ticket_status").is_some() {
         let properties: Map<String, Value> = form
             .prefixed("prop.")
             .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))

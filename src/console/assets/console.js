@@ -147,7 +147,8 @@
         handlers.forEach(function (h) { h(event); });
       });
     });
-    document.documentElement.dataset.live = "connected";
+    // Connected once the stream answers: events from then on reach this page.
+    source.addEventListener("open", function () { document.documentElement.dataset.live = "connected"; });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
