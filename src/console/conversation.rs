@@ -544,10 +544,11 @@ pub fn reply_request(form: &Fields) -> Value {
         parts.push(j!({"type": "text", "text": text}));
     }
     if let Some(url) = form.get("attach_url") {
-        let kind = match form.get("attach_type") {
-            Some(k @ ("image" | "video" | "audio")) => k,
-            _ => "file",
-        };
+        // Only the media part kinds a file can be sent as; anything else is a file.
+        let kind = form
+            .get("attach_type")
+            .filter(|k| ["image", "video", "audio"].contains(k))
+            .unwrap_or("file");
         let filename = url.rsplit('/').next().filter(|f| !f.is_empty());
         parts.push(j!({"type": kind, "media": {"url": url, "filename": filename}}));
     }
