@@ -2,11 +2,14 @@
 //! reports them as ignored (with what they need) rather than counting them as passed:
 //! - `pg_tests` when `CHANNEL_BRIDGE_TEST_PG` is set at build time (PostgreSQL);
 //! - `walkthrough_tests` when `bash`, `curl` and `python3` are on the PATH (the README's
-//!   walkthrough uses them).
+//!   walkthrough uses them);
+//! - `browser_tests` when `chromium` and `chromedriver` are on the PATH (the console's
+//!   browser tests in tests/console).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(pg_tests)");
     println!("cargo::rustc-check-cfg=cfg(walkthrough_tests)");
+    println!("cargo::rustc-check-cfg=cfg(browser_tests)");
     println!("cargo::rerun-if-env-changed=CHANNEL_BRIDGE_TEST_PG");
     println!("cargo::rerun-if-env-changed=PATH");
     if std::env::var_os("CHANNEL_BRIDGE_TEST_PG").is_some() {
@@ -14,6 +17,9 @@ fn main() {
     }
     if ["bash", "curl", "python3"].iter().all(|tool| on_path(tool)) {
         println!("cargo::rustc-cfg=walkthrough_tests");
+    }
+    if on_path("chromium") && on_path("chromedriver") {
+        println!("cargo::rustc-cfg=browser_tests");
     }
 }
 

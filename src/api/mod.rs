@@ -1,22 +1,24 @@
 //! The rep and admin REST API (`/api/v1`) and the operational endpoints. Handlers
 //! translate HTTP to store calls and back; rules live in `desk`, errors map in `error`.
+//! The web console (`crate::console`) calls these handlers as functions, so it follows
+//! exactly the same rules.
 
 mod access;
-mod analytics;
-mod channels;
-mod comments;
-mod contacts;
-mod conversations;
-mod deliveries;
-mod events;
+pub(crate) mod analytics;
+pub(crate) mod channels;
+pub(crate) mod comments;
+pub(crate) mod contacts;
+pub(crate) mod conversations;
+pub(crate) mod deliveries;
+pub(crate) mod events;
 mod inboxes;
-mod media;
+pub(crate) mod media;
 pub mod openapi;
 pub mod ops;
 pub mod params;
-mod reps;
-mod snippets;
-mod tickets;
+pub(crate) mod reps;
+pub(crate) mod snippets;
+pub(crate) mod tickets;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

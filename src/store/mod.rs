@@ -662,6 +662,21 @@ pub struct QueueStats {
     pub open_conversations: Vec<(String, u64)>,
 }
 
+/// A signed-in web console session (`src/console`). The cookie's secret is never stored,
+/// only its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// SHA-256 (hex) of the cookie's secret.
+    pub id_hash: String,
+    /// SHA-256 (hex) of the API token signed in with: the session lasts only while a token
+    /// with that hash is configured.
+    pub token_sha256: String,
+    /// What the session's forms must send back (CSRF).
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// The persistence the daemon needs; SQLite and PostgreSQL implement it alike.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -893,6 +908,19 @@ pub trait Store: Send + Sync {
 
     /// Counts for the queue and conversation gauges, read when `/metrics` is scraped.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Stores a new console session, and drops the expired ones.
+    async fn create_session(&self, session: &ConsoleSession) -> Result<(), StoreError>;
+
+    /// The console session with this id hash, unless it expired or was signed out.
+    async fn session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ConsoleSession>, StoreError>;
+
+    /// Signs a console session out; one already gone is no error.
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,6 +17,7 @@ mod outbox;
 mod queries;
 mod retention;
 mod routing;
+mod sessions;
 mod snippets;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_inboxes_comments_contacts_snippets.sql"),
     include_str!("../../../migrations/postgres/0003_actor_kinds.sql"),
+    include_str!("../../../migrations/postgres/0005_console_sessions.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -659,6 +661,25 @@ impl Store for PgStore {
             sqlx::query("SELECT 1").execute(c).await?;
             Ok(())
         })
+    }
+
+    async fn create_session(
+        &self,
+        session: &crate::store::ConsoleSession,
+    ) -> Result<(), StoreError> {
+        transaction!(self, |c| sessions::create(c, session))
+    }
+
+    async fn session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::store::ConsoleSession>, StoreError> {
+        read!(self, |c| sessions::find(c, id_hash, now))
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        transaction!(self, |c| sessions::delete(c, id_hash))
     }
 
     async fn close(&self) {

@@ -19,6 +19,7 @@ mod queries;
 mod readers;
 mod retention;
 mod routing;
+mod sessions;
 mod snippets;
 pub mod writer;
 
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_inboxes_comments_contacts_snippets.sql"),
     include_str!("../../../migrations/sqlite/0008_job_heads_last_inbound.sql"),
     include_str!("../../../migrations/sqlite/0009_actor_kinds.sql"),
+    include_str!("../../../migrations/sqlite/0011_console_sessions.sql"),
 ];
 
 const READERS: usize = 4;
@@ -656,6 +658,34 @@ impl Store for SqliteStore {
                     .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                     .map(|_| ())?)
             })
+            .await
+    }
+
+    async fn create_session(
+        &self,
+        session: &crate::store::ConsoleSession,
+    ) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.writer
+            .write(move |conn| sessions::create(conn, &session))
+            .await
+    }
+
+    async fn session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::store::ConsoleSession>, StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.readers
+            .read(move |conn| sessions::find(conn, &id_hash, now))
+            .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.writer
+            .write(move |conn| sessions::delete(conn, &id_hash))
             .await
     }
 

@@ -1,0 +1,156 @@
+// channel-bridge console: live updates over the event stream, keyboard navigation, the
+// reply box's helpers. No framework, no inline handlers (the CSP allows none). Markup
+// only ever comes from this server's own pages, which escape everything; text from
+// events is written with textContent.
+"use strict";
+
+(function () {
+  const SEEN = "cb.seen."; // localStorage: conversation id -> last activity seen (ms)
+
+  function seen(id) { return Number(localStorage.getItem(SEEN + id) || 0); }
+
+  function markUnread(root) {
+    root.querySelectorAll("tr.row").forEach(function (row) {
+      const last = Number(row.dataset.last || 0);
+      row.classList.toggle("unread", last > seen(row.dataset.id));
+    });
+  }
+
+  // Replaces an element with the same one from a fresh copy of this page.
+  function refresh(selector, then) {
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        const fresh = new DOMParser().parseFromString(html, "text/html").querySelector(selector);
+        const here = document.querySelector(selector);
+        if (fresh && here) { here.replaceWith(fresh); if (then) then(fresh); }
+      })
+      .catch(function () {});
+  }
+
+  function announce(text) {
+    const live = document.getElementById("live");
+    if (!live) return;
+    live.textContent = text;
+    setTimeout(function () { live.textContent = ""; }, 4000);
+  }
+
+  // Inbox: rows, unread dots, j/k/Enter/r.
+  function inbox() {
+    const table = document.getElementById("inbox");
+    if (!table) return;
+    markUnread(table);
+    let selected = -1;
+    function rows() { return Array.from(document.querySelectorAll("#rows tr.row")); }
+    function select(i) {
+      const all = rows();
+      if (!all.length) return;
+      selected = Math.max(0, Math.min(all.length - 1, i));
+      all.forEach(function (r, n) { r.classList.toggle("selected", n === selected); });
+      all[selected].scrollIntoView({ block: "nearest" });
+    }
+    document.addEventListener("click", function (e) {
+      const row = e.target.closest && e.target.closest("tr.row");
+      if (row && !e.target.closest("a")) location.href = row.dataset.href;
+    });
+    document.addEventListener("keydown", function (e) {
+      if (e.target.closest("input, textarea, select") || e.metaKey || e.ctrlKey || e.altKey) return;
+      const all = rows();
+      if (e.key === "j") select(selected + 1);
+      else if (e.key === "k") select(selected - 1);
+      else if ((e.key === "Enter" || e.key === "r") && all[selected]) {
+        location.href = all[selected].dataset.href + (e.key === "r" ? "#reply" : "");
+      }
+    });
+    return function onEvent(event) {
+      if (/^(message|conversation|comment|ticket)\./.test(event.kind)) {
+        const selectedId = selected >= 0 && rows()[selected] ? rows()[selected].dataset.id : null;
+        const before = new Set(rows().map(function (r) { return r.dataset.id + ":" + r.dataset.last; }));
+        refresh("#rows", function (fresh) {
+          markUnread(document);
+          rows().forEach(function (r, n) {
+            if (!before.has(r.dataset.id + ":" + r.dataset.last)) r.classList.add("fresh");
+            if (r.dataset.id === selectedId) { selected = n; r.classList.add("selected"); }
+          });
+        });
+        if (event.kind === "message.created" && event.data && event.data.preview) {
+          announce((event.data.contact_name || "Someone") + ": " + event.data.preview);
+        }
+      }
+    };
+  }
+
+  // Conversation: mark seen, reply-to picker, conditional status, r to reply.
+  function conversation() {
+    const root = document.querySelector("[data-live=conversation]");
+    if (!root) return;
+    const id = root.dataset.conversation;
+    const stamp = function () { localStorage.setItem(SEEN + id, String(Date.now())); };
+    stamp();
+    const text = document.getElementById("reply-text");
+    const replyTo = document.getElementById("reply-to");
+    document.addEventListener("click", function (e) {
+      const link = e.target.closest && e.target.closest("a.reply-to");
+      if (link && replyTo) {
+        e.preventDefault();
+        replyTo.value = link.dataset.replyTo;
+        text.focus();
+      }
+    });
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "r" && !e.target.closest("input, textarea, select") && text) {
+        e.preventDefault();
+        text.focus();
+      }
+    });
+    if (location.hash === "#reply" && text) text.focus();
+    const status = document.getElementById("reply-status");
+    const form = document.getElementById("reply-form");
+    const hint = document.getElementById("reply-hint");
+    function showRequired() {
+      const chosen = status ? status.value : "";
+      document.querySelectorAll("fieldset.requires").forEach(function (f) {
+        f.hidden = f.dataset.status !== chosen;
+      });
+    }
+    if (status) status.addEventListener("change", showRequired);
+    if (form) form.addEventListener("submit", function (e) {
+      // A conditional status asks for its properties before anything is sent.
+      const open = Array.from(document.querySelectorAll("fieldset.requires")).find(function (f) { return !f.hidden; });
+      if (!open) return;
+      const missing = Array.from(open.querySelectorAll("input[data-required]")).filter(function (i) { return !i.value.trim(); });
+      if (missing.length) {
+        e.preventDefault();
+        open.classList.add("asking");
+        hint.hidden = false;
+        hint.textContent = "Status " + open.dataset.status + " needs: " +
+          missing.map(function (i) { return i.name.replace(/^prop\./, ""); }).join(", ") + ".";
+        missing[0].focus();
+      }
+    });
+    return function onEvent(event) {
+      if (event.conversation_id === id) {
+        refresh("#thread", stamp);
+      }
+    };
+  }
+
+  function start() {
+    const handlers = [inbox(), conversation()].filter(Boolean);
+    if (!handlers.length || !window.EventSource) return;
+    const source = new EventSource("/console/events");
+    ["message.created", "conversation.assigned", "conversation.status_changed", "ticket.status_changed",
+     "delivery.updated", "comment.created", "comment.mentioned", "conversation.contact_merged"].forEach(function (kind) {
+      source.addEventListener(kind, function (e) {
+        let event;
+        try { event = JSON.parse(e.data); } catch (_) { return; }
+        handlers.forEach(function (h) { h(event); });
+      });
+    });
+    // Connected once the stream answers: events from then on reach this page.
+    source.addEventListener("open", function () { document.documentElement.dataset.live = "connected"; });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
