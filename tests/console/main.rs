@@ -6,6 +6,8 @@
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
