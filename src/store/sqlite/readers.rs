@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use crate::store::StoreError;
 
 pub struct Readers {
-    idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
@@ -26,8 +26,8 @@ impl Readers {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
-            idle: Mutex::new(idle),
-            permits: Semaphore::new(size),
+            idle: Arc::new(Mutex::new(idle)),
+            permits: Arc::new(Semaphore::new(size)),
         })
     }
 
@@ -37,29 +37,28 @@ impl Readers {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
+        // The permit and the connection travel into the blocking task and come back to the
+        // pool there: a caller that is cancelled mid-read (a browser leaving a page, a
+        // client hanging up) must not take a connection with it, or the pool runs dry.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("the database is closed".into()))?;
-        let conn = self
-            .idle
+        let idle = Arc::clone(&self.idle);
+        let conn = idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop()
             .ok_or_else(|| StoreError::Internal("reader pool out of connections".into()))?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let result = catch_unwind(AssertUnwindSafe(|| f(&conn)))
                 .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));
-            (conn, result)
+            idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            drop(permit);
+            result
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
-        result
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 
     /// Refuses further reads.
