@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""How much two store dialects repeat each other (issue #17's measure).
+
+Usage: scripts/dialect-overlap.py src/store/sqlite src/store/postgres
+
+Counts the meaningful lines (stripped; not blank, not a comment, not a lone brace or
+bracket, at least 12 characters) of each directory's .rs files, and how many of them
+also occur in the other directory (as a multiset, so a line written three times on one
+side and once on the other counts once). A line both stores need is a rule or a shape
+written twice; SQL differs between the dialects, so it rarely matches.
+"""
+import collections
+import pathlib
+import sys
+
+
+def lines(directory):
+    out = collections.Counter()
+    for path in sorted(pathlib.Path(directory).rglob("*.rs")):
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            line = raw.strip()
+            if len(line) < 12 or line.startswith("//"):
+                continue
+            out[line] += 1
+    return out
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    a, b = lines(sys.argv[1]), lines(sys.argv[2])
+    shared = sum(min(a[line], b[line]) for line in a.keys() & b.keys()) * 2
+    total = sum(a.values()) + sum(b.values())
+    print(f"{shared}/{total} meaningful lines repeated across the two = {100 * shared / total:.1f} %")
+
+
+if __name__ == "__main__":
+    main()
