@@ -5,8 +5,8 @@
 //! Every test works in a schema of its own, dropped at the end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod support;
-use support::{ADMIN_TOKEN, BIN, free_port, post_signed, sha256};
+use support::{ADMIN_TOKEN, BIN, Daemon, clear_bridge_env, free_port, post_signed, sha256};
 
 /// The test database. The tests are ignored unless `CHANNEL_BRIDGE_TEST_PG` was set at
 /// build time (`cfg(pg_tests)`, build.rs), so one run without it anyway fails, not passes.
@@ -52,37 +52,13 @@ impl Drop for Schema {
     }
 }
 
-/// One `channel-bridge serve` process.
-struct Replica {
-    name: String,
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- {} log (last lines, newest first) ---", self.name);
-            for line in tail {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-impl Replica {
-    fn start(dir: &Path, name: &str, db_url: &str, schema: &str, receiver: &str) -> Self {
-        let port = free_port();
-        let config = dir.join(format!("{name}.toml"));
-        let text = format!(
-            r#"
+/// Starts one `channel-bridge serve` replica on `schema` of the database at `db_url`,
+/// delivering to `receiver`; answers once it is healthy.
+async fn replica(dir: &Path, name: &str, db_url: &str, schema: &str, receiver: &str) -> Daemon {
+    let port = free_port();
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        r#"
 [server]
 listen = "127.0.0.1:{port}"
 shutdown_grace_ms = 3000
@@ -110,55 +86,29 @@ kind = "generic"
 secret = "{secret}"
 outbound_url = "{receiver}/outbound"
 "#,
-            admin = sha256(ADMIN_TOKEN),
-            secret = support::secret(),
-        );
-        std::fs::write(&config, text).expect("write the config");
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("create the log");
-        let child = Command::new(BIN)
-            .args(["--config"])
-            .arg(&config)
-            .arg("serve")
-            .env_remove("CHANNEL_BRIDGE_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone the log handle"))
-            .stderr(file)
-            .spawn()
-            .expect("the binary starts");
-        Self {
-            name: name.to_owned(),
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                panic!("{} exited before it was ready: {status:?}", self.name);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never became ready",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the replica");
-        self.child.wait().expect("reap the replica");
-    }
+        admin = sha256(ADMIN_TOKEN),
+        secret = support::secret(),
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).expect("create the log");
+    let mut command = Command::new(BIN);
+    command
+        .args(["--config"])
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone the log handle"))
+        .stderr(file);
+    clear_bridge_env(&mut command);
+    Daemon::spawn(
+        command,
+        format!("http://127.0.0.1:{port}"),
+        log,
+        Duration::from_secs(20),
+    )
+    .await
 }
 
 async fn post_webhook(
@@ -173,39 +123,6 @@ async fn post_webhook(
     });
     let url = format!("{base}/hooks/demo");
     Ok(post_signed(http, &url, &event).await?.status())
-}
-
-async fn api(http: &reqwest::Client, base: &str, path: &str) -> Value {
-    let response = http
-        .get(format!("{base}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("the API answers");
-    assert!(
-        response.status().is_success(),
-        "GET {path}: {}",
-        response.status()
-    );
-    response.json().await.expect("JSON")
-}
-
-/// Every item of a paged list.
-async fn all(http: &reqwest::Client, base: &str, path: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let page = match &cursor {
-            Some(c) => api(http, base, &format!("{path}{sep}limit=200&cursor={c}")).await,
-            None => api(http, base, &format!("{path}{sep}limit=200")).await,
-        };
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return items,
-        }
-    }
 }
 
 /// (webhook-id, conversation id, text) of each delivery the receiver got, in arrival order.
@@ -292,21 +209,13 @@ async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
         .build()
         .expect("HTTP client");
     // Started together: they migrate the empty schema at the same moment.
-    let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| {
-            Replica::start(
-                dir.path(),
-                &format!("replica-{i}"),
-                &url,
-                &schema.name,
-                &receiver.uri(),
-            )
-        })
-        .collect();
-    for replica in &mut replicas {
-        replica.wait_ready(&http).await;
-    }
-    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let mut replicas: Vec<Daemon> = futures_util::future::join_all((0..3).map(|i| {
+        let name = format!("replica-{i}");
+        let (dir, url, schema, receiver) = (dir.path(), &url, &schema.name, receiver.uri());
+        async move { replica(dir, &name, url, schema, &receiver).await }
+    }))
+    .await;
+    let bases: Vec<String> = replicas.iter().map(|r| r.url("")).collect();
     let killed = Arc::new(AtomicBool::new(false));
 
     // Webhooks spread over the replicas; each message id sent twice, to two replicas, as a
@@ -318,7 +227,7 @@ async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
         "every message id was acknowledged by a replica"
     );
 
-    let conversations = all(&http, &bases[0], "/api/v1/conversations").await;
+    let conversations = replicas[0].conversations().await;
     assert_eq!(
         conversations.len(),
         CONTACTS,
@@ -429,7 +338,7 @@ async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Stored once: every acknowledged message, no duplicates, still one conversation each.
-    let conversations = all(&http, &bases[1], "/api/v1/conversations").await;
+    let conversations = replicas[1].conversations().await;
     assert_eq!(
         conversations.len(),
         CONTACTS,
@@ -438,13 +347,7 @@ async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
     let mut stored: HashMap<String, usize> = HashMap::new();
     for c in &conversations {
         let id = c["id"].as_str().unwrap_or_default();
-        for m in all(
-            &http,
-            &bases[0],
-            &format!("/api/v1/conversations/{id}/messages"),
-        )
-        .await
-        {
+        for m in replicas[0].messages(id).await {
             if m["direction"] == "inbound" {
                 let pid = m["platform_message_id"].as_str().unwrap_or_default();
                 *stored.entry(pid.to_owned()).or_default() += 1;
@@ -489,9 +392,9 @@ async fn three_replicas_share_the_work_and_a_killed_one_loses_nothing() {
         repeats <= 8,
         "{repeats} repeated deliveries; at most the killed replica's 8 in-flight sends may repeat"
     );
-    let pending = all(&http, &bases[0], "/api/v1/deliveries?state=pending").await;
+    let pending = replicas[0].deliveries("pending").await;
     assert!(pending.is_empty(), "jobs left pending: {}", pending.len());
-    let dead = all(&http, &bases[0], "/api/v1/deliveries?state=dead").await;
+    let dead = replicas[0].deliveries("dead").await;
     assert!(dead.is_empty(), "jobs dead-lettered: {}", dead.len());
     eprintln!(
         "replicas: {} messages acked and stored once, {} replies delivered in order, {repeats} repeated",
@@ -576,24 +479,24 @@ async fn while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recov
         .timeout(Duration::from_secs(20))
         .build()
         .expect("HTTP client");
-    let mut replica = Replica::start(
+    let replica = replica(
         dir.path(),
         "outage",
         via_proxy.as_str(),
         &schema.name,
         &receiver.uri(),
-    );
-    replica.wait_ready(&http).await;
-    let status = post_webhook(&http, &replica.base, "before", "ana").await;
+    )
+    .await;
+    let status = post_webhook(&http, &replica.url(""), "before", "ana").await;
     assert_eq!(status.ok(), Some(reqwest::StatusCode::OK));
 
     proxy.cut();
-    let during = post_webhook(&http, &replica.base, "during", "ana")
+    let during = post_webhook(&http, &replica.url(""), "during", "ana")
         .await
         .expect("the daemon answers");
     assert_eq!(during, reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let ready = http
-        .get(format!("{}/readyz", replica.base))
+        .get(replica.url("/readyz"))
         .send()
         .await
         .expect("readyz answers");
@@ -604,25 +507,20 @@ async fn while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recov
     // database again, without a restart.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = post_webhook(&http, &replica.base, "during", "ana").await;
+        let status = post_webhook(&http, &replica.url(""), "during", "ana").await;
         if matches!(status, Ok(s) if s == 200) {
             break;
         }
         assert!(Instant::now() < deadline, "the daemon did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let conversations = all(&http, &replica.base, "/api/v1/conversations").await;
+    let conversations = replica.conversations().await;
     assert_eq!(conversations.len(), 1);
     let id = conversations[0]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let messages = all(
-        &http,
-        &replica.base,
-        &format!("/api/v1/conversations/{id}/messages"),
-    )
-    .await;
+    let messages = replica.messages(&id).await;
     let ids: Vec<&str> = messages
         .iter()
         .map(|m| m["platform_message_id"].as_str().unwrap_or_default())
@@ -631,10 +529,7 @@ async fn while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recov
 
     // Delivery works again too (the worker's notification connection came back).
     let reply = http
-        .post(format!(
-            "{}/api/v1/conversations/{id}/messages",
-            replica.base
-        ))
+        .post(replica.url(&format!("/api/v1/conversations/{id}/messages")))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"parts": [{"type": "text", "text": "reply 0"}]}))
         .send()

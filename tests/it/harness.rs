@@ -380,20 +380,7 @@ outbound_url = "{receiver}/off"
         body: Option<Value>,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request reaches the app");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        crate::support::call(&self.http, method, &self.url(path), body, token).await
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -57,6 +57,34 @@ pub fn clear_bridge_env(command: &mut Command) {
     }
 }
 
+/// One HTTP call, with `token` as the bearer when given: the status and the body (JSON, or
+/// the text as a string).
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut request = http.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .expect("the request reaches the daemon");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// POSTs an event to a webhook URL, signed now with [`secret`].
 pub async fn post_signed(
     http: &reqwest::Client,
@@ -244,17 +272,7 @@ impl Daemon {
         body: Option<Value>,
         token: &str,
     ) -> (u16, Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request reaches the daemon");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        call(&self.http, method, &self.url(path), body, Some(token)).await
     }
 
     /// GET as the admin, which must answer 200.
