@@ -17,6 +17,7 @@ pub mod reload;
 pub mod request;
 pub mod retention;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod signals;
 pub mod store;

@@ -76,8 +76,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::{InboundContact, InboundEvent, InboundMessage};
     use crate::config::{DEFAULT_CONFIG, Threading, TicketTemplate};
+    use crate::model::event::{InboundContact, InboundEvent, InboundMessage};
     use crate::model::{Identifier, Part, TextPart};
     use crate::store::ChannelRules;
     use crate::store::sqlite::SqliteStore;

@@ -7,21 +7,20 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::model::outbound::Email;
 
 use super::SendError;
-use crate::config::SmtpConfig;
+use crate::secret::Secret;
 
-/// An email ready to send, as an outbox job carries it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Email {
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    /// Unique per email: `<{id}@channel-bridge>`.
-    pub id: String,
-    /// Emails sharing a thread id reply to one root (`In-Reply-To`/`References`).
-    pub thread: String,
+/// Where email goes out: `smtp://host:port` (STARTTLS when offered), `smtps://host:port`
+/// (TLS), credentials as `smtp://user:password@host`; a secret, since it may hold them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: Secret,
+    pub from: String,
 }
 
 /// A configured SMTP sender with its connection pool.

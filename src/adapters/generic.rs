@@ -15,8 +15,8 @@ use super::{
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate,
     VerifyError, classify_status, classify_transport, invalid, read,
 };
-use crate::config::Secret;
 use crate::model::{DeliveryStatus, EditOrder, Identifier, Part};
+use crate::secret::Secret;
 
 /// The identifier type of a generic channel's contacts.
 pub const IDENTIFIER_TYPE: &str = "app_user";
@@ -39,7 +39,7 @@ impl GenericConfig {
         if let Err(e) = WebhookKey::parse(self.secret.expose()) {
             errors.push(("secret".into(), e.into()));
         }
-        if !crate::config::is_http_url(&self.outbound_url) {
+        if !crate::model::is_http_url(&self.outbound_url) {
             errors.push(("outbound_url".into(), "must be an http(s) URL".into()));
         }
         errors

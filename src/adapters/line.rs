@@ -28,8 +28,8 @@ use super::{
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
     classify_status, classify_transport, invalid,
 };
-use crate::config::Secret;
 use crate::model::{Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart};
+use crate::secret::Secret;
 
 /// The identifier type of a LINE user (`source.userId`).
 pub const IDENTIFIER_TYPE: &str = "line_user";
@@ -80,7 +80,7 @@ impl LineConfig {
             ("api_base", &self.api_base),
             ("api_data_base", &self.api_data_base),
         ] {
-            if !crate::config::is_http_url(url) {
+            if !crate::model::is_http_url(url) {
                 errors.push((key.into(), "must be an http(s) URL".into()));
             }
         }

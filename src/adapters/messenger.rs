@@ -17,11 +17,11 @@ use super::{
     InboundEvent, InboundMessage, MessageEdit, Outbound, ParseError, RawRequest, Receipt,
     RetiredSecret, SendError, StatusUpdate, StatusWatermark, VerifyError,
 };
-use crate::config::Secret;
 use crate::model::{
     DeliveryStatus, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
     UnsupportedPart,
 };
+use crate::secret::Secret;
 
 /// The identifier type of a Messenger contact: their page-scoped id (PSID).
 pub const IDENTIFIER_TYPE: &str = "messenger_psid";

@@ -20,7 +20,7 @@ use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
     RetiredSecret, SendError, VerifyError, classify_status, classify_transport, retry_after,
 };
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The Graph API both platforms default to. v26.0 is the newest version (July 2026);
 /// earlier ones expire on Meta's schedule (v21.0 in January 2027).
@@ -48,7 +48,7 @@ pub fn default_api_base() -> String {
 
 /// Config check for `api_base`.
 pub fn validate_api_base(api_base: &str, errors: &mut Vec<(String, String)>) {
-    if !crate::config::is_http_url(api_base) {
+    if !crate::model::is_http_url(api_base) {
         errors.push(("api_base".into(), "must be an http(s) URL".into()));
     }
 }

@@ -25,9 +25,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::model::{
-    ConversationId, DeliveryStatus, EditOrder, Identifier, MessageId, Part, ReplaceNul,
+// The normalized types adapters produce and take live in `model`; re-exported here because
+// every adapter speaks them.
+pub use crate::model::event::{
+    InboundContact, InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
+pub use crate::model::outbound::Outbound;
 
 /// A webhook request as received, before anything trusts it.
 #[derive(Clone, Debug)]
@@ -82,121 +85,6 @@ impl RawRequest {
                 .to_ascii_lowercase()
         })
     }
-}
-
-/// What a platform told us, normalized.
-#[derive(Clone, Debug, PartialEq)]
-pub enum InboundEvent {
-    Message(InboundMessage),
-    /// A contact changed the content of a message they sent earlier.
-    Edit(MessageEdit),
-    /// A contact took back a message they sent (LINE unsend); it is kept, marked retracted.
-    Retract {
-        platform_message_id: String,
-    },
-    Status(StatusUpdate),
-    /// Every message we sent to this contact up to a time reached a status (Messenger's
-    /// delivery and read watermarks).
-    Watermark(StatusWatermark),
-}
-
-impl ReplaceNul for InboundEvent {
-    fn replace_nul(&mut self) {
-        match self {
-            InboundEvent::Message(InboundMessage {
-                platform_message_id,
-                thread_id,
-                from,
-                reply_to,
-                parts,
-                sent_at: _,
-                raw,
-            }) => {
-                platform_message_id.replace_nul();
-                thread_id.replace_nul();
-                from.identifier.replace_nul();
-                from.display_name.replace_nul();
-                from.email.replace_nul();
-                reply_to.replace_nul();
-                parts.replace_nul();
-                raw.replace_nul();
-            }
-            InboundEvent::Edit(edit) => {
-                edit.platform_message_id.replace_nul();
-                edit.parts.replace_nul();
-            }
-            InboundEvent::Retract {
-                platform_message_id,
-            } => platform_message_id.replace_nul(),
-            InboundEvent::Status(status) => {
-                status.platform_message_id.replace_nul();
-                status.error.replace_nul();
-            }
-            InboundEvent::Watermark(mark) => mark.contact.replace_nul(),
-        }
-    }
-}
-
-/// New content for an earlier inbound message; the old content is kept as history.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MessageEdit {
-    pub platform_message_id: String,
-    pub parts: Vec<Part>,
-    pub edited_at: Option<DateTime<Utc>>,
-    /// Where the platform puts this edit among the message's edits, if it says.
-    pub order: Option<EditOrder>,
-}
-
-/// A status that applies to all our messages to one contact sent up to `up_to`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StatusWatermark {
-    pub contact: Identifier,
-    pub status: DeliveryStatus,
-    pub up_to: DateTime<Utc>,
-}
-
-/// A message from a contact, ready to be threaded and stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InboundMessage {
-    /// The platform's id for this message: the deduplication key within a channel.
-    pub platform_message_id: String,
-    /// The platform's chat or thread id, used by `platform_thread` threading.
-    pub thread_id: Option<String>,
-    pub from: InboundContact,
-    /// The platform id of the message this one quotes.
-    pub reply_to: Option<String>,
-    pub parts: Vec<Part>,
-    pub sent_at: Option<DateTime<Utc>>,
-    /// The platform's payload for this message, kept whole.
-    pub raw: serde_json::Value,
-}
-
-/// The sender as the platform describes them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InboundContact {
-    pub identifier: Identifier,
-    pub display_name: Option<String>,
-    pub email: Option<String>,
-}
-
-/// A platform's report on a message we sent.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StatusUpdate {
-    pub platform_message_id: String,
-    pub status: DeliveryStatus,
-    pub error: Option<String>,
-}
-
-/// A reply ready to leave through an adapter.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outbound {
-    pub message_id: MessageId,
-    pub conversation_id: ConversationId,
-    pub platform_thread_id: Option<String>,
-    pub to: Identifier,
-    /// The platform id of the message this reply quotes.
-    pub reply_to: Option<String>,
-    pub parts: Vec<Part>,
 }
 
 /// What the platform said when it took a message.
@@ -371,7 +259,7 @@ pub trait ChannelAdapter: Send + Sync {
 /// A verification secret replaced by a reload, still accepted until `until`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetiredSecret {
-    pub secret: crate::config::Secret,
+    pub secret: crate::secret::Secret,
     pub until: DateTime<Utc>,
 }
 
@@ -419,7 +307,7 @@ impl AdapterConfig {
     }
 
     /// Every secret in this channel's settings, for redacting error text.
-    pub fn secrets(&self) -> Vec<&crate::config::Secret> {
+    pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
         match self {
             AdapterConfig::Email(_) => vec![],
             AdapterConfig::Generic(c) => vec![&c.secret],
@@ -453,7 +341,7 @@ impl AdapterConfig {
     }
 
     /// The secret that authenticates this channel's webhooks: what a rotation replaces.
-    pub fn verification_secret(&self) -> Option<&crate::config::Secret> {
+    pub fn verification_secret(&self) -> Option<&crate::secret::Secret> {
         Some(match self {
             AdapterConfig::Email(_) => return None,
             AdapterConfig::Generic(c) => &c.secret,
@@ -472,7 +360,7 @@ impl AdapterConfig {
         &self,
         http: reqwest::Client,
         retired: &[RetiredSecret],
-        smtp: Option<(&crate::config::SmtpConfig, u64)>,
+        smtp: Option<(&email::SmtpConfig, u64)>,
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Email(c) => Arc::new(email::EmailChannel::new(c, smtp)),

@@ -20,11 +20,11 @@ use super::{
     MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
     classify_status, classify_transport, invalid, read,
 };
-use crate::config::Secret;
 use crate::model::{
     ContactPart, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
     UnsupportedPart,
 };
+use crate::secret::Secret;
 
 /// The identifier type of a Telegram contact: the user id (or, for a message sent on behalf
 /// of a chat, that chat's id).
@@ -81,7 +81,7 @@ impl TelegramConfig {
                 "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)".into(),
             ));
         }
-        if !crate::config::is_http_url(&self.api_base) {
+        if !crate::model::is_http_url(&self.api_base) {
             errors.push(("api_base".into(), "must be an http(s) URL".into()));
         }
         errors
@@ -459,7 +459,7 @@ fn plan(parts: &[Part]) -> Plan {
                     .media
                     .url
                     .as_deref()
-                    .filter(|u| crate::config::is_http_url(u));
+                    .filter(|u| crate::model::is_http_url(u));
                 let Some(source) = url.or(m.media.platform_ref.as_deref()) else {
                     plan.notes.push(format!(
                         "Part {n} ({kind}) was not sent: it has no http(s) URL or Telegram file id."
@@ -544,7 +544,7 @@ fn plan(parts: &[Part]) -> Plan {
                     .as_ref()
                     .and_then(|raw| raw.get("url"))
                     .and_then(Value::as_str)
-                    .filter(|url| crate::config::is_http_url(url));
+                    .filter(|url| crate::model::is_http_url(url));
                 match link {
                     Some(url) => {
                         plan.notes.push(format!(

@@ -22,10 +22,10 @@ use super::{
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
     classify_status, classify_transport, invalid, retry_after,
 };
-use crate::config::Secret;
 use crate::model::{
     DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart,
 };
+use crate::secret::Secret;
 
 /// The identifier type of a Twilio contact: their address as Twilio writes it
 /// (`+15551234567`, `whatsapp:+447700900123`).
@@ -84,7 +84,7 @@ impl TwilioConfig {
                 "must be a number, a whatsapp: address or a Messaging Service SID".into(),
             ));
         }
-        if !crate::config::is_http_url(&self.api_base) {
+        if !crate::model::is_http_url(&self.api_base) {
             errors.push(("api_base".into(), "must be an http(s) URL".into()));
         }
         errors
@@ -352,7 +352,7 @@ impl TwilioAdapter {
         for i in 0..count {
             let url_name = format!("MediaUrl{i}");
             let url = params.required(&url_name)?;
-            if !crate::config::is_http_url(url) {
+            if !crate::model::is_http_url(url) {
                 return Err(invalid(url_name, "must be an http(s) URL"));
             }
             let content_type = params.get(&format!("MediaContentType{i}"));

@@ -19,11 +19,11 @@ use super::{
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
     classify_status, classify_transport, invalid, read,
 };
-use crate::config::Secret;
 use crate::model::{
     ContactPart, DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
     UnsupportedPart,
 };
+use crate::secret::Secret;
 
 /// The identifier type of a Viber contact: the user id Viber gives this bot.
 pub const IDENTIFIER_TYPE: &str = "viber_user";
@@ -77,7 +77,7 @@ fn default_sender_name() -> String {
 impl ViberConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
-        if !crate::config::is_http_url(&self.api_base) {
+        if !crate::model::is_http_url(&self.api_base) {
             errors.push(("api_base".into(), "must be an http(s) URL".into()));
         }
         let name = self.sender_name.trim();
@@ -353,7 +353,7 @@ fn plan(parts: &[Part]) -> Plan {
                             .media
                             .url
                             .as_deref()
-                            .filter(|u| crate::config::is_http_url(u));
+                            .filter(|u| crate::model::is_http_url(u));
                         plan.as_link(n, &kind, url, "Viber sends only its own stickers");
                     }
                 }
@@ -407,7 +407,7 @@ fn plan(parts: &[Part]) -> Plan {
                     .as_ref()
                     .and_then(|raw| raw.get("url"))
                     .and_then(Value::as_str)
-                    .filter(|url| crate::config::is_http_url(url));
+                    .filter(|url| crate::model::is_http_url(url));
                 plan.as_link(n, &kind, url, "Viber has no such message type");
             }
         }
@@ -424,7 +424,7 @@ fn plan_media(plan: &mut Plan, n: usize, kind: &str, part: &Part, m: &MediaPart)
         .media
         .url
         .as_deref()
-        .filter(|u| crate::config::is_http_url(u))
+        .filter(|u| crate::model::is_http_url(u))
     else {
         plan.as_link(n, kind, None, "Viber takes media only by http(s) URL");
         if let Some(caption) = caption {
@@ -571,7 +571,7 @@ fn media_url(content: &WireContent) -> Result<String, ParseError> {
     content
         .media
         .clone()
-        .filter(|m| crate::config::is_http_url(m))
+        .filter(|m| crate::model::is_http_url(m))
         .ok_or_else(|| invalid("message.media", "must be an http(s) URL"))
 }
 
@@ -651,7 +651,7 @@ fn content(value: &Value) -> Result<Part, ParseError> {
             Part::Sticker(MediaPart {
                 media: Media {
                     platform_ref: Some(sticker_id),
-                    url: c.media.clone().filter(|m| crate::config::is_http_url(m)),
+                    url: c.media.clone().filter(|m| crate::model::is_http_url(m)),
                     ..Media::default()
                 },
                 caption: None,

@@ -18,11 +18,11 @@ use super::{
     InboundEvent, InboundMessage, Outbound, ParseError, RawRequest, Receipt, RetiredSecret,
     SendError, StatusUpdate, VerifyError,
 };
-use crate::config::Secret;
 use crate::model::{
     ContactPart, DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
     UnsupportedPart,
 };
+use crate::secret::Secret;
 
 /// The identifier type of a WhatsApp contact: the `wa_id` (their phone number), or the
 /// business-scoped user id (`GB.150…`) of a user who hides their number behind a username.

@@ -698,7 +698,7 @@ fn server(raw: RawServer, errors: &mut Vec<ConfigError>) -> Option<ServerConfig>
         }
     };
     if let Some(url) = &raw.public_url
-        && !is_http_url(url)
+        && !crate::model::is_http_url(url)
     {
         errors.push(ConfigError::new(
             "server.public_url",
@@ -1076,13 +1076,6 @@ fn is_channel_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// True for an absolute http or https URL with a host.
-pub fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 mod dev;
 mod inboxes;
 mod load;
-pub mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,10 +13,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use crate::adapters::email::SmtpConfig;
+pub use crate::model::is_http_url;
+pub use crate::secret::Secret;
 pub use dev::published_credentials;
 pub use inboxes::is_name;
-pub use load::{ConfigError, ConfigErrors, is_http_url, load_file, load_str, warnings};
-pub use secret::Secret;
+pub use load::{ConfigError, ConfigErrors, load_file, load_str, warnings};
 
 use crate::adapters::AdapterConfig;
 
@@ -270,15 +271,6 @@ pub struct ApiToken {
 pub enum Role {
     Rep,
     Admin,
-}
-
-/// Where email goes out: `smtp://host:port` (STARTTLS when offered), `smtps://host:port`
-/// (TLS), credentials as `smtp://user:password@host`; a secret, since it may hold them.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    pub url: Secret,
-    pub from: String,
 }
 
 #[derive(Clone, Debug)]

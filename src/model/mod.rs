@@ -1,9 +1,12 @@
 //! Plain types shared by every layer: messages, conversations, tickets, contacts, ids.
 //! Nothing here does I/O.
 
+pub mod event;
 pub mod ids;
 pub mod message;
 pub mod nul;
+pub mod outbound;
+pub mod url;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,7 @@ pub use message::{
     Message, MessageKind, Part, PartError, Revision, Sender, SenderKind, TextPart, UnsupportedPart,
 };
 pub use nul::ReplaceNul;
+pub use url::is_http_url;
 
 /// How a contact is reached on one channel (`{"type": "app_user", "value": "user-42"}`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -39,7 +39,7 @@ fn redact(text: &str, runtime: &Runtime, job: &Job) -> String {
     if let Some(password) = &smtp_password {
         secrets.push(password);
     }
-    crate::config::secret::redact(text, &secrets)
+    crate::secret::redact(text, &secrets)
 }
 
 /// Why an attempt did not send: a classified send failure (retried on the schedule) or

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::adapters::{InboundEvent, Outbound};
+use crate::model::event::InboundEvent;
+use crate::model::outbound::Outbound;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -256,7 +257,7 @@ pub(crate) enum EditPlan {
 pub(crate) fn plan_edit(
     parts: &str,
     history: Option<&str>,
-    edit: &crate::adapters::MessageEdit,
+    edit: &crate::model::event::MessageEdit,
     now: i64,
 ) -> Result<EditPlan, StoreError> {
     use crate::desk::edits::{EditVerdict, Version, judge};
@@ -570,7 +571,7 @@ pub struct Job {
     pub attempts: u32,
     /// The reply to send, when the store read it while leasing (saving the worker a
     /// read); `None` means the worker reads it with [`Store::outbound`].
-    pub outbound: Option<Box<crate::adapters::Outbound>>,
+    pub outbound: Option<Box<crate::model::outbound::Outbound>>,
 }
 
 /// What a job does.
@@ -579,7 +580,7 @@ pub enum JobKind {
     /// Send an outbound message through its channel's adapter.
     Deliver { message_id: MessageId },
     /// Send an email through SMTP.
-    Email(crate::adapters::email::Email),
+    Email(crate::model::outbound::Email),
 }
 
 /// How a job attempt ended.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use channel_bridge::adapters::{InboundEvent, StatusUpdate};
 use channel_bridge::model::DeliveryStatus;
+use channel_bridge::model::event::{InboundEvent, StatusUpdate};
 use channel_bridge::store::{ConversationUpdate, Event, EventFilter, Store};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use channel_bridge::adapters::{InboundEvent, MessageEdit, StatusUpdate};
+use channel_bridge::model::event::{InboundEvent, MessageEdit, StatusUpdate};
 use channel_bridge::model::{
     ChannelIdentifier, ContactId, ContactPart, ConversationId, ConversationStatus, DeliveryStatus,
     Direction, EditOrder, LocationPart, Media, MediaPart, MessageId, Part, SenderKind, TextPart,

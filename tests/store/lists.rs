@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use channel_bridge::adapters::{InboundEvent, MessageEdit};
+use channel_bridge::model::event::{InboundEvent, MessageEdit};
 use channel_bridge::model::{
     ChannelIdentifier, ConversationId, ConversationStatus, Media, MediaPart, MessageId, Part,
     from_millis,

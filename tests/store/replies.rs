@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use channel_bridge::adapters::{InboundEvent, StatusUpdate, StatusWatermark};
+use channel_bridge::model::event::{InboundEvent, StatusUpdate, StatusWatermark};
 use channel_bridge::model::{
     ConversationId, ConversationStatus, DeliveryStatus, Direction, Identifier, MessageId,
 };

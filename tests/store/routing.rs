@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use channel_bridge::adapters::email::Email;
+use channel_bridge::model::outbound::Email;
 use channel_bridge::model::{ConversationId, ConversationStatus};
 use channel_bridge::store::{
     ChannelRules, ContactUpdate, ConversationUpdate, DigestLinks, DigestRep, JOB_CHANNEL_SMTP,

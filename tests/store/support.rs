@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use channel_bridge::adapters::{InboundContact, InboundEvent, InboundMessage};
 use channel_bridge::config::{PipelineConfig, Secret, StatusConfig, Threading, TicketTemplate};
+use channel_bridge::model::event::{InboundContact, InboundEvent, InboundMessage};
 use channel_bridge::model::{
     ConversationId, Identifier, Message, MessageId, Part, Sender, SenderKind, TextPart, Ticket,
 };

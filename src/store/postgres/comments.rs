@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 
 use super::ingest::{body_text, json};
 use super::{events, outbox, routing};
-use crate::adapters::email::Email;
+use crate::model::outbound::Email;
 use crate::model::{
     ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
     TextPart, from_millis,

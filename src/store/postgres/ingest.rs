@@ -8,8 +8,10 @@
 use sqlx::PgConnection;
 
 use super::{desk as tickets_store, events, outbox, routing};
-use crate::adapters::{InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark};
 use crate::desk::{self, threading::ThreadDecision};
+use crate::model::event::{
+    InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+};
 use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, Part,
     TicketId, from_millis,

@@ -30,12 +30,13 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Executor, PgConnection, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::{InboundEvent, Outbound};
-use crate::config::Secret;
+use crate::model::event::InboundEvent;
+use crate::model::outbound::Outbound;
 use crate::model::{
     Contact, ContactId, Conversation, ConversationId, JobId, Message, MessageId, Ticket, TicketId,
     from_millis,
 };
+use crate::secret::Secret;
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
     ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,

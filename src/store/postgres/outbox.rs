@@ -44,7 +44,7 @@ pub async fn enqueue_delivery(
 pub async fn enqueue_email(
     c: &mut PgConnection,
     conversation: &str,
-    email: &crate::adapters::email::Email,
+    email: &crate::model::outbound::Email,
     now: i64,
 ) -> Result<JobId, StoreError> {
     let id = JobId::new();

@@ -7,8 +7,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::get;
-use crate::adapters::Outbound;
 use crate::desk::inboxes::Scope;
+use crate::model::outbound::Outbound;
 use crate::model::{
     ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
     Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Part, Sender,
@@ -426,8 +426,8 @@ pub(super) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::config::Secret;
     use crate::model::TextPart;
+    use crate::secret::Secret;
     use crate::store::postgres::PgStore;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{PageRequest, Store};

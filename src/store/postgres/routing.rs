@@ -8,10 +8,10 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{events, get, outbox};
-use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
 use crate::model::Part;
+use crate::model::outbound::Email;
 use crate::store::{
     Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
 };

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::ingest::json;
 use super::{desk, events, outbox, routing};
-use crate::adapters::email::Email;
+use crate::model::outbound::Email;
 use crate::model::{
     ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
     TextPart, from_millis,

@@ -3,8 +3,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::adapters::{InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark};
 use crate::desk::{self, threading::ThreadDecision};
+use crate::model::event::{
+    InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+};
 use crate::model::{
     ContactId, ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId,
     from_millis,

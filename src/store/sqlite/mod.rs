@@ -33,7 +33,8 @@ use rusqlite::{Connection, ErrorCode};
 use self::checkpointer::Checkpointer;
 use self::readers::Readers;
 use self::writer::Writer;
-use crate::adapters::{InboundEvent, Outbound};
+use crate::model::event::InboundEvent;
+use crate::model::outbound::Outbound;
 use crate::model::{
     Contact, ContactId, Conversation, ConversationId, JobId, Message, MessageId, Ticket, TicketId,
     from_millis,

@@ -28,7 +28,7 @@ pub fn enqueue_delivery(
 pub fn enqueue_email(
     conn: &Connection,
     conversation: &str,
-    email: &crate::adapters::email::Email,
+    email: &crate::model::outbound::Email,
     now: i64,
 ) -> Result<JobId, StoreError> {
     let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;

@@ -3,8 +3,8 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use crate::adapters::Outbound;
 use crate::desk::inboxes::Scope;
+use crate::model::outbound::Outbound;
 use crate::model::{
     ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
     Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Part, Sender,

@@ -7,9 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::{events, outbox};
-use crate::adapters::email::Email;
 use crate::desk::notify::DigestItem;
 use crate::desk::routing::{self, Decision, RepState, Rule};
+use crate::model::outbound::Email;
 use crate::model::{JobId, Part};
 use crate::store::{
     Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
