@@ -100,6 +100,7 @@ pub fn without_position(message: &str) -> &str {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        let chain = crate::store::Chain(&e).to_string();
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Invalid(message) => ApiError::unprocessable(message),
@@ -111,16 +112,16 @@ impl From<StoreError> for ApiError {
                 "contact_merged",
                 format!("contact was merged into {into}"),
             ),
-            StoreError::Unavailable(detail) | StoreError::Contended(detail) => {
-                tracing::warn!(error = %detail, "Storage unavailable; answering 503.");
+            StoreError::Unavailable(_) | StoreError::Contended(_) => {
+                tracing::warn!(error = %chain, "Storage unavailable; answering 503.");
                 ApiError::unavailable(
                     "storage_unavailable",
                     "storage is unavailable; try again shortly",
                     5,
                 )
             }
-            StoreError::Internal(detail) => {
-                tracing::error!(error = %detail, "Storage error.");
+            StoreError::Internal(_) => {
+                tracing::error!(error = %chain, "Storage error.");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

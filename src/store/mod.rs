@@ -2,8 +2,11 @@
 //! delivery jobs, the outbox, and the reads the API needs. Implementations only load and
 //! persist; the rules they apply come from `desk`. The store knows nothing of platforms.
 
+mod error;
 pub mod postgres;
 pub mod sqlite;
+
+pub use error::{Chain, Detail, StoreError};
 
 use std::time::Duration;
 
@@ -24,31 +27,6 @@ use crate::model::{
     Contact, ContactId, Conversation, ConversationId, ConversationStatus, JobId, Message,
     MessageId, Part, Sender, SenderKind, Ticket, TicketId,
 };
-
-/// Why a store call failed, in terms the API can answer with.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The request contradicts what is stored (422).
-    #[error("{0}")]
-    Invalid(String),
-    /// The request conflicts with the current state (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// The database cannot take the request now (busy, disk full, gone): try later (503).
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// The database aborted the transaction for a concurrent one (deadlock, serialization
-    /// failure, a racing insert); running it again normally succeeds (503 if it keeps failing).
-    #[error("storage contended: {0}")]
-    Contended(String),
-    #[error("storage error: {0}")]
-    Internal(String),
-    /// The contact was merged into another one (its id answers 404, naming the survivor).
-    #[error("contact was merged into {0}")]
-    Merged(ContactId),
-}
 
 /// The help-desk rules of one channel, as the ingest transaction needs them.
 #[derive(Clone, Debug)]
@@ -293,7 +271,7 @@ pub(crate) fn plan_edit(
                 "replaced_by": edit.order,
             }));
             let history = serde_json::to_string(&revisions)
-                .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))?;
+                .map_err(|e| StoreError::Internal(Detail::caused_by("cannot encode JSON", e)))?;
             Ok(EditPlan::Apply { history })
         }
     }
@@ -938,7 +916,7 @@ impl JobKind {
     /// Reads a job back from its stored kind and JSON payload.
     pub(crate) fn decode(kind: &str, payload: &str) -> Result<Self, StoreError> {
         let value: Value = serde_json::from_str(payload)
-            .map_err(|e| StoreError::Internal(format!("job payload is not JSON: {e}")))?;
+            .map_err(|e| StoreError::Internal(Detail::caused_by("job payload is not JSON", e)))?;
         match kind {
             JOB_DELIVER => {
                 let id = value["message_id"].as_str().unwrap_or_default();
@@ -948,8 +926,10 @@ impl JobKind {
             }
             JOB_EMAIL => serde_json::from_value(value)
                 .map(JobKind::Email)
-                .map_err(|e| StoreError::Internal(format!("email job payload: {e}"))),
-            other => Err(StoreError::Internal(format!("unknown job kind {other:?}"))),
+                .map_err(|e| StoreError::Internal(Detail::caused_by("email job payload", e))),
+            other => Err(StoreError::Internal(
+                format!("unknown job kind {other:?}").into(),
+            )),
         }
     }
 }

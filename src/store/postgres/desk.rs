@@ -463,9 +463,9 @@ pub async fn update_conversation(
     .ok_or(StoreError::NotFound("conversation"))?;
     if get::<String>(&row, "ticket_id")? != ticket {
         // It joined another ticket in between: run again with that one.
-        return Err(StoreError::Contended(format!(
-            "conversation {id} moved to another ticket"
-        )));
+        return Err(StoreError::Contended(
+            format!("conversation {id} moved to another ticket").into(),
+        ));
     }
     let owner: Option<String> = get(&row, "owner_id")?;
     if let Some(new_owner) = &update.owner_id

@@ -764,5 +764,5 @@ pub async fn create_reply(
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
+        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
 }

@@ -39,9 +39,10 @@ use crate::model::{
 use crate::secret::Secret;
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
-    ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
-    JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
-    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange, TicketFilter, Trashed,
+    ConversationUpdate, Delivery, Detail, DigestLinks, DigestRep, Event, EventFilter,
+    IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page,
+    PageRequest, QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    TicketFilter, Trashed,
 };
 
 /// Schema migrations, applied in order; `schema_migrations` records which ran.
@@ -60,11 +61,12 @@ const MIGRATION_LOCK: i64 = 0x6362_6d69_6772_6174;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let detail = |e: sqlx::Error| Detail::caused_by(e.to_string(), e);
         match &e {
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // serialization_failure, deadlock_detected, unique_violation: a concurrent
                 // transaction got there first; running it again sees what it did.
-                Some("40001" | "40P01" | "23505") => StoreError::Contended(db.to_string()),
+                Some("40001" | "40P01" | "23505") => StoreError::Contended(detail(e)),
                 // A NUL character (PostgreSQL text cannot hold one) or an invalid byte.
                 Some("22021" | "22P05") => StoreError::Invalid(
                     "the request holds a character the database cannot store (NUL)".into(),
@@ -76,17 +78,17 @@ impl From<sqlx::Error> for StoreError {
                         || code.starts_with("57P")
                         || code == "25006" =>
                 {
-                    StoreError::Unavailable(db.to_string())
+                    StoreError::Unavailable(detail(e))
                 }
-                _ => StoreError::Internal(db.to_string()),
+                _ => StoreError::Internal(detail(e)),
             },
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Internal(e.to_string()),
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(detail(e)),
+            _ => StoreError::Internal(detail(e)),
         }
     }
 }
@@ -296,7 +298,7 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
             return Err(StoreError::Internal(format!(
                 "the database is at schema version {applied}, newer than this binary knows ({}); run a newer channel-bridge",
                 MIGRATIONS.len()
-            )));
+            ).into()));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -324,7 +326,7 @@ where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     row.try_get(column)
-        .map_err(|e| StoreError::Internal(format!("reading column {column}: {e}")))
+        .map_err(|e| StoreError::Internal(format!("reading column {column}: {e}").into()))
 }
 
 #[async_trait]

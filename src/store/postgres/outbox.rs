@@ -48,7 +48,9 @@ pub async fn enqueue_email(
     now: i64,
 ) -> Result<JobId, StoreError> {
     let id = JobId::new();
-    let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let payload = serde_json::to_string(email).map_err(|e| {
+        StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e))
+    })?;
     sqlx::query(
         "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",

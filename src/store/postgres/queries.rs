@@ -257,8 +257,12 @@ const MESSAGE_COLUMNS: &str =
 
 fn message_row(row: &PgRow) -> Result<(i64, Message), StoreError> {
     let parts: String = get(row, "parts")?;
-    let parts: Vec<Part> = serde_json::from_str(&parts)
-        .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?;
+    let parts: Vec<Part> = serde_json::from_str(&parts).map_err(|e| {
+        StoreError::Internal(crate::store::Detail::caused_by(
+            "stored parts are not valid",
+            e,
+        ))
+    })?;
     let direction: String = get(row, "direction")?;
     let sender: String = get(row, "sender_type")?;
     let status: String = get(row, "delivery_status")?;
@@ -387,8 +391,12 @@ pub async fn outbound(c: &mut PgConnection, id: &MessageId) -> Result<Outbound, 
             value: get(&to, "value")?,
         },
         reply_to: get(&row, "reply_to")?,
-        parts: serde_json::from_str(&parts)
-            .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
+        parts: serde_json::from_str(&parts).map_err(|e| {
+            StoreError::Internal(crate::store::Detail::caused_by(
+                "stored parts are not valid",
+                e,
+            ))
+        })?,
     })
 }
 

@@ -64,7 +64,12 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || run(&conn, &log, &stopped))
-            .map_err(|e| StoreError::Internal(format!("cannot start the checkpointer: {e}")))?;
+            .map_err(|e| {
+                StoreError::Internal(crate::store::Detail::caused_by(
+                    "cannot start the checkpointer",
+                    e,
+                ))
+            })?;
         Ok(Self {
             stop: Mutex::new(Some((stop, thread))),
         })

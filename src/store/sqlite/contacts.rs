@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::desk::{self, audit, from_to};
-use super::events;
+use super::{OnConstraint, events};
 use crate::model::{Contact, ContactId, from_millis};
 use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
 
@@ -166,11 +166,8 @@ pub fn merge(
          WHERE contact_id = ?2",
     )?
     .execute(params![into.as_str(), from.as_str()])
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(
-            "both contacts have an open conversation in the same thread".into(),
-        ),
-        _ => e.into(),
+    .on_constraint(|| {
+        StoreError::Conflict("both contacts have an open conversation in the same thread".into())
     })?;
     for (conversation, ticket, live) in &conversations {
         conn.prepare_cached(

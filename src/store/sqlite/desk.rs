@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
 
 use super::ingest::json;
-use super::{events, queries};
+use super::{OnConstraint, events, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
 use crate::model::{
@@ -254,12 +254,9 @@ fn set_conversation_status(
         ConversationStatus::Open => conn
             .prepare_cached("UPDATE conversations SET status = 'open', closed_at = NULL WHERE id = ?1 AND status = 'closed'")?
             .execute([id.as_str()])
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
-                    "conversation {id} cannot reopen: the contact has another open conversation on that channel"
-                )),
-                _ => e.into(),
-            })?,
+            .on_constraint(|| StoreError::Conflict(format!(
+                "conversation {id} cannot reopen: the contact has another open conversation on that channel"
+            )))?,
     };
     if changed > 0 {
         let (from, to) = match status {
@@ -445,7 +442,7 @@ pub fn restore_ticket(
         let outcome = match restored {
             Ok(_) => Restored::AsItWas,
             // The contact has opened another conversation meanwhile: one open per thread.
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(e) if super::is_constraint(&e) => {
                 conn.prepare_cached(
                     "UPDATE conversations SET deleted_at = NULL, status = 'closed', closed_at = COALESCE(closed_at, ?2)
                      WHERE id = ?1",

@@ -17,7 +17,7 @@ use crate::store::{
 };
 
 use super::desk as tickets_store;
-use super::{events, outbox, routing};
+use super::{OnConstraint, events, outbox, routing};
 
 pub fn ingest(
     conn: &Connection,
@@ -489,12 +489,11 @@ fn via_conversation(
          VALUES (?1, ?2, ?3, 'open', ?4, ?5, (SELECT owner_id FROM conversations WHERE id = ?6), ?7, ?7)",
     )?
     .execute(params![id.as_str(), via.channel_id, format!("contact:{contact}"), ticket, contact, from, now])
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
+    .on_constraint(|| {
+        StoreError::Conflict(format!(
             "via_channel: the contact already has an open conversation on {} (another ticket)",
             via.channel_id
-        )),
-        _ => e.into(),
+        ))
     })?;
     Ok(id.to_string())
 }
@@ -611,5 +610,5 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
 
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
+        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
 }

@@ -41,9 +41,10 @@ use crate::model::{
 };
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
-    ConversationUpdate, Delivery, DigestLinks, DigestRep, Event, EventFilter, IngestOutcome, Job,
-    JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page, PageRequest,
-    QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange, TicketFilter, Trashed,
+    ConversationUpdate, Delivery, Detail, DigestLinks, DigestRep, Event, EventFilter,
+    IngestOutcome, Job, JobOutcome, JobState, LeaseRequest, NewComment, NewContact, NewReply, Page,
+    PageRequest, QueueStats, SaveMode, Store, StoreError, StoredSnippet, TicketChange,
+    TicketFilter, Trashed,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -74,9 +75,33 @@ impl From<rusqlite::Error> for StoreError {
                 | ErrorCode::ReadOnly
                 | ErrorCode::OutOfMemory
                 | ErrorCode::FileLockingProtocolFailed,
-            ) => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Internal(e.to_string()),
+            ) => StoreError::Unavailable(Detail::caused_by(e.to_string(), e)),
+            _ => StoreError::Internal(Detail::caused_by(e.to_string(), e)),
         }
+    }
+}
+
+/// True when a statement broke a constraint: a UNIQUE index (one open conversation per
+/// thread, a snippet's id) or a foreign key.
+pub(crate) fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+/// The one place a constraint violation becomes a store error the caller words.
+pub(crate) trait OnConstraint<T> {
+    /// A constraint violation answers `conflict()`; any other error maps as usual.
+    fn on_constraint(self, conflict: impl FnOnce() -> StoreError) -> Result<T, StoreError>;
+}
+
+impl<T> OnConstraint<T> for rusqlite::Result<T> {
+    fn on_constraint(self, conflict: impl FnOnce() -> StoreError) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            if is_constraint(&e) {
+                conflict()
+            } else {
+                e.into()
+            }
+        })
     }
 }
 
@@ -104,12 +129,12 @@ impl SqliteStore {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(path))
             .await
-            .map_err(|e| StoreError::Internal(format!("open task failed: {e}")))?
+            .map_err(|e| StoreError::Internal(Detail::caused_by("open task failed", e)))?
     }
 
     fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
         let unavailable = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+            StoreError::Unavailable(format!("{what} {}: {e}", path.display()).into())
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -127,7 +152,7 @@ impl SqliteStore {
             StoreError::Unavailable(format!(
                 "{} is in use by another channel-bridge process (SQLite serves one process; use PostgreSQL for several)",
                 path.display()
-            ))
+            ).into())
         })?;
 
         let conn = Connection::open(&path)?;
@@ -151,8 +176,10 @@ impl SqliteStore {
             tracing::info!(released, "Took back outbox leases left by an earlier run.");
         }
         let readers = Readers::open(&path, READERS)?;
-        let writer = Writer::start(conn, Box::new(crate::telemetry::record_batch))
-            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let writer =
+            Writer::start(conn, Box::new(crate::telemetry::record_batch)).map_err(|e| {
+                StoreError::Internal(Detail::caused_by("cannot start the writer thread", e))
+            })?;
         let checkpointer = Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?;
         Ok(Self {
             writer,
@@ -203,7 +230,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         return Err(StoreError::Internal(format!(
             "the database is at schema version {applied}, newer than this binary knows ({}); run a newer channel-bridge",
             MIGRATIONS.len()
-        )));
+        ).into()));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         conn.execute_batch(&format!(

@@ -31,7 +31,9 @@ pub fn enqueue_email(
     email: &crate::model::outbound::Email,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let payload = serde_json::to_string(email).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let payload = serde_json::to_string(email).map_err(|e| {
+        StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e))
+    })?;
     let key = format!("email:{conversation}");
     let channel = crate::store::JOB_CHANNEL_SMTP;
     insert_job(conn, EMAIL, channel, &key, &payload, now, now)

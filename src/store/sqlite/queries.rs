@@ -234,8 +234,12 @@ const MESSAGE_COLUMNS: &str =
 
 fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
     let parts: String = row.get(9)?;
-    let parts: Vec<Part> = serde_json::from_str(&parts)
-        .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?;
+    let parts: Vec<Part> = serde_json::from_str(&parts).map_err(|e| {
+        StoreError::Internal(crate::store::Detail::caused_by(
+            "stored parts are not valid",
+            e,
+        ))
+    })?;
     let direction: String = row.get(4)?;
     let sender: String = row.get(6)?;
     let status: String = row.get(10)?;
@@ -391,8 +395,12 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         platform_thread_id,
         to,
         reply_to,
-        parts: serde_json::from_str(&parts)
-            .map_err(|e| StoreError::Internal(format!("stored parts are not valid: {e}")))?,
+        parts: serde_json::from_str(&parts).map_err(|e| {
+            StoreError::Internal(crate::store::Detail::caused_by(
+                "stored parts are not valid",
+                e,
+            ))
+        })?,
     })
 }
 

@@ -58,7 +58,7 @@ impl Readers {
             result
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("read task failed", e)))?
     }
 
     /// Refuses further reads.

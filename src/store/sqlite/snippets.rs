@@ -1,7 +1,8 @@
 //! Reply snippets created through the API (config snippets are never stored).
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::OnConstraint;
 use crate::model::from_millis;
 use crate::store::{SaveMode, StoreError, StoredSnippet};
 
@@ -38,11 +39,8 @@ pub fn save(
                  VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
             .execute(params![id, text, by, now])
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(ErrorCode::ConstraintViolation) => {
-                    StoreError::Conflict(format!("id: a snippet {id:?} exists already"))
-                }
-                _ => e.into(),
+            .on_constraint(|| {
+                StoreError::Conflict(format!("id: a snippet {id:?} exists already"))
             })?;
         }
         SaveMode::Replace => {

@@ -233,25 +233,13 @@ fn commit(conn: &Connection, batch: Vec<Box<dyn Work>>) {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for work in batch {
-        work.answer(commit.as_ref().map(|_| ()).map_err(clone_error));
+        work.answer(commit.as_ref().map(|_| ()).map_err(StoreError::clone));
     }
 }
 
 fn abort_all(batch: Vec<Box<dyn Work>>, error: &StoreError) {
     for work in batch {
-        work.abort(clone_error(error));
-    }
-}
-
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::NotFound(what) => StoreError::NotFound(what),
-        StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Contended(m) => StoreError::Contended(m.clone()),
-        StoreError::Internal(m) => StoreError::Internal(m.clone()),
-        StoreError::Merged(into) => StoreError::Merged(into.clone()),
+        work.abort(error.clone());
     }
 }
 
@@ -361,7 +349,7 @@ mod tests {
             match insert_pair(&w, tag, 8 * 1024).await {
                 Ok(()) => {}
                 Err(StoreError::Unavailable(message)) => {
-                    assert!(message.contains("full"), "{message}");
+                    assert!(message.to_string().contains("full"), "{message}");
                     full_at = Some(tag);
                     break;
                 }
