@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod desk;
 pub mod error;
+pub mod hubspot;
 pub mod ingress;
 pub mod model;
 pub mod outbox;

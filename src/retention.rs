@@ -95,6 +95,7 @@ mod tests {
             },
             routing: Default::default(),
             presence_timeout_ms: 300_000,
+            hubspot_account: None,
         }
     }
 

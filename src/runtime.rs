@@ -36,6 +36,9 @@ pub struct Runtime {
     channels: HashMap<String, LiveChannel>,
     /// The SMTP sender, when `[smtp]` is configured.
     pub mailer: Option<Arc<crate::adapters::email::Mailer>>,
+    /// The HubSpot client, when `[hubspot]` is configured (kept across reloads that leave
+    /// the section as it was, with its OAuth token and limiter).
+    pub hubspot: Option<Arc<crate::hubspot::HubspotClient>>,
     /// Channels a reload removed, and when: their webhooks answer 503 for
     /// `reload.removed_channel_grace_s` (a restart forgets them).
     removed: HashMap<String, DateTime<Utc>>,
@@ -140,11 +143,20 @@ impl Runtime {
                 }
             }
         };
+        let hubspot = match (&config.hubspot, previous.and_then(|p| p.hubspot.clone())) {
+            (None, _) => None,
+            (Some(hubspot), Some(old)) if old.config() == hubspot => Some(old),
+            (Some(hubspot), _) => Some(Arc::new(crate::hubspot::HubspotClient::new(
+                hubspot,
+                http.clone(),
+            ))),
+        };
         let removed = removed_channels(previous, &config, now);
         Self {
             config: Arc::new(config),
             channels,
             mailer,
+            hubspot,
             removed,
         }
     }
@@ -170,6 +182,9 @@ impl Runtime {
             .collect();
         if self.mailer.is_some() {
             ids.push(crate::store::JOB_CHANNEL_SMTP.to_owned());
+        }
+        if self.hubspot.is_some() {
+            ids.push(crate::store::JOB_CHANNEL_HUBSPOT.to_owned());
         }
         ids.sort();
         ids

@@ -52,6 +52,7 @@ const SECTIONS: &[&str] = &[
     "presence",
     "inboxes",
     "snippets",
+    "hubspot",
 ];
 
 /// Channel keys that belong to the help-desk rules; every other key is the adapter's.
@@ -63,6 +64,7 @@ const CHANNEL_RULE_KEYS: &[&str] = &[
     "routing",
     "ticket",
     "media_allow_private",
+    "hubspot",
 ];
 
 /// One problem in a config, with the key it is about (`channels.demo.outbound_url`).
@@ -211,7 +213,7 @@ fn int_or_text<E>(fits: Result<i64, E>, n: impl ToString) -> toml::Value {
 }
 
 /// Deserializes one value, recording an error at `key.<path>` instead of failing.
-fn parse<T: DeserializeOwned>(
+pub(super) fn parse<T: DeserializeOwned>(
     value: toml::Value,
     key: &str,
     errors: &mut Vec<ConfigError>,
@@ -470,6 +472,8 @@ struct RawChannelRules {
     ticket: RawTicket,
     #[serde(default)]
     media_allow_private: bool,
+    #[serde(default)]
+    hubspot: Option<super::hubspot::ChannelHubspot>,
 }
 
 fn yes() -> bool {
@@ -544,6 +548,24 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         Some(value) => parse::<BTreeMap<String, SnippetConfig>>(value, "snippets", errors),
         None => Some(BTreeMap::new()),
     };
+    let hubspot = match table.remove("hubspot") {
+        Some(value) => parse::<super::hubspot::RawHubspot>(value, "hubspot", errors)
+            .map(|raw| super::hubspot::build(raw, errors)),
+        None => Some(None),
+    };
+    if let (Some(channels), Some(hubspot)) = (&channels, &hubspot) {
+        for (id, channel) in channels {
+            if let Some(link) = &channel.rules.hubspot {
+                super::hubspot::check_channel_link(
+                    id,
+                    link,
+                    channel.adapter.kind(),
+                    hubspot.as_ref(),
+                    errors,
+                );
+            }
+        }
+    }
     if let Some(snippets) = &snippets {
         super::inboxes::check_snippets(snippets, errors);
     }
@@ -589,6 +611,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
                     routing: raw.rules.routing,
                     ticket,
                     media_allow_private: raw.rules.media_allow_private,
+                    hubspot: raw.rules.hubspot,
                     adapter: raw.adapter,
                 },
             ))
@@ -610,6 +633,7 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
         presence: presence?,
         inboxes: inboxes?,
         snippets: snippets?,
+        hubspot: hubspot?,
     };
     check_routing_reach(&config, errors);
     Some(config)

@@ -3,6 +3,7 @@
 //! This module knows the shape of the config and its rules; it starts nothing.
 
 mod dev;
+pub mod hubspot;
 mod inboxes;
 mod load;
 
@@ -17,6 +18,7 @@ pub use crate::adapters::email::SmtpConfig;
 pub use crate::model::is_http_url;
 pub use crate::secret::Secret;
 pub use dev::published_credentials;
+pub use hubspot::{ChannelHubspot, HubspotAuth, HubspotConfig};
 pub use inboxes::is_name;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str, warnings};
 
@@ -45,6 +47,8 @@ pub struct Config {
     pub inboxes: BTreeMap<String, InboxConfig>,
     /// Reply snippets by id, defined in the config (read-only through the API).
     pub snippets: BTreeMap<String, SnippetConfig>,
+    /// HubSpot custom-channel mode (`[hubspot]`), when configured.
+    pub hubspot: Option<HubspotConfig>,
 }
 
 /// An inbox: a group of channels and the reps (directly or through a team) who see them.
@@ -345,6 +349,8 @@ pub struct ChannelConfig {
     /// Media URLs from this channel's payloads may point at private addresses (an
     /// internal network); by default only public addresses are fetched.
     pub media_allow_private: bool,
+    /// The HubSpot channel account this channel's messages are published to.
+    pub hubspot: Option<ChannelHubspot>,
     pub adapter: AdapterConfig,
 }
 

@@ -39,6 +39,9 @@ fn redact(text: &str, runtime: &Runtime, job: &Job) -> String {
     if let Some(password) = &smtp_password {
         secrets.push(password);
     }
+    if let Some(hubspot) = &runtime.hubspot {
+        secrets.extend(hubspot.secrets());
+    }
     crate::secret::redact(text, &secrets)
 }
 
@@ -174,6 +177,7 @@ impl DeliveryWorker {
         let kind = match &job.kind {
             JobKind::Deliver { .. } => "deliver",
             JobKind::Email(_) => "email",
+            JobKind::HubspotPublish { .. } => "hubspot_publish",
         };
         // At level ERROR, as the request span: present whatever RUST_LOG lets through.
         let span = tracing::error_span!(
@@ -240,6 +244,14 @@ impl DeliveryWorker {
                     .map(|()| Receipt::default())
                     .map_err(Failure::Send)
             }
+            JobKind::HubspotPublish { message_id } => {
+                let Some(client) = runtime.hubspot.clone() else {
+                    // [hubspot] was removed since: the publish waits for it to come back.
+                    return JobOutcome::Released;
+                };
+                self.publish_to_hubspot(job, message_id, &client, &runtime)
+                    .await
+            }
         };
         match sent {
             Ok(receipt) => JobOutcome::Sent {
@@ -265,6 +277,29 @@ impl DeliveryWorker {
                     },
                     None => JobOutcome::Dead { error: reason },
                 }
+            }
+        }
+    }
+
+    /// Publishes an inbound message into HubSpot (custom-channel mode).
+    async fn publish_to_hubspot(
+        &self,
+        job: &Job,
+        message_id: &MessageId,
+        client: &crate::hubspot::HubspotClient,
+        runtime: &Runtime,
+    ) -> Result<Receipt, Failure> {
+        match crate::hubspot::publisher::publish(self.store.as_ref(), client, runtime, message_id)
+            .await
+        {
+            Ok(receipt) => Ok(receipt),
+            Err(crate::hubspot::publisher::PublishError::Send(e)) => Err(Failure::Send(e)),
+            Err(crate::hubspot::publisher::PublishError::Gone(why)) => {
+                Err(Failure::Outcome(JobOutcome::Dead { error: why }))
+            }
+            Err(crate::hubspot::publisher::PublishError::Store(e)) => {
+                tracing::warn!(job = %job.id, error = %e, "Could not read a message to publish to HubSpot.");
+                Err(Failure::Outcome(JobOutcome::Released))
             }
         }
     }

@@ -3,6 +3,7 @@
 //! persist; the rules they apply come from `desk`. The store knows nothing of platforms.
 
 mod error;
+pub mod hubspot;
 pub mod postgres;
 pub mod sqlite;
 
@@ -38,6 +39,9 @@ pub struct ChannelRules {
     pub routing: RoutingPlan,
     /// A rep's presence older than this counts as offline.
     pub presence_timeout_ms: i64,
+    /// The HubSpot channel account new inbound messages are published to (each queues a
+    /// `HubspotPublish` job in the ingest transaction); `None` when not linked.
+    pub hubspot_account: Option<String>,
 }
 
 /// A channel's routing rule with the reps it involves resolved from config.
@@ -130,6 +134,9 @@ impl DigestLinks {
 
 /// The channel id email jobs are queued under (they run whenever `[smtp]` is set).
 pub const JOB_CHANNEL_SMTP: &str = "@smtp";
+/// The channel id HubSpot jobs are queued under (they run whenever `[hubspot]` is set), so
+/// they do not wait on the platform channel's own queue.
+pub const JOB_CHANNEL_HUBSPOT: &str = "@hubspot";
 
 impl ChannelRules {
     pub fn new(channel_id: &str, channel: &ChannelConfig, config: &crate::config::Config) -> Self {
@@ -168,6 +175,10 @@ impl ChannelRules {
             ticket: channel.ticket.clone(),
             routing,
             presence_timeout_ms: (config.presence.timeout_s * 1000) as i64,
+            hubspot_account: channel
+                .hubspot
+                .as_ref()
+                .map(|link| link.channel_account_id.clone()),
         }
     }
 }
@@ -559,6 +570,9 @@ pub enum JobKind {
     Deliver { message_id: MessageId },
     /// Send an email through SMTP.
     Email(crate::model::outbound::Email),
+    /// Publish an inbound message into HubSpot (custom-channel mode); runs under
+    /// [`JOB_CHANNEL_HUBSPOT`], one at a time per conversation.
+    HubspotPublish { message_id: MessageId },
 }
 
 /// How a job attempt ended.
@@ -659,6 +673,9 @@ pub struct ConsoleSession {
 /// The persistence the daemon needs; SQLite and PostgreSQL implement it alike.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// The HubSpot side of the store (custom-channel mode).
+    fn hubspot(&self) -> &dyn hubspot::HubspotStore;
+
     /// Stores a verified webhook's events in one transaction, deduplicated and threaded.
     async fn ingest(
         &self,
@@ -911,6 +928,7 @@ pub trait Store: Send + Sync {
 /// How the outbox tables name a job's kind.
 pub(crate) const JOB_DELIVER: &str = "deliver";
 pub(crate) const JOB_EMAIL: &str = "email";
+pub(crate) const JOB_HUBSPOT_PUBLISH: &str = "hubspot_publish";
 
 impl JobKind {
     /// Reads a job back from its stored kind and JSON payload.
@@ -927,6 +945,12 @@ impl JobKind {
             JOB_EMAIL => serde_json::from_value(value)
                 .map(JobKind::Email)
                 .map_err(|e| StoreError::Internal(Detail::caused_by("email job payload", e))),
+            JOB_HUBSPOT_PUBLISH => {
+                let id = value["message_id"].as_str().unwrap_or_default();
+                Ok(JobKind::HubspotPublish {
+                    message_id: MessageId::from_stored(id.to_owned()),
+                })
+            }
             other => Err(StoreError::Internal(
                 format!("unknown job kind {other:?}").into(),
             )),
@@ -939,6 +963,7 @@ pub(crate) fn job_kind_label(kind: &str) -> &'static str {
     match kind {
         JOB_DELIVER => JOB_DELIVER,
         JOB_EMAIL => JOB_EMAIL,
+        JOB_HUBSPOT_PUBLISH => JOB_HUBSPOT_PUBLISH,
         _ => "unknown",
     }
 }

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod harness;
 mod hostile;
+mod hubspot_publish;
 mod inboxes;
 mod ingest;
 mod line;

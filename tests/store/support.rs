@@ -245,6 +245,7 @@ pub fn rules(channel: &str) -> ChannelRules {
         },
         routing: RoutingPlan::Nobody,
         presence_timeout_ms: 300_000,
+        hubspot_account: None,
     }
 }
 

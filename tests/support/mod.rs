@@ -7,6 +7,8 @@
 // Each test binary uses a part of this module; the rest is dead code to that binary.
 #![allow(dead_code)]
 
+pub mod hubspot_fake;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};

@@ -248,6 +248,9 @@ async fn ingest_message(
     .bind(body_text(&m.parts))
     .execute(&mut *c)
     .await?;
+    if rules.hubspot_account.is_some() {
+        super::hubspot::enqueue_publish(c, conversation.as_str(), &id, now).await?;
+    }
     let contact_name = contact_name(c, conversation.as_str()).await?;
     events::emit(
         c,

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_inboxes_comments_contacts_snippets.sql"),
     include_str!("../../../migrations/postgres/0003_actor_kinds.sql"),
     include_str!("../../../migrations/postgres/0005_console_sessions.sql"),
+    include_str!("../../../migrations/postgres/0006_hubspot.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -133,6 +134,9 @@ macro_rules! read {
         $body.await
     }};
 }
+
+// After the macros, which it uses.
+mod hubspot;
 
 pub struct PgStore {
     pool: PgPool,
@@ -331,6 +335,10 @@ where
 
 #[async_trait]
 impl Store for PgStore {
+    fn hubspot(&self) -> &dyn crate::store::hubspot::HubspotStore {
+        self
+    }
+
     async fn ingest(
         &self,
         rules: &ChannelRules,

@@ -190,7 +190,7 @@ pub async fn finish(
     }
     match &job.kind {
         JobKind::Deliver { message_id } => update_message(c, job, message_id, outcome, now).await,
-        JobKind::Email(_) => Ok(()),
+        JobKind::Email(_) | JobKind::HubspotPublish { .. } => Ok(()),
     }
 }
 
@@ -289,9 +289,13 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         kind: crate::store::job_kind_label(&kind),
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: get(row, "channel_id")?,
-        // Email jobs order under `email:{conversation}`.
-        conversation_id: get::<Option<String>>(row, "ordering_key")?
-            .map(|key| key.strip_prefix("email:").map(str::to_owned).unwrap_or(key)),
+        // Email jobs order under `email:{conversation}`, HubSpot jobs `hubspot:{conversation}`.
+        conversation_id: get::<Option<String>>(row, "ordering_key")?.map(|key| {
+            key.strip_prefix("email:")
+                .or_else(|| key.strip_prefix("hubspot:"))
+                .map(str::to_owned)
+                .unwrap_or(key)
+        }),
         message_id,
         attempts: get::<i32>(row, "attempts")?.max(0) as u32,
         last_error: get(row, "last_error")?,

@@ -192,6 +192,9 @@ fn ingest_message(
         now,
     ])?;
     tickets_store::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
+    if rules.hubspot_account.is_some() {
+        super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, now)?;
+    }
     events::emit(
         conn,
         "message.created",

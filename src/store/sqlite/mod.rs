@@ -11,6 +11,7 @@ mod comments;
 mod contacts;
 mod desk;
 mod events;
+mod hubspot;
 mod ingest;
 #[cfg(test)]
 mod migration_tests;
@@ -59,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0008_job_heads_last_inbound.sql"),
     include_str!("../../../migrations/sqlite/0009_actor_kinds.sql"),
     include_str!("../../../migrations/sqlite/0011_console_sessions.sql"),
+    include_str!("../../../migrations/sqlite/0012_hubspot.sql"),
 ];
 
 const READERS: usize = 4;
@@ -247,6 +249,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn hubspot(&self) -> &dyn crate::store::hubspot::HubspotStore {
+        self
+    }
+
     async fn ingest(
         &self,
         rules: &ChannelRules,

@@ -40,7 +40,7 @@ pub fn enqueue_email(
 }
 
 /// A pending job, the head of its ordering key when nothing else of that key is pending.
-fn insert_job(
+pub(super) fn insert_job(
     conn: &Connection,
     kind: &str,
     channel: &str,
@@ -106,7 +106,7 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
             JobKind::Deliver { message_id } => super::queries::outbound(conn, message_id)
                 .ok()
                 .map(Box::new),
-            JobKind::Email(_) => None,
+            JobKind::Email(_) | JobKind::HubspotPublish { .. } => None,
         };
         jobs.push(Job {
             id: JobId::from_stored(id),
@@ -174,7 +174,7 @@ pub fn finish(
     }
     match &job.kind {
         JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
-        JobKind::Email(_) => Ok(()),
+        JobKind::Email(_) | JobKind::HubspotPublish { .. } => Ok(()),
     }
 }
 
@@ -306,10 +306,13 @@ fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
         kind: crate::store::job_kind_label(&kind),
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: row.get(4)?,
-        // Email jobs order under `email:{conversation}`.
-        conversation_id: row
-            .get::<_, Option<String>>(5)?
-            .map(|key| key.strip_prefix("email:").map(str::to_owned).unwrap_or(key)),
+        // Email jobs order under `email:{conversation}`, HubSpot jobs `hubspot:{conversation}`.
+        conversation_id: row.get::<_, Option<String>>(5)?.map(|key| {
+            key.strip_prefix("email:")
+                .or_else(|| key.strip_prefix("hubspot:"))
+                .map(str::to_owned)
+                .unwrap_or(key)
+        }),
         message_id,
         attempts: row.get(7)?,
         last_error: row.get(8)?,
