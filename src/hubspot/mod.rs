@@ -8,9 +8,11 @@
 //! runs the jobs.
 
 pub mod client;
+pub mod events;
 pub mod files;
 pub mod publish;
 pub mod publisher;
+pub mod signature;
 pub mod wire;
 
 pub use client::{HubspotClient, HubspotError};
