@@ -11,6 +11,7 @@ pub mod client;
 pub mod files;
 pub mod publish;
 pub mod publisher;
+pub mod setup;
 pub mod wire;
 
 pub use client::{HubspotClient, HubspotError};
