@@ -99,8 +99,37 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Set up HubSpot custom-channel mode (docs/hubspot-guide.md); reads the [hubspot]
+    /// section of the same config the daemon reads.
+    Hubspot {
+        #[command(subcommand)]
+        action: HubspotAction,
+    },
     /// Print the version and exit (needs no config).
     Version,
+}
+
+#[derive(Subcommand)]
+enum HubspotAction {
+    /// Create the app's custom channel, or update the existing one (matched by
+    /// [hubspot].channel_id, else by name): never a second. Prints the channel_id line.
+    #[command(after_help = "Needs hubspot.developer_api_key and server.public_url. \
+        Capabilities come from the linked channels (before any is linked: every channel \
+        that could be); run it again after linking to narrow them.")]
+    Register {
+        /// The channel's name in HubSpot (also how an existing channel is found).
+        #[arg(long, default_value = channel_bridge::hubspot::setup::DEFAULT_CHANNEL_NAME)]
+        name: String,
+        /// Shown under the channel in HubSpot's connect flow.
+        #[arg(long, default_value = channel_bridge::hubspot::setup::DEFAULT_DESCRIPTION)]
+        description: String,
+        /// A logo shown in HubSpot's connect flow (default: keep the channel's).
+        #[arg(long)]
+        logo_url: Option<String>,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Healthcheck { url } => {
             Ok(healthcheck(&url.unwrap_or_else(|| base_url(&config))).await)
         }
+        Command::Hubspot { action } => hubspot(&config, action).await,
         Command::CheckConfig
         | Command::Version
         | Command::GenSecret
@@ -410,4 +440,30 @@ fn sign(config: &Config, channel: &str, body: Option<String>) -> anyhow::Result<
         println!("{name}: {value}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `channel-bridge hubspot …`: the outcome on stdout (text or JSON), errors on stderr.
+async fn hubspot(config: &Config, action: HubspotAction) -> anyhow::Result<ExitCode> {
+    use channel_bridge::hubspot::setup;
+    match action {
+        HubspotAction::Register {
+            name,
+            description,
+            logo_url,
+            json,
+        } => {
+            let options = setup::RegisterOptions {
+                name,
+                description,
+                logo_url,
+            };
+            let registered = setup::register(config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&registered)?);
+            } else {
+                print!("{}", registered.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

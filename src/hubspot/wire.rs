@@ -217,6 +217,10 @@ pub struct ChannelDefinition {
     pub webhook_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_description: Option<String>,
+    /// Required by the PATCH schema (`PublicChannelIntegrationChannelPatch`), optional on
+    /// create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_logo_url: Option<String>,
 }
 
 /// A custom channel as HubSpot answers it.
@@ -228,6 +232,13 @@ pub struct Channel {
     pub name: Option<String>,
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// As HubSpot holds them (an open map), to tell whether an update is needed.
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
+    #[serde(default)]
+    pub channel_description: Option<String>,
+    #[serde(default)]
+    pub channel_logo_url: Option<String>,
 }
 
 /// The body that creates a channel account (`PublicChannelAccountEgg`).

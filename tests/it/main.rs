@@ -12,6 +12,7 @@ mod events;
 mod harness;
 mod hostile;
 mod hubspot_publish;
+mod hubspot_setup;
 mod inboxes;
 mod ingest;
 mod line;

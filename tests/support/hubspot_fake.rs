@@ -594,13 +594,18 @@ fn check_channel_definition(check: &mut Check, body: &Value, create: bool) {
         ],
     );
     check.string(o, "body", "name", create);
+    // `PublicChannelIntegrationChannelPatch` requires these three.
     for key in [
         "webhookUrl",
         "channelAccountConnectionRedirectUrl",
         "channelDescription",
         "channelLogoUrl",
     ] {
-        check.string(o, "body", key, false);
+        let required = !create && matches!(key, "channelDescription" | "channelLogoUrl");
+        check.string(o, "body", key, required);
+    }
+    if !create && !o.contains_key("capabilities") {
+        check.fail("body.capabilities is required".into());
     }
     match o.get("capabilities") {
         None if create => check.fail("body.capabilities is required".into()),
