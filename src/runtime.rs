@@ -121,6 +121,7 @@ impl Runtime {
                                     .smtp
                                     .as_ref()
                                     .map(|s| (s, config.delivery.timeout_ms)),
+                                &media,
                             ),
                             retired,
                             media,

@@ -18,6 +18,7 @@ pub const PLATFORMS: &[&str] = &[
     "line",
     "twilio",
     "viber",
+    "slack",
 ];
 
 /// The webhook URL the channels believe they are served at (Twilio signs it).
@@ -65,16 +66,25 @@ api_base = "http://127.0.0.1:9"
 kind = "viber"
 auth_token = "fuzz-viber-token"
 api_base = "http://127.0.0.1:9"
+[channels.slack]
+kind = "slack"
+bot_token = "xoxb-fuzz"
+signing_secret = "fuzz-slack-secret"
+api_base = "http://127.0.0.1:9"
 "#;
 
 static ADAPTERS: LazyLock<HashMap<&'static str, Arc<dyn ChannelAdapter>>> = LazyLock::new(|| {
     let config = channel_bridge::config::load_str(CONFIG, []).expect("the fuzz config is valid");
     let http = reqwest::Client::new();
+    let media = channel_bridge::adapters::fetch::MediaClient::new(
+        std::time::Duration::from_secs(1),
+        false,
+    );
     PLATFORMS
         .iter()
         .map(|id| {
             let channel = config.channel(id).expect("configured");
-            (*id, channel.adapter.build(http.clone(), &[], None))
+            (*id, channel.adapter.build(http.clone(), &[], None, &media))
         })
         .collect()
 });
@@ -101,6 +111,7 @@ pub fn signature_header(platform: &str) -> &'static str {
         "line" => "x-line-signature",
         "twilio" => "x-twilio-signature",
         "viber" => "x-viber-content-signature",
+        "slack" => "x-slack-signature",
         _ => "webhook-signature",
     }
 }
@@ -147,8 +158,11 @@ pub fn parse(platform: &str, body: &[u8]) {
 
 /// Fuzzes a platform's signature check with a presented signature header and a body.
 pub fn verify(platform: &str, signature: &str, body: &[u8]) {
-    check(
-        platform,
-        &request(platform, &[(signature_header(platform), signature)], body),
-    );
+    // Slack signs over a timestamp header: a current one gets the fuzzed signature checked.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let mut headers = vec![(signature_header(platform), signature)];
+    if platform == "slack" {
+        headers.push(("x-slack-request-timestamp", now.as_str()));
+    }
+    check(platform, &request(platform, &headers, body));
 }

@@ -11,6 +11,7 @@ pub mod line;
 pub mod messenger;
 pub mod meta;
 pub mod signature;
+pub mod slack;
 pub mod telegram;
 pub mod twilio;
 pub mod viber;
@@ -245,6 +246,12 @@ pub trait ChannelAdapter: Send + Sync {
         Err(HandshakeError::NotSupported)
     }
 
+    /// The answer to a verified POST that is the platform checking the URL rather than
+    /// telling us something (Slack's `url_verification`); `None` for an ordinary webhook.
+    fn challenge(&self, _request: &RawRequest) -> Option<HandshakeReply> {
+        None
+    }
+
     /// Fetches the media of an inbound message, which the platform gave us (with the
     /// platform's credentials, which never leave the adapter). Everything goes through
     /// `web`, which applies the address policy to every hop. Never called for media a rep
@@ -275,6 +282,7 @@ pub enum AdapterConfig {
     Messenger(messenger::MessengerConfig),
     Line(line::LineConfig),
     Twilio(twilio::TwilioConfig),
+    Slack(slack::SlackConfig),
 }
 
 impl AdapterConfig {
@@ -289,6 +297,7 @@ impl AdapterConfig {
             AdapterConfig::Messenger(c) => c.validate(),
             AdapterConfig::Line(c) => c.validate(),
             AdapterConfig::Twilio(c) => c.validate(),
+            AdapterConfig::Slack(c) => c.validate(),
         }
     }
 
@@ -303,6 +312,7 @@ impl AdapterConfig {
             AdapterConfig::Messenger(_) => "messenger",
             AdapterConfig::Line(_) => "line",
             AdapterConfig::Twilio(_) => "twilio",
+            AdapterConfig::Slack(_) => "slack",
         }
     }
 
@@ -319,6 +329,7 @@ impl AdapterConfig {
             }
             AdapterConfig::Line(c) => vec![&c.channel_access_token, &c.channel_secret],
             AdapterConfig::Twilio(c) => vec![&c.auth_token],
+            AdapterConfig::Slack(c) => vec![&c.bot_token, &c.signing_secret],
         }
     }
 
@@ -337,6 +348,16 @@ impl AdapterConfig {
                 line::ROOM_IDENTIFIER_TYPE,
             ],
             AdapterConfig::Twilio(_) => &[twilio::IDENTIFIER_TYPE],
+            AdapterConfig::Slack(_) => &[slack::IDENTIFIER_TYPE],
+        }
+    }
+
+    /// How this kind threads when the channel does not say: a Slack conversation is a
+    /// Slack thread (or a whole DM); elsewhere one conversation per contact.
+    pub fn default_threading(&self) -> crate::config::Threading {
+        match self {
+            AdapterConfig::Slack(_) => crate::config::Threading::PlatformThread,
+            _ => crate::config::Threading::PerContact,
         }
     }
 
@@ -351,16 +372,20 @@ impl AdapterConfig {
             AdapterConfig::Messenger(c) => &c.app_secret,
             AdapterConfig::Line(c) => &c.channel_secret,
             AdapterConfig::Twilio(c) => &c.auth_token,
+            AdapterConfig::Slack(c) => &c.signing_secret,
         })
     }
 
-    /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends, and
-    /// `retired` are earlier verification secrets still accepted for a while.
+    /// Builds the adapter; `http` is the shared client (pool, timeouts) for sends,
+    /// `retired` are earlier verification secrets still accepted for a while, and `media`
+    /// is the channel's media client (for adapters that fetch a reply's files to upload
+    /// them).
     pub fn build(
         &self,
         http: reqwest::Client,
         retired: &[RetiredSecret],
         smtp: Option<(&email::SmtpConfig, u64)>,
+        media: &fetch::MediaClient,
     ) -> Arc<dyn ChannelAdapter> {
         match self {
             AdapterConfig::Email(c) => Arc::new(email::EmailChannel::new(c, smtp)),
@@ -377,6 +402,9 @@ impl AdapterConfig {
             }
             AdapterConfig::Line(c) => Arc::new(line::LineAdapter::new(c, http, retired)),
             AdapterConfig::Twilio(c) => Arc::new(twilio::TwilioAdapter::new(c, http, retired)),
+            AdapterConfig::Slack(c) => {
+                Arc::new(slack::SlackAdapter::new(c, http, retired, media.clone()))
+            }
         }
     }
 }

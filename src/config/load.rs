@@ -462,8 +462,9 @@ struct RawChannelRules {
     name: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    /// Unset: the platform's usual (`AdapterConfig::default_threading`).
     #[serde(default)]
-    threading: Threading,
+    threading: Option<Threading>,
     #[serde(default = "yes")]
     reopen: bool,
     #[serde(default)]
@@ -606,7 +607,10 @@ fn build(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Option<Config
                 ChannelConfig {
                     name,
                     enabled: raw.rules.enabled,
-                    threading: raw.rules.threading,
+                    threading: raw
+                        .rules
+                        .threading
+                        .unwrap_or_else(|| raw.adapter.default_threading()),
                     reopen: raw.rules.reopen,
                     routing: raw.rules.routing,
                     ticket,
@@ -1202,6 +1206,22 @@ routing = {routing}
         )
         .unwrap();
         assert!(crate::config::warnings(&round_robin).is_empty());
+    }
+
+    #[test]
+    fn a_slack_channel_threads_by_slack_thread_unless_it_says_otherwise() {
+        let slack = |extra: &str| {
+            format!(
+                "{}\n[channels.sl]\nkind = \"slack\"\nbot_token = \"xoxb-1\"\n\
+                 signing_secret = \"s\"\n{extra}",
+                minimal()
+            )
+        };
+        let config = load_str(&slack(""), []).unwrap();
+        assert_eq!(config.channels["sl"].threading, Threading::PlatformThread);
+        assert_eq!(config.channels["demo"].threading, Threading::PerContact);
+        let config = load_str(&slack("threading = \"per_contact\""), []).unwrap();
+        assert_eq!(config.channels["sl"].threading, Threading::PerContact);
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub fn outgoing_files(adapter: &AdapterConfig, media_max_bytes: u64) -> Outgoing
         AdapterConfig::Viber(_) => files(10, 50 * MB, 500 * MB, None),
         // MMS: 5 MB for all media of one message.
         AdapterConfig::Twilio(_) => files(10, 5 * MB, 5 * MB, None),
+        // Uploaded by us, so our own cap applies (Slack takes up to 1 GB).
+        AdapterConfig::Slack(c) => files(10, c.max_upload_bytes, 10 * c.max_upload_bytes, None),
         AdapterConfig::Email(_) => files(0, 0, 0, Some(&[])),
     }
 }
@@ -167,7 +169,8 @@ pub fn identifier_types(adapter: &AdapterConfig) -> &'static [DeliveryIdentifier
         AdapterConfig::Telegram(_)
         | AdapterConfig::Viber(_)
         | AdapterConfig::Messenger(_)
-        | AdapterConfig::Line(_) => &[ChannelSpecificOpaqueId],
+        | AdapterConfig::Line(_)
+        | AdapterConfig::Slack(_) => &[ChannelSpecificOpaqueId],
     }
 }
 

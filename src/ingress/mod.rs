@@ -39,6 +39,22 @@ pub struct WebhookReceipt {
     results: Vec<IngestOutcome>,
 }
 
+/// Slack's `url_verification` answer: the `challenge` its signed check sent.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookChallenge {
+    challenge: String,
+}
+
+/// What a webhook is answered with: what its events did, or, for a platform checking
+/// the URL (Slack's `url_verification`), the challenge it sent.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only the document names `Challenge`: the adapter writes its body.
+pub enum WebhookAnswer {
+    Receipt(WebhookReceipt),
+    Challenge(WebhookChallenge),
+}
+
 /// Takes a platform's webhook: verified by the channel's adapter, parsed, and stored in
 /// one transaction before the answer, so a platform that got 200 can forget it.
 ///
@@ -61,8 +77,8 @@ pub struct WebhookReceipt {
     ),
     request_body(content = WireBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "Stored (or recognized as already stored).",
-            body = WebhookReceipt),
+        (status = 200, description = "Stored (or recognized as already stored); for Slack's \
+            signed `url_verification` check, the `challenge` it sent.", body = WebhookAnswer),
         (status = 400, description = "The body cannot be read as the platform's events \
             (`malformed_json`, `invalid_event`).", body = ErrorBody),
         (status = 401, description = "The signature is missing, stale or wrong \
@@ -86,7 +102,7 @@ pub async fn receive(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<WebhookReceipt>, ApiError> {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = handle(&state, &channel_id, uri, headers, body, started).await;
     if let Err(e) = &result {
@@ -241,13 +257,16 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Json<WebhookReceipt>, ApiError> {
+) -> Result<Response, ApiError> {
     // One snapshot for the whole request: a reload mid-request does not mix configs.
     let runtime = state.runtime.load_full();
     let channel = serving(&runtime, channel_id)?;
     let body = read_body(body, runtime.config.server.max_body_bytes).await?;
     let request = raw_request(&runtime, Method::POST, &uri, headers, body);
     channel.adapter.verify(&request, Utc::now())?;
+    if let Some(reply) = channel.adapter.challenge(&request) {
+        return Ok(([(header::CONTENT_TYPE, reply.content_type)], reply.body).into_response());
+    }
     let mut events = channel.adapter.parse(&request)?;
     // PostgreSQL cannot store a NUL and SQLite can: one rule for both (model::nul).
     events.replace_nul();
@@ -325,5 +344,6 @@ async fn handle(
         stored,
         duplicates,
         results: outcomes,
-    }))
+    })
+    .into_response())
 }

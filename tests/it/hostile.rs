@@ -8,6 +8,7 @@
 use std::sync::{Arc, LazyLock};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use channel_bridge::adapters::fetch::MediaClient;
 use channel_bridge::adapters::signature::WebhookKey;
 use channel_bridge::adapters::{ChannelAdapter, RawRequest};
 use channel_bridge::error::ApiError;
@@ -57,6 +58,11 @@ api_base = "http://127.0.0.1:9"
 kind = "viber"
 auth_token = "hostile-viber-token"
 api_base = "http://127.0.0.1:9"
+[channels.slack]
+kind = "slack"
+bot_token = "xoxb-hostile"
+signing_secret = "hostile-slack-secret"
+api_base = "http://127.0.0.1:9"
 "#;
 
 /// (channel, content type, signature header) for every adapter kind.
@@ -76,11 +82,13 @@ const CHANNELS: &[(&str, &str, &str)] = &[
         "x-twilio-signature",
     ),
     ("viber", "application/json", "x-viber-content-signature"),
+    ("slack", "application/json", "x-slack-signature"),
 ];
 
 static ADAPTERS: LazyLock<Vec<(&'static str, Arc<dyn ChannelAdapter>)>> = LazyLock::new(|| {
     let config = channel_bridge::config::load_str(CONFIG, []).expect("valid config");
     let http = reqwest::Client::new();
+    let media = MediaClient::new(std::time::Duration::from_secs(1), false);
     CHANNELS
         .iter()
         .map(|(id, _, _)| {
@@ -90,7 +98,7 @@ static ADAPTERS: LazyLock<Vec<(&'static str, Arc<dyn ChannelAdapter>)>> = LazyLo
                     .channel(id)
                     .unwrap()
                     .adapter
-                    .build(http.clone(), &[], None),
+                    .build(http.clone(), &[], None, &media),
             )
         })
         .collect()
@@ -172,6 +180,13 @@ fn platform_json() -> impl Strategy<Value = Value> {
         Just("contact"),
         Just("file"),
         Just("audio"),
+        Just("event_callback"),
+        Just("subtype"),
+        Just("ts"),
+        Just("thread_ts"),
+        Just("channel"),
+        Just("files"),
+        Just("url_private"),
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -232,6 +247,27 @@ proptest! {
         }
         let request = RawRequest::post("https://bridge.example.test/hooks/generic", map, body.into_bytes());
         prop_assert!(ADAPTERS[0].1.verify(&request, chrono::Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn a_correctly_signed_slack_event_always_verifies_and_parses_or_is_a_4xx(
+        event in platform_json(),
+    ) {
+        use hmac::{Hmac, Mac};
+        let body = json!({"type": "event_callback", "api_app_id": "A1", "event": event}).to_string();
+        let ts = chrono::Utc::now().timestamp();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hostile-slack-secret").unwrap();
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+        let slack = CHANNELS.iter().position(|c| c.0 == "slack").unwrap();
+        let headers = [("x-slack-request-timestamp", ts.to_string()), ("x-slack-signature", signature)];
+        check(slack, &headers, body.as_bytes())?;
+        let mut map = HeaderMap::new();
+        for (name, value) in &headers {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        let request = RawRequest::post("https://bridge.example.test/hooks/slack", map, body.into_bytes());
+        prop_assert!(ADAPTERS[slack].1.verify(&request, chrono::Utc::now()).is_ok());
     }
 
     #[test]

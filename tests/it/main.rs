@@ -22,6 +22,7 @@ mod openapi;
 mod outbound_faults;
 mod reload;
 mod routing;
+mod slack;
 mod smtp;
 mod snippets;
 mod store_faults;
