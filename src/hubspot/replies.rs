@@ -24,10 +24,13 @@ pub fn file_id(media: &Media) -> Option<&str> {
     media.platform_ref.as_deref()?.strip_prefix(FILE_REF_PREFIX)
 }
 
-/// The record the store commits for one event.
-pub fn record(event: &WebhookEvent) -> WebhookRecord {
+/// The record the store commits for one event; a reply may only go to a conversation of
+/// one of `linked_channels` (the channels with a `hubspot` link).
+pub fn record(event: &WebhookEvent, linked_channels: &[String]) -> WebhookRecord {
     let action = match &event.kind {
-        EventKind::OutgoingMessage(message) => WebhookAction::Reply(reply(message)),
+        EventKind::OutgoingMessage(message) => {
+            WebhookAction::Reply(reply(message, linked_channels))
+        }
         EventKind::Account(account) => WebhookAction::Account(account_change(account)),
         EventKind::Unknown(_) => WebhookAction::Ignore,
     };
@@ -43,7 +46,7 @@ pub fn record(event: &WebhookEvent) -> WebhookRecord {
 
 /// A rep's message as a reply: its text, then one part per file. The sender is the rep
 /// as HubSpot names them (`hubspot:A-123`).
-pub fn reply(event: &OutgoingMessage) -> HubspotReply {
+pub fn reply(event: &OutgoingMessage, linked_channels: &[String]) -> HubspotReply {
     let message = &event.message;
     let mut parts = Vec::new();
     if let Some(text) = message.text.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -75,6 +78,7 @@ pub fn reply(event: &OutgoingMessage) -> HubspotReply {
         hubspot_message_id: message.id.clone(),
         conversations,
         hubspot_thread_id: message.conversations_thread_id.clone(),
+        linked_channels: linked_channels.to_vec(),
         in_reply_to: message.in_reply_to_id.clone(),
         parts,
         sender: Sender {
@@ -170,7 +174,7 @@ mod tests {
 
     fn one(body: serde_json::Value) -> WebhookRecord {
         let events = parse(body.to_string().as_bytes()).unwrap();
-        record(&events[0])
+        record(&events[0], &["hs".to_owned()])
     }
 
     fn outgoing(attachments: serde_json::Value, text: &str) -> serde_json::Value {
@@ -198,6 +202,7 @@ mod tests {
             panic!("{:?}", record.action);
         };
         assert_eq!(reply.conversations, ["conv_1"]);
+        assert_eq!(reply.linked_channels, ["hs"]);
         assert_eq!(reply.hubspot_thread_id.as_deref(), Some("77"));
         assert_eq!(reply.sender.id, "hubspot:A-5");
         assert_eq!(reply.refused, None);

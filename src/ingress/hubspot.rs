@@ -170,7 +170,19 @@ async fn handle(
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
     let parsed = events::parse(&body)?;
     telemetry::webhook_received(CHANNEL_LABEL, parsed.len());
-    let records: Vec<_> = parsed.iter().map(replies::record).collect();
+    // Replies go only to conversations of channels linked to HubSpot: HubSpot names the
+    // conversation, and must not be able to name one of another channel.
+    let linked: Vec<String> = runtime
+        .config
+        .channels
+        .iter()
+        .filter(|(_, c)| c.hubspot.is_some())
+        .map(|(id, _)| id.clone())
+        .collect();
+    let records: Vec<_> = parsed
+        .iter()
+        .map(|event| replies::record(event, &linked))
+        .collect();
     let outcomes = state.store.hubspot().record_webhook(records).await?;
     let mut results = Vec::with_capacity(outcomes.len());
     let mut duplicates = 0;

@@ -107,6 +107,9 @@ pub struct HubspotReply {
     /// HubSpot's `conversationsThreadId`: the conversation of a message we published into
     /// that thread, when none of `conversations` exists.
     pub hubspot_thread_id: Option<String>,
+    /// The channels linked to HubSpot: a conversation on any other channel is never
+    /// replied to, whatever id HubSpot names.
+    pub linked_channels: Vec<String>,
     /// HubSpot's id of the message the rep quoted.
     pub in_reply_to: Option<String>,
     pub parts: Vec<Part>,

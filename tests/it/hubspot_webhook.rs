@@ -481,3 +481,34 @@ async fn a_deauthorized_account_parks_publishing_shows_in_channels_and_resumes()
     );
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_webhook_and_the_channels_hubspot_state() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/api/openapi.json").await;
+    let operation = &doc["paths"]["/hubspot/webhook"]["post"];
+    assert_eq!(operation["operationId"], "receive_hubspot_webhook");
+    for status in ["200", "400", "401", "413", "503"] {
+        assert!(
+            operation["responses"][status].is_object(),
+            "{status}: {operation}"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let event = &schemas["HubspotWebhookEvent"]["properties"];
+    for field in [
+        "type",
+        "eventId",
+        "channelIntegrationThreadIds",
+        "message",
+        "channelAccountId",
+    ] {
+        assert!(event[field].is_object(), "{field}: {event}");
+    }
+    assert!(schemas["Channel"]["properties"]["hubspot"].is_object());
+    let states = schemas["HubspotAccountStatus"]["enum"].clone();
+    assert_eq!(
+        states,
+        json!(["authorized", "deauthorized", "deleted", "unknown"])
+    );
+}

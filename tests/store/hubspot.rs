@@ -19,6 +19,7 @@ conformance!(
     a_reps_message_becomes_one_queued_reply_however_often_hubspot_sends_it,
     a_reply_finds_its_conversation_through_the_hubspot_thread_we_published_into,
     a_message_without_a_conversation_is_recorded_and_reported_failed,
+    a_conversation_of_a_channel_not_linked_to_hubspot_is_never_replied_to,
     a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed,
     replies_of_other_sources_report_nothing_to_hubspot,
     a_deauthorized_account_parks_publishes_until_it_is_authorized_again,
@@ -35,6 +36,7 @@ fn hs_reply(id: &str, conversations: &[&str], thread: Option<&str>) -> WebhookRe
             hubspot_message_id: id.into(),
             conversations: conversations.iter().map(|c| c.to_string()).collect(),
             hubspot_thread_id: thread.map(str::to_owned),
+            linked_channels: vec!["chat".into()],
             in_reply_to: None,
             parts: text(&format!("reply {id}")),
             sender: rep("hubspot:A-1"),
@@ -179,6 +181,24 @@ async fn a_message_without_a_conversation_is_recorded_and_reported_failed(
     // A retry of it is a duplicate: it is not reported twice.
     let again = record(&*store, vec![hs_reply("hs-3", &["conv_gone"], None)]).await;
     assert_eq!(again, [WebhookOutcome::Duplicate]);
+}
+
+async fn a_conversation_of_a_channel_not_linked_to_hubspot_is_never_replied_to(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let elsewhere = open_conversation(&*store, &rules("private"), "ana").await;
+    let outcome = record(&*store, vec![hs_reply("hs-x", &[elsewhere.as_str()], None)]).await;
+    assert!(
+        matches!(&outcome[0], WebhookOutcome::Unroutable { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        messages(&*store, &elsewhere).await.len(),
+        1,
+        "nothing added"
+    );
+    assert!(lease(&*store, "w", &["private"]).await.is_empty());
 }
 
 async fn a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed(

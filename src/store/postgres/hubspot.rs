@@ -249,11 +249,14 @@ async fn reply_conversation(
     reply: &HubspotReply,
 ) -> Result<Option<String>, StoreError> {
     for id in &reply.conversations {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM conversations WHERE id = $1 AND deleted_at IS NULL")
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?;
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE id = $1 AND deleted_at IS NULL
+               AND channel_id = ANY($2)",
+        )
+        .bind(id)
+        .bind(&reply.linked_channels)
+        .fetch_optional(&mut *c)
+        .await?;
         if found.is_some() {
             return Ok(found);
         }
@@ -265,10 +268,11 @@ async fn reply_conversation(
         "SELECT m.conversation_id FROM hubspot_messages h
          JOIN messages m ON m.id = h.message_id
          JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
-         WHERE h.hubspot_thread_id = $1
+         WHERE h.hubspot_thread_id = $1 AND c.channel_id = ANY($2)
          ORDER BY h.published_at DESC LIMIT 1",
     )
     .bind(thread)
+    .bind(&reply.linked_channels)
     .fetch_optional(&mut *c)
     .await?)
 }

@@ -215,10 +215,14 @@ fn reply_conversation(
     conn: &Connection,
     reply: &HubspotReply,
 ) -> Result<Option<String>, StoreError> {
+    let linked = serde_json::to_string(&reply.linked_channels).unwrap_or_else(|_| "[]".into());
     for id in &reply.conversations {
         let found: Option<String> = conn
-            .prepare_cached("SELECT id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached(
+                "SELECT id FROM conversations WHERE id = ?1 AND deleted_at IS NULL
+                   AND channel_id IN (SELECT value FROM json_each(?2))",
+            )?
+            .query_row(params![id, linked], |r| r.get(0))
             .optional()?;
         if found.is_some() {
             return Ok(found);
@@ -233,9 +237,10 @@ fn reply_conversation(
              JOIN messages m ON m.id = h.message_id
              JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
              WHERE h.hubspot_thread_id = ?1
+               AND c.channel_id IN (SELECT value FROM json_each(?2))
              ORDER BY h.published_at DESC LIMIT 1",
         )?
-        .query_row([thread], |r| r.get(0))
+        .query_row(params![thread, linked], |r| r.get(0))
         .optional()?)
 }
 
