@@ -195,6 +195,7 @@ impl App {
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(api::openapi::ApiDoc::openapi())
         .routes(routes!(ingress::receive, ingress::handshake))
+        .routes(routes!(ingress::hubspot::receive))
         .merge(api::router())
         .routes(routes!(api::openapi::serve))
         .routes(routes!(api::ops::healthz))

@@ -263,7 +263,7 @@ struct RequestLimits {
 impl RequestLimits {
     /// The budget a request to `path` counts against, and its name for metrics.
     fn budget(&self, path: &str) -> (&Arc<Semaphore>, &'static str) {
-        if path.starts_with("/hooks/") {
+        if path.starts_with("/hooks/") || path.starts_with("/hubspot/") {
             (&self.webhooks, "webhooks")
         } else if path.starts_with("/api/") {
             (&self.api, "api")

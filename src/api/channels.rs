@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Caller;
-use super::openapi::Unauthorized;
+use super::openapi::{StoreErrors, Unauthorized};
 use crate::app::AppState;
 use crate::config::Threading;
 use crate::error::ApiError;
@@ -27,6 +27,31 @@ pub struct ChannelInfo {
     reopen: bool,
     /// Where the platform should send webhooks; null without `server.public_url`.
     webhook_url: Option<String>,
+    /// The HubSpot channel account the channel publishes to; null when not linked.
+    hubspot: Option<HubspotAccountLink>,
+}
+
+/// A channel's HubSpot channel account and what HubSpot last said about it.
+#[derive(Serialize, ToSchema)]
+pub struct HubspotAccountLink {
+    channel_account_id: String,
+    state: HubspotAccountStatus,
+    /// When a `CHANNEL_ACCOUNT_*` event last changed it; null before the first.
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Whether HubSpot takes the account's messages.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HubspotAccountStatus {
+    /// Publishing goes on.
+    Authorized,
+    /// De-authorized in HubSpot: publishes wait (not failed) until it is authorized again.
+    Deauthorized,
+    /// Deleted in HubSpot (`CHANNEL_ACCOUNT_PURGED`): publishes wait until it is back.
+    Deleted,
+    /// No account event received yet: treated as authorized.
+    Unknown,
 }
 
 /// The channels, in one page, with the state of the last config reload.
@@ -48,14 +73,40 @@ pub struct ChannelList {
     responses(
         (status = 200, description = "Every configured channel.", body = ChannelList),
         Unauthorized,
+        StoreErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<ChannelList>, ApiError> {
-    let runtime = state.runtime.load();
+    let runtime = state.runtime.load_full();
     let public = runtime.config.server.public_url.clone();
+    let linked = runtime
+        .config
+        .channels
+        .values()
+        .any(|c| c.hubspot.is_some());
+    let accounts = if linked {
+        state.store.hubspot().hubspot_accounts().await?
+    } else {
+        Vec::new()
+    };
+    let hubspot = |link: &crate::config::ChannelHubspot| {
+        let known = accounts
+            .iter()
+            .find(|a| a.channel_account_id == link.channel_account_id);
+        HubspotAccountLink {
+            channel_account_id: link.channel_account_id.clone(),
+            state: match known {
+                None => HubspotAccountStatus::Unknown,
+                Some(a) if a.deleted => HubspotAccountStatus::Deleted,
+                Some(a) if !a.authorized => HubspotAccountStatus::Deauthorized,
+                Some(_) => HubspotAccountStatus::Authorized,
+            },
+            updated_at: known.map(|a| a.updated_at),
+        }
+    };
     let items = runtime
         .config
         .channels
@@ -67,6 +118,7 @@ pub async fn list(
             threading: channel.threading,
             reopen: channel.reopen,
             webhook_url: public.as_ref().map(|base| format!("{base}/hooks/{id}")),
+            hubspot: channel.hubspot.as_ref().map(hubspot),
         })
         .collect();
     let config = state

@@ -277,6 +277,21 @@ impl HubspotClient {
         self.call_json(Method::POST, url, Auth::Bearer, body).await
     }
 
+    /// A link to a private File Manager file that works for `expiration_s` seconds
+    /// (`GET /files/v3/files/{fileId}/signed-url`): what a platform fetches a rep's
+    /// attachment from, asked for again at each delivery attempt.
+    pub async fn signed_url(
+        &self,
+        file_id: &str,
+        expiration_s: u64,
+    ) -> Result<wire::SignedUrl, HubspotError> {
+        let mut url = self.url(&["files", "v3", "files", file_id, "signed-url"])?;
+        url.query_pairs_mut()
+            .append_pair("expirationSeconds", &expiration_s.to_string());
+        self.call_json(Method::GET, url, Auth::Bearer, Body::None)
+            .await
+    }
+
     /// The app's custom channels, every page (developer API key).
     pub async fn list_channels(&self) -> Result<Vec<wire::Channel>, HubspotError> {
         let mut all = Vec::new();

@@ -12,6 +12,7 @@ pub mod events;
 pub mod files;
 pub mod publish;
 pub mod publisher;
+pub mod replies;
 pub mod setup;
 pub mod signature;
 pub mod wire;

@@ -25,6 +25,9 @@ pub enum PublishError {
     Gone(String),
     /// The store could not be read: the job waits and runs again.
     Store(StoreError),
+    /// HubSpot does not take messages for the channel account now (de-authorized or
+    /// deleted): the job waits, neither failed nor dead, until it does again.
+    Parked(String),
 }
 
 impl From<StoreError> for PublishError {
@@ -66,6 +69,25 @@ pub async fn publish(
             source.channel_id
         )));
     };
+
+    if let Some(state) = hubspot
+        .hubspot_accounts()
+        .await?
+        .into_iter()
+        .find(|a| a.channel_account_id == account)
+        .filter(|a| !a.usable())
+    {
+        let why = if state.deleted {
+            "deleted"
+        } else {
+            "not authorized"
+        };
+        return Err(PublishError::Parked(format!(
+            "{}HubSpot channel account {account} is {why} ({})",
+            crate::store::hubspot::PARKED_PREFIX,
+            state.last_event
+        )));
+    }
 
     let mut files: BTreeMap<usize, FileSlot> = hubspot
         .hubspot_files(message)

@@ -170,6 +170,13 @@ pub struct PublishedMessage {
     pub conversations_thread_id: Option<String>,
 }
 
+/// A temporary link to a private file (`SignedUrl` of the Files API), the field we use.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedUrl {
+    pub url: String,
+}
+
 /// `statusType` of a delivery status update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -1,7 +1,10 @@
-//! Webhook ingress: `POST /hooks/{channel}` (and `GET` for platform handshakes). Owns the
+//! Webhook ingress: `POST /hooks/{channel}` (and `GET` for platform handshakes), and
+//! HubSpot's `POST /hubspot/webhook` (`hubspot.rs`). Owns the
 //! HTTP side (lookup, body limit, raw bytes, the public URL); the channel's adapter
 //! verifies and parses; the store commits. The answer is 200 only after the commit, so a
 //! platform that got 200 can forget the message.
+
+pub mod hubspot;
 
 use std::time::Instant;
 

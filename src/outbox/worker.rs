@@ -22,6 +22,14 @@ use crate::telemetry;
 const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Pause after a store error before leasing again.
 const STORE_BACKOFF: Duration = Duration::from_millis(500);
+/// How often a publish parked on a de-authorized HubSpot account looks again (a
+/// re-authorization event makes it due at once; this is the safety net).
+const PARK_RECHECK: Duration = Duration::from_secs(60);
+/// How long the signed link to a rep's HubSpot file works: the platform fetches it while
+/// the send runs, or soon after.
+const SIGNED_URL_LIFETIME_S: u64 = 3600;
+/// HubSpot shows a FAILED reason to the rep; a platform's answer can be long.
+const MAX_FAILURE_TEXT: usize = 1000;
 
 /// `text` without any secret of the job's channel (or of `[smtp]`, for emails).
 fn redact(text: &str, runtime: &Runtime, job: &Job) -> String {
@@ -178,6 +186,7 @@ impl DeliveryWorker {
             JobKind::Deliver { .. } => "deliver",
             JobKind::Email(_) => "email",
             JobKind::HubspotPublish { .. } => "hubspot_publish",
+            JobKind::HubspotStatus { .. } => "hubspot_status",
         };
         // At level ERROR, as the request span: present whatever RUST_LOG lets through.
         let span = tracing::error_span!(
@@ -199,6 +208,7 @@ impl DeliveryWorker {
             JobOutcome::Retry { .. } => "retry",
             JobOutcome::Dead { .. } => "dead",
             JobOutcome::Released => "released",
+            JobOutcome::Park { .. } => "parked",
         };
         let error = match &outcome {
             JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } => Some(error.clone()),
@@ -231,7 +241,7 @@ impl DeliveryWorker {
                     // Disabled or removed since it was leased: it waits, untouched.
                     return JobOutcome::Released;
                 };
-                self.deliver(job, message_id, channel).await
+                self.deliver(job, message_id, channel, &runtime).await
             }
             JobKind::Email(email) => {
                 let Some(mailer) = &runtime.mailer else {
@@ -251,6 +261,20 @@ impl DeliveryWorker {
                 };
                 self.publish_to_hubspot(job, message_id, &client, &runtime)
                     .await
+            }
+            JobKind::HubspotStatus {
+                message_id,
+                hubspot_message_id,
+                status,
+                error,
+            } => {
+                let Some(client) = runtime.hubspot.clone() else {
+                    return JobOutcome::Released;
+                };
+                if let Some(message) = message_id {
+                    tracing::Span::current().record("conversation_id", message.as_str());
+                }
+                report_status(&client, hubspot_message_id, *status, error.as_deref()).await
             }
         };
         match sent {
@@ -301,6 +325,13 @@ impl DeliveryWorker {
                 tracing::warn!(job = %job.id, error = %e, "Could not read a message to publish to HubSpot.");
                 Err(Failure::Outcome(JobOutcome::Released))
             }
+            Err(crate::hubspot::publisher::PublishError::Parked(reason)) => {
+                tracing::info!(job = %job.id, %reason, "Publish parked until HubSpot takes messages for its account.");
+                Err(Failure::Outcome(JobOutcome::Park {
+                    at: Utc::now() + PARK_RECHECK,
+                    reason,
+                }))
+            }
         }
     }
 
@@ -310,6 +341,7 @@ impl DeliveryWorker {
         job: &Job,
         message_id: &MessageId,
         channel: &LiveChannel,
+        runtime: &Runtime,
     ) -> Result<Receipt, Failure> {
         let read = match &job.outbound {
             Some(outbound) => Ok(outbound.as_ref().clone()),
@@ -331,6 +363,7 @@ impl DeliveryWorker {
             }
         };
         tracing::Span::current().record("conversation_id", outbound.conversation_id.as_str());
+        let outbound = fresh_hubspot_links(outbound, runtime).await?;
         channel.adapter.send(&outbound).await.map_err(Failure::Send)
     }
 
@@ -349,6 +382,7 @@ impl DeliveryWorker {
                 note.replace_nul();
             }
             JobOutcome::Retry { error, .. } | JobOutcome::Dead { error } => error.replace_nul(),
+            JobOutcome::Park { reason, .. } => reason.replace_nul(),
             JobOutcome::Released => {}
         }
         let mut delay = Duration::from_millis(50);
@@ -371,4 +405,80 @@ impl DeliveryWorker {
             }
         }
     }
+}
+
+/// A rep's HubSpot files, as links that work now: each part naming a HubSpot file
+/// (`hubspot-file:{id}`, `hubspot::replies`) gets a fresh signed URL from the Files API,
+/// so a reply retried hours later still sends its files. The platform fetches the link;
+/// nothing is stored.
+async fn fresh_hubspot_links(
+    mut outbound: crate::model::outbound::Outbound,
+    runtime: &Runtime,
+) -> Result<crate::model::outbound::Outbound, Failure> {
+    use crate::model::Part;
+    for part in &mut outbound.parts {
+        let media = match part {
+            Part::Image(m)
+            | Part::Video(m)
+            | Part::Audio(m)
+            | Part::VoiceNote(m)
+            | Part::Sticker(m)
+            | Part::File(m) => &mut m.media,
+            _ => continue,
+        };
+        let Some(file_id) = crate::hubspot::replies::file_id(media).map(str::to_owned) else {
+            continue;
+        };
+        let Some(client) = &runtime.hubspot else {
+            return Err(Failure::Send(SendError::Retryable {
+                reason: "a HubSpot file needs [hubspot] to be configured".into(),
+                retry_after: None,
+            }));
+        };
+        let signed = client
+            .signed_url(&file_id, SIGNED_URL_LIFETIME_S)
+            .await
+            .map_err(|e| Failure::Send(e.into_send_error()))?;
+        media.url = Some(signed.url);
+        // The platform must fetch the link, not take the reference for one of its own ids.
+        media.platform_ref = None;
+    }
+    Ok(outbound)
+}
+
+/// Tells HubSpot what became of a rep's message (`PATCH …/messages/{id}`).
+async fn report_status(
+    client: &crate::hubspot::HubspotClient,
+    hubspot_message_id: &str,
+    status: crate::store::hubspot::ReportedStatus,
+    error: Option<&str>,
+) -> Result<Receipt, Failure> {
+    use crate::hubspot::wire::{MessageStatus, StatusType};
+    use crate::store::hubspot::ReportedStatus;
+    let status_type = match status {
+        ReportedStatus::Sent => StatusType::Sent,
+        ReportedStatus::Read => StatusType::Read,
+        ReportedStatus::Failed => StatusType::Failed,
+    };
+    let error_message = match status {
+        ReportedStatus::Failed => Some(
+            error
+                .unwrap_or("the platform did not take the message")
+                .chars()
+                .take(MAX_FAILURE_TEXT)
+                .collect(),
+        ),
+        _ => None,
+    };
+    client
+        .update_message_status(
+            hubspot_message_id,
+            &MessageStatus {
+                status_type,
+                error_message,
+            },
+        )
+        .await
+        .map(|()| Receipt::default())
+        .map_err(|e| Failure::Send(e.into_send_error()))
 }

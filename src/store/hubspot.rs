@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{ConversationId, Identifier, MessageId, Part};
+use crate::model::{ConversationId, Identifier, MessageId, Part, Sender};
 use crate::store::StoreError;
 
 /// Which way a message crossed between us and HubSpot.
@@ -73,6 +73,174 @@ pub struct HubspotQueue {
     pub dead: u64,
 }
 
+/// One event of a verified HubSpot webhook, with what to do about it (decided by
+/// `crate::hubspot::replies`, stored by [`HubspotStore::record_webhook`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookRecord {
+    /// What deduplicates it (`message:{id}`, `event:{eventId}`, `sha256:{…}`).
+    pub key: String,
+    /// HubSpot's `type`.
+    pub kind: String,
+    /// The event as received (JSON).
+    pub payload: String,
+    pub action: WebhookAction,
+}
+
+/// What an event does to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebhookAction {
+    /// A rep's message: an outbound reply and its delivery job.
+    Reply(HubspotReply),
+    /// A channel account was created, changed or deleted.
+    Account(AccountChange),
+    /// Nothing beyond recording it (an unknown type).
+    Ignore,
+}
+
+/// A rep's message from HubSpot, to be sent to the contact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubspotReply {
+    pub hubspot_message_id: String,
+    /// Our conversation ids HubSpot names (`channelIntegrationThreadIds`), first tried
+    /// first.
+    pub conversations: Vec<String>,
+    /// HubSpot's `conversationsThreadId`: the conversation of a message we published into
+    /// that thread, when none of `conversations` exists.
+    pub hubspot_thread_id: Option<String>,
+    /// The channels linked to HubSpot: a conversation on any other channel is never
+    /// replied to, whatever id HubSpot names.
+    pub linked_channels: Vec<String>,
+    /// HubSpot's id of the message the rep quoted.
+    pub in_reply_to: Option<String>,
+    pub parts: Vec<Part>,
+    pub sender: Sender,
+    /// Why it cannot be sent whatever the conversation (nothing sendable in it); reported
+    /// to HubSpot as FAILED.
+    pub refused: Option<String>,
+}
+
+/// A channel account's new state; `None` fields stay as they were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountChange {
+    pub channel_account_id: String,
+    pub authorized: Option<bool>,
+    pub deleted: bool,
+    pub name: Option<String>,
+}
+
+/// What recording one event did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebhookOutcome {
+    /// Stored before (HubSpot retried): nothing new.
+    Duplicate,
+    /// A reply was queued in `conversation_id`.
+    Replied {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+    },
+    /// No conversation (or nothing sendable): recorded, and FAILED is reported to HubSpot.
+    Unroutable { reason: String },
+    /// A channel account's state was recorded.
+    Account,
+    /// Recorded and otherwise left alone.
+    Ignored,
+}
+
+/// How `hubspot_events.outcome` names an outcome.
+pub(crate) fn outcome_label(outcome: &WebhookOutcome) -> &'static str {
+    match outcome {
+        WebhookOutcome::Duplicate => "duplicate",
+        WebhookOutcome::Replied { .. } => "reply",
+        WebhookOutcome::Unroutable { .. } => "unroutable",
+        WebhookOutcome::Account => "account",
+        WebhookOutcome::Ignored => "ignored",
+    }
+}
+
+/// A delivery status reported back to HubSpot on the message a rep wrote there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportedStatus {
+    Sent,
+    Read,
+    Failed,
+}
+
+impl ReportedStatus {
+    /// As HubSpot's `statusType` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportedStatus::Sent => "SENT",
+            ReportedStatus::Read => "READ",
+            ReportedStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SENT" => Some(ReportedStatus::Sent),
+            "READ" => Some(ReportedStatus::Read),
+            "FAILED" => Some(ReportedStatus::Failed),
+            _ => None,
+        }
+    }
+
+    /// The status HubSpot hears of when our message moves to `status`, if any (queued and
+    /// delivered have no HubSpot status; SENT is reported when the send succeeds).
+    pub fn of(status: crate::model::DeliveryStatus) -> Option<Self> {
+        use crate::model::DeliveryStatus as D;
+        match status {
+            D::Sent => Some(ReportedStatus::Sent),
+            D::Read => Some(ReportedStatus::Read),
+            D::Failed => Some(ReportedStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A channel account as HubSpot last described it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountState {
+    pub channel_account_id: String,
+    pub authorized: bool,
+    pub deleted: bool,
+    pub name: Option<String>,
+    /// The event type that last changed it.
+    pub last_event: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AccountState {
+    /// Whether HubSpot takes messages for it: publishing to it parks otherwise.
+    pub fn usable(&self) -> bool {
+        self.authorized && !self.deleted
+    }
+}
+
+/// The reason a parked publish job shows (`last_error`); a re-authorization makes the
+/// jobs with it due at once.
+pub const PARKED_PREFIX: &str = "parked: ";
+
+/// The ordering key of status reports on one HubSpot message: SENT before READ.
+pub fn status_key(hubspot_message_id: &str) -> String {
+    format!("hubspot-status:{hubspot_message_id}")
+}
+
+/// The payload of a status job.
+pub fn status_payload(
+    message: Option<&MessageId>,
+    hubspot_message_id: &str,
+    status: ReportedStatus,
+    error: Option<&str>,
+) -> String {
+    serde_json::json!({
+        "message_id": message,
+        "hubspot_message_id": hubspot_message_id,
+        "status": status.as_str(),
+        "error": error,
+    })
+    .to_string()
+}
+
 #[async_trait]
 pub trait HubspotStore: Send + Sync {
     /// The inbound message `message` with what publishing it needs.
@@ -103,4 +271,15 @@ pub trait HubspotStore: Send + Sync {
 
     /// Publish (and status) jobs waiting or dead in the outbox.
     async fn hubspot_queue(&self) -> Result<HubspotQueue, StoreError>;
+
+    /// Records a verified webhook's events in one transaction, each once: a rep's message
+    /// becomes an outbound reply with its delivery job (and keeps HubSpot's id), an
+    /// account event updates the account. Answers one outcome per event.
+    async fn record_webhook(
+        &self,
+        events: Vec<WebhookRecord>,
+    ) -> Result<Vec<WebhookOutcome>, StoreError>;
+
+    /// Every channel account HubSpot told us about.
+    async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError>;
 }

@@ -573,6 +573,15 @@ pub enum JobKind {
     /// Publish an inbound message into HubSpot (custom-channel mode); runs under
     /// [`JOB_CHANNEL_HUBSPOT`], one at a time per conversation.
     HubspotPublish { message_id: MessageId },
+    /// Report a delivery status on a rep's HubSpot message (`PATCH …/messages/{id}`);
+    /// runs under [`JOB_CHANNEL_HUBSPOT`], in order per HubSpot message.
+    HubspotStatus {
+        /// Our reply, when there is one (an unroutable message has none).
+        message_id: Option<MessageId>,
+        hubspot_message_id: String,
+        status: hubspot::ReportedStatus,
+        error: Option<String>,
+    },
 }
 
 /// How a job attempt ended.
@@ -589,6 +598,9 @@ pub enum JobOutcome {
     Dead { error: String },
     /// Not attempted (its channel went away or was disabled): put it back untouched.
     Released,
+    /// Not attempted, and not to be for a while (its HubSpot channel account is not
+    /// authorized): due again at `at`, its attempts untouched, `reason` shown as its error.
+    Park { at: DateTime<Utc>, reason: String },
 }
 
 /// A request for due jobs.
@@ -929,6 +941,7 @@ pub trait Store: Send + Sync {
 pub(crate) const JOB_DELIVER: &str = "deliver";
 pub(crate) const JOB_EMAIL: &str = "email";
 pub(crate) const JOB_HUBSPOT_PUBLISH: &str = "hubspot_publish";
+pub(crate) const JOB_HUBSPOT_STATUS: &str = "hubspot_status";
 
 impl JobKind {
     /// Reads a job back from its stored kind and JSON payload.
@@ -951,6 +964,21 @@ impl JobKind {
                     message_id: MessageId::from_stored(id.to_owned()),
                 })
             }
+            JOB_HUBSPOT_STATUS => {
+                let text = |k: &str| value[k].as_str().map(str::to_owned);
+                let status = text("status")
+                    .as_deref()
+                    .and_then(hubspot::ReportedStatus::parse)
+                    .ok_or_else(|| {
+                        StoreError::Internal("status job without a valid status".into())
+                    })?;
+                Ok(JobKind::HubspotStatus {
+                    message_id: text("message_id").map(MessageId::from_stored),
+                    hubspot_message_id: text("hubspot_message_id").unwrap_or_default(),
+                    status,
+                    error: text("error"),
+                })
+            }
             other => Err(StoreError::Internal(
                 format!("unknown job kind {other:?}").into(),
             )),
@@ -964,6 +992,7 @@ pub(crate) fn job_kind_label(kind: &str) -> &'static str {
         JOB_DELIVER => JOB_DELIVER,
         JOB_EMAIL => JOB_EMAIL,
         JOB_HUBSPOT_PUBLISH => JOB_HUBSPOT_PUBLISH,
+        JOB_HUBSPOT_STATUS => JOB_HUBSPOT_STATUS,
         _ => "unknown",
     }
 }

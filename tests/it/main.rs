@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod hubspot_publish;
 mod hubspot_setup;
+mod hubspot_webhook;
 mod inboxes;
 mod ingest;
 mod line;

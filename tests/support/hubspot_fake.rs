@@ -1191,6 +1191,40 @@ async fn handle(
             }))
             .into_response()
         }
+        (Method::GET, ["files", "v3", "files", id, "signed-url"]) => {
+            // files.json v3: fileId matches \d+; the query takes size, expirationSeconds
+            // (int64) and upscale.
+            let mut check = Check::new("GET /files/v3/files/{fileId}/signed-url");
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+                check.fail(format!("fileId {id:?} does not match \\d+"));
+            }
+            for (key, value) in &query {
+                match key.as_str() {
+                    "expirationSeconds" if value.parse::<i64>().is_err() => {
+                        check.fail(format!("expirationSeconds {value:?} is not an integer"))
+                    }
+                    "size" if !["thumb", "icon", "medium", "preview"].contains(&value.as_str()) => {
+                        check.fail(format!("size {value:?} is not in the enum"))
+                    }
+                    "expirationSeconds" | "size" | "upscale" => {}
+                    other => check.fail(format!("query parameter {other} is not in the spec")),
+                }
+            }
+            if !check.problems.is_empty() {
+                let message = check.problems.join("; ");
+                s.violations.extend(check.problems);
+                return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &message);
+            }
+            // Each link is new, as HubSpot's are: a test can tell a fresh one from an old.
+            let n = s.requests.len();
+            let host = header("host").unwrap_or_default();
+            axum::Json(json!({
+                "url": format!("http://{host}/signed/{id}?n={n}"),
+                "expiresAt": "2026-01-01T01:00:00Z", "name": "file", "extension": "bin",
+                "size": 3, "type": "DOCUMENT"
+            }))
+            .into_response()
+        }
         _ => {
             s.violations.push(format!(
                 "{method} {path} is not an endpoint the bridge should call"

@@ -114,6 +114,13 @@ pub async fn delivery_updated(
     if let Some(conversation) = conversation {
         let data = serde_json::json!({"message_id": message, "status": status, "error": error});
         emit(c, "delivery.updated", &conversation, data, now).await?;
+        // SENT is reported where the send is recorded (outbox), whatever status it folds to.
+        use crate::store::hubspot::ReportedStatus;
+        if let Some(reported @ (ReportedStatus::Read | ReportedStatus::Failed)) =
+            ReportedStatus::of(status)
+        {
+            super::hubspot::report_status(c, message, reported, error, now).await?;
+        }
     }
     Ok(())
 }

@@ -10,9 +10,13 @@ use sqlx::postgres::PgRow;
 use super::{ATTEMPTS, PgStore, get, now_ms};
 use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    HubspotDirection, HubspotLink, HubspotQueue, HubspotStore, PublishSource,
+    AccountChange, AccountState, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
+    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
+    WebhookRecord, status_key, status_payload,
 };
-use crate::store::{JOB_CHANNEL_HUBSPOT, StoreError};
+use crate::store::{
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, StoreError,
+};
 
 /// Queues the publish of a new inbound message; one conversation's publishes run in order.
 pub async fn enqueue_publish(
@@ -192,6 +196,279 @@ async fn queue(c: &mut PgConnection) -> Result<HubspotQueue, StoreError> {
     })
 }
 
+/// Queues a status report to HubSpot on a rep's message.
+async fn enqueue_status(
+    c: &mut PgConnection,
+    message: Option<&MessageId>,
+    hubspot_message_id: &str,
+    status: ReportedStatus,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+    )
+    .bind(JobId::new().as_str())
+    .bind(JOB_HUBSPOT_STATUS)
+    .bind(JOB_CHANNEL_HUBSPOT)
+    .bind(status_key(hubspot_message_id))
+    .bind(status_payload(message, hubspot_message_id, status, error))
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// When our message `message` is a rep's HubSpot reply, queues the report of its new
+/// status to HubSpot (in the transaction that moved it).
+pub async fn report_status(
+    c: &mut PgConnection,
+    message: &str,
+    status: ReportedStatus,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let hubspot_id: Option<String> = sqlx::query_scalar(
+        "SELECT hubspot_message_id FROM hubspot_messages WHERE message_id = $1 AND direction = 'out'",
+    )
+    .bind(message)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(hubspot_id) = hubspot_id {
+        let message = MessageId::from_stored(message.to_owned());
+        enqueue_status(c, Some(&message), &hubspot_id, status, error, now).await?;
+    }
+    Ok(())
+}
+
+/// The conversation a rep's HubSpot message goes to: one HubSpot names by our id, else
+/// the one whose messages we published into its HubSpot thread (the latest).
+async fn reply_conversation(
+    c: &mut PgConnection,
+    reply: &HubspotReply,
+) -> Result<Option<String>, StoreError> {
+    for id in &reply.conversations {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE id = $1 AND deleted_at IS NULL
+               AND channel_id = ANY($2)",
+        )
+        .bind(id)
+        .bind(&reply.linked_channels)
+        .fetch_optional(&mut *c)
+        .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    let Some(thread) = &reply.hubspot_thread_id else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_scalar(
+        "SELECT m.conversation_id FROM hubspot_messages h
+         JOIN messages m ON m.id = h.message_id
+         JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
+         WHERE h.hubspot_thread_id = $1 AND c.channel_id = ANY($2)
+         ORDER BY h.published_at DESC LIMIT 1",
+    )
+    .bind(thread)
+    .bind(&reply.linked_channels)
+    .fetch_optional(&mut *c)
+    .await?)
+}
+
+async fn record_reply(
+    c: &mut PgConnection,
+    reply: &HubspotReply,
+    now: i64,
+) -> Result<(WebhookOutcome, Option<MessageId>), StoreError> {
+    // The event key already deduplicates; HubSpot's message id is the last word.
+    let known: Option<String> =
+        sqlx::query_scalar("SELECT message_id FROM hubspot_messages WHERE hubspot_message_id = $1")
+            .bind(&reply.hubspot_message_id)
+            .fetch_optional(&mut *c)
+            .await?;
+    if known.is_some() {
+        return Ok((WebhookOutcome::Duplicate, None));
+    }
+    let conversation = match &reply.refused {
+        Some(_) => None,
+        None => reply_conversation(c, reply).await?,
+    };
+    let Some(conversation) = conversation else {
+        let reason = reply.refused.clone().unwrap_or_else(|| {
+            "channel-bridge has no conversation for this HubSpot thread".to_owned()
+        });
+        enqueue_status(
+            c,
+            None,
+            &reply.hubspot_message_id,
+            ReportedStatus::Failed,
+            Some(&reason),
+            now,
+        )
+        .await?;
+        return Ok((WebhookOutcome::Unroutable { reason }, None));
+    };
+    // A quote of a message of another conversation (or none we know) is dropped, not refused.
+    let reply_to: Option<String> =
+        match &reply.in_reply_to {
+            Some(quoted) => sqlx::query_scalar(
+                "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
+                 WHERE h.hubspot_message_id = $1 AND m.conversation_id = $2
+                   AND m.direction != 'internal'",
+            )
+            .bind(quoted)
+            .bind(&conversation)
+            .fetch_optional(&mut *c)
+            .await?,
+            None => None,
+        };
+    let message = super::ingest::create_reply(
+        c,
+        &NewReply {
+            conversation_id: ConversationId::from_stored(conversation),
+            parts: reply.parts.clone(),
+            reply_to: reply_to.map(MessageId::from_stored),
+            sender: reply.sender.clone(),
+            run_at: from_millis(now),
+            ticket_change: None,
+            via: None,
+        },
+        now,
+    )
+    .await?;
+    record_link(
+        c,
+        &HubspotLink {
+            message_id: message.id.clone(),
+            hubspot_message_id: reply.hubspot_message_id.clone(),
+            hubspot_thread_id: reply.hubspot_thread_id.clone(),
+            direction: HubspotDirection::Out,
+            published_at: from_millis(now),
+        },
+    )
+    .await?;
+    Ok((
+        WebhookOutcome::Replied {
+            message_id: message.id.clone(),
+            conversation_id: message.conversation_id,
+        },
+        Some(message.id),
+    ))
+}
+
+async fn record_account(
+    c: &mut PgConnection,
+    change: &AccountChange,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    // An account first heard of is authorized unless the event says otherwise.
+    sqlx::query(
+        "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name, last_event,
+             updated_at)
+         VALUES ($1, COALESCE($2, TRUE), $3, $4, $5, $6)
+         ON CONFLICT (channel_account_id) DO UPDATE SET
+             authorized = COALESCE($2, hubspot_accounts.authorized),
+             deleted = $3, name = COALESCE($4, hubspot_accounts.name), last_event = $5,
+             updated_at = $6",
+    )
+    .bind(&change.channel_account_id)
+    .bind(change.authorized)
+    .bind(change.deleted)
+    .bind(&change.name)
+    .bind(kind)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let usable: bool = sqlx::query_scalar(
+        "SELECT authorized AND NOT deleted FROM hubspot_accounts WHERE channel_account_id = $1",
+    )
+    .bind(&change.channel_account_id)
+    .fetch_one(&mut *c)
+    .await?;
+    if usable {
+        // Publishes parked while the account was not usable go now, not at their next look.
+        sqlx::query(
+            "UPDATE jobs SET run_at = $1, updated_at = $1
+             WHERE kind = $2 AND state = 'pending' AND run_at > $1 AND last_error LIKE $3",
+        )
+        .bind(now)
+        .bind(JOB_HUBSPOT_PUBLISH)
+        .bind(format!("{PARKED_PREFIX}%"))
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn record_webhook(
+    c: &mut PgConnection,
+    events: &[WebhookRecord],
+    now: i64,
+) -> Result<Vec<WebhookOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let fresh = sqlx::query(
+            "INSERT INTO hubspot_events (event_key, type, payload, outcome, received_at)
+             VALUES ($1, $2, $3, 'pending', $4)
+             ON CONFLICT (event_key) DO NOTHING",
+        )
+        .bind(&event.key)
+        .bind(&event.kind)
+        .bind(&event.payload)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            outcomes.push(WebhookOutcome::Duplicate);
+            continue;
+        }
+        let (outcome, message) = match &event.action {
+            WebhookAction::Reply(reply) => record_reply(c, reply, now).await?,
+            WebhookAction::Account(change) => {
+                record_account(c, change, &event.kind, now).await?;
+                (WebhookOutcome::Account, None)
+            }
+            WebhookAction::Ignore => (WebhookOutcome::Ignored, None),
+        };
+        sqlx::query("UPDATE hubspot_events SET outcome = $2, message_id = $3 WHERE event_key = $1")
+            .bind(&event.key)
+            .bind(crate::store::hubspot::outcome_label(&outcome))
+            .bind(message.as_ref().map(MessageId::as_str))
+            .execute(&mut *c)
+            .await?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+async fn accounts(c: &mut PgConnection) -> Result<Vec<AccountState>, StoreError> {
+    let rows: Vec<(String, bool, bool, Option<String>, String, i64)> = sqlx::query_as(
+        "SELECT channel_account_id, authorized, deleted, name, last_event, updated_at
+         FROM hubspot_accounts ORDER BY channel_account_id",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(channel_account_id, authorized, deleted, name, last_event, updated_at)| {
+                AccountState {
+                    channel_account_id,
+                    authorized,
+                    deleted,
+                    name,
+                    last_event,
+                    updated_at: from_millis(updated_at),
+                }
+            },
+        )
+        .collect())
+}
+
 #[async_trait]
 impl HubspotStore for PgStore {
     async fn publish_source(&self, message: &MessageId) -> Result<PublishSource, StoreError> {
@@ -232,5 +509,17 @@ impl HubspotStore for PgStore {
 
     async fn hubspot_queue(&self) -> Result<HubspotQueue, StoreError> {
         read!(self, |c| queue(c))
+    }
+
+    async fn record_webhook(
+        &self,
+        events: Vec<WebhookRecord>,
+    ) -> Result<Vec<WebhookOutcome>, StoreError> {
+        let now = now_ms();
+        transaction!(self, |c| record_webhook(c, &events, now))
+    }
+
+    async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError> {
+        read!(self, |c| accounts(c))
     }
 }

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_actor_kinds.sql"),
     include_str!("../../../migrations/postgres/0005_console_sessions.sql"),
     include_str!("../../../migrations/postgres/0006_hubspot.sql"),
+    include_str!("../../../migrations/postgres/0007_hubspot_webhook.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.

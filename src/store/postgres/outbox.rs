@@ -182,6 +182,18 @@ pub async fn finish(
         .bind(owner)
         .execute(&mut *c)
         .await?,
+        JobOutcome::Park { at, reason } => sqlx::query(
+            "UPDATE jobs SET run_at = $3, last_error = $4, lease_owner = NULL, lease_until = 0,
+                 updated_at = $5
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(at.timestamp_millis())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *c)
+        .await?,
     };
     if changed.rows_affected() == 0 {
         return Err(StoreError::Conflict(format!(
@@ -190,7 +202,9 @@ pub async fn finish(
     }
     match &job.kind {
         JobKind::Deliver { message_id } => update_message(c, job, message_id, outcome, now).await,
-        JobKind::Email(_) | JobKind::HubspotPublish { .. } => Ok(()),
+        JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -235,6 +249,16 @@ async fn update_message(
             .bind(note)
             .execute(&mut *c)
             .await?;
+            // A rep's HubSpot reply: HubSpot hears SENT (and READ after it, when the
+            // platform already said so).
+            super::hubspot::report_status(
+                c,
+                id,
+                crate::store::hubspot::ReportedStatus::Sent,
+                None,
+                now,
+            )
+            .await?;
             events::delivery_updated(c, id, status, None, now).await?;
         }
         JobOutcome::Retry { error, .. } => {
@@ -253,7 +277,7 @@ async fn update_message(
                 .await?;
             events::delivery_updated(c, id, DeliveryStatus::Failed, Some(error), now).await?;
         }
-        JobOutcome::Released => {}
+        JobOutcome::Released | JobOutcome::Park { .. } => {}
     }
     Ok(())
 }

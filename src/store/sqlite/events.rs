@@ -94,6 +94,13 @@ pub fn delivery_updated(
     if let Some(conversation) = conversation {
         let data = serde_json::json!({"message_id": message, "status": status, "error": error});
         emit(conn, "delivery.updated", &conversation, data, now)?;
+        // SENT is reported where the send is recorded (outbox), whatever status it folds to.
+        use crate::store::hubspot::ReportedStatus;
+        if let Some(reported @ (ReportedStatus::Read | ReportedStatus::Failed)) =
+            ReportedStatus::of(status)
+        {
+            super::hubspot::report_status(conn, message, reported, error, now)?;
+        }
     }
     Ok(())
 }

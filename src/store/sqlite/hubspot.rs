@@ -6,9 +6,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{SqliteStore, now_ms};
 use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    HubspotDirection, HubspotLink, HubspotQueue, HubspotStore, PublishSource,
+    AccountChange, AccountState, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
+    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
+    WebhookRecord, status_key, status_payload,
 };
-use crate::store::{JOB_CHANNEL_HUBSPOT, StoreError};
+use crate::store::{
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, StoreError,
+};
 
 /// Queues the publish of a new inbound message; one conversation's publishes run in order.
 pub fn enqueue_publish(
@@ -161,6 +165,260 @@ fn queue(conn: &Connection) -> Result<HubspotQueue, StoreError> {
     })
 }
 
+/// Queues a status report to HubSpot on a rep's message.
+fn enqueue_status(
+    conn: &Connection,
+    message: Option<&MessageId>,
+    hubspot_message_id: &str,
+    status: ReportedStatus,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    super::outbox::insert_job(
+        conn,
+        JOB_HUBSPOT_STATUS,
+        JOB_CHANNEL_HUBSPOT,
+        &status_key(hubspot_message_id),
+        &status_payload(message, hubspot_message_id, status, error),
+        now,
+        now,
+    )?;
+    Ok(())
+}
+
+/// When our message `message` is a rep's HubSpot reply, queues the report of its new
+/// status to HubSpot (in the transaction that moved it).
+pub fn report_status(
+    conn: &Connection,
+    message: &str,
+    status: ReportedStatus,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let hubspot_id: Option<String> = conn
+        .prepare_cached(
+            "SELECT hubspot_message_id FROM hubspot_messages
+             WHERE message_id = ?1 AND direction = 'out'",
+        )?
+        .query_row([message], |r| r.get(0))
+        .optional()?;
+    if let Some(hubspot_id) = hubspot_id {
+        let message = MessageId::from_stored(message.to_owned());
+        enqueue_status(conn, Some(&message), &hubspot_id, status, error, now)?;
+    }
+    Ok(())
+}
+
+/// The conversation a rep's HubSpot message goes to: one HubSpot names by our id, else
+/// the one whose messages we published into its HubSpot thread (the latest).
+fn reply_conversation(
+    conn: &Connection,
+    reply: &HubspotReply,
+) -> Result<Option<String>, StoreError> {
+    let linked = serde_json::to_string(&reply.linked_channels).unwrap_or_else(|_| "[]".into());
+    for id in &reply.conversations {
+        let found: Option<String> = conn
+            .prepare_cached(
+                "SELECT id FROM conversations WHERE id = ?1 AND deleted_at IS NULL
+                   AND channel_id IN (SELECT value FROM json_each(?2))",
+            )?
+            .query_row(params![id, linked], |r| r.get(0))
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    let Some(thread) = &reply.hubspot_thread_id else {
+        return Ok(None);
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT m.conversation_id FROM hubspot_messages h
+             JOIN messages m ON m.id = h.message_id
+             JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
+             WHERE h.hubspot_thread_id = ?1
+               AND c.channel_id IN (SELECT value FROM json_each(?2))
+             ORDER BY h.published_at DESC LIMIT 1",
+        )?
+        .query_row(params![thread, linked], |r| r.get(0))
+        .optional()?)
+}
+
+fn record_reply(
+    conn: &Connection,
+    reply: &HubspotReply,
+    now: i64,
+) -> Result<(WebhookOutcome, Option<MessageId>), StoreError> {
+    // The event key already deduplicates; HubSpot's message id is the last word.
+    let known: Option<String> = conn
+        .prepare_cached("SELECT message_id FROM hubspot_messages WHERE hubspot_message_id = ?1")?
+        .query_row([&reply.hubspot_message_id], |r| r.get(0))
+        .optional()?;
+    if known.is_some() {
+        return Ok((WebhookOutcome::Duplicate, None));
+    }
+    let conversation = match &reply.refused {
+        Some(_) => None,
+        None => reply_conversation(conn, reply)?,
+    };
+    let Some(conversation) = conversation else {
+        let reason = reply.refused.clone().unwrap_or_else(|| {
+            "channel-bridge has no conversation for this HubSpot thread".to_owned()
+        });
+        enqueue_status(
+            conn,
+            None,
+            &reply.hubspot_message_id,
+            ReportedStatus::Failed,
+            Some(&reason),
+            now,
+        )?;
+        return Ok((WebhookOutcome::Unroutable { reason }, None));
+    };
+    // A quote of a message of another conversation (or none we know) is dropped, not refused.
+    let reply_to: Option<String> = match &reply.in_reply_to {
+        Some(quoted) => conn
+            .prepare_cached(
+                "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
+                 WHERE h.hubspot_message_id = ?1 AND m.conversation_id = ?2
+                   AND m.direction != 'internal'",
+            )?
+            .query_row(params![quoted, conversation], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    let message = super::ingest::create_reply(
+        conn,
+        &NewReply {
+            conversation_id: ConversationId::from_stored(conversation),
+            parts: reply.parts.clone(),
+            reply_to: reply_to.map(MessageId::from_stored),
+            sender: reply.sender.clone(),
+            run_at: from_millis(now),
+            ticket_change: None,
+            via: None,
+        },
+        now,
+    )?;
+    record_link(
+        conn,
+        &HubspotLink {
+            message_id: message.id.clone(),
+            hubspot_message_id: reply.hubspot_message_id.clone(),
+            hubspot_thread_id: reply.hubspot_thread_id.clone(),
+            direction: HubspotDirection::Out,
+            published_at: from_millis(now),
+        },
+    )?;
+    Ok((
+        WebhookOutcome::Replied {
+            message_id: message.id.clone(),
+            conversation_id: message.conversation_id,
+        },
+        Some(message.id),
+    ))
+}
+
+fn record_account(
+    conn: &Connection,
+    change: &AccountChange,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    // An account first heard of is authorized unless the event says otherwise.
+    conn.prepare_cached(
+        "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name, last_event,
+             updated_at)
+         VALUES (?1, COALESCE(?2, 1), ?3, ?4, ?5, ?6)
+         ON CONFLICT (channel_account_id) DO UPDATE SET
+             authorized = COALESCE(?2, authorized),
+             deleted = ?3, name = COALESCE(?4, name), last_event = ?5, updated_at = ?6",
+    )?
+    .execute(params![
+        change.channel_account_id,
+        change.authorized,
+        change.deleted,
+        change.name,
+        kind,
+        now
+    ])?;
+    let usable: bool = conn
+        .prepare_cached(
+            "SELECT authorized AND NOT deleted FROM hubspot_accounts WHERE channel_account_id = ?1",
+        )?
+        .query_row([&change.channel_account_id], |r| r.get(0))?;
+    if usable {
+        // Publishes parked while the account was not usable go now, not at their next look.
+        conn.prepare_cached(
+            "UPDATE jobs SET run_at = ?1, updated_at = ?1
+             WHERE kind = ?2 AND state = 'pending' AND run_at > ?1 AND last_error LIKE ?3",
+        )?
+        .execute(params![
+            now,
+            JOB_HUBSPOT_PUBLISH,
+            format!("{PARKED_PREFIX}%")
+        ])?;
+    }
+    Ok(())
+}
+
+fn record_webhook(
+    conn: &Connection,
+    events: &[WebhookRecord],
+    now: i64,
+) -> Result<Vec<WebhookOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let fresh = conn
+            .prepare_cached(
+                "INSERT INTO hubspot_events (event_key, type, payload, outcome, received_at)
+                 VALUES (?1, ?2, ?3, 'pending', ?4)
+                 ON CONFLICT (event_key) DO NOTHING",
+            )?
+            .execute(params![event.key, event.kind, event.payload, now])?;
+        if fresh == 0 {
+            outcomes.push(WebhookOutcome::Duplicate);
+            continue;
+        }
+        let (outcome, message) = match &event.action {
+            WebhookAction::Reply(reply) => record_reply(conn, reply, now)?,
+            WebhookAction::Account(change) => {
+                record_account(conn, change, &event.kind, now)?;
+                (WebhookOutcome::Account, None)
+            }
+            WebhookAction::Ignore => (WebhookOutcome::Ignored, None),
+        };
+        conn.prepare_cached(
+            "UPDATE hubspot_events SET outcome = ?2, message_id = ?3 WHERE event_key = ?1",
+        )?
+        .execute(params![
+            event.key,
+            crate::store::hubspot::outcome_label(&outcome),
+            message.as_ref().map(MessageId::as_str)
+        ])?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn accounts(conn: &Connection) -> Result<Vec<AccountState>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT channel_account_id, authorized, deleted, name, last_event, updated_at
+         FROM hubspot_accounts ORDER BY channel_account_id",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok(AccountState {
+            channel_account_id: r.get(0)?,
+            authorized: r.get(1)?,
+            deleted: r.get(2)?,
+            name: r.get(3)?,
+            last_event: r.get(4)?,
+            updated_at: from_millis(r.get(5)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 #[async_trait]
 impl HubspotStore for SqliteStore {
     async fn publish_source(&self, message: &MessageId) -> Result<PublishSource, StoreError> {
@@ -221,5 +479,19 @@ impl HubspotStore for SqliteStore {
 
     async fn hubspot_queue(&self) -> Result<HubspotQueue, StoreError> {
         self.readers.read(queue).await
+    }
+
+    async fn record_webhook(
+        &self,
+        events: Vec<WebhookRecord>,
+    ) -> Result<Vec<WebhookOutcome>, StoreError> {
+        let now = now_ms();
+        self.writer
+            .write(move |conn| record_webhook(conn, &events, now))
+            .await
+    }
+
+    async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError> {
+        self.readers.read(accounts).await
     }
 }

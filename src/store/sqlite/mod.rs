@@ -61,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0009_actor_kinds.sql"),
     include_str!("../../../migrations/sqlite/0011_console_sessions.sql"),
     include_str!("../../../migrations/sqlite/0012_hubspot.sql"),
+    include_str!("../../../migrations/sqlite/0013_hubspot_webhook.sql"),
 ];
 
 const READERS: usize = 4;

@@ -106,7 +106,9 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
             JobKind::Deliver { message_id } => super::queries::outbound(conn, message_id)
                 .ok()
                 .map(Box::new),
-            JobKind::Email(_) | JobKind::HubspotPublish { .. } => None,
+            JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
+                None
+            }
         };
         jobs.push(Job {
             id: JobId::from_stored(id),
@@ -166,6 +168,13 @@ pub fn finish(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
             )?
             .execute(params![id, owner])?,
+        JobOutcome::Park { at, reason } => conn
+            .prepare_cached(
+                "UPDATE jobs SET run_at = ?3, last_error = ?4, lease_owner = NULL, lease_until = 0,
+                     updated_at = ?5
+                 WHERE id = ?1 AND lease_owner = ?2",
+            )?
+            .execute(params![id, owner, at.timestamp_millis(), reason, now])?,
     };
     if changed == 0 {
         return Err(StoreError::Conflict(format!(
@@ -174,7 +183,9 @@ pub fn finish(
     }
     match &job.kind {
         JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
-        JobKind::Email(_) | JobKind::HubspotPublish { .. } => Ok(()),
+        JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
+            Ok(())
+        }
     }
 }
 
@@ -253,6 +264,15 @@ fn update_message(
                  WHERE id = ?1",
             )?
             .execute(params![id, platform_message_id, note])?;
+            // A rep's HubSpot reply: HubSpot hears SENT (and READ after it, when the
+            // platform already said so).
+            super::hubspot::report_status(
+                conn,
+                id,
+                crate::store::hubspot::ReportedStatus::Sent,
+                None,
+                now,
+            )?;
             events::delivery_updated(conn, id, status, None, now)?;
         }
         JobOutcome::Retry { error, .. } => {
@@ -266,7 +286,7 @@ fn update_message(
                 .execute([id])?;
             events::delivery_updated(conn, id, DeliveryStatus::Failed, Some(error), now)?;
         }
-        JobOutcome::Released => {}
+        JobOutcome::Released | JobOutcome::Park { .. } => {}
     }
     Ok(())
 }
