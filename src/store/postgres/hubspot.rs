@@ -12,16 +12,18 @@ use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_mill
 use crate::store::hubspot::{
     HubspotDirection, HubspotLink, HubspotQueue, HubspotStore, PublishSource,
 };
-use crate::store::{JOB_CHANNEL_HUBSPOT, StoreError};
+use crate::store::{JOB_CHANNEL_HUBSPOT, PublishNote, StoreError};
 
-/// Queues the publish of a new inbound message; one conversation's publishes run in order.
+/// Queues the publish of a new inbound message (or, with `note`, of a follow-up on it);
+/// one conversation's publishes run in order.
 pub async fn enqueue_publish(
     c: &mut PgConnection,
     conversation: &str,
     message: &MessageId,
+    note: Option<&PublishNote>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let payload = serde_json::json!({"message_id": message}).to_string();
+    let payload = crate::store::hubspot_publish_payload(message, note);
     sqlx::query(
         "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
