@@ -304,7 +304,8 @@ async fn one_conversations_messages_are_published_in_order_across_retries_one_at
     // Each publish takes a while at HubSpot: a second one of the same conversation sent
     // meanwhile would be seen in flight (a violation).
     fake.delay_publishes(Duration::from_millis(30));
-    let app = TestApp::spawn_with(options(fake.config_section(""), vec![0, 200, 400, 800])).await;
+    let app =
+        TestApp::spawn_with(options(fake.config_section(""), vec![0, 1000, 1000, 1000])).await;
     fake.fail_next(
         "/messages",
         503,
