@@ -82,7 +82,12 @@ impl HubspotError {
     }
 }
 
-/// At most `max` requests in any `window`, counted when each is sent.
+/// At most `max` requests in any `window`. HubSpot counts a request when it arrives, which
+/// is some time after we send it and before its answer comes back; so a request holds its
+/// place in the window from when it is sent until its answer is read, and only then starts
+/// to age. A request sent a full window after that cannot arrive within the window of the
+/// earlier one, whatever the network did to either (counting from the send alone let a
+/// slow first request and a fast 111th land within 10 s at HubSpot).
 pub struct Limiter {
     max: usize,
     window: Duration,
@@ -91,10 +96,32 @@ pub struct Limiter {
 
 #[derive(Default)]
 struct LimiterState {
-    sent: VecDeque<Instant>,
+    /// The requests of the current window: (ticket, when answered; `None` while in flight).
+    sent: VecDeque<(u64, Option<Instant>)>,
+    next_ticket: u64,
     /// HubSpot said stop (a 429): nothing leaves before this.
     paused_until: Option<Instant>,
 }
+
+/// A request's place in the limiter's window; dropping it (when the answer was read, or
+/// the request failed) starts its place's ageing.
+pub struct Permit<'a> {
+    limiter: &'a Limiter,
+    ticket: Option<u64>,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket else { return };
+        let mut state = self.limiter.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = state.sent.iter_mut().find(|(t, _)| *t == ticket) {
+            slot.1 = Some(Instant::now());
+        }
+    }
+}
+
+/// How often a full window is looked at again while all its requests are still in flight.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(5);
 
 impl Limiter {
     /// `max == 0` turns the limiter off.
@@ -106,8 +133,9 @@ impl Limiter {
         }
     }
 
-    /// Waits until one more request may leave now, and counts it.
-    pub async fn acquire(&self) {
+    /// Waits until one more request may leave now, and holds its place until the
+    /// returned permit is dropped (after the answer is read).
+    pub async fn acquire(&self) -> Permit<'_> {
         loop {
             let wait = {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,23 +145,33 @@ impl Limiter {
                     _ => {
                         state.paused_until = None;
                         if self.max == 0 {
-                            return;
+                            return Permit {
+                                limiter: self,
+                                ticket: None,
+                            };
                         }
-                        while state
+                        let window = self.window;
+                        state
                             .sent
-                            .front()
-                            .is_some_and(|t| now.duration_since(*t) >= self.window)
-                        {
-                            state.sent.pop_front();
-                        }
+                            .retain(|(_, answered)| answered.is_none_or(|t| now - t < window));
                         if state.sent.len() < self.max {
-                            state.sent.push_back(now);
-                            return;
+                            let ticket = state.next_ticket;
+                            state.next_ticket += 1;
+                            state.sent.push_back((ticket, None));
+                            return Permit {
+                                limiter: self,
+                                ticket: Some(ticket),
+                            };
                         }
-                        // The oldest send in the window leaves it then.
-                        state.sent.front().map_or(Duration::ZERO, |oldest| {
-                            (*oldest + self.window).saturating_duration_since(now)
-                        })
+                        // The first answered request to leave the window frees a place.
+                        state
+                            .sent
+                            .iter()
+                            .filter_map(|(_, answered)| *answered)
+                            .min()
+                            .map_or(IN_FLIGHT_POLL, |oldest| {
+                                (oldest + window).saturating_duration_since(now)
+                            })
                     }
                 }
             };
@@ -462,7 +500,7 @@ impl HubspotClient {
                     )
                     .body(bytes.clone()),
             };
-            self.limiter.acquire().await;
+            let permit = self.limiter.acquire().await;
             let response = request
                 .send()
                 .await
@@ -473,6 +511,8 @@ impl HubspotClient {
                 .bytes()
                 .await
                 .map_err(|e| HubspotError::Transport(transport_reason(e)))?;
+            // HubSpot has counted it by now: its place in the window starts ageing.
+            drop(permit);
             if status == StatusCode::UNAUTHORIZED
                 && matches!(auth, Auth::Bearer)
                 && matches!(self.config.auth, HubspotAuth::OAuth { .. })
@@ -647,11 +687,27 @@ mod tests {
         let limiter = Limiter::new(3, Duration::from_millis(300));
         let start = Instant::now();
         for _ in 0..3 {
-            limiter.acquire().await;
+            drop(limiter.acquire().await);
         }
         assert!(start.elapsed() < Duration::from_millis(150));
-        limiter.acquire().await;
+        drop(limiter.acquire().await);
         assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_place_in_the_window_ages_only_from_when_its_answer_came() {
+        let limiter = Limiter::new(1, Duration::from_millis(200));
+        let start = Instant::now();
+        let slow = limiter.acquire().await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Answered at 150 ms: HubSpot may have counted it just then.
+        drop(slow);
+        drop(limiter.acquire().await);
+        assert!(
+            start.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -659,7 +715,7 @@ mod tests {
         let limiter = Limiter::new(0, Duration::from_secs(10));
         limiter.pause(Duration::from_millis(200));
         let start = Instant::now();
-        limiter.acquire().await;
+        drop(limiter.acquire().await);
         assert!(start.elapsed() >= Duration::from_millis(200));
     }
 

@@ -11,6 +11,7 @@ use super::wire::{
     DeliveryIdentifierType, FileUsageType, MessageDirection, MessageEgg, Participant,
 };
 use crate::model::{Identifier, MediaPart, Part};
+use crate::store::PublishNote;
 use crate::store::hubspot::PublishSource;
 
 /// What became of a media part's file before publishing.
@@ -308,6 +309,38 @@ pub fn message_egg(
     }
 }
 
+/// The text of a note about an earlier message: what it says now after an edit, or that
+/// the contact deleted it.
+pub fn note_text(note: &PublishNote, parts: &[Part]) -> String {
+    match note {
+        PublishNote::Edited { .. } => {
+            format!("edited: {}", text(parts, &BTreeMap::new()))
+        }
+        PublishNote::Retracted => "message deleted by the contact".into(),
+    }
+}
+
+/// The publish request of a note about `source` (HubSpot can neither edit nor delete a
+/// published message): from the same contact in the same thread, in reply to the message
+/// (`original`, its HubSpot id) when HubSpot has it, without attachments.
+pub fn note_egg(
+    source: &PublishSource,
+    to: &Destination<'_>,
+    note: &PublishNote,
+    original: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> MessageEgg {
+    let mut egg = message_egg(source, to, &BTreeMap::new());
+    let text = note_text(note, &source.parts);
+    egg.rich_text = Some(rich_text(&text));
+    egg.text = text;
+    egg.attachments = Vec::new();
+    egg.timestamp = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    egg.integration_idempotency_id = Some(format!("{}:{}", source.message_id, note.key()));
+    egg.in_reply_to_id = original;
+    egg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +461,22 @@ mod tests {
             "[image]\n([image] could not be attached: gone)"
         );
         assert_eq!(text(&[], &BTreeMap::new()), "[empty message]");
+    }
+
+    #[test]
+    fn notes_say_what_became_of_the_message() {
+        let parts = [Part::Text(crate::model::TextPart {
+            text: "Order #992, not #991".into(),
+        })];
+        assert_eq!(
+            note_text(&PublishNote::Edited { revision: 1 }, &parts),
+            "edited: Order #992, not #991"
+        );
+        assert_eq!(
+            note_text(&PublishNote::Retracted, &parts),
+            "message deleted by the contact"
+        );
+        assert_eq!(PublishNote::Edited { revision: 2 }.key(), "edited-2");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use super::HubspotClient;
 use super::publish::{self, Destination, FileSlot};
 use crate::adapters::{FetchError, Receipt, SendError};
 use crate::model::MessageId;
+use crate::runtime::LiveChannel;
 use crate::runtime::Runtime;
-use crate::store::hubspot::{HubspotDirection, HubspotLink};
-use crate::store::{Store, StoreError};
+use crate::store::hubspot::{HubspotDirection, HubspotLink, PublishSource};
+use crate::store::{PublishNote, Store, StoreError};
 
 /// Why a publish did not happen.
 #[derive(Debug)]
@@ -36,13 +37,18 @@ impl From<StoreError> for PublishError {
     }
 }
 
-/// Publishes `message` (once: a message HubSpot already has is not sent again).
+/// Publishes `message` (once: a message HubSpot already has is not sent again), or with
+/// `note` the follow-up saying it was edited or taken back.
 pub async fn publish(
     store: &dyn Store,
     client: &HubspotClient,
     runtime: &Runtime,
     message: &MessageId,
+    note: Option<&PublishNote>,
 ) -> Result<Receipt, PublishError> {
+    if let Some(note) = note {
+        return publish_note(store, client, runtime, message, note).await;
+    }
     let hubspot = store.hubspot();
     if let Some(link) = hubspot.hubspot_link(message).await? {
         return Ok(Receipt {
@@ -50,25 +56,7 @@ pub async fn publish(
             note: None,
         });
     }
-    let source = match hubspot.publish_source(message).await {
-        Ok(source) => source,
-        Err(StoreError::NotFound(what)) => {
-            return Err(PublishError::Gone(format!("{what} no longer exists")));
-        }
-        Err(StoreError::Invalid(why)) => return Err(PublishError::Gone(why)),
-        Err(e) => return Err(e.into()),
-    };
-    tracing::Span::current().record("conversation_id", source.conversation_id.as_str());
-    let channel = runtime.channel(&source.channel_id);
-    let Some((channel, account)) = channel.and_then(|c| {
-        let account = c.config.hubspot.as_ref()?.channel_account_id.clone();
-        Some((c, account))
-    }) else {
-        return Err(PublishError::Gone(format!(
-            "channel {} is no longer linked to HubSpot",
-            source.channel_id
-        )));
-    };
+    let (source, channel, account) = read_source(store, runtime, message).await?;
 
     if let Some(state) = hubspot
         .hubspot_accounts()
@@ -159,6 +147,73 @@ pub async fn publish(
     })
 }
 
+/// The message to publish, its channel and the HubSpot channel account it goes to.
+async fn read_source<'r>(
+    store: &dyn Store,
+    runtime: &'r Runtime,
+    message: &MessageId,
+) -> Result<(PublishSource, &'r LiveChannel, String), PublishError> {
+    let source = match store.hubspot().publish_source(message).await {
+        Ok(source) => source,
+        Err(StoreError::NotFound(what)) => {
+            return Err(PublishError::Gone(format!("{what} no longer exists")));
+        }
+        Err(StoreError::Invalid(why)) => return Err(PublishError::Gone(why)),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::Span::current().record("conversation_id", source.conversation_id.as_str());
+    let channel = runtime.channel(&source.channel_id);
+    let Some((channel, account)) = channel.and_then(|c| {
+        let account = c.config.hubspot.as_ref()?.channel_account_id.clone();
+        Some((c, account))
+    }) else {
+        return Err(PublishError::Gone(format!(
+            "channel {} is no longer linked to HubSpot",
+            source.channel_id
+        )));
+    };
+    Ok((source, channel, account))
+}
+
+/// Publishes the note that `message` was edited or taken back, in reply to the message
+/// as HubSpot has it. Its `integrationIdempotencyId` is the message's id and the note's
+/// key, so a retried note is one note to HubSpot.
+async fn publish_note(
+    store: &dyn Store,
+    client: &HubspotClient,
+    runtime: &Runtime,
+    message: &MessageId,
+    note: &PublishNote,
+) -> Result<Receipt, PublishError> {
+    let (source, channel, account) = read_source(store, runtime, message).await?;
+    // The message's own publish ran before (same conversation, queued earlier); when it
+    // was dead-lettered instead, the note still tells the rep, just not in reply.
+    let original = store
+        .hubspot()
+        .hubspot_link(message)
+        .await?
+        .map(|link| link.hubspot_message_id);
+    let egg = publish::note_egg(
+        &source,
+        &Destination {
+            channel_account_id: &account,
+            channel_id: &source.channel_id,
+            channel_name: &channel.config.name,
+        },
+        note,
+        original,
+        chrono::Utc::now(),
+    );
+    let published = client
+        .publish_message(&egg)
+        .await
+        .map_err(|e| PublishError::Send(e.into_send_error()))?;
+    Ok(Receipt {
+        platform_message_id: Some(published.id),
+        note: None,
+    })
+}
+
 struct Fetched {
     bytes: Bytes,
     mime: Option<String>,
@@ -173,7 +228,7 @@ enum Fetch {
 
 /// The file of an inbound media part, through the channel's adapter, read under `cap`.
 async fn fetch(
-    channel: &crate::runtime::LiveChannel,
+    channel: &LiveChannel,
     media: &crate::model::Media,
     cap: u64,
 ) -> Result<Fetched, Fetch> {

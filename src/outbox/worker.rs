@@ -254,12 +254,12 @@ impl DeliveryWorker {
                     .map(|()| Receipt::default())
                     .map_err(Failure::Send)
             }
-            JobKind::HubspotPublish { message_id } => {
+            JobKind::HubspotPublish { message_id, note } => {
                 let Some(client) = runtime.hubspot.clone() else {
                     // [hubspot] was removed since: the publish waits for it to come back.
                     return JobOutcome::Released;
                 };
-                self.publish_to_hubspot(job, message_id, &client, &runtime)
+                self.publish_to_hubspot(job, message_id, note.as_ref(), &client, &runtime)
                     .await
             }
             JobKind::HubspotStatus {
@@ -310,11 +310,18 @@ impl DeliveryWorker {
         &self,
         job: &Job,
         message_id: &MessageId,
+        note: Option<&crate::store::PublishNote>,
         client: &crate::hubspot::HubspotClient,
         runtime: &Runtime,
     ) -> Result<Receipt, Failure> {
-        match crate::hubspot::publisher::publish(self.store.as_ref(), client, runtime, message_id)
-            .await
+        match crate::hubspot::publisher::publish(
+            self.store.as_ref(),
+            client,
+            runtime,
+            message_id,
+            note,
+        )
+        .await
         {
             Ok(receipt) => Ok(receipt),
             Err(crate::hubspot::publisher::PublishError::Send(e)) => Err(Failure::Send(e)),

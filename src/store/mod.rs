@@ -288,6 +288,13 @@ pub(crate) fn plan_edit(
     }
 }
 
+/// Which edit of its message a history (as [`plan_edit`] writes it) records: 1 after the
+/// first edit.
+pub(crate) fn edit_revision(history: &str) -> u32 {
+    serde_json::from_str::<Vec<Value>>(history)
+        .map_or(1, |h| u32::try_from(h.len()).unwrap_or(u32::MAX))
+}
+
 /// How routing decided about a conversation: by which rule, and whether someone got it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Routed {
@@ -570,9 +577,13 @@ pub enum JobKind {
     Deliver { message_id: MessageId },
     /// Send an email through SMTP.
     Email(crate::model::outbound::Email),
-    /// Publish an inbound message into HubSpot (custom-channel mode); runs under
-    /// [`JOB_CHANNEL_HUBSPOT`], one at a time per conversation.
-    HubspotPublish { message_id: MessageId },
+    /// Publish an inbound message into HubSpot (custom-channel mode), or with `note` a
+    /// follow-up saying it was edited or taken back; runs under [`JOB_CHANNEL_HUBSPOT`],
+    /// one at a time per conversation.
+    HubspotPublish {
+        message_id: MessageId,
+        note: Option<PublishNote>,
+    },
     /// Report a delivery status on a rep's HubSpot message (`PATCH …/messages/{id}`);
     /// runs under [`JOB_CHANNEL_HUBSPOT`], in order per HubSpot message.
     HubspotStatus {
@@ -582,6 +593,41 @@ pub enum JobKind {
         status: hubspot::ReportedStatus,
         error: Option<String>,
     },
+}
+
+/// A follow-up about a message HubSpot already has: HubSpot can neither edit nor delete a
+/// published message, so the change is published as a note in reply to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishNote {
+    /// The contact edited it; `revision` counts its edits (1 for the first).
+    Edited { revision: u32 },
+    /// The contact took it back.
+    Retracted,
+}
+
+impl PublishNote {
+    /// What tells this note apart from the message and from other notes on it (part of
+    /// its `integrationIdempotencyId`).
+    pub fn key(&self) -> String {
+        match self {
+            PublishNote::Edited { revision } => format!("edited-{revision}"),
+            PublishNote::Retracted => "retracted".into(),
+        }
+    }
+}
+
+/// The stored payload of a `hubspot_publish` job.
+pub(crate) fn hubspot_publish_payload(message: &MessageId, note: Option<&PublishNote>) -> String {
+    match note {
+        None => serde_json::json!({"message_id": message}),
+        Some(PublishNote::Edited { revision }) => {
+            serde_json::json!({"message_id": message, "note": "edited", "revision": revision})
+        }
+        Some(PublishNote::Retracted) => {
+            serde_json::json!({"message_id": message, "note": "retracted"})
+        }
+    }
+    .to_string()
 }
 
 /// How a job attempt ended.
@@ -960,8 +1006,24 @@ impl JobKind {
                 .map_err(|e| StoreError::Internal(Detail::caused_by("email job payload", e))),
             JOB_HUBSPOT_PUBLISH => {
                 let id = value["message_id"].as_str().unwrap_or_default();
+                let note = match value["note"].as_str() {
+                    None => None,
+                    Some("edited") => Some(PublishNote::Edited {
+                        revision: value["revision"]
+                            .as_u64()
+                            .and_then(|r| u32::try_from(r).ok())
+                            .unwrap_or(1),
+                    }),
+                    Some("retracted") => Some(PublishNote::Retracted),
+                    Some(other) => {
+                        return Err(StoreError::Internal(
+                            format!("unknown HubSpot note {other:?}").into(),
+                        ));
+                    }
+                };
                 Ok(JobKind::HubspotPublish {
                     message_id: MessageId::from_stored(id.to_owned()),
+                    note,
                 })
             }
             JOB_HUBSPOT_STATUS => {

@@ -5,6 +5,7 @@
 mod crash_loop;
 mod daemon;
 mod disk_full;
+mod hubspot_publish_crash;
 mod hubspot_reply_crash;
 mod open_files;
 mod secrets;

@@ -11,6 +11,8 @@ mod errors;
 mod events;
 mod harness;
 mod hostile;
+mod hubspot_failures;
+mod hubspot_platforms;
 mod hubspot_publish;
 mod hubspot_setup;
 mod hubspot_webhook;

@@ -81,6 +81,12 @@ struct FakeState {
     /// HubSpot's limit, enforced: (max requests, window).
     limit: Option<(usize, Duration)>,
     sent: VecDeque<Instant>,
+    /// How long each publish takes at "HubSpot" ([`HubspotFake::delay_publishes`]).
+    publish_delay: Duration,
+    /// Threads (`integrationThreadId`) with a publish being answered right now.
+    publishing: Vec<String>,
+    /// Publishes that repeated an `integrationIdempotencyId` already published.
+    repeated_publishes: Vec<String>,
 }
 
 pub struct HubspotFake {
@@ -124,6 +130,9 @@ impl HubspotFake {
             next_id: 5000,
             limit: None,
             sent: VecDeque::new(),
+            publish_delay: Duration::ZERO,
+            publishing: Vec::new(),
+            repeated_publishes: Vec::new(),
         }));
         let app = axum::Router::new()
             .fallback(handle)
@@ -194,6 +203,21 @@ impl HubspotFake {
     /// 429 and recorded as a violation.
     pub fn enforce_limit(&self, max: usize, window: Duration) {
         self.with(|s| s.limit = Some((max, window)));
+    }
+
+    /// Each publish is answered only after `delay`, and a second publish of the same
+    /// thread (`integrationThreadId`) arriving meanwhile is a violation: the bridge keeps
+    /// one publish in flight per conversation.
+    pub fn delay_publishes(&self, delay: Duration) {
+        self.with(|s| s.publish_delay = delay);
+    }
+
+    /// The `integrationIdempotencyId`s published again after HubSpot already had them
+    /// (answered with the message HubSpot has, not stored twice; the spec documents the
+    /// field for safe retries). A repeat is only expected when a crash came between
+    /// HubSpot's answer and the bridge recording it.
+    pub fn repeated_publishes(&self) -> Vec<String> {
+        self.with(|s| s.repeated_publishes.clone())
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -736,6 +760,35 @@ async fn handle(
     };
     let content_type = header("content-type");
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if method == Method::POST && path.ends_with("/messages") {
+        // One publish in flight per thread: a second one while the first is being
+        // answered is recorded, and the answer waits `publish_delay`.
+        let thread = body["integrationThreadId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let delay = {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.publish_delay.is_zero() {
+                Duration::ZERO
+            } else {
+                if s.publishing.contains(&thread) {
+                    s.violations.push(format!(
+                        "two publishes in flight at once in thread {thread}"
+                    ));
+                }
+                s.publishing.push(thread.clone());
+                s.publish_delay
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = s.publishing.iter().position(|t| *t == thread) {
+                s.publishing.remove(i);
+            }
+        }
+    }
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     s.requests.push(Recorded {
@@ -1134,6 +1187,28 @@ async fn handle(
                 let message = check.problems.join("; ");
                 s.violations.extend(check.problems);
                 return error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &message);
+            }
+            if let Some(key) = body["integrationIdempotencyId"].as_str()
+                && let Some(known) = s
+                    .messages
+                    .iter()
+                    .find(|m| m["integrationIdempotencyId"] == key)
+                    .cloned()
+            {
+                s.repeated_publishes.push(key.to_owned());
+                return (
+                    StatusCode::CREATED,
+                    axum::Json(json!({
+                        "id": known["id"], "type": "MESSAGE",
+                        "conversationsThreadId": known["conversationsThreadId"],
+                        "channelId": channel, "channelAccountId": known["channelAccountId"],
+                        "direction": known["messageDirection"], "text": known["text"],
+                        "senders": [], "recipients": [], "attachments": [],
+                        "client": {"clientType": "INTEGRATION"}, "createdAt": "2026-01-01T00:00:00Z",
+                        "createdBy": "I-4242", "archived": false, "truncationStatus": "NOT_TRUNCATED"
+                    })),
+                )
+                    .into_response();
             }
             s.next_id += 1;
             let id = format!("hs-msg-{}", s.next_id);

@@ -15,17 +15,19 @@ use crate::store::hubspot::{
     WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
-    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, StoreError,
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,
 };
 
-/// Queues the publish of a new inbound message; one conversation's publishes run in order.
+/// Queues the publish of a new inbound message (or, with `note`, of a follow-up on it);
+/// one conversation's publishes run in order.
 pub async fn enqueue_publish(
     c: &mut PgConnection,
     conversation: &str,
     message: &MessageId,
+    note: Option<&PublishNote>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let payload = serde_json::json!({"message_id": message}).to_string();
+    let payload = crate::store::hubspot_publish_payload(message, note);
     sqlx::query(
         "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",

@@ -17,8 +17,8 @@ use crate::model::{
     TicketId, from_millis,
 };
 use crate::store::{
-    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, Routed, StoreError, Via,
-    plan_edit,
+    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, PublishNote, Routed,
+    StoreError, Via, plan_edit,
 };
 
 /// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
@@ -60,10 +60,10 @@ pub async fn ingest(
             InboundEvent::Status(status) => {
                 record_status(c, &rules.channel_id, status, now).await?
             }
-            InboundEvent::Edit(edit) => apply_edit(c, &rules.channel_id, edit, now).await?,
+            InboundEvent::Edit(edit) => apply_edit(c, rules, edit, now).await?,
             InboundEvent::Retract {
                 platform_message_id,
-            } => retract(c, &rules.channel_id, platform_message_id, now).await?,
+            } => retract(c, rules, platform_message_id, now).await?,
             InboundEvent::Watermark(mark) => {
                 apply_watermark(c, &rules.channel_id, mark, now).await?
             }
@@ -73,14 +73,17 @@ pub async fn ingest(
 }
 
 /// Replaces an inbound message's parts, keeping what it said before in `history`.
+/// Replaces an inbound message's parts, keeping what it said before in `history`; a
+/// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
 async fn apply_edit(
     c: &mut PgConnection,
-    channel: &str,
+    rules: &ChannelRules,
     edit: &MessageEdit,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    let current: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, parts, history FROM messages
+    let channel = rules.channel_id.as_str();
+    let current: Option<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, parts, history, conversation_id FROM messages
          WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
          FOR UPDATE",
     )
@@ -95,7 +98,7 @@ async fn apply_edit(
             skipped: Some(why),
         })
     };
-    let Some((id, parts, history)) = current else {
+    let Some((id, parts, history, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
     let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
@@ -109,11 +112,18 @@ async fn apply_edit(
     )
     .bind(&id)
     .bind(json(&edit.parts)?)
-    .bind(history)
+    .bind(&history)
     .bind(edited_at)
     .bind(body_text(&edit.parts))
     .execute(&mut *c)
     .await?;
+    if rules.hubspot_account.is_some() {
+        let note = PublishNote::Edited {
+            revision: crate::store::edit_revision(&history),
+        };
+        let message = MessageId::from_stored(id);
+        super::hubspot::enqueue_publish(c, &conversation, &message, Some(&note), now).await?;
+    }
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
@@ -121,12 +131,38 @@ async fn apply_edit(
     })
 }
 
+/// Marks an inbound message taken back; the first time, a channel linked to HubSpot
+/// publishes a note saying so (HubSpot cannot delete a message).
 async fn retract(
     c: &mut PgConnection,
-    channel: &str,
+    rules: &ChannelRules,
     platform_id: &str,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    if rules.hubspot_account.is_some() {
+        let first: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, conversation_id FROM messages
+             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
+               AND retracted_at IS NULL
+             FOR UPDATE",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some((id, conversation)) = first {
+            let message = MessageId::from_stored(id);
+            super::hubspot::enqueue_publish(
+                c,
+                &conversation,
+                &message,
+                Some(&PublishNote::Retracted),
+                now,
+            )
+            .await?;
+        }
+    }
     let changed = sqlx::query(
         "UPDATE messages SET retracted_at = COALESCE(retracted_at, $3)
          WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
@@ -249,7 +285,7 @@ async fn ingest_message(
     .execute(&mut *c)
     .await?;
     if rules.hubspot_account.is_some() {
-        super::hubspot::enqueue_publish(c, conversation.as_str(), &id, now).await?;
+        super::hubspot::enqueue_publish(c, conversation.as_str(), &id, None, now).await?;
     }
     let contact_name = contact_name(c, conversation.as_str()).await?;
     events::emit(

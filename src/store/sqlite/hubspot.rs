@@ -11,17 +11,19 @@ use crate::store::hubspot::{
     WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
-    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, StoreError,
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,
 };
 
-/// Queues the publish of a new inbound message; one conversation's publishes run in order.
+/// Queues the publish of a new inbound message (or, with `note`, of a follow-up on it);
+/// one conversation's publishes run in order.
 pub fn enqueue_publish(
     conn: &Connection,
     conversation: &str,
     message: &MessageId,
+    note: Option<&PublishNote>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let payload = serde_json::json!({"message_id": message}).to_string();
+    let payload = crate::store::hubspot_publish_payload(message, note);
     super::outbox::insert_job(
         conn,
         crate::store::JOB_HUBSPOT_PUBLISH,

@@ -12,8 +12,8 @@ use crate::model::{
     from_millis,
 };
 use crate::store::{
-    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, Routed, StoreError, Via,
-    plan_edit,
+    Actor, ChannelRules, EditPlan, EditSkipped, IngestOutcome, NewReply, PublishNote, Routed,
+    StoreError, Via, plan_edit,
 };
 
 use super::desk as tickets_store;
@@ -30,29 +30,31 @@ pub fn ingest(
         .map(|event| match event {
             InboundEvent::Message(message) => ingest_message(conn, rules, message, now),
             InboundEvent::Status(status) => record_status(conn, &rules.channel_id, status, now),
-            InboundEvent::Edit(edit) => apply_edit(conn, &rules.channel_id, edit, now),
+            InboundEvent::Edit(edit) => apply_edit(conn, rules, edit, now),
             InboundEvent::Retract {
                 platform_message_id,
-            } => retract(conn, &rules.channel_id, platform_message_id, now),
+            } => retract(conn, rules, platform_message_id, now),
             InboundEvent::Watermark(mark) => apply_watermark(conn, &rules.channel_id, mark, now),
         })
         .collect()
 }
 
-/// Replaces an inbound message's parts, keeping what it said before in `history`.
+/// Replaces an inbound message's parts, keeping what it said before in `history`; a
+/// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
 fn apply_edit(
     conn: &Connection,
-    channel: &str,
+    rules: &ChannelRules,
     edit: &MessageEdit,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    let current: Option<(String, String, Option<String>, i64)> = conn
+    let channel = rules.channel_id.as_str();
+    let current: Option<(String, String, Option<String>, i64, String)> = conn
         .prepare_cached(
-            "SELECT id, parts, history, seq FROM messages
+            "SELECT id, parts, history, seq, conversation_id FROM messages
              WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
         )?
         .query_row(params![channel, edit.platform_message_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
     let skipped = |why| {
@@ -62,7 +64,7 @@ fn apply_edit(
             skipped: Some(why),
         })
     };
-    let Some((id, parts, history, seq)) = current else {
+    let Some((id, parts, history, seq, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
     let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
@@ -75,6 +77,13 @@ fn apply_edit(
     )?
     .execute(params![id, json(&edit.parts)?, history, edited_at])?;
     tickets_store::index_text(conn, seq, &edit.parts)?;
+    if rules.hubspot_account.is_some() {
+        let note = PublishNote::Edited {
+            revision: crate::store::edit_revision(&history),
+        };
+        let message = MessageId::from_stored(id);
+        super::hubspot::enqueue_publish(conn, &conversation, &message, Some(&note), now)?;
+    }
     Ok(IngestOutcome::Edited {
         id: edit.platform_message_id.clone(),
         applied: true,
@@ -82,12 +91,37 @@ fn apply_edit(
     })
 }
 
+/// Marks an inbound message taken back; the first time, a channel linked to HubSpot
+/// publishes a note saying so (HubSpot cannot delete a message).
 fn retract(
     conn: &Connection,
-    channel: &str,
+    rules: &ChannelRules,
     platform_id: &str,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    if rules.hubspot_account.is_some() {
+        let first: Option<(String, String)> = conn
+            .prepare_cached(
+                "SELECT id, conversation_id FROM messages
+                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'
+                   AND retracted_at IS NULL",
+            )?
+            .query_row(params![channel, platform_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, conversation)) = first {
+            let message = MessageId::from_stored(id);
+            super::hubspot::enqueue_publish(
+                conn,
+                &conversation,
+                &message,
+                Some(&PublishNote::Retracted),
+                now,
+            )?;
+        }
+    }
     let changed = conn
         .prepare_cached(
             "UPDATE messages SET retracted_at = COALESCE(retracted_at, ?3)
@@ -193,7 +227,7 @@ fn ingest_message(
     ])?;
     tickets_store::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
     if rules.hubspot_account.is_some() {
-        super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, now)?;
+        super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, None, now)?;
     }
     events::emit(
         conn,
