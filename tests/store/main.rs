@@ -16,6 +16,7 @@ mod analytics;
 mod concurrency;
 mod desk;
 mod events;
+mod hubspot_queues;
 mod ingest;
 mod lifecycle;
 mod lists;
