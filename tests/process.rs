@@ -1781,3 +1781,64 @@ async fn hubspot_status_reads_the_queue_beside_a_running_daemon_and_exits_1_on_d
         .expect("webhook reaches the daemon");
     assert_eq!(response.status(), 200);
 }
+
+/// `hubspot connect` of the real binary: the link line on stdout and exit 0, or the
+/// error on stderr and a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_connect_prints_the_link_line_or_fails_with_a_non_zero_exit() {
+    use support::hubspot_fake::{self, HubspotFake};
+    let fake = HubspotFake::start().await;
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    edit_config(
+        &setup,
+        "reopen = true\n",
+        &format!("reopen = true\n\n{}", fake.config_section("")),
+    );
+
+    let output = setup
+        .run(&[
+            "hubspot",
+            "connect",
+            "--channel",
+            "nope",
+            "--inbox",
+            "3003",
+            "--name",
+            "x",
+        ])
+        .await;
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no channel \"nope\""),
+        "{}",
+        describe(&output)
+    );
+
+    let args = [
+        "hubspot",
+        "connect",
+        "--channel",
+        "demo",
+        "--inbox",
+        "3003",
+        "--name",
+        "Demo",
+    ];
+    let output = setup.run(&args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = format!(
+        "hubspot = {{ channel_account_id = \"{}\" }}",
+        fake.accounts().last().expect("an account")["id"]
+            .as_str()
+            .expect("its id")
+    );
+    assert!(stdout.contains(&line), "{}", describe(&output));
+    // Run again: found, not created twice.
+    let output = setup.run(&args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(fake.accounts().len(), 2, "{:#?}", fake.accounts());
+    assert_eq!(hubspot_fake::CHANNEL_ACCOUNT_ID, fake.accounts()[0]["id"]);
+    fake.assert_no_violations();
+}
