@@ -784,6 +784,38 @@ async fn status_without_a_channel_id_or_a_database_says_what_to_do() {
     );
 }
 
+#[tokio::test]
+async fn status_says_when_hubspot_does_not_know_the_configured_channel() {
+    let fake = HubspotFake::start().await;
+    let app = linked_app(&fake.config_section(""), "").await;
+    fake.fail_next(
+        "channel-accounts",
+        404,
+        &[],
+        json!({"status": "error", "category": "OBJECT_NOT_FOUND",
+               "correlationId": "00000000-0000-4000-8000-000000000000",
+               "message": "Channel 1001 not found"}),
+        1,
+    );
+
+    let status = setup::status(&app_config(&app)).await.expect("status");
+
+    assert_eq!(status.token, TokenState::Valid);
+    assert_eq!(
+        status.needs_attention.len(),
+        1,
+        "{:?}",
+        status.needs_attention
+    );
+    assert!(
+        status.needs_attention[0].contains(
+            "hubspot.channel_id 1001: HubSpot has no such custom channel (Channel 1001 not found)"
+        ),
+        "{:?}",
+        status.needs_attention
+    );
+}
+
 fn config_without_hubspot() -> Config {
     config("")
 }

@@ -185,6 +185,18 @@ pub async fn status(config: &Config) -> Result<Status, SetupError> {
             )
         }
         Some(Ok(accounts)) => (TokenState::Valid, Some(accounts)),
+        // HubSpot authenticates before it looks the channel up: the token works, the
+        // channel is what is missing.
+        Some(Err(HubspotError::Refused {
+            status: 404,
+            message,
+        })) => {
+            attention.push(format!(
+                "hubspot.channel_id {}: HubSpot has no such custom channel ({message});                  remove channel_id and run `channel-bridge hubspot register`",
+                hubspot.channel_id.as_deref().unwrap_or_default()
+            ));
+            (TokenState::Valid, None)
+        }
         Some(Err(e)) => {
             let state = token_state(e);
             if let TokenState::Invalid { reason } | TokenState::Unreachable { reason } = &state {
