@@ -130,6 +130,37 @@ enum HubspotAction {
         #[arg(long)]
         json: bool,
     },
+    /// Create the HubSpot channel account a channel publishes into (once: an account the
+    /// channel's link names, or one with this name on this inbox, is reused). Prints the
+    /// `hubspot = { channel_account_id = "…" }` line for the channel's section.
+    #[command(
+        after_help = "Needs hubspot.channel_id (from `hubspot register`) and the         portal's token (access_token, or client_id + refresh_token)."
+    )]
+    Connect {
+        /// Our channel ([channels.<id>]).
+        #[arg(long)]
+        channel: String,
+        /// The HubSpot inbox (or help desk) id its conversations land in.
+        #[arg(long)]
+        inbox: String,
+        /// The channel account's name in HubSpot.
+        #[arg(long)]
+        name: String,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is linked (each channel's account as HubSpot reports it), whether the
+    /// token works, and the publish queue and dead letters per channel; exit 1 when
+    /// something needs attention.
+    #[command(
+        after_help = "Reads the outbox from the database read-only (beside a         running daemon too): it needs the config's storage, not an API token."
+    )]
+    Status {
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -464,6 +495,38 @@ async fn hubspot(config: &Config, action: HubspotAction) -> anyhow::Result<ExitC
                 print!("{}", registered.text());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        HubspotAction::Connect {
+            channel,
+            inbox,
+            name,
+            json,
+        } => {
+            let options = setup::ConnectOptions {
+                channel,
+                inbox_id: inbox,
+                name,
+            };
+            let connected = setup::connect(config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&connected)?);
+            } else {
+                print!("{}", connected.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HubspotAction::Status { json } => {
+            let status = setup::status(config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.text());
+            }
+            Ok(if status.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

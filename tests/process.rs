@@ -1709,3 +1709,136 @@ async fn without_a_config_file_it_warns_where_it_looked_and_refuses_a_public_add
         "a refused start created files in its working directory: {text}"
     );
 }
+
+/// `hubspot status` of the real binary beside a running daemon on SQLite: it reads the
+/// outbox read-only while the daemon's writer owns the file, and exits 1 once a publish
+/// is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_status_reads_the_queue_beside_a_running_daemon_and_exits_1_on_dead_letters() {
+    use support::hubspot_fake::{self, HubspotFake};
+    let fake = HubspotFake::start().await;
+    let setup = Setup::new("http://127.0.0.1:9", &[0, 50, 100]);
+    edit_config(
+        &setup,
+        "reopen = true\n",
+        &format!(
+            "reopen = true\nhubspot = {{ channel_account_id = \"{}\" }}\n\n{}",
+            hubspot_fake::CHANNEL_ACCOUNT_ID,
+            fake.config_section("")
+        ),
+    );
+    let daemon = setup.start().await;
+
+    let output = setup.run(&["hubspot", "status"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("Token: static access token, valid"), "{text}");
+    assert!(text.contains("All good."), "{text}");
+
+    // HubSpot refuses the publish: it is dead-lettered on its first attempt.
+    fake.fail_next(
+        "/messages",
+        400,
+        &[],
+        json!({"status": "error", "category": "VALIDATION_ERROR",
+               "correlationId": "00000000-0000-4000-8000-000000000000", "message": "no"}),
+        1,
+    );
+    let response = daemon
+        .post_webhook("demo", &message_event("hs-1", "user-1", "hello"))
+        .await
+        .expect("webhook reaches the daemon");
+    assert_eq!(response.status(), 200);
+    wait_until("the publish is dead-lettered", DEADLINE, || async {
+        daemon.deliveries("dead").await.len() == 1
+    })
+    .await;
+
+    let output = setup.run(&["hubspot", "status", "--json"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let status: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("status prints JSON ({e}):\n{}", describe(&output)));
+    let demo = status["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["channel"] == "demo")
+        .cloned()
+        .expect("demo is listed");
+    assert_eq!(demo["queue"], json!({"pending": 0, "dead": 1}), "{status}");
+    assert_eq!(demo["account"]["authorized"], true, "{status}");
+    assert_eq!(status["token"]["state"], "valid", "{status}");
+    assert!(
+        status["needs_attention"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("dead letters")),
+        "{status}"
+    );
+    // The daemon is unaffected.
+    let response = daemon
+        .post_webhook("demo", &message_event("hs-2", "user-2", "still here"))
+        .await
+        .expect("webhook reaches the daemon");
+    assert_eq!(response.status(), 200);
+}
+
+/// `hubspot connect` of the real binary: the link line on stdout and exit 0, or the
+/// error on stderr and a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_connect_prints_the_link_line_or_fails_with_a_non_zero_exit() {
+    use support::hubspot_fake::{self, HubspotFake};
+    let fake = HubspotFake::start().await;
+    let setup = Setup::new("http://127.0.0.1:9", &[0]);
+    edit_config(
+        &setup,
+        "reopen = true\n",
+        &format!("reopen = true\n\n{}", fake.config_section("")),
+    );
+
+    let output = setup
+        .run(&[
+            "hubspot",
+            "connect",
+            "--channel",
+            "nope",
+            "--inbox",
+            "3003",
+            "--name",
+            "x",
+        ])
+        .await;
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no channel \"nope\""),
+        "{}",
+        describe(&output)
+    );
+
+    let args = [
+        "hubspot",
+        "connect",
+        "--channel",
+        "demo",
+        "--inbox",
+        "3003",
+        "--name",
+        "Demo",
+    ];
+    let output = setup.run(&args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = format!(
+        "hubspot = {{ channel_account_id = \"{}\" }}",
+        fake.accounts().last().expect("an account")["id"]
+            .as_str()
+            .expect("its id")
+    );
+    assert!(stdout.contains(&line), "{}", describe(&output));
+    // Run again: found, not created twice.
+    let output = setup.run(&args).await;
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(fake.accounts().len(), 2, "{:#?}", fake.accounts());
+    assert_eq!(hubspot_fake::CHANNEL_ACCOUNT_ID, fake.accounts()[0]["id"]);
+    fake.assert_no_violations();
+}

@@ -66,6 +66,34 @@ pub struct PublishSource {
     pub in_reply_to: Option<String>,
 }
 
+/// HubSpot jobs of one of our channels waiting (`pending`) or given up (`dead`) in the
+/// outbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelQueue {
+    /// The channel of the job's message; `None` when the message is gone (purged).
+    pub channel_id: Option<String>,
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// HubSpot's share of the outbox per channel, read straight from the database without
+/// opening the store: SQLite through one read-only connection, which WAL lets read beside
+/// a running daemon's writer (it never writes, never migrates, never takes the writer's
+/// place); PostgreSQL through one connection in a read-only session. For
+/// `channel-bridge hubspot status`, which must work beside the daemon.
+pub async fn read_queues(
+    storage: &crate::config::StorageConfig,
+) -> Result<Vec<ChannelQueue>, StoreError> {
+    match storage {
+        crate::config::StorageConfig::Sqlite { path } => {
+            super::sqlite::read_hubspot_queues(path).await
+        }
+        crate::config::StorageConfig::Postgres { url, schema, .. } => {
+            super::postgres::read_hubspot_queues(url, schema.as_deref()).await
+        }
+    }
+}
+
 /// How much HubSpot work waits in the outbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HubspotQueue {

@@ -17,6 +17,7 @@ mod concurrency;
 mod desk;
 mod events;
 mod hubspot;
+mod hubspot_queues;
 mod ingest;
 mod lifecycle;
 mod lists;

@@ -34,14 +34,19 @@ impl Env {
     /// A store on a new SQLite file in a temporary folder.
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("store.db");
         let store = Arc::new(
-            SqliteStore::open(&dir.path().join("store.db"))
+            SqliteStore::open(&path)
                 .await
                 .expect("the SQLite store opens"),
         );
         Self {
             store: store.clone(),
-            backend: Backend::Sqlite { store, _dir: dir },
+            backend: Backend::Sqlite {
+                store,
+                path,
+                _dir: dir,
+            },
         }
     }
 
@@ -80,6 +85,7 @@ impl Env {
 pub enum Backend {
     Sqlite {
         store: Arc<SqliteStore>,
+        path: std::path::PathBuf,
         _dir: tempfile::TempDir,
     },
     Postgres {
@@ -89,6 +95,21 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The `[storage]` config naming this store's database, for what reads it without
+    /// the store (`hubspot status`).
+    pub fn storage(&self) -> channel_bridge::config::StorageConfig {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                channel_bridge::config::StorageConfig::Sqlite { path: path.clone() }
+            }
+            Backend::Postgres { _schema, .. } => channel_bridge::config::StorageConfig::Postgres {
+                url: _schema.url(),
+                schema: Some(_schema.name().to_owned()),
+                max_connections: 1,
+            },
+        }
+    }
+
     /// Runs portable SQL (literal values, no placeholders) on the store's own database
     /// and returns how many rows it changed: seeding the API cannot do, such as moving
     /// timestamps into the past.

@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
-use sqlx::postgres::PgRow;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::{ATTEMPTS, PgStore, get, now_ms};
 use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
+use crate::secret::Secret;
 use crate::store::hubspot::{
-    AccountChange, AccountState, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
+    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
     HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
     WebhookRecord, status_key, status_payload,
 };
@@ -469,6 +472,47 @@ async fn accounts(c: &mut PgConnection) -> Result<Vec<AccountState>, StoreError>
             },
         )
         .collect())
+}
+
+/// The `hubspot_publish` (and any other `@hubspot`) jobs per channel of their message.
+async fn queues(c: &mut PgConnection) -> Result<Vec<ChannelQueue>, StoreError> {
+    let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT m.channel_id,
+                count(*) FILTER (WHERE j.state = 'pending'),
+                count(*) FILTER (WHERE j.state = 'dead')
+         FROM jobs j LEFT JOIN messages m ON m.id = (j.payload::jsonb ->> 'message_id')
+         WHERE j.channel_id = $1
+         GROUP BY m.channel_id ORDER BY m.channel_id",
+    )
+    .bind(JOB_CHANNEL_HUBSPOT)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(channel_id, pending, dead)| ChannelQueue {
+            channel_id,
+            pending: pending as u64,
+            dead: dead as u64,
+        })
+        .collect())
+}
+
+/// [`crate::store::hubspot::read_queues`] on the database `url` names, in `schema`.
+pub(crate) async fn read_hubspot_queues(
+    url: &Secret,
+    schema: Option<&str>,
+) -> Result<Vec<ChannelQueue>, StoreError> {
+    // The URL may hold a password: its parse error must not repeat it.
+    let options = PgConnectOptions::from_str(url.expose())
+        .map_err(|_| StoreError::Invalid("storage.url is not a valid postgres:// URL".into()))?;
+    let mut settings = vec![("default_transaction_read_only", "on".to_owned())];
+    if let Some(schema) = schema {
+        settings.push(("search_path", super::quote_ident(schema)));
+    }
+    let mut conn = options.options(settings).connect().await?;
+    let result = queues(&mut conn).await;
+    let _ = conn.close().await;
+    result
 }
 
 #[async_trait]

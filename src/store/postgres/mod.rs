@@ -138,6 +138,7 @@ macro_rules! read {
 
 // After the macros, which it uses.
 mod hubspot;
+pub(crate) use hubspot::read_hubspot_queues;
 
 pub struct PgStore {
     pool: PgPool,

@@ -1,12 +1,14 @@
 //! [`HubspotStore`] on SQLite: the message ↔ HubSpot id map, publish reads, uploaded files.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{SqliteStore, now_ms};
 use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    AccountChange, AccountState, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
+    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
     HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
     WebhookRecord, status_key, status_payload,
 };
@@ -419,6 +421,48 @@ fn accounts(conn: &Connection) -> Result<Vec<AccountState>, StoreError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The `hubspot_publish` (and any other `@hubspot`) jobs per channel of their message.
+fn queues(conn: &Connection) -> Result<Vec<ChannelQueue>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT m.channel_id,
+                count(*) FILTER (WHERE j.state = 'pending'),
+                count(*) FILTER (WHERE j.state = 'dead')
+         FROM jobs j LEFT JOIN messages m ON m.id = json_extract(j.payload, '$.message_id')
+         WHERE j.channel_id = ?1
+         GROUP BY m.channel_id ORDER BY m.channel_id",
+    )?;
+    let rows = statement.query_map([JOB_CHANNEL_HUBSPOT], |r| {
+        Ok(ChannelQueue {
+            channel_id: r.get(0)?,
+            pending: r.get::<_, i64>(1)? as u64,
+            dead: r.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`crate::store::hubspot::read_queues`] on the SQLite file at `path`.
+pub(crate) async fn read_hubspot_queues(path: &Path) -> Result<Vec<ChannelQueue>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Unavailable(
+            format!(
+                "no database at {} (storage.path): has the daemon run with this config?",
+                path.display()
+            )
+            .into(),
+        ));
+    }
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // The daemon's writer may hold the file for a moment: wait rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        queues(&conn)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("the read failed", e)))?
 }
 
 #[async_trait]

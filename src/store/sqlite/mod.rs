@@ -12,6 +12,7 @@ mod contacts;
 mod desk;
 mod events;
 mod hubspot;
+pub(crate) use hubspot::read_hubspot_queues;
 mod ingest;
 #[cfg(test)]
 mod migration_tests;

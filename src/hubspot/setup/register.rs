@@ -1,110 +1,22 @@
-//! The setup commands of HubSpot mode (issue #18, docs/hubspot-guide.md):
-//! `channel-bridge hubspot register`, `connect` and `status`. Each reads the daemon's own
-//! config, calls HubSpot through [`HubspotClient`], and returns what happened as data the
-//! CLI prints (text or JSON), so tests check outcomes rather than terminal output.
-//!
-//! Both `register` and `connect` are idempotent: they look for what exists before creating
-//! anything, because re-registering on every install duplicated channels in the field
-//! (botpress/growth #221: duplicate "Originating Channel" values broke workflows).
-//!
-//! Never prints or returns a secret. Knows nothing of the daemon's runtime.
+//! `channel-bridge hubspot register`: creates the app's custom channel, or updates the one
+//! that exists (matched by `[hubspot].channel_id`, else by name), with capabilities derived
+//! from what the linked channels' adapters can carry and the webhook URL HubSpot posts
+//! reps' replies to.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use super::client::{HubspotClient, HubspotError};
-use super::wire::{Capabilities, ChannelDefinition, DeliveryIdentifierType};
+use super::{Credential, SetupError, client, hubspot_error, section, webhook_url};
 use crate::adapters::AdapterConfig;
-use crate::config::{Config, HubspotConfig};
-use crate::store::StoreError;
+use crate::config::Config;
+use crate::hubspot::wire::{Capabilities, ChannelDefinition, DeliveryIdentifierType};
 
 /// The channel name `register` uses when not told otherwise.
 pub const DEFAULT_CHANNEL_NAME: &str = "channel-bridge";
 /// Shown under the channel in HubSpot's "connect a channel" flow.
 pub const DEFAULT_DESCRIPTION: &str = "Messaging apps bridged into HubSpot by channel-bridge";
-/// Every setup request gives up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a setup command failed; each message says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The config lacks what the command needs.
-    #[error("{0}")]
-    Config(String),
-    /// HubSpot refused or could not be reached.
-    #[error("{what}: {source}{hint}")]
-    Hubspot {
-        what: String,
-        source: HubspotError,
-        hint: &'static str,
-    },
-    /// What HubSpot holds does not let the command decide safely.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("cannot read the outbox: {0}")]
-    Store(#[from] StoreError),
-}
-
-/// Which credential a failed call used, for the hint on a 401 / 403.
-#[derive(Clone, Copy)]
-enum Credential {
-    DeveloperKey,
-}
-
-fn hubspot_error(
-    what: impl Into<String>,
-    credential: Credential,
-    source: HubspotError,
-) -> SetupError {
-    let hint = match (&source, credential) {
-        (HubspotError::Refused { status: 401, .. }, Credential::DeveloperKey) => {
-            " (check hubspot.developer_api_key and hubspot.app_id: the key must belong to the developer account that owns the app)"
-        }
-        (HubspotError::Refused { status: 403, .. }, _) => {
-            " (the app lacks a scope: see \"Scopes\" in docs/hubspot-guide.md)"
-        }
-        (HubspotError::Transport(_), _) => " (check hubspot.api_base and the network)",
-        _ => "",
-    };
-    SetupError::Hubspot {
-        what: what.into(),
-        source,
-        hint,
-    }
-}
-
-fn section(config: &Config) -> Result<&HubspotConfig, SetupError> {
-    config.hubspot.as_ref().ok_or_else(|| {
-        SetupError::Config(
-            "the config has no [hubspot] section: add app_id, client_secret and access_token \
-             (see docs/hubspot-guide.md)"
-                .into(),
-        )
-    })
-}
-
-fn client(hubspot: &HubspotConfig) -> Result<HubspotClient, SetupError> {
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| SetupError::Config(format!("cannot build an HTTP client: {e}")))?;
-    Ok(HubspotClient::new(hubspot, http))
-}
-
-/// The webhook URL HubSpot is given: `{server.public_url}/hubspot/webhook`.
-pub fn webhook_url(config: &Config) -> Result<String, SetupError> {
-    match &config.server.public_url {
-        Some(base) => Ok(format!("{base}/hubspot/webhook")),
-        None => Err(SetupError::Config(
-            "server.public_url is required: HubSpot posts reps' replies to \
-             {server.public_url}/hubspot/webhook"
-                .into(),
-        )),
-    }
-}
 
 /// What a platform takes as a file sent by URL, for the attachments reps may add in HubSpot.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -502,7 +414,7 @@ mod tests {
             ("twilio", "twilio_address", "messenger:1234"),
         ];
         for (kind, id_kind, value) in cases {
-            let sent = super::super::publish::delivery_identifier(&Identifier {
+            let sent = crate::hubspot::publish::delivery_identifier(&Identifier {
                 kind: id_kind.into(),
                 value: value.into(),
             });
