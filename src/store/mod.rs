@@ -997,6 +997,22 @@ pub(crate) fn job_kind_label(kind: &str) -> &'static str {
     }
 }
 
+/// The conversation a job's ordering key names: delivery jobs order under the
+/// conversation's id, emails under `email:{conversation}`, HubSpot publishes under
+/// `hubspot:{conversation}`; HubSpot status reports order under the HubSpot message
+/// (`hubspot-status:{id}`) and name no conversation.
+pub(crate) fn conversation_of_key(key: String) -> Option<String> {
+    if key.starts_with("hubspot-status:") {
+        return None;
+    }
+    Some(
+        key.strip_prefix("email:")
+            .or_else(|| key.strip_prefix("hubspot:"))
+            .map(str::to_owned)
+            .unwrap_or(key),
+    )
+}
+
 /// Reads a `seq` cursor (0 when there is none).
 pub(crate) fn parse_seq_cursor(cursor: &Option<String>) -> Result<i64, StoreError> {
     match cursor {
