@@ -644,6 +644,8 @@ impl JobState {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: JobId,
+    /// `deliver` (a reply to its platform), `email`, `hubspot_publish` (a contact's
+    /// message into HubSpot) or `hubspot_status` (a reply's status reported to HubSpot).
     pub kind: &'static str,
     pub state: JobState,
     pub channel_id: String,
