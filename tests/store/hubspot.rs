@@ -23,6 +23,7 @@ conformance!(
     a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed,
     replies_of_other_sources_report_nothing_to_hubspot,
     a_deauthorized_account_parks_publishes_until_it_is_authorized_again,
+    old_event_payloads_are_cleared_and_their_keys_still_deduplicate,
 );
 
 const HUB: &str = "@hubspot";
@@ -378,4 +379,28 @@ async fn a_deauthorized_account_parks_publishes_until_it_is_authorized_again(
     .await;
     let purged = &store.hubspot().hubspot_accounts().await.unwrap()[0];
     assert!(purged.deleted && !purged.usable());
+}
+
+async fn old_event_payloads_are_cleared_and_their_keys_still_deduplicate(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let conversation = open_conversation(&*store, &rules("chat"), "ana").await;
+    record(
+        &*store,
+        vec![hs_reply("hs-old", &[conversation.as_str()], None)],
+    )
+    .await;
+    let hubspot = store.hubspot();
+    let before_it = Utc::now() - Duration::hours(1);
+    assert_eq!(hubspot.clear_event_payloads(before_it).await.unwrap(), 0);
+    let after_it = Utc::now() + Duration::seconds(1);
+    assert_eq!(hubspot.clear_event_payloads(after_it).await.unwrap(), 1);
+    assert_eq!(hubspot.clear_event_payloads(after_it).await.unwrap(), 0);
+    let again = record(
+        &*store,
+        vec![hs_reply("hs-old", &[conversation.as_str()], None)],
+    )
+    .await;
+    assert_eq!(again, [WebhookOutcome::Duplicate]);
 }
