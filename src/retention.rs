@@ -42,6 +42,16 @@ pub async fn purge(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> Pu
             Ok(n) => purged.raw_payloads = n,
             Err(e) => warn("raw payloads", &e),
         }
+        // HubSpot's webhook events keep their key (a late retry stays a duplicate), not
+        // their body.
+        match store
+            .hubspot()
+            .clear_event_payloads(now - days(config.retention.raw_payload_days))
+            .await
+        {
+            Ok(n) => purged.raw_payloads += n,
+            Err(e) => warn("HubSpot event payloads", &e),
+        }
     }
     if purged != Purged::default() {
         tracing::info!(

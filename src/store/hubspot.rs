@@ -310,4 +310,11 @@ pub trait HubspotStore: Send + Sync {
 
     /// Every channel account HubSpot told us about.
     async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError>;
+
+    /// Clears the payload of webhook events received before `before` (their keys stay, so
+    /// a late retry is still a duplicate); returns how many were cleared.
+    async fn clear_event_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
+
+/// Events whose payload one write clears, so retention never holds the writer long.
+pub const CLEAR_CHUNK: i64 = 2000;

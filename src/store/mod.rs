@@ -690,6 +690,8 @@ impl JobState {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: JobId,
+    /// `deliver` (a reply to its platform), `email`, `hubspot_publish` (a contact's
+    /// message into HubSpot) or `hubspot_status` (a reply's status reported to HubSpot).
     pub kind: &'static str,
     pub state: JobState,
     pub channel_id: String,
@@ -1057,6 +1059,22 @@ pub(crate) fn job_kind_label(kind: &str) -> &'static str {
         JOB_HUBSPOT_STATUS => JOB_HUBSPOT_STATUS,
         _ => "unknown",
     }
+}
+
+/// The conversation a job's ordering key names: delivery jobs order under the
+/// conversation's id, emails under `email:{conversation}`, HubSpot publishes under
+/// `hubspot:{conversation}`; HubSpot status reports order under the HubSpot message
+/// (`hubspot-status:{id}`) and name no conversation.
+pub(crate) fn conversation_of_key(key: String) -> Option<String> {
+    if key.starts_with("hubspot-status:") {
+        return None;
+    }
+    Some(
+        key.strip_prefix("email:")
+            .or_else(|| key.strip_prefix("hubspot:"))
+            .map(str::to_owned)
+            .unwrap_or(key),
+    )
 }
 
 /// Reads a `seq` cursor (0 when there is none).

@@ -512,3 +512,29 @@ async fn the_openapi_document_describes_the_webhook_and_the_channels_hubspot_sta
         json!(["authorized", "deauthorized", "deleted", "unknown"])
     );
 }
+
+#[tokio::test]
+async fn a_rep_quoting_the_contacts_message_in_hubspot_quotes_it_on_the_platform() {
+    let fake = HubspotFake::start().await;
+    let platform = platform_answering(200).await;
+    let app = TestApp::spawn_with(linked_options(&fake, &platform)).await;
+    let conversation = contact_writes(&app, "m-1").await;
+    wait_until(
+        "the message is published",
+        Duration::from_secs(20),
+        || async { !fake.messages().is_empty() },
+    )
+    .await;
+    let quoted = fake.messages()[0]["id"].clone();
+    let mut event = rep_message("hs-6", &conversation, "About this:");
+    event["message"]["inReplyToId"] = quoted;
+    post_hubspot(&app, &event).await;
+    reported(&fake, "hs-6", "SENT").await;
+
+    let ours = app.messages(&conversation).await;
+    let contact = ours.iter().find(|m| m["direction"] == "inbound").unwrap();
+    let reply = ours.iter().find(|m| m["direction"] == "outbound").unwrap();
+    assert_eq!(reply["reply_to"], contact["id"]);
+    let sent = sent_to_platform(&platform).await;
+    assert_eq!(sent[0]["reply_to"], "m-1", "{}", sent[0]);
+}

@@ -23,6 +23,7 @@ conformance!(
     a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed,
     replies_of_other_sources_report_nothing_to_hubspot,
     a_deauthorized_account_parks_publishes_until_it_is_authorized_again,
+    old_event_payloads_are_cleared_and_their_keys_still_deduplicate,
 );
 
 const HUB: &str = "@hubspot";
@@ -178,6 +179,16 @@ async fn a_message_without_a_conversation_is_recorded_and_reported_failed(
     assert_eq!(reports[0].0, "hs-3");
     assert_eq!(reports[0].1, ReportedStatus::Failed);
     assert!(reports[0].2.as_deref().unwrap().contains("no conversation"));
+    let listed = store
+        .deliveries(channel_bridge::store::JobState::Pending, &page(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(listed[0].kind, "hubspot_status");
+    assert_eq!(
+        listed[0].conversation_id, None,
+        "a report names no conversation"
+    );
     // A retry of it is a duplicate: it is not reported twice.
     let again = record(&*store, vec![hs_reply("hs-3", &["conv_gone"], None)]).await;
     assert_eq!(again, [WebhookOutcome::Duplicate]);
@@ -242,7 +253,14 @@ async fn a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed(
     for _ in 0..3 {
         let jobs = lease(&*store, "w", &[HUB]).await;
         for job in &jobs {
-            store.finish_job(job, "w", sent("")).await.unwrap();
+            // HubSpot refuses the FAILED report for good: it is dead-lettered.
+            let outcome = match reports(std::slice::from_ref(job))[0].1 {
+                ReportedStatus::Failed => JobOutcome::Dead {
+                    error: "HubSpot refused".into(),
+                },
+                _ => sent(""),
+            };
+            store.finish_job(job, "w", outcome).await.unwrap();
         }
         seen.extend(reports(&jobs));
     }
@@ -263,6 +281,22 @@ async fn a_sent_then_read_reply_reports_sent_then_read_and_a_dead_one_failed(
             Some("bot was blocked by the user".into())
         )]
     );
+
+    // Redriving the dead report sends the report again, not the failed reply.
+    let dead = store
+        .deliveries(channel_bridge::store::JobState::Dead, &page(10))
+        .await
+        .unwrap()
+        .items;
+    let report = dead.iter().find(|d| d.kind == "hubspot_status").unwrap();
+    store.retry_delivery(&report.id, Utc::now()).await.unwrap();
+    let failed_reply = dead.iter().find(|d| d.kind == "deliver").unwrap();
+    let message = failed_reply.message_id.clone().unwrap();
+    assert_eq!(
+        store.message(&message).await.unwrap().delivery.status,
+        DeliveryStatus::Failed
+    );
+    assert!(lease(&*store, "w", &["chat"]).await.is_empty(), "no resend");
 }
 
 async fn replies_of_other_sources_report_nothing_to_hubspot(store: Arc<dyn Store>, _: &Backend) {
@@ -345,4 +379,28 @@ async fn a_deauthorized_account_parks_publishes_until_it_is_authorized_again(
     .await;
     let purged = &store.hubspot().hubspot_accounts().await.unwrap()[0];
     assert!(purged.deleted && !purged.usable());
+}
+
+async fn old_event_payloads_are_cleared_and_their_keys_still_deduplicate(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let conversation = open_conversation(&*store, &rules("chat"), "ana").await;
+    record(
+        &*store,
+        vec![hs_reply("hs-old", &[conversation.as_str()], None)],
+    )
+    .await;
+    let hubspot = store.hubspot();
+    let before_it = Utc::now() - Duration::hours(1);
+    assert_eq!(hubspot.clear_event_payloads(before_it).await.unwrap(), 0);
+    let after_it = Utc::now() + Duration::seconds(1);
+    assert_eq!(hubspot.clear_event_payloads(after_it).await.unwrap(), 1);
+    assert_eq!(hubspot.clear_event_payloads(after_it).await.unwrap(), 0);
+    let again = record(
+        &*store,
+        vec![hs_reply("hs-old", &[conversation.as_str()], None)],
+    )
+    .await;
+    assert_eq!(again, [WebhookOutcome::Duplicate]);
 }

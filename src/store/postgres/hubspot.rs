@@ -568,4 +568,32 @@ impl HubspotStore for PgStore {
     async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError> {
         read!(self, |c| accounts(c))
     }
+
+    async fn clear_event_payloads(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        let mut cleared = 0;
+        loop {
+            let n = transaction!(self, |c| clear_payloads(c, before))?;
+            cleared += n;
+            if n < crate::store::hubspot::CLEAR_CHUNK as u64 {
+                return Ok(cleared);
+            }
+        }
+    }
+}
+
+async fn clear_payloads(c: &mut PgConnection, before: i64) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE hubspot_events SET payload = ''
+         WHERE event_key IN (SELECT event_key FROM hubspot_events
+             WHERE received_at < $1 AND payload <> '' LIMIT $2)",
+    )
+    .bind(before)
+    .bind(crate::store::hubspot::CLEAR_CHUNK)
+    .execute(&mut *c)
+    .await?
+    .rows_affected())
 }

@@ -313,13 +313,8 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         kind: crate::store::job_kind_label(&kind),
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: get(row, "channel_id")?,
-        // Email jobs order under `email:{conversation}`, HubSpot jobs `hubspot:{conversation}`.
-        conversation_id: get::<Option<String>>(row, "ordering_key")?.map(|key| {
-            key.strip_prefix("email:")
-                .or_else(|| key.strip_prefix("hubspot:"))
-                .map(str::to_owned)
-                .unwrap_or(key)
-        }),
+        conversation_id: get::<Option<String>>(row, "ordering_key")?
+            .and_then(crate::store::conversation_of_key),
         message_id,
         attempts: get::<i32>(row, "attempts")?.max(0) as u32,
         last_error: get(row, "last_error")?,
@@ -398,7 +393,9 @@ pub async fn retry(c: &mut PgConnection, id: &JobId, now: i64) -> Result<Deliver
         .fetch_one(&mut *c)
         .await?;
     let view = delivery(&row)?;
-    if let Some(message) = &view.message_id {
+    // Only a delivery's retry sends its message again; a HubSpot report or publish that
+    // names a message leaves it as it is.
+    if let Some(message) = view.message_id.as_ref().filter(|_| view.kind == DELIVER) {
         sqlx::query(
             "UPDATE messages SET delivery_status = 'queued', delivery_error = NULL
              WHERE id = $1 AND delivery_status = 'failed'",

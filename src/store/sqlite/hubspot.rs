@@ -540,4 +540,31 @@ impl HubspotStore for SqliteStore {
     async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError> {
         self.readers.read(accounts).await
     }
+
+    async fn clear_event_payloads(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        let mut cleared = 0;
+        loop {
+            let n = self
+                .writer
+                .write(move |conn| {
+                    Ok(conn
+                        .prepare_cached(
+                            "UPDATE hubspot_events SET payload = ''
+                             WHERE rowid IN (SELECT rowid FROM hubspot_events
+                                 WHERE received_at < ?1 AND payload <> '' LIMIT ?2)",
+                        )?
+                        .execute(params![before, crate::store::hubspot::CLEAR_CHUNK])?
+                        as u64)
+                })
+                .await?;
+            cleared += n;
+            if n < crate::store::hubspot::CLEAR_CHUNK as u64 {
+                return Ok(cleared);
+            }
+        }
+    }
 }

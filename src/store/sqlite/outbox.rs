@@ -326,13 +326,9 @@ fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
         kind: crate::store::job_kind_label(&kind),
         state: JobState::parse(&state).unwrap_or(JobState::Pending),
         channel_id: row.get(4)?,
-        // Email jobs order under `email:{conversation}`, HubSpot jobs `hubspot:{conversation}`.
-        conversation_id: row.get::<_, Option<String>>(5)?.map(|key| {
-            key.strip_prefix("email:")
-                .or_else(|| key.strip_prefix("hubspot:"))
-                .map(str::to_owned)
-                .unwrap_or(key)
-        }),
+        conversation_id: row
+            .get::<_, Option<String>>(5)?
+            .and_then(crate::store::conversation_of_key),
         message_id,
         attempts: row.get(7)?,
         last_error: row.get(8)?,
@@ -413,7 +409,9 @@ pub fn retry(conn: &Connection, id: &JobId, now: i64) -> Result<Delivery, StoreE
     let view = conn
         .prepare_cached(&sql)?
         .query_row([id.as_str()], delivery)?;
-    if let Some(message) = &view.message_id {
+    // Only a delivery's retry sends its message again; a HubSpot report or publish that
+    // names a message leaves it as it is.
+    if let Some(message) = view.message_id.as_ref().filter(|_| view.kind == DELIVER) {
         conn.prepare_cached(
             "UPDATE messages SET delivery_status = 'queued', delivery_error = NULL
              WHERE id = ?1 AND delivery_status = 'failed'",
