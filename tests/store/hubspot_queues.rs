@@ -35,7 +35,7 @@ async fn publishes_waiting_and_dead_are_counted_per_channel_beside_the_open_stor
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     let mut dead = None;
     for job in &jobs {
-        let JobKind::HubspotPublish { message_id } = &job.kind else {
+        let JobKind::HubspotPublish { message_id, .. } = &job.kind else {
             panic!("not a publish: {job:?}");
         };
         if store
