@@ -13,9 +13,9 @@ use super::{ATTEMPTS, PgStore, get, now_ms};
 use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
 use crate::secret::Secret;
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
-    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
-    WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue,
+    HubspotReply, HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction,
+    WebhookOutcome, WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
     JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,

@@ -8,9 +8,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use super::{SqliteStore, now_ms};
 use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue, HubspotReply,
-    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
-    WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue,
+    HubspotReply, HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction,
+    WebhookOutcome, WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
     JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,
