@@ -2,11 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Caller;
-use super::openapi::Unauthorized;
+use super::openapi::{StoreErrors, Unauthorized};
 use crate::app::AppState;
 use crate::config::Threading;
 use crate::error::ApiError;
@@ -27,6 +28,8 @@ pub struct ChannelInfo {
     reopen: bool,
     /// Where the platform should send webhooks; null without `server.public_url`.
     webhook_url: Option<String>,
+    /// When it last stored an inbound message; null if it never did.
+    last_inbound_at: Option<DateTime<Utc>>,
 }
 
 /// The channels, in one page, with the state of the last config reload.
@@ -48,14 +51,17 @@ pub struct ChannelList {
     responses(
         (status = 200, description = "Every configured channel.", body = ChannelList),
         Unauthorized,
+        StoreErrors,
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<ChannelList>, ApiError> {
-    let runtime = state.runtime.load();
+    let runtime = state.runtime.load_full();
     let public = runtime.config.server.public_url.clone();
+    let ids: Vec<String> = runtime.config.channels.keys().cloned().collect();
+    let mut last_inbound = state.store.last_inbound(&ids).await?;
     let items = runtime
         .config
         .channels
@@ -67,6 +73,7 @@ pub async fn list(
             threading: channel.threading,
             reopen: channel.reopen,
             webhook_url: public.as_ref().map(|base| format!("{base}/hooks/{id}")),
+            last_inbound_at: last_inbound.remove(id),
         })
         .collect();
     let config = state

@@ -10,7 +10,12 @@ use super::session::Fields;
 use super::{Console, PageError, json, layout};
 use crate::api;
 use crate::app::AppState;
-use crate::model::Conversation;
+use std::collections::HashMap;
+
+use crate::api::Caller;
+use crate::error::ApiError;
+use crate::model::{Conversation, ConversationId};
+use crate::store::ConversationMarks;
 
 /// The inbox filters a page takes, in the API's names.
 const FILTERS: &[&str] = &[
@@ -80,6 +85,19 @@ pub async fn page(
         Err(e) if e.status == axum::http::StatusCode::UNPROCESSABLE_ENTITY => (None, Some(e)),
         Err(e) => return Err(e.into()),
     };
+    let marks = match &page {
+        Some(p) => {
+            let ids: Vec<ConversationId> = p.items.iter().map(|c| c.id.clone()).collect();
+            state
+                .store
+                .conversation_marks(&reader(&console.caller), &ids)
+                .await
+                .map_err(ApiError::from)?
+        }
+        None => Vec::new(),
+    };
+    let marks: HashMap<&ConversationId, &ConversationMarks> =
+        marks.iter().map(|m| (&m.conversation_id, m)).collect();
     let presence = presence_form(&state, &console).await;
     let runtime = state.runtime.load_full();
     let config = &runtime.config;
@@ -139,7 +157,7 @@ pub async fn page(
         table.inbox #inbox data-live="inbox" {
             thead { tr { th { "Contact" } th { "Channel" } th { "Status" } th { "Owner" } th { "Last activity" } } }
             tbody #rows {
-                @for c in items { (row(c)) }
+                @for c in items { (row(c, marks.get(&c.id).copied())) }
                 @if items.is_empty() && error.is_none() {
                     tr { td colspan="5" .empty { "No conversations match." } }
                 }
@@ -153,15 +171,33 @@ pub async fn page(
     Ok(layout::page("Inbox", &console, presence, body).into_response())
 }
 
-/// One conversation as an inbox row; the script marks it unread when its last activity is
-/// newer than when this browser last opened it.
-pub fn row(c: &Conversation) -> Markup {
+/// Whose reads the unread markers follow: the rep, or a token bound to no rep by its name
+/// (prefixed, so it never shares a rep's reads).
+pub fn reader(caller: &Caller) -> String {
+    match &caller.rep {
+        Some(rep) => rep.clone(),
+        None => format!("token:{}", caller.name),
+    }
+}
+
+/// One conversation as an inbox row, with this reader's markers: unread (an inbound
+/// message since they last opened it) and waiting on us (the contact spoke last).
+pub fn row(c: &Conversation, marks: Option<&ConversationMarks>) -> Markup {
     let href = format!("/c/{}", c.id);
+    let unread = marks.is_some_and(|m| m.unread);
+    let waiting = marks.is_some_and(|m| m.waiting_on_us);
     html! {
         tr.row data-href=(href) data-id=(c.id.to_string()) data-last=(c.last_message_at.timestamp_millis())
             .closed[c.status == crate::model::ConversationStatus::Closed]
-            .unassigned[c.owner_id.is_none()] {
-            td { span.dot title="New activity since you last opened it" {} a href=(href) { (contact_name(c)) } }
+            .unassigned[c.owner_id.is_none()]
+            .unread[unread]
+            .waiting[waiting] {
+            td {
+                @if unread { span.dot title="Unread: a new message since you last opened it" { span.sr { "unread " } } }
+                @else { span.dot {} }
+                a href=(href) { (contact_name(c)) }
+                @if waiting { " " span.tag.waiting-tag title="The contact wrote last: a reply is owed" { "waiting on us" } }
+            }
             td { (c.channel_id) }
             td { (c.status.as_str()) }
             td { @match &c.owner_id { Some(o) => (o), None => span.tag { "unassigned" } } }

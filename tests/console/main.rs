@@ -6,6 +6,9 @@
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../it/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -504,6 +507,243 @@ async fn a_rep_and_an_admin_work_every_page_in_a_real_browser() {
         .await
         .expect("navigates");
     shot(&client, "conversation-admin").await;
+    client.close().await.expect("browser closes");
+}
+
+/// Presses one key (a character, or a [`fantoccini::key::Key`] as a char) on the page.
+async fn press(client: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.expect("key pressed");
+}
+
+async fn count(client: &Client, selector: &str) -> Value {
+    js(
+        client,
+        &format!("return document.querySelectorAll({selector:?}).length"),
+    )
+    .await
+}
+
+async fn click(client: &Client, selector: &str) {
+    client
+        .find(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+}
+
+async fn path_now(client: &Client) -> String {
+    client.current_url().await.expect("a URL").path().to_owned()
+}
+
+/// Alice's inbox by keyboard with its markers and her presence; the sidebar's priority;
+/// the reply box's "Via" switch to e-mail; the 403 page of the operations page for a rep;
+/// the XSS name as text on the conversation page too.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver), then rebuild"
+)]
+async fn a_rep_works_the_inbox_by_keyboard_with_markers_presence_priority_and_email() {
+    let sink = smtp::SmtpSink::start().await;
+    let receiver = wiremock::MockServer::start().await;
+    let extra = format!(
+        "{}\n[smtp]\nurl = \"{}\"\nfrom = \"support@example.com\"\n\n[channels.mail]\nkind = \"email\"\nsubject = \"Your order\"\n",
+        config(&receiver.uri()),
+        sink.url()
+    );
+    let app = TestApp::spawn_with(Options {
+        extra,
+        poll_ms: 200,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "x"})))
+        .mount(&app.receiver)
+        .await;
+    for (channel, id, user, name, text) in [
+        ("demo", "k1", "u1", "Older Olga", "first"),
+        ("sales", "k2", "u2", XSS, "second"),
+    ] {
+        assert!(
+            app.post_webhook(channel, &event(id, user, name, text))
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    let olga = conversation_of(&app, "demo").await;
+    let xss = conversation_of(&app, "sales").await;
+
+    let (_driver, client) = browser().await;
+    client.goto(&app.url("/login")).await.expect("sign-in page");
+    shot(&client, "sign-in").await;
+    sign_in(&client, &app, ALICE).await;
+
+    // Both are new to Alice and both wait on us.
+    assert_eq!(count(&client, "#rows tr.row.unread").await, json!(2));
+    assert_eq!(count(&client, "#rows tr.row.waiting").await, json!(2));
+    assert!(text(&client).await.contains("waiting on us"));
+    shot(&client, "inbox-markers").await;
+
+    // Presence: offline until she goes online.
+    let now = |c: &Client| {
+        let c = c.clone();
+        async move {
+            js(
+                &c,
+                "return document.querySelector('.presence-now').dataset.status",
+            )
+            .await
+        }
+    };
+    assert_eq!(now(&client).await, json!("offline"));
+    click(&client, ".presence button[value=online]").await;
+    wait_until(
+        "the toggle shows online",
+        Duration::from_secs(10),
+        || async { now(&client).await == json!("online") },
+    )
+    .await;
+    let reps = items(app.get("/api/v1/reps").await);
+    let alice = reps.iter().find(|r| r["id"] == "alice").expect("alice");
+    assert_eq!(alice["status"], "online", "{alice}");
+    assert_eq!(path_now(&client).await, "/inbox", "back where she was");
+
+    // j/k move the selection; Enter opens the selected conversation (the newest first).
+    press(&client, 'j').await;
+    press(&client, 'j').await;
+    press(&client, 'k').await;
+    let selected = js(
+        &client,
+        "return document.querySelector('#rows tr.row.selected').dataset.id",
+    )
+    .await;
+    assert_eq!(selected, json!(xss), "the first row, the newest");
+    press(&client, fantoccini::key::Key::Enter.into()).await;
+    wait_until("Enter opens it", Duration::from_secs(10), || async {
+        path_now(&client).await == format!("/c/{xss}")
+    })
+    .await;
+    // The attack name is text here too: title, contact card, reply-to picker.
+    let page = text(&client).await;
+    assert!(page.contains(XSS), "{page}");
+    assert_eq!(count(&client, "img[src=x]").await, json!(0));
+    // `r` on the conversation focuses the reply box.
+    press(&client, 'r').await;
+    assert_eq!(
+        js(&client, "return document.activeElement.id").await,
+        json!("reply-text")
+    );
+
+    // Opened: read; Olga's is still unread; a new message from the contact makes it
+    // unread again, live.
+    client.goto(&app.url("/inbox")).await.expect("inbox");
+    client
+        .wait()
+        .for_element(Locator::Css("html[data-live=connected]"))
+        .await
+        .expect("the live stream connects");
+    let unread = |id: &str| format!("#rows tr.row.unread[data-id='{id}']");
+    assert_eq!(count(&client, &unread(&xss)).await, json!(0));
+    assert_eq!(count(&client, &unread(&olga)).await, json!(1));
+    assert!(
+        app.post_webhook("sales", &event("k3", "u2", XSS, "again"))
+            .await
+            .status()
+            .is_success()
+    );
+    wait_until(
+        "it is unread again, live",
+        Duration::from_secs(10),
+        || async { count(&client, &unread(&xss)).await == json!(1) },
+    )
+    .await;
+
+    // `r` in the inbox opens the selected conversation with the reply box focused.
+    press(&client, 'j').await;
+    press(&client, 'j').await;
+    press(&client, 'r').await;
+    wait_until("r opens the reply box", Duration::from_secs(10), || async {
+        path_now(&client).await == format!("/c/{olga}")
+    })
+    .await;
+    wait_until(
+        "the reply box has the focus",
+        Duration::from_secs(5),
+        || async { js(&client, "return document.activeElement.id").await == json!("reply-text") },
+    )
+    .await;
+
+    // The ticket's priority, from the sidebar, into the history.
+    client
+        .find(Locator::Css("#ticket-priority"))
+        .await
+        .expect("priority picker")
+        .select_by_value("urgent")
+        .await
+        .expect("chosen");
+    click(&client, "form[action^='/t/'] button[type=submit]").await;
+    wait_until(
+        "the priority shows urgent",
+        Duration::from_secs(10),
+        || async {
+            js(
+                &client,
+                "return (document.getElementById('priority') || {}).textContent",
+            )
+            .await
+                == json!("urgent")
+        },
+    )
+    .await;
+    assert!(text(&client).await.contains("priority_changed"));
+
+    // Via: the reply goes out by e-mail to the contact, in the same ticket.
+    client
+        .find(Locator::Css("select[name=via_channel]"))
+        .await
+        .expect("via picker")
+        .select_by_value("mail")
+        .await
+        .expect("chosen");
+    client
+        .find(Locator::Css("#reply-text"))
+        .await
+        .expect("reply box")
+        .send_keys("Sent by e-mail too.")
+        .await
+        .expect("typed");
+    click(&client, "#reply-form button[type=submit]").await;
+    wait_until("the e-mail is sent", Duration::from_secs(15), || async {
+        sink.received()
+            .iter()
+            .any(|m| m.body().contains("Sent by e-mail too."))
+    })
+    .await;
+    let ticket = app.get(&format!("/api/v1/conversations/{olga}")).await["ticket_id"].clone();
+    let ticket = app
+        .get(&format!(
+            "/api/v1/tickets/{}",
+            ticket.as_str().expect("ticket id")
+        ))
+        .await;
+    assert_eq!(ticket["conversation_ids"].as_array().map(Vec::len), Some(2));
+    shot(&client, "conversation-via-email").await;
+
+    // The operations page is for admins: a rep gets the 403 page.
+    client.goto(&app.url("/ops")).await.expect("navigates");
+    let page = text(&client).await;
+    assert!(page.contains("Not allowed"), "{page}");
+    assert!(!page.contains("Dead letters"), "{page}");
+    shot(&client, "forbidden").await;
     client.close().await.expect("browser closes");
 }
 

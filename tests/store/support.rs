@@ -290,6 +290,7 @@ pub fn change() -> TicketChange {
     TicketChange {
         status: None,
         owner_id: None,
+        priority: None,
         properties: None,
         pipelines: pipelines(),
     }
