@@ -244,6 +244,30 @@ async fn a_rep_and_an_admin_work_every_page_in_a_real_browser() {
             .status()
             .is_success()
     );
+    // Every part kind, one named like an attack, with the image served by the platform.
+    let png: Vec<u8> = vec![
+        137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 4,
+        0, 0, 0, 181, 28, 12, 2, 0, 0, 0, 11, 73, 68, 65, 84, 120, 218, 99, 100, 96, 0, 0, 0, 6, 0,
+        2, 48, 129, 208, 47, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+    ];
+    Mock::given(method("GET"))
+        .and(path("/media/dot.png"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(png, "image/png"))
+        .mount(&app.receiver)
+        .await;
+    let media = |name: &str| format!("{}/media/{name}", app.receiver.uri());
+    let parts = json!({
+        "type": "message", "id": "d-parts", "from": {"id": "u3", "name": "Dana"},
+        "parts": [
+            {"type": "image", "media": {"url": media("dot.png"), "mime_type": "image/png"}, "caption": "a dot"},
+            {"type": "file", "media": {"url": media("x.pdf"), "filename": XSS}},
+            {"type": "audio", "media": {"url": media("v.ogg")}},
+            {"type": "location", "latitude": 52.52, "longitude": 13.405, "name": "Office"},
+            {"type": "contact", "name": "Carl", "phones": ["+49301234"]},
+            {"type": "poll", "question": "Tea or coffee?"}
+        ]
+    });
+    assert!(app.post_webhook("demo", &parts).await.status().is_success());
     let help = conversation_of(&app, "help").await;
     let demo = conversation_of(&app, "demo").await;
 
@@ -305,6 +329,34 @@ async fn a_rep_and_an_admin_work_every_page_in_a_real_browser() {
         .goto(&app.url(&format!("/c/{demo}")))
         .await
         .expect("navigates");
+    // Every part kind renders, the image through the media endpoint, names as text.
+    wait_until("the image loads", Duration::from_secs(10), || async {
+        js(
+            &client,
+            "const i = document.querySelector('figure img[src^=\"/console/media/\"]'); \
+             return !!i && i.complete && i.naturalWidth === 1",
+        )
+        .await
+            == json!(true)
+    })
+    .await;
+    assert_eq!(count(&client, "img[src=x]").await, json!(0));
+    assert_eq!(count(&client, "figure audio[controls]").await, json!(1));
+    let file = js(
+        &client,
+        "return document.querySelector('.file a[download]').textContent",
+    )
+    .await;
+    assert!(file.as_str().is_some_and(|f| f.contains(XSS)), "{file}");
+    let page = text(&client).await;
+    for shown in [
+        "52.520000, 13.405000",
+        "Carl",
+        "+49301234",
+        "Unsupported message type: poll",
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
     client
         .find(Locator::Css(&format!(
             "a.reply-to[data-reply-to='{chosen}']"
@@ -474,6 +526,22 @@ async fn a_rep_and_an_admin_work_every_page_in_a_real_browser() {
     assert!(
         page.contains("Dead letters") && page.contains("flaky"),
         "{page}"
+    );
+    // Exact figures per channel: flaky's one dead letter, its error, its last inbound.
+    let cell = |channel: &str, class: &str| {
+        let c = client.clone();
+        let script = format!(
+            "return document.querySelector(\"tr[data-channel='{channel}'] td.{class}\").textContent"
+        );
+        async move { js(&c, &script).await }
+    };
+    assert_eq!(cell("flaky", "dead").await, json!("1"));
+    assert_eq!(cell("flaky", "pending").await, json!("0"));
+    assert_eq!(cell("help", "dead").await, json!("0"));
+    assert_ne!(cell("flaky", "last-inbound").await, json!("never"));
+    assert!(
+        page.contains("404"),
+        "the newest delivery error is shown: {page}"
     );
     shot(&client, "operations").await;
     client
