@@ -48,6 +48,7 @@ async fn render(
 ) -> Result<Response, PageError> {
     let caller = &console.caller;
     let s = || State(state.clone());
+    let live_after = state.store.latest_event().await.map_err(ApiError::from)?;
     let conversation = api::conversations::show(s(), caller.clone(), Path(id.to_owned()))
         .await?
         .0;
@@ -350,7 +351,11 @@ async fn render(
     } else {
         StatusCode::OK
     };
-    Ok((status, layout::page(&title, console, None, body)).into_response())
+    Ok((
+        status,
+        layout::page(&title, console, None, Some(live_after), body),
+    )
+        .into_response())
 }
 
 /// A property value as a form shows it: text as itself, anything else as JSON.

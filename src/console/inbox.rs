@@ -72,6 +72,7 @@ pub async fn page(
     console: Console,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
+    let live_after = state.store.latest_event().await.map_err(ApiError::from)?;
     let form = fields(raw.as_deref());
     let query = api_query(&form);
     let listed = api::conversations::list(
@@ -168,7 +169,7 @@ pub async fn page(
         }
         p.hint { "Keys: " kbd { "j" } "/" kbd { "k" } " move, " kbd { "Enter" } " opens, " kbd { "r" } " replies." }
     };
-    Ok(layout::page("Inbox", &console, presence, body).into_response())
+    Ok(layout::page("Inbox", &console, presence, Some(live_after), body).into_response())
 }
 
 /// Whose reads the unread markers follow: the rep, or a token bound to no rep by its name
@@ -283,13 +284,16 @@ pub async fn presence(
 
 /// `GET /console/events`: the API's event stream for this session's caller (an
 /// `EventSource` cannot send a bearer token); the same scope, re-read for every batch.
+/// The query goes to the API as it came (`last_event_id`: the page's `data-events-after`),
+/// checked there like any API query.
 pub async fn events(
     State(state): State<AppState>,
     console: Console,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     Ok(
-        api::events::stream(State(state), console.caller, headers, RawQuery(None))
+        api::events::stream(State(state), console.caller, headers, RawQuery(raw))
             .await?
             .into_response(),
     )

@@ -142,7 +142,7 @@ pub async fn page(
             }
         }
     };
-    Ok(layout::page("Operations", &console, None, body).into_response())
+    Ok(layout::page("Operations", &console, None, None, body).into_response())
 }
 
 /// `a.b` in a JSON object, as a number.

@@ -512,6 +512,24 @@ async fn a_rep_and_an_admin_work_every_page_in_a_real_browser() {
         .await;
     sign_in(&client, &app, ADMIN_TOKEN).await;
     shot(&client, "inbox-admin").await;
+    // On the conversation, the failed reply shows its error and, for an admin, Retry.
+    client
+        .goto(&app.url(&format!("/c/{flaky}")))
+        .await
+        .expect("navigates");
+    assert_eq!(count(&client, "[data-delivery=failed]").await, json!(1));
+    let delivery = client
+        .find(Locator::Css(".delivery"))
+        .await
+        .expect("the delivery line")
+        .text()
+        .await
+        .expect("its text");
+    assert!(
+        delivery.contains("404") && delivery.contains("Retry"),
+        "{delivery}"
+    );
+    shot(&client, "conversation-failed-delivery").await;
     client.goto(&app.url("/ops")).await.expect("operations");
     let page = text(&client).await;
     assert!(
@@ -740,6 +758,37 @@ async fn a_rep_works_the_inbox_by_keyboard_with_markers_presence_priority_and_em
         || async { js(&client, "return document.activeElement.id").await == json!("reply-text") },
     )
     .await;
+
+    // An edited message says so and shows its earlier text on demand; a retracted one
+    // says it was retracted.
+    for hook in [
+        json!({"type": "edit", "id": "k1", "parts": [{"type": "text", "text": "first, corrected"}]}),
+        event("k4", "u1", "Older Olga", "oops, wrong chat"),
+        json!({"type": "retract", "id": "k4"}),
+    ] {
+        assert!(app.post_webhook("demo", &hook).await.status().is_success());
+    }
+    client.refresh().await.expect("reloads");
+    assert_eq!(count(&client, "li.msg span.tag.edited").await, json!(1));
+    assert_eq!(
+        count(&client, "li.msg.retracted .retracted-note").await,
+        json!(1)
+    );
+    click(&client, "details.earlier summary").await;
+    let earlier = client
+        .find(Locator::Css("details.earlier .revision"))
+        .await
+        .expect("the earlier version")
+        .text()
+        .await
+        .expect("its text");
+    assert!(earlier.contains("first"), "{earlier}");
+    let page = text(&client).await;
+    assert!(
+        page.contains("first, corrected") && page.contains("Retracted by the sender"),
+        "{page}"
+    );
+    shot(&client, "conversation-edited-retracted").await;
 
     // The ticket's priority, from the sidebar, into the history.
     client

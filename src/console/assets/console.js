@@ -126,7 +126,11 @@
   function start() {
     const handlers = [inbox(), conversation()].filter(Boolean);
     if (!handlers.length || !window.EventSource) return;
-    const source = new EventSource("/console/events");
+    // From the newest event before the page read its data: what happened while it loaded
+    // arrives too (a reply's delivery can turn sent before the stream connects).
+    const after = document.body.dataset.eventsAfter;
+    const source = new EventSource("/console/events" +
+      (after ? "?last_event_id=" + encodeURIComponent(after) : ""));
     ["message.created", "conversation.assigned", "conversation.status_changed", "ticket.status_changed",
      "delivery.updated", "comment.created", "comment.mentioned", "conversation.contact_merged"].forEach(function (kind) {
       source.addEventListener(kind, function (e) {
