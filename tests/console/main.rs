@@ -846,6 +846,28 @@ async fn a_rep_works_the_inbox_by_keyboard_with_markers_presence_priority_and_em
     assert_eq!(ticket["conversation_ids"].as_array().map(Vec::len), Some(2));
     shot(&client, "conversation-via-email").await;
 
+    // A message from the contact appears in the open conversation without a reload, and
+    // having seen it there, it is read.
+    client
+        .wait()
+        .for_element(Locator::Css("html[data-live=connected]"))
+        .await
+        .expect("the live stream connects");
+    assert!(
+        app.post_webhook("demo", &event("k5", "u1", "Older Olga", "thanks, got it"))
+            .await
+            .status()
+            .is_success()
+    );
+    wait_until(
+        "the message appears live",
+        Duration::from_secs(10),
+        || async { text(&client).await.contains("thanks, got it") },
+    )
+    .await;
+    client.goto(&app.url("/inbox")).await.expect("inbox");
+    assert_eq!(count(&client, &unread(&olga)).await, json!(0));
+
     // The operations page is for admins: a rep gets the 403 page.
     client.goto(&app.url("/ops")).await.expect("navigates");
     let page = text(&client).await;
