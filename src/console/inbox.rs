@@ -1,5 +1,9 @@
 //! The inbox: conversations newest activity first, with the API's filters and search,
-//! live updates (the API's event stream), presence and keyboard navigation.
+//! each person's unread and waiting-on-us markers (kept in the store, so they follow the
+//! person, not the browser), live updates (the API's event stream), presence and keyboard
+//! navigation.
+
+use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -8,11 +12,8 @@ use maud::{Markup, html};
 
 use super::session::Fields;
 use super::{Console, PageError, json, layout};
-use crate::api;
+use crate::api::{self, Caller};
 use crate::app::AppState;
-use std::collections::HashMap;
-
-use crate::api::Caller;
 use crate::error::ApiError;
 use crate::model::{Conversation, ConversationId};
 use crate::store::ConversationMarks;
