@@ -13,6 +13,7 @@ mod smtp;
 mod support;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -74,10 +75,15 @@ statuses = [
     )
 }
 
+/// chromedriver in a process group of its own, with the Chromium it starts: dropping it
+/// (also when a test panics before closing its session) ends the whole group, so no
+/// browser is left running on the machine.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -94,6 +100,7 @@ async fn browser() -> (Driver, Client) {
     let port = free_port();
     let driver = Driver(
         Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
