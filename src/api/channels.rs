@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -29,6 +30,8 @@ pub struct ChannelInfo {
     webhook_url: Option<String>,
     /// The HubSpot channel account the channel publishes to; null when not linked.
     hubspot: Option<HubspotAccountLink>,
+    /// When it last stored an inbound message; null if it never did.
+    last_inbound_at: Option<DateTime<Utc>>,
 }
 
 /// A channel's HubSpot channel account and what HubSpot last said about it.
@@ -37,7 +40,7 @@ pub struct HubspotAccountLink {
     channel_account_id: String,
     state: HubspotAccountStatus,
     /// When a `CHANNEL_ACCOUNT_*` event last changed it; null before the first.
-    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    updated_at: Option<DateTime<Utc>>,
 }
 
 /// Whether HubSpot takes the account's messages.
@@ -107,6 +110,8 @@ pub async fn list(
             updated_at: known.map(|a| a.updated_at),
         }
     };
+    let ids: Vec<String> = runtime.config.channels.keys().cloned().collect();
+    let mut last_inbound = state.store.last_inbound(&ids).await?;
     let items = runtime
         .config
         .channels
@@ -119,6 +124,7 @@ pub async fn list(
             reopen: channel.reopen,
             webhook_url: public.as_ref().map(|base| format!("{base}/hooks/{id}")),
             hubspot: channel.hubspot.as_ref().map(hubspot),
+            last_inbound_at: last_inbound.remove(id),
         })
         .collect();
     let config = state

@@ -378,6 +378,7 @@ pub async fn reply(
         (status, properties) => Some(TicketChange {
             status,
             owner_id: None,
+            priority: None,
             properties,
             pipelines: Arc::new(runtime.config.pipelines.clone()),
         }),

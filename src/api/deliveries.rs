@@ -3,15 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use chrono::Utc;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{AdminOnly, StoreErrors, Unauthorized};
 use super::{Caller, Paging, query};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::JobId;
-use crate::store::{Delivery, JobState, Page};
+use crate::store::{ChannelDeliveries, Delivery, JobState, Page};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -88,4 +88,38 @@ pub async fn retry(
     tracing::info!(job = %id, by = %caller.name, "Delivery queued to run now.");
     state.wake.notify_one();
     Ok(Json(delivery))
+}
+
+/// Per channel, the outbox at a glance.
+#[derive(Serialize, ToSchema)]
+pub struct DeliverySummary {
+    /// Every channel with a pending or dead delivery, by id; a channel absent here has
+    /// none.
+    pub items: Vec<ChannelDeliveries>,
+}
+
+/// Counts each channel's pending and dead deliveries exactly, with the newest error
+/// among them. Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries/summary",
+    operation_id = "summarize_deliveries",
+    tag = "deliveries",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Per channel, its pending and dead deliveries.",
+            body = DeliverySummary),
+        AdminOnly,
+        Unauthorized,
+        StoreErrors,
+    )
+)]
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<DeliverySummary>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(DeliverySummary {
+        items: state.store.delivery_summary().await?,
+    }))
 }

@@ -64,6 +64,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(snippets::show, snippets::update, snippets::delete))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
+        .routes(routes!(deliveries::summary))
         .routes(routes!(channels::list))
         .routes(routes!(events::stream))
         .routes(routes!(reps::list))

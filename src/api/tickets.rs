@@ -13,6 +13,7 @@ use super::conversations::{check_channel, check_ticket_status, owner_filter};
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
 use super::{Caller, JsonBody, Paging, access, given, query};
 use crate::app::AppState;
+use crate::desk::tickets::Priority;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Ticket, TicketId};
 use crate::store::{AuditEntry, Page, TicketChange, TicketFilter, Trashed};
@@ -146,7 +147,8 @@ pub async fn show(
     Ok(Json(state.store.ticket(&id).await?))
 }
 
-/// `{"status"?, "owner_id"?: "alice" | null, "properties"?: {…}, "reason"?}`.
+/// `{"status"?, "owner_id"?: "alice" | null, "priority"?: "high" | null, "properties"?: {…},
+/// "reason"?}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = TicketUpdate)]
@@ -161,6 +163,11 @@ pub struct UpdateRequest {
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     owner_id: Option<Option<String>>,
+    /// `low`, `medium`, `high` or `urgent`, or `null` to clear it; recorded in the history
+    /// as `priority_changed`.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<Priority>)]
+    priority: Option<Option<Priority>>,
     /// Merged into the ticket's properties; `null` removes a key.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -170,7 +177,7 @@ pub struct UpdateRequest {
     reason: Option<String>,
 }
 
-/// Changes a ticket's status, owner or properties, all or nothing.
+/// Changes a ticket's status, owner, priority or properties, all or nothing.
 #[utoipa::path(
     patch,
     path = "/api/v1/tickets/{id}",
@@ -214,6 +221,7 @@ pub async fn update(
     let change = TicketChange {
         status: request.status,
         owner_id: request.owner_id,
+        priority: request.priority,
         properties: request.properties,
         pipelines: Arc::new(runtime.config.pipelines.clone()),
     };

@@ -1068,6 +1068,17 @@ fn ticket_template(
             return None;
         }
     };
+    if let Some(p) = raw
+        .priority
+        .as_deref()
+        .filter(|p| crate::desk::tickets::Priority::parse(p).is_none())
+    {
+        errors.push(ConfigError::new(
+            format!("{key}.priority"),
+            format!("{p:?} is not a priority: use low, medium, high or urgent"),
+        ));
+        return None;
+    }
     // A missing pipeline was reported by check_channel_references already.
     let pipeline = pipelines.get(&pipeline_id)?;
     let status = match raw.status {
@@ -1513,5 +1524,19 @@ text = "Hi {{{{contact.first_name|there}}}}, {{{{rep.name}}}} here."
         );
         let config = load_str(&with(r#"{ pipeline = "sales" }"#), []).unwrap();
         assert_eq!(config.channels["demo"].ticket.status, "lead");
+    }
+
+    #[test]
+    fn a_ticket_default_priority_must_be_one_of_the_four_levels() {
+        let with = |ticket: &str| format!("{}ticket = {ticket}\n", minimal());
+        assert_eq!(
+            keys(load_str(&with(r#"{ priority = "critical" }"#), [])),
+            vec!["channels.demo.ticket.priority"]
+        );
+        let config = load_str(&with(r#"{ priority = "urgent" }"#), []).unwrap();
+        assert_eq!(
+            config.channels["demo"].ticket.priority.as_deref(),
+            Some("urgent")
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::session::Fields;
 use super::{Console, PageError, json, layout};
 use crate::api;
 use crate::app::AppState;
+use crate::desk::tickets::Priority;
 use crate::error::ApiError;
 use crate::model::{Direction, Message, MessageKind, Part};
 
@@ -47,9 +48,19 @@ async fn render(
 ) -> Result<Response, PageError> {
     let caller = &console.caller;
     let s = || State(state.clone());
+    let live_after = state.store.latest_event().await.map_err(ApiError::from)?;
     let conversation = api::conversations::show(s(), caller.clone(), Path(id.to_owned()))
         .await?
         .0;
+    // Read up to here before the thread is loaded: a message stored meanwhile stays
+    // unread rather than being marked read unseen.
+    if let Err(e) = state
+        .store
+        .mark_read(&super::inbox::reader(caller), &conversation.id)
+        .await
+    {
+        tracing::warn!(conversation_id = %conversation.id, error = %e, "Could not record a console read.");
+    }
     let messages = api::conversations::messages(
         s(),
         caller.clone(),
@@ -246,7 +257,7 @@ async fn render(
                         dt { "Id" } dd { code { (ticket_id) } }
                         dt { "Pipeline" } dd { (ticket.pipeline) }
                         dt { "Status" } dd { span.tag #ticket-status { (ticket.status) } }
-                        dt { "Priority" } dd { (ticket.priority.as_deref().unwrap_or("none")) }
+                        dt { "Priority" } dd { span.tag #priority { (ticket.priority.as_deref().unwrap_or("none")) } }
                         dt { "Owner" } dd { (ticket.owner_id.as_deref().unwrap_or("nobody")) }
                     }
                     (layout::error(refused_in("ticket").map(|r| r.message.as_str())))
@@ -257,6 +268,13 @@ async fn render(
                             select name="status" {
                                 option value="" { "(keep)" }
                                 @for st in &statuses { option value=(st.id) { (st.id) @if !st.requires.is_empty() { " (needs " (st.requires.join(", ")) ")" } } }
+                            }
+                        }
+                        label { "Priority "
+                            select #ticket-priority name="priority" {
+                                option value="" { "(keep)" }
+                                @for p in Priority::ALL { option value=(p.as_str()) { (p.as_str()) } }
+                                option value="none" { "none" }
                             }
                         }
                         label { "Owner "
@@ -333,7 +351,11 @@ async fn render(
     } else {
         StatusCode::OK
     };
-    Ok((status, layout::page(&title, console, None, body)).into_response())
+    Ok((
+        status,
+        layout::page(&title, console, None, Some(live_after), body),
+    )
+        .into_response())
 }
 
 /// A property value as a form shows it: text as itself, anything else as JSON.
@@ -406,7 +428,7 @@ fn message(
                 @if let Some(r) = &m.reply_to { " " a.quote href=(format!("#m-{r}")) { "↩ in reply" } }
                 @if m.edited_at.is_some() { " " span.tag.edited { "edited" } }
                 @if m.kind == MessageKind::Message {
-                    " " a.reply-to href=(format!("?reply_to={mid}#reply")) data-reply-to=(mid) { "Reply to this" }
+                    " " a.reply-to href=(format!("?reply_to={mid}#reply-text")) data-reply-to=(mid) { "Reply to this" }
                 }
             }
             @if let Some(at) = &m.retracted_at {
@@ -701,6 +723,15 @@ pub async fn update_ticket(
     owner(&form, &mut request);
     if let Some(status) = form.get("status") {
         request.insert("status".into(), Value::String(status.to_owned()));
+    }
+    match form.get("priority") {
+        None => {}
+        Some("none") => {
+            request.insert("priority".into(), Value::Null);
+        }
+        Some(p) => {
+            request.insert("priority".into(), Value::String(p.to_owned()));
+        }
     }
     if let Some(reason) = form.get("reason") {
         request.insert("reason".into(), Value::String(reason.to_owned()));

@@ -1,5 +1,9 @@
 //! The inbox: conversations newest activity first, with the API's filters and search,
-//! live updates (the API's event stream), presence and keyboard navigation.
+//! each person's unread and waiting-on-us markers (kept in the store, so they follow the
+//! person, not the browser), live updates (the API's event stream), presence and keyboard
+//! navigation.
+
+use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -8,9 +12,11 @@ use maud::{Markup, html};
 
 use super::session::Fields;
 use super::{Console, PageError, json, layout};
-use crate::api;
+use crate::api::{self, Caller};
 use crate::app::AppState;
-use crate::model::Conversation;
+use crate::error::ApiError;
+use crate::model::{Conversation, ConversationId};
+use crate::store::ConversationMarks;
 
 /// The inbox filters a page takes, in the API's names.
 const FILTERS: &[&str] = &[
@@ -67,6 +73,7 @@ pub async fn page(
     console: Console,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
+    let live_after = state.store.latest_event().await.map_err(ApiError::from)?;
     let form = fields(raw.as_deref());
     let query = api_query(&form);
     let listed = api::conversations::list(
@@ -80,6 +87,19 @@ pub async fn page(
         Err(e) if e.status == axum::http::StatusCode::UNPROCESSABLE_ENTITY => (None, Some(e)),
         Err(e) => return Err(e.into()),
     };
+    let marks = match &page {
+        Some(p) => {
+            let ids: Vec<ConversationId> = p.items.iter().map(|c| c.id.clone()).collect();
+            state
+                .store
+                .conversation_marks(&reader(&console.caller), &ids)
+                .await
+                .map_err(ApiError::from)?
+        }
+        None => Vec::new(),
+    };
+    let marks: HashMap<&ConversationId, &ConversationMarks> =
+        marks.iter().map(|m| (&m.conversation_id, m)).collect();
     let presence = presence_form(&state, &console).await;
     let runtime = state.runtime.load_full();
     let config = &runtime.config;
@@ -139,7 +159,7 @@ pub async fn page(
         table.inbox #inbox data-live="inbox" {
             thead { tr { th { "Contact" } th { "Channel" } th { "Status" } th { "Owner" } th { "Last activity" } } }
             tbody #rows {
-                @for c in items { (row(c)) }
+                @for c in items { (row(c, marks.get(&c.id).copied())) }
                 @if items.is_empty() && error.is_none() {
                     tr { td colspan="5" .empty { "No conversations match." } }
                 }
@@ -150,18 +170,36 @@ pub async fn page(
         }
         p.hint { "Keys: " kbd { "j" } "/" kbd { "k" } " move, " kbd { "Enter" } " opens, " kbd { "r" } " replies." }
     };
-    Ok(layout::page("Inbox", &console, presence, body).into_response())
+    Ok(layout::page("Inbox", &console, presence, Some(live_after), body).into_response())
 }
 
-/// One conversation as an inbox row; the script marks it unread when its last activity is
-/// newer than when this browser last opened it.
-pub fn row(c: &Conversation) -> Markup {
+/// Whose reads the unread markers follow: the rep, or a token bound to no rep by its name
+/// (prefixed, so it never shares a rep's reads).
+pub fn reader(caller: &Caller) -> String {
+    match &caller.rep {
+        Some(rep) => rep.clone(),
+        None => format!("token:{}", caller.name),
+    }
+}
+
+/// One conversation as an inbox row, with this reader's markers: unread (an inbound
+/// message since they last opened it) and waiting on us (the contact spoke last).
+pub fn row(c: &Conversation, marks: Option<&ConversationMarks>) -> Markup {
     let href = format!("/c/{}", c.id);
+    let unread = marks.is_some_and(|m| m.unread);
+    let waiting = marks.is_some_and(|m| m.waiting_on_us);
     html! {
         tr.row data-href=(href) data-id=(c.id.to_string()) data-last=(c.last_message_at.timestamp_millis())
             .closed[c.status == crate::model::ConversationStatus::Closed]
-            .unassigned[c.owner_id.is_none()] {
-            td { span.dot title="New activity since you last opened it" {} a href=(href) { (contact_name(c)) } }
+            .unassigned[c.owner_id.is_none()]
+            .unread[unread]
+            .waiting[waiting] {
+            td {
+                @if unread { span.dot title="Unread: a new message since you last opened it" { span.sr { "unread " } } }
+                @else { span.dot {} }
+                a href=(href) { (contact_name(c)) }
+                @if waiting { " " span.tag.waiting-tag title="The contact wrote last: a reply is owed" { "waiting on us" } }
+            }
             td { (c.channel_id) }
             td { (c.status.as_str()) }
             td { @match &c.owner_id { Some(o) => (o), None => span.tag { "unassigned" } } }
@@ -247,13 +285,16 @@ pub async fn presence(
 
 /// `GET /console/events`: the API's event stream for this session's caller (an
 /// `EventSource` cannot send a bearer token); the same scope, re-read for every batch.
+/// The query goes to the API as it came (`last_event_id`: the page's `data-events-after`),
+/// checked there like any API query.
 pub async fn events(
     State(state): State<AppState>,
     console: Console,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     Ok(
-        api::events::stream(State(state), console.caller, headers, RawQuery(None))
+        api::events::stream(State(state), console.caller, headers, RawQuery(raw))
             .await?
             .into_response(),
     )

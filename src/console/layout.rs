@@ -33,11 +33,14 @@ pub fn bare(title: &str, body: Markup) -> Html<String> {
     )
 }
 
-/// A page with the signed-in person's bar: where to go, who they are, sign-out.
+/// A page with the signed-in person's bar: where to go, who they are, sign-out. A live
+/// page passes the newest event id from before it read anything: its script's event
+/// stream resumes after it, so nothing that happens while the page loads is missed.
 pub fn page(
     title: &str,
     console: &Console,
     presence: Option<Markup>,
+    live_after: Option<i64>,
     body: Markup,
 ) -> Html<String> {
     let caller = &console.caller;
@@ -46,7 +49,7 @@ pub fn page(
             (DOCTYPE)
             html lang="en" {
                 (head(title))
-                body data-csrf=(console.csrf) {
+                body data-csrf=(console.csrf) data-events-after=[live_after] {
                     header.top {
                         a.brand href="/inbox" { "channel-bridge" }
                         nav {

@@ -1,4 +1,5 @@
-//! Operations, for admins: every channel's health, the outbox's dead letters with redrive,
+//! Operations, for admins: every channel's health (last inbound message, exact pending and
+//! dead counts, newest delivery error), the outbox's dead letters with redrive,
 //! the last config reload, and analytics as charts (inline SVG drawn here: no library).
 
 use std::collections::BTreeMap;
@@ -13,15 +14,7 @@ use super::{Console, PageError, json, layout};
 use crate::api;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::Delivery;
-
-/// Per channel, what the outbox holds for it.
-#[derive(Default)]
-struct Outbox {
-    pending: usize,
-    dead: usize,
-    last_error: Option<(chrono::DateTime<chrono::Utc>, String)>,
-}
+use crate::store::ChannelDeliveries;
 
 /// `GET /ops`: admins only (a rep gets the 403 page, as the API refuses them).
 pub async fn page(
@@ -40,49 +33,15 @@ pub async fn page(
     )
     .await?
     .0;
-    let pending = api::deliveries::list(
-        s(),
-        caller.clone(),
-        RawQuery(Some("state=pending&limit=200".into())),
-    )
-    .await?
-    .0;
-    let mut outbox: BTreeMap<String, Outbox> = BTreeMap::new();
-    let mut count = |d: &Delivery, dead: bool| {
-        let entry = outbox.entry(d.channel_id.clone()).or_default();
-        if dead {
-            entry.dead += 1;
-        } else {
-            entry.pending += 1;
-        }
-        if let Some(e) = &d.last_error
-            && entry
-                .last_error
-                .as_ref()
-                .is_none_or(|(at, _)| *at < d.updated_at)
-        {
-            entry.last_error = Some((d.updated_at, e.clone()));
-        }
-    };
-    dead.items.iter().for_each(|d| count(d, true));
-    pending.items.iter().for_each(|d| count(d, false));
-    let more = |p: &crate::store::Page<Delivery>| if p.next_cursor.is_some() { "+" } else { "" };
-    // The newest activity of each channel: the first of its conversation list.
-    let mut last_activity: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
-    for item in channels["items"].as_array().into_iter().flatten() {
-        let Some(id) = item["id"].as_str() else {
-            continue;
-        };
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("channel", id)
-            .append_pair("limit", "1")
-            .finish();
-        if let Ok(page) = api::conversations::list(s(), caller.clone(), RawQuery(Some(query))).await
-            && let Some(c) = page.0.items.first()
-        {
-            last_activity.insert(id.to_owned(), c.last_message_at);
-        }
-    }
+    // Exact counts per channel; the dead-letter table below lists the first 200.
+    let outbox: BTreeMap<String, ChannelDeliveries> = api::deliveries::summary(s(), caller.clone())
+        .await?
+        .0
+        .items
+        .into_iter()
+        .map(|c| (c.channel_id.clone(), c))
+        .collect();
+    let dead_total: u64 = outbox.values().map(|c| c.dead).sum();
     let period: Fields =
         Fields(serde_urlencoded::from_str(raw.as_deref().unwrap_or_default()).unwrap_or_default());
     let days = period
@@ -104,20 +63,20 @@ pub async fn page(
         section {
             h2 { "Channels" }
             table.ops {
-                thead { tr { th { "Channel" } th { "Kind" } th { "Enabled" } th { "Webhook URL" } th { "Last activity" } th { "Pending" } th { "Dead" } th { "Last delivery error" } } }
+                thead { tr { th { "Channel" } th { "Kind" } th { "Enabled" } th { "Webhook URL" } th { "Last inbound" } th { "Pending" } th { "Dead" } th { "Last delivery error" } } }
                 tbody {
                     @for item in channels["items"].as_array().into_iter().flatten() {
                         @let id = item["id"].as_str().unwrap_or_default();
                         @let o = outbox.get(id);
-                        tr .disabled[item["enabled"] == false] {
+                        tr .disabled[item["enabled"] == false] data-channel=(id) {
                             td { strong { (id) } }
                             td { (item["kind"].as_str().unwrap_or_default()) }
                             td { @if item["enabled"] == true { span.ok { "yes" } } @else { span.bad { "no" } } }
                             td { code { (item["webhook_url"].as_str().unwrap_or("(set server.public_url)")) } }
-                            td { @match last_activity.get(id) { Some(at) => (layout::time(at)), None => "never" } }
-                            td { (o.map_or(0, |o| o.pending)) (more(&pending)) }
-                            td { @if o.is_some_and(|o| o.dead > 0) { span.bad { (o.map_or(0, |o| o.dead)) (more(&dead)) } } @else { "0" } }
-                            td { @if let Some((at, e)) = o.and_then(|o| o.last_error.as_ref()) { (layout::time(at)) " " span.delivery-error { (e) } } }
+                            td.last-inbound { @match item["last_inbound_at"].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok()) { Some(at) => (layout::time(&at)), None => "never" } }
+                            td.pending { (o.map_or(0, |o| o.pending)) }
+                            td.dead { @if o.is_some_and(|o| o.dead > 0) { span.bad { (o.map_or(0, |o| o.dead)) } } @else { "0" } }
+                            td { @if let (Some(at), Some(e)) = (o.and_then(|o| o.last_error_at.as_ref()), o.and_then(|o| o.last_error.as_deref())) { (layout::time(at)) " " span.delivery-error { (e) } } }
                         }
                     }
                 }
@@ -136,6 +95,7 @@ pub async fn page(
         }
         section {
             h2 { "Dead letters" }
+            @if dead_total as usize > dead.items.len() { p.hint { "The oldest " (dead.items.len()) " of " (dead_total) "." } }
             @if dead.items.is_empty() { p.empty { "None: every delivery was sent or is still being tried." } }
             @else {
                 table.ops #dead-letters {
@@ -182,7 +142,7 @@ pub async fn page(
             }
         }
     };
-    Ok(layout::page("Operations", &console, None, body).into_response())
+    Ok(layout::page("Operations", &console, None, None, body).into_response())
 }
 
 /// `a.b` in a JSON object, as a number.

@@ -5,6 +5,40 @@ use serde_json::{Map, Value};
 
 use crate::config::{PipelineConfig, StatusConfig};
 
+/// How urgent a ticket is: HubSpot's four levels, so a ticket's priority maps onto
+/// `hs_ticket_priority` as it is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = TicketPriority)]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    /// Every level, least urgent first.
+    pub const ALL: [Priority; 4] = [Self::Low, Self::Medium, Self::High, Self::Urgent];
+
+    /// The level as the API and the store write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
+
+    /// The level named `s` exactly (lowercase), if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// Why a ticket may not take a status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StatusError {
@@ -138,6 +172,20 @@ impl Restored {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn priorities_are_hubspots_four_levels_in_lowercase() {
+        use super::Priority;
+        let names: Vec<&str> = Priority::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["low", "medium", "high", "urgent"]);
+        assert_eq!(Priority::parse("high"), Some(Priority::High));
+        assert_eq!(Priority::parse("HIGH"), None);
+        assert_eq!(Priority::parse("critical"), None);
+        assert_eq!(
+            serde_json::from_value::<Priority>(serde_json::json!("urgent")).ok(),
+            Some(Priority::Urgent)
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -97,6 +97,7 @@ pub struct Ticket {
     pub id: TicketId,
     pub pipeline: String,
     pub status: String,
+    /// `low`, `medium`, `high` or `urgent` (`TicketPriority`); null once cleared.
     pub priority: Option<String>,
     pub owner_id: Option<String>,
     #[schema(value_type = Object)]

@@ -342,6 +342,8 @@ pub struct TicketChange {
     pub status: Option<String>,
     /// `Some(None)` unassigns.
     pub owner_id: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    pub priority: Option<Option<crate::desk::tickets::Priority>>,
     /// Merged into the ticket's properties; a `null` value removes a key.
     pub properties: Option<Map<String, Value>>,
     pub pipelines: Arc<BTreeMap<String, PipelineConfig>>,
@@ -715,6 +717,30 @@ pub struct QueueStats {
     pub open_conversations: Vec<(String, u64)>,
 }
 
+/// Per channel, what waits in the outbox: exact counts and the newest error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ChannelDeliveries {
+    pub channel_id: String,
+    /// Deliveries still being tried.
+    pub pending: u64,
+    /// Dead-lettered deliveries, waiting for a redrive.
+    pub dead: u64,
+    /// The newest error among its pending and dead deliveries.
+    pub last_error: Option<String>,
+    /// When that error was recorded.
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// A conversation's markers for one reader in the console's inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationMarks {
+    pub conversation_id: ConversationId,
+    /// An inbound message arrived after the reader last opened it (or they never did).
+    pub unread: bool,
+    /// Its last message (internal comments aside) is the contact's: a reply is owed.
+    pub waiting_on_us: bool,
+}
+
 /// A signed-in web console session (`src/console`). The cookie's secret is never stored,
 /// only its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -977,6 +1003,33 @@ pub trait Store: Send + Sync {
 
     /// Signs a console session out; one already gone is no error.
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+
+    /// Per channel with any, its pending and dead deliveries and their newest error,
+    /// counted exactly (the operations page).
+    async fn delivery_summary(&self) -> Result<Vec<ChannelDeliveries>, StoreError>;
+
+    /// When each of these channels last stored an inbound message; channels that never
+    /// did are absent.
+    async fn last_inbound(
+        &self,
+        channels: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError>;
+
+    /// Records that `reader` (a rep, or a token's name) has read the conversation up to
+    /// its newest message.
+    async fn mark_read(
+        &self,
+        reader: &str,
+        conversation: &ConversationId,
+    ) -> Result<(), StoreError>;
+
+    /// For `reader`, which of these conversations are unread and which wait on us;
+    /// unknown ids are absent.
+    async fn conversation_marks(
+        &self,
+        reader: &str,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<ConversationMarks>, StoreError>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -169,6 +169,7 @@ async fn every_api_operation_needs_a_valid_token_and_admin_actions_refuse_rep_to
             "delete /api/v1/snippets/{id}",
             "delete /api/v1/tickets/{id}",
             "get /api/v1/deliveries",
+            "get /api/v1/deliveries/summary",
             "patch /api/v1/snippets/{id}",
             "post /api/v1/deliveries/{id}/retry",
             "post /api/v1/snippets",

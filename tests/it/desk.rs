@@ -363,6 +363,64 @@ async fn the_history_says_who_changed_what_and_why() {
 }
 
 #[tokio::test]
+async fn a_tickets_priority_is_one_of_four_levels_and_each_change_is_in_the_history() {
+    let app = desk().await;
+    let (_, ticket) = conversation(&app, "m1", "ana", "hi").await;
+    let url = format!("/api/v1/tickets/{ticket}");
+    let (status, body) = patch(&app, &url, json!({"priority": "urgent", "reason": "VIP"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["priority"], "urgent");
+
+    for wrong in [json!("critical"), json!("HIGH"), json!("")] {
+        let (status, body) = patch(&app, &url, json!({"priority": wrong})).await;
+        assert_eq!(status, 422, "{wrong}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("priority"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.get(&url).await["priority"],
+        "urgent",
+        "a refusal changes nothing"
+    );
+
+    let (status, body) = patch(&app, &url, json!({"priority": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["priority"], Value::Null);
+    let (_, body) = patch(
+        &app,
+        &url,
+        json!({"priority": "low", "properties": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(body["priority"], "low");
+
+    let history = items(app.get(&format!("{url}/history")).await);
+    let changes: Vec<&Value> = history
+        .iter()
+        .filter(|e| e["action"] == "priority_changed")
+        .map(|e| &e["changes"]["priority"])
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            &json!({"from": "medium", "to": "urgent"}),
+            &json!({"from": "urgent", "to": null}),
+            &json!({"from": null, "to": "low"}),
+        ]
+    );
+    let first = history
+        .iter()
+        .find(|e| e["action"] == "priority_changed")
+        .unwrap();
+    assert_eq!(first["reason"], "VIP");
+}
+
+#[tokio::test]
 async fn racing_property_updates_lose_neither() {
     let app = desk().await;
     let (_, ticket) = conversation(&app, "m1", "ana", "hi").await;

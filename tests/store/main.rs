@@ -14,6 +14,7 @@ mod support;
 
 mod analytics;
 mod concurrency;
+mod console;
 mod desk;
 mod events;
 mod hubspot;

@@ -311,6 +311,7 @@ pub fn change() -> TicketChange {
     TicketChange {
         status: None,
         owner_id: None,
+        priority: None,
         properties: None,
         pipelines: pipelines(),
     }

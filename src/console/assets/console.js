@@ -5,17 +5,6 @@
 "use strict";
 
 (function () {
-  const SEEN = "cb.seen."; // localStorage: conversation id -> last activity seen (ms)
-
-  function seen(id) { return Number(localStorage.getItem(SEEN + id) || 0); }
-
-  function markUnread(root) {
-    root.querySelectorAll("tr.row").forEach(function (row) {
-      const last = Number(row.dataset.last || 0);
-      row.classList.toggle("unread", last > seen(row.dataset.id));
-    });
-  }
-
   // Replaces an element with the same one from a fresh copy of this page.
   function refresh(selector, then) {
     fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
@@ -35,11 +24,10 @@
     setTimeout(function () { live.textContent = ""; }, 4000);
   }
 
-  // Inbox: rows, unread dots, j/k/Enter/r.
+  // Inbox: rows (the server marks them unread and waiting on us), j/k/Enter/r.
   function inbox() {
     const table = document.getElementById("inbox");
     if (!table) return;
-    markUnread(table);
     let selected = -1;
     function rows() { return Array.from(document.querySelectorAll("#rows tr.row")); }
     function select(i) {
@@ -59,15 +47,16 @@
       if (e.key === "j") select(selected + 1);
       else if (e.key === "k") select(selected - 1);
       else if ((e.key === "Enter" || e.key === "r") && all[selected]) {
-        location.href = all[selected].dataset.href + (e.key === "r" ? "#reply" : "");
+        // The fragment names the textarea itself: Chromium clears the focus after a
+        // fragment navigation whose target cannot take it, so the target must be it.
+        location.href = all[selected].dataset.href + (e.key === "r" ? "#reply-text" : "");
       }
     });
     return function onEvent(event) {
       if (/^(message|conversation|comment|ticket)\./.test(event.kind)) {
         const selectedId = selected >= 0 && rows()[selected] ? rows()[selected].dataset.id : null;
         const before = new Set(rows().map(function (r) { return r.dataset.id + ":" + r.dataset.last; }));
-        refresh("#rows", function (fresh) {
-          markUnread(document);
+        refresh("#rows", function () {
           rows().forEach(function (r, n) {
             if (!before.has(r.dataset.id + ":" + r.dataset.last)) r.classList.add("fresh");
             if (r.dataset.id === selectedId) { selected = n; r.classList.add("selected"); }
@@ -80,13 +69,12 @@
     };
   }
 
-  // Conversation: mark seen, reply-to picker, conditional status, r to reply.
+  // Conversation: reply-to picker, conditional status, r to reply. Opening it (and each
+  // refresh of its thread) marks it read on the server.
   function conversation() {
     const root = document.querySelector("[data-live=conversation]");
     if (!root) return;
     const id = root.dataset.conversation;
-    const stamp = function () { localStorage.setItem(SEEN + id, String(Date.now())); };
-    stamp();
     const text = document.getElementById("reply-text");
     const replyTo = document.getElementById("reply-to");
     document.addEventListener("click", function (e) {
@@ -103,7 +91,7 @@
         text.focus();
       }
     });
-    if (location.hash === "#reply" && text) text.focus();
+    if (location.hash === "#reply-text" && text) text.focus();
     const status = document.getElementById("reply-status");
     const form = document.getElementById("reply-form");
     const hint = document.getElementById("reply-hint");
@@ -130,7 +118,7 @@
     });
     return function onEvent(event) {
       if (event.conversation_id === id) {
-        refresh("#thread", stamp);
+        refresh("#thread");
       }
     };
   }
@@ -138,7 +126,11 @@
   function start() {
     const handlers = [inbox(), conversation()].filter(Boolean);
     if (!handlers.length || !window.EventSource) return;
-    const source = new EventSource("/console/events");
+    // From the newest event before the page read its data: what happened while it loaded
+    // arrives too (a reply's delivery can turn sent before the stream connects).
+    const after = document.body.dataset.eventsAfter;
+    const source = new EventSource("/console/events" +
+      (after ? "?last_event_id=" + encodeURIComponent(after) : ""));
     ["message.created", "conversation.assigned", "conversation.status_changed", "ticket.status_changed",
      "delivery.updated", "comment.created", "comment.mentioned", "conversation.contact_merged"].forEach(function (kind) {
       source.addEventListener(kind, function (e) {

@@ -258,9 +258,13 @@ pub async fn apply_ticket_change(
         Some(owner) => owner.clone(),
         None => current.owner_id.clone(),
     };
+    let priority = match change.priority {
+        Some(priority) => priority.map(|p| p.as_str().to_owned()),
+        None => current.priority.clone(),
+    };
     sqlx::query(
         "UPDATE tickets SET status = $2, owner_id = $3, properties = $4, updated_at = $5,
-             closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END
+             closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END, priority = $7
          WHERE id = $1",
     )
     .bind(id.as_str())
@@ -269,6 +273,7 @@ pub async fn apply_ticket_change(
     .bind(json(&properties)?)
     .bind(now)
     .bind(now_closed)
+    .bind(&priority)
     .execute(&mut *c)
     .await?;
 
@@ -304,6 +309,19 @@ pub async fn apply_ticket_change(
             "owner_changed",
             actor,
             json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
+            now,
+        )
+        .await?;
+    }
+    if priority != current.priority {
+        audit(
+            c,
+            id.as_str(),
+            "ticket",
+            id.as_str(),
+            "priority_changed",
+            actor,
+            json!({"priority": from_to(current.priority.clone(), priority.clone())}),
             now,
         )
         .await?;
@@ -705,6 +723,8 @@ pub async fn purge_trash(c: &mut PgConnection, before: i64) -> Result<u64, Store
                  (SELECT id FROM conversations WHERE ticket_id = ANY($1))",
             "DELETE FROM jobs WHERE ordering_key IN
                  (SELECT id FROM conversations WHERE ticket_id = ANY($1))",
+            "DELETE FROM conversation_reads WHERE conversation_id IN
+                 (SELECT id FROM conversations WHERE ticket_id = ANY($1))",
             "DELETE FROM conversations WHERE ticket_id = ANY($1)",
             "DELETE FROM audit WHERE ticket_id = ANY($1)",
             "DELETE FROM tickets WHERE id = ANY($1)",
@@ -962,6 +982,7 @@ mod tests {
         TicketChange {
             status: status.map(str::to_owned),
             owner_id: None,
+            priority: None,
             properties: None,
             pipelines: pipelines(),
         }

@@ -9,6 +9,7 @@
 //! `NOTIFY` wakes every replica's workers and event streams after a commit.
 
 mod comments;
+mod console;
 mod contacts;
 mod desk;
 mod events;
@@ -20,7 +21,7 @@ mod routing;
 mod sessions;
 mod snippets;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_console_sessions.sql"),
     include_str!("../../../migrations/postgres/0006_hubspot.sql"),
     include_str!("../../../migrations/postgres/0007_hubspot_webhook.sql"),
+    include_str!("../../../migrations/postgres/0008_console_reads.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -693,6 +695,33 @@ impl Store for PgStore {
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         transaction!(self, |c| sessions::delete(c, id_hash))
+    }
+
+    async fn delivery_summary(&self) -> Result<Vec<crate::store::ChannelDeliveries>, StoreError> {
+        read!(self, |c| console::delivery_summary(c))
+    }
+
+    async fn last_inbound(
+        &self,
+        channels: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        read!(self, |c| console::last_inbound(c, channels))
+    }
+
+    async fn mark_read(
+        &self,
+        reader: &str,
+        conversation: &ConversationId,
+    ) -> Result<(), StoreError> {
+        transaction!(self, |c| console::mark_read(c, reader, conversation))
+    }
+
+    async fn conversation_marks(
+        &self,
+        reader: &str,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<crate::store::ConversationMarks>, StoreError> {
+        read!(self, |c| console::marks(c, reader, conversations))
     }
 
     async fn close(&self) {

@@ -151,9 +151,13 @@ pub fn apply_ticket_change(
         Some(owner) => owner.clone(),
         None => current.owner_id.clone(),
     };
+    let priority = match change.priority {
+        Some(priority) => priority.map(|p| p.as_str().to_owned()),
+        None => current.priority.clone(),
+    };
     conn.prepare_cached(
         "UPDATE tickets SET status = ?2, owner_id = ?3, properties = ?4, updated_at = ?5,
-             closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END
+             closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END, priority = ?7
          WHERE id = ?1",
     )?
     .execute(params![
@@ -162,7 +166,8 @@ pub fn apply_ticket_change(
         owner,
         json(&properties)?,
         now,
-        now_closed
+        now_closed,
+        priority
     ])?;
 
     if status != current.status {
@@ -195,6 +200,18 @@ pub fn apply_ticket_change(
             "owner_changed",
             actor,
             json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
+            now,
+        )?;
+    }
+    if priority != current.priority {
+        audit(
+            conn,
+            id.as_str(),
+            "ticket",
+            id.as_str(),
+            "priority_changed",
+            actor,
+            json!({"priority": from_to(current.priority.clone(), priority.clone())}),
             now,
         )?;
     }
@@ -574,6 +591,10 @@ pub fn purge_trash(conn: &Connection, before: i64) -> Result<u64, StoreError> {
         .execute([ticket])?;
         conn.prepare_cached(
             "DELETE FROM jobs WHERE ordering_key IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
+        )?
+        .execute([ticket])?;
+        conn.prepare_cached(
+            "DELETE FROM conversation_reads WHERE conversation_id IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
         )?
         .execute([ticket])?;
         conn.prepare_cached("DELETE FROM conversations WHERE ticket_id = ?1")?

@@ -8,6 +8,7 @@
 
 mod checkpointer;
 mod comments;
+mod console;
 mod contacts;
 mod desk;
 mod events;
@@ -25,6 +26,7 @@ mod sessions;
 mod snippets;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0011_console_sessions.sql"),
     include_str!("../../../migrations/sqlite/0012_hubspot.sql"),
     include_str!("../../../migrations/sqlite/0013_hubspot_webhook.sql"),
+    include_str!("../../../migrations/sqlite/0014_console_reads.sql"),
 ];
 
 const READERS: usize = 4;
@@ -722,6 +725,42 @@ impl Store for SqliteStore {
         let id_hash = id_hash.to_owned();
         self.writer
             .write(move |conn| sessions::delete(conn, &id_hash))
+            .await
+    }
+
+    async fn delivery_summary(&self) -> Result<Vec<crate::store::ChannelDeliveries>, StoreError> {
+        self.readers.read(console::delivery_summary).await
+    }
+
+    async fn last_inbound(
+        &self,
+        channels: &[String],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        let channels = channels.to_vec();
+        self.readers
+            .read(move |conn| console::last_inbound(conn, &channels))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        reader: &str,
+        conversation: &ConversationId,
+    ) -> Result<(), StoreError> {
+        let (reader, conversation) = (reader.to_owned(), conversation.clone());
+        self.writer
+            .write(move |conn| console::mark_read(conn, &reader, &conversation))
+            .await
+    }
+
+    async fn conversation_marks(
+        &self,
+        reader: &str,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<crate::store::ConversationMarks>, StoreError> {
+        let (reader, conversations) = (reader.to_owned(), conversations.to_vec());
+        self.readers
+            .read(move |conn| console::marks(conn, &reader, &conversations))
             .await
     }
 
