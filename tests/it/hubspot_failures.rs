@@ -336,3 +336,28 @@ async fn one_conversations_messages_are_published_in_order_across_retries_one_at
     assert_eq!(publish_requests(&fake).len(), 9);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_request_holds_its_place_under_the_limit_until_hubspot_has_answered_it() {
+    let fake = HubspotFake::start().await;
+    // HubSpot counts a request when it gets it: the first five take 400 ms to get there
+    // and are counted then, the next five go fast.
+    fake.enforce_limit(5, Duration::from_secs(1));
+    fake.delay_publishes(Duration::from_millis(400));
+    let app = TestApp::spawn_with(options(
+        fake.config_section("rate_limit_requests = 5\nrate_limit_window_ms = 1000"),
+        vec![0, 50, 100, 200],
+    ))
+    .await;
+    for i in 0..5 {
+        say(&app, &format!("m-{i}"), &format!("u-{i}"), "slow").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.delay_publishes(Duration::ZERO);
+    for i in 5..10 {
+        say(&app, &format!("m-{i}"), &format!("u-{i}"), "fast").await;
+    }
+    published(&fake, 10, Duration::from_secs(20)).await;
+    assert_eq!(publish_requests(&fake).len(), 10, "no request was refused");
+    fake.assert_no_violations();
+}
