@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md, in one run: the bare HTTP baseline and the daemon's
 # ingest back to back (same client, same concurrency), delivery at 1k/s, unthrottled and
-# from a backlog, memory, and the config reload soak. Prints every figure with its ratio
+# from a backlog, memory, the config reload soak, and HubSpot publishing (limiter on and off). Prints every figure with its ratio
 # to the baseline measured in this same run, and whether the issue's targets are met.
 #
 #   scripts/bench.sh            the full run (about 5 minutes with RUNS=2)
@@ -11,7 +11,8 @@
 # Knobs (env): CONCURRENCY (64), DURATION seconds per load (10), CONTACTS (1000),
 # RUNS (2: every scenario runs this many times), DELIVER_COUNT (20000),
 # CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file),
-# GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000).
+# GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000), HUBSPOT_COUNT (20000),
+# HUBSPOT_LIMITED_COUNT (330: three windows of HubSpot's 110 / 10 s, about 20 s).
 # Everything goes to 127.0.0.1; every scenario spawns its own daemon on a temp database.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ if $smoke; then
   conversations=20; deliver=(--count 500 --conversations 20); rate_count=300; rate=${RATE:-1000}
   reloads=10; soak_rate=200
   growth=(--messages 2000 --fill-contacts 100 --count 300 --queries 5)
+  hubspot=(--count 300 --conversations 20); hubspot_limited=(--count 60 --conversations 20)
 else
   load=(--duration "${DURATION:-10}"); concurrency=${CONCURRENCY:-64}
   contacts=${CONTACTS:-1000}; runs=${RUNS:-2}
@@ -38,6 +40,8 @@ else
   reloads=${RELOADS:-100}; soak_rate=${SOAK_RATE:-500}
   growth=(--messages "${GROWTH_MESSAGES:-1000000}" --fill-contacts "${GROWTH_CONTACTS:-10000}"
           --duration "${DURATION:-10}" --queries 200)
+  hubspot=(--count "${HUBSPOT_COUNT:-20000}" --conversations "$conversations")
+  hubspot_limited=(--count "${HUBSPOT_LIMITED_COUNT:-330}" --conversations "$conversations")
 fi
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), kernel $(uname -r)"
@@ -60,6 +64,8 @@ for run in $(seq 1 "$runs"); do
   step deliver "${deliver[@]}" --label "run$run"
   step deliver "${deliver[@]}" --backlog --label "run$run"
   step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
+  step hubspot-publish "${hubspot[@]}" --label "run$run"
+  step hubspot-publish "${hubspot_limited[@]}" --limiter --label "run$run"
 done
 if $smoke || [[ "${GROWTH:-0}" == 1 ]]; then
   step growth "${growth[@]}" --concurrency "$concurrency" --contacts "$contacts" --label growth

@@ -183,3 +183,38 @@ fn growth_ingests_on_an_empty_and_a_filled_database_and_times_the_reads() {
         );
     }
 }
+
+#[test]
+fn hubspot_publish_publishes_every_message_once_with_and_without_the_limiter() {
+    for (extra, mode) in [(&[][..], "unlimited"), (&["--limiter"][..], "limiter")] {
+        let mut args = vec![
+            "hubspot-publish",
+            "--daemon-bin",
+            DAEMON,
+            "--count",
+            "60",
+            "--conversations",
+            "6",
+            "--max-seconds",
+            "30",
+        ];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r["scenario"], "hubspot-publish");
+        assert_eq!(r["mode"], mode);
+        assert_eq!(r["received"], 60, "{r:#}");
+        assert_zero(
+            &r,
+            &[
+                "ingest_errors",
+                "missing",
+                "duplicates",
+                "rejected_429",
+                "unexpected_requests",
+                "pending_after",
+                "dead",
+            ],
+        );
+        assert!(r["max_in_10s"].as_u64().is_some_and(|m| m <= 60), "{r:#}");
+    }
+}

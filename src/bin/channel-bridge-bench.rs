@@ -75,6 +75,11 @@ enum Cmd {
     /// Ingest into an empty database, fill it with --messages, ingest again, then time
     /// conversation lists and searches on the full database.
     Growth(GrowthArgs),
+    /// HubSpot custom-channel mode: --count inbound messages on a linked channel, published
+    /// to an in-process HubSpot fake that answers at once; measures publishes/s with the
+    /// client-side limiter off (`rate_limit_requests = 0`), or with it on the rate it
+    /// sustains and whether any request went over HubSpot's 110 / 10 s.
+    HubspotPublish(HubspotPublishArgs),
     /// Prints the results appended by --report, with ratios to the baseline and targets.
     Report {
         /// The file the scenarios appended their results to.
@@ -251,6 +256,33 @@ struct GrowthArgs {
     out: OutputArgs,
 }
 
+#[derive(Args)]
+struct HubspotPublishArgs {
+    /// The daemon binary to spawn (default: channel-bridge beside this binary).
+    #[arg(long)]
+    daemon_bin: Option<PathBuf>,
+    /// Keep the spawned daemon's temp folder (config, database, log).
+    #[arg(long)]
+    keep: bool,
+    /// Inbound messages to publish.
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    /// Contacts (one conversation each) they come from; each conversation publishes one
+    /// message at a time, in order.
+    #[arg(long, default_value_t = 200)]
+    conversations: u64,
+    /// Keep the client-side limiter on (HubSpot's 110 requests / 10 s; the fake then
+    /// answers 429 to anything over it); without it the daemon runs with
+    /// `hubspot.rate_limit_requests = 0`, which is for tests and benches only.
+    #[arg(long)]
+    limiter: bool,
+    /// The whole run stops after this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    max_seconds: f64,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
@@ -291,6 +323,7 @@ async fn run(command: Cmd) -> anyhow::Result<bool> {
         Cmd::Deliver(args) => deliver(args).await,
         Cmd::ReloadSoak(args) => reload_soak(args).await,
         Cmd::Growth(args) => growth(args).await,
+        Cmd::HubspotPublish(args) => hubspot_publish(args).await,
         Cmd::Report { file } => report(&file).map(|()| true),
     }
 }
@@ -877,6 +910,16 @@ struct DaemonConfig {
     outbound_url: String,
     steady_enabled: bool,
     toggled_enabled: bool,
+    /// Links the steady channel to HubSpot at this fake (hubspot-publish).
+    hubspot: Option<HubspotBench>,
+}
+
+/// The `[hubspot]` of a spawned daemon.
+#[derive(Clone)]
+struct HubspotBench {
+    api_base: String,
+    /// `rate_limit_requests`: 0 turns the client-side limiter off.
+    rate_limit_requests: u32,
 }
 
 impl DaemonConfig {
@@ -914,13 +957,24 @@ kind = "generic"
 enabled = {steady_enabled}
 secret = "{secret}"
 outbound_url = "{outbound}"
-
+{steady_link}
 [channels.{toggled}]
 kind = "generic"
 enabled = {toggled_enabled}
 secret = "{secret}"
 outbound_url = "{outbound}"
-"#,
+{hubspot}"#,
+            steady_link = if self.hubspot.is_some() {
+                format!("hubspot = {{ channel_account_id = \"{HUBSPOT_ACCOUNT}\" }}\n")
+            } else {
+                String::new()
+            },
+            hubspot = self.hubspot.as_ref().map_or(String::new(), |h| format!(
+                "\n[hubspot]\napp_id = \"4242\"\nclient_secret = \"bench-client-secret\"\n\
+                 access_token = \"bench-access-token\"\nchannel_id = \"{HUBSPOT_CHANNEL}\"\n\
+                 api_base = \"{}\"\nrate_limit_requests = {}\n",
+                h.api_base, h.rate_limit_requests
+            )),
             port = self.port,
             db = self.db.display(),
             steady = STEADY_CHANNEL,
@@ -1031,6 +1085,16 @@ impl Daemon {
         secret: Option<&str>,
         outbound_url: &str,
     ) -> anyhow::Result<Self> {
+        Self::get_with(args, secret, outbound_url, None).await
+    }
+
+    /// [`Daemon::get`], the spawned one's steady channel linked to HubSpot at `hubspot`.
+    async fn get_with(
+        args: &DaemonArgs,
+        secret: Option<&str>,
+        outbound_url: &str,
+        hubspot: Option<HubspotBench>,
+    ) -> anyhow::Result<Self> {
         let key = WebhookKey::parse(secret.unwrap_or(&bench_secret()))
             .map_err(|e| anyhow!("--secret: {e}"))?;
         if let Some(url) = &args.url {
@@ -1061,6 +1125,7 @@ impl Daemon {
             outbound_url: outbound_url.to_owned(),
             steady_enabled: true,
             toggled_enabled: true,
+            hubspot,
         };
         let config_path = dir.join("config").join("config.toml");
         std::fs::write(&config_path, config.text())?;
@@ -1821,6 +1886,297 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
 }
 
 // ---------------------------------------------------------------------------------------
+// hubspot-publish.
+
+/// The HubSpot ids of the spawned daemon's custom channel and channel account.
+const HUBSPOT_CHANNEL: &str = "1001";
+const HUBSPOT_ACCOUNT: &str = "2002";
+/// HubSpot's documented limit for public apps: 110 requests in any 10 s.
+const HUBSPOT_LIMIT: usize = 110;
+const HUBSPOT_WINDOW: Duration = Duration::from_secs(10);
+
+/// An in-process HubSpot that answers publishes at once (once `open`), counting them.
+struct FakeHubspot {
+    started: Instant,
+    /// Publishes wait until the backlog is queued, so the drain is timed alone.
+    open: tokio::sync::watch::Receiver<bool>,
+    /// Enforce HubSpot's limit: a publish over it is answered 429.
+    enforce: bool,
+    state: Mutex<FakeHubspotState>,
+}
+
+#[derive(Default)]
+struct FakeHubspotState {
+    /// When each accepted publish arrived (ns since `started`).
+    arrivals: Vec<u64>,
+    /// Arrivals within the last window (for the enforced limit).
+    window: std::collections::VecDeque<Instant>,
+    rejected_429: u64,
+    duplicates: u64,
+    ids: std::collections::HashSet<String>,
+    unexpected: u64,
+}
+
+impl FakeHubspot {
+    fn publish(&self, body: &[u8]) -> (StatusCode, Value) {
+        let now = Instant::now();
+        let mut s = self.state.lock().expect("lock");
+        if self.enforce {
+            while s
+                .window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= HUBSPOT_WINDOW)
+            {
+                s.window.pop_front();
+            }
+            if s.window.len() >= HUBSPOT_LIMIT {
+                s.rejected_429 += 1;
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                           "category": "RATE_LIMITS", "correlationId": "00000000-0000-4000-8000-000000000000"}),
+                );
+            }
+            s.window.push_back(now);
+        }
+        let key = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["integrationIdempotencyId"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !s.ids.insert(key) {
+            s.duplicates += 1;
+        }
+        s.arrivals
+            .push(now.duration_since(self.started).as_nanos() as u64);
+        let n = s.arrivals.len();
+        (
+            StatusCode::CREATED,
+            json!({"id": format!("hs-{n}"), "type": "MESSAGE", "conversationsThreadId": "880000",
+                   "channelId": HUBSPOT_CHANNEL, "channelAccountId": HUBSPOT_ACCOUNT,
+                   "direction": "INCOMING", "text": "", "senders": [], "recipients": [],
+                   "attachments": [], "createdAt": "2026-01-01T00:00:00Z", "createdBy": "I-4242",
+                   "archived": false, "truncationStatus": "NOT_TRUNCATED",
+                   "client": {"clientType": "INTEGRATION"}}),
+        )
+    }
+}
+
+// A loopback fake, not the daemon's API: it has no place in the OpenAPI document.
+#[allow(clippy::disallowed_methods)]
+async fn start_fake_hubspot(fake: Arc<FakeHubspot>) -> anyhow::Result<SocketAddr> {
+    use axum::extract::State;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let publish_path = format!("/conversations/v3/custom-channels/{HUBSPOT_CHANNEL}/messages");
+    let app = axum::Router::new()
+        .route(
+            &publish_path,
+            axum::routing::post(
+                |State(f): State<Arc<FakeHubspot>>, body: Bytes| async move {
+                    let mut open = f.open.clone();
+                    // Held until the backlog is queued; a closed sender means the run ended.
+                    let _ = open.wait_for(|o| *o).await;
+                    let (status, body) = f.publish(&body);
+                    (status, axum::Json(body))
+                },
+            ),
+        )
+        .fallback(|State(f): State<Arc<FakeHubspot>>| async move {
+            f.state.lock().expect("lock").unexpected += 1;
+            StatusCode::NOT_FOUND
+        })
+        .with_state(fake);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+/// The most arrivals (ns, sorted) within any `window`.
+fn max_in_window(arrivals: &[u64], window: Duration) -> usize {
+    let window = window.as_nanos() as u64;
+    let mut best = 0;
+    let mut start = 0;
+    for (end, t) in arrivals.iter().enumerate() {
+        while t - arrivals[start] >= window {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    best
+}
+
+/// Arrivals (ns, sorted) per `window` over the whole windows from the first arrival to
+/// the last; `None` when they span less than one window.
+fn sustained_per_window(arrivals: &[u64], window: Duration) -> Option<f64> {
+    let (first, last) = (*arrivals.first()?, *arrivals.last()?);
+    let window = window.as_nanos() as u64;
+    let whole = (last - first) / window;
+    if whole == 0 {
+        return None;
+    }
+    let end = first + whole * window;
+    let within = arrivals.iter().filter(|t| **t < end).count();
+    Some((within as f64 / whole as f64 * 100.0).round() / 100.0)
+}
+
+async fn hubspot_publish(args: HubspotPublishArgs) -> anyhow::Result<bool> {
+    let count = args.count.max(1);
+    let conversations = args.conversations.clamp(1, count);
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    let fake = Arc::new(FakeHubspot {
+        started: Instant::now(),
+        open: open_rx,
+        enforce: args.limiter,
+        state: Mutex::new(FakeHubspotState::default()),
+    });
+    let fake_addr = start_fake_hubspot(fake.clone()).await?;
+    let daemon_args = DaemonArgs {
+        url: None,
+        token: None,
+        pid: None,
+        daemon_bin: args.daemon_bin.clone(),
+        keep: args.keep,
+    };
+    let daemon = Daemon::get_with(
+        &daemon_args,
+        None,
+        "http://127.0.0.1:9/outbound",
+        Some(HubspotBench {
+            api_base: format!("http://{fake_addr}"),
+            rate_limit_requests: if args.limiter {
+                HUBSPOT_LIMIT as u32
+            } else {
+                0
+            },
+        }),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+
+    // The backlog: `count` messages from `conversations` contacts, 16 senders at once.
+    let run = run_id();
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let (target, key, run) = (daemon.target.clone(), daemon.key.clone(), run.clone());
+            let (next, errors) = (next.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::new(&target);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || Instant::now() >= deadline {
+                        break;
+                    }
+                    let body = format!(
+                        r#"{{"type":"message","id":"{run}-{i}","from":{{"id":"{run}-user-{}"}},"parts":[{{"type":"text","text":"hubspot {i}"}}]}}"#,
+                        i % conversations
+                    );
+                    let webhook_id = format!("evt_{run}_{i}");
+                    let ts = chrono::Utc::now().timestamp();
+                    let request = conn
+                        .request(Method::POST, &format!("/hooks/{STEADY_CHANNEL}"))
+                        .header(hyper::header::CONTENT_TYPE, "application/json")
+                        .header("webhook-id", &webhook_id)
+                        .header("webhook-timestamp", ts.to_string())
+                        .header("webhook-signature", key.sign(&webhook_id, ts, body.as_bytes()))
+                        .body(Full::new(Bytes::from(body)));
+                    let ok = match request {
+                        Ok(request) => matches!(conn.send(request).await, Ok((StatusCode::OK, _))),
+                        Err(_) => false,
+                    };
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await?;
+    }
+    let ingest_errors = errors.load(Ordering::Relaxed);
+    let expected = count - ingest_errors;
+
+    // Open HubSpot and time the drain.
+    let opened_ns = fake.started.elapsed().as_nanos() as u64;
+    open_tx.send_replace(true);
+    loop {
+        let received = fake.state.lock().expect("lock").arrivals.len() as u64;
+        if received >= expected || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut control = Conn::new(&daemon.target);
+    let pending = {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = control
+                .get_json("/api/v1/deliveries?state=pending&limit=200", &daemon.token)
+                .await?;
+            let n = page["items"].as_array().map_or(0, Vec::len);
+            if n == 0 || Instant::now() >= until {
+                break n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let dead = control
+        .get_json("/api/v1/deliveries?state=dead&limit=200", &daemon.token)
+        .await?["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let (arrivals, rejected, duplicates, unexpected) = {
+        let s = fake.state.lock().expect("lock");
+        (
+            s.arrivals.clone(),
+            s.rejected_429,
+            s.duplicates,
+            s.unexpected,
+        )
+    };
+    let received = arrivals.len() as u64;
+    let last = arrivals.last().copied().unwrap_or(opened_ns);
+    let drain_s = (last.saturating_sub(opened_ns)) as f64 / 1e9;
+    // What the limiter sustains: publishes per window over the whole windows the run
+    // spanned (from the first publish), so a last partial window does not dilute it.
+    let sustained_per_10s = args
+        .limiter
+        .then(|| sustained_per_window(&arrivals, HUBSPOT_WINDOW))
+        .flatten();
+    let result = json!({
+        "scenario": "hubspot-publish",
+        "mode": if args.limiter { "limiter" } else { "unlimited" },
+        "count": count,
+        "conversations": conversations,
+        "ingest_errors": ingest_errors,
+        "received": received,
+        "missing": expected.saturating_sub(received),
+        "duplicates": duplicates,
+        "rejected_429": rejected,
+        "unexpected_requests": unexpected,
+        "max_in_10s": max_in_window(&arrivals, HUBSPOT_WINDOW),
+        "sustained_per_10s": sustained_per_10s,
+        "publish_s": round3(drain_s),
+        "publishes_per_s": (received as f64 / drain_s.max(1e-9)).round(),
+        "pending_after": pending,
+        "dead": dead,
+    });
+    daemon.stop().await?;
+    print_result(&result, &args.out)?;
+    Ok(ingest_errors == 0
+        && received == count
+        && duplicates == 0
+        && rejected == 0
+        && unexpected == 0
+        && pending == 0
+        && dead == 0
+        && (!args.limiter || max_in_window(&arrivals, HUBSPOT_WINDOW) <= HUBSPOT_LIMIT))
+}
+
+// ---------------------------------------------------------------------------------------
 // reload-soak.
 
 async fn reload_soak(args: SoakArgs) -> anyhow::Result<bool> {
@@ -2258,6 +2614,48 @@ fn report(file: &Path) -> anyhow::Result<()> {
                     ));
                 }
             }
+            "hubspot-publish" => {
+                let p = r["publishes_per_s"].as_f64().unwrap_or(0.0);
+                let mode = r["mode"].as_str().unwrap_or_default();
+                println!(
+                    "  hubspot-publish {mode} {label}: {p:.0} publishes/s{} over {} s, {} of {} published; at most {} in any 10 s, sustained {} per 10 s; 429s {}, duplicates {}, pending after {}, dead {} ({} conversations)",
+                    ratio(r, p),
+                    r["publish_s"],
+                    r["received"],
+                    r["count"],
+                    r["max_in_10s"],
+                    r["sustained_per_10s"],
+                    r["rejected_429"],
+                    r["duplicates"],
+                    r["pending_after"],
+                    r["dead"],
+                    r["conversations"],
+                );
+                let clean = r["rejected_429"] == 0
+                    && r["duplicates"] == 0
+                    && r["missing"] == 0
+                    && r["dead"] == 0;
+                targets.push((
+                    format!("hubspot-publish {mode} {label}: all published once, no 429"),
+                    clean,
+                ));
+                if mode == "limiter" {
+                    targets.push((
+                        format!(
+                            "hubspot-publish {label}: ≤ 110 in any 10 s, sustained ≥ 0.95 × 110"
+                        ),
+                        r["max_in_10s"].as_u64().is_some_and(|m| m <= 110)
+                            && r["sustained_per_10s"]
+                                .as_f64()
+                                .is_some_and(|s| s >= 0.95 * 110.0),
+                    ));
+                } else {
+                    targets.push((
+                        format!("hubspot-publish unlimited ≥ 2,000/s ({label})"),
+                        p >= 2000.0,
+                    ));
+                }
+            }
             other => println!("  {other} {label}: {r}"),
         }
     }
@@ -2273,6 +2671,26 @@ fn report(file: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busiest_window_counts_arrivals_less_than_a_window_apart() {
+        let s = 1_000_000_000u64;
+        let arrivals = [0, s, 2 * s, 10 * s, 10 * s + 1, 25 * s];
+        assert_eq!(max_in_window(&arrivals, Duration::from_secs(10)), 4);
+        assert_eq!(max_in_window(&[], Duration::from_secs(10)), 0);
+    }
+
+    #[test]
+    fn the_sustained_rate_counts_whole_windows_only() {
+        let s = 1_000_000_000u64;
+        // 110 at once, 110 ten seconds later, 30 more after that.
+        let mut arrivals = vec![0; 110];
+        arrivals.extend(std::iter::repeat_n(10 * s + 5, 110));
+        arrivals.extend(std::iter::repeat_n(20 * s + 9, 30));
+        let window = Duration::from_secs(10);
+        assert_eq!(sustained_per_window(&arrivals, window), Some(110.0));
+        assert_eq!(sustained_per_window(&arrivals[..110], window), None);
+    }
 
     #[test]
     fn percentiles_take_the_rank_above() {

@@ -38,13 +38,16 @@ impl From<StoreError> for PublishError {
 }
 
 /// Publishes `message` (once: a message HubSpot already has is not sent again), or with
-/// `note` the follow-up saying it was edited or taken back.
+/// `note` the follow-up saying it was edited or taken back. On the `last_attempt` the
+/// delivery schedule allows, a file the platform still fails to give is left out (and
+/// named in the text) rather than the whole message dead-lettered.
 pub async fn publish(
     store: &dyn Store,
     client: &HubspotClient,
     runtime: &Runtime,
     message: &MessageId,
     note: Option<&PublishNote>,
+    last_attempt: bool,
 ) -> Result<Receipt, PublishError> {
     if let Some(note) = note {
         return publish_note(store, client, runtime, message, note).await;
@@ -95,6 +98,15 @@ pub async fn publish(
             Ok(fetched) => fetched,
             Err(Fetch::Unavailable(why)) => {
                 files.insert(i, FileSlot::Unavailable(why));
+                continue;
+            }
+            Err(Fetch::Retry(why)) if last_attempt => {
+                files.insert(
+                    i,
+                    FileSlot::Unavailable(format!(
+                        "the platform still failed after every retry: {why}"
+                    )),
+                );
                 continue;
             }
             Err(Fetch::Retry(why)) => {

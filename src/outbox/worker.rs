@@ -314,12 +314,18 @@ impl DeliveryWorker {
         client: &crate::hubspot::HubspotClient,
         runtime: &Runtime,
     ) -> Result<Receipt, Failure> {
+        // The schedule has no delay after this attempt: the next failure dead-letters.
+        let last_attempt = runtime
+            .retry_schedule()
+            .get(job.attempts as usize + 1)
+            .is_none();
         match crate::hubspot::publisher::publish(
             self.store.as_ref(),
             client,
             runtime,
             message_id,
             note,
+            last_attempt,
         )
         .await
         {

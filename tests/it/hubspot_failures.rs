@@ -336,3 +336,63 @@ async fn one_conversations_messages_are_published_in_order_across_retries_one_at
     assert_eq!(publish_requests(&fake).len(), 9);
     fake.assert_no_violations();
 }
+
+#[tokio::test]
+async fn a_request_holds_its_place_under_the_limit_until_hubspot_has_answered_it() {
+    let fake = HubspotFake::start().await;
+    // HubSpot counts a request when it gets it: the first five take 400 ms to get there
+    // and are counted then, the next five go fast.
+    fake.enforce_limit(5, Duration::from_secs(1));
+    fake.delay_publishes(Duration::from_millis(400));
+    let app = TestApp::spawn_with(options(
+        fake.config_section("rate_limit_requests = 5\nrate_limit_window_ms = 1000"),
+        vec![0, 50, 100, 200],
+    ))
+    .await;
+    for i in 0..5 {
+        say(&app, &format!("m-{i}"), &format!("u-{i}"), "slow").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.delay_publishes(Duration::ZERO);
+    for i in 5..10 {
+        say(&app, &format!("m-{i}"), &format!("u-{i}"), "fast").await;
+    }
+    published(&fake, 10, Duration::from_secs(20)).await;
+    assert_eq!(publish_requests(&fake).len(), 10, "no request was refused");
+    fake.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_file_the_platform_keeps_failing_to_give_is_left_out_on_the_last_attempt_not_the_message()
+{
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let fake = HubspotFake::start().await;
+    let mut opts = options(fake.config_section(""), vec![0, 50, 100]);
+    opts.extra = opts.extra.replace(
+        "outbound_url = \"https://app.example.test/outbound\"\n",
+        "outbound_url = \"https://app.example.test/outbound\"\nmedia_allow_private = true\n",
+    );
+    let app = TestApp::spawn_with(opts).await;
+    Mock::given(method("GET"))
+        .and(path("/media/photo.jpg"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(3)
+        .mount(&app.receiver)
+        .await;
+    let event = json!({"type": "message", "id": "m-1", "from": {"id": "u-1"},
+        "parts": [{"type": "text", "text": "see the photo"},
+                  {"type": "image", "media": {"url": format!("{}/media/photo.jpg", app.receiver.uri())}}]});
+    assert_eq!(app.post_webhook("hs", &event).await.status(), 200);
+    let m = published(&fake, 1, Duration::from_secs(20)).await.remove(0);
+    assert_eq!(m["attachments"], json!([{"type": "UNSUPPORTED_CONTENT"}]));
+    let text = m["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("see the photo\n[image]\n([image] could not be attached: the platform still failed after every retry"),
+        "{text}"
+    );
+    assert!(fake.uploads().is_empty());
+    app.drain_outbox().await;
+    assert!(dead(&app).await.is_empty());
+    fake.assert_no_violations();
+}
