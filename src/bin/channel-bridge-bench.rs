@@ -2619,7 +2619,12 @@ fn report(file: &Path) -> anyhow::Result<()> {
                 let mode = r["mode"].as_str().unwrap_or_default();
                 println!(
                     "  hubspot-publish {mode} {label}: {p:.0} publishes/s{} over {} s, {} of {} published; at most {} in any 10 s, sustained {} per 10 s; 429s {}, duplicates {}, pending after {}, dead {} ({} conversations)",
-                    ratio(r, p),
+                    // With the limiter the rate is HubSpot's, not the machine's: no ratio.
+                    if mode == "limiter" {
+                        String::new()
+                    } else {
+                        ratio(r, p)
+                    },
                     r["publish_s"],
                     r["received"],
                     r["count"],

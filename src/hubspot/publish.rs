@@ -22,6 +22,9 @@ pub enum FileSlot {
     /// Not to be had (the platform no longer has it, it is larger than `media.max_bytes`,
     /// its URL is refused): published as unsupported content, with the reason in the text.
     Unavailable(String),
+    /// The platform names the part without a file to fetch (a LINE sticker is a package
+    /// and a sticker id): published as unsupported content, nothing to apologise for.
+    NoFile,
 }
 
 /// The media of a part, if it has a file.
@@ -460,6 +463,8 @@ mod tests {
             text(std::slice::from_ref(&image), &files),
             "[image]\n([image] could not be attached: gone)"
         );
+        files.insert(0, FileSlot::NoFile);
+        assert_eq!(text(std::slice::from_ref(&image), &files), "[image]");
         assert_eq!(text(&[], &BTreeMap::new()), "[empty message]");
     }
 

@@ -96,6 +96,10 @@ pub async fn publish(
         }
         let fetched = match fetch(channel, &media.media, cap).await {
             Ok(fetched) => fetched,
+            Err(Fetch::NoFile) => {
+                files.insert(i, FileSlot::NoFile);
+                continue;
+            }
             Err(Fetch::Unavailable(why)) => {
                 files.insert(i, FileSlot::Unavailable(why));
                 continue;
@@ -232,6 +236,8 @@ struct Fetched {
 }
 
 enum Fetch {
+    /// The part has no file to fetch: publish without one.
+    NoFile,
     /// The file is not to be had: publish without it.
     Unavailable(String),
     /// The platform failed for now: try the job again later.
@@ -251,9 +257,8 @@ async fn fetch(
         .await
         .map_err(|e| match e {
             FetchError::Upstream(why) => Fetch::Retry(why),
-            e @ (FetchError::NoMedia | FetchError::Gone(_) | FetchError::Refused(_)) => {
-                Fetch::Unavailable(e.to_string())
-            }
+            FetchError::NoMedia => Fetch::NoFile,
+            e @ (FetchError::Gone(_) | FetchError::Refused(_)) => Fetch::Unavailable(e.to_string()),
         })?;
     let mut response = fetched.response;
     if response.content_length().is_some_and(|len| len > cap) {

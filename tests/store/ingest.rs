@@ -26,6 +26,7 @@ conformance!(
     the_same_identifier_on_two_channels_is_two_contacts,
     an_inbound_quote_links_the_quoted_message_when_it_is_known,
     an_edit_replaces_the_parts_and_keeps_each_earlier_version,
+    a_hubspot_linked_channel_queues_a_note_after_its_message_for_each_edit_and_one_unsend,
     an_edit_without_a_time_is_stamped_when_it_arrives,
     edits_apply_once_in_the_platforms_order_and_never_go_back,
     a_retraction_keeps_the_message_and_marks_it_once,
@@ -373,6 +374,76 @@ async fn an_edit_replaces_the_parts_and_keeps_each_earlier_version(
     let earlier: Vec<_> = message.history.iter().map(|r| r.parts.clone()).collect();
     assert_eq!(earlier, vec![text("helo"), text("hello")]);
     assert!(message.history[0].replaced_at <= message.history[1].replaced_at);
+}
+
+async fn a_hubspot_linked_channel_queues_a_note_after_its_message_for_each_edit_and_one_unsend(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    use channel_bridge::store::{JOB_CHANNEL_HUBSPOT, JobKind, PublishNote};
+    let mut rules = rules("chat");
+    rules.hubspot_account = Some("2002".into());
+    let stored = post(&*store, &rules, Msg::new("m1", "ana").text("helo")).await;
+    let edit = |parts: &str, at: i64| {
+        InboundEvent::Edit(MessageEdit {
+            platform_message_id: "m1".into(),
+            parts: text(parts),
+            edited_at: Some(channel_bridge::model::from_millis(at)),
+            order: Some(EditOrder(vec![at])),
+        })
+    };
+    let at = 1_800_000_000_000;
+    let retract = || InboundEvent::Retract {
+        platform_message_id: "m1".into(),
+    };
+    ingest(&*store, &rules, vec![edit("hello", at)]).await;
+    // A redelivered edit and a second unsend change nothing, so queue nothing.
+    ingest(
+        &*store,
+        &rules,
+        vec![edit("hello", at), edit("hello!", at + 1)],
+    )
+    .await;
+    ingest(&*store, &rules, vec![retract(), retract()]).await;
+    // An unlinked channel's edits stay in our desk.
+    let plain = crate::support::rules("wa");
+    post(&*store, &plain, Msg::new("w1", "bo").text("hi")).await;
+    ingest(
+        &*store,
+        &plain,
+        vec![InboundEvent::Edit(MessageEdit {
+            platform_message_id: "w1".into(),
+            parts: text("hi!"),
+            edited_at: None,
+            order: None,
+        })],
+    )
+    .await;
+
+    // One conversation's publishes run one at a time, in the order they were queued.
+    let mut queued = Vec::new();
+    loop {
+        let jobs = lease(&*store, "w", &[JOB_CHANNEL_HUBSPOT]).await;
+        let Some(job) = jobs.first() else { break };
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        match &job.kind {
+            JobKind::HubspotPublish { message_id, note } => {
+                assert_eq!(message_id, &stored.message);
+                queued.push(note.clone());
+            }
+            other => panic!("not a publish: {other:?}"),
+        }
+        store.finish_job(job, "w", sent("hs-1")).await.unwrap();
+    }
+    assert_eq!(
+        queued,
+        vec![
+            None,
+            Some(PublishNote::Edited { revision: 1 }),
+            Some(PublishNote::Edited { revision: 2 }),
+            Some(PublishNote::Retracted),
+        ]
+    );
 }
 
 async fn an_edit_without_a_time_is_stamped_when_it_arrives(store: Arc<dyn Store>, _: &Backend) {
