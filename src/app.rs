@@ -197,6 +197,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ingress::receive, ingress::handshake))
         .routes(routes!(ingress::hubspot::receive))
         .merge(api::router())
+        .routes(routes!(api::uploads::serve))
         .routes(routes!(api::openapi::serve))
         .routes(routes!(api::ops::healthz))
         .routes(routes!(api::ops::readyz))

@@ -1,6 +1,8 @@
 //! Data retention: what is kept only for a while goes when its time is up. Deleted
 //! tickets leave the trash after `tickets.trash_retention_days`; the raw platform payloads
-//! of inbound messages are cleared after `retention.raw_payload_days`. Runs at start-up
+//! of inbound messages are cleared after `retention.raw_payload_days`; files uploaded for a
+//! reply that no message names go a day after their upload (a rep who attached a file and
+//! never sent it). Runs at start-up
 //! and then every hour, with the config of the moment (a reload changes the periods).
 
 use std::time::Duration;
@@ -21,7 +23,12 @@ pub struct Purged {
     pub tickets: u64,
     /// Inbound messages whose raw payload was cleared.
     pub raw_payloads: u64,
+    /// Uploaded files no message named a day after their upload.
+    pub uploads: u64,
 }
+
+/// How long an uploaded file waits for a reply to name it.
+pub const UNUSED_UPLOAD_TTL: chrono::Duration = chrono::Duration::days(1);
 
 /// Applies retention as of `now`: both purges run even if the other fails.
 pub async fn purge(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> Purged {
@@ -53,10 +60,15 @@ pub async fn purge(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> Pu
             Err(e) => warn("HubSpot event payloads", &e),
         }
     }
+    match store.purge_uploads(now - UNUSED_UPLOAD_TTL).await {
+        Ok(n) => purged.uploads = n,
+        Err(e) => warn("unused uploads", &e),
+    }
     if purged != Purged::default() {
         tracing::info!(
             tickets = purged.tickets,
             raw_payloads = purged.raw_payloads,
+            uploads = purged.uploads,
             "Purged data past its retention."
         );
     }

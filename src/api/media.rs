@@ -115,7 +115,14 @@ pub async fn fetch(
         }
         // A rep wrote it: its platform_ref is never looked up with our credentials.
         Direction::Outbound | Direction::Internal => match media.media.url.as_deref() {
-            Some(url) => channel.media.fetch_public(url).await,
+            Some(url) => match super::uploads::own_token(&runtime.config, url) {
+                // A file uploaded here opens from the store, not through our own public
+                // URL (a private address, or one this host may not reach itself).
+                Some(token) => {
+                    return super::uploads::serve(State(state.clone()), Ok(Path(token))).await;
+                }
+                None => channel.media.fetch_public(url).await,
+            },
             None => {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -209,7 +216,7 @@ pub async fn fetch(
 
 /// Whether a browser shows `content_type` as media rather than as a document that could
 /// run script: raster images, audio and video. SVG is an image that runs script.
-fn renders_safely(content_type: &str) -> bool {
+pub(crate) fn renders_safely(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

@@ -19,6 +19,7 @@ pub mod params;
 pub(crate) mod reps;
 pub(crate) mod snippets;
 pub(crate) mod tickets;
+pub(crate) mod uploads;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -50,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::messages, conversations::reply))
         .routes(routes!(comments::create))
         .routes(routes!(media::fetch))
+        .routes(routes!(uploads::create))
         .routes(routes!(tickets::list))
         .routes(routes!(tickets::show, tickets::update, tickets::delete))
         .routes(routes!(tickets::history))

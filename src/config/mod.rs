@@ -153,6 +153,14 @@ pub struct MediaConfig {
     /// A whole media fetch (connect, redirects, body) may take this long.
     #[serde(default = "default_media_timeout")]
     pub timeout_ms: u64,
+    /// The largest file a rep may upload to attach (`POST /api/v1/uploads`); larger
+    /// ones answer 413. 16 MiB: under what the platforms take by URL.
+    #[serde(default = "default_upload_max")]
+    pub max_upload_bytes: u64,
+}
+
+fn default_upload_max() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn default_media_max() -> u64 {
@@ -167,6 +175,7 @@ impl Default for MediaConfig {
         Self {
             max_bytes: default_media_max(),
             timeout_ms: default_media_timeout(),
+            max_upload_bytes: default_upload_max(),
         }
     }
 }

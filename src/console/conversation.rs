@@ -207,14 +207,19 @@ async fn render(
                                     @for c in &email_channels { option value=(c) selected[value("reply", "via_channel") == **c] { (c) " (email)" } }
                                 }
                             }
-                            label { "Attach (file URL) "
-                                input type="url" name="attach_url" placeholder="https://…" value=(value("reply", "attach_url"));
+                            // The file is uploaded on choosing it (console.js, POST
+                            // /console/uploads); the reply then names its URL.
+                            label { "Attach a file "
+                                input #attach-file type="file" data-upload="/console/uploads";
                             }
-                            label { "as "
-                                select name="attach_type" {
-                                    @for k in ["file", "image", "video", "audio"] { option value=(k) selected[value("reply", "attach_type") == k] { (k) } }
-                                }
+                            span #attach-status role="status" {
+                                @let attached = value("reply", "attach_name");
+                                @if !attached.is_empty() { "Attached: " (attached) }
                             }
+                            input #attach-url type="hidden" name="attach_url" value=(value("reply", "attach_url"));
+                            input #attach-type type="hidden" name="attach_type" value=(value("reply", "attach_type"));
+                            input #attach-name type="hidden" name="attach_name" value=(value("reply", "attach_name"));
+                            input #attach-mime type="hidden" name="attach_mime" value=(value("reply", "attach_mime"));
                             label { "and set ticket status "
                                 select #reply-status name="ticket_status" {
                                     option value="" { "(keep " (ticket.status) ")" }
@@ -571,8 +576,12 @@ pub fn reply_request(form: &Fields) -> Value {
             .get("attach_type")
             .filter(|k| ["image", "video", "audio"].contains(k))
             .unwrap_or("file");
-        let filename = url.rsplit('/').next().filter(|f| !f.is_empty());
-        parts.push(j!({"type": kind, "media": {"url": url, "filename": filename}}));
+        // An upload's name and type, as the reply box recorded them (console.js).
+        let filename = form.get("attach_name");
+        let mime_type = form.get("attach_mime");
+        parts.push(
+            j!({"type": kind, "media": {"url": url, "filename": filename, "mime_type": mime_type}}),
+        );
     }
     let mut request = Map::new();
     if !parts.is_empty() {
@@ -594,6 +603,28 @@ pub fn reply_request(form: &Fields) -> Value {
         }
     }
     Value::Object(request)
+}
+
+/// `POST /console/uploads`: the reply box's file, uploaded as soon as it is chosen, with
+/// the session's CSRF token in a header. Answers the API's JSON (errors too), which
+/// console.js puts into the reply's hidden attachment fields.
+pub async fn upload(
+    State(state): State<AppState>,
+    console: Console,
+    RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    console.check_csrf_header(&headers)?;
+    api::uploads::create(
+        State(state),
+        console.caller.clone(),
+        RawQuery(query),
+        headers,
+        body,
+    )
+    .await
+    .map(IntoResponse::into_response)
 }
 
 /// `POST /c/{id}/reply`.
@@ -847,14 +878,25 @@ mod tests {
     }
 
     #[test]
-    fn an_attachment_is_a_media_part_by_url() {
+    fn an_attachment_is_a_media_part_by_its_uploads_url_name_and_type() {
         let request = reply_request(&form(&[
-            ("attach_url", "https://files.example/a/invoice.pdf"),
-            ("attach_type", "file"),
+            ("attach_url", "https://desk.example/media/uploads/ab12"),
+            ("attach_type", "image"),
+            ("attach_name", "photo.png"),
+            ("attach_mime", "image/png"),
         ]));
         assert_eq!(
             request["parts"][0],
-            j!({"type": "file", "media": {"url": "https://files.example/a/invoice.pdf", "filename": "invoice.pdf"}})
+            j!({"type": "image", "media": {"url": "https://desk.example/media/uploads/ab12",
+                "filename": "photo.png", "mime_type": "image/png"}})
+        );
+        let request = reply_request(&form(&[
+            ("attach_url", "https://desk.example/media/uploads/cd34"),
+            ("attach_type", "program"),
+        ]));
+        assert_eq!(
+            request["parts"][0]["type"], "file",
+            "an unknown kind is sent as a file"
         );
     }
 

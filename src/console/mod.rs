@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/presence", post(inbox::presence))
         .route("/c/{id}", get(conversation::page))
         .route("/c/{id}/reply", post(conversation::reply))
+        .route("/console/uploads", post(conversation::upload))
         .route("/c/{id}/comment", post(conversation::comment))
         .route("/c/{id}/update", post(conversation::update))
         .route("/t/{id}/update", post(conversation::update_ticket))

@@ -51,6 +51,21 @@ impl Console {
         }
     }
 
+    /// Succeeds when a script's request sent this session's CSRF token in `X-CSRF-Token`.
+    pub fn check_csrf_header(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let sent = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this page is out of date (or not from this console); reload it and attach again",
+            ))
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.caller.require_admin().is_ok()
     }

@@ -11,7 +11,7 @@ use ulid::Generator;
 /// in the order they were made.
 static GENERATOR: Mutex<Option<Generator>> = Mutex::new(None);
 
-fn next_ulid() -> ulid::Ulid {
+pub(crate) fn next_ulid() -> ulid::Ulid {
     let mut guard = GENERATOR
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

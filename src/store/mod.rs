@@ -756,6 +756,22 @@ pub struct ConsoleSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A file a rep uploaded to attach to a reply (`POST /api/v1/uploads`), served without
+/// credentials at `/media/uploads/{token}` so the platforms can fetch it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// `upl_` and a time-ordered id: names the upload in answers and logs.
+    pub id: String,
+    /// 32 random bytes as hex: the only thing that opens the file.
+    pub token: String,
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    /// Who uploaded it (the caller's rep, else the token's name).
+    pub uploaded_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// The persistence the daemon needs; SQLite and PostgreSQL implement it alike.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -1030,6 +1046,16 @@ pub trait Store: Send + Sync {
         reader: &str,
         conversations: &[ConversationId],
     ) -> Result<Vec<ConversationMarks>, StoreError>;
+
+    /// Stores an uploaded file, all of it or nothing.
+    async fn save_upload(&self, upload: &Upload) -> Result<(), StoreError>;
+
+    /// The uploaded file with this token, if there is one.
+    async fn upload(&self, token: &str) -> Result<Option<Upload>, StoreError>;
+
+    /// Deletes the files uploaded before `before` that no message (reply or comment)
+    /// names by their token; answers how many went.
+    async fn purge_uploads(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

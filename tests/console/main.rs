@@ -1073,3 +1073,109 @@ async fn first_paint(client: &Client, url: &str) -> (f64, f64) {
         response_end.as_f64().expect("navigation timing"),
     )
 }
+
+/// The reply box's "attach a file": Alice picks a file from disk, it is uploaded at once,
+/// she sends the reply, and the platform gets a URL that serves exactly those bytes to
+/// anyone (the platforms fetch reply media without credentials).
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver), then rebuild"
+)]
+async fn a_rep_attaches_a_file_from_disk_and_the_platform_gets_a_url_serving_its_bytes() {
+    let receiver = wiremock::MockServer::start().await;
+    let app = TestApp::spawn_with(Options {
+        extra: config(&receiver.uri()),
+        retry_schedule_ms: vec![0, 50],
+        poll_ms: 200,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "x"})))
+        .mount(&receiver)
+        .await;
+    assert!(
+        app.post_webhook(
+            "sales",
+            &event("s1", "u1", "Ana", "can I have the invoice?")
+        )
+        .await
+        .status()
+        .is_success()
+    );
+    let sales = conversation_of(&app, "sales").await;
+    // Every byte value, so nothing on the way may treat the file as text.
+    let bytes: Vec<u8> = b"%PDF-1.7\n".iter().copied().chain(0..=255u8).collect();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("invoice 7.pdf");
+    std::fs::write(&file, &bytes).expect("the file is written");
+
+    let (_driver, client) = browser().await;
+    sign_in(&client, &app, ALICE).await;
+    client
+        .goto(&app.url(&format!("/c/{sales}")))
+        .await
+        .expect("navigates");
+    client
+        .find(Locator::Css("#attach-file"))
+        .await
+        .expect("the file input")
+        .send_keys(file.to_str().expect("a UTF-8 path"))
+        .await
+        .expect("the file is chosen");
+    wait_until("the file is uploaded", Duration::from_secs(15), || async {
+        count(&client, "#attach-status[data-state=attached]").await != json!(0)
+    })
+    .await;
+    let status = text(&client).await;
+    assert!(status.contains("Attached: invoice 7.pdf"), "{status}");
+    client
+        .find(Locator::Css("#reply-text"))
+        .await
+        .expect("reply box")
+        .send_keys("Here is your invoice.")
+        .await
+        .expect("typed");
+    shot(&client, "reply-attachment").await;
+    click(&client, "#reply-form button[type=submit]").await;
+    wait_until(
+        "the delivery shows sent",
+        Duration::from_secs(15),
+        || async { count(&client, "[data-delivery=sent]").await != json!(0) },
+    )
+    .await;
+
+    let sent: Vec<Value> = receiver
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == "/outbound")
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body = sent[0].to_string();
+    assert!(body.contains("Here is your invoice."), "{body}");
+    let prefix = "https://bridge.example.test/media/uploads/";
+    let start = body
+        .find(prefix)
+        .unwrap_or_else(|| panic!("an upload URL in {body}"));
+    let token: String = body[start + prefix.len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(token.len(), 64, "{body}");
+    // Fetched as a platform does: no token, no cookie.
+    let served = reqwest::get(app.url(&format!("/media/uploads/{token}")))
+        .await
+        .expect("the file is served");
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        served.bytes().await.expect("bytes").as_ref(),
+        bytes.as_slice()
+    );
+    client.close().await.expect("browser closes");
+}

@@ -33,5 +33,6 @@ mod store_faults;
 mod support;
 mod telegram;
 mod twilio;
+mod uploads;
 mod viber;
 mod whatsapp;

@@ -21,6 +21,8 @@ const CONTRACT: &[(&str, &[&str])] = &[
     ("/api/v1/conversations/{id}", &["get", "patch", "delete"]),
     ("/api/v1/conversations/{id}/messages", &["get", "post"]),
     ("/api/v1/messages/{id}/parts/{n}/media", &["get"]),
+    ("/api/v1/uploads", &["post"]),
+    ("/media/uploads/{token}", &["get"]),
     ("/api/v1/tickets/{id}", &["get", "patch", "delete"]),
     ("/api/v1/tickets/{id}/history", &["get"]),
     ("/api/v1/tickets/{id}/restore", &["post"]),

@@ -27,3 +27,4 @@ mod outbox;
 mod replies;
 mod routing;
 mod threading;
+mod uploads;

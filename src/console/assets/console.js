@@ -116,6 +116,40 @@
         missing[0].focus();
       }
     });
+    // A chosen file is uploaded at once (same origin, the session's CSRF token in a
+    // header); the reply then carries its URL in the hidden attach_* fields.
+    const file = document.getElementById("attach-file");
+    const shown = document.getElementById("attach-status");
+    if (file && form && shown) file.addEventListener("change", function () {
+      const chosen = file.files && file.files[0];
+      const fields = ["attach-url", "attach-type", "attach-name", "attach-mime"].map(function (n) { return document.getElementById(n); });
+      fields.forEach(function (f) { f.value = ""; });
+      delete shown.dataset.state;
+      shown.textContent = "";
+      if (!chosen) return;
+      const send = form.querySelector("button[type=submit]");
+      if (send) send.disabled = true;
+      shown.textContent = "Uploading " + chosen.name + "…";
+      fetch(file.dataset.upload + "?filename=" + encodeURIComponent(chosen.name), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": chosen.type || "application/octet-stream", "X-CSRF-Token": form.elements._csrf.value },
+        body: chosen
+      })
+        .then(function (r) { return r.json().then(function (b) { return r.ok ? b : Promise.reject(b); }); })
+        .then(function (b) {
+          fields[0].value = b.url;
+          fields[1].value = b.part_type;
+          fields[2].value = b.filename || chosen.name;
+          fields[3].value = b.content_type;
+          shown.textContent = "Attached: " + fields[2].value + " (" + b.size_bytes + " bytes, as " + b.part_type + ")";
+          shown.dataset.state = "attached";
+        }, function (b) {
+          shown.textContent = "Not attached: " + ((b && b.error && b.error.message) || "the upload failed");
+          shown.dataset.state = "refused";
+        })
+        .finally(function () { if (send) send.disabled = false; });
+    });
     return function onEvent(event) {
       if (event.conversation_id === id) {
         refresh("#thread");

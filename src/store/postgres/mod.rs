@@ -20,6 +20,7 @@ mod retention;
 mod routing;
 mod sessions;
 mod snippets;
+mod uploads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_hubspot.sql"),
     include_str!("../../../migrations/postgres/0007_hubspot_webhook.sql"),
     include_str!("../../../migrations/postgres/0008_console_reads.sql"),
+    include_str!("../../../migrations/postgres/0009_uploads.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -695,6 +697,18 @@ impl Store for PgStore {
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         transaction!(self, |c| sessions::delete(c, id_hash))
+    }
+
+    async fn save_upload(&self, upload: &crate::store::Upload) -> Result<(), StoreError> {
+        transaction!(self, |c| uploads::save(c, upload))
+    }
+
+    async fn upload(&self, token: &str) -> Result<Option<crate::store::Upload>, StoreError> {
+        read!(self, |c| uploads::find(c, token))
+    }
+
+    async fn purge_uploads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        transaction!(self, |c| uploads::purge(c, before))
     }
 
     async fn delivery_summary(&self) -> Result<Vec<crate::store::ChannelDeliveries>, StoreError> {

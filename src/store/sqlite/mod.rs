@@ -24,6 +24,7 @@ mod retention;
 mod routing;
 mod sessions;
 mod snippets;
+mod uploads;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0012_hubspot.sql"),
     include_str!("../../../migrations/sqlite/0013_hubspot_webhook.sql"),
     include_str!("../../../migrations/sqlite/0014_console_reads.sql"),
+    include_str!("../../../migrations/sqlite/0015_uploads.sql"),
 ];
 
 const READERS: usize = 4;
@@ -725,6 +727,26 @@ impl Store for SqliteStore {
         let id_hash = id_hash.to_owned();
         self.writer
             .write(move |conn| sessions::delete(conn, &id_hash))
+            .await
+    }
+
+    async fn save_upload(&self, upload: &crate::store::Upload) -> Result<(), StoreError> {
+        let upload = upload.clone();
+        self.writer
+            .write(move |conn| uploads::save(conn, &upload))
+            .await
+    }
+
+    async fn upload(&self, token: &str) -> Result<Option<crate::store::Upload>, StoreError> {
+        let token = token.to_owned();
+        self.readers
+            .read(move |conn| uploads::find(conn, &token))
+            .await
+    }
+
+    async fn purge_uploads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| uploads::purge(conn, before))
             .await
     }
 
