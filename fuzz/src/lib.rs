@@ -19,6 +19,7 @@ pub const PLATFORMS: &[&str] = &[
     "twilio",
     "viber",
     "slack",
+    "instagram",
 ];
 
 /// The webhook URL the channels believe they are served at (Twilio signs it).
@@ -71,6 +72,13 @@ kind = "slack"
 bot_token = "xoxb-fuzz"
 signing_secret = "fuzz-slack-secret"
 api_base = "http://127.0.0.1:9"
+[channels.instagram]
+kind = "instagram"
+access_token = "fuzz-instagram"
+app_secret = "fuzz-app-secret"
+verify_token = "fuzz-verify"
+account_id = "17841405822304914"
+api_base = "http://127.0.0.1:9/v1"
 "#;
 
 static ADAPTERS: LazyLock<HashMap<&'static str, Arc<dyn ChannelAdapter>>> = LazyLock::new(|| {
@@ -107,7 +115,7 @@ pub fn content_type(platform: &str) -> &'static str {
 pub fn signature_header(platform: &str) -> &'static str {
     match platform {
         "telegram" => "x-telegram-bot-api-secret-token",
-        "whatsapp" | "messenger" => "x-hub-signature-256",
+        "whatsapp" | "messenger" | "instagram" => "x-hub-signature-256",
         "line" => "x-line-signature",
         "twilio" => "x-twilio-signature",
         "viber" => "x-viber-content-signature",

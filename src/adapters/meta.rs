@@ -405,6 +405,7 @@ impl Graph {
             "fbcdn.net",
             "whatsapp.net",
             "whatsapp.com",
+            "cdninstagram.com",
         ];
         let (Ok(target), Ok(base)) = (reqwest::Url::parse(url), reqwest::Url::parse(&self.base))
         else {

@@ -7,6 +7,7 @@
 pub mod email;
 pub mod fetch;
 pub mod generic;
+pub mod instagram;
 pub mod line;
 pub mod messenger;
 pub mod meta;
@@ -283,6 +284,7 @@ pub enum AdapterConfig {
     Line(line::LineConfig),
     Twilio(twilio::TwilioConfig),
     Slack(slack::SlackConfig),
+    Instagram(instagram::InstagramConfig),
 }
 
 impl AdapterConfig {
@@ -298,6 +300,7 @@ impl AdapterConfig {
             AdapterConfig::Line(c) => c.validate(),
             AdapterConfig::Twilio(c) => c.validate(),
             AdapterConfig::Slack(c) => c.validate(),
+            AdapterConfig::Instagram(c) => c.validate(),
         }
     }
 
@@ -313,6 +316,7 @@ impl AdapterConfig {
             AdapterConfig::Line(_) => "line",
             AdapterConfig::Twilio(_) => "twilio",
             AdapterConfig::Slack(_) => "slack",
+            AdapterConfig::Instagram(_) => "instagram",
         }
     }
 
@@ -330,6 +334,7 @@ impl AdapterConfig {
             AdapterConfig::Line(c) => vec![&c.channel_access_token, &c.channel_secret],
             AdapterConfig::Twilio(c) => vec![&c.auth_token],
             AdapterConfig::Slack(c) => vec![&c.bot_token, &c.signing_secret],
+            AdapterConfig::Instagram(c) => vec![&c.access_token, &c.app_secret, &c.verify_token],
         }
     }
 
@@ -349,6 +354,7 @@ impl AdapterConfig {
             ],
             AdapterConfig::Twilio(_) => &[twilio::IDENTIFIER_TYPE],
             AdapterConfig::Slack(_) => &[slack::IDENTIFIER_TYPE],
+            AdapterConfig::Instagram(_) => &[instagram::IDENTIFIER_TYPE],
         }
     }
 
@@ -373,6 +379,7 @@ impl AdapterConfig {
             AdapterConfig::Line(c) => &c.channel_secret,
             AdapterConfig::Twilio(c) => &c.auth_token,
             AdapterConfig::Slack(c) => &c.signing_secret,
+            AdapterConfig::Instagram(c) => &c.app_secret,
         })
     }
 
@@ -402,6 +409,9 @@ impl AdapterConfig {
             }
             AdapterConfig::Line(c) => Arc::new(line::LineAdapter::new(c, http, retired)),
             AdapterConfig::Twilio(c) => Arc::new(twilio::TwilioAdapter::new(c, http, retired)),
+            AdapterConfig::Instagram(c) => {
+                Arc::new(instagram::InstagramAdapter::new(c, http, retired))
+            }
             AdapterConfig::Slack(c) => {
                 Arc::new(slack::SlackAdapter::new(c, http, retired, media.clone()))
             }

@@ -130,7 +130,8 @@ fn channel_label<'a>(runtime: &Runtime, channel_id: &'a str) -> &'a str {
 
 /// A platform's GET verification (Meta's `hub.challenge`): answered by the adapter.
 ///
-/// Only `whatsapp` and `messenger` channels have one; every other channel answers 405.
+/// Only `whatsapp`, `messenger` and `instagram` channels have one; every other channel
+/// answers 405.
 #[utoipa::path(
     get,
     path = "/hooks/{channel}",
@@ -138,7 +139,7 @@ fn channel_label<'a>(runtime: &Runtime, channel_id: &'a str) -> &'a str {
     tag = "webhooks",
     params(
         ("channel" = String, Path, description = "The channel's id: its table name in the \
-            config. Only a `whatsapp` or `messenger` channel answers GET."),
+            config. Only a `whatsapp`, `messenger` or `instagram` channel answers GET."),
         ("hub.mode" = Option<String>, Query, description = "Meta: `subscribe`; required.",
             pattern = "^subscribe$"),
         ("hub.verify_token" = Option<String>, Query, description = "Meta: the channel's \

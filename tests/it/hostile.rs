@@ -63,6 +63,13 @@ kind = "slack"
 bot_token = "xoxb-hostile"
 signing_secret = "hostile-slack-secret"
 api_base = "http://127.0.0.1:9"
+[channels.instagram]
+kind = "instagram"
+access_token = "hostile-instagram-token"
+app_secret = "hostile-instagram-secret"
+verify_token = "hostile-verify"
+account_id = "17841405822304914"
+api_base = "http://127.0.0.1:9/v1"
 "#;
 
 /// (channel, content type, signature header) for every adapter kind.
@@ -83,6 +90,7 @@ const CHANNELS: &[(&str, &str, &str)] = &[
     ),
     ("viber", "application/json", "x-viber-content-signature"),
     ("slack", "application/json", "x-slack-signature"),
+    ("instagram", "application/json", "x-hub-signature-256"),
 ];
 
 static ADAPTERS: LazyLock<Vec<(&'static str, Arc<dyn ChannelAdapter>)>> = LazyLock::new(|| {
@@ -187,6 +195,10 @@ fn platform_json() -> impl Strategy<Value = Value> {
         Just("channel"),
         Just("files"),
         Just("url_private"),
+        Just("story"),
+        Just("read"),
+        Just("message_edit"),
+        Just("is_deleted"),
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -268,6 +280,23 @@ proptest! {
         }
         let request = RawRequest::post("https://bridge.example.test/hooks/slack", map, body.into_bytes());
         prop_assert!(ADAPTERS[slack].1.verify(&request, chrono::Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn a_correctly_signed_instagram_webhook_always_verifies_and_parses_or_is_a_4xx(
+        event in platform_json(),
+    ) {
+        use channel_bridge::adapters::meta;
+        let body = json!({"object": "instagram", "entry": [{"id": "17841405822304914",
+            "messaging": [event]}]}).to_string();
+        let signature = meta::sign(b"hostile-instagram-secret", body.as_bytes());
+        let instagram = CHANNELS.iter().position(|c| c.0 == "instagram").unwrap();
+        let headers = [("x-hub-signature-256", signature)];
+        check(instagram, &headers, body.as_bytes())?;
+        let mut map = HeaderMap::new();
+        map.insert("x-hub-signature-256", HeaderValue::from_str(&headers[0].1).unwrap());
+        let request = RawRequest::post("https://bridge.example.test/hooks/instagram", map, body.into_bytes());
+        prop_assert!(ADAPTERS[instagram].1.verify(&request, chrono::Utc::now()).is_ok());
     }
 
     #[test]

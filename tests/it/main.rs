@@ -18,6 +18,7 @@ mod hubspot_setup;
 mod hubspot_webhook;
 mod inboxes;
 mod ingest;
+mod instagram;
 mod line;
 mod media;
 mod messenger;

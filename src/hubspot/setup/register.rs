@@ -46,6 +46,8 @@ pub fn outgoing_files(adapter: &AdapterConfig, media_max_bytes: u64) -> Outgoing
         // Cloud API: audio and video 16 MB (documents up to 100 MB, images 5 MB).
         AdapterConfig::Whatsapp(_) => files(10, 16 * MB, 160 * MB, None),
         AdapterConfig::Messenger(_) => files(10, 25 * MB, 250 * MB, None),
+        // Instagram fetches by URL: images 8 MB, audio and video 25 MB.
+        AdapterConfig::Instagram(_) => files(10, 25 * MB, 250 * MB, None),
         // No file messages; five messages per push, one kept for the text.
         AdapterConfig::Line(_) => files(
             4,
@@ -82,7 +84,8 @@ pub fn identifier_types(adapter: &AdapterConfig) -> &'static [DeliveryIdentifier
         | AdapterConfig::Viber(_)
         | AdapterConfig::Messenger(_)
         | AdapterConfig::Line(_)
-        | AdapterConfig::Slack(_) => &[ChannelSpecificOpaqueId],
+        | AdapterConfig::Slack(_)
+        | AdapterConfig::Instagram(_) => &[ChannelSpecificOpaqueId],
     }
 }
 
