@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fetch::MediaClient;
-use super::meta::{self, AppSecrets, Graph, Node};
+use super::meta::{self, AppSecrets, Graph, Node, file_name, non_empty, unsupported};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundContact,
     InboundEvent, InboundMessage, MessageEdit, Outbound, ParseError, RawRequest, Receipt,
@@ -19,7 +19,6 @@ use super::{
 };
 use crate::model::{
     DeliveryStatus, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
-    UnsupportedPart,
 };
 use crate::secret::Secret;
 
@@ -247,12 +246,6 @@ fn parse_event(
     Ok(())
 }
 
-fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
     let mut parts = Vec::new();
     if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
@@ -358,20 +351,6 @@ fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
         parts.push(unsupported("message", message.value));
     }
     Ok(parts)
-}
-
-fn unsupported(kind: &str, raw: &Value) -> Part {
-    Part::Unsupported(UnsupportedPart {
-        platform_type: kind.to_owned(),
-        raw: Some(raw.clone()),
-    })
-}
-
-/// The last path segment of a file URL when it looks like a file name.
-fn file_name(url: &str) -> Option<String> {
-    let url = reqwest::Url::parse(url).ok()?;
-    let last = url.path_segments()?.next_back()?;
-    (last.contains('.') && !last.starts_with('.')).then(|| last.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
     RetiredSecret, SendError, VerifyError, classify_status, classify_transport, retry_after,
 };
+use crate::model::{Part, UnsupportedPart};
 use crate::secret::Secret;
 
 /// The Graph API both platforms default to. v26.0 is the newest version (July 2026);
@@ -201,6 +202,28 @@ pub fn handshake(
         content_type: "text/plain",
         body: challenge,
     })
+}
+
+/// A payload string, trimmed, or `None` when it is absent or blank.
+pub fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Something a Meta payload carries that has no part of its own, kept whole.
+pub fn unsupported(kind: &str, raw: &Value) -> Part {
+    Part::Unsupported(UnsupportedPart {
+        platform_type: kind.to_owned(),
+        raw: Some(raw.clone()),
+    })
+}
+
+/// The last path segment of a file URL when it looks like a file name.
+pub fn file_name(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let last = url.path_segments()?.next_back()?;
+    (last.contains('.') && !last.starts_with('.')).then(|| last.to_owned())
 }
 
 /// Replaces every occurrence of `secret` in `text`, so a platform echoing a token back

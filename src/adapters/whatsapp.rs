@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::fetch::MediaClient;
-use super::meta::{self, AppSecrets, Graph, Node};
+use super::meta::{self, AppSecrets, Graph, Node, non_empty};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundContact,
     InboundEvent, InboundMessage, Outbound, ParseError, RawRequest, Receipt, RetiredSecret,
@@ -288,12 +288,6 @@ fn unsupported(message: &Node, kind: &str) -> Part {
         platform_type: kind.to_owned(),
         raw: Some(message.value.clone()),
     })
-}
-
-fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 fn media_part(message: &Node, kind: &str) -> Result<Part, ParseError> {
