@@ -20,7 +20,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::daemon::{ADMIN_TOKEN, DEADLINE, Daemon, Setup, message_event, post_signed, wait_until};
+use crate::daemon::{
+    ADMIN_TOKEN, DEADLINE, Daemon, Setup, conversation_ids, crash_plan, message_event, post_signed,
+    wait_until,
+};
 
 /// Contacts writing in; each has one conversation, and one rep replies in each.
 const CONTACTS: usize = 4;
@@ -152,27 +155,9 @@ async fn reply_lane(
     }
 }
 
-async fn conversation_ids(daemon: &Daemon) -> Vec<String> {
-    daemon
-        .conversations()
-        .await
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_loop_keeps_every_acknowledged_message_once_and_every_reply_in_order() {
-    let kills: usize = std::env::var("CRASH_LOOP_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("CRASH_LOOP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
-    eprintln!("crash loop: {kills} kills, CRASH_LOOP_SEED={seed}");
+    let (kills, seed, mut rng) = crash_plan("crash loop");
 
     let receiver = MockServer::start().await;
     let taken = Taken::default();

@@ -12,6 +12,32 @@ pub use crate::support::{
 };
 
 /// How long the daemon may take to exit, or to finish queued work.
+/// How many times a crash test kills the daemon (`CRASH_LOOP_KILLS`, 3 by default), its
+/// seed and its random source, seeded from `CRASH_LOOP_SEED` or a new seed that is printed, so a failing
+/// run can be repeated exactly.
+pub fn crash_plan(test: &str) -> (usize, u64, fastrand::Rng) {
+    let kills: usize = std::env::var("CRASH_LOOP_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("CRASH_LOOP_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: {kills} kills, CRASH_LOOP_SEED={seed}");
+    (kills, seed, fastrand::Rng::with_seed(seed))
+}
+
+/// The ids of the daemon's conversations.
+pub async fn conversation_ids(daemon: &Daemon) -> Vec<String> {
+    daemon
+        .conversations()
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A config for one daemon and its restarts.

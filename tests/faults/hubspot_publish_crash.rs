@@ -10,7 +10,7 @@
 //!   idempotency id, so HubSpot kept one message;
 //! - nothing was dead-lettered, and no request broke HubSpot's spec.
 //!
-//! `HUBSPOT_CRASH_KILLS` sets the number of kills (3 by default) and `CRASH_LOOP_SEED`
+//! `CRASH_LOOP_KILLS` sets the number of kills (3 by default) and `CRASH_LOOP_SEED`
 //! replays a run's kill moments.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use wiremock::MockServer;
 
-use crate::daemon::{DEADLINE, Setup, message_event, post_signed, wait_until};
+use crate::daemon::{DEADLINE, Setup, crash_plan, message_event, post_signed, wait_until};
 use crate::support::hubspot_fake::{self, HubspotFake};
 
 /// Contacts writing in; each has one conversation.
@@ -75,16 +75,7 @@ async fn webhook_lane(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_message_is_published_once_and_in_order_across_kill_9() {
-    let kills: usize = std::env::var("HUBSPOT_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("CRASH_LOOP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
-    eprintln!("hubspot publish crash: {kills} kills, CRASH_LOOP_SEED={seed}");
+    let (kills, seed, mut rng) = crash_plan("hubspot publish crash");
 
     let fake = HubspotFake::start().await;
     let receiver = MockServer::start().await;

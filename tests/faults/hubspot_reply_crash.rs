@@ -21,7 +21,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::daemon::{DEADLINE, Daemon, Setup, message_event, post_signed, wait_until};
+use crate::daemon::{
+    DEADLINE, Daemon, Setup, conversation_ids, crash_plan, message_event, post_signed, wait_until,
+};
 use crate::support::hubspot_fake::{self, HubspotFake};
 
 /// Contacts writing in; each has one conversation, and a rep in HubSpot answers in each.
@@ -149,27 +151,9 @@ async fn hubspot_lane(
     }
 }
 
-async fn conversation_ids(daemon: &Daemon) -> Vec<String> {
-    daemon
-        .conversations()
-        .await
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hubspot_replies_survive_kill_9_each_sent_once_and_in_order() {
-    let kills: usize = std::env::var("CRASH_LOOP_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("CRASH_LOOP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
-    eprintln!("hubspot reply crash loop: {kills} kills, CRASH_LOOP_SEED={seed}");
+    let (kills, seed, mut rng) = crash_plan("hubspot reply crash loop");
 
     let fake = HubspotFake::start().await;
     let platform = MockServer::start().await;
