@@ -26,7 +26,7 @@ use super::fetch::{Credentials, MediaClient};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, VerifyError,
-    classify_status, classify_transport, invalid,
+    classify_status, classify_transport, invalid, secrets_in_force,
 };
 use crate::model::{Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart};
 use crate::secret::Secret;
@@ -589,12 +589,8 @@ fn first_sent_id(body: &str) -> Option<String> {
 #[async_trait]
 impl ChannelAdapter for LineAdapter {
     fn verify(&self, request: &RawRequest, now: DateTime<Utc>) -> Result<(), VerifyError> {
-        let secrets = std::iter::once(self.channel_secret.expose()).chain(
-            self.retired
-                .iter()
-                .filter(|r| r.until > now)
-                .map(|r| r.secret.expose()),
-        );
+        let secrets =
+            secrets_in_force(&self.channel_secret, &self.retired, now).map(Secret::expose);
         verify_signature(secrets, request.header(SIGNATURE_HEADER), &request.body)
     }
 

@@ -271,6 +271,20 @@ pub struct RetiredSecret {
     pub until: DateTime<Utc>,
 }
 
+/// The current verification secret and every retired one still accepted at `now`.
+pub fn secrets_in_force<'a>(
+    current: &'a crate::secret::Secret,
+    retired: &'a [RetiredSecret],
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = &'a crate::secret::Secret> {
+    std::iter::once(current).chain(
+        retired
+            .iter()
+            .filter(move |r| r.until > now)
+            .map(|r| &r.secret),
+    )
+}
+
 /// The adapter part of a channel's config, tagged by `kind`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -9,6 +9,22 @@ use sha2::Sha256;
 
 use super::VerifyError;
 
+/// Whether `signature` is the HMAC-SHA256 of `message` under one of `keys`. Every key is
+/// tried and each comparison is constant time, so the time taken says nothing about
+/// which matched.
+pub fn hmac_sha256_matches_any<'a>(
+    keys: impl Iterator<Item = &'a crate::secret::Secret>,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    keys.fold(false, |found, key| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(message);
+        mac.verify_slice(signature).is_ok() | found
+    })
+}
+
 /// How far a webhook's timestamp may be from our clock, either way.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
 

@@ -20,7 +20,7 @@ use super::fetch::{Credentials, MediaClient};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, invalid, retry_after,
+    classify_status, classify_transport, invalid, retry_after, secrets_in_force,
 };
 use crate::model::{
     DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart, UnsupportedPart,
@@ -623,12 +623,7 @@ impl ChannelAdapter for TwilioAdapter {
         // Twilio signs every parameter it sent, known to us or not: all are taken as sent.
         let params: Vec<(String, String)> =
             serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
-        let tokens = std::iter::once(self.auth_token.expose()).chain(
-            self.retired
-                .iter()
-                .filter(|r| r.until > now)
-                .map(|r| r.secret.expose()),
-        );
+        let tokens = secrets_in_force(&self.auth_token, &self.retired, now).map(Secret::expose);
         verify_signature(
             tokens,
             request.header(SIGNATURE_HEADER),

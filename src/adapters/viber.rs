@@ -8,16 +8,15 @@
 use async_trait::async_trait;
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sha2::Sha256;
 
 use super::fetch::MediaClient;
+use super::signature::hmac_sha256_matches_any;
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, InboundContact, InboundEvent, InboundMessage,
     Outbound, ParseError, RawRequest, Receipt, RetiredSecret, SendError, StatusUpdate, VerifyError,
-    classify_status, classify_transport, invalid, read,
+    classify_status, classify_transport, invalid, read, secrets_in_force,
 };
 use crate::model::{
     ContactPart, DeliveryStatus, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
@@ -775,14 +774,6 @@ pub fn parse_callback(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     })
 }
 
-/// Checks a hex HMAC-SHA256 `signature` of `body` against `key`, in constant time.
-fn signed_with(key: &Secret, body: &[u8], signature: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.verify_slice(signature).is_ok()
-}
-
 #[async_trait]
 impl ChannelAdapter for ViberAdapter {
     fn verify(&self, request: &RawRequest, now: DateTime<Utc>) -> Result<(), VerifyError> {
@@ -790,17 +781,8 @@ impl ChannelAdapter for ViberAdapter {
             .header(SIGNATURE_HEADER)
             .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
         let signature = hex::decode(presented.trim()).map_err(|_| VerifyError::BadSignature)?;
-        let keys = std::iter::once(&self.auth_token).chain(
-            self.retired
-                .iter()
-                .filter(|r| r.until > now)
-                .map(|r| &r.secret),
-        );
-        // Every key is tried, so the time taken says nothing about which matched.
-        let matched = keys.fold(false, |found, key| {
-            signed_with(key, &request.body, &signature) | found
-        });
-        if matched {
+        let keys = secrets_in_force(&self.auth_token, &self.retired, now);
+        if hmac_sha256_matches_any(keys, &request.body, &signature) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)
@@ -873,7 +855,9 @@ impl ChannelAdapter for ViberAdapter {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use hmac::{Hmac, Mac};
     use proptest::prelude::*;
+    use sha2::Sha256;
 
     const TOKEN: &str = "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51r";
 
