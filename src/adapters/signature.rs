@@ -98,7 +98,8 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now.timestamp() - seconds).abs() > TOLERANCE_SECS {
+    // abs_diff: a timestamp near i64::MIN or MAX must be refused, not overflow.
+    if now.timestamp().abs_diff(seconds) > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     let candidates = signatures
@@ -195,6 +196,14 @@ mod tests {
             ),
             VerifyError::BadTimestamp
         );
+        // The furthest timestamps are refused, not an overflow.
+        for extreme in [i64::MIN, i64::MAX] {
+            let ts = extreme.to_string();
+            assert_eq!(
+                check(Some(SPEC_ID), Some(&ts), Some(SPEC_SIG), SPEC_BODY, now),
+                VerifyError::TimestampOutOfTolerance
+            );
+        }
         assert_eq!(
             check(None, Some(&ts), Some(SPEC_SIG), SPEC_BODY, now),
             VerifyError::MissingHeader("webhook-id")

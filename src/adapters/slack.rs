@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fetch::{Credentials, MediaClient, same_origin_as_any};
-use super::signature::hmac_sha256_matches_any;
+use super::signature::{TOLERANCE_SECS, hmac_sha256_matches_any};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeReply, InboundContact, InboundEvent,
     InboundMessage, MessageEdit, Outbound, ParseError, RawRequest, Receipt, RetiredSecret,
@@ -43,9 +43,6 @@ const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 
 /// Slack cuts `chat.postMessage` text at 40,000 characters; longer text is split.
 pub const MAX_TEXT: usize = 40_000;
-
-/// How far a request's timestamp may be from now (Slack's own advice: 5 minutes).
-const TOLERANCE_SECS: i64 = 5 * 60;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -684,7 +681,8 @@ impl ChannelAdapter for SlackAdapter {
             .trim()
             .parse()
             .map_err(|_| VerifyError::BadTimestamp)?;
-        if (now.timestamp() - seconds).abs() > TOLERANCE_SECS {
+        // abs_diff: a timestamp near i64::MIN or MAX must be refused, not overflow.
+        if now.timestamp().abs_diff(seconds) > TOLERANCE_SECS.unsigned_abs() {
             return Err(VerifyError::TimestampOutOfTolerance);
         }
         let signature = presented
@@ -915,6 +913,13 @@ mod tests {
             a.verify(&request(&body, Some(ts), Some(&unprefixed)), now()),
             Err(VerifyError::BadSignature)
         );
+        for extreme in [i64::MIN, i64::MAX] {
+            let signed = request(&body, Some(extreme), Some(&sign(SECRET, extreme, &body)));
+            assert_eq!(
+                a.verify(&signed, now()),
+                Err(VerifyError::TimestampOutOfTolerance)
+            );
+        }
         // The signature covers the timestamp: replaying the body under a new one fails.
         let replayed = request(&body, Some(ts + 10), Some(&sign(SECRET, ts, &body)));
         assert_eq!(a.verify(&replayed, now()), Err(VerifyError::BadSignature));

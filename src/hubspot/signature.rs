@@ -123,7 +123,8 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now.timestamp_millis() - sent_ms).abs() > TOLERANCE_MS {
+    // abs_diff: a timestamp near i64::MIN or MAX must be refused, not overflow.
+    if now.timestamp_millis().abs_diff(sent_ms) > TOLERANCE_MS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let Ok(given) = BASE64.decode(signature.trim()) else {
@@ -256,6 +257,10 @@ mod tests {
         );
         // Seconds instead of milliseconds read as 1970: stale.
         assert_eq!(signed_at(now_ms / 1000), Err(SignatureError::Stale));
+        // The furthest timestamps are refused, not an overflow (a request once closed the
+        // connection with i64::MIN).
+        assert_eq!(signed_at(i64::MIN), Err(SignatureError::Stale));
+        assert_eq!(signed_at(i64::MAX), Err(SignatureError::Stale));
     }
 
     #[test]
