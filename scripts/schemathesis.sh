@@ -109,6 +109,15 @@ app_secret = "schemathesis-app-secret"
 verify_token = "schemathesis-verify-token"
 phone_number_id = "100000000000000"
 api_base = "http://127.0.0.1:9"
+
+# HubSpot mode, so POST /hubspot/webhook checks signatures (401 for generated requests)
+# rather than answering 503 hubspot_not_configured; nothing is linked, nothing published.
+[hubspot]
+app_id = "4242"
+client_secret = "schemathesis-client-secret"
+access_token = "schemathesis-access-token"
+channel_id = "1001"
+api_base = "http://127.0.0.1:9"
 EOF
 
 RUST_LOG=${RUST_LOG:-error} "$BIN" --config "$WORK/config.toml" serve >"$WORK/daemon.log" 2>&1 &

@@ -23,8 +23,16 @@ use crate::store::Upload;
 pub struct UploadQuery {
     /// The file's name, shown to the contact and in `Content-Disposition`; at most 255
     /// characters, no path.
+    #[param(min_length = 1, max_length = 255)]
     filename: Option<String>,
 }
+
+/// The body of `POST /api/v1/uploads` as the document names it: any bytes (an array of
+/// integers, which `Vec<u8>` would document, is not what is sent).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only the document names it: the handler reads the raw body.
+pub struct UploadBody(Vec<u8>);
 
 /// A stored upload.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -254,7 +262,7 @@ fn random_token() -> Result<String, ApiError> {
     tag = "conversations",
     security(("bearer" = [])),
     params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "*/*",
+    request_body(content = UploadBody, content_type = "*/*",
         description = "The file itself (not a multipart form), with its own Content-Type."),
     responses(
         (status = 201, description = "Stored. The URL serves it without credentials; if no \
@@ -294,7 +302,7 @@ pub async fn create(
             Images, audio and video are served `inline`, anything else as an `attachment` \
             with its `filename`, with `X-Content-Type-Options: nosniff` and a sandbox \
             policy, so no file is rendered as a page of this site.",
-            content(("application/octet-stream")),
+            content(("*/*")),
             headers(
                 ("content-disposition" = String,
                     description = "`inline` or `attachment`, with `filename=…` if it has one"),
