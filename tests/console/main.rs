@@ -116,7 +116,11 @@ async fn browser() -> (Driver, Client) {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,900"]}),
+            "--disable-dev-shm-usage", "--window-size=1280,900",
+            // As Puppeteer and Lighthouse run it: a headless window counts as hidden,
+            // and Chromium would otherwise throttle its frames and timers.
+            "--disable-backgrounding-occluded-windows", "--disable-renderer-backgrounding",
+            "--disable-background-timer-throttling"]}),
     );
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
