@@ -1,5 +1,10 @@
-//! Email out through SMTP (lettre): owners' notifications today, an `email` channel's
-//! replies later. Every email of a conversation threads under one root id.
+//! E-mail: out through SMTP (lettre), owners' notifications and an `email` channel's
+//! replies; in as raw RFC 5322 messages ([`parse_raw`], from IMAP or a provider's raw
+//! MIME). Every email of a conversation threads under one root id.
+
+pub mod mime;
+
+pub use mime::parse_raw;
 
 use std::time::Duration;
 
