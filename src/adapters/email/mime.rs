@@ -63,15 +63,204 @@ pub fn parse_raw(raw: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         .date()
         .and_then(|d| DateTime::<Utc>::from_timestamp(d.to_timestamp(), 0));
     let raw_value = raw_json(&message, raw, &references, &in_reply_to);
-    Ok(vec![InboundEvent::Message(InboundMessage {
+    let recipients = recipients(&message);
+    if let Some(bounce) = bounce(&message, raw, &from) {
+        return Ok(vec![InboundEvent::Status(bounce)]);
+    }
+    let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_owned());
+    let headers = Headers {
+        auto_submitted: header("Auto-Submitted"),
+        precedence: header("Precedence"),
+        x_autoreply: header("X-Autoreply").is_some() || header("X-Autorespond").is_some(),
+        subject: subject.clone().unwrap_or_default(),
+        from: from.identifier.value.clone(),
+    };
+    let message = InboundMessage {
         platform_message_id,
         thread_id,
         from,
         reply_to,
+        conversation_hint: conversation_hint(&recipients, &in_reply_to, &references),
         parts,
         sent_at,
         raw: raw_value,
-    })])
+    };
+    Ok(classify(message, &headers))
+}
+
+/// The headers that tell an automatic mail from a person's.
+pub struct Headers {
+    pub auto_submitted: Option<String>,
+    pub precedence: Option<String>,
+    /// `X-Autoreply` or `X-Autorespond` is present.
+    pub x_autoreply: bool,
+    pub subject: String,
+    pub from: String,
+}
+
+/// Whether a mail was sent by a machine on a person's behalf (a vacation notice, an
+/// "we got your mail" reply, a list's bulk mail): such a mail must not open or reopen a
+/// ticket, or two auto-responders would write to each other forever (RFC 3834).
+pub fn is_auto_reply(h: &Headers) -> bool {
+    let auto_submitted = h
+        .auto_submitted
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| !v.is_empty() && v != "no");
+    let precedence = h
+        .precedence
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| matches!(v.as_str(), "auto_reply" | "bulk" | "junk" | "list"));
+    let subject = h.subject.trim().to_lowercase();
+    let vacation = [
+        "out of office",
+        "out-of-office",
+        "automatic reply",
+        "auto-reply",
+        "autoreply",
+        "abwesenheitsnotiz",
+        "réponse automatique",
+    ]
+    .iter()
+    .any(|s| subject.starts_with(s) || subject.contains(&format!(": {s}")));
+    auto_submitted || precedence || h.x_autoreply || vacation
+}
+
+/// A message, or nothing when it is an automatic reply: those are dropped (see
+/// docs/platforms/email.md) and counted by the channel.
+pub fn classify(message: InboundMessage, headers: &Headers) -> Vec<InboundEvent> {
+    if is_auto_reply(headers) {
+        tracing::info!(
+            platform_message_id = %message.platform_message_id,
+            "Dropped an automatic e-mail reply; it neither opens nor reopens a ticket."
+        );
+        metrics::counter!("channel_bridge_email_auto_replies_dropped_total").increment(1);
+        return Vec::new();
+    }
+    vec![InboundEvent::Message(message)]
+}
+
+/// The conversation a mail answers, as a `conv_…` or `msg_…` id, from what we put in the
+/// mail we sent: the plus-addressed reply-to (`support+conv_…@`), else In-Reply-To, else
+/// the nearest References entry whose local part is one of our ids. The store uses it only
+/// for a conversation of the same contact on the same channel.
+pub fn conversation_hint(
+    recipients: &[String],
+    in_reply_to: &[String],
+    references: &[String],
+) -> Option<String> {
+    let plus = recipients.iter().find_map(|r| {
+        let local = r.split('@').next()?;
+        let tag = local.split_once('+')?.1;
+        let rest = tag
+            .strip_prefix(crate::model::ConversationId::PREFIX)
+            .or_else(|| tag.strip_prefix("CONV_"))?;
+        // Mail systems may lower-case the address; ULIDs are upper-case.
+        let id = format!(
+            "{}{}",
+            crate::model::ConversationId::PREFIX,
+            rest.to_uppercase()
+        );
+        crate::model::ConversationId::parse(&id).map(|id| id.to_string())
+    });
+    plus.or_else(|| {
+        in_reply_to
+            .iter()
+            .chain(references.iter().rev())
+            .find_map(|id| {
+                let local = id.split('@').next()?;
+                let ours = crate::model::ConversationId::parse(local).is_some()
+                    || crate::model::MessageId::parse(local).is_some();
+                ours.then(|| local.to_owned())
+            })
+    })
+}
+
+/// The addresses a mail was sent to (To, Cc, Delivered-To), lower-cased.
+fn recipients(message: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for list in [message.to(), message.cc()].into_iter().flatten() {
+        out.extend(
+            list.iter()
+                .filter_map(|a| a.address())
+                .map(|a| a.trim().to_lowercase()),
+        );
+    }
+    for header in message.root_part().headers.iter() {
+        if (header.name().eq_ignore_ascii_case("Delivered-To")
+            || header.name().eq_ignore_ascii_case("X-Original-To"))
+            && let Some(v) = header.value().as_text()
+        {
+            out.push(v.trim().trim_matches(['<', '>']).to_lowercase());
+        }
+    }
+    out
+}
+
+/// A delivery failure report about a mail we sent, as a failed status of that mail: a DSN
+/// (`multipart/report; report-type=delivery-status`) or a bounce from MAILER-DAEMON or
+/// postmaster that quotes the original's Message-ID.
+fn bounce(
+    message: &Message<'_>,
+    raw: &[u8],
+    from: &InboundContact,
+) -> Option<crate::adapters::StatusUpdate> {
+    let report = message.root_part().content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
+    });
+    let local = from.identifier.value.split('@').next().unwrap_or_default();
+    let daemon = matches!(local, "mailer-daemon" | "postmaster");
+    if !report && !daemon {
+        return None;
+    }
+    // The original's Message-ID is in its returned headers: the first of ours after the
+    // report's own header block.
+    let own = message.message_id().unwrap_or_default();
+    let text = String::from_utf8_lossy(raw);
+    let original = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().trim_matches(['<', '>']).to_owned())
+        })
+        .find(|id| {
+            id != own
+                && id
+                    .split('@')
+                    .next()
+                    .is_some_and(|l| crate::model::MessageId::parse(l).is_some())
+        })?;
+    let diagnostic = text
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("diagnostic-code")
+                .then(|| value.trim().to_owned())
+        })
+        .or_else(|| {
+            text.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                (name.trim().eq_ignore_ascii_case("status") && value.trim().starts_with('5'))
+                    .then(|| format!("status {}", value.trim()))
+            })
+        })
+        .or_else(|| message.subject().map(str::to_owned))
+        .unwrap_or_else(|| "the mail bounced".into());
+    Some(crate::adapters::StatusUpdate {
+        platform_message_id: original,
+        status: crate::model::DeliveryStatus::Failed,
+        error: Some(format!("bounced: {diagnostic}")),
+    })
 }
 
 /// Parses the bytes as a message with at least a header block.
@@ -153,6 +342,11 @@ fn body_text(message: &Message<'_>) -> String {
             .unwrap_or_default(),
     };
     text.replace("\r\n", "\n")
+}
+
+/// HTML as text, without its quoted history.
+pub fn html_to_text(html: &str) -> String {
+    mail_parser::decoders::html::html_to_text(&html_without_history(html)).replace("\r\n", "\n")
 }
 
 /// The HTML up to its first quoted-history block (Gmail's `gmail_quote`, Outlook's
@@ -304,14 +498,26 @@ fn attachment_parts(message: &Message<'_>, id: &str) -> Vec<Part> {
                 },
                 caption: None,
             };
-            match mime_type.split('/').next().unwrap_or_default() {
-                "image" => Part::Image(media),
-                "audio" => Part::Audio(media),
-                "video" => Part::Video(media),
-                _ => Part::File(media),
-            }
+            media_part(&mime_type, media)
         })
         .collect()
+}
+
+/// The attachments of a MIME body given as bytes (a multipart form), as media parts.
+pub fn attachment_parts_of(mime: &[u8], id: &str) -> Vec<Part> {
+    parse_message(mime)
+        .map(|m| attachment_parts(&m, id))
+        .unwrap_or_default()
+}
+
+/// A media part of the kind its media type says.
+pub fn media_part(mime_type: &str, media: MediaPart) -> Part {
+    match mime_type.split('/').next().unwrap_or_default() {
+        "image" => Part::Image(media),
+        "audio" => Part::Audio(media),
+        "video" => Part::Video(media),
+        _ => Part::File(media),
+    }
 }
 
 /// A part's media type, lower-cased, without parameters.
@@ -414,11 +620,11 @@ mod tests {
         assert_eq!(m.from.email.as_deref(), Some("ana.souza@gmail.com"));
         assert_eq!(
             m.reply_to.as_deref(),
-            Some("msg_01JEXAMPLE0000000000000001@support.example.com")
+            Some("msg_01JEXAMP7E0000000000000001@support.example.com")
         );
         assert_eq!(
             m.thread_id.as_deref(),
-            Some("conv_01JEXAMPLE0000000000000000@support.example.com")
+            Some("conv_01JEXAMP7E0000000000000000@support.example.com")
         );
         assert_eq!(
             m.sent_at,
@@ -429,7 +635,7 @@ mod tests {
         assert_eq!(m.raw["subject"], "Re: Your order #1042");
         assert_eq!(
             m.raw["to"][0],
-            "support+conv_01jexample0000000000000000@example.com"
+            "support+conv_01jexamp7e0000000000000000@example.com"
         );
     }
 
@@ -533,6 +739,74 @@ mod tests {
         ));
         assert!(parse_raw(b"").is_err());
         assert!(parse_raw(b"\x00\x01\x02").is_err());
+    }
+
+    #[test]
+    fn a_reply_carries_the_conversation_hint_of_our_plus_address_or_headers() {
+        let m = message("gmail_reply.eml");
+        // The plus-addressed recipient (lower-cased by the mail system) wins.
+        assert_eq!(
+            m.conversation_hint.as_deref(),
+            Some("conv_01JEXAMP7E0000000000000000")
+        );
+        let m = message("outlook_reply.eml");
+        assert_eq!(
+            m.conversation_hint.as_deref(),
+            Some("msg_01JEXAMP7E0000000000000007")
+        );
+        let hint = |refs: &[&str]| {
+            conversation_hint(
+                &[],
+                &[],
+                &refs.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        // Ids we sent under the old fixed domain still count.
+        assert_eq!(
+            hint(&["conv_01JEXAMP7E0000000000000000@channel-bridge", "x@y"]).as_deref(),
+            Some("conv_01JEXAMP7E0000000000000000")
+        );
+        assert_eq!(hint(&["CAFx8u@mail.gmail.com"]), None);
+    }
+
+    #[test]
+    fn a_delivery_status_report_fails_the_mail_it_returns() {
+        let events = parse_raw(&fixture("dsn_bounce.eml")).expect("parses");
+        let [InboundEvent::Status(status)] = events.as_slice() else {
+            panic!("not one status: {events:?}");
+        };
+        assert_eq!(
+            status.platform_message_id,
+            "msg_01JEXAMP7E0000000000000005@example.com"
+        );
+        assert_eq!(status.status, crate::model::DeliveryStatus::Failed);
+        let error = status.error.as_deref().unwrap_or_default();
+        assert!(error.contains("550 5.1.1"), "{error}");
+    }
+
+    #[test]
+    fn an_automatic_reply_is_dropped() {
+        assert!(
+            parse_raw(&fixture("vacation_reply.eml"))
+                .expect("parses")
+                .is_empty()
+        );
+        let h = |auto: Option<&str>, precedence: Option<&str>, subject: &str| Headers {
+            auto_submitted: auto.map(str::to_owned),
+            precedence: precedence.map(str::to_owned),
+            x_autoreply: false,
+            subject: subject.into(),
+            from: "a@b.c".into(),
+        };
+        assert!(is_auto_reply(&h(Some("auto-generated"), None, "Hi")));
+        assert!(!is_auto_reply(&h(Some("no"), None, "Hi")));
+        assert!(is_auto_reply(&h(None, Some("bulk"), "Hi")));
+        assert!(is_auto_reply(&h(None, None, "Automatic reply: Your order")));
+        assert!(!is_auto_reply(&h(
+            None,
+            None,
+            "Re: my office is out of paper"
+        )));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! MIME). Every email of a conversation threads under one root id.
 
 pub mod mime;
+pub mod webhooks;
 
 pub use mime::parse_raw;
+pub use webhooks::{MailgunConfig, PostmarkConfig};
 
 use std::time::Duration;
 
@@ -40,7 +42,20 @@ pub struct Mailer {
 #[error("smtp.url: {0}")]
 pub struct MailerError(String);
 
-const DOMAIN: &str = "channel-bridge";
+/// The Message-ID domain of mail sent before ids took the sender's domain; replies to
+/// such mail still thread, since threading reads only the id's local part.
+pub const LEGACY_DOMAIN: &str = "channel-bridge";
+
+/// The domain of our Message-IDs: the sender address's, as RFC 5322 recommends, so
+/// receiving servers do not score the mail as forged.
+fn id_domain(from: &Mailbox) -> String {
+    let domain = from.email.domain();
+    if domain.is_empty() {
+        LEGACY_DOMAIN.to_owned()
+    } else {
+        domain.to_ascii_lowercase()
+    }
+}
 
 impl Mailer {
     pub fn new(config: &SmtpConfig, timeout_ms: u64) -> Result<Self, MailerError> {
@@ -60,6 +75,11 @@ impl Mailer {
         })
     }
 
+    /// The domain of the Message-IDs this mailer writes.
+    pub fn domain(&self) -> String {
+        id_domain(&self.from)
+    }
+
     /// The settings this mailer was built from (a reload keeps it when they are unchanged).
     pub fn config(&self) -> &SmtpConfig {
         &self.config
@@ -69,12 +89,20 @@ impl Mailer {
         let to: Mailbox = email.to.parse().map_err(|_| SendError::Permanent {
             reason: format!("{:?} is not an email address", email.to),
         })?;
-        let root = format!("<{}@{DOMAIN}>", email.thread);
-        let message = Message::builder()
+        let domain = self.domain();
+        let root = format!("<{}@{domain}>", email.thread);
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(&email.subject)
-            .message_id(Some(format!("<{}@{DOMAIN}>", email.id)))
+            .message_id(Some(format!("<{}@{domain}>", email.id)));
+        if let Some(reply_to) = &email.reply_to {
+            let reply_to: Mailbox = reply_to.parse().map_err(|_| SendError::Permanent {
+                reason: format!("reply-to {reply_to:?} is not an email address"),
+            })?;
+            builder = builder.reply_to(reply_to);
+        }
+        let message = builder
             .in_reply_to(root.clone())
             .references(root)
             .header(ContentType::TEXT_PLAIN)
@@ -103,14 +131,25 @@ fn classify(e: SmtpError) -> SendError {
     }
 }
 
-/// An outbound-only channel whose replies go out as email (`kind = "email"`): the
-/// channel `via_channel` replies use to reach a contact by their email address.
+/// An email channel (`kind = "email"`): replies go out through SMTP (also those
+/// `via_channel` sends to a contact's address); mail comes in through a provider's
+/// webhook (Postmark, Mailgun) or IMAP.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChannelConfig {
     /// The subject of replies (the conversation's thread keeps them together).
     #[serde(default = "default_subject")]
     pub subject: String,
+    /// Our support address: replies set `Reply-To: {local}+{conversation id}@{domain}`, so
+    /// an answer finds its conversation even when the client drops the thread headers.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Postmark inbound webhooks, authenticated by `?token=` on the URL.
+    #[serde(default)]
+    pub postmark: Option<PostmarkConfig>,
+    /// Mailgun inbound routes, signed with the webhook signing key.
+    #[serde(default)]
+    pub mailgun: Option<MailgunConfig>,
 }
 
 fn default_subject() -> String {
@@ -119,12 +158,57 @@ fn default_subject() -> String {
 
 impl EmailChannelConfig {
     pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
         if self.subject.trim().is_empty() {
-            vec![("subject".into(), "must not be empty".into())]
-        } else {
-            Vec::new()
+            errors.push(("subject".into(), "must not be empty".into()));
         }
+        if let Some(reply_to) = &self.reply_to
+            && plus_address(reply_to, "conv_X").is_none()
+        {
+            errors.push((
+                "reply_to".into(),
+                "must be a plain address such as support@example.com (no + tag, no name)".into(),
+            ));
+        }
+        if let Some(p) = &self.postmark
+            && p.token.expose().len() < 16
+        {
+            errors.push((
+                "postmark.token".into(),
+                "must be at least 16 characters (the URL's only protection)".into(),
+            ));
+        }
+        if let Some(m) = &self.mailgun
+            && m.signing_key.expose().trim().is_empty()
+        {
+            errors.push(("mailgun.signing_key".into(), "must not be empty".into()));
+        }
+        errors
     }
+
+    /// The secrets in these settings, for redaction.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.postmark {
+            out.push(&p.token);
+        }
+        if let Some(m) = &self.mailgun {
+            out.push(&m.signing_key);
+        }
+        out
+    }
+}
+
+/// `local+tag@domain` for a plain `local@domain`; `None` when `address` is not one.
+pub fn plus_address(address: &str, tag: &str) -> Option<String> {
+    let (local, domain) = address.trim().split_once('@')?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    (plain(local) && plain(domain) && domain.contains('.'))
+        .then(|| format!("{local}+{tag}@{domain}"))
 }
 
 /// The identifier type of contacts reached by email.
@@ -132,6 +216,9 @@ pub const IDENTIFIER_TYPE: &str = "email";
 
 pub struct EmailChannel {
     subject: String,
+    reply_to: Option<String>,
+    postmark: Option<PostmarkConfig>,
+    mailgun: Option<MailgunConfig>,
     mailer: Option<Mailer>,
 }
 
@@ -146,6 +233,9 @@ impl EmailChannel {
         });
         Self {
             subject: config.subject.clone(),
+            reply_to: config.reply_to.clone(),
+            postmark: config.postmark.clone(),
+            mailgun: config.mailgun.clone(),
             mailer,
         }
     }
@@ -155,14 +245,37 @@ impl EmailChannel {
 impl super::ChannelAdapter for EmailChannel {
     fn verify(
         &self,
-        _: &super::RawRequest,
-        _: chrono::DateTime<chrono::Utc>,
+        request: &super::RawRequest,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), super::VerifyError> {
-        Err(super::VerifyError::NoInbound)
+        match (webhooks::provider(request), &self.postmark, &self.mailgun) {
+            (Some(webhooks::Provider::Postmark), Some(p), _) => {
+                webhooks::verify_postmark(p, request)
+            }
+            (Some(webhooks::Provider::Mailgun), _, Some(m)) => {
+                webhooks::verify_mailgun(m, request, now)
+            }
+            // Nothing configured takes this request: it is not believed, whatever it is.
+            (_, None, None) => Err(super::VerifyError::NoInbound),
+            _ => Err(super::VerifyError::MissingHeader("signature")),
+        }
     }
 
-    fn parse(&self, _: &super::RawRequest) -> Result<Vec<super::InboundEvent>, super::ParseError> {
-        Ok(Vec::new())
+    fn parse(
+        &self,
+        request: &super::RawRequest,
+    ) -> Result<Vec<super::InboundEvent>, super::ParseError> {
+        match webhooks::provider(request) {
+            Some(webhooks::Provider::Postmark) if self.postmark.is_some() => {
+                webhooks::parse_postmark(&request.body)
+            }
+            Some(webhooks::Provider::Mailgun) if self.mailgun.is_some() => {
+                webhooks::parse_mailgun(request)
+            }
+            _ => Err(super::ParseError::UnsupportedMediaType(
+                request.content_type().unwrap_or_else(|| "none".into()),
+            )),
+        }
     }
 
     async fn send(&self, message: &super::Outbound) -> Result<super::Receipt, SendError> {
@@ -201,10 +314,14 @@ impl super::ChannelAdapter for EmailChannel {
             text,
             id: message.message_id.to_string(),
             thread: message.conversation_id.to_string(),
+            reply_to: self
+                .reply_to
+                .as_deref()
+                .and_then(|a| plus_address(a, message.conversation_id.as_str())),
         };
         mailer.send(&email).await?;
         Ok(super::Receipt {
-            platform_message_id: Some(format!("{}@{DOMAIN}", email.id)),
+            platform_message_id: Some(format!("{}@{}", email.id, mailer.domain())),
             note,
         })
     }
