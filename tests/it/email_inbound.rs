@@ -157,3 +157,49 @@ async fn an_automatic_reply_does_not_reopen_a_closed_ticket() {
     let conv_id = conv["id"].as_str().unwrap();
     assert_eq!(app.messages(conv_id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_attachment_is_served_from_the_stored_mail() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let app = app(&sink).await;
+    let mut mail = answer(
+        "att1@mail.example",
+        "",
+        "support@example.com",
+        "The receipt",
+    );
+    // "%PDF-1.4 receipt" in base64.
+    mail["Attachments"] = json!([{"Name": "receipt.pdf", "Content": "JVBERi0xLjQgcmVjZWlwdA==",
+        "ContentType": "application/pdf", "ContentLength": 16}]);
+    assert_eq!(postmark(&app, TOKEN, &mail).await, 200);
+    let conv = app.conversations().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = app.messages(&conv).await[0].clone();
+    assert_eq!(message["parts"][1]["type"], "file", "{message}");
+    let response = reqwest::Client::new()
+        .get(app.url(&format!(
+            "/api/v1/messages/{}/parts/1/media",
+            message["id"].as_str().unwrap()
+        )))
+        .bearer_auth(REP_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/pdf"
+    );
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("receipt.pdf")
+    );
+    assert_eq!(
+        response.bytes().await.unwrap().as_ref(),
+        b"%PDF-1.4 receipt"
+    );
+}

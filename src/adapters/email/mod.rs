@@ -6,6 +6,27 @@ pub mod mime;
 pub mod webhooks;
 
 pub use mime::parse_raw;
+
+/// An e-mail attachment kept inside the message's stored payload (`mime:…` or
+/// `postmark:…` reference): `None` when `platform_ref` is not such a reference.
+pub fn stored_attachment(
+    raw: Option<&serde_json::Value>,
+    platform_ref: &str,
+) -> Option<Result<mime::Attachment, super::FetchError>> {
+    let ours = platform_ref.starts_with(mime::MEDIA_REF_PREFIX)
+        || platform_ref.starts_with(webhooks::POSTMARK_REF_PREFIX);
+    if !ours {
+        return None;
+    }
+    let gone = || super::FetchError::Gone("the stored e-mail no longer holds this file".into());
+    Some(
+        raw.and_then(|raw| {
+            mime::attachment(raw, platform_ref)
+                .or_else(|| webhooks::postmark_attachment(raw, platform_ref))
+        })
+        .ok_or_else(gone),
+    )
+}
 pub use webhooks::{MailgunConfig, PostmarkConfig};
 
 use std::time::Duration;
