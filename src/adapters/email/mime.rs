@@ -821,4 +821,46 @@ mod tests {
             "Done."
         );
     }
+
+    #[test]
+    fn deeply_nested_or_oversized_mime_is_refused_or_read_without_panicking() {
+        let mut nested = String::from("From: a@example.com\r\nMessage-ID: <deep@x>\r\n");
+        for depth in 0..2000 {
+            nested.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{depth}\"\r\n\r\n--b{depth}\r\n"
+            ));
+        }
+        nested.push_str("Content-Type: text/plain\r\n\r\ndeep\r\n");
+        // Read or refused with a field error, never a panic or a stack overflow.
+        let _ = parse_raw(nested.as_bytes());
+        let huge = vec![b'a'; MAX_RAW_BYTES + 1];
+        assert!(matches!(
+            parse_raw(&huge),
+            Err(ParseError::Invalid { field, .. }) if field == "mime"
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_bytes_are_read_or_refused_without_panicking(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let _ = parse_raw(&body);
+        }
+
+        #[test]
+        fn any_text_after_real_headers_is_read_or_refused_without_panicking(
+            ct in "(text/plain|text/html|multipart/mixed; boundary=x|multipart/report; report-type=delivery-status; boundary=x|message/rfc822)",
+            body in "\\PC{0,600}",
+        ) {
+            let raw = format!(
+                "From: A <a@example.com>\r\nMessage-ID: <p@x>\r\nContent-Type: {ct}\r\n\r\n{body}"
+            );
+            let _ = parse_raw(raw.as_bytes());
+            let _ = strip_quoted(&body);
+            let _ = html_to_text(&body);
+        }
+    }
 }
