@@ -355,3 +355,36 @@ impl super::ChannelAdapter for EmailChannel {
         Err(super::FetchError::NoMedia)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> EmailChannelConfig {
+        toml::from_str(toml_text).expect("parses")
+    }
+
+    #[test]
+    fn inbound_settings_are_validated_by_key_and_their_secrets_redacted() {
+        let good = config(
+            "reply_to = \"support@example.com\"\npostmark = { token = \"0123456789abcdef\" }\nmailgun = { signing_key = \"key-1\" }",
+        );
+        assert!(good.validate().is_empty());
+        assert_eq!(good.secrets().len(), 2);
+        let bad = config(
+            "reply_to = \"Support <support+x@example.com>\"\npostmark = { token = \"short\" }\nmailgun = { signing_key = \" \" }",
+        );
+        let keys: Vec<String> = bad.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["reply_to", "postmark.token", "mailgun.signing_key"]);
+        assert!(toml::from_str::<EmailChannelConfig>("postmark = { tokn = \"x\" }").is_err());
+    }
+
+    #[test]
+    fn the_reply_to_address_is_tagged_with_the_conversation() {
+        assert_eq!(
+            plus_address("support@example.com", "conv_01").as_deref(),
+            Some("support+conv_01@example.com")
+        );
+        assert_eq!(plus_address("support", "conv_01"), None);
+    }
+}
