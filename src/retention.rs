@@ -123,6 +123,7 @@ mod tests {
 
     fn message(id: String) -> InboundEvent {
         InboundEvent::Message(InboundMessage {
+            conversation_hint: None,
             platform_message_id: id.clone(),
             thread_id: None,
             from: InboundContact {

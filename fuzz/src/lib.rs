@@ -20,6 +20,8 @@ pub const PLATFORMS: &[&str] = &[
     "viber",
     "slack",
     "instagram",
+    "postmark",
+    "mailgun",
 ];
 
 /// The webhook URL the channels believe they are served at (Twilio signs it).
@@ -79,15 +81,22 @@ app_secret = "fuzz-app-secret"
 verify_token = "fuzz-verify"
 account_id = "17841405822304914"
 api_base = "http://127.0.0.1:9/v1"
+[channels.postmark]
+kind = "email"
+postmark = { token = "fuzz-postmark-token-0123" }
+[channels.mailgun]
+kind = "email"
+mailgun = { signing_key = "fuzz-mailgun-key" }
+[smtp]
+url = "smtp://127.0.0.1:9"
+from = "fuzz@example.com"
 "#;
 
 static ADAPTERS: LazyLock<HashMap<&'static str, Arc<dyn ChannelAdapter>>> = LazyLock::new(|| {
     let config = channel_bridge::config::load_str(CONFIG, []).expect("the fuzz config is valid");
     let http = reqwest::Client::new();
-    let media = channel_bridge::adapters::fetch::MediaClient::new(
-        std::time::Duration::from_secs(1),
-        false,
-    );
+    let media =
+        channel_bridge::adapters::fetch::MediaClient::new(std::time::Duration::from_secs(1), false);
     PLATFORMS
         .iter()
         .map(|id| {
@@ -105,7 +114,7 @@ pub fn adapter(platform: &str) -> Arc<dyn ChannelAdapter> {
 /// The content type `platform` posts its webhooks with.
 pub fn content_type(platform: &str) -> &'static str {
     match platform {
-        "twilio" => "application/x-www-form-urlencoded",
+        "twilio" | "mailgun" => "application/x-www-form-urlencoded",
         _ => "application/json",
     }
 }
@@ -120,6 +129,8 @@ pub fn signature_header(platform: &str) -> &'static str {
         "twilio" => "x-twilio-signature",
         "viber" => "x-viber-content-signature",
         "slack" => "x-slack-signature",
+        // Postmark signs nothing (the URL carries a token); Mailgun signs inside the form.
+        "postmark" | "mailgun" => "x-signature",
         _ => "webhook-signature",
     }
 }
@@ -173,4 +184,13 @@ pub fn verify(platform: &str, signature: &str, body: &[u8]) {
         headers.push(("x-slack-request-timestamp", now.as_str()));
     }
     check(platform, &request(platform, &headers, body));
+}
+
+/// Fuzzes the MIME reader every inbound e-mail goes through: it must refuse with a 4xx or
+/// take the mail, never panic.
+pub fn mime(raw: &[u8]) {
+    if let Err(e) = channel_bridge::adapters::email::parse_raw(raw) {
+        let status = ApiError::from(e).status;
+        assert!(status.is_client_error(), "parse_raw answered {status}");
+    }
 }

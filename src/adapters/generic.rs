@@ -228,6 +228,7 @@ fn parse_event(
             let parts = Part::parse_list(&wire.parts, &prefix("parts"))
                 .map_err(|e| invalid(e.path, e.message))?;
             Ok(InboundEvent::Message(InboundMessage {
+                conversation_hint: None,
                 platform_message_id: wire.id.0,
                 thread_id: wire.thread_id.filter(|t| !t.is_empty()),
                 from: InboundContact {

@@ -184,6 +184,7 @@ fn parse_event(
             parts.push(unsupported("story_reply", story.value));
         }
         events.push(InboundEvent::Message(InboundMessage {
+            conversation_hint: None,
             platform_message_id: mid.to_owned(),
             thread_id: thread,
             from: from(&igsid),
@@ -245,6 +246,7 @@ fn parse_event(
             .ok_or_else(|| postback.invalid_field("title", "is required"))?;
         let (igsid, thread) = parties(event, account)?;
         events.push(InboundEvent::Message(InboundMessage {
+            conversation_hint: None,
             platform_message_id: mid,
             thread_id: thread,
             from: from(&igsid),

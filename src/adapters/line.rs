@@ -356,6 +356,7 @@ fn parse_event(value: &Value, at: &str) -> Result<Option<InboundEvent>, ParseErr
                 .and_then(|ms| i64::try_from(ms).ok())
                 .and_then(DateTime::from_timestamp_millis);
             Ok(Some(InboundEvent::Message(InboundMessage {
+                conversation_hint: None,
                 platform_message_id: required_str(message, &message_at, "id")?.to_owned(),
                 thread_id: Some(thread),
                 from: InboundContact {

@@ -154,6 +154,7 @@ fn parse_event(
             None => None,
         };
         events.push(InboundEvent::Message(InboundMessage {
+            conversation_hint: None,
             platform_message_id: mid.to_owned(),
             thread_id: thread,
             from: InboundContact {
@@ -229,6 +230,7 @@ fn parse_event(
             .ok_or_else(|| postback.invalid_field("title", "is required"))?;
         let (psid, thread) = parties(event, page)?;
         events.push(InboundEvent::Message(InboundMessage {
+            conversation_hint: None,
             platform_message_id: mid,
             thread_id: thread,
             from: InboundContact {

@@ -337,7 +337,7 @@ impl AdapterConfig {
     /// Every secret in this channel's settings, for redacting error text.
     pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
         match self {
-            AdapterConfig::Email(_) => vec![],
+            AdapterConfig::Email(c) => c.secrets(),
             AdapterConfig::Generic(c) => vec![&c.secret],
             AdapterConfig::Telegram(c) => vec![&c.bot_token, &c.secret_token],
             AdapterConfig::Viber(c) => vec![&c.auth_token],

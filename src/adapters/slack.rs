@@ -588,6 +588,7 @@ fn message_event(channel: &str, message: &Value, at: &str) -> Result<InboundEven
         return Err(invalid(at, "the message has no text and no files"));
     }
     Ok(InboundEvent::Message(InboundMessage {
+        conversation_hint: None,
         platform_message_id: format!("{channel}:{ts}"),
         thread_id: Some(thread_id),
         from: InboundContact {

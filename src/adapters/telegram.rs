@@ -1055,6 +1055,7 @@ fn message_event(
         .filter(|&id| Some(id) != topic)
         .map(|id| format!("{chat}:{id}"));
     Ok(Some(InboundEvent::Message(InboundMessage {
+        conversation_hint: None,
         platform_message_id,
         thread_id: Some(thread_id),
         from,

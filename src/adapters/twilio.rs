@@ -396,6 +396,7 @@ impl TwilioAdapter {
             }));
         }
         Ok(InboundMessage {
+            conversation_hint: None,
             platform_message_id: sid.to_owned(),
             thread_id: Some(format!("{to}:{from}")),
             from: InboundContact {

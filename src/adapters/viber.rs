@@ -714,6 +714,7 @@ fn message_event(callback: &Value) -> Result<InboundEvent, ParseError> {
         return Err(invalid("message", "must be an object"));
     }
     Ok(InboundEvent::Message(InboundMessage {
+        conversation_hint: None,
         platform_message_id,
         thread_id: Some(sender.id.clone()),
         from: InboundContact {

@@ -184,6 +184,7 @@ fn parse_message(
     };
     let parts = parse_parts(message, kind)?;
     Ok(InboundEvent::Message(InboundMessage {
+        conversation_hint: None,
         platform_message_id: id.to_owned(),
         thread_id: Some(format!("{number}:{sender}")),
         from: InboundContact {

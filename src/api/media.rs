@@ -106,6 +106,31 @@ pub async fn fetch(
             format!("the file is larger than media.max_bytes ({cap} bytes)"),
         )
     };
+    // An e-mail's attachment is inside the mail we stored, not at the platform.
+    if message.direction == Direction::Inbound
+        && let Some(platform_ref) = media.media.platform_ref.as_deref()
+    {
+        let raw = state.store.message_raw(&id).await?;
+        if let Some(found) = crate::adapters::email::stored_attachment(raw.as_ref(), platform_ref) {
+            let attachment = found.map_err(|e| {
+                ApiError::new(StatusCode::NOT_FOUND, "media_unavailable", e.to_string())
+            })?;
+            if attachment.bytes.len() as u64 > cap {
+                return Err(too_large());
+            }
+            let http = axum::http::Response::builder()
+                .header(header::CONTENT_TYPE, attachment.mime_type)
+                .body(attachment.bytes)
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "media_unavailable",
+                        "the stored file has an unusable content type",
+                    )
+                })?;
+            return respond(media, reqwest::Response::from(http), cap).await;
+        }
+    }
     let fetched = match message.direction {
         Direction::Inbound => {
             channel
@@ -143,7 +168,22 @@ pub async fn fetch(
             ApiError::new(StatusCode::BAD_GATEWAY, "media_fetch_failed", e.to_string())
         }
     })?;
-    let mut response = fetched.response;
+    respond(media, fetched.response, cap).await
+}
+
+/// Streams a fetched file to the rep under `cap`, never as a page the browser renders.
+async fn respond(
+    media: &crate::model::MediaPart,
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Response, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "media_too_large",
+            format!("the file is larger than media.max_bytes ({cap} bytes)"),
+        )
+    };
     if response.content_length().is_some_and(|len| len > cap) {
         return Err(too_large());
     }

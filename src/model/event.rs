@@ -29,6 +29,7 @@ impl ReplaceNul for InboundEvent {
                 thread_id,
                 from,
                 reply_to,
+                conversation_hint,
                 parts,
                 sent_at: _,
                 raw,
@@ -39,6 +40,7 @@ impl ReplaceNul for InboundEvent {
                 from.display_name.replace_nul();
                 from.email.replace_nul();
                 reply_to.replace_nul();
+                conversation_hint.replace_nul();
                 parts.replace_nul();
                 raw.replace_nul();
             }
@@ -86,6 +88,10 @@ pub struct InboundMessage {
     pub from: InboundContact,
     /// The platform id of the message this one quotes.
     pub reply_to: Option<String>,
+    /// Our own id (`conv_…` or `msg_…`) the platform says this message answers (an
+    /// e-mail's plus-addressed recipient or In-Reply-To): it joins that conversation when
+    /// the conversation is on this channel and of the same contact.
+    pub conversation_hint: Option<String>,
     pub parts: Vec<Part>,
     pub sent_at: Option<DateTime<Utc>>,
     /// The platform's payload for this message, kept whole.

@@ -23,8 +23,11 @@ pub struct Email {
     pub to: String,
     pub subject: String,
     pub text: String,
-    /// Unique per email: `<{id}@channel-bridge>`.
+    /// Unique per email: `<{id}@{domain of smtp.from}>`.
     pub id: String,
     /// Emails sharing a thread id reply to one root (`In-Reply-To`/`References`).
     pub thread: String,
+    /// Where the contact's answer should go (`support+conv_…@example.com`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }

@@ -911,6 +911,10 @@ pub trait Store: Send + Sync {
 
     async fn message(&self, id: &MessageId) -> Result<Message, StoreError>;
 
+    /// The platform payload kept with an inbound message (`None` once retention cleared
+    /// it): where an e-mail's attachments are served from.
+    async fn message_raw(&self, id: &MessageId) -> Result<Option<serde_json::Value>, StoreError>;
+
     /// Leases due jobs: for each ordering key only the oldest pending job, so messages of
     /// one conversation go out one at a time, in order.
     async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError>;

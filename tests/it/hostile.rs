@@ -70,6 +70,15 @@ app_secret = "hostile-instagram-secret"
 verify_token = "hostile-verify"
 account_id = "17841405822304914"
 api_base = "http://127.0.0.1:9/v1"
+[channels.postmark]
+kind = "email"
+postmark = { token = "hostile-postmark-token-01" }
+[channels.mailgun]
+kind = "email"
+mailgun = { signing_key = "hostile-mailgun-key" }
+[smtp]
+url = "smtp://127.0.0.1:9"
+from = "hostile@example.com"
 "#;
 
 /// (channel, content type, signature header) for every adapter kind.
@@ -91,6 +100,12 @@ const CHANNELS: &[(&str, &str, &str)] = &[
     ("viber", "application/json", "x-viber-content-signature"),
     ("slack", "application/json", "x-slack-signature"),
     ("instagram", "application/json", "x-hub-signature-256"),
+    ("postmark", "application/json", "x-signature"),
+    (
+        "mailgun",
+        "application/x-www-form-urlencoded",
+        "x-signature",
+    ),
 ];
 
 static ADAPTERS: LazyLock<Vec<(&'static str, Arc<dyn ChannelAdapter>)>> = LazyLock::new(|| {

@@ -7,6 +7,7 @@ mod comments;
 mod contacts;
 mod delivery;
 mod desk;
+mod email_inbound;
 mod errors;
 mod events;
 mod harness;

@@ -334,7 +334,7 @@ async fn an_offline_contact_owner_gets_each_new_message_by_email() {
         )),
         "{body}"
     );
-    let root = format!("<{conversation}@channel-bridge>");
+    let root = format!("<{conversation}@example.com>");
     for mail in &mails {
         assert_eq!(
             mail.header("In-Reply-To").unwrap(),

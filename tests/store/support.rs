@@ -358,6 +358,7 @@ impl Msg {
     /// Message `id` from the `app_user` `from`, saying "hello".
     pub fn new(id: &str, from: &str) -> Self {
         Self(InboundMessage {
+            conversation_hint: None,
             platform_message_id: id.into(),
             thread_id: None,
             from: InboundContact {
@@ -399,6 +400,12 @@ impl Msg {
 
     pub fn email(mut self, email: &str) -> Self {
         self.0.from.email = Some(email.into());
+        self
+    }
+
+    /// Names our conversation or message this one answers (an e-mail's reply-to tag).
+    pub fn hint(mut self, id: &str) -> Self {
+        self.0.conversation_hint = Some(id.into());
         self
     }
 

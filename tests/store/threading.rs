@@ -18,7 +18,94 @@ conformance!(
     reopen_takes_the_most_recent_closed_conversation,
     every_new_conversation_gets_a_ticket_of_its_own,
     a_trashed_conversation_is_not_threaded_into,
+    a_conversation_hint_joins_the_named_conversation_of_the_same_contact,
+    a_conversation_hint_to_a_closed_conversation_follows_the_reopen_rule,
 );
+
+async fn a_conversation_hint_joins_the_named_conversation_of_the_same_contact(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let mut rules = rules("mail");
+    rules.threading = Threading::PlatformThread;
+    let a = post(&*store, &rules, Msg::new("m1", "ana").thread("t1")).await;
+    let b = post(&*store, &rules, Msg::new("m2", "ana").thread("t2")).await;
+    assert_ne!(a.conversation, b.conversation);
+    // By conversation id (a plus-addressed reply), even with a thread of its own.
+    let by_conversation = post(
+        &*store,
+        &rules,
+        Msg::new("m3", "ana")
+            .thread("t3")
+            .hint(a.conversation.as_str()),
+    )
+    .await;
+    assert_eq!(by_conversation.conversation, a.conversation);
+    assert!(!by_conversation.new_conversation);
+    // By one of the conversation's message ids (In-Reply-To our mail).
+    let by_message = post(
+        &*store,
+        &rules,
+        Msg::new("m4", "ana").thread("t4").hint(b.message.as_str()),
+    )
+    .await;
+    assert_eq!(by_message.conversation, b.conversation);
+    // Another contact naming ana's conversation does not get into it.
+    let forged = post(
+        &*store,
+        &rules,
+        Msg::new("m5", "bo")
+            .thread("t5")
+            .hint(a.conversation.as_str()),
+    )
+    .await;
+    assert_ne!(forged.conversation, a.conversation);
+    assert!(forged.new_conversation);
+    // An unknown hint falls back to ordinary threading.
+    let unknown = post(
+        &*store,
+        &rules,
+        Msg::new("m6", "ana")
+            .thread("t1")
+            .hint("conv_01JZZZZZZZZZZZZZZZZZZZZZZZ"),
+    )
+    .await;
+    assert_eq!(unknown.conversation, a.conversation);
+}
+
+async fn a_conversation_hint_to_a_closed_conversation_follows_the_reopen_rule(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    let mut rules = rules("mail");
+    rules.threading = Threading::PlatformThread;
+    let a = post(&*store, &rules, Msg::new("m1", "ana").thread("t1")).await;
+    close(&*store, &a.conversation).await;
+    let reopened = post(
+        &*store,
+        &rules,
+        Msg::new("m2", "ana")
+            .thread("t9")
+            .hint(a.conversation.as_str()),
+    )
+    .await;
+    assert_eq!(reopened.conversation, a.conversation);
+    let conversation = store.conversation(&a.conversation).await.unwrap();
+    assert_eq!(conversation.status, ConversationStatus::Open);
+
+    close(&*store, &a.conversation).await;
+    rules.reopen = false;
+    let fresh = post(
+        &*store,
+        &rules,
+        Msg::new("m3", "ana")
+            .thread("t1")
+            .hint(a.conversation.as_str()),
+    )
+    .await;
+    assert_ne!(fresh.conversation, a.conversation);
+    assert!(fresh.new_conversation);
+}
 
 async fn close(store: &dyn Store, conversation: &channel_bridge::model::ConversationId) {
     store

@@ -92,6 +92,7 @@ pub async fn add(
             text,
             id: format!("{id}-{}", mention.rep_id),
             thread: conversation.to_owned(),
+            reply_to: None,
         };
         outbox::enqueue_email(c, conversation, &email, now).await?;
     }

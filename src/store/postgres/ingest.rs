@@ -427,27 +427,59 @@ async fn thread(
     now: i64,
 ) -> Result<(ConversationId, Threaded), StoreError> {
     let channel = rules.channel_id.as_str();
-    let open: Option<(String, String)> = sqlx::query_as(
-        "SELECT id, ticket_id FROM conversations
-         WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL",
-    )
-    .bind(channel)
-    .bind(key)
-    .fetch_optional(&mut *c)
-    .await?;
-    let closed = match (&open, rules.reopen) {
-        (None, true) => {
+    // A hint (an e-mail answering our mail) names the conversation directly; only one of
+    // the same contact on this channel is taken, so a forged header reaches no one else's.
+    let hinted: Option<(String, String, String)> = match &m.conversation_hint {
+        Some(hint) => {
             sqlx::query_as(
+                "SELECT id, ticket_id, status FROM conversations
+                 WHERE channel_id = $1 AND contact_id = $2 AND deleted_at IS NULL
+                   AND id = COALESCE((SELECT conversation_id FROM messages WHERE id = $3), $3)",
+            )
+            .bind(channel)
+            .bind(contact.as_str())
+            .bind(hint)
+            .fetch_optional(&mut *c)
+            .await?
+        }
+        None => None,
+    };
+    let hinted = hinted
+        .map(|(id, ticket, status)| {
+            if status == "open" {
+                (Some((id, ticket)), None)
+            } else {
+                (None, Some((id, ticket)))
+            }
+        })
+        .filter(|(open, _)| open.is_some() || rules.reopen);
+    let (open, closed) = match hinted {
+        Some(found) => found,
+        None => {
+            let open: Option<(String, String)> = sqlx::query_as(
                 "SELECT id, ticket_id FROM conversations
-                 WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
-                 ORDER BY seq DESC LIMIT 1",
+             WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL",
             )
             .bind(channel)
             .bind(key)
             .fetch_optional(&mut *c)
-            .await?
+            .await?;
+            let closed = match (&open, rules.reopen) {
+            (None, true) => {
+                sqlx::query_as(
+                    "SELECT id, ticket_id FROM conversations
+                     WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
+                     ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(channel)
+                .bind(key)
+                .fetch_optional(&mut *c)
+                .await?
+            }
+            _ => None,
+        };
+            (open, closed)
         }
-        _ => None,
     };
     match desk::threading::decide(open, closed, rules.reopen) {
         ThreadDecision::Append((id, _)) => {

@@ -485,6 +485,15 @@ impl Store for PgStore {
         read!(self, |c| queries::message(c, id))
     }
 
+    async fn message_raw(&self, id: &MessageId) -> Result<Option<serde_json::Value>, StoreError> {
+        let raw: Option<Option<String>> = read!(self, |c| {
+            sqlx::query_scalar("SELECT raw FROM messages WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(c)
+        })?;
+        Ok(raw.flatten().and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
         transaction!(self, |c| outbox::lease(c, request))
     }

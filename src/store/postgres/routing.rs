@@ -261,6 +261,7 @@ pub async fn email_offline_owner(
         text,
         id: message.to_owned(),
         thread: conversation.to_owned(),
+        reply_to: None,
     };
     outbox::enqueue_email(c, conversation, &job, now).await?;
     Ok(None)
@@ -442,6 +443,7 @@ pub async fn queue_digests(
             text,
             id: format!("digest-{}-{now}", rep.id),
             thread: format!("digest-{}", rep.id),
+            reply_to: None,
         };
         outbox::enqueue_email(c, &format!("digest-{}", rep.id), &email, now).await?;
         mark_digest(c, &rep.id, now).await?;

@@ -86,6 +86,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
             text,
             id: format!("{id}-{}", mention.rep_id),
             thread: conversation.to_owned(),
+            reply_to: None,
         };
         outbox::enqueue_email(conn, conversation, &email, now)?;
     }

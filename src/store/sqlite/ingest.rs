@@ -355,6 +355,31 @@ fn thread(
             .query_row(params![channel, key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     };
+    // A hint (an e-mail answering our mail) names the conversation directly; only one of
+    // the same contact on this channel is taken, so a forged header reaches no one else's.
+    let hinted: Option<(String, String, String)> = match &m.conversation_hint {
+        Some(hint) => conn
+            .prepare_cached(
+                "SELECT id, ticket_id, status FROM conversations
+                 WHERE channel_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
+                   AND id = COALESCE((SELECT conversation_id FROM messages WHERE id = ?3), ?3)",
+            )?
+            .query_row(params![channel, contact.as_str(), hint], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?,
+        None => None,
+    };
+    if let Some((id, ticket, status)) = hinted {
+        let (open, closed) = if status == "open" {
+            (Some((id, ticket)), None)
+        } else {
+            (None, Some((id, ticket)))
+        };
+        if open.is_some() || rules.reopen {
+            return apply(conn, rules, key, contact, m, message, now, open, closed);
+        }
+    }
     let open = find(
         "SELECT id, ticket_id FROM conversations
          WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL",
@@ -367,6 +392,23 @@ fn thread(
         )?,
         _ => None,
     };
+    apply(conn, rules, key, contact, m, message, now, open, closed)
+}
+
+/// Carries out the threading decision over the open and latest closed conversation found.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    conn: &Connection,
+    rules: &ChannelRules,
+    key: &str,
+    contact: &ContactId,
+    m: &InboundMessage,
+    message: &MessageId,
+    now: i64,
+    open: Option<(String, String)>,
+    closed: Option<(String, String)>,
+) -> Result<(ConversationId, Threaded), StoreError> {
+    let channel = rules.channel_id.as_str();
     match desk::threading::decide(open, closed, rules.reopen) {
         ThreadDecision::Append((id, _)) => {
             conn.prepare_cached(

@@ -510,6 +510,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn message_raw(&self, id: &MessageId) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = id.clone();
+        let raw: Option<String> = self
+            .readers
+            .read(move |conn| {
+                use rusqlite::OptionalExtension;
+                Ok(conn
+                    .prepare_cached("SELECT raw FROM messages WHERE id = ?1")?
+                    .query_row([id.as_str()], |r| r.get::<_, Option<String>>(0))
+                    .optional()?
+                    .flatten())
+            })
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
         let request = request.clone();
         self.writer

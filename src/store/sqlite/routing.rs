@@ -206,6 +206,7 @@ pub fn email_offline_owner(
         text,
         id: message.to_owned(),
         thread: conversation.to_owned(),
+        reply_to: None,
     };
     outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| None)
 }
@@ -383,6 +384,7 @@ pub fn queue_digests(
             text,
             id: format!("digest-{}-{now}", rep.id),
             thread: format!("digest-{}", rep.id),
+            reply_to: None,
         };
         outbox::enqueue_email(conn, &format!("digest-{}", rep.id), &email, now)?;
         mark(conn)?;

@@ -1,0 +1,4 @@
+//! Postmark inbound JSON: any body through verify and parse; refusals are 4xx, nothing
+//! panics.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|body: &[u8]| channel_bridge_fuzz::parse("postmark", body));
