@@ -106,6 +106,9 @@ pub struct EmailChannelConfig {
     /// The subject of replies (the conversation's thread keeps them together).
     #[serde(default = "default_subject")]
     pub subject: String,
+    /// Where the contact's answers are read from (`[channels.<id>.imap]`, src/imap/).
+    #[serde(default)]
+    pub imap: Option<crate::imap::ImapConfig>,
 }
 
 fn default_subject() -> String {

@@ -305,7 +305,17 @@ impl AdapterConfig {
     /// Rules serde cannot check, as (key within the channel, message) pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
-            AdapterConfig::Email(c) => c.validate(),
+            AdapterConfig::Email(c) => {
+                let mut errors = c.validate();
+                if let Some(imap) = &c.imap {
+                    errors.extend(
+                        imap.validate()
+                            .into_iter()
+                            .map(|(key, message)| (format!("imap.{key}"), message)),
+                    );
+                }
+                errors
+            }
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Telegram(c) => c.validate(),
             AdapterConfig::Viber(c) => c.validate(),
@@ -337,7 +347,7 @@ impl AdapterConfig {
     /// Every secret in this channel's settings, for redacting error text.
     pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
         match self {
-            AdapterConfig::Email(_) => vec![],
+            AdapterConfig::Email(c) => c.imap.iter().map(|i| &i.password).collect(),
             AdapterConfig::Generic(c) => vec![&c.secret],
             AdapterConfig::Telegram(c) => vec![&c.bot_token, &c.secret_token],
             AdapterConfig::Viber(c) => vec![&c.auth_token],
