@@ -380,3 +380,34 @@ impl Poller<'_> {
         Ok(Taken::Stored)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnections_back_off_from_a_second_to_five_minutes_with_jitter() {
+        let mut backoff = Backoff(0);
+        let waits: Vec<Duration> = (0..12).map(|_| backoff.next()).collect();
+        for (wait, base) in waits
+            .iter()
+            .zip([1u64, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300])
+        {
+            let base = Duration::from_secs(base);
+            assert!(
+                *wait >= base.mul_f64(0.8) && *wait <= base.mul_f64(1.2),
+                "{wait:?} for {base:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lease_outlives_one_idle_and_a_poller_without_it_asks_again_within_seconds() {
+        let config: ImapConfig = toml::from_str(
+            "host = \"h\"\nusername = \"u\"\npassword = \"p\"\npoll_interval_secs = 1740\n",
+        )
+        .unwrap();
+        assert!(lease_length(&config) > Duration::from_secs(1740) + session::DEADLINE);
+        assert_eq!(lease_retry(&config), Duration::from_secs(5));
+    }
+}

@@ -18,7 +18,7 @@ use super::config::{After, ImapConfig, ImapTls};
 use crate::secret::redact;
 
 /// How long one command (or connecting) may take before the connection is given up.
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(super) const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The byte stream under the session: plain TCP or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
