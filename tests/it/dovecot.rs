@@ -192,6 +192,16 @@ service stats {{
         let _ = session.logout().await;
     }
 
+    /// Delivers `raw` already flagged `\Seen`, as mail a person has read.
+    pub async fn append_seen(&self, folder: &str, raw: &str) {
+        let mut session = self.session().await;
+        session
+            .append(folder, Some("(\\Seen)"), None, raw.as_bytes())
+            .await
+            .expect("APPEND");
+        let _ = session.logout().await;
+    }
+
     pub async fn create(&self, folder: &str) {
         let mut session = self.session().await;
         session.create(folder).await.expect("CREATE");

@@ -119,6 +119,38 @@ async fn a_mail_in_the_mailbox_becomes_a_message_and_is_flagged_seen_after_it_is
     not(imap_tests),
     ignore = "needs dovecot-imapd (apt-get install dovecot-imapd), then rebuild"
 )]
+async fn a_mailbox_read_for_the_first_time_gives_its_unread_mail_only() {
+    let dovecot = Dovecot::start().await;
+    dovecot
+        .append_seen(
+            "INBOX",
+            &mail("ana@example.com", "old@example.com", None, "read long ago"),
+        )
+        .await;
+    dovecot
+        .append(
+            "INBOX",
+            &mail("ana@example.com", "new@example.com", None, "not read yet"),
+        )
+        .await;
+    let sink = SmtpSink::start().await;
+    let app = TestApp::spawn_with(options(&sink, &dovecot, "")).await;
+    wait_for_texts(&app, &["not read yet"]).await;
+    // From then on the cursor decides: a later mail comes in even if a person read it first.
+    dovecot
+        .append_seen(
+            "INBOX",
+            &mail("ana@example.com", "later@example.com", None, "read at once"),
+        )
+        .await;
+    wait_for_texts(&app, &["not read yet", "read at once"]).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(imap_tests),
+    ignore = "needs dovecot-imapd (apt-get install dovecot-imapd), then rebuild"
+)]
 async fn restarts_and_a_disabled_channel_take_nothing_twice_and_skip_nothing() {
     let (dovecot, sink, app) = start("").await;
     dovecot
