@@ -4,12 +4,16 @@
 //! - `walkthrough_tests` when `bash`, `curl` and `python3` are on the PATH (the README's
 //!   walkthrough uses them);
 //! - `browser_tests` when `chromium` and `chromedriver` are on the PATH (the console's
-//!   browser tests in tests/console).
+//!   browser tests in tests/console);
+//! - `imap_tests` when Dovecot (`dovecot-imapd`) is installed: `/usr/sbin/dovecot` or
+//!   `dovecot` on the PATH (the IMAP tests in tests/it/imap.rs start one on loopback).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(pg_tests)");
     println!("cargo::rustc-check-cfg=cfg(walkthrough_tests)");
     println!("cargo::rustc-check-cfg=cfg(browser_tests)");
+    println!("cargo::rustc-check-cfg=cfg(imap_tests)");
+    println!("cargo::rerun-if-changed=/usr/sbin/dovecot");
     println!("cargo::rerun-if-env-changed=CHANNEL_BRIDGE_TEST_PG");
     println!("cargo::rerun-if-env-changed=PATH");
     if std::env::var_os("CHANNEL_BRIDGE_TEST_PG").is_some() {
@@ -20,6 +24,9 @@ fn main() {
     }
     if on_path("chromium") && on_path("chromedriver") {
         println!("cargo::rustc-cfg=browser_tests");
+    }
+    if std::path::Path::new("/usr/sbin/dovecot").is_file() || on_path("dovecot") {
+        println!("cargo::rustc-cfg=imap_tests");
     }
 }
 

@@ -164,6 +164,14 @@ impl App {
             shutdown.clone(),
         ));
         tokio::spawn(send_digests(state.clone(), shutdown.clone()));
+        let imap = tokio::spawn(crate::imap::run(
+            crate::imap::Context {
+                store: state.store.clone(),
+                runtime: state.runtime.clone(),
+                wake: state.wake.clone(),
+            },
+            shutdown.clone(),
+        ));
         let streams = state.shutdown.clone();
         let draining = shutdown.clone();
         tokio::spawn(async move {
@@ -183,6 +191,12 @@ impl App {
         )
         .await;
         let _ = worker.await;
+        // The pollers finish the message in hand and give their mailboxes' leases back.
+        if tokio::time::timeout(grace, imap).await.is_err() {
+            tracing::warn!(
+                "IMAP pollers did not stop within the grace period; their leases expire by themselves."
+            );
+        }
         state.store.close().await;
         tracing::info!("Stopped.");
         Ok(())

@@ -11,6 +11,7 @@ pub mod console;
 pub mod desk;
 pub mod error;
 pub mod hubspot;
+pub mod imap;
 pub mod ingress;
 pub mod model;
 pub mod outbox;

@@ -143,6 +143,20 @@ pub fn register(channels: &[String]) {
         "Inbound messages for an offline contact owner that were not emailed, by channel \
          and reason (no_address, no_smtp)."
     );
+    describe_counter!(
+        "channel_bridge_imap_messages_total",
+        "Messages read from an email channel's IMAP mailbox and parsed, by channel."
+    );
+    describe_counter!(
+        "channel_bridge_imap_unreadable_total",
+        "IMAP messages that could not be parsed or stored, left in the mailbox unflagged, \
+         by channel (each logged at ERROR with its UID)."
+    );
+    describe_counter!(
+        "channel_bridge_imap_errors_total",
+        "Failed IMAP sessions (reconnected after a backoff), by channel and reason \
+         (connect, tls, login, protocol, store)."
+    );
     for result in ["ok", "error"] {
         counter!("channel_bridge_config_reload_total", "result" => result).increment(0);
     }
@@ -200,6 +214,52 @@ pub fn webhook_stored(channel: &str, stored: usize, duplicates: usize, elapsed: 
         .increment(duplicates as u64);
     histogram!("channel_bridge_ingest_seconds", "channel" => channel.to_owned())
         .record(elapsed.as_secs_f64());
+}
+
+/// An IMAP poller logged in and reads its folder (with IDLE, or by polling).
+pub fn imap_connected(channel: &str, folder: &str, idle: bool) {
+    tracing::info!(channel, folder, idle, "Reading the IMAP mailbox.");
+}
+
+/// An IMAP message was fetched and parsed into this many events.
+pub fn imap_received(channel: &str, events: usize) {
+    counter!("channel_bridge_imap_messages_total", "channel" => channel.to_owned()).increment(1);
+    histogram!("channel_bridge_webhook_events", "channel" => channel.to_owned())
+        .record(events as f64);
+}
+
+/// An IMAP message could not be parsed or stored: it stays in the mailbox, unflagged,
+/// and the cursor moves past it, so it is not tried forever. An operator must look.
+pub fn imap_unreadable(channel: &str, folder: &str, uid: u32, reason: &str) {
+    tracing::error!(
+        channel,
+        folder,
+        uid,
+        reason,
+        "An IMAP message cannot be taken; it stays in the mailbox, unflagged, and is not tried again."
+    );
+    counter!("channel_bridge_imap_unreadable_total", "channel" => channel.to_owned()).increment(1);
+}
+
+/// An IMAP session failed; the poller reconnects after `wait`. `detail` holds no secret
+/// (the server's login answer is redacted where it is read).
+pub fn imap_failed(
+    channel: &str,
+    folder: &str,
+    reason: &'static str,
+    detail: &str,
+    wait: Duration,
+) {
+    tracing::warn!(
+        channel,
+        folder,
+        reason,
+        detail,
+        retry_in_ms = wait.as_millis() as u64,
+        "IMAP mailbox unavailable; reconnecting."
+    );
+    counter!("channel_bridge_imap_errors_total", "channel" => channel.to_owned(), "reason" => reason)
+        .increment(1);
 }
 
 /// A platform delivered an edit ordered before the one its message shows: kept out.

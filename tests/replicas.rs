@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+#[path = "it/dovecot.rs"]
+mod dovecot;
 mod support;
 use support::{ADMIN_TOKEN, BIN, Daemon, clear_bridge_env, free_port, post_signed, sha256};
 
@@ -55,6 +57,18 @@ impl Drop for Schema {
 /// Starts one `channel-bridge serve` replica on `schema` of the database at `db_url`,
 /// delivering to `receiver`; answers once it is healthy.
 async fn replica(dir: &Path, name: &str, db_url: &str, schema: &str, receiver: &str) -> Daemon {
+    replica_with(dir, name, db_url, schema, receiver, "").await
+}
+
+/// [`replica`] with `extra` TOML appended to its config.
+async fn replica_with(
+    dir: &Path,
+    name: &str,
+    db_url: &str,
+    schema: &str,
+    receiver: &str,
+    extra: &str,
+) -> Daemon {
     let port = free_port();
     let config = dir.join(format!("{name}.toml"));
     let text = format!(
@@ -85,6 +99,8 @@ lease_ms = 3000
 kind = "generic"
 secret = "{secret}"
 outbound_url = "{receiver}/outbound"
+
+{extra}
 "#,
         admin = sha256(ADMIN_TOKEN),
         secret = support::secret(),
@@ -541,4 +557,103 @@ async fn while_the_database_is_unreachable_webhooks_get_503_and_the_daemon_recov
         assert!(Instant::now() < deadline, "the reply was not delivered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every inbound message's text on the `mail` channel, sorted, read through `daemon`.
+async fn mail_texts(daemon: &Daemon) -> Vec<String> {
+    let mut texts: Vec<String> = daemon
+        .all_messages()
+        .await
+        .into_iter()
+        .filter(|m| m["channel_id"] == "mail" && m["direction"] == "inbound")
+        .map(|m| m["parts"][0]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    texts.sort();
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(pg_tests, imap_tests)),
+    ignore = "needs PostgreSQL (CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test) and dovecot-imapd, then rebuild"
+)]
+async fn one_replica_reads_a_mailbox_and_another_takes_over_when_it_stops() {
+    let url = pg_url("one_replica_reads_a_mailbox_and_another_takes_over_when_it_stops");
+    let schema = Schema::new(&url, "replicas_imap");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = MockServer::start().await;
+    let imap = dovecot::Dovecot::start().await;
+    let extra = format!(
+        "[smtp]\nurl = \"smtp://127.0.0.1:1\"\nfrom = \"support@example.com\"\n\n\
+         [channels.mail]\nkind = \"email\"\n{}",
+        imap.imap_block("mail", "poll_interval_secs = 1")
+    );
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        replicas.push(
+            replica_with(
+                dir.path(),
+                name,
+                &url,
+                &schema.name,
+                &receiver.uri(),
+                &extra,
+            )
+            .await,
+        );
+    }
+    for n in 1..=5 {
+        imap.append(
+            "INBOX",
+            &dovecot::mail(
+                "ana@example.com",
+                &format!("rep{n}@example.com"),
+                None,
+                &format!("mail {n}"),
+            ),
+        )
+        .await;
+    }
+    let expected: Vec<String> = (1..=5).map(|n| format!("mail {n}")).collect();
+    support::wait_until(
+        "both replicas see the five mails",
+        Duration::from_secs(30),
+        || async {
+            mail_texts(&replicas[0]).await == expected && mail_texts(&replicas[1]).await == expected
+        },
+    )
+    .await;
+    // Only one of them logged in to read it: the other waited for the lease.
+    let readers: Vec<usize> = (0..2)
+        .filter(|&i| replicas[i].log_text().contains("Reading the IMAP mailbox."))
+        .collect();
+    assert_eq!(readers.len(), 1, "readers: {readers:?}");
+    let (reader, other) = (readers[0], 1 - readers[0]);
+
+    // The reader stops (SIGTERM gives the lease back): the other takes over, from where
+    // the cursor stands.
+    replicas[reader].terminate();
+    replicas[reader].wait_exit(Duration::from_secs(20)).await;
+    imap.append(
+        "INBOX",
+        &dovecot::mail("bo@example.com", "rep6@example.com", None, "mail 6"),
+    )
+    .await;
+    let mut expected = expected;
+    expected.push("mail 6".into());
+    support::wait_until(
+        "the other replica takes the sixth",
+        Duration::from_secs(30),
+        || async { mail_texts(&replicas[other]).await == expected },
+    )
+    .await;
+    assert!(
+        replicas[other]
+            .log_text()
+            .contains("Reading the IMAP mailbox.")
+    );
+    assert_eq!(
+        imap.messages("INBOX").await,
+        (1..=6).map(|uid| (uid, true)).collect::<Vec<_>>()
+    );
 }

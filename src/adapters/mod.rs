@@ -305,7 +305,17 @@ impl AdapterConfig {
     /// Rules serde cannot check, as (key within the channel, message) pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
-            AdapterConfig::Email(c) => c.validate(),
+            AdapterConfig::Email(c) => {
+                let mut errors = c.validate();
+                if let Some(imap) = &c.imap {
+                    errors.extend(
+                        imap.validate()
+                            .into_iter()
+                            .map(|(key, message)| (format!("imap.{key}"), message)),
+                    );
+                }
+                errors
+            }
             AdapterConfig::Generic(c) => c.validate(),
             AdapterConfig::Telegram(c) => c.validate(),
             AdapterConfig::Viber(c) => c.validate(),

@@ -1331,6 +1331,35 @@ threading = "sideways"
     }
 
     #[test]
+    fn an_email_channel_s_imap_block_is_checked_key_by_key() {
+        let smtp = "[smtp]\nurl = \"smtp://127.0.0.1:25\"\nfrom = \"a@b.example\"\n";
+        let text = minimal()
+            + smtp
+            + "[channels.mail]\nkind = \"email\"\n[channels.mail.imap]\n\
+               host = \"imap.example.com\"\ntls = \"none\"\nusername = \"support\"\n\
+               password = \"hunter2-imap\"\npoll_interval_secs = 0\n";
+        let errors = load_str(&text, []).unwrap_err();
+        assert_eq!(
+            keys(Err(errors.clone())),
+            vec![
+                "channels.mail.imap.tls",
+                "channels.mail.imap.poll_interval_secs"
+            ]
+        );
+        assert!(!errors.to_string().contains("hunter2-imap"));
+        let good = text
+            .replace("tls = \"none\"", "tls = \"starttls\"")
+            .replace("poll_interval_secs = 0", "poll_interval_secs = 30");
+        let config = load_str(&good, []).unwrap();
+        let crate::adapters::AdapterConfig::Email(email) = &config.channels["mail"].adapter else {
+            panic!("an email channel");
+        };
+        let imap = email.imap.as_ref().expect("the imap block");
+        assert_eq!((imap.port(), imap.folder.as_str()), (143, "INBOX"));
+        assert_eq!(config.channels["mail"].adapter.secrets(), [&imap.password]);
+    }
+
+    #[test]
     fn env_overrides_keys_and_keeps_types() {
         let env = [
             ("CHANNEL_BRIDGE__SERVER__LISTEN", "0.0.0.0:9999"),

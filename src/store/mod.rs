@@ -4,6 +4,7 @@
 
 mod error;
 pub mod hubspot;
+pub mod imap;
 pub mod postgres;
 pub mod sqlite;
 
@@ -777,6 +778,9 @@ pub struct Upload {
 pub trait Store: Send + Sync {
     /// The HubSpot side of the store (custom-channel mode).
     fn hubspot(&self) -> &dyn hubspot::HubspotStore;
+
+    /// The IMAP side of the store: cursors and mailbox leases.
+    fn imap(&self) -> &dyn imap::ImapStore;
 
     /// Stores a verified webhook's events in one transaction, deduplicated and threaded.
     async fn ingest(

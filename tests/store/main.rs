@@ -19,6 +19,7 @@ mod desk;
 mod events;
 mod hubspot;
 mod hubspot_queues;
+mod imap;
 mod ingest;
 mod lifecycle;
 mod lists;

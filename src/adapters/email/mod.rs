@@ -171,6 +171,9 @@ pub struct EmailChannelConfig {
     /// Mailgun inbound routes, signed with the webhook signing key.
     #[serde(default)]
     pub mailgun: Option<MailgunConfig>,
+    /// Where the contact's answers are read from (`[channels.<id>.imap]`, src/imap/).
+    #[serde(default)]
+    pub imap: Option<crate::imap::ImapConfig>,
 }
 
 fn default_subject() -> String {
@@ -215,6 +218,9 @@ impl EmailChannelConfig {
         }
         if let Some(m) = &self.mailgun {
             out.push(&m.signing_key);
+        }
+        if let Some(i) = &self.imap {
+            out.push(&i.password);
         }
         out
     }

@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0007_hubspot_webhook.sql"),
     include_str!("../../../migrations/postgres/0008_console_reads.sql"),
     include_str!("../../../migrations/postgres/0009_uploads.sql"),
+    include_str!("../../../migrations/postgres/0010_imap_cursors.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -142,6 +143,7 @@ macro_rules! read {
 
 // After the macros, which it uses.
 mod hubspot;
+mod imap;
 pub(crate) use hubspot::read_hubspot_queues;
 
 pub struct PgStore {
@@ -342,6 +344,10 @@ where
 #[async_trait]
 impl Store for PgStore {
     fn hubspot(&self) -> &dyn crate::store::hubspot::HubspotStore {
+        self
+    }
+
+    fn imap(&self) -> &dyn crate::store::imap::ImapStore {
         self
     }
 

@@ -13,6 +13,7 @@ mod contacts;
 mod desk;
 mod events;
 mod hubspot;
+mod imap;
 pub(crate) use hubspot::read_hubspot_queues;
 mod ingest;
 #[cfg(test)]
@@ -68,6 +69,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0013_hubspot_webhook.sql"),
     include_str!("../../../migrations/sqlite/0014_console_reads.sql"),
     include_str!("../../../migrations/sqlite/0015_uploads.sql"),
+    include_str!("../../../migrations/sqlite/0016_imap_cursors.sql"),
 ];
 
 const READERS: usize = 4;
@@ -257,6 +259,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     fn hubspot(&self) -> &dyn crate::store::hubspot::HubspotStore {
+        self
+    }
+
+    fn imap(&self) -> &dyn crate::store::imap::ImapStore {
         self
     }
 
