@@ -8,7 +8,6 @@
 //! and Message-ID dedupe stores it once. Knows no HTTP; the store knows no IMAP.
 
 pub mod config;
-mod interim;
 mod session;
 
 use std::collections::HashMap;
@@ -338,7 +337,7 @@ impl Poller<'_> {
     async fn take(&self, uid: u32, raw: &[u8]) -> Result<Taken, ImapError> {
         let started = Instant::now();
         let folder = &self.config.folder;
-        let mut events = match interim::parse_raw(raw) {
+        let mut events = match crate::adapters::email::parse_raw(raw) {
             Ok(events) => events,
             Err(e) => {
                 telemetry::imap_unreadable(self.channel, folder, uid, &e.to_string());
