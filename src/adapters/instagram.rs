@@ -501,6 +501,7 @@ impl ChannelAdapter for InstagramAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
@@ -508,12 +509,6 @@ mod tests {
     const ACCOUNT: &str = "17841405822304914";
     const IGSID: &str = "1254459154682919";
     const FIRST_MID: &str = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA1";
-
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/instagram/", $name, ".json"))
-        };
-    }
 
     fn config() -> InstagramConfig {
         InstagramConfig {
@@ -578,7 +573,9 @@ mod tests {
 
     #[test]
     fn text_with_a_quote_names_sender_thread_and_quoted_message() {
-        let [m] = messages(fixture!("text_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/text_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, FIRST_MID);
         assert_eq!(
             m.thread_id.as_deref(),
@@ -603,14 +600,16 @@ mod tests {
 
     #[test]
     fn a_quick_reply_is_the_text_on_its_button() {
-        let [m] = messages(fixture!("quick_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/quick_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.parts[0].text(), Some("Track my order"));
         assert_eq!(m.raw["message"]["quick_reply"]["payload"], "TRACK_ORDER");
     }
 
     #[test]
     fn attachments_become_media_parts_with_their_urls() {
-        let ms = messages(fixture!("attachments"));
+        let ms = messages(fixture!("instagram/attachments.json"));
         assert_eq!(ms.len(), 4);
         assert_eq!(ms[0].parts.len(), 2, "several images are several parts");
         assert!(ms[0].parts.iter().all(|p| matches!(p, Part::Image(_))));
@@ -628,7 +627,7 @@ mod tests {
 
     #[test]
     fn shares_are_links_and_stories_and_reels_are_kept_whole() {
-        let ms = messages(fixture!("shares_and_stories"));
+        let ms = messages(fixture!("instagram/shares_and_stories.json"));
         assert_eq!(ms.len(), 6);
         assert_eq!(
             ms[0].parts,
@@ -662,7 +661,8 @@ mod tests {
 
     #[test]
     fn a_story_reply_without_text_is_the_story_alone() {
-        let body = fixture!("shares_and_stories").replace(r#""text": "Love this colour!","#, "");
+        let body = fixture!("instagram/shares_and_stories.json")
+            .replace(r#""text": "Love this colour!","#, "");
         let ms = messages(&body);
         assert!(
             matches!(&ms[2].parts[..], [Part::Unsupported(u)] if u.platform_type == "story_reply"),
@@ -673,13 +673,13 @@ mod tests {
 
     #[test]
     fn echoes_reactions_referrals_and_postbacks_without_mid_carry_no_event() {
-        assert!(parse(fixture!("echo_and_reaction")).is_empty());
+        assert!(parse(fixture!("instagram/echo_and_reaction.json")).is_empty());
     }
 
     #[test]
     fn an_edit_replaces_the_text_and_a_deletion_retracts() {
         assert_eq!(
-            parse(fixture!("edit")),
+            parse(fixture!("instagram/edit.json")),
             vec![InboundEvent::Edit(MessageEdit {
                 platform_message_id: FIRST_MID.into(),
                 parts: vec![Part::Text(TextPart {
@@ -690,7 +690,7 @@ mod tests {
             })]
         );
         assert_eq!(
-            parse(fixture!("deleted")),
+            parse(fixture!("instagram/deleted.json")),
             vec![InboundEvent::Retract {
                 platform_message_id: FIRST_MID.into()
             }]
@@ -700,7 +700,7 @@ mod tests {
     #[test]
     fn a_read_receipt_marks_the_named_message_read() {
         assert_eq!(
-            parse(fixture!("read")),
+            parse(fixture!("instagram/read.json")),
             vec![InboundEvent::Status(StatusUpdate {
                 platform_message_id: "aWdfOUT1".into(),
                 status: DeliveryStatus::Read,
@@ -711,7 +711,9 @@ mod tests {
 
     #[test]
     fn a_postback_with_a_mid_is_the_title_the_contact_tapped() {
-        let [m] = messages(fixture!("postback")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/postback.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, "aWdfPB1");
         assert_eq!(m.parts[0].text(), Some("Talk to a person"));
     }
@@ -723,7 +725,7 @@ mod tests {
             secret: Secret::new("previous-secret"),
             until: now + chrono::Duration::seconds(60),
         }]);
-        let body = fixture!("text_reply");
+        let body = fixture!("instagram/text_reply.json");
         adapter.verify(&signed(body), now).unwrap();
         assert_eq!(
             adapter

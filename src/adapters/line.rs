@@ -676,17 +676,18 @@ impl ChannelAdapter for LineAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use crate::model::{ContactPart, ConversationId, MessageId};
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     const SECRET: &str = "line-channel-secret";
 
-    const VERIFICATION: &str = include_str!("../../tests/fixtures/line/verification.json");
-    const TEXT: &str = include_str!("../../tests/fixtures/line/text.json");
-    const GROUP_TEXT: &str = include_str!("../../tests/fixtures/line/group_text.json");
-    const MEDIA: &str = include_str!("../../tests/fixtures/line/media.json");
-    const BATCH: &str = include_str!("../../tests/fixtures/line/batch.json");
+    const VERIFICATION: &str = fixture!("line/verification.json");
+    const TEXT: &str = fixture!("line/text.json");
+    const GROUP_TEXT: &str = fixture!("line/group_text.json");
+    const MEDIA: &str = fixture!("line/media.json");
+    const BATCH: &str = fixture!("line/batch.json");
 
     fn adapter_with(retired: &[RetiredSecret]) -> LineAdapter {
         LineAdapter::new(

@@ -534,18 +534,13 @@ impl ChannelAdapter for MessengerAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     const APP_SECRET: &str = "fb-app-secret";
     const PAGE: &str = "104893211234567";
     const PSID: &str = "7210934512867345";
-
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/messenger/", $name, ".json"))
-        };
-    }
 
     fn config() -> MessengerConfig {
         MessengerConfig {
@@ -612,7 +607,9 @@ mod tests {
 
     #[test]
     fn text_with_a_quote_names_sender_thread_and_quoted_message() {
-        let [m] = messages(fixture!("text_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("messenger/text_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, "m_vubkW1zWbFkR8xGxQ2");
         assert_eq!(
             m.thread_id.as_deref(),
@@ -642,14 +639,16 @@ mod tests {
 
     #[test]
     fn a_quick_reply_is_the_text_on_its_button() {
-        let [m] = messages(fixture!("quick_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("messenger/quick_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.parts[0].text(), Some("Track my order"));
         assert_eq!(m.raw["message"]["quick_reply"]["payload"], "TRACK_ORDER");
     }
 
     #[test]
     fn attachments_become_media_parts_with_their_urls() {
-        let ms = messages(fixture!("attachments"));
+        let ms = messages(fixture!("messenger/attachments.json"));
         assert_eq!(ms.len(), 4);
         assert_eq!(ms[0].parts.len(), 2, "an album is several image parts");
         assert!(ms[0].parts.iter().all(|p| matches!(p, Part::Image(_))));
@@ -667,7 +666,7 @@ mod tests {
 
     #[test]
     fn a_sticker_sent_twice_in_the_transition_is_one_sticker_part() {
-        let ms = messages(fixture!("sticker"));
+        let ms = messages(fixture!("messenger/sticker.json"));
         for m in &ms {
             let [Part::Sticker(sticker)] = m.parts.as_slice() else {
                 panic!("{}: {:?}", m.platform_message_id, m.parts)
@@ -690,7 +689,7 @@ mod tests {
 
     #[test]
     fn locations_links_and_unknown_attachments() {
-        let ms = messages(fixture!("location_and_links"));
+        let ms = messages(fixture!("messenger/location_and_links.json"));
         assert_eq!(
             ms[0].parts,
             vec![Part::Location(LocationPart {
@@ -726,13 +725,13 @@ mod tests {
 
     #[test]
     fn echoes_reactions_optins_and_referrals_carry_no_event() {
-        assert!(parse(fixture!("echo_and_others")).is_empty());
+        assert!(parse(fixture!("messenger/echo_and_others.json")).is_empty());
     }
 
     #[test]
     fn an_edit_replaces_the_text_of_the_message() {
         assert_eq!(
-            parse(fixture!("edit")),
+            parse(fixture!("messenger/edit.json")),
             vec![InboundEvent::Edit(MessageEdit {
                 platform_message_id: "m_vubkW1zWbFkR8xGxQ2".into(),
                 parts: vec![Part::Text(TextPart {
@@ -750,7 +749,7 @@ mod tests {
             [InboundEvent::Edit(edit)] => edit.order.clone(),
             other => panic!("expected one edit, got {other:?}"),
         };
-        let edit = fixture!("edit");
+        let edit = fixture!("messenger/edit.json");
         assert_eq!(
             order(&edit.replace(r#""num_edit": 1"#, r#""num_edit": 3"#)),
             Some(EditOrder(vec![3, 1783002436000]))
@@ -778,7 +777,7 @@ mod tests {
             })
         };
         assert_eq!(
-            parse(fixture!("delivery_read")),
+            parse(fixture!("messenger/delivery_read.json")),
             vec![
                 delivered("m_OUT1"),
                 delivered("m_OUT2"),
@@ -791,7 +790,7 @@ mod tests {
 
     #[test]
     fn a_postback_with_a_mid_is_the_title_the_contact_tapped() {
-        let ms = messages(fixture!("postback"));
+        let ms = messages(fixture!("messenger/postback.json"));
         assert_eq!(
             ms.len(),
             1,
@@ -803,7 +802,7 @@ mod tests {
 
     #[test]
     fn a_batch_yields_every_event_of_every_entry_including_standby() {
-        let events = parse(fixture!("batch"));
+        let events = parse(fixture!("messenger/batch.json"));
         let summary: Vec<String> = events
             .iter()
             .map(|e| match e {
@@ -832,7 +831,7 @@ mod tests {
             secret: Secret::new("previous-secret"),
             until: now + chrono::Duration::seconds(60),
         }]);
-        let body = fixture!("text_reply");
+        let body = fixture!("messenger/text_reply.json");
         adapter.verify(&signed(body), now).unwrap();
         assert_eq!(
             adapter
@@ -976,7 +975,7 @@ mod tests {
     #[test]
     fn wrong_content_type_and_broken_json_are_refused() {
         let adapter = adapter(&[]);
-        let form = request(fixture!("text_reply"), None, "text/plain");
+        let form = request(fixture!("messenger/text_reply.json"), None, "text/plain");
         assert!(matches!(
             adapter.parse(&form),
             Err(ParseError::UnsupportedMediaType(t)) if t == "text/plain"

@@ -658,18 +658,13 @@ impl ChannelAdapter for WhatsAppAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     const APP_SECRET: &str = "wa-app-secret";
     const NUMBER: &str = "227118690421377";
     const PRIYA: &str = "447700900123";
-
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/whatsapp/", $name, ".json"))
-        };
-    }
 
     fn config() -> WhatsAppConfig {
         WhatsAppConfig {
@@ -742,7 +737,7 @@ mod tests {
 
     #[test]
     fn text_with_a_quote_names_sender_thread_and_quoted_message() {
-        let m = only_message(fixture!("text_reply"));
+        let m = only_message(fixture!("whatsapp/text_reply.json"));
         assert_eq!(
             m.platform_message_id,
             "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAEhgUM0VCMDRBN0YxQ0Q2RTk2QjhFMjYA"
@@ -772,7 +767,7 @@ mod tests {
 
     #[test]
     fn image_keeps_its_media_id_mime_type_and_caption() {
-        let part = only_part(fixture!("image"));
+        let part = only_part(fixture!("whatsapp/image.json"));
         assert!(matches!(part, Part::Image(_)));
         let m = media(part);
         assert_eq!(m.media.platform_ref.as_deref(), Some("1470623974238919"));
@@ -782,26 +777,26 @@ mod tests {
 
     #[test]
     fn video_audio_voice_document_and_sticker_map_to_their_kinds() {
-        let video = only_part(fixture!("video"));
+        let video = only_part(fixture!("whatsapp/video.json"));
         assert!(
             matches!(&video, Part::Video(m) if m.media.platform_ref.as_deref() == Some("1070486281544591"))
         );
-        let audio = only_part(fixture!("audio"));
+        let audio = only_part(fixture!("whatsapp/audio.json"));
         assert!(
             matches!(&audio, Part::Audio(m) if m.media.mime_type.as_deref() == Some("audio/mpeg"))
         );
-        let voice = only_part(fixture!("voice"));
+        let voice = only_part(fixture!("whatsapp/voice.json"));
         assert!(
             matches!(&voice, Part::VoiceNote(m) if m.media.platform_ref.as_deref() == Some("2153937768413427"))
         );
-        let document = only_part(fixture!("document"));
+        let document = only_part(fixture!("whatsapp/document.json"));
         let Part::File(file) = document else {
             panic!("not a file: {document:?}")
         };
         assert_eq!(file.media.filename.as_deref(), Some("invoice-2026-03.pdf"));
         assert_eq!(file.media.mime_type.as_deref(), Some("application/pdf"));
         assert_eq!(file.caption.as_deref(), Some("Invoice for March"));
-        let sticker = only_part(fixture!("sticker"));
+        let sticker = only_part(fixture!("whatsapp/sticker.json"));
         assert!(
             matches!(&sticker, Part::Sticker(m) if m.media.mime_type.as_deref() == Some("image/webp"))
         );
@@ -810,7 +805,7 @@ mod tests {
     #[test]
     fn location_and_contact_cards_become_their_parts() {
         assert_eq!(
-            only_part(fixture!("location")),
+            only_part(fixture!("whatsapp/location.json")),
             Part::Location(LocationPart {
                 latitude: 51.5072,
                 longitude: -0.1276,
@@ -818,7 +813,7 @@ mod tests {
                 address: Some("London WC2N 5DN".into()),
             })
         );
-        let m = only_message(fixture!("contacts"));
+        let m = only_message(fixture!("whatsapp/contacts.json"));
         assert_eq!(
             m.parts,
             vec![
@@ -838,7 +833,7 @@ mod tests {
 
     #[test]
     fn button_and_list_replies_are_the_text_the_contact_tapped() {
-        let events = parse(fixture!("interactive"));
+        let events = parse(fixture!("whatsapp/interactive.json"));
         let messages: Vec<&InboundMessage> = events
             .iter()
             .map(|e| match e {
@@ -860,9 +855,17 @@ mod tests {
     #[test]
     fn reactions_system_and_unknown_types_are_kept_as_unsupported_with_their_json() {
         for (body, kind, id) in [
-            (fixture!("reaction"), "reaction", "wamid.REACT1"),
-            (fixture!("unsupported"), "unsupported", "wamid.UNS1"),
-            (fixture!("system"), "system", "wamid.SYS1"),
+            (
+                fixture!("whatsapp/reaction.json"),
+                "reaction",
+                "wamid.REACT1",
+            ),
+            (
+                fixture!("whatsapp/unsupported.json"),
+                "unsupported",
+                "wamid.UNS1",
+            ),
+            (fixture!("whatsapp/system.json"), "system", "wamid.SYS1"),
         ] {
             let m = only_message(body);
             assert_eq!(m.platform_message_id, id);
@@ -876,7 +879,7 @@ mod tests {
 
     #[test]
     fn a_username_account_is_known_by_its_business_scoped_id() {
-        let m = only_message(fixture!("username"));
+        let m = only_message(fixture!("whatsapp/username.json"));
         assert_eq!(m.from.identifier.value, "GB.1502576394655843");
         assert_eq!(
             m.thread_id.as_deref(),
@@ -887,7 +890,7 @@ mod tests {
 
     #[test]
     fn a_batch_yields_every_message_and_status_in_order() {
-        let events = parse(fixture!("batch"));
+        let events = parse(fixture!("whatsapp/batch.json"));
         let ids: Vec<String> = events
             .iter()
             .map(|e| match e {
@@ -926,7 +929,7 @@ mod tests {
 
     #[test]
     fn statuses_report_on_our_wamids_with_failure_reasons() {
-        let events = parse(fixture!("statuses"));
+        let events = parse(fixture!("whatsapp/statuses.json"));
         let status = |id: &str, status, error: Option<&str>| {
             InboundEvent::Status(StatusUpdate {
                 platform_message_id: id.into(),
@@ -954,14 +957,14 @@ mod tests {
 
     #[test]
     fn other_fields_and_error_only_changes_carry_no_event() {
-        assert!(parse(fixture!("not_messages")).is_empty());
+        assert!(parse(fixture!("whatsapp/not_messages.json")).is_empty());
         assert!(parse(r#"{"object":"whatsapp_business_account","entry":[]}"#).is_empty());
     }
 
     #[test]
     fn signatures_are_checked_on_the_raw_bytes() {
         let adapter = adapter(&[]);
-        let body = fixture!("text_reply");
+        let body = fixture!("whatsapp/text_reply.json");
         let now = Utc::now();
         adapter.verify(&signed(body), now).unwrap();
         let missing = request(body, None, "application/json");
@@ -999,7 +1002,7 @@ mod tests {
             secret: Secret::new("previous-app-secret"),
             until: now + chrono::Duration::seconds(60),
         }]);
-        let body = fixture!("image");
+        let body = fixture!("whatsapp/image.json");
         let old = request(
             body,
             Some(meta::sign(b"previous-app-secret", body.as_bytes())),
@@ -1110,7 +1113,7 @@ mod tests {
     #[test]
     fn wrong_content_type_and_broken_json_are_refused() {
         let adapter = adapter(&[]);
-        let body = fixture!("text_reply");
+        let body = fixture!("whatsapp/text_reply.json");
         let form = request(body, None, "application/x-www-form-urlencoded");
         assert!(matches!(
             adapter.parse(&form),
