@@ -502,7 +502,6 @@ impl ChannelAdapter for InstagramAdapter {
 mod tests {
     use super::*;
     use crate::fixtures::fixture;
-    use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     const APP_SECRET: &str = "ig-app-secret";
@@ -524,25 +523,8 @@ mod tests {
         InstagramAdapter::new(&config(), reqwest::Client::new(), retired)
     }
 
-    fn request(body: &str, signature: Option<String>, content_type: &str) -> RawRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
-        if let Some(s) = signature {
-            headers.insert(meta::SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
-        }
-        RawRequest::post(
-            "https://bridge.example/hooks/ig",
-            headers,
-            body.as_bytes().to_vec(),
-        )
-    }
-
     fn signed(body: &str) -> RawRequest {
-        request(
-            body,
-            Some(meta::sign(APP_SECRET.as_bytes(), body.as_bytes())),
-            "application/json",
-        )
+        meta::testing::signed("ig", APP_SECRET, body)
     }
 
     fn parse(body: &str) -> Vec<InboundEvent> {
@@ -720,54 +702,17 @@ mod tests {
 
     #[test]
     fn signatures_are_checked_on_the_raw_bytes_with_retired_secrets_for_a_while() {
-        let now = Utc::now();
-        let adapter = adapter(&[RetiredSecret {
-            secret: Secret::new("previous-secret"),
-            until: now + chrono::Duration::seconds(60),
-        }]);
-        let body = fixture!("instagram/text_reply.json");
-        adapter.verify(&signed(body), now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&request(body, None, "application/json"), now)
-                .unwrap_err(),
-            VerifyError::MissingHeader("x-hub-signature-256")
-        );
-        let forged = request(
-            body,
-            Some(meta::sign(b"not-the-secret", body.as_bytes())),
-            "application/json",
-        );
-        assert_eq!(
-            adapter.verify(&forged, now).unwrap_err(),
-            VerifyError::BadSignature
-        );
-        let old = request(
-            body,
-            Some(meta::sign(b"previous-secret", body.as_bytes())),
-            "application/json",
-        );
-        adapter.verify(&old, now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&old, now + chrono::Duration::seconds(61))
-                .unwrap_err(),
-            VerifyError::BadSignature
+        meta::testing::assert_signatures_checked_with_retired_secrets(
+            adapter,
+            "ig",
+            APP_SECRET,
+            fixture!("instagram/text_reply.json"),
         );
     }
 
     #[test]
     fn the_handshake_answers_with_the_challenge() {
-        let adapter = adapter(&[]);
-        let mut get = request("", None, "text/plain");
-        get.method = axum::http::Method::GET;
-        get.query = Some("hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=77".into());
-        assert_eq!(adapter.handshake(&get).unwrap().body, "77");
-        get.query = Some("hub.mode=subscribe&hub.verify_token=no&hub.challenge=77".into());
-        assert_eq!(
-            adapter.handshake(&get).unwrap_err(),
-            HandshakeError::Forbidden
-        );
+        meta::testing::assert_handshake_answers_the_challenge(&adapter(&[]), "77");
     }
 
     fn field_of(body: &str) -> String {

@@ -712,6 +712,116 @@ impl<'a> Node<'a> {
     }
 }
 
+/// What the tests of the three Meta adapters (WhatsApp, Messenger, Instagram) share: a
+/// webhook request as Meta sends one, and the checks of its signature and handshake.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::http::{HeaderMap, HeaderValue};
+    use chrono::Utc;
+
+    use super::{SIGNATURE_HEADER, sign};
+    use crate::adapters::{ChannelAdapter, HandshakeError, RawRequest, RetiredSecret, VerifyError};
+    use crate::secret::Secret;
+
+    /// A POST to `/hooks/{channel}` with `body`, its content type and, when given, the
+    /// `X-Hub-Signature-256` header.
+    pub(crate) fn request(
+        channel: &str,
+        body: &str,
+        signature: Option<String>,
+        content_type: &str,
+    ) -> RawRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
+        if let Some(s) = signature {
+            headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
+        }
+        RawRequest::post(
+            &format!("https://bridge.example/hooks/{channel}"),
+            headers,
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    /// `body` as Meta sends it: JSON, signed with the app secret.
+    pub(crate) fn signed(channel: &str, app_secret: &str, body: &str) -> RawRequest {
+        request(
+            channel,
+            body,
+            Some(sign(app_secret.as_bytes(), body.as_bytes())),
+            "application/json",
+        )
+    }
+
+    /// The signature is checked on the raw bytes: missing or forged fails, a retired secret
+    /// passes until its time and not after.
+    pub(crate) fn assert_signatures_checked_with_retired_secrets<A: ChannelAdapter>(
+        adapter: impl Fn(&[RetiredSecret]) -> A,
+        channel: &str,
+        app_secret: &str,
+        body: &str,
+    ) {
+        let now = Utc::now();
+        let adapter = adapter(&[RetiredSecret {
+            secret: Secret::new("previous-secret"),
+            until: now + chrono::Duration::seconds(60),
+        }]);
+        adapter
+            .verify(&signed(channel, app_secret, body), now)
+            .unwrap();
+        assert_eq!(
+            adapter
+                .verify(&request(channel, body, None, "application/json"), now)
+                .unwrap_err(),
+            VerifyError::MissingHeader("x-hub-signature-256")
+        );
+        let forged = request(
+            channel,
+            body,
+            Some(sign(b"not-the-secret", body.as_bytes())),
+            "application/json",
+        );
+        assert_eq!(
+            adapter.verify(&forged, now).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let old = request(
+            channel,
+            body,
+            Some(sign(b"previous-secret", body.as_bytes())),
+            "application/json",
+        );
+        adapter.verify(&old, now).unwrap();
+        assert_eq!(
+            adapter
+                .verify(&old, now + chrono::Duration::seconds(61))
+                .unwrap_err(),
+            VerifyError::BadSignature
+        );
+    }
+
+    /// The GET handshake echoes `hub.challenge` for the right verify token (the tests'
+    /// configs use `verify-me`) and refuses any other.
+    pub(crate) fn assert_handshake_answers_the_challenge(
+        adapter: &impl ChannelAdapter,
+        challenge: &str,
+    ) {
+        let mut get = request("meta", "", None, "text/plain");
+        get.method = axum::http::Method::GET;
+        get.query = Some(format!(
+            "hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge={challenge}"
+        ));
+        assert_eq!(adapter.handshake(&get).unwrap().body, challenge);
+        get.query = Some(format!(
+            "hub.mode=subscribe&hub.verify_token=guess&hub.challenge={challenge}"
+        ));
+        assert_eq!(
+            adapter.handshake(&get).unwrap_err(),
+            HandshakeError::Forbidden
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

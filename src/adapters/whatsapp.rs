@@ -681,24 +681,11 @@ mod tests {
     }
 
     fn request(body: &str, signature: Option<String>, content_type: &str) -> RawRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
-        if let Some(s) = signature {
-            headers.insert(meta::SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
-        }
-        RawRequest::post(
-            "https://bridge.example/hooks/wa",
-            headers,
-            body.as_bytes().to_vec(),
-        )
+        meta::testing::request("wa", body, signature, content_type)
     }
 
     fn signed(body: &str) -> RawRequest {
-        request(
-            body,
-            Some(meta::sign(APP_SECRET.as_bytes(), body.as_bytes())),
-            "application/json",
-        )
+        meta::testing::signed("wa", APP_SECRET, body)
     }
 
     fn parse(body: &str) -> Vec<InboundEvent> {
@@ -1019,16 +1006,7 @@ mod tests {
 
     #[test]
     fn the_handshake_answers_with_the_challenge() {
-        let adapter = adapter(&[]);
-        let mut get = request("", None, "text/plain");
-        get.method = axum::http::Method::GET;
-        get.query = Some("hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=4821".into());
-        assert_eq!(adapter.handshake(&get).unwrap().body, "4821");
-        get.query = Some("hub.mode=subscribe&hub.verify_token=guess&hub.challenge=4821".into());
-        assert_eq!(
-            adapter.handshake(&get).unwrap_err(),
-            HandshakeError::Forbidden
-        );
+        meta::testing::assert_handshake_answers_the_challenge(&adapter(&[]), "4821");
     }
 
     fn field_of(body: &str) -> String {
