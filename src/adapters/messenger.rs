@@ -393,39 +393,19 @@ pub fn plan(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
                 }
             }
             Part::Location(l) => {
-                let mut lines: Vec<String> = [&l.name, &l.address]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect();
-                lines.push(format!(
-                    "https://www.google.com/maps/search/?api=1&query={},{}",
-                    l.latitude, l.longitude
-                ));
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::location_text(l));
                 notes.push(format!(
                     "part {n} (location) cannot be sent on Messenger and was sent as a map link"
                 ));
             }
             Part::Contact(c) => {
-                let lines: Vec<String> = c
-                    .name
-                    .iter()
-                    .chain(&c.phones)
-                    .chain(&c.emails)
-                    .cloned()
-                    .collect();
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::contact_text(c));
                 notes.push(format!(
                     "part {n} (contact) cannot be sent on Messenger and was sent as text"
                 ));
             }
             Part::Unsupported(u) => {
-                let body = match u.raw.as_ref().and_then(meta::first_url) {
-                    Some(url) => format!("[{}] {url}", u.platform_type),
-                    None => format!("[{}]", u.platform_type),
-                };
-                text(&mut messages, &body);
+                text(&mut messages, &meta::unsupported_text(u));
                 notes.push(format!(
                     "part {n} ({}) has no Messenger equivalent and was sent as text",
                     u.platform_type

@@ -20,7 +20,7 @@ use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
     RetiredSecret, SendError, VerifyError, classify_status, classify_transport, retry_after,
 };
-use crate::model::{Part, UnsupportedPart};
+use crate::model::{ContactPart, LocationPart, Part, UnsupportedPart};
 use crate::secret::Secret;
 
 /// The Graph API both platforms default to. v26.0 is the newest version (July 2026);
@@ -483,6 +483,42 @@ pub fn first_url(value: &Value) -> Option<&str> {
         Value::Array(items) => items.iter().find_map(first_url),
         Value::Object(map) => map.values().find_map(first_url),
         _ => None,
+    }
+}
+
+/// A location as text, for Messenger and Instagram, which cannot send one: its name and
+/// address, then a map link, a line each.
+pub fn location_text(l: &LocationPart) -> String {
+    let mut lines: Vec<String> = [&l.name, &l.address]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    lines.push(format!(
+        "https://www.google.com/maps/search/?api=1&query={},{}",
+        l.latitude, l.longitude
+    ));
+    lines.join("\n")
+}
+
+/// A contact card as text, for Messenger and Instagram: name, phones and e-mails, a line each.
+pub fn contact_text(c: &ContactPart) -> String {
+    let lines: Vec<String> = c
+        .name
+        .iter()
+        .chain(&c.phones)
+        .chain(&c.emails)
+        .cloned()
+        .collect();
+    lines.join("\n")
+}
+
+/// A part the platform has no equivalent for, as text: `[type]`, then the first URL in its
+/// raw JSON when it has one.
+pub fn unsupported_text(u: &UnsupportedPart) -> String {
+    match u.raw.as_ref().and_then(first_url) {
+        Some(url) => format!("[{}] {url}", u.platform_type),
+        None => format!("[{}]", u.platform_type),
     }
 }
 
