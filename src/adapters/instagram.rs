@@ -80,19 +80,7 @@ impl InstagramAdapter {
 /// The IGSID a reply goes to: the contact part of the thread (`"{account_id}:{igsid}"`),
 /// else the contact's identifier.
 fn recipient(message: &Outbound) -> Result<String, SendError> {
-    let igsid = match message.platform_thread_id.as_deref() {
-        Some(thread) => thread
-            .split_once(':')
-            .map_or(thread, |(_, igsid)| igsid)
-            .to_owned(),
-        None => message.to.value.clone(),
-    };
-    if igsid.trim().is_empty() {
-        return Err(SendError::Permanent {
-            reason: "the conversation has no Instagram user to send to".into(),
-        });
-    }
-    Ok(igsid)
+    meta::recipient(message, "Instagram")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -71,19 +71,7 @@ impl MessengerAdapter {
 /// The PSID a reply goes to: the contact part of the thread (`"{page_id}:{psid}"`), else
 /// the contact's identifier.
 fn recipient(message: &Outbound) -> Result<String, SendError> {
-    let psid = match message.platform_thread_id.as_deref() {
-        Some(thread) => thread
-            .split_once(':')
-            .map_or(thread, |(_, psid)| psid)
-            .to_owned(),
-        None => message.to.value.clone(),
-    };
-    if psid.trim().is_empty() {
-        return Err(SendError::Permanent {
-            reason: "the conversation has no Messenger user to send to".into(),
-        });
-    }
-    Ok(psid)
+    meta::recipient(message, "Messenger")
 }
 
 // ---------------------------------------------------------------------------------------

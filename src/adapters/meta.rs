@@ -486,6 +486,25 @@ pub fn first_url(value: &Value) -> Option<&str> {
     }
 }
 
+/// The user a Messenger or Instagram reply goes to: the user part of the thread
+/// (`"{page or account id}:{user id}"`), else the contact's identifier. `platform` names
+/// the platform in the refusal.
+pub fn recipient(message: &super::Outbound, platform: &str) -> Result<String, SendError> {
+    let user = match message.platform_thread_id.as_deref() {
+        Some(thread) => thread
+            .split_once(':')
+            .map_or(thread, |(_, user)| user)
+            .to_owned(),
+        None => message.to.value.clone(),
+    };
+    if user.trim().is_empty() {
+        return Err(SendError::Permanent {
+            reason: format!("the conversation has no {platform} user to send to"),
+        });
+    }
+    Ok(user)
+}
+
 /// A location as text, for Messenger and Instagram, which cannot send one: its name and
 /// address, then a map link, a line each.
 pub fn location_text(l: &LocationPart) -> String {
