@@ -27,7 +27,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && rm -rf src \
         target/release/.fingerprint/channel-bridge-* \
         target/release/deps/channel_bridge-* \
@@ -39,7 +39,8 @@ RUN mkdir src \
 COPY src ./src
 COPY migrations ./migrations
 COPY config ./config
-RUN cargo build --release --locked
+# Without default features: the bench binary (feature "bench") is not built into the image.
+RUN cargo build --release --locked --no-default-features
 
 # ---- runtime ----------------------------------------------------------------------------
 # Same Debian release as the build stage, so the binary's glibc matches.

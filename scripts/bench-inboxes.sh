@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}; ROUNDS=${ROUNDS:-200}; RUNS=${RUNS:-2}
-cargo build --release --locked --bins
+cargo build --release --locked --features bench --bins
 bin=$PWD/target/release/channel-bridge
 dir=$(mktemp -d /tmp/bench-inboxes.XXXXXX)
 trap 'kill $(cat "$dir/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$dir"' EXIT

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 smoke=false
 if [[ "${1:-}" == "--smoke" ]]; then smoke=true; fi
 
-cargo build --release --locked --bins || exit 1
+cargo build --release --locked --features bench --bins || exit 1
 bench=target/release/channel-bridge-bench
 report=${REPORT:-target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 mkdir -p "$(dirname "$report")"

@@ -9,7 +9,7 @@
 # or run as such. Instead the runtime stage of ./Dockerfile is reproduced step by step on a
 # Debian bookworm minbase root made with debootstrap (what debian:bookworm-slim is made
 # from): its RUN steps run in a chroot, its COPY steps copy the release binary (built as
-# the build stage does, with `cargo build --release --locked`) and the config, its ENV,
+# the build stage does, with `cargo build --release --locked --no-default-features`) and the config, its ENV,
 # USER and WORKDIR are applied. The steps are read from the Dockerfile itself, so a change
 # there is what gets checked. Then, as the image's non-root user, with the image's
 # environment, in fresh PID, network and mount namespaces (the daemon is PID 1, listens on
@@ -60,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- the build stage ------------------------------------------------------------------
-step "Build stage: cargo build --release --locked, with the stage's ENV"
+step "Build stage: cargo build --release --locked --no-default-features, with the stage's ENV"
 # The build stage's ENV lines (e.g. the release profile's settings), as NAME=VALUE words.
 build_env=$(python3 - "$ROOT/Dockerfile" <<'PY'
 import re, sys
@@ -75,7 +75,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     # A target folder of its own: other profile settings than a developer's target/release.
     CARGO_TARGET=$WORK/cargo-target
     # shellcheck disable=SC2086 # NAME=VALUE words
-    (cd "$ROOT" && env $build_env cargo build --release --locked --bin channel-bridge \
+    (cd "$ROOT" && env $build_env cargo build --release --locked --no-default-features --bin channel-bridge \
         --target-dir "$CARGO_TARGET")
     pass "build-stage ENV: ${build_env:-none}"
     BINARY=$CARGO_TARGET/release/channel-bridge

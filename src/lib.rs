@@ -25,4 +25,9 @@ pub mod signals;
 pub mod store;
 pub mod telemetry;
 
+/// The recorded platform requests the unit tests parse (shared with `tests/`).
+#[cfg(test)]
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 pub use app::App;

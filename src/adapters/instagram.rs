@@ -80,19 +80,7 @@ impl InstagramAdapter {
 /// The IGSID a reply goes to: the contact part of the thread (`"{account_id}:{igsid}"`),
 /// else the contact's identifier.
 fn recipient(message: &Outbound) -> Result<String, SendError> {
-    let igsid = match message.platform_thread_id.as_deref() {
-        Some(thread) => thread
-            .split_once(':')
-            .map_or(thread, |(_, igsid)| igsid)
-            .to_owned(),
-        None => message.to.value.clone(),
-    };
-    if igsid.trim().is_empty() {
-        return Err(SendError::Permanent {
-            reason: "the conversation has no Instagram user to send to".into(),
-        });
-    }
-    Ok(igsid)
+    meta::recipient(message, "Instagram")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,39 +355,19 @@ pub fn plan(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
                 attachment(&mut messages, &mut notes, n, "image", m);
             }
             Part::Location(l) => {
-                let mut lines: Vec<String> = [&l.name, &l.address]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect();
-                lines.push(format!(
-                    "https://www.google.com/maps/search/?api=1&query={},{}",
-                    l.latitude, l.longitude
-                ));
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::location_text(l));
                 notes.push(format!(
                     "part {n} (location) cannot be sent on Instagram and was sent as a map link"
                 ));
             }
             Part::Contact(c) => {
-                let lines: Vec<String> = c
-                    .name
-                    .iter()
-                    .chain(&c.phones)
-                    .chain(&c.emails)
-                    .cloned()
-                    .collect();
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::contact_text(c));
                 notes.push(format!(
                     "part {n} (contact) cannot be sent on Instagram and was sent as text"
                 ));
             }
             Part::Unsupported(u) => {
-                let body = match u.raw.as_ref().and_then(meta::first_url) {
-                    Some(url) => format!("[{}] {url}", u.platform_type),
-                    None => format!("[{}]", u.platform_type),
-                };
-                text(&mut messages, &body);
+                text(&mut messages, &meta::unsupported_text(u));
                 notes.push(format!(
                     "part {n} ({}) has no Instagram equivalent and was sent as text",
                     u.platform_type
@@ -503,19 +471,13 @@ impl ChannelAdapter for InstagramAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderMap, HeaderValue};
+    use crate::fixtures::fixture;
     use proptest::prelude::*;
 
     const APP_SECRET: &str = "ig-app-secret";
     const ACCOUNT: &str = "17841405822304914";
     const IGSID: &str = "1254459154682919";
     const FIRST_MID: &str = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA1";
-
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/instagram/", $name, ".json"))
-        };
-    }
 
     fn config() -> InstagramConfig {
         InstagramConfig {
@@ -531,25 +493,8 @@ mod tests {
         InstagramAdapter::new(&config(), reqwest::Client::new(), retired)
     }
 
-    fn request(body: &str, signature: Option<String>, content_type: &str) -> RawRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
-        if let Some(s) = signature {
-            headers.insert(meta::SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
-        }
-        RawRequest::post(
-            "https://bridge.example/hooks/ig",
-            headers,
-            body.as_bytes().to_vec(),
-        )
-    }
-
     fn signed(body: &str) -> RawRequest {
-        request(
-            body,
-            Some(meta::sign(APP_SECRET.as_bytes(), body.as_bytes())),
-            "application/json",
-        )
+        meta::testing::signed("ig", APP_SECRET, body)
     }
 
     fn parse(body: &str) -> Vec<InboundEvent> {
@@ -580,7 +525,9 @@ mod tests {
 
     #[test]
     fn text_with_a_quote_names_sender_thread_and_quoted_message() {
-        let [m] = messages(fixture!("text_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/text_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, FIRST_MID);
         assert_eq!(
             m.thread_id.as_deref(),
@@ -605,14 +552,16 @@ mod tests {
 
     #[test]
     fn a_quick_reply_is_the_text_on_its_button() {
-        let [m] = messages(fixture!("quick_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/quick_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.parts[0].text(), Some("Track my order"));
         assert_eq!(m.raw["message"]["quick_reply"]["payload"], "TRACK_ORDER");
     }
 
     #[test]
     fn attachments_become_media_parts_with_their_urls() {
-        let ms = messages(fixture!("attachments"));
+        let ms = messages(fixture!("instagram/attachments.json"));
         assert_eq!(ms.len(), 4);
         assert_eq!(ms[0].parts.len(), 2, "several images are several parts");
         assert!(ms[0].parts.iter().all(|p| matches!(p, Part::Image(_))));
@@ -630,7 +579,7 @@ mod tests {
 
     #[test]
     fn shares_are_links_and_stories_and_reels_are_kept_whole() {
-        let ms = messages(fixture!("shares_and_stories"));
+        let ms = messages(fixture!("instagram/shares_and_stories.json"));
         assert_eq!(ms.len(), 6);
         assert_eq!(
             ms[0].parts,
@@ -664,7 +613,8 @@ mod tests {
 
     #[test]
     fn a_story_reply_without_text_is_the_story_alone() {
-        let body = fixture!("shares_and_stories").replace(r#""text": "Love this colour!","#, "");
+        let body = fixture!("instagram/shares_and_stories.json")
+            .replace(r#""text": "Love this colour!","#, "");
         let ms = messages(&body);
         assert!(
             matches!(&ms[2].parts[..], [Part::Unsupported(u)] if u.platform_type == "story_reply"),
@@ -675,13 +625,13 @@ mod tests {
 
     #[test]
     fn echoes_reactions_referrals_and_postbacks_without_mid_carry_no_event() {
-        assert!(parse(fixture!("echo_and_reaction")).is_empty());
+        assert!(parse(fixture!("instagram/echo_and_reaction.json")).is_empty());
     }
 
     #[test]
     fn an_edit_replaces_the_text_and_a_deletion_retracts() {
         assert_eq!(
-            parse(fixture!("edit")),
+            parse(fixture!("instagram/edit.json")),
             vec![InboundEvent::Edit(MessageEdit {
                 platform_message_id: FIRST_MID.into(),
                 parts: vec![Part::Text(TextPart {
@@ -692,7 +642,7 @@ mod tests {
             })]
         );
         assert_eq!(
-            parse(fixture!("deleted")),
+            parse(fixture!("instagram/deleted.json")),
             vec![InboundEvent::Retract {
                 platform_message_id: FIRST_MID.into()
             }]
@@ -702,7 +652,7 @@ mod tests {
     #[test]
     fn a_read_receipt_marks_the_named_message_read() {
         assert_eq!(
-            parse(fixture!("read")),
+            parse(fixture!("instagram/read.json")),
             vec![InboundEvent::Status(StatusUpdate {
                 platform_message_id: "aWdfOUT1".into(),
                 status: DeliveryStatus::Read,
@@ -713,61 +663,26 @@ mod tests {
 
     #[test]
     fn a_postback_with_a_mid_is_the_title_the_contact_tapped() {
-        let [m] = messages(fixture!("postback")).try_into().unwrap();
+        let [m] = messages(fixture!("instagram/postback.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, "aWdfPB1");
         assert_eq!(m.parts[0].text(), Some("Talk to a person"));
     }
 
     #[test]
     fn signatures_are_checked_on_the_raw_bytes_with_retired_secrets_for_a_while() {
-        let now = Utc::now();
-        let adapter = adapter(&[RetiredSecret {
-            secret: Secret::new("previous-secret"),
-            until: now + chrono::Duration::seconds(60),
-        }]);
-        let body = fixture!("text_reply");
-        adapter.verify(&signed(body), now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&request(body, None, "application/json"), now)
-                .unwrap_err(),
-            VerifyError::MissingHeader("x-hub-signature-256")
-        );
-        let forged = request(
-            body,
-            Some(meta::sign(b"not-the-secret", body.as_bytes())),
-            "application/json",
-        );
-        assert_eq!(
-            adapter.verify(&forged, now).unwrap_err(),
-            VerifyError::BadSignature
-        );
-        let old = request(
-            body,
-            Some(meta::sign(b"previous-secret", body.as_bytes())),
-            "application/json",
-        );
-        adapter.verify(&old, now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&old, now + chrono::Duration::seconds(61))
-                .unwrap_err(),
-            VerifyError::BadSignature
+        meta::testing::assert_signatures_checked_with_retired_secrets(
+            adapter,
+            "ig",
+            APP_SECRET,
+            fixture!("instagram/text_reply.json"),
         );
     }
 
     #[test]
     fn the_handshake_answers_with_the_challenge() {
-        let adapter = adapter(&[]);
-        let mut get = request("", None, "text/plain");
-        get.method = axum::http::Method::GET;
-        get.query = Some("hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=77".into());
-        assert_eq!(adapter.handshake(&get).unwrap().body, "77");
-        get.query = Some("hub.mode=subscribe&hub.verify_token=no&hub.challenge=77".into());
-        assert_eq!(
-            adapter.handshake(&get).unwrap_err(),
-            HandshakeError::Forbidden
-        );
+        meta::testing::assert_handshake_answers_the_challenge(&adapter(&[]), "77");
     }
 
     fn field_of(body: &str) -> String {

@@ -71,19 +71,7 @@ impl MessengerAdapter {
 /// The PSID a reply goes to: the contact part of the thread (`"{page_id}:{psid}"`), else
 /// the contact's identifier.
 fn recipient(message: &Outbound) -> Result<String, SendError> {
-    let psid = match message.platform_thread_id.as_deref() {
-        Some(thread) => thread
-            .split_once(':')
-            .map_or(thread, |(_, psid)| psid)
-            .to_owned(),
-        None => message.to.value.clone(),
-    };
-    if psid.trim().is_empty() {
-        return Err(SendError::Permanent {
-            reason: "the conversation has no Messenger user to send to".into(),
-        });
-    }
-    Ok(psid)
+    meta::recipient(message, "Messenger")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -395,39 +383,19 @@ pub fn plan(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
                 }
             }
             Part::Location(l) => {
-                let mut lines: Vec<String> = [&l.name, &l.address]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect();
-                lines.push(format!(
-                    "https://www.google.com/maps/search/?api=1&query={},{}",
-                    l.latitude, l.longitude
-                ));
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::location_text(l));
                 notes.push(format!(
                     "part {n} (location) cannot be sent on Messenger and was sent as a map link"
                 ));
             }
             Part::Contact(c) => {
-                let lines: Vec<String> = c
-                    .name
-                    .iter()
-                    .chain(&c.phones)
-                    .chain(&c.emails)
-                    .cloned()
-                    .collect();
-                text(&mut messages, &lines.join("\n"));
+                text(&mut messages, &meta::contact_text(c));
                 notes.push(format!(
                     "part {n} (contact) cannot be sent on Messenger and was sent as text"
                 ));
             }
             Part::Unsupported(u) => {
-                let body = match u.raw.as_ref().and_then(meta::first_url) {
-                    Some(url) => format!("[{}] {url}", u.platform_type),
-                    None => format!("[{}]", u.platform_type),
-                };
-                text(&mut messages, &body);
+                text(&mut messages, &meta::unsupported_text(u));
                 notes.push(format!(
                     "part {n} ({}) has no Messenger equivalent and was sent as text",
                     u.platform_type
@@ -536,18 +504,13 @@ impl ChannelAdapter for MessengerAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
     const APP_SECRET: &str = "fb-app-secret";
     const PAGE: &str = "104893211234567";
     const PSID: &str = "7210934512867345";
-
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/messenger/", $name, ".json"))
-        };
-    }
 
     fn config() -> MessengerConfig {
         MessengerConfig {
@@ -563,24 +526,11 @@ mod tests {
     }
 
     fn request(body: &str, signature: Option<String>, content_type: &str) -> RawRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
-        if let Some(s) = signature {
-            headers.insert(meta::SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
-        }
-        RawRequest::post(
-            "https://bridge.example/hooks/fb",
-            headers,
-            body.as_bytes().to_vec(),
-        )
+        meta::testing::request("fb", body, signature, content_type)
     }
 
     fn signed(body: &str) -> RawRequest {
-        request(
-            body,
-            Some(meta::sign(APP_SECRET.as_bytes(), body.as_bytes())),
-            "application/json",
-        )
+        meta::testing::signed("fb", APP_SECRET, body)
     }
 
     fn parse(body: &str) -> Vec<InboundEvent> {
@@ -614,7 +564,9 @@ mod tests {
 
     #[test]
     fn text_with_a_quote_names_sender_thread_and_quoted_message() {
-        let [m] = messages(fixture!("text_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("messenger/text_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.platform_message_id, "m_vubkW1zWbFkR8xGxQ2");
         assert_eq!(
             m.thread_id.as_deref(),
@@ -644,14 +596,16 @@ mod tests {
 
     #[test]
     fn a_quick_reply_is_the_text_on_its_button() {
-        let [m] = messages(fixture!("quick_reply")).try_into().unwrap();
+        let [m] = messages(fixture!("messenger/quick_reply.json"))
+            .try_into()
+            .unwrap();
         assert_eq!(m.parts[0].text(), Some("Track my order"));
         assert_eq!(m.raw["message"]["quick_reply"]["payload"], "TRACK_ORDER");
     }
 
     #[test]
     fn attachments_become_media_parts_with_their_urls() {
-        let ms = messages(fixture!("attachments"));
+        let ms = messages(fixture!("messenger/attachments.json"));
         assert_eq!(ms.len(), 4);
         assert_eq!(ms[0].parts.len(), 2, "an album is several image parts");
         assert!(ms[0].parts.iter().all(|p| matches!(p, Part::Image(_))));
@@ -669,7 +623,7 @@ mod tests {
 
     #[test]
     fn a_sticker_sent_twice_in_the_transition_is_one_sticker_part() {
-        let ms = messages(fixture!("sticker"));
+        let ms = messages(fixture!("messenger/sticker.json"));
         for m in &ms {
             let [Part::Sticker(sticker)] = m.parts.as_slice() else {
                 panic!("{}: {:?}", m.platform_message_id, m.parts)
@@ -692,7 +646,7 @@ mod tests {
 
     #[test]
     fn locations_links_and_unknown_attachments() {
-        let ms = messages(fixture!("location_and_links"));
+        let ms = messages(fixture!("messenger/location_and_links.json"));
         assert_eq!(
             ms[0].parts,
             vec![Part::Location(LocationPart {
@@ -728,13 +682,13 @@ mod tests {
 
     #[test]
     fn echoes_reactions_optins_and_referrals_carry_no_event() {
-        assert!(parse(fixture!("echo_and_others")).is_empty());
+        assert!(parse(fixture!("messenger/echo_and_others.json")).is_empty());
     }
 
     #[test]
     fn an_edit_replaces_the_text_of_the_message() {
         assert_eq!(
-            parse(fixture!("edit")),
+            parse(fixture!("messenger/edit.json")),
             vec![InboundEvent::Edit(MessageEdit {
                 platform_message_id: "m_vubkW1zWbFkR8xGxQ2".into(),
                 parts: vec![Part::Text(TextPart {
@@ -752,7 +706,7 @@ mod tests {
             [InboundEvent::Edit(edit)] => edit.order.clone(),
             other => panic!("expected one edit, got {other:?}"),
         };
-        let edit = fixture!("edit");
+        let edit = fixture!("messenger/edit.json");
         assert_eq!(
             order(&edit.replace(r#""num_edit": 1"#, r#""num_edit": 3"#)),
             Some(EditOrder(vec![3, 1783002436000]))
@@ -780,7 +734,7 @@ mod tests {
             })
         };
         assert_eq!(
-            parse(fixture!("delivery_read")),
+            parse(fixture!("messenger/delivery_read.json")),
             vec![
                 delivered("m_OUT1"),
                 delivered("m_OUT2"),
@@ -793,7 +747,7 @@ mod tests {
 
     #[test]
     fn a_postback_with_a_mid_is_the_title_the_contact_tapped() {
-        let ms = messages(fixture!("postback"));
+        let ms = messages(fixture!("messenger/postback.json"));
         assert_eq!(
             ms.len(),
             1,
@@ -805,7 +759,7 @@ mod tests {
 
     #[test]
     fn a_batch_yields_every_event_of_every_entry_including_standby() {
-        let events = parse(fixture!("batch"));
+        let events = parse(fixture!("messenger/batch.json"));
         let summary: Vec<String> = events
             .iter()
             .map(|e| match e {
@@ -829,54 +783,17 @@ mod tests {
 
     #[test]
     fn signatures_are_checked_on_the_raw_bytes_with_retired_secrets_for_a_while() {
-        let now = Utc::now();
-        let adapter = adapter(&[RetiredSecret {
-            secret: Secret::new("previous-secret"),
-            until: now + chrono::Duration::seconds(60),
-        }]);
-        let body = fixture!("text_reply");
-        adapter.verify(&signed(body), now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&request(body, None, "application/json"), now)
-                .unwrap_err(),
-            VerifyError::MissingHeader("x-hub-signature-256")
-        );
-        let forged = request(
-            body,
-            Some(meta::sign(b"not-the-secret", body.as_bytes())),
-            "application/json",
-        );
-        assert_eq!(
-            adapter.verify(&forged, now).unwrap_err(),
-            VerifyError::BadSignature
-        );
-        let old = request(
-            body,
-            Some(meta::sign(b"previous-secret", body.as_bytes())),
-            "application/json",
-        );
-        adapter.verify(&old, now).unwrap();
-        assert_eq!(
-            adapter
-                .verify(&old, now + chrono::Duration::seconds(61))
-                .unwrap_err(),
-            VerifyError::BadSignature
+        meta::testing::assert_signatures_checked_with_retired_secrets(
+            adapter,
+            "fb",
+            APP_SECRET,
+            fixture!("messenger/text_reply.json"),
         );
     }
 
     #[test]
     fn the_handshake_answers_with_the_challenge() {
-        let adapter = adapter(&[]);
-        let mut get = request("", None, "text/plain");
-        get.method = axum::http::Method::GET;
-        get.query = Some("hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=77".into());
-        assert_eq!(adapter.handshake(&get).unwrap().body, "77");
-        get.query = Some("hub.mode=subscribe&hub.verify_token=no&hub.challenge=77".into());
-        assert_eq!(
-            adapter.handshake(&get).unwrap_err(),
-            HandshakeError::Forbidden
-        );
+        meta::testing::assert_handshake_answers_the_challenge(&adapter(&[]), "77");
     }
 
     fn field_of(body: &str) -> String {
@@ -978,7 +895,7 @@ mod tests {
     #[test]
     fn wrong_content_type_and_broken_json_are_refused() {
         let adapter = adapter(&[]);
-        let form = request(fixture!("text_reply"), None, "text/plain");
+        let form = request(fixture!("messenger/text_reply.json"), None, "text/plain");
         assert!(matches!(
             adapter.parse(&form),
             Err(ParseError::UnsupportedMediaType(t)) if t == "text/plain"

@@ -20,7 +20,7 @@ use super::{
     FetchError, FetchedMedia, HandshakeError, HandshakeReply, ParseError, RawRequest,
     RetiredSecret, SendError, VerifyError, classify_status, classify_transport, retry_after,
 };
-use crate::model::{Part, UnsupportedPart};
+use crate::model::{ContactPart, LocationPart, Part, UnsupportedPart};
 use crate::secret::Secret;
 
 /// The Graph API both platforms default to. v26.0 is the newest version (July 2026);
@@ -486,6 +486,61 @@ pub fn first_url(value: &Value) -> Option<&str> {
     }
 }
 
+/// The user a Messenger or Instagram reply goes to: the user part of the thread
+/// (`"{page or account id}:{user id}"`), else the contact's identifier. `platform` names
+/// the platform in the refusal.
+pub fn recipient(message: &super::Outbound, platform: &str) -> Result<String, SendError> {
+    let user = match message.platform_thread_id.as_deref() {
+        Some(thread) => thread
+            .split_once(':')
+            .map_or(thread, |(_, user)| user)
+            .to_owned(),
+        None => message.to.value.clone(),
+    };
+    if user.trim().is_empty() {
+        return Err(SendError::Permanent {
+            reason: format!("the conversation has no {platform} user to send to"),
+        });
+    }
+    Ok(user)
+}
+
+/// A location as text, for Messenger and Instagram, which cannot send one: its name and
+/// address, then a map link, a line each.
+pub fn location_text(l: &LocationPart) -> String {
+    let mut lines: Vec<String> = [&l.name, &l.address]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    lines.push(format!(
+        "https://www.google.com/maps/search/?api=1&query={},{}",
+        l.latitude, l.longitude
+    ));
+    lines.join("\n")
+}
+
+/// A contact card as text, for Messenger and Instagram: name, phones and e-mails, a line each.
+pub fn contact_text(c: &ContactPart) -> String {
+    let lines: Vec<String> = c
+        .name
+        .iter()
+        .chain(&c.phones)
+        .chain(&c.emails)
+        .cloned()
+        .collect();
+    lines.join("\n")
+}
+
+/// A part the platform has no equivalent for, as text: `[type]`, then the first URL in its
+/// raw JSON when it has one.
+pub fn unsupported_text(u: &UnsupportedPart) -> String {
+    match u.raw.as_ref().and_then(first_url) {
+        Some(url) => format!("[{}] {url}", u.platform_type),
+        None => format!("[{}]", u.platform_type),
+    }
+}
+
 /// Checks the content type and reads the body as JSON.
 pub fn json_body(request: &RawRequest) -> Result<Value, ParseError> {
     match request.content_type().as_deref() {
@@ -709,6 +764,116 @@ impl<'a> Node<'a> {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// What the tests of the three Meta adapters (WhatsApp, Messenger, Instagram) share: a
+/// webhook request as Meta sends one, and the checks of its signature and handshake.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::http::{HeaderMap, HeaderValue};
+    use chrono::Utc;
+
+    use super::{SIGNATURE_HEADER, sign};
+    use crate::adapters::{ChannelAdapter, HandshakeError, RawRequest, RetiredSecret, VerifyError};
+    use crate::secret::Secret;
+
+    /// A POST to `/hooks/{channel}` with `body`, its content type and, when given, the
+    /// `X-Hub-Signature-256` header.
+    pub(crate) fn request(
+        channel: &str,
+        body: &str,
+        signature: Option<String>,
+        content_type: &str,
+    ) -> RawRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_str(content_type).unwrap());
+        if let Some(s) = signature {
+            headers.insert(SIGNATURE_HEADER, HeaderValue::from_str(&s).unwrap());
+        }
+        RawRequest::post(
+            &format!("https://bridge.example/hooks/{channel}"),
+            headers,
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    /// `body` as Meta sends it: JSON, signed with the app secret.
+    pub(crate) fn signed(channel: &str, app_secret: &str, body: &str) -> RawRequest {
+        request(
+            channel,
+            body,
+            Some(sign(app_secret.as_bytes(), body.as_bytes())),
+            "application/json",
+        )
+    }
+
+    /// The signature is checked on the raw bytes: missing or forged fails, a retired secret
+    /// passes until its time and not after.
+    pub(crate) fn assert_signatures_checked_with_retired_secrets<A: ChannelAdapter>(
+        adapter: impl Fn(&[RetiredSecret]) -> A,
+        channel: &str,
+        app_secret: &str,
+        body: &str,
+    ) {
+        let now = Utc::now();
+        let adapter = adapter(&[RetiredSecret {
+            secret: Secret::new("previous-secret"),
+            until: now + chrono::Duration::seconds(60),
+        }]);
+        adapter
+            .verify(&signed(channel, app_secret, body), now)
+            .unwrap();
+        assert_eq!(
+            adapter
+                .verify(&request(channel, body, None, "application/json"), now)
+                .unwrap_err(),
+            VerifyError::MissingHeader("x-hub-signature-256")
+        );
+        let forged = request(
+            channel,
+            body,
+            Some(sign(b"not-the-secret", body.as_bytes())),
+            "application/json",
+        );
+        assert_eq!(
+            adapter.verify(&forged, now).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let old = request(
+            channel,
+            body,
+            Some(sign(b"previous-secret", body.as_bytes())),
+            "application/json",
+        );
+        adapter.verify(&old, now).unwrap();
+        assert_eq!(
+            adapter
+                .verify(&old, now + chrono::Duration::seconds(61))
+                .unwrap_err(),
+            VerifyError::BadSignature
+        );
+    }
+
+    /// The GET handshake echoes `hub.challenge` for the right verify token (the tests'
+    /// configs use `verify-me`) and refuses any other.
+    pub(crate) fn assert_handshake_answers_the_challenge(
+        adapter: &impl ChannelAdapter,
+        challenge: &str,
+    ) {
+        let mut get = request("meta", "", None, "text/plain");
+        get.method = axum::http::Method::GET;
+        get.query = Some(format!(
+            "hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge={challenge}"
+        ));
+        assert_eq!(adapter.handshake(&get).unwrap().body, challenge);
+        get.query = Some(format!(
+            "hub.mode=subscribe&hub.verify_token=guess&hub.challenge={challenge}"
+        ));
+        assert_eq!(
+            adapter.handshake(&get).unwrap_err(),
+            HandshakeError::Forbidden
+        );
     }
 }
 

@@ -735,6 +735,7 @@ impl ChannelAdapter for TwilioAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use crate::model::{ContactPart, ConversationId, MessageId};
     use axum::http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
@@ -744,20 +745,17 @@ mod tests {
     const TOKEN: &str = "twilio-auth-token";
     const URL: &str = "https://bridge.example.com/hooks/sms";
 
-    const SMS_TEXT: &str = include_str!("../../tests/fixtures/twilio/sms_text.form");
-    const MMS_MEDIA: &str = include_str!("../../tests/fixtures/twilio/mms_media.form");
-    const WA_REPLY: &str = include_str!("../../tests/fixtures/twilio/whatsapp_reply.form");
-    const WA_LOCATION: &str = include_str!("../../tests/fixtures/twilio/whatsapp_location.form");
-    const WA_VOICE: &str = include_str!("../../tests/fixtures/twilio/whatsapp_voice.form");
-    const WA_STICKER: &str = include_str!("../../tests/fixtures/twilio/whatsapp_sticker.form");
-    const WA_UNSUPPORTED: &str =
-        include_str!("../../tests/fixtures/twilio/whatsapp_unsupported.form");
-    const STATUS_DELIVERED: &str =
-        include_str!("../../tests/fixtures/twilio/status_delivered.form");
-    const STATUS_UNDELIVERED: &str =
-        include_str!("../../tests/fixtures/twilio/status_undelivered.form");
-    const STATUS_READ: &str = include_str!("../../tests/fixtures/twilio/status_read.form");
-    const STATUS_SENT: &str = include_str!("../../tests/fixtures/twilio/status_sent.form");
+    const SMS_TEXT: &str = fixture!("twilio/sms_text.form");
+    const MMS_MEDIA: &str = fixture!("twilio/mms_media.form");
+    const WA_REPLY: &str = fixture!("twilio/whatsapp_reply.form");
+    const WA_LOCATION: &str = fixture!("twilio/whatsapp_location.form");
+    const WA_VOICE: &str = fixture!("twilio/whatsapp_voice.form");
+    const WA_STICKER: &str = fixture!("twilio/whatsapp_sticker.form");
+    const WA_UNSUPPORTED: &str = fixture!("twilio/whatsapp_unsupported.form");
+    const STATUS_DELIVERED: &str = fixture!("twilio/status_delivered.form");
+    const STATUS_UNDELIVERED: &str = fixture!("twilio/status_undelivered.form");
+    const STATUS_READ: &str = fixture!("twilio/status_read.form");
+    const STATUS_SENT: &str = fixture!("twilio/status_sent.form");
 
     fn config(api_base: &str) -> TwilioConfig {
         TwilioConfig {

@@ -855,6 +855,7 @@ impl ChannelAdapter for ViberAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use axum::http::HeaderValue;
     use hmac::{Hmac, Mac};
     use proptest::prelude::*;
@@ -920,15 +921,9 @@ mod tests {
         }
     }
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!("../../tests/fixtures/viber/", $name, ".json"))
-        };
-    }
-
     #[test]
     fn a_text_message_names_sender_thread_token_and_time() {
-        let m = message(fixture!("text"));
+        let m = message(fixture!("viber/text.json"));
         assert_eq!(m.platform_message_id, "5960076432594491601");
         assert_eq!(m.thread_id.as_deref(), Some("h7Qx2mK9vP4rT1wZ8cN3bA=="));
         assert_eq!(
@@ -953,16 +948,18 @@ mod tests {
     #[test]
     fn message_tokens_keep_all_64_bits() {
         // 2^63 + 1 does not survive a trip through f64.
-        let body = fixture!("text").replace("5960076432594491601", "9223372036854775809");
+        let body =
+            fixture!("viber/text.json").replace("5960076432594491601", "9223372036854775809");
         assert_eq!(message(&body).platform_message_id, "9223372036854775809");
-        let quoted = fixture!("text").replace("5960076432594491601", "\"5960076432594491601\"");
+        let quoted =
+            fixture!("viber/text.json").replace("5960076432594491601", "\"5960076432594491601\"");
         assert_eq!(message(&quoted).platform_message_id, "5960076432594491601");
     }
 
     #[test]
     fn a_picture_is_an_image_with_its_url_name_size_and_caption() {
         assert_eq!(
-            only_part(fixture!("picture")),
+            only_part(fixture!("viber/picture.json")),
             Part::Image(MediaPart {
                 media: Media {
                     url: Some("https://dl-media.viber.com/5/media/2/short/any/sig/image/0x0/IMG_0042.jpg?Expires=1783007600&Signature=abc".into()),
@@ -977,26 +974,26 @@ mod tests {
 
     #[test]
     fn every_message_type_maps_to_its_part() {
-        let Part::Video(video) = only_part(fixture!("video")) else {
+        let Part::Video(video) = only_part(fixture!("viber/video.json")) else {
             panic!("not a video")
         };
         assert_eq!(video.media.size_bytes, Some(3145728));
         assert_eq!(video.media.duration_s, Some(12.0));
 
-        let Part::File(file) = only_part(fixture!("file")) else {
+        let Part::File(file) = only_part(fixture!("viber/file.json")) else {
             panic!("not a file")
         };
         assert_eq!(file.media.filename.as_deref(), Some("invoice-2291.pdf"));
         assert_eq!(file.media.size_bytes, Some(48213));
 
-        let Part::Sticker(sticker) = only_part(fixture!("sticker")) else {
+        let Part::Sticker(sticker) = only_part(fixture!("viber/sticker.json")) else {
             panic!("not a sticker")
         };
         assert_eq!(sticker.media.platform_ref.as_deref(), Some("40138"));
         assert!(sticker.media.url.unwrap().ends_with("00040138.png"));
 
         assert_eq!(
-            only_part(fixture!("contact")),
+            only_part(fixture!("viber/contact.json")),
             Part::Contact(ContactPart {
                 name: Some("Bo Lindqvist".into()),
                 phones: vec!["+46701234567".into()],
@@ -1004,7 +1001,7 @@ mod tests {
             })
         );
         assert_eq!(
-            only_part(fixture!("location")),
+            only_part(fixture!("viber/location.json")),
             Part::Location(LocationPart {
                 latitude: 50.4501,
                 longitude: 30.5234,
@@ -1013,7 +1010,7 @@ mod tests {
             })
         );
         assert_eq!(
-            only_part(fixture!("url")),
+            only_part(fixture!("viber/url.json")),
             Part::Text(TextPart {
                 text: "https://shop.example.com/orders/2291".into()
             })
@@ -1023,10 +1020,10 @@ mod tests {
     #[test]
     fn a_comment_sent_with_a_location_sticker_contact_or_link_is_kept_as_text() {
         for (kind, fixture, first) in [
-            ("location", fixture!("location"), "location"),
-            ("sticker", fixture!("sticker"), "sticker"),
-            ("contact", fixture!("contact"), "contact"),
-            ("url", fixture!("url"), "text"),
+            ("location", fixture!("viber/location.json"), "location"),
+            ("sticker", fixture!("viber/sticker.json"), "sticker"),
+            ("contact", fixture!("viber/contact.json"), "contact"),
+            ("url", fixture!("viber/url.json"), "text"),
         ] {
             let body = fixture.replacen(
                 &format!(r#""type":"{kind}","#),
@@ -1039,14 +1036,14 @@ mod tests {
             assert_eq!(parts[1].text(), Some("see this"), "{kind}");
         }
         // A caption already holds it; a text message is its text.
-        for fixture in [fixture!("picture"), fixture!("text")] {
+        for fixture in [fixture!("viber/picture.json"), fixture!("viber/text.json")] {
             assert_eq!(message(fixture).parts.len(), 1, "{fixture}");
         }
     }
 
     #[test]
     fn an_unknown_message_type_is_kept_as_unsupported_with_its_raw_json() {
-        let Part::Unsupported(u) = only_part(fixture!("rich_media")) else {
+        let Part::Unsupported(u) = only_part(fixture!("viber/rich_media.json")) else {
             panic!("not unsupported")
         };
         assert_eq!(u.platform_type, "rich_media");
@@ -1060,16 +1057,19 @@ mod tests {
             other => panic!("expected one status, got {other:?}"),
         };
         assert_eq!(
-            status(fixture!("delivered")),
+            status(fixture!("viber/delivered.json")),
             StatusUpdate {
                 platform_message_id: "5741311803571721087".into(),
                 status: DeliveryStatus::Delivered,
                 error: None
             }
         );
-        assert_eq!(status(fixture!("seen")).status, DeliveryStatus::Read);
         assert_eq!(
-            status(fixture!("failed")),
+            status(fixture!("viber/seen.json")).status,
+            DeliveryStatus::Read
+        );
+        assert_eq!(
+            status(fixture!("viber/failed.json")),
             StatusUpdate {
                 platform_message_id: "5741311803571721087".into(),
                 status: DeliveryStatus::Failed,
@@ -1081,10 +1081,10 @@ mod tests {
     #[test]
     fn the_webhook_check_and_events_without_a_message_give_no_event() {
         for body in [
-            fixture!("webhook"),
-            fixture!("subscribed"),
-            fixture!("unsubscribed"),
-            fixture!("conversation_started"),
+            fixture!("viber/webhook.json"),
+            fixture!("viber/subscribed.json"),
+            fixture!("viber/unsubscribed.json"),
+            fixture!("viber/conversation_started.json"),
             r#"{"event": "client_status", "timestamp": 1}"#,
         ] {
             assert_eq!(parse(body).unwrap(), vec![], "{body}");
@@ -1095,7 +1095,7 @@ mod tests {
     fn the_signature_is_a_hex_hmac_of_the_raw_body_keyed_by_the_auth_token() {
         let a = adapter(&[]);
         let now = Utc::now();
-        let body = fixture!("text");
+        let body = fixture!("viber/text.json");
         let good = sign(TOKEN, body);
         a.verify(&request(body, Some(&good), "application/json"), now)
             .unwrap();
@@ -1133,7 +1133,7 @@ mod tests {
             secret: Secret::new("old-token"),
             until,
         }]);
-        let body = fixture!("text");
+        let body = fixture!("viber/text.json");
         let old = request(body, Some(&sign("old-token", body)), "application/json");
         a.verify(&old, until - chrono::Duration::seconds(1))
             .unwrap();
@@ -1157,7 +1157,7 @@ mod tests {
 
     #[test]
     fn malformed_callbacks_name_the_field_at_fault() {
-        let text = fixture!("text");
+        let text = fixture!("viber/text.json");
         let with = |pointer: &str, value: Value| {
             let mut v: Value = serde_json::from_str(text).unwrap();
             *v.pointer_mut(pointer).unwrap() = value;
@@ -1196,15 +1196,15 @@ mod tests {
         assert_eq!(field_of(&with("/message/text", json!(""))), "message.text");
         assert_eq!(field_of(&with("/message/text", json!(3))), "message.text");
         assert_eq!(field_of(&with("/timestamp", json!("noon"))), "timestamp");
-        let picture = fixture!("picture").replace("https://dl-media", "ftp://dl-media");
+        let picture = fixture!("viber/picture.json").replace("https://dl-media", "ftp://dl-media");
         assert_eq!(field_of(&picture), "message.media");
-        let size = fixture!("picture").replace("402113", "-1");
+        let size = fixture!("viber/picture.json").replace("402113", "-1");
         assert_eq!(field_of(&size), "message.size");
-        let location = fixture!("location").replace("50.4501", "95.0");
+        let location = fixture!("viber/location.json").replace("50.4501", "95.0");
         assert_eq!(field_of(&location), "message.location.lat");
-        let sticker = fixture!("sticker").replace("40138", "null");
+        let sticker = fixture!("viber/sticker.json").replace("40138", "null");
         assert_eq!(field_of(&sticker), "message.sticker_id");
-        let status = fixture!("delivered").replace("5741311803571721087", "\"x\"");
+        let status = fixture!("viber/delivered.json").replace("5741311803571721087", "\"x\"");
         assert_eq!(field_of(&status), "message_token");
     }
 
@@ -1506,8 +1506,8 @@ mod tests {
         #[test]
         fn a_real_callback_with_any_field_replaced_never_panics(
             fixture in prop::sample::select(vec![
-                fixture!("text"), fixture!("picture"), fixture!("sticker"), fixture!("location"),
-                fixture!("contact"), fixture!("video"), fixture!("failed"),
+                fixture!("viber/text.json"), fixture!("viber/picture.json"), fixture!("viber/sticker.json"), fixture!("viber/location.json"),
+                fixture!("viber/contact.json"), fixture!("viber/video.json"), fixture!("viber/failed.json"),
             ]),
             inner in any::<bool>(),
             index in any::<prop::sample::Index>(),

@@ -12,6 +12,7 @@ use std::process::Command;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::daemon::{ADMIN_TOKEN, DEADLINE, Daemon, REP_TOKEN, Setup, secret, wait_until};
+use crate::support::fixtures::fixture;
 
 const TG_BOT: &str = "7700770077:TG-BOT-TOKEN-q8Zx31";
 const TG_SECRET: &str = "TG-SECRET-TOKEN-m2Pw77";
@@ -289,7 +290,7 @@ async fn no_secret_reaches_a_log_line_or_a_response_on_any_path() {
         )
         .await;
     assert_eq!(status, 200);
-    let tg = include_bytes!("../fixtures/telegram/text.json").to_vec();
+    let tg = fixture!("telegram/text.json").as_bytes().to_vec();
     let (status, _) = out
         .post(
             &daemon,
@@ -299,7 +300,7 @@ async fn no_secret_reaches_a_log_line_or_a_response_on_any_path() {
         )
         .await;
     assert_eq!(status, 200);
-    let wa = include_bytes!("../fixtures/whatsapp/text_reply.json").to_vec();
+    let wa = fixture!("whatsapp/text_reply.json").as_bytes().to_vec();
     let (status, _) = out
         .post(
             &daemon,
@@ -310,7 +311,7 @@ async fn no_secret_reaches_a_log_line_or_a_response_on_any_path() {
         .await;
     assert_eq!(status, 200);
 
-    let line = include_bytes!("../fixtures/line/text.json").to_vec();
+    let line = fixture!("line/text.json").as_bytes().to_vec();
     let (status, _) = out
         .post(
             &daemon,
@@ -320,7 +321,7 @@ async fn no_secret_reaches_a_log_line_or_a_response_on_any_path() {
         )
         .await;
     assert_eq!(status, 200);
-    let viber = include_bytes!("../fixtures/viber/text.json").to_vec();
+    let viber = fixture!("viber/text.json").as_bytes().to_vec();
     let (status, _) = out
         .post(
             &daemon,

@@ -415,6 +415,7 @@ api_base = "{p}"
 
     /// One inbound message on every channel, signed as each platform signs.
     async fn a_conversation_on_every_channel(app: &TestApp) {
+        use crate::support::fixtures::fixture;
         use channel_bridge::adapters::{line, meta, twilio};
         use hmac::Mac;
         assert_eq!(
@@ -423,7 +424,7 @@ api_base = "{p}"
                 .status(),
             200
         );
-        let form = include_str!("../fixtures/twilio/sms_text.form");
+        let form = fixture!("twilio/sms_text.form");
         let params: Vec<(String, String)> = serde_urlencoded::from_str(form).unwrap();
         let signature = twilio::sign(
             TWILIO_TOKEN,
@@ -431,7 +432,7 @@ api_base = "{p}"
             &params,
         );
         post_hook(app, "sms", form, &[("x-twilio-signature", signature)]).await;
-        let update = include_str!("../fixtures/telegram/text.json");
+        let update = fixture!("telegram/text.json");
         post_hook(
             app,
             "tg",
@@ -440,16 +441,16 @@ api_base = "{p}"
         )
         .await;
         for (channel, body) in [
-            ("wa", include_str!("../fixtures/whatsapp/text_reply.json")),
-            ("fb", include_str!("../fixtures/messenger/text_reply.json")),
+            ("wa", fixture!("whatsapp/text_reply.json")),
+            ("fb", fixture!("messenger/text_reply.json")),
         ] {
             let signature = meta::sign(META_SECRET.as_bytes(), body.as_bytes());
             post_hook(app, channel, body, &[("x-hub-signature-256", signature)]).await;
         }
-        let body = include_str!("../fixtures/line/text.json");
+        let body = fixture!("line/text.json");
         let signature = line::sign(LINE_SECRET, body.as_bytes());
         post_hook(app, "line", body, &[("x-line-signature", signature)]).await;
-        let body = include_str!("../fixtures/viber/text.json");
+        let body = fixture!("viber/text.json");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(VIBER_TOKEN.as_bytes()).unwrap();
         mac.update(body.as_bytes());
         let signature = hex::encode(mac.finalize().into_bytes());

@@ -14,6 +14,7 @@ use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::harness::{Options, TestApp, secret, wait_until};
+use crate::support::fixtures::fixture;
 use crate::support::hubspot_fake::{self, HubspotFake};
 
 /// The `hubspot = {…}` line linking a channel to the fake's channel account.
@@ -142,7 +143,7 @@ async fn telegram_voice_is_fetched_through_getfile_and_published_as_a_voice_reco
         .post(app.url("/hooks/tg"))
         .header("content-type", "application/json")
         .header("x-telegram-bot-api-secret-token", SECRET)
-        .body(include_str!("../fixtures/telegram/voice.json"))
+        .body(fixture!("telegram/voice.json"))
         .send()
         .await
         .unwrap();
@@ -198,7 +199,7 @@ async fn whatsapp_voice_is_fetched_with_the_token_and_the_sender_is_a_phone_numb
         .expect(1)
         .mount(&graph)
         .await;
-    let body = include_str!("../fixtures/whatsapp/voice.json");
+    let body = fixture!("whatsapp/voice.json");
     let response = app
         .http
         .post(app.url("/hooks/wa"))
@@ -247,7 +248,7 @@ async fn messenger_attachments_publish_in_order_each_with_its_usage_type() {
         .mount(&graph)
         .await;
     // The CDN addresses of the fixture, served by the mock (the channel's own origin).
-    let body = include_str!("../fixtures/messenger/attachments.json")
+    let body = fixture!("messenger/attachments.json")
         .replace("https://scontent.xx.fbcdn.net", &graph.uri())
         .replace("https://video.xx.fbcdn.net", &graph.uri())
         .replace("https://cdn.fbsbx.com", &graph.uri());
@@ -306,7 +307,7 @@ async fn line_media_comes_from_the_content_api_and_a_line_sticker_is_unsupported
         })
         .mount(&line)
         .await;
-    let body = include_str!("../fixtures/line/media.json")
+    let body = fixture!("line/media.json")
         .replace("https://cdn.example.com", &format!("{}/data", line.uri()));
     let response = app
         .http
@@ -395,7 +396,7 @@ async fn twilio_mms_media_is_fetched_with_basic_auth_and_the_sender_is_a_phone_n
             .mount(&twilio)
             .await;
     }
-    let body = include_str!("../fixtures/twilio/mms_media.form");
+    let body = fixture!("twilio/mms_media.form");
     let params: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
     let signature = channel_bridge::adapters::twilio::sign(
         TOKEN,
@@ -465,7 +466,7 @@ async fn viber_picture_is_fetched_from_its_media_url_and_published_with_its_capt
         .expect(1)
         .mount(&viber)
         .await;
-    let body = include_str!("../fixtures/viber/picture.json").replace(
+    let body = fixture!("viber/picture.json").replace(
         "https://dl-media.viber.com/5/media/2/short/any/sig/image/0x0/IMG_0042.jpg",
         &format!("{}/5/media/IMG_0042.jpg", viber.uri()),
     );

@@ -10,6 +10,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{Options, REP_TOKEN, TestApp, items};
+use crate::support::fixtures::fixture;
 
 const APP_SECRET: &str = "it-instagram-app-secret";
 const TOKEN: &str = "IGAA-it-instagram-access-token";
@@ -18,12 +19,6 @@ const ACCOUNT: &str = "17841405822304914";
 const IGSID: &str = "1254459154682919";
 const SEND_PATH: &str = "/v26.0/17841405822304914/messages";
 const FIRST_MID: &str = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA1";
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!("../fixtures/instagram/", $name, ".json"))
-    };
-}
 
 /// The app with an `ig` channel whose Graph API is `graph`.
 struct Instagram {
@@ -113,7 +108,10 @@ api_base = "{}/v26.0"
 
     /// The conversation of the `text_reply` fixture; returns its id.
     async fn conversation(&self) -> String {
-        assert_eq!(self.ok(fixture!("text_reply")).await["stored"], 1);
+        assert_eq!(
+            self.ok(fixture!("instagram/text_reply.json")).await["stored"],
+            1
+        );
         self.app.only_conversation().await["id"]
             .as_str()
             .unwrap()
@@ -240,10 +238,22 @@ async fn a_reply_outside_the_24_hour_window_fails_at_once_with_instagrams_messag
 #[tokio::test]
 async fn every_attachment_kind_is_stored_as_its_part() {
     let ig = Instagram::spawn().await;
-    assert_eq!(ig.ok(fixture!("attachments")).await["stored"], 4);
-    assert_eq!(ig.ok(fixture!("shares_and_stories")).await["stored"], 6);
-    assert_eq!(ig.ok(fixture!("quick_reply")).await["stored"], 1);
-    assert_eq!(ig.ok(fixture!("postback")).await["stored"], 1);
+    assert_eq!(
+        ig.ok(fixture!("instagram/attachments.json")).await["stored"],
+        4
+    );
+    assert_eq!(
+        ig.ok(fixture!("instagram/shares_and_stories.json")).await["stored"],
+        6
+    );
+    assert_eq!(
+        ig.ok(fixture!("instagram/quick_reply.json")).await["stored"],
+        1
+    );
+    assert_eq!(
+        ig.ok(fixture!("instagram/postback.json")).await["stored"],
+        1
+    );
     let id = ig.app.only_conversation().await["id"]
         .as_str()
         .unwrap()
@@ -295,7 +305,7 @@ async fn a_read_receipt_marks_the_reply_read() {
     ig.app.reply(&id, "Shipped today").await;
     ig.app.drain_outbox().await;
     assert_eq!(ig.outbound(&id).await["delivery"]["status"], "sent");
-    ig.ok(fixture!("read")).await;
+    ig.ok(fixture!("instagram/read.json")).await;
     assert_eq!(ig.outbound(&id).await["delivery"]["status"], "read");
 }
 
@@ -303,14 +313,14 @@ async fn a_read_receipt_marks_the_reply_read() {
 async fn an_edit_replaces_the_text_and_a_deletion_retracts_the_message() {
     let ig = Instagram::spawn().await;
     let id = ig.conversation().await;
-    ig.ok(fixture!("edit")).await;
+    ig.ok(fixture!("instagram/edit.json")).await;
     let message = &ig.app.messages(&id).await[0];
     assert_eq!(
         message["parts"],
         json!([{"type": "text", "text": "Is the linen shirt back in stock in size L?"}])
     );
     assert_eq!(message["history"].as_array().unwrap().len(), 1);
-    ig.ok(fixture!("deleted")).await;
+    ig.ok(fixture!("instagram/deleted.json")).await;
     let message = &ig.app.messages(&id).await[0];
     assert!(message["retracted_at"].is_string(), "{message}");
 }
@@ -318,7 +328,7 @@ async fn an_edit_replaces_the_text_and_a_deletion_retracts_the_message() {
 #[tokio::test]
 async fn echoes_and_reactions_are_not_stored() {
     let ig = Instagram::spawn().await;
-    let answer = ig.ok(fixture!("echo_and_reaction")).await;
+    let answer = ig.ok(fixture!("instagram/echo_and_reaction.json")).await;
     assert_eq!(answer["stored"], 0);
     assert!(ig.app.conversations().await.is_empty());
 }
@@ -343,7 +353,7 @@ async fn the_subscription_handshake_echoes_the_challenge_for_the_right_token_onl
 #[tokio::test]
 async fn a_forged_or_missing_signature_is_refused_and_nothing_is_stored() {
     let ig = Instagram::spawn().await;
-    let body = fixture!("text_reply").as_bytes().to_vec();
+    let body = fixture!("instagram/text_reply.json").as_bytes().to_vec();
     let forged = ig
         .post_raw(body.clone(), Some(signature("not-the-app-secret", &body)))
         .await;
@@ -356,7 +366,7 @@ async fn a_forged_or_missing_signature_is_refused_and_nothing_is_stored() {
 async fn a_redelivered_webhook_stores_nothing_twice() {
     let ig = Instagram::spawn().await;
     let id = ig.conversation().await;
-    let answer = ig.ok(fixture!("text_reply")).await;
+    let answer = ig.ok(fixture!("instagram/text_reply.json")).await;
     assert_eq!(
         (answer["stored"].as_u64(), answer["duplicates"].as_u64()),
         (Some(0), Some(1))
@@ -367,7 +377,8 @@ async fn a_redelivered_webhook_stores_nothing_twice() {
 #[tokio::test]
 async fn a_messenger_body_is_refused_on_an_instagram_channel() {
     let ig = Instagram::spawn().await;
-    let body = fixture!("text_reply").replace(r#""object": "instagram""#, r#""object": "page""#);
+    let body = fixture!("instagram/text_reply.json")
+        .replace(r#""object": "instagram""#, r#""object": "page""#);
     let response = ig.post(&body).await;
     assert_eq!(response.status(), 400);
     assert!(ig.app.conversations().await.is_empty());

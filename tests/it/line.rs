@@ -8,15 +8,16 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, wait_until};
+use crate::support::fixtures::fixture;
 
 const SECRET: &str = "line-channel-secret";
 const TOKEN: &str = "line-access-token";
 const USER: &str = "U3311aa00bb11cc22dd33ee44ff556677";
 
-const VERIFICATION: &str = include_str!("../fixtures/line/verification.json");
-const TEXT: &str = include_str!("../fixtures/line/text.json");
-const MEDIA: &str = include_str!("../fixtures/line/media.json");
-const BATCH: &str = include_str!("../fixtures/line/batch.json");
+const VERIFICATION: &str = fixture!("line/verification.json");
+const TEXT: &str = fixture!("line/text.json");
+const MEDIA: &str = fixture!("line/media.json");
+const BATCH: &str = fixture!("line/batch.json");
 
 /// An app with a `line` channel whose API is `line`.
 async fn spawn(line: &MockServer, options: Options) -> TestApp {

@@ -5,6 +5,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{Options, REP_TOKEN, TestApp};
+use crate::support::fixtures::fixture;
 
 async fn message_with_media(app: &TestApp) -> String {
     let event = json!({
@@ -242,7 +243,7 @@ async fn a_rep_s_reply_cannot_make_the_daemon_read_the_twilio_api_with_our_crede
         ..Options::default()
     })
     .await;
-    let form = include_str!("../fixtures/twilio/sms_text.form");
+    let form = fixture!("twilio/sms_text.form");
     let params: Vec<(String, String)> = serde_urlencoded::from_str(form).unwrap();
     let signature = channel_bridge::adapters::twilio::sign(
         TOKEN,

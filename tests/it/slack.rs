@@ -10,16 +10,11 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{Options, REP_TOKEN, TestApp};
+use crate::support::fixtures::fixture;
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
 const USER: &str = "U2147483697";
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!("../fixtures/slack/", $name, ".json"))
-    };
-}
 
 /// The app with a Slack channel `sl` whose Web API and files host are the returned mock.
 async fn spawn() -> (TestApp, MockServer) {
@@ -128,7 +123,7 @@ fn id_of(conversation: &Value) -> String {
 #[tokio::test]
 async fn the_url_verification_check_gets_its_challenge_back_and_stores_nothing() {
     let (app, _slack) = spawn().await;
-    let answer = post_event(&app, fixture!("url_verification")).await;
+    let answer = post_event(&app, fixture!("slack/url_verification.json")).await;
     assert_eq!(
         answer,
         json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
@@ -139,7 +134,7 @@ async fn the_url_verification_check_gets_its_challenge_back_and_stores_nothing()
 #[tokio::test]
 async fn forged_stale_and_unsigned_events_are_refused_with_401_and_store_nothing() {
     let (app, _slack) = spawn().await;
-    let body = fixture!("dm_text");
+    let body = fixture!("slack/dm_text.json");
     let forged = post_event_with(&app, body, Some("v0=00ff".into()), None).await;
     assert_eq!(forged.status(), 401);
     let forged: Value = forged.json().await.unwrap();
@@ -172,7 +167,7 @@ async fn forged_stale_and_unsigned_events_are_refused_with_401_and_store_nothing
     // A forged url_verification gets no challenge back either.
     let forged_check = post_event_with(
         &app,
-        fixture!("url_verification"),
+        fixture!("slack/url_verification.json"),
         Some("v0=00".into()),
         None,
     )
@@ -197,9 +192,12 @@ async fn a_dm_comes_in_is_stored_once_across_slack_retries_and_the_reply_goes_ba
         .mount(&slack)
         .await;
 
-    assert_eq!(post_event(&app, fixture!("dm_text")).await["stored"], 1);
+    assert_eq!(
+        post_event(&app, fixture!("slack/dm_text.json")).await["stored"],
+        1
+    );
     // Slack retries an event it thinks we missed, with the same body.
-    let again = post_event_with(&app, fixture!("dm_text"), None, Some(1)).await;
+    let again = post_event_with(&app, fixture!("slack/dm_text.json"), None, Some(1)).await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(
@@ -237,7 +235,7 @@ async fn a_dm_comes_in_is_stored_once_across_slack_retries_and_the_reply_goes_ba
     assert_eq!(reply["platform_message_id"], "D024BE91L:1700000700.000800");
 
     // Our own reply comes back as an event: it is not the contact's message.
-    let echo = post_event(&app, fixture!("own_reply")).await;
+    let echo = post_event(&app, fixture!("slack/own_reply.json")).await;
     assert_eq!(echo["stored"], 0);
     assert_eq!(app.messages(&id).await.len(), 2);
 }
@@ -252,8 +250,8 @@ async fn a_channel_post_and_its_thread_are_one_conversation_answered_in_the_thre
         ))
         .mount(&slack)
         .await;
-    post_event(&app, fixture!("channel_post")).await;
-    post_event(&app, fixture!("thread_reply")).await;
+    post_event(&app, fixture!("slack/channel_post.json")).await;
+    post_event(&app, fixture!("slack/thread_reply.json")).await;
     let conversation = app.only_conversation().await;
     assert_eq!(
         conversation["platform_thread_id"],
@@ -273,8 +271,8 @@ async fn a_channel_post_and_its_thread_are_one_conversation_answered_in_the_thre
 #[tokio::test]
 async fn an_edit_keeps_the_earlier_text_and_a_deletion_retracts_the_message() {
     let (app, _slack) = spawn().await;
-    post_event(&app, fixture!("dm_text")).await;
-    let answer = post_event(&app, fixture!("message_changed")).await;
+    post_event(&app, fixture!("slack/dm_text.json")).await;
+    let answer = post_event(&app, fixture!("slack/message_changed.json")).await;
     assert_eq!(answer["stored"], 0);
     let id = id_of(&app.only_conversation().await);
     let message = &app.messages(&id).await[0];
@@ -287,11 +285,11 @@ async fn an_edit_keeps_the_earlier_text_and_a_deletion_retracts_the_message() {
         json!([{"type": "text", "text": "Hello, my order has not arrived"}])
     );
     // The same edit again (a Slack retry) changes nothing.
-    post_event_with(&app, fixture!("message_changed"), None, Some(1)).await;
+    post_event_with(&app, fixture!("slack/message_changed.json"), None, Some(1)).await;
     let message = &app.messages(&id).await[0];
     assert_eq!(message["history"].as_array().unwrap().len(), 1);
 
-    post_event(&app, fixture!("message_deleted")).await;
+    post_event(&app, fixture!("slack/message_deleted.json")).await;
     let message = &app.messages(&id).await[0];
     assert!(message["retracted_at"].is_string(), "{message}");
 }
@@ -311,7 +309,7 @@ async fn a_shared_file_is_fetched_with_the_bot_token_through_the_media_endpoint(
         .expect(1)
         .mount(&slack)
         .await;
-    let body = fixture!("file_share").replace("{FILES}", &slack.uri());
+    let body = fixture!("slack/file_share.json").replace("{FILES}", &slack.uri());
     assert_eq!(post_event(&app, &body).await["stored"], 1);
     let id = id_of(&app.only_conversation().await);
     let message = &app.messages(&id).await[0];
@@ -371,7 +369,7 @@ async fn a_reply_with_a_file_uses_the_external_upload_flow_into_the_thread() {
         .expect(1)
         .mount(&slack)
         .await;
-    post_event(&app, fixture!("channel_post")).await;
+    post_event(&app, fixture!("slack/channel_post.json")).await;
     let id = id_of(&app.only_conversation().await);
     reply_with(
         &app,
@@ -418,7 +416,7 @@ async fn slack_refusing_a_reply_fails_it_with_slack_s_error_and_never_leaks_the_
         )
         .mount(&slack)
         .await;
-    post_event(&app, fixture!("channel_post")).await;
+    post_event(&app, fixture!("slack/channel_post.json")).await;
     let id = id_of(&app.only_conversation().await);
     app.reply(&id, "Hello?").await;
     app.drain_outbox().await;

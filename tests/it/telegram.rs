@@ -7,16 +7,11 @@ use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, wait_until};
+use crate::support::fixtures::fixture;
 
 const BOT_TOKEN: &str = "123456:TEST-token_abc";
 const SECRET: &str = "tg-webhook-secret";
 const CHAT: i64 = 5511223344;
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!("../fixtures/telegram/", $name, ".json"))
-    };
-}
 
 fn channel(api_base: &str) -> String {
     format!(
@@ -126,7 +121,7 @@ async fn a_telegram_message_comes_in_and_the_reply_goes_out_unquoted() {
         .mount(&telegram)
         .await;
 
-    let stored = post_update(&app, fixture!("text")).await;
+    let stored = post_update(&app, fixture!("telegram/text.json")).await;
     assert_eq!(stored["stored"], 1);
     let conversation = app.only_conversation().await;
     assert_eq!(conversation["channel_id"], "tg");
@@ -171,7 +166,7 @@ async fn an_image_reply_is_sent_by_url_with_its_caption() {
         .expect(1)
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     reply_with(
         &app,
@@ -195,8 +190,8 @@ async fn a_reply_in_a_forum_topic_goes_to_the_topic_and_quotes_the_chosen_messag
         .respond_with(sent(310))
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("forum_topic")).await;
-    let later = fixture!("forum_topic")
+    post_update(&app, fixture!("telegram/forum_topic.json")).await;
+    let later = fixture!("telegram/forum_topic.json")
         .replace("804117214", "804117299")
         .replace("\"message_id\": 301", "\"message_id\": 305")
         .replace("Any news on the refund?", "Hello?");
@@ -243,7 +238,7 @@ async fn what_telegram_cannot_carry_goes_as_text_and_the_delivery_says_so() {
         .expect(2)
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     reply_with(
         &app,
@@ -289,7 +284,7 @@ async fn a_rate_limited_send_waits_for_telegrams_retry_after() {
         ))
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     app.reply(&conversation, "hello").await;
 
@@ -340,7 +335,7 @@ async fn a_server_error_is_retried_until_telegram_takes_the_reply() {
         .with_priority(2)
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     app.reply(&conversation, "hello").await;
     app.drain_outbox().await;
@@ -363,7 +358,7 @@ async fn a_blocked_bot_is_a_permanent_failure_and_dead_letters_at_once() {
         .expect(1)
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     app.reply(&conversation, "hello").await;
     app.drain_outbox().await;
@@ -386,7 +381,7 @@ async fn an_unreachable_bot_api_is_retried_and_the_error_never_shows_the_token()
         ..Options::default()
     })
     .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     app.reply(&conversation, "hello").await;
     app.drain_outbox().await;
@@ -405,8 +400,8 @@ async fn an_unreachable_bot_api_is_retried_and_the_error_never_shows_the_token()
 #[tokio::test]
 async fn an_edited_message_replaces_the_text_and_keeps_the_old_one() {
     let (app, _telegram) = spawn().await;
-    post_update(&app, fixture!("text")).await;
-    let edited = post_update(&app, fixture!("edited_message")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
+    let edited = post_update(&app, fixture!("telegram/edited_message.json")).await;
     assert_eq!(
         edited["results"][0],
         json!({"result": "edited", "id": "5511223344:1201", "applied": true})
@@ -422,7 +417,7 @@ async fn an_edited_message_replaces_the_text_and_keeps_the_old_one() {
     assert_eq!(messages[0]["edited_at"], "2026-07-02T13:56:00Z");
 
     // Telegram redelivers an update it got no 200 for; so would anyone replaying it.
-    let again = post_update(&app, fixture!("edited_message")).await;
+    let again = post_update(&app, fixture!("telegram/edited_message.json")).await;
     assert_eq!(
         again["results"][0],
         json!({"result": "edited", "id": "5511223344:1201", "applied": false, "skipped": "duplicate"})
@@ -444,11 +439,11 @@ async fn telegram_has_no_get_handshake() {
 #[tokio::test]
 async fn a_wrong_or_missing_secret_token_is_refused_and_nothing_is_stored() {
     let (app, _telegram) = spawn().await;
-    let wrong = post_update_with(&app, fixture!("text"), Some("guess")).await;
+    let wrong = post_update_with(&app, fixture!("telegram/text.json"), Some("guess")).await;
     assert_eq!(wrong.status(), 401);
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_signature");
-    let missing = post_update_with(&app, fixture!("text"), None).await;
+    let missing = post_update_with(&app, fixture!("telegram/text.json"), None).await;
     assert_eq!(missing.status(), 401);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "missing_signature");
@@ -458,8 +453,8 @@ async fn a_wrong_or_missing_secret_token_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn a_redelivered_update_stores_nothing_twice() {
     let (app, _telegram) = spawn().await;
-    post_update(&app, fixture!("text")).await;
-    let again = post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
+    let again = post_update(&app, fixture!("telegram/text.json")).await;
     assert_eq!(
         (again["stored"].as_u64(), again["duplicates"].as_u64()),
         (Some(0), Some(1))
@@ -471,7 +466,10 @@ async fn a_redelivered_update_stores_nothing_twice() {
 #[tokio::test]
 async fn updates_without_a_message_and_bot_messages_are_acknowledged_and_store_nothing() {
     let (app, _telegram) = spawn().await;
-    for body in [fixture!("callback_query"), fixture!("bot_message")] {
+    for body in [
+        fixture!("telegram/callback_query.json"),
+        fixture!("telegram/bot_message.json"),
+    ] {
         let answer = post_update(&app, body).await;
         assert_eq!(answer["stored"], 0);
     }
@@ -483,7 +481,7 @@ async fn a_malformed_update_is_400_naming_the_field() {
     let (app, _telegram) = spawn().await;
     let response = post_update_with(
         &app,
-        &fixture!("text").replace("\"chat\"", "\"chats\""),
+        &fixture!("telegram/text.json").replace("\"chat\"", "\"chats\""),
         Some(SECRET),
     )
     .await;
@@ -529,8 +527,8 @@ async fn a_rep_opens_an_inbound_photo_fetched_through_getfile() {
         ))
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("photo")).await;
-    post_update(&app, fixture!("document")).await;
+    post_update(&app, fixture!("telegram/photo.json")).await;
+    post_update(&app, fixture!("telegram/document.json")).await;
     let conversation = conversation_id(&app).await;
     let messages = app.messages(&conversation).await;
     let media = |id: &Value| {
@@ -586,7 +584,7 @@ async fn a_part_failing_after_the_first_went_out_is_noted_not_resent() {
         .expect(1)
         .mount(&telegram)
         .await;
-    post_update(&app, fixture!("text")).await;
+    post_update(&app, fixture!("telegram/text.json")).await;
     let conversation = conversation_id(&app).await;
     reply_with(
         &app,
@@ -617,7 +615,7 @@ async fn a_part_failing_after_the_first_went_out_is_noted_not_resent() {
 #[tokio::test]
 async fn a_reply_to_a_group_that_became_a_supergroup_goes_to_the_supergroup() {
     let (app, telegram) = spawn().await;
-    let group = fixture!("text")
+    let group = fixture!("telegram/text.json")
         .replace(
             "\"chat\": {\"id\": 5511223344, \"first_name\": \"Amara\", \"last_name\": \"Okafor\", \"username\": \"amara_o\", \"type\": \"private\"}",
             "\"chat\": {\"id\": -4012345678, \"title\": \"Acme orders\", \"type\": \"group\"}",

@@ -9,18 +9,19 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{ADMIN_TOKEN, Options, REP_TOKEN, TestApp, items, wait_until};
+use crate::support::fixtures::fixture;
 
 const ACCOUNT: &str = "ACaaaabbbbccccddddeeeeffff00001111";
 const TOKEN: &str = "twilio-auth-token";
 /// The URL Twilio calls, as the harness's `public_url` makes it.
 const HOOK_URL: &str = "https://bridge.example.test/hooks/sms";
 
-const SMS_TEXT: &str = include_str!("../fixtures/twilio/sms_text.form");
-const MMS_MEDIA: &str = include_str!("../fixtures/twilio/mms_media.form");
-const WA_REPLY: &str = include_str!("../fixtures/twilio/whatsapp_reply.form");
-const WA_LOCATION: &str = include_str!("../fixtures/twilio/whatsapp_location.form");
-const STATUS_DELIVERED: &str = include_str!("../fixtures/twilio/status_delivered.form");
-const STATUS_UNDELIVERED: &str = include_str!("../fixtures/twilio/status_undelivered.form");
+const SMS_TEXT: &str = fixture!("twilio/sms_text.form");
+const MMS_MEDIA: &str = fixture!("twilio/mms_media.form");
+const WA_REPLY: &str = fixture!("twilio/whatsapp_reply.form");
+const WA_LOCATION: &str = fixture!("twilio/whatsapp_location.form");
+const STATUS_DELIVERED: &str = fixture!("twilio/status_delivered.form");
+const STATUS_UNDELIVERED: &str = fixture!("twilio/status_undelivered.form");
 
 /// The sid the status fixtures report on.
 const STATUS_SID: &str = "SM11112222333344445555666677778888";

@@ -11,16 +11,11 @@ use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{Options, REP_TOKEN, TestApp, items, wait_until};
+use crate::support::fixtures::fixture;
 
 const AUTH_TOKEN: &str = "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51r";
 const USER: &str = "h7Qx2mK9vP4rT1wZ8cN3bA==";
 const SENT_TOKEN: u64 = 5741311803571721087;
-
-macro_rules! fixture {
-    ($name:literal) => {
-        include_str!(concat!("../fixtures/viber/", $name, ".json"))
-    };
-}
 
 fn channel(api_base: &str) -> String {
     format!(
@@ -100,7 +95,7 @@ async fn conversation_id(app: &TestApp) -> String {
 
 /// A conversation with the text fixture in it.
 async fn conversation(app: &TestApp) -> String {
-    post_callback(app, fixture!("text")).await;
+    post_callback(app, fixture!("viber/text.json")).await;
     conversation_id(app).await
 }
 
@@ -164,7 +159,7 @@ fn wait_before_next_try(delivery: &Value) -> chrono::Duration {
 #[tokio::test]
 async fn a_location_sent_with_a_comment_keeps_the_comment_as_a_text_part() {
     let (app, _viber) = spawn().await;
-    let body = fixture!("location").replace(
+    let body = fixture!("viber/location.json").replace(
         r#""type":"location","#,
         r#""type":"location","text":"Meet me here, gate 4","#,
     );
@@ -191,7 +186,7 @@ async fn a_viber_message_comes_in_and_the_reply_goes_out_to_the_user() {
         .mount(&viber)
         .await;
 
-    let stored = post_callback(&app, fixture!("text")).await;
+    let stored = post_callback(&app, fixture!("viber/text.json")).await;
     assert_eq!(stored["stored"], 1);
     let conversation = app.only_conversation().await;
     assert_eq!(conversation["channel_id"], "vb");
@@ -238,9 +233,9 @@ async fn delivered_and_seen_callbacks_move_the_reply_forward_only() {
     app.drain_outbox().await;
 
     for (callback, expected) in [
-        (fixture!("delivered"), "delivered"),
-        (fixture!("seen"), "read"),
-        (fixture!("failed"), "read"),
+        (fixture!("viber/delivered.json"), "delivered"),
+        (fixture!("viber/seen.json"), "read"),
+        (fixture!("viber/failed.json"), "read"),
     ] {
         let answer = post_callback(&app, callback).await;
         assert_eq!(answer["stored"], 0, "a status is not a message");
@@ -256,7 +251,7 @@ async fn a_failed_callback_marks_the_reply_failed_with_viber_s_reason() {
     let conversation = conversation(&app).await;
     app.reply(&conversation, "On its way").await;
     app.drain_outbox().await;
-    post_callback(&app, fixture!("failed")).await;
+    post_callback(&app, fixture!("viber/failed.json")).await;
     let reply = outbound(&app, &conversation).await;
     assert_eq!(reply["delivery"]["status"], "failed");
     assert_eq!(reply["delivery"]["error"], "receiver is not subscribed");
@@ -436,9 +431,9 @@ async fn a_refusal_in_a_200_answer_dead_letters_at_once() {
 async fn the_webhook_check_is_answered_and_stores_nothing_and_get_is_not_a_handshake() {
     let (app, _viber) = spawn().await;
     for callback in [
-        fixture!("webhook"),
-        fixture!("subscribed"),
-        fixture!("conversation_started"),
+        fixture!("viber/webhook.json"),
+        fixture!("viber/subscribed.json"),
+        fixture!("viber/conversation_started.json"),
     ] {
         let answer = post_callback(&app, callback).await;
         assert_eq!(answer["stored"], 0);
@@ -451,7 +446,7 @@ async fn the_webhook_check_is_answered_and_stores_nothing_and_get_is_not_a_hands
 #[tokio::test]
 async fn a_wrong_or_missing_signature_is_refused_and_nothing_is_stored() {
     let (app, _viber) = spawn().await;
-    let body = fixture!("text");
+    let body = fixture!("viber/text.json");
     let forged = post_callback_with(&app, body, Some(&sign("not-the-token", body))).await;
     assert_eq!(forged.status(), 401);
     let tampered = post_callback_with(
@@ -471,8 +466,8 @@ async fn a_wrong_or_missing_signature_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn a_redelivered_callback_stores_nothing_twice() {
     let (app, _viber) = spawn().await;
-    post_callback(&app, fixture!("text")).await;
-    let again = post_callback(&app, fixture!("text")).await;
+    post_callback(&app, fixture!("viber/text.json")).await;
+    let again = post_callback(&app, fixture!("viber/text.json")).await;
     assert_eq!(
         (again["stored"].as_u64(), again["duplicates"].as_u64()),
         (Some(0), Some(1))
@@ -491,7 +486,7 @@ async fn a_rep_opens_an_inbound_picture_from_its_viber_url_without_the_token() {
         .expect(1)
         .mount(&viber)
         .await;
-    let body = fixture!("picture").replace(
+    let body = fixture!("viber/picture.json").replace(
         "https://dl-media.viber.com/5/media/2/short/any/sig/image/0x0/IMG_0042.jpg",
         &format!("{}/5/media/IMG_0042.jpg", viber.uri()),
     );

@@ -7,6 +7,7 @@
 // Each test binary uses a part of this module; the rest is dead code to that binary.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod hubspot_fake;
 
 use std::future::Future;
