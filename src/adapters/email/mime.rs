@@ -36,13 +36,6 @@ pub fn parse_raw(raw: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
     let platform_message_id = message_id(&message, raw);
     let references = id_list(message.references());
     let in_reply_to = id_list(message.in_reply_to());
-    let reply_to = in_reply_to.first().or(references.last()).cloned();
-    // The thread root: the first reference names the mail that started the thread.
-    let thread_id = references
-        .first()
-        .or(in_reply_to.first())
-        .cloned()
-        .or_else(|| Some(platform_message_id.clone()));
     let subject = message.subject().map(str::to_owned);
     let mut parts = Vec::new();
     let text = body_text(&message);
@@ -75,17 +68,70 @@ pub fn parse_raw(raw: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         subject: subject.clone().unwrap_or_default(),
         from: from.identifier.value.clone(),
     };
-    let message = InboundMessage {
-        platform_message_id,
-        thread_id,
+    let envelope = Envelope {
+        message_id: platform_message_id,
         from,
-        reply_to,
-        conversation_hint: conversation_hint(&recipients, &in_reply_to, &references),
-        parts,
-        sent_at,
-        raw: raw_value,
+        in_reply_to,
+        references,
+        recipients,
     };
-    Ok(classify(message, &headers))
+    Ok(envelope.into_events(parts, sent_at, raw_value, &headers))
+}
+
+/// Who sent a mail and how it threads, however it came in (raw MIME, Postmark, Mailgun).
+pub struct Envelope {
+    /// The Message-ID without angle brackets: the deduplication key.
+    pub message_id: String,
+    pub from: InboundContact,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// To and Cc, for the plus-addressed conversation hint.
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// The message these headers and this content make, kept or dropped as `headers` say.
+    pub fn into_events(
+        self,
+        parts: Vec<Part>,
+        sent_at: Option<DateTime<Utc>>,
+        raw: Value,
+        headers: &Headers,
+    ) -> Vec<InboundEvent> {
+        let reply_to = self.in_reply_to.first().or(self.references.last()).cloned();
+        // The thread root: the first reference names the mail that started the thread.
+        let thread_id = self
+            .references
+            .first()
+            .or(self.in_reply_to.first())
+            .cloned()
+            .or_else(|| Some(self.message_id.clone()));
+        let conversation_hint =
+            conversation_hint(&self.recipients, &self.in_reply_to, &self.references);
+        let message = InboundMessage {
+            platform_message_id: self.message_id,
+            thread_id,
+            from: self.from,
+            reply_to,
+            conversation_hint,
+            parts,
+            sent_at,
+            raw,
+        };
+        classify(message, headers)
+    }
+}
+
+/// A contact known by their (lower-cased) e-mail address.
+pub fn contact(address: String, display_name: Option<String>) -> InboundContact {
+    InboundContact {
+        identifier: Identifier {
+            kind: IDENTIFIER_TYPE.into(),
+            value: address.clone(),
+        },
+        display_name,
+        email: Some(address),
+    }
 }
 
 /// The headers that tell an automatic mail from a person's.
@@ -290,14 +336,7 @@ fn sender(message: &Message<'_>) -> Result<InboundContact, ParseError> {
         .map(str::trim)
         .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(&address))
         .map(str::to_owned);
-    Ok(InboundContact {
-        identifier: Identifier {
-            kind: IDENTIFIER_TYPE.into(),
-            value: address.clone(),
-        },
-        display_name,
-        email: Some(address),
-    })
+    Ok(contact(address, display_name))
 }
 
 /// The Message-ID without angle brackets, or a stable id derived from the bytes when the

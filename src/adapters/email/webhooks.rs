@@ -16,10 +16,8 @@ use subtle::ConstantTimeEq;
 
 use super::mime;
 use crate::adapters::signature::{TOLERANCE_SECS, hmac_sha256_matches_any};
-use crate::adapters::{
-    InboundContact, InboundEvent, InboundMessage, ParseError, RawRequest, VerifyError, invalid,
-};
-use crate::model::{Identifier, Media, MediaPart, Part, TextPart};
+use crate::adapters::{InboundEvent, ParseError, RawRequest, VerifyError, invalid};
+use crate::model::{Media, MediaPart, Part, TextPart};
 use crate::secret::Secret;
 
 /// The media reference prefix of an attachment inside a stored Postmark payload.
@@ -199,28 +197,14 @@ pub fn parse_postmark(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
         .or(p.date.as_deref())
         .and_then(|d| DateTime::parse_from_rfc2822(d.trim()).ok())
         .map(|d| d.with_timezone(&Utc));
-    let message = InboundMessage {
-        platform_message_id: message_id.clone(),
-        thread_id: references
-            .first()
-            .or(in_reply_to.first())
-            .cloned()
-            .or(Some(message_id)),
-        from: InboundContact {
-            identifier: Identifier {
-                kind: super::IDENTIFIER_TYPE.into(),
-                value: address.clone(),
-            },
-            display_name,
-            email: Some(address),
-        },
-        reply_to: in_reply_to.first().or(references.last()).cloned(),
-        conversation_hint: mime::conversation_hint(&recipients, &in_reply_to, &references),
-        parts,
-        sent_at,
-        raw: value,
+    let envelope = mime::Envelope {
+        message_id,
+        from: mime::contact(address, display_name),
+        in_reply_to,
+        references,
+        recipients,
     };
-    Ok(mime::classify(message, &headers))
+    Ok(envelope.into_events(parts, sent_at, value, &headers))
 }
 
 /// The message ids in an `In-Reply-To` or `References` value.
@@ -470,28 +454,14 @@ pub fn parse_mailgun(request: &RawRequest) -> Result<Vec<InboundEvent>, ParseErr
     if let Some(multipart) = &form.multipart {
         raw["mime"] = Value::String(BASE64.encode(multipart));
     }
-    let message = InboundMessage {
-        platform_message_id: message_id.clone(),
-        thread_id: references
-            .first()
-            .or(in_reply_to.first())
-            .cloned()
-            .or(Some(message_id)),
-        from: InboundContact {
-            identifier: Identifier {
-                kind: super::IDENTIFIER_TYPE.into(),
-                value: address.clone(),
-            },
-            display_name,
-            email: Some(address),
-        },
-        reply_to: in_reply_to.first().or(references.last()).cloned(),
-        conversation_hint: mime::conversation_hint(&recipients, &in_reply_to, &references),
-        parts,
-        sent_at,
-        raw,
+    let envelope = mime::Envelope {
+        message_id,
+        from: mime::contact(address, display_name),
+        in_reply_to,
+        references,
+        recipients,
     };
-    Ok(mime::classify(message, &headers))
+    Ok(envelope.into_events(parts, sent_at, raw, &headers))
 }
 
 /// `"Name <a@b>"` or `"a@b"` as (name, lower-cased address).
