@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use super::desk::{self, audit, from_to};
+use super::tickets::{self, audit, from_to};
 use super::{events, get, ingest};
 use crate::model::{Contact, ContactId, from_millis};
 use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
@@ -100,7 +100,7 @@ pub async fn create(
         now,
     )
     .await?;
-    desk::contact(c, &id).await
+    tickets::contact(c, &id).await
 }
 
 pub async fn merge(
@@ -126,8 +126,8 @@ pub async fn merge(
         .bind(second.as_str())
         .execute(&mut *c)
         .await?;
-    let survivor = desk::contact_locked(c, into).await?;
-    let absorbed = match desk::contact_locked(c, from).await {
+    let survivor = tickets::contact_locked(c, into).await?;
+    let absorbed = match tickets::contact_locked(c, from).await {
         Err(StoreError::NotFound(_)) => {
             return Err(StoreError::Invalid(format!("from: no contact {from}")));
         }
@@ -282,11 +282,11 @@ pub async fn merge(
             .await?;
         }
     }
-    desk::contact(c, into).await
+    tickets::contact(c, into).await
 }
 
 pub async fn history(c: &mut PgConnection, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {
-    desk::contact(c, id).await?;
+    tickets::contact(c, id).await?;
     let rows = sqlx::query(
         "SELECT at, actor, action, changes, actor_type FROM contact_audit WHERE contact_id = $1
          ORDER BY seq",

@@ -329,7 +329,7 @@ async fn record_reply(
             .await?,
             None => None,
         };
-    let message = super::ingest::create_reply(
+    let message = super::replies::create_reply(
         c,
         &NewReply {
             conversation_id: ConversationId::from_stored(conversation),

@@ -11,15 +11,16 @@
 mod comments;
 mod console;
 mod contacts;
-mod desk;
 mod events;
 mod ingest;
 mod outbox;
 mod queries;
+mod replies;
 mod retention;
 mod routing;
 mod sessions;
 mod snippets;
+mod tickets;
 mod uploads;
 
 use std::collections::{BTreeMap, HashMap};
@@ -360,7 +361,7 @@ impl Store for PgStore {
     }
 
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
-        transaction!(self, |c| ingest::create_reply(c, &reply, now_ms()))
+        transaction!(self, |c| replies::create_reply(c, &reply, now_ms()))
     }
 
     async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
@@ -373,7 +374,7 @@ impl Store for PgStore {
         update: ConversationUpdate,
         actor: &Actor,
     ) -> Result<(), StoreError> {
-        transaction!(self, |c| desk::update_conversation(
+        transaction!(self, |c| tickets::update_conversation(
             c,
             id,
             &update,
@@ -383,7 +384,7 @@ impl Store for PgStore {
     }
 
     async fn ticket(&self, id: &TicketId) -> Result<Ticket, StoreError> {
-        read!(self, |c| desk::ticket(c, id))
+        read!(self, |c| tickets::ticket(c, id))
     }
 
     async fn update_ticket(
@@ -392,7 +393,7 @@ impl Store for PgStore {
         change: TicketChange,
         actor: &Actor,
     ) -> Result<Ticket, StoreError> {
-        transaction!(self, |c| desk::apply_ticket_change(
+        transaction!(self, |c| tickets::apply_ticket_change(
             c,
             id,
             &change,
@@ -406,11 +407,16 @@ impl Store for PgStore {
         id: &ConversationId,
         actor: &Actor,
     ) -> Result<Trashed, StoreError> {
-        transaction!(self, |c| desk::delete_conversation(c, id, actor, now_ms()))
+        transaction!(self, |c| tickets::delete_conversation(
+            c,
+            id,
+            actor,
+            now_ms()
+        ))
     }
 
     async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
-        transaction!(self, |c| desk::delete_ticket(c, id, actor, now_ms()))
+        transaction!(self, |c| tickets::delete_ticket(c, id, actor, now_ms()))
     }
 
     async fn tickets(
@@ -419,16 +425,16 @@ impl Store for PgStore {
         page: &PageRequest,
     ) -> Result<Page<Ticket>, StoreError> {
         let before = crate::store::parse_seq_cursor(&page.cursor)?;
-        read!(self, |c| desk::tickets(c, filter, before, page.limit))
+        read!(self, |c| tickets::tickets(c, filter, before, page.limit))
     }
 
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {
-        transaction!(self, |c| desk::restore_ticket(c, id, actor, now_ms()))
+        transaction!(self, |c| tickets::restore_ticket(c, id, actor, now_ms()))
     }
 
     async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = before.timestamp_millis();
-        transaction!(self, |c| desk::purge_trash(c, before))
+        transaction!(self, |c| tickets::purge_trash(c, before))
     }
 
     async fn purge_raw_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -447,11 +453,11 @@ impl Store for PgStore {
     }
 
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {
-        read!(self, |c| desk::history(c, id))
+        read!(self, |c| tickets::history(c, id))
     }
 
     async fn contact(&self, id: &ContactId) -> Result<Contact, StoreError> {
-        read!(self, |c| desk::contact(c, id))
+        read!(self, |c| tickets::contact(c, id))
     }
 
     async fn update_contact(
@@ -459,7 +465,7 @@ impl Store for PgStore {
         id: &ContactId,
         update: ContactUpdate,
     ) -> Result<Contact, StoreError> {
-        transaction!(self, |c| desk::update_contact(c, id, &update, now_ms()))
+        transaction!(self, |c| tickets::update_contact(c, id, &update, now_ms()))
     }
 
     async fn conversations(
@@ -567,7 +573,7 @@ impl Store for PgStore {
         to: DateTime<Utc>,
     ) -> Result<crate::desk::analytics::Facts, StoreError> {
         let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
-        read!(self, |c| desk::analytics(c, from, to))
+        read!(self, |c| tickets::analytics(c, from, to))
     }
 
     async fn set_presence(

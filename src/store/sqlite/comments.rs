@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::ingest::json;
-use super::{desk, events, outbox, routing};
+use super::{events, outbox, routing, tickets};
 use crate::model::outbound::Email;
 use crate::model::{
     ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
@@ -46,7 +46,7 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
         comment.author.kind.as_str()
     ])?;
     // Reps find their own notes with the conversation search too.
-    desk::index_text(conn, conn.last_insert_rowid(), &parts)?;
+    tickets::index_text(conn, conn.last_insert_rowid(), &parts)?;
     events::emit(
         conn,
         "comment.created",

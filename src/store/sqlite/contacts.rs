@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-use super::desk::{self, audit, from_to};
+use super::tickets::{self, audit, from_to};
 use super::{OnConstraint, events};
 use crate::model::{Contact, ContactId, from_millis};
 use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
@@ -104,7 +104,7 @@ pub fn create(
                "email": new.email, "owner_id": new.owner_id}),
         now,
     )?;
-    desk::contact(conn, &id)
+    tickets::contact(conn, &id)
 }
 
 pub fn merge(
@@ -119,8 +119,8 @@ pub fn merge(
             "from: a contact cannot be merged into itself".into(),
         ));
     }
-    let survivor = desk::contact(conn, into)?;
-    let absorbed = match desk::contact(conn, from) {
+    let survivor = tickets::contact(conn, into)?;
+    let absorbed = match tickets::contact(conn, from) {
         Err(StoreError::NotFound(_)) => {
             return Err(StoreError::Invalid(format!("from: no contact {from}")));
         }
@@ -231,11 +231,11 @@ pub fn merge(
         json!({"into": into}),
         now,
     )?;
-    desk::contact(conn, into)
+    tickets::contact(conn, into)
 }
 
 pub fn history(conn: &Connection, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {
-    desk::contact(conn, id)?;
+    tickets::contact(conn, id)?;
     let mut statement = conn.prepare_cached(
         "SELECT at, actor, action, changes, actor_type FROM contact_audit WHERE contact_id = ?1
          ORDER BY seq",

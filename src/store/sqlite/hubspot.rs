@@ -291,7 +291,7 @@ fn record_reply(
             .optional()?,
         None => None,
     };
-    let message = super::ingest::create_reply(
+    let message = super::replies::create_reply(
         conn,
         &NewReply {
             conversation_id: ConversationId::from_stored(conversation),

@@ -10,10 +10,10 @@ mod checkpointer;
 mod comments;
 mod console;
 mod contacts;
-mod desk;
 mod events;
 mod hubspot;
 mod imap;
+mod tickets;
 pub(crate) use hubspot::read_hubspot_queues;
 mod ingest;
 #[cfg(test)]
@@ -21,6 +21,7 @@ mod migration_tests;
 mod outbox;
 mod queries;
 mod readers;
+mod replies;
 mod retention;
 mod routing;
 mod sessions;
@@ -282,7 +283,7 @@ impl Store for SqliteStore {
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
         let result = self
             .writer
-            .write(move |conn| ingest::create_reply(conn, &reply, now_ms()))
+            .write(move |conn| replies::create_reply(conn, &reply, now_ms()))
             .await;
         self.changed(result)
     }
@@ -303,14 +304,16 @@ impl Store for SqliteStore {
         let (id, actor) = (id.clone(), actor.clone());
         let result = self
             .writer
-            .write(move |conn| desk::update_conversation(conn, &id, &update, &actor, now_ms()))
+            .write(move |conn| tickets::update_conversation(conn, &id, &update, &actor, now_ms()))
             .await;
         self.changed(result)
     }
 
     async fn ticket(&self, id: &TicketId) -> Result<Ticket, StoreError> {
         let id = id.clone();
-        self.readers.read(move |conn| desk::ticket(conn, &id)).await
+        self.readers
+            .read(move |conn| tickets::ticket(conn, &id))
+            .await
     }
 
     async fn update_ticket(
@@ -322,7 +325,7 @@ impl Store for SqliteStore {
         let (id, actor) = (id.clone(), actor.clone());
         let result = self
             .writer
-            .write(move |conn| desk::apply_ticket_change(conn, &id, &change, &actor, now_ms()))
+            .write(move |conn| tickets::apply_ticket_change(conn, &id, &change, &actor, now_ms()))
             .await;
         self.changed(result)
     }
@@ -334,14 +337,14 @@ impl Store for SqliteStore {
     ) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| desk::delete_conversation(conn, &id, &actor, now_ms()))
+            .write(move |conn| tickets::delete_conversation(conn, &id, &actor, now_ms()))
             .await
     }
 
     async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| desk::delete_ticket(conn, &id, &actor, now_ms()))
+            .write(move |conn| tickets::delete_ticket(conn, &id, &actor, now_ms()))
             .await
     }
 
@@ -354,21 +357,21 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         let limit = page.limit;
         self.readers
-            .read(move |conn| desk::tickets(conn, &filter, before, limit))
+            .read(move |conn| tickets::tickets(conn, &filter, before, limit))
             .await
     }
 
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| desk::restore_ticket(conn, &id, &actor, now_ms()))
+            .write(move |conn| tickets::restore_ticket(conn, &id, &actor, now_ms()))
             .await
     }
 
     async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = before.timestamp_millis();
         self.writer
-            .write(move |conn| desk::purge_trash(conn, before))
+            .write(move |conn| tickets::purge_trash(conn, before))
             .await
     }
 
@@ -393,14 +396,14 @@ impl Store for SqliteStore {
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {
         let id = id.clone();
         self.readers
-            .read(move |conn| desk::history(conn, &id))
+            .read(move |conn| tickets::history(conn, &id))
             .await
     }
 
     async fn contact(&self, id: &ContactId) -> Result<Contact, StoreError> {
         let id = id.clone();
         self.readers
-            .read(move |conn| desk::contact(conn, &id))
+            .read(move |conn| tickets::contact(conn, &id))
             .await
     }
 
@@ -411,7 +414,7 @@ impl Store for SqliteStore {
     ) -> Result<Contact, StoreError> {
         let id = id.clone();
         self.writer
-            .write(move |conn| desk::update_contact(conn, &id, &update, now_ms()))
+            .write(move |conn| tickets::update_contact(conn, &id, &update, now_ms()))
             .await
     }
 
@@ -589,7 +592,7 @@ impl Store for SqliteStore {
     ) -> Result<crate::desk::analytics::Facts, StoreError> {
         let (from, to) = (from.timestamp_millis(), to.timestamp_millis());
         self.readers
-            .read(move |conn| desk::analytics(conn, from, to))
+            .read(move |conn| tickets::analytics(conn, from, to))
             .await
     }
 

@@ -166,7 +166,7 @@ fn conversations_walking_above(
         sql += &format!(" AND c.last_message_at < ?{}", args.len());
     }
     let mut walk = None;
-    if let Some(q) = filter.q.as_deref().and_then(super::desk::fts_query) {
+    if let Some(q) = filter.q.as_deref().and_then(super::tickets::fts_query) {
         match matching_messages(conn, &q, walk_above)? {
             Matches::Few(seqs) => {
                 args.push(SqlValue::Text(super::ingest::json(&seqs)?));

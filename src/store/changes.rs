@@ -1,0 +1,160 @@
+//! The changes the API and the console ask the store to make: replies, ticket, conversation
+//! and contact changes, comments, snippets, uploads, and who makes them.
+
+use chrono::{DateTime, Utc};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::PipelineConfig;
+use crate::model::{ConversationId, ConversationStatus, MessageId, Part, Sender, SenderKind};
+
+/// A rep's reply, to be stored with its delivery job.
+#[derive(Clone, Debug)]
+pub struct NewReply {
+    pub conversation_id: ConversationId,
+    pub parts: Vec<Part>,
+    /// The message the rep chose to quote; none by default.
+    pub reply_to: Option<MessageId>,
+    pub sender: Sender,
+    /// When the first send attempt is due.
+    pub run_at: DateTime<Utc>,
+    /// A change to the conversation's ticket made with the reply: both or neither.
+    pub ticket_change: Option<TicketChange>,
+    /// Send through another channel of the same contact (the conversation there joins the
+    /// same ticket).
+    pub via: Option<Via>,
+}
+
+/// Where a `via_channel` reply goes: a channel and the contact's identifier on it.
+#[derive(Clone, Debug)]
+pub struct Via {
+    pub channel_id: String,
+    pub identifier: crate::model::Identifier,
+}
+
+/// A change to a conversation; `None` fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationUpdate {
+    /// `Some(None)` unassigns.
+    pub owner_id: Option<Option<String>>,
+    pub status: Option<ConversationStatus>,
+}
+
+/// A change to a ticket; `None` fields stay as they are. Checked against `pipelines`
+/// inside the transaction that applies it.
+#[derive(Clone, Debug)]
+pub struct TicketChange {
+    pub status: Option<String>,
+    /// `Some(None)` unassigns.
+    pub owner_id: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    pub priority: Option<Option<crate::desk::tickets::Priority>>,
+    /// Merged into the ticket's properties; a `null` value removes a key.
+    pub properties: Option<Map<String, Value>>,
+    pub pipelines: Arc<BTreeMap<String, PipelineConfig>>,
+}
+
+/// A change to a contact; `Some(None)` clears a field.
+#[derive(Clone, Debug, Default)]
+pub struct ContactUpdate {
+    pub owner_id: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+}
+
+/// Who makes a change and why, for the audit trail.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub kind: SenderKind,
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    /// An actor of this kind: a rep's id, a token's name, `routing` for the bridge.
+    pub fn new(kind: SenderKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+            reason: None,
+        }
+    }
+
+    /// The bridge itself, acting on a rule (`routing`).
+    pub fn system(name: impl Into<String>) -> Self {
+        Self::new(SenderKind::System, name)
+    }
+
+    /// Whoever wrote a message.
+    pub fn of(sender: &Sender) -> Self {
+        Self::new(sender.kind, sender.id.clone())
+    }
+}
+
+/// The kind of actor an audit row names; a value no version wrote reads as `system`.
+pub(crate) fn actor_type(stored: &str) -> SenderKind {
+    SenderKind::parse(stored).unwrap_or(SenderKind::System)
+}
+
+/// A rep's internal comment on a conversation, and whom it notifies.
+#[derive(Clone, Debug)]
+pub struct NewComment {
+    pub conversation_id: ConversationId,
+    /// The rep, or the token bound to no rep, writing it.
+    pub author: Sender,
+    /// The author as mention emails name them (the rep's `name`, else the author's id).
+    pub author_name: String,
+    /// The conversation's channel as mention emails name it (`channels.ID.name`).
+    pub channel_name: String,
+    pub text: String,
+    /// The reps it mentions, each notified by an event (and an email while offline).
+    pub mentions: Vec<Mention>,
+    /// A rep's presence older than this counts as offline.
+    pub presence_timeout_ms: i64,
+    /// Base of the conversation link in mention emails (`server.public_url`).
+    pub link_base: Option<String>,
+}
+
+/// A mentioned rep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub rep_id: String,
+    /// Where to email them while they are offline; `None` when `[smtp]` is not set or the
+    /// rep has no email.
+    pub email: Option<String>,
+}
+
+/// A contact created through the API, with the identifiers that reach them.
+#[derive(Clone, Debug)]
+pub struct NewContact {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub owner_id: Option<String>,
+    pub identifiers: Vec<crate::model::ChannelIdentifier>,
+}
+
+/// Whether saving a snippet creates it (refused if the id exists) or replaces its text
+/// (refused if it does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveMode {
+    Create,
+    Replace,
+}
+
+/// A file a rep uploaded to attach to a reply (`POST /api/v1/uploads`), served without
+/// credentials at `/media/uploads/{token}` so the platforms can fetch it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// `upl_` and a time-ordered id: names the upload in answers and logs.
+    pub id: String,
+    /// 32 random bytes as hex: the only thing that opens the file.
+    pub token: String,
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    /// Who uploaded it (the caller's rep, else the token's name).
+    pub uploaded_by: String,
+    pub created_at: DateTime<Utc>,
+}
