@@ -127,3 +127,13 @@ pub struct Routed {
     pub rule: &'static str,
     pub assigned: bool,
 }
+
+impl Routed {
+    /// What ingest reports of a routing decision.
+    pub(crate) fn of(decision: &crate::desk::routing::Decision) -> Self {
+        Routed {
+            rule: decision.rule,
+            assigned: decision.assignee.is_some(),
+        }
+    }
+}

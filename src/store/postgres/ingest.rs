@@ -8,7 +8,7 @@
 use sqlx::PgConnection;
 
 use super::{events, routing};
-use crate::desk::{self, threading::ThreadDecision};
+use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
 use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
@@ -68,7 +68,6 @@ pub async fn ingest(
     Ok(outcomes)
 }
 
-/// Replaces an inbound message's parts, keeping what it said before in `history`.
 /// Replaces an inbound message's parts, keeping what it said before in `history`; a
 /// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
 async fn apply_edit(
@@ -241,8 +240,8 @@ async fn ingest_message(
         lock(c, &format!("thread\u{1f}{channel}\u{1f}{key}")).await?;
     }
     let (conversation, threaded) = thread(c, rules, &key, &contact, m, now).await?;
-    let new_conversation = threaded == Threaded::Created;
-    if threaded != Threaded::Appended {
+    let new_conversation = threaded.is_new();
+    if threaded.routes() {
         // Routing's lock comes before the events lock, in every transaction that takes both.
         routing::lock_for(c, rules).await?;
     }
@@ -288,14 +287,12 @@ async fn ingest_message(
         c,
         "message.created",
         conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
-            "contact_name": contact_name,
-            "preview": crate::desk::notify::preview(&m.parts)}),
+        desk::ingest::message_created(&id, new_conversation, contact_name.as_deref(), &m.parts),
         now,
     )
     .await?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded != Threaded::Appended {
+    let routed = if threaded.routes() {
         let decision = routing::route(
             c,
             rules,
@@ -305,10 +302,7 @@ async fn ingest_message(
             timeout,
         )
         .await?;
-        Some(Routed {
-            rule: decision.rule,
-            assigned: decision.assignee.is_some(),
-        })
+        Some(Routed::of(&decision))
     } else {
         None
     };
@@ -405,14 +399,6 @@ async fn upsert_contact(
     Ok(id)
 }
 
-/// What threading did with an inbound message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Threaded {
-    Appended,
-    Reopened,
-    Created,
-}
-
 /// Finds, reopens or creates the conversation for `key`.
 async fn thread(
     c: &mut PgConnection,
@@ -440,16 +426,8 @@ async fn thread(
         }
         None => None,
     };
-    let hinted = hinted
-        .map(|(id, ticket, status)| {
-            if status == "open" {
-                (Some((id, ticket)), None)
-            } else {
-                (None, Some((id, ticket)))
-            }
-        })
-        .filter(|(open, _)| open.is_some() || rules.reopen);
-    let (open, closed) = match hinted {
+    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
+    let (open, closed) = match desk::ingest::hinted(hinted, rules.reopen) {
         Some(found) => found,
         None => {
             let open: Option<(String, String)> = sqlx::query_as(
@@ -598,7 +576,4 @@ async fn record_status(
     })
 }
 
-pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
-}
+pub use crate::store::shared::json;

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::desk::{self, threading::ThreadDecision};
+use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
 use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
@@ -192,7 +192,7 @@ fn ingest_message(
         desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
     let id = MessageId::new();
     let (conversation, threaded) = thread(conn, rules, &key, &contact, m, &id, now)?;
-    let new_conversation = threaded == Threaded::Created;
+    let new_conversation = threaded.is_new();
 
     let reply_to: Option<String> = match &m.reply_to {
         Some(platform_id) => conn
@@ -229,13 +229,16 @@ fn ingest_message(
         conn,
         "message.created",
         conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
-            "contact_name": contact_name(conn, conversation.as_str())?,
-            "preview": crate::desk::notify::preview(&m.parts)}),
+        desk::ingest::message_created(
+            &id,
+            new_conversation,
+            contact_name(conn, conversation.as_str())?.as_deref(),
+            &m.parts,
+        ),
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded != Threaded::Appended {
+    let routed = if threaded.routes() {
         let decision = routing::route(
             conn,
             rules,
@@ -244,10 +247,7 @@ fn ingest_message(
             now,
             timeout,
         )?;
-        Some(Routed {
-            rule: decision.rule,
-            assigned: decision.assignee.is_some(),
-        })
+        Some(Routed::of(&decision))
     } else {
         None
     };
@@ -326,14 +326,6 @@ fn upsert_contact(
     Ok(id)
 }
 
-/// What threading did with an inbound message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Threaded {
-    Appended,
-    Reopened,
-    Created,
-}
-
 /// Finds, reopens or creates the conversation for `key`, which gets `message` as its latest
 /// inbound message.
 fn thread(
@@ -369,15 +361,9 @@ fn thread(
             .optional()?,
         None => None,
     };
-    if let Some((id, ticket, status)) = hinted {
-        let (open, closed) = if status == "open" {
-            (Some((id, ticket)), None)
-        } else {
-            (None, Some((id, ticket)))
-        };
-        if open.is_some() || rules.reopen {
-            return apply(conn, rules, key, contact, m, message, now, open, closed);
-        }
+    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
+    if let Some((open, closed)) = desk::ingest::hinted(hinted, rules.reopen) {
+        return apply(conn, rules, key, contact, m, message, now, open, closed);
     }
     let open = find(
         "SELECT id, ticket_id FROM conversations
@@ -517,7 +503,4 @@ fn record_status(
     })
 }
 
-pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
-}
+pub use crate::store::shared::json;
