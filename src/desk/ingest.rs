@@ -49,6 +49,18 @@ pub fn hinted<C>(found: Option<(C, bool)>, reopen: bool) -> Option<Candidates<C>
     }
 }
 
+/// Whether threading looks for the key's latest closed conversation: only when none is
+/// open and the channel reopens closed ones.
+pub fn wants_closed(open_found: bool, reopen: bool) -> bool {
+    !open_found && reopen
+}
+
+/// Whether a known contact's details are written again: only when the message brings a
+/// name or an address (most messages come from known contacts and bring nothing new).
+pub fn brings_details(name: Option<&str>, email: Option<&str>) -> bool {
+    name.is_some() || email.is_some()
+}
+
 /// The `message.created` event's data for an inbound message, for live clients.
 pub fn message_created(
     message: &MessageId,
@@ -183,6 +195,20 @@ mod tests {
     #[test]
     fn a_hint_naming_nothing_found_threads_by_key() {
         assert_eq!(hinted::<&str>(None, true), None);
+    }
+
+    #[test]
+    fn a_closed_conversation_is_looked_for_only_when_none_is_open_and_the_channel_reopens() {
+        assert!(wants_closed(false, true));
+        assert!(!wants_closed(true, true));
+        assert!(!wants_closed(false, false));
+    }
+
+    #[test]
+    fn a_known_contact_is_rewritten_only_when_the_message_brings_a_name_or_an_address() {
+        assert!(!brings_details(None, None));
+        assert!(brings_details(Some("Ann"), None));
+        assert!(brings_details(None, Some("ann@example.com")));
     }
 
     #[test]

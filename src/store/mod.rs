@@ -21,7 +21,7 @@ pub use changes::{
     Actor, ContactUpdate, ConversationUpdate, Mention, NewComment, NewContact, NewReply, SaveMode,
     TicketChange, Upload, Via,
 };
-pub(crate) use ingest::{EditPlan, edit_revision, plan_edit};
+pub(crate) use ingest::{EditPlan, plan_edit};
 pub use ingest::{EditSkipped, IngestOutcome, Routed};
 pub use jobs::{
     ChannelDeliveries, Delivery, JOB_CHANNEL_HUBSPOT, JOB_CHANNEL_SMTP, Job, JobKind, JobOutcome,

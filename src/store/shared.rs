@@ -28,6 +28,17 @@ pub(crate) fn delivery_update(
     (data, reported)
 }
 
+/// The status an outbound message moves to on a report of `reported`, from its status as
+/// stored; a stored value this version cannot read counts as `unknown`.
+pub(crate) fn advance_stored(
+    stored: &str,
+    unknown: DeliveryStatus,
+    reported: DeliveryStatus,
+) -> Option<DeliveryStatus> {
+    let current = DeliveryStatus::parse(stored).unwrap_or(unknown);
+    crate::desk::delivery::advance(current, reported)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +59,19 @@ mod tests {
         assert_eq!(reported(DeliveryStatus::Read), Some(ReportedStatus::Read));
         assert_eq!(reported(DeliveryStatus::Sent), None);
         assert_eq!(reported(DeliveryStatus::Delivered), None);
+    }
+
+    #[test]
+    fn a_stored_status_this_version_cannot_read_advances_from_the_fallback() {
+        use DeliveryStatus as D;
+        assert_eq!(
+            advance_stored("sent", D::Queued, D::Delivered),
+            Some(D::Delivered)
+        );
+        assert_eq!(advance_stored("read", D::Queued, D::Delivered), None);
+        assert_eq!(
+            advance_stored("bogus", D::Queued, D::Sent),
+            crate::desk::delivery::advance(D::Queued, D::Sent)
+        );
     }
 }

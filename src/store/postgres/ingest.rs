@@ -86,21 +86,20 @@ async fn apply_edit(
     .bind(&edit.platform_message_id)
     .fetch_optional(&mut *c)
     .await?;
-    let skipped = |why| {
-        Ok(IngestOutcome::Edited {
-            id: edit.platform_message_id.clone(),
-            applied: false,
-            skipped: Some(why),
-        })
-    };
+    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
     let Some((id, parts, history, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
-    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
-        EditPlan::Skip(why) => return skipped(why),
-        EditPlan::Apply { history } => history,
-    };
-    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    let hubspot = rules.hubspot_account.is_some();
+    let (history, edited_at, note) =
+        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
+            EditPlan::Skip(why) => return skipped(why),
+            EditPlan::Apply {
+                history,
+                edited_at,
+                note,
+            } => (history, edited_at, note),
+        };
     sqlx::query(
         "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
          WHERE id = $1",
@@ -112,18 +111,11 @@ async fn apply_edit(
     .bind(body_text(&edit.parts))
     .execute(&mut *c)
     .await?;
-    if rules.hubspot_account.is_some() {
-        let note = PublishNote::Edited {
-            revision: crate::store::edit_revision(&history),
-        };
+    if let Some(note) = note {
         let message = MessageId::from_stored(id);
         super::hubspot::enqueue_publish(c, &conversation, &message, Some(&note), now).await?;
     }
-    Ok(IngestOutcome::Edited {
-        id: edit.platform_message_id.clone(),
-        applied: true,
-        skipped: None,
-    })
+    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
 }
 
 /// Marks an inbound message taken back; the first time, a channel linked to HubSpot
@@ -197,8 +189,7 @@ async fn apply_watermark(
     .await?;
     let mut updated = 0;
     for (id, status) in rows {
-        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
-        if let Some(next) = desk::delivery::advance(current, mark.status) {
+        if let Some(next) = advance_stored(&status, DeliveryStatus::Sent, mark.status) {
             events::delivery_updated(c, &id, next, None, now).await?;
             updated += 1;
         }
@@ -359,8 +350,9 @@ async fn upsert_contact(
     .fetch_optional(&mut *c)
     .await?;
     if let Some(id) = existing {
-        if m.from.display_name.is_some() || m.from.email.is_some() {
-            // Only write when something changed: most messages come from known contacts.
+        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
+        if desk::ingest::brings_details(name, email) {
+            // The statement also skips the write when nothing differs.
             sqlx::query(
                 "UPDATE contacts SET display_name = COALESCE($2, display_name),
                      email = COALESCE($3, email), updated_at = $4
@@ -438,8 +430,7 @@ async fn thread(
             .bind(key)
             .fetch_optional(&mut *c)
             .await?;
-            let closed = match (&open, rules.reopen) {
-            (None, true) => {
+            let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
                 sqlx::query_as(
                     "SELECT id, ticket_id FROM conversations
                      WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
@@ -449,9 +440,9 @@ async fn thread(
                 .bind(key)
                 .fetch_optional(&mut *c)
                 .await?
-            }
-            _ => None,
-        };
+            } else {
+                None
+            };
             (open, closed)
         }
     };
@@ -557,23 +548,21 @@ async fn record_status(
     .bind(&s.platform_message_id)
     .fetch_optional(&mut *c)
     .await?;
-    let applied = match target {
-        Some((id, current)) => {
-            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
-            match desk::delivery::advance(current, s.status) {
-                Some(next) => {
-                    events::delivery_updated(c, &id, next, s.error.as_deref(), now).await?;
-                    true
-                }
-                None => false,
-            }
-        }
-        None => false,
-    };
+    let moved = target.and_then(|(id, current)| {
+        Some((
+            id,
+            advance_stored(&current, DeliveryStatus::Queued, s.status)?,
+        ))
+    });
+    if let Some((id, next)) = &moved {
+        events::delivery_updated(c, id, *next, s.error.as_deref(), now).await?;
+    }
+    let applied = moved.is_some();
     Ok(IngestOutcome::Status {
         id: s.platform_message_id.clone(),
         applied,
     })
 }
 
+use crate::store::shared::advance_stored;
 pub use crate::store::shared::json;

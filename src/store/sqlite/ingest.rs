@@ -53,38 +53,30 @@ fn apply_edit(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let skipped = |why| {
-        Ok(IngestOutcome::Edited {
-            id: edit.platform_message_id.clone(),
-            applied: false,
-            skipped: Some(why),
-        })
-    };
+    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
     let Some((id, parts, history, seq, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
-    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
-        EditPlan::Skip(why) => return skipped(why),
-        EditPlan::Apply { history } => history,
-    };
-    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    let hubspot = rules.hubspot_account.is_some();
+    let (history, edited_at, note) =
+        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
+            EditPlan::Skip(why) => return skipped(why),
+            EditPlan::Apply {
+                history,
+                edited_at,
+                note,
+            } => (history, edited_at, note),
+        };
     conn.prepare_cached(
         "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
     )?
     .execute(params![id, json(&edit.parts)?, history, edited_at])?;
     tickets::index_text(conn, seq, &edit.parts)?;
-    if rules.hubspot_account.is_some() {
-        let note = PublishNote::Edited {
-            revision: crate::store::edit_revision(&history),
-        };
+    if let Some(note) = note {
         let message = MessageId::from_stored(id);
         super::hubspot::enqueue_publish(conn, &conversation, &message, Some(&note), now)?;
     }
-    Ok(IngestOutcome::Edited {
-        id: edit.platform_message_id.clone(),
-        applied: true,
-        skipped: None,
-    })
+    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
 }
 
 /// Marks an inbound message taken back; the first time, a channel linked to HubSpot
@@ -157,8 +149,7 @@ fn apply_watermark(
         .collect::<Result<_, _>>()?;
     let mut updated = 0;
     for (id, status) in rows {
-        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
-        if let Some(next) = desk::delivery::advance(current, mark.status) {
+        if let Some(next) = advance_stored(&status, DeliveryStatus::Sent, mark.status) {
             events::delivery_updated(conn, &id, next, None, now)?;
             updated += 1;
         }
@@ -301,8 +292,9 @@ fn upsert_contact(
         .query_row(params![channel, ident.kind, ident.value], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
-        if m.from.display_name.is_some() || m.from.email.is_some() {
-            // Only write when something changed: most messages come from known contacts.
+        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
+        if desk::ingest::brings_details(name, email) {
+            // The statement also skips the write when nothing differs.
             conn.prepare_cached(
                 "UPDATE contacts SET display_name = COALESCE(?2, display_name),
                      email = COALESCE(?3, email), updated_at = ?4
@@ -369,13 +361,14 @@ fn thread(
         "SELECT id, ticket_id FROM conversations
          WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL",
     )?;
-    let closed = match (&open, rules.reopen) {
-        (None, true) => find(
+    let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
+        find(
             "SELECT id, ticket_id FROM conversations
              WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'closed' AND deleted_at IS NULL
              ORDER BY seq DESC LIMIT 1",
-        )?,
-        _ => None,
+        )?
+    } else {
+        None
     };
     apply(conn, rules, key, contact, m, message, now, open, closed)
 }
@@ -484,23 +477,21 @@ fn record_status(
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let applied = match target {
-        Some((id, current)) => {
-            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
-            match desk::delivery::advance(current, s.status) {
-                Some(next) => {
-                    events::delivery_updated(conn, &id, next, s.error.as_deref(), now)?;
-                    true
-                }
-                None => false,
-            }
-        }
-        None => false,
-    };
+    let moved = target.and_then(|(id, current)| {
+        Some((
+            id,
+            advance_stored(&current, DeliveryStatus::Queued, s.status)?,
+        ))
+    });
+    if let Some((id, next)) = &moved {
+        events::delivery_updated(conn, id, *next, s.error.as_deref(), now)?;
+    }
+    let applied = moved.is_some();
     Ok(IngestOutcome::Status {
         id: s.platform_message_id.clone(),
         applied,
     })
 }
 
+use crate::store::shared::advance_stored;
 pub use crate::store::shared::json;
