@@ -77,6 +77,37 @@ pub fn message_created(
     })
 }
 
+/// What storing a new inbound message writes besides the message, once threading has
+/// placed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessagePlan {
+    /// Whether the message started its conversation (the webhook's `new_conversation`).
+    pub new_conversation: bool,
+    /// Queue a HubSpot publish job: the channel is linked to HubSpot.
+    pub publish: bool,
+    /// The `message.created` event's data.
+    pub event: Value,
+    /// Route the conversation: the message created or reopened it.
+    pub route: bool,
+}
+
+/// Plans what a new inbound message `message` writes, from what threading did, whether
+/// the channel is linked to HubSpot and the contact's display name.
+pub fn plan_message(
+    threaded: Threaded,
+    hubspot_linked: bool,
+    message: &MessageId,
+    contact_name: Option<&str>,
+    parts: &[Part],
+) -> MessagePlan {
+    MessagePlan {
+        new_conversation: threaded.is_new(),
+        publish: hubspot_linked,
+        event: message_created(message, threaded.is_new(), contact_name, parts),
+        route: threaded.routes(),
+    }
+}
+
 /// What a new inbound message means for its contact's owner (contact-owner channels).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnerNotice<T> {
@@ -223,6 +254,25 @@ mod tests {
         let data = message_created(&id, false, None, &text("hi"));
         assert_eq!(data["contact_name"], Value::Null);
         assert_eq!(data["new_conversation"], false);
+    }
+
+    #[test]
+    fn a_message_reopening_its_conversation_is_routed_published_and_announced_as_not_new() {
+        let id = MessageId::from_stored("msg_1".to_owned());
+        let plan = plan_message(Threaded::Reopened, true, &id, Some("Ann"), &text("again"));
+        assert!(plan.route);
+        assert!(plan.publish);
+        assert!(!plan.new_conversation);
+        assert_eq!(plan.event["new_conversation"], false);
+        assert_eq!(plan.event["preview"], "again");
+    }
+
+    #[test]
+    fn a_message_appended_on_an_unlinked_channel_is_neither_routed_nor_published() {
+        let id = MessageId::from_stored("msg_1".to_owned());
+        let plan = plan_message(Threaded::Appended, false, &id, None, &text("more"));
+        assert!(!plan.route);
+        assert!(!plan.publish);
     }
 
     #[test]

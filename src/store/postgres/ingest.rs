@@ -231,8 +231,16 @@ async fn ingest_message(
         lock(c, &format!("thread\u{1f}{channel}\u{1f}{key}")).await?;
     }
     let (conversation, threaded) = thread(c, rules, &key, &contact, m, now).await?;
-    let new_conversation = threaded.is_new();
-    if threaded.routes() {
+    let id = MessageId::new();
+    let contact_name = contact_name(c, conversation.as_str()).await?;
+    let plan = desk::ingest::plan_message(
+        threaded,
+        rules.hubspot_account.is_some(),
+        &id,
+        contact_name.as_deref(),
+        &m.parts,
+    );
+    if plan.route {
         // Routing's lock comes before the events lock, in every transaction that takes both.
         routing::lock_for(c, rules).await?;
     }
@@ -250,7 +258,6 @@ async fn ingest_message(
         }
         None => None,
     };
-    let id = MessageId::new();
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
              sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
@@ -270,20 +277,12 @@ async fn ingest_message(
     .bind(body_text(&m.parts))
     .execute(&mut *c)
     .await?;
-    if rules.hubspot_account.is_some() {
+    if plan.publish {
         super::hubspot::enqueue_publish(c, conversation.as_str(), &id, None, now).await?;
     }
-    let contact_name = contact_name(c, conversation.as_str()).await?;
-    events::emit(
-        c,
-        "message.created",
-        conversation.as_str(),
-        desk::ingest::message_created(&id, new_conversation, contact_name.as_deref(), &m.parts),
-        now,
-    )
-    .await?;
+    events::emit(c, "message.created", conversation.as_str(), plan.event, now).await?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded.routes() {
+    let routed = if plan.route {
         let decision = routing::route(
             c,
             rules,
@@ -312,7 +311,7 @@ async fn ingest_message(
         id: m.platform_message_id.clone(),
         message_id: id,
         conversation_id: conversation,
-        new_conversation,
+        new_conversation: plan.new_conversation,
         routed,
         owner_not_emailed,
     })

@@ -183,7 +183,13 @@ fn ingest_message(
         desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
     let id = MessageId::new();
     let (conversation, threaded) = thread(conn, rules, &key, &contact, m, &id, now)?;
-    let new_conversation = threaded.is_new();
+    let plan = desk::ingest::plan_message(
+        threaded,
+        rules.hubspot_account.is_some(),
+        &id,
+        contact_name(conn, conversation.as_str())?.as_deref(),
+        &m.parts,
+    );
 
     let reply_to: Option<String> = match &m.reply_to {
         Some(platform_id) => conn
@@ -213,23 +219,18 @@ fn ingest_message(
         now,
     ])?;
     tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
-    if rules.hubspot_account.is_some() {
+    if plan.publish {
         super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, None, now)?;
     }
     events::emit(
         conn,
         "message.created",
         conversation.as_str(),
-        desk::ingest::message_created(
-            &id,
-            new_conversation,
-            contact_name(conn, conversation.as_str())?.as_deref(),
-            &m.parts,
-        ),
+        plan.event,
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded.routes() {
+    let routed = if plan.route {
         let decision = routing::route(
             conn,
             rules,
@@ -256,7 +257,7 @@ fn ingest_message(
         id: m.platform_message_id.clone(),
         message_id: id,
         conversation_id: conversation,
-        new_conversation,
+        new_conversation: plan.new_conversation,
         routed,
         owner_not_emailed,
     })
