@@ -7,6 +7,7 @@ pub mod comments;
 pub mod delivery;
 pub mod edits;
 pub mod inboxes;
+pub mod ingest;
 pub mod notify;
 pub mod routing;
 pub mod search;

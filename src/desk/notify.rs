@@ -181,6 +181,59 @@ pub fn digest_email(items: &[DigestItem], link_base: Option<&str>) -> (String, S
     (subject, text)
 }
 
+/// Where a rep's next digest starts: their last digest, or one interval back for a first;
+/// `None` while their last digest is less than an interval old (at most one per interval).
+pub fn digest_since(last: Option<i64>, now: i64, interval_ms: i64) -> Option<i64> {
+    match last {
+        Some(at) if at > now - interval_ms => None,
+        Some(at) => Some(at),
+        None => Some(now - interval_ms),
+    }
+}
+
+/// A message as a digest lists it, from its parts as stored (JSON): its text, or that it
+/// is an attachment.
+pub fn digest_item(
+    contact: String,
+    channel: String,
+    conversation: String,
+    parts: &str,
+) -> DigestItem {
+    // Stored by us as a JSON list of parts; a row that is not reads as an attachment.
+    let parts: Vec<Part> = serde_json::from_str(parts).unwrap_or_default();
+    let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
+    DigestItem {
+        contact,
+        channel,
+        conversation,
+        text: if text.is_empty() {
+            "(an attachment)".into()
+        } else {
+            text.join(" ")
+        },
+    }
+}
+
+/// The digest e-mail for rep `rep` at `to`: one per run, all of a rep's digests in one
+/// mail thread (`digest-{rep}`, also the outbox key).
+pub fn digest_job(
+    rep: &str,
+    to: &str,
+    items: &[DigestItem],
+    link_base: Option<&str>,
+    now: i64,
+) -> crate::model::outbound::Email {
+    let (subject, text) = digest_email(items, link_base);
+    crate::model::outbound::Email {
+        to: to.to_owned(),
+        subject,
+        text,
+        id: format!("digest-{rep}-{now}"),
+        thread: format!("digest-{rep}"),
+        reply_to: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +345,41 @@ mod tests {
         assert!(
             text.ends_with("Open the conversation: https://bridge/api/v1/conversations/conv_1\n")
         );
+    }
+
+    #[test]
+    fn a_digest_is_due_once_per_interval_and_a_first_one_looks_one_interval_back() {
+        assert_eq!(digest_since(None, 10_000, 1_000), Some(9_000));
+        assert_eq!(digest_since(Some(8_000), 10_000, 1_000), Some(8_000));
+        assert_eq!(digest_since(Some(9_000), 10_000, 1_000), Some(9_000));
+        assert_eq!(digest_since(Some(9_001), 10_000, 1_000), None);
+    }
+
+    #[test]
+    fn a_digest_lists_a_message_by_its_text_or_as_an_attachment() {
+        let item =
+            |parts: &str| digest_item("Ann".into(), "Support".into(), "conv_1".into(), parts).text;
+        assert_eq!(
+            item(r#"[{"type":"text","text":"a"},{"type":"text","text":"b"}]"#),
+            "a b"
+        );
+        assert_eq!(item("[]"), "(an attachment)");
+        assert_eq!(item("not json"), "(an attachment)");
+    }
+
+    #[test]
+    fn every_digest_of_a_rep_shares_one_mail_thread_and_has_its_own_id() {
+        let items = [digest_item(
+            "Ann".into(),
+            "Support".into(),
+            "conv_1".into(),
+            r#"[{"type":"text","text":"hi"}]"#,
+        )];
+        let email = digest_job("bob", "bob@example.com", &items, None, 42);
+        assert_eq!(email.to, "bob@example.com");
+        assert_eq!(email.id, "digest-bob-42");
+        assert_eq!(email.thread, "digest-bob");
+        assert_eq!(email.subject, "1 new message in your conversations");
+        assert!(email.text.contains("Ann on Support: hi"), "{}", email.text);
     }
 }

@@ -3,6 +3,7 @@
 //! reason: the rule, each rep considered, and why each was passed over.
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 /// Where a rep stands for routing. Away counts as offline.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +224,62 @@ pub fn pool<'r>(
     pool
 }
 
+/// Whether a rep counts as online, from the presence they last reported (`status`, when):
+/// they said `online`, no longer ago than the presence timeout. Away counts as offline,
+/// and so does a report gone stale (a closed console does not say goodbye).
+pub fn is_online(reported: Option<(&str, i64)>, now: i64, timeout_ms: i64) -> bool {
+    matches!(reported, Some((status, at)) if status == "online" && at >= now - timeout_ms)
+}
+
+/// A rep's presence as the console shows it: what they last reported while it is fresh,
+/// else `offline`.
+pub fn effective_presence(reported: Option<(String, i64)>, now: i64, timeout_ms: i64) -> String {
+    match reported {
+        Some((status, at)) if at >= now - timeout_ms => status,
+        _ => "offline".to_owned(),
+    }
+}
+
+/// What recording a routing decision writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording<'d> {
+    /// The audit row's action: `assigned` or `left_unassigned`.
+    pub action: &'static str,
+    /// The audit row's `changes`: the whole decision with its reasons, as JSON.
+    pub reason: String,
+    /// The audit row's `reason`: the decision's note.
+    pub note: &'d str,
+    /// The rep the conversation (and its ticket) is given to, if anyone.
+    pub assignee: Option<&'d str>,
+    /// Whether the channel's rotation cursor moves to the assignee (round robin only).
+    pub advances_rotation: bool,
+    /// The `conversation.assigned` event's data, when someone is assigned.
+    pub event: Option<Value>,
+}
+
+/// How a decision is recorded; `None` for a channel that routes to nobody, which has
+/// nothing to explain.
+pub fn recording(decision: &Decision) -> Option<Recording<'_>> {
+    if decision.rule == "nobody" {
+        return None;
+    }
+    let assignee = decision.assignee.as_deref();
+    Some(Recording {
+        action: if assignee.is_some() {
+            "assigned"
+        } else {
+            "left_unassigned"
+        },
+        reason: serde_json::to_value(decision)
+            .unwrap_or_default()
+            .to_string(),
+        note: &decision.note,
+        assignee,
+        advances_rotation: assignee.is_some() && decision.rule == "users_and_teams",
+        event: assignee.map(|rep| json!({"owner_id": rep, "by": "routing", "rule": decision.rule})),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +436,75 @@ mod tests {
         let pool = pool(&["c".into(), "ghost".into()], &["x".into()], &reps);
         let ids: Vec<&str> = pool.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["c", "a"]);
+    }
+
+    #[test]
+    fn a_rep_is_online_only_while_their_online_report_is_fresh() {
+        let cases = [
+            (Some(("online", 1_000)), true),
+            (Some(("online", 999)), false),
+            (Some(("away", 1_000)), false),
+            (Some(("offline", 1_000)), false),
+            (None, false),
+        ];
+        for (reported, online) in cases {
+            assert_eq!(is_online(reported, 1_500, 500), online, "{reported:?}");
+        }
+    }
+
+    #[test]
+    fn a_stale_presence_shows_as_offline() {
+        let fresh = Some(("away".to_owned(), 1_000));
+        assert_eq!(effective_presence(fresh, 1_500, 500), "away");
+        let stale = Some(("online".to_owned(), 999));
+        assert_eq!(effective_presence(stale, 1_500, 500), "offline");
+        assert_eq!(effective_presence(None, 1_500, 500), "offline");
+    }
+
+    #[test]
+    fn a_channel_that_routes_to_nobody_records_nothing() {
+        assert_eq!(recording(&decide(&Rule::Nobody)), None);
+    }
+
+    #[test]
+    fn a_round_robin_assignment_moves_the_rotation_and_is_announced() {
+        let decision = decide(&Rule::RoundRobin {
+            pool: vec![rep("a", true, 0, 1)],
+            last: None,
+        });
+        let recorded = recording(&decision).unwrap();
+        assert_eq!(recorded.action, "assigned");
+        assert_eq!(recorded.assignee, Some("a"));
+        assert!(recorded.advances_rotation);
+        assert_eq!(
+            recorded.event,
+            Some(json!({"owner_id": "a", "by": "routing", "rule": "users_and_teams"}))
+        );
+        let reason: Value = serde_json::from_str(&recorded.reason).unwrap();
+        assert_eq!(reason["considered"][0]["outcome"], "assigned");
+    }
+
+    #[test]
+    fn a_contact_owner_assignment_leaves_the_rotation_alone() {
+        let decision = decide(&Rule::ContactOwner {
+            owner: Some(rep("carol", true, 0, 1)),
+            mail: OwnerMail::Possible,
+        });
+        let recorded = recording(&decision).unwrap();
+        assert_eq!(recorded.assignee, Some("carol"));
+        assert!(!recorded.advances_rotation);
+    }
+
+    #[test]
+    fn a_conversation_left_unassigned_is_audited_but_not_announced() {
+        let decision = decide(&Rule::RoundRobin {
+            pool: vec![rep("a", false, 0, 1)],
+            last: None,
+        });
+        let recorded = recording(&decision).unwrap();
+        assert_eq!(recorded.action, "left_unassigned");
+        assert_eq!(recorded.assignee, None);
+        assert!(!recorded.advances_rotation);
+        assert_eq!(recorded.event, None);
     }
 }

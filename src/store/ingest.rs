@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use serde_json::Value;
 
-use super::{Detail, StoreError};
+use super::{Detail, PublishNote, StoreError};
 use crate::model::{ConversationId, MessageId, Part};
 
 /// What happened to one inbound event.
@@ -59,19 +59,24 @@ pub enum EditSkipped {
 /// What an edit does to a stored message, decided by `desk::edits` from its versions.
 pub(crate) enum EditPlan {
     Skip(EditSkipped),
-    /// Store the edit's parts, with this as the new `history` (JSON).
+    /// Store the edit's parts, with this as the new `history` (JSON), edited at
+    /// `edited_at`; `note` is what a channel linked to HubSpot publishes about it.
     Apply {
         history: String,
+        edited_at: i64,
+        note: Option<PublishNote>,
     },
 }
 
 /// Plans an edit of a message that says `parts` now and said `history` before (both as
-/// stored: JSON). Each revision keeps, in `replaced_by`, the order of the edit that
-/// replaced it, so every version's order is known.
+/// stored: JSON), on a channel linked to HubSpot or not (`hubspot`: HubSpot cannot edit a
+/// message, so it gets a note saying which revision this is). Each revision keeps, in
+/// `replaced_by`, the order of the edit that replaced it, so every version's order is known.
 pub(crate) fn plan_edit(
     parts: &str,
     history: Option<&str>,
     edit: &crate::model::event::MessageEdit,
+    hubspot: bool,
     now: i64,
 ) -> Result<EditPlan, StoreError> {
     use crate::desk::edits::{EditVerdict, Version, judge};
@@ -108,14 +113,21 @@ pub(crate) fn plan_edit(
             }));
             let history = serde_json::to_string(&revisions)
                 .map_err(|e| StoreError::Internal(Detail::caused_by("cannot encode JSON", e)))?;
-            Ok(EditPlan::Apply { history })
+            let note = hubspot.then(|| PublishNote::Edited {
+                revision: edit_revision(&history),
+            });
+            Ok(EditPlan::Apply {
+                edited_at: edit.edited_at.map_or(now, |t| t.timestamp_millis()),
+                history,
+                note,
+            })
         }
     }
 }
 
 /// Which edit of its message a history (as [`plan_edit`] writes it) records: 1 after the
 /// first edit.
-pub(crate) fn edit_revision(history: &str) -> u32 {
+fn edit_revision(history: &str) -> u32 {
     serde_json::from_str::<Vec<Value>>(history)
         .map_or(1, |h| u32::try_from(h.len()).unwrap_or(u32::MAX))
 }
@@ -126,4 +138,25 @@ pub struct Routed {
     /// `nobody`, `users_and_teams` or `contact_owner`.
     pub rule: &'static str,
     pub assigned: bool,
+}
+
+impl IngestOutcome {
+    /// The answer to edit `id`: applied, or `skipped` and why.
+    pub(crate) fn edited(id: &str, skipped: Option<EditSkipped>) -> Self {
+        IngestOutcome::Edited {
+            id: id.to_owned(),
+            applied: skipped.is_none(),
+            skipped,
+        }
+    }
+}
+
+impl Routed {
+    /// What ingest reports of a routing decision.
+    pub(crate) fn of(decision: &crate::desk::routing::Decision) -> Self {
+        Routed {
+            rule: decision.rule,
+            assigned: decision.assignee.is_some(),
+        }
+    }
 }

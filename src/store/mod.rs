@@ -14,13 +14,14 @@ mod changes;
 mod ingest;
 mod jobs;
 mod rules;
+pub(crate) mod shared;
 mod views;
 pub(crate) use changes::actor_type;
 pub use changes::{
     Actor, ContactUpdate, ConversationUpdate, Mention, NewComment, NewContact, NewReply, SaveMode,
     TicketChange, Upload, Via,
 };
-pub(crate) use ingest::{EditPlan, edit_revision, plan_edit};
+pub(crate) use ingest::{EditPlan, plan_edit};
 pub use ingest::{EditSkipped, IngestOutcome, Routed};
 pub use jobs::{
     ChannelDeliveries, Delivery, JOB_CHANNEL_HUBSPOT, JOB_CHANNEL_SMTP, Job, JobKind, JobOutcome,

@@ -2,6 +2,7 @@
 //! reps, and what owner and digest e-mails name.
 
 use crate::config::{ChannelConfig, Threading, TicketTemplate};
+use crate::desk::routing::{OwnerMail, RepState, Rule};
 
 /// The help-desk rules of one channel, as the ingest transaction needs them.
 #[derive(Clone, Debug)]
@@ -61,6 +62,42 @@ impl RoutingPlan {
         let smtp = matches!(self, RoutingPlan::ContactOwner { email: Some(_), .. });
         crate::desk::routing::OwnerMail::of(smtp, slot.email.as_deref())
     }
+
+    /// The contact-owner rule `desk::routing` decides over, from the owner as found and,
+    /// for an owner who is one of the plan's reps, where they stand (`state`).
+    pub(crate) fn contact_owner_rule(&self, owner: OwnerSlot<'_>, state: Option<RepState>) -> Rule {
+        match owner {
+            OwnerSlot::Outside(owner) => Rule::ContactOwnerOutside { owner },
+            OwnerSlot::Rep(slot) if state.is_some() => Rule::ContactOwner {
+                owner: state,
+                mail: self.owner_mail(slot),
+            },
+            _ => Rule::ContactOwner {
+                owner: None,
+                mail: OwnerMail::Possible,
+            },
+        }
+    }
+
+    /// Where an e-mail to the offline owner `slot` goes and what it names, when one can
+    /// be sent under this plan.
+    pub(crate) fn mail_target<'a>(&'a self, slot: &'a RepSlot) -> Option<MailTarget<'a>> {
+        match (self, slot.email.as_deref()) {
+            (
+                RoutingPlan::ContactOwner {
+                    email: Some(from), ..
+                },
+                Some(to),
+            ) => Some(MailTarget { to, from }),
+            _ => None,
+        }
+    }
+}
+
+/// Where an offline owner's e-mail goes, and what it says about the channel.
+pub(crate) struct MailTarget<'a> {
+    pub to: &'a str,
+    pub from: &'a OwnerEmail,
 }
 
 /// A rep as routing sees them.
@@ -87,6 +124,14 @@ pub struct DigestRep {
     pub email: String,
     /// `[[reps]].notify`; the rep's own choice (through the API) overrides it.
     pub notify: bool,
+}
+
+impl DigestRep {
+    /// Whether the rep wants digests: their own choice (`choices`, by rep) where they made
+    /// one, else the config's.
+    pub(crate) fn wants_digest(&self, choices: &std::collections::HashMap<String, bool>) -> bool {
+        choices.get(&self.id).copied().unwrap_or(self.notify)
+    }
 }
 
 /// What digest emails say besides the messages.

@@ -112,13 +112,9 @@ pub async fn delivery_updated(
     .fetch_optional(&mut *c)
     .await?;
     if let Some(conversation) = conversation {
-        let data = serde_json::json!({"message_id": message, "status": status, "error": error});
+        let (data, reported) = crate::store::shared::delivery_update(message, status, error);
         emit(c, "delivery.updated", &conversation, data, now).await?;
-        // SENT is reported where the send is recorded (outbox), whatever status it folds to.
-        use crate::store::hubspot::ReportedStatus;
-        if let Some(reported @ (ReportedStatus::Read | ReportedStatus::Failed)) =
-            ReportedStatus::of(status)
-        {
+        if let Some(reported) = reported {
             super::hubspot::report_status(c, message, reported, error, now).await?;
         }
     }

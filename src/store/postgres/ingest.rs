@@ -8,7 +8,7 @@
 use sqlx::PgConnection;
 
 use super::{events, routing};
-use crate::desk::{self, threading::ThreadDecision};
+use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
 use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
@@ -68,7 +68,6 @@ pub async fn ingest(
     Ok(outcomes)
 }
 
-/// Replaces an inbound message's parts, keeping what it said before in `history`.
 /// Replaces an inbound message's parts, keeping what it said before in `history`; a
 /// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
 async fn apply_edit(
@@ -87,21 +86,20 @@ async fn apply_edit(
     .bind(&edit.platform_message_id)
     .fetch_optional(&mut *c)
     .await?;
-    let skipped = |why| {
-        Ok(IngestOutcome::Edited {
-            id: edit.platform_message_id.clone(),
-            applied: false,
-            skipped: Some(why),
-        })
-    };
+    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
     let Some((id, parts, history, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
-    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
-        EditPlan::Skip(why) => return skipped(why),
-        EditPlan::Apply { history } => history,
-    };
-    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    let hubspot = rules.hubspot_account.is_some();
+    let (history, edited_at, note) =
+        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
+            EditPlan::Skip(why) => return skipped(why),
+            EditPlan::Apply {
+                history,
+                edited_at,
+                note,
+            } => (history, edited_at, note),
+        };
     sqlx::query(
         "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
          WHERE id = $1",
@@ -113,18 +111,11 @@ async fn apply_edit(
     .bind(body_text(&edit.parts))
     .execute(&mut *c)
     .await?;
-    if rules.hubspot_account.is_some() {
-        let note = PublishNote::Edited {
-            revision: crate::store::edit_revision(&history),
-        };
+    if let Some(note) = note {
         let message = MessageId::from_stored(id);
         super::hubspot::enqueue_publish(c, &conversation, &message, Some(&note), now).await?;
     }
-    Ok(IngestOutcome::Edited {
-        id: edit.platform_message_id.clone(),
-        applied: true,
-        skipped: None,
-    })
+    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
 }
 
 /// Marks an inbound message taken back; the first time, a channel linked to HubSpot
@@ -198,8 +189,7 @@ async fn apply_watermark(
     .await?;
     let mut updated = 0;
     for (id, status) in rows {
-        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
-        if let Some(next) = desk::delivery::advance(current, mark.status) {
+        if let Some(next) = advance_stored(&status, DeliveryStatus::Sent, mark.status) {
             events::delivery_updated(c, &id, next, None, now).await?;
             updated += 1;
         }
@@ -241,8 +231,16 @@ async fn ingest_message(
         lock(c, &format!("thread\u{1f}{channel}\u{1f}{key}")).await?;
     }
     let (conversation, threaded) = thread(c, rules, &key, &contact, m, now).await?;
-    let new_conversation = threaded == Threaded::Created;
-    if threaded != Threaded::Appended {
+    let id = MessageId::new();
+    let contact_name = contact_name(c, conversation.as_str()).await?;
+    let plan = desk::ingest::plan_message(
+        threaded,
+        rules.hubspot_account.is_some(),
+        &id,
+        contact_name.as_deref(),
+        &m.parts,
+    );
+    if plan.route {
         // Routing's lock comes before the events lock, in every transaction that takes both.
         routing::lock_for(c, rules).await?;
     }
@@ -260,7 +258,6 @@ async fn ingest_message(
         }
         None => None,
     };
-    let id = MessageId::new();
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
              sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
@@ -280,22 +277,12 @@ async fn ingest_message(
     .bind(body_text(&m.parts))
     .execute(&mut *c)
     .await?;
-    if rules.hubspot_account.is_some() {
+    if plan.publish {
         super::hubspot::enqueue_publish(c, conversation.as_str(), &id, None, now).await?;
     }
-    let contact_name = contact_name(c, conversation.as_str()).await?;
-    events::emit(
-        c,
-        "message.created",
-        conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
-            "contact_name": contact_name,
-            "preview": crate::desk::notify::preview(&m.parts)}),
-        now,
-    )
-    .await?;
+    events::emit(c, "message.created", conversation.as_str(), plan.event, now).await?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded != Threaded::Appended {
+    let routed = if plan.route {
         let decision = routing::route(
             c,
             rules,
@@ -305,10 +292,7 @@ async fn ingest_message(
             timeout,
         )
         .await?;
-        Some(Routed {
-            rule: decision.rule,
-            assigned: decision.assignee.is_some(),
-        })
+        Some(Routed::of(&decision))
     } else {
         None
     };
@@ -327,7 +311,7 @@ async fn ingest_message(
         id: m.platform_message_id.clone(),
         message_id: id,
         conversation_id: conversation,
-        new_conversation,
+        new_conversation: plan.new_conversation,
         routed,
         owner_not_emailed,
     })
@@ -365,8 +349,9 @@ async fn upsert_contact(
     .fetch_optional(&mut *c)
     .await?;
     if let Some(id) = existing {
-        if m.from.display_name.is_some() || m.from.email.is_some() {
-            // Only write when something changed: most messages come from known contacts.
+        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
+        if desk::ingest::brings_details(name, email) {
+            // The statement also skips the write when nothing differs.
             sqlx::query(
                 "UPDATE contacts SET display_name = COALESCE($2, display_name),
                      email = COALESCE($3, email), updated_at = $4
@@ -405,14 +390,6 @@ async fn upsert_contact(
     Ok(id)
 }
 
-/// What threading did with an inbound message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Threaded {
-    Appended,
-    Reopened,
-    Created,
-}
-
 /// Finds, reopens or creates the conversation for `key`.
 async fn thread(
     c: &mut PgConnection,
@@ -440,16 +417,8 @@ async fn thread(
         }
         None => None,
     };
-    let hinted = hinted
-        .map(|(id, ticket, status)| {
-            if status == "open" {
-                (Some((id, ticket)), None)
-            } else {
-                (None, Some((id, ticket)))
-            }
-        })
-        .filter(|(open, _)| open.is_some() || rules.reopen);
-    let (open, closed) = match hinted {
+    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
+    let (open, closed) = match desk::ingest::hinted(hinted, rules.reopen) {
         Some(found) => found,
         None => {
             let open: Option<(String, String)> = sqlx::query_as(
@@ -460,8 +429,7 @@ async fn thread(
             .bind(key)
             .fetch_optional(&mut *c)
             .await?;
-            let closed = match (&open, rules.reopen) {
-            (None, true) => {
+            let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
                 sqlx::query_as(
                     "SELECT id, ticket_id FROM conversations
                      WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
@@ -471,9 +439,9 @@ async fn thread(
                 .bind(key)
                 .fetch_optional(&mut *c)
                 .await?
-            }
-            _ => None,
-        };
+            } else {
+                None
+            };
             (open, closed)
         }
     };
@@ -579,26 +547,21 @@ async fn record_status(
     .bind(&s.platform_message_id)
     .fetch_optional(&mut *c)
     .await?;
-    let applied = match target {
-        Some((id, current)) => {
-            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
-            match desk::delivery::advance(current, s.status) {
-                Some(next) => {
-                    events::delivery_updated(c, &id, next, s.error.as_deref(), now).await?;
-                    true
-                }
-                None => false,
-            }
-        }
-        None => false,
-    };
+    let moved = target.and_then(|(id, current)| {
+        Some((
+            id,
+            advance_stored(&current, DeliveryStatus::Queued, s.status)?,
+        ))
+    });
+    if let Some((id, next)) = &moved {
+        events::delivery_updated(c, id, *next, s.error.as_deref(), now).await?;
+    }
+    let applied = moved.is_some();
     Ok(IngestOutcome::Status {
         id: s.platform_message_id.clone(),
         applied,
     })
 }
 
-pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
-}
+use crate::store::shared::advance_stored;
+pub use crate::store::shared::json;

@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{events, get, outbox};
-use crate::desk::notify::DigestItem;
-use crate::desk::routing::{self, Decision, RepState, Rule};
+use crate::desk::ingest::{OwnerEmailFacts, OwnerNotice, owner_email, owner_notice};
+use crate::desk::notify;
+use crate::desk::routing::{self, Decision, Recording, RepState, Rule};
 use crate::model::Part;
-use crate::model::outbound::Email;
 use crate::store::{
     Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
 };
@@ -45,12 +44,22 @@ pub async fn online(
     now: i64,
     timeout_ms: i64,
 ) -> Result<bool, StoreError> {
-    let status: Option<(String, i64)> =
+    let reported = presence(c, rep).await?;
+    Ok(routing::is_online(
+        reported.as_ref().map(|(s, at)| (s.as_str(), *at)),
+        now,
+        timeout_ms,
+    ))
+}
+
+/// The presence `rep` last reported, and when.
+async fn presence(c: &mut PgConnection, rep: &str) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(
         sqlx::query_as("SELECT status, updated_at FROM presence WHERE rep_id = $1")
             .bind(rep)
             .fetch_optional(&mut *c)
-            .await?;
-    Ok(matches!(status, Some((s, at)) if s == "online" && at >= now - timeout_ms))
+            .await?,
+    )
 }
 
 async fn load(c: &mut PgConnection, rep: &str) -> Result<u32, StoreError> {
@@ -111,32 +120,27 @@ pub async fn route(
                     .bind(contact)
                     .fetch_one(&mut *c)
                     .await?;
-            match rules.routing.owner_slot(owner) {
-                OwnerSlot::None => Rule::ContactOwner {
-                    owner: None,
-                    mail: routing::OwnerMail::Possible,
-                },
-                OwnerSlot::Outside(owner) => Rule::ContactOwnerOutside { owner },
-                OwnerSlot::Rep(slot) => Rule::ContactOwner {
-                    owner: Some(state(c, slot, now, timeout_ms).await?),
-                    mail: rules.routing.owner_mail(slot),
-                },
-            }
+            let slot = rules.routing.owner_slot(owner);
+            let state = match &slot {
+                OwnerSlot::Rep(rep) => Some(state(c, rep, now, timeout_ms).await?),
+                _ => None,
+            };
+            rules.routing.contact_owner_rule(slot, state)
         }
     };
     let decision = routing::decide(&rule);
-    // A channel that routes to nobody has nothing to explain.
-    if !matches!(rule, Rule::Nobody) {
-        record(c, rules, conversation, &decision, now).await?;
+    if let Some(recording) = routing::recording(&decision) {
+        record(c, rules, conversation, &recording, now).await?;
     }
     Ok(decision)
 }
 
+/// Writes what `desk::routing::recording` says a decision leaves behind.
 async fn record(
     c: &mut PgConnection,
     rules: &ChannelRules,
     conversation: &str,
-    decision: &Decision,
+    recording: &Recording<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
     let ticket: String = sqlx::query_scalar("SELECT ticket_id FROM conversations WHERE id = $1")
@@ -144,12 +148,6 @@ async fn record(
         .fetch_one(&mut *c)
         .await?;
     let actor = Actor::system("routing");
-    let reason = serde_json::to_value(decision).unwrap_or_default();
-    let action = if decision.assignee.is_some() {
-        "assigned"
-    } else {
-        "left_unassigned"
-    };
     sqlx::query(
         "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
              actor_type)
@@ -157,15 +155,15 @@ async fn record(
     )
     .bind(&ticket)
     .bind(conversation)
-    .bind(action)
+    .bind(recording.action)
     .bind(&actor.name)
-    .bind(reason.to_string())
-    .bind(&decision.note)
+    .bind(&recording.reason)
+    .bind(recording.note)
     .bind(now)
     .bind(actor.kind.as_str())
     .execute(&mut *c)
     .await?;
-    let Some(rep) = &decision.assignee else {
+    let (Some(rep), Some(event)) = (recording.assignee, &recording.event) else {
         return Ok(());
     };
     sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
@@ -180,7 +178,7 @@ async fn record(
         .bind(now)
         .execute(&mut *c)
         .await?;
-    if decision.rule == "users_and_teams" {
+    if recording.advances_rotation {
         sqlx::query(
             "INSERT INTO routing_state (channel_id, last_rep) VALUES ($1, $2)
              ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
@@ -190,14 +188,7 @@ async fn record(
         .execute(&mut *c)
         .await?;
     }
-    events::emit(
-        c,
-        "conversation.assigned",
-        conversation,
-        json!({"owner_id": rep, "by": "routing", "rule": decision.rule}),
-        now,
-    )
-    .await
+    events::emit(c, "conversation.assigned", conversation, event.clone(), now).await
 }
 
 /// For contact-owner channels: queues an email of a new inbound message to the contact's
@@ -214,9 +205,9 @@ pub async fn email_offline_owner(
     now: i64,
     timeout_ms: i64,
 ) -> Result<Option<&'static str>, StoreError> {
-    let RoutingPlan::ContactOwner { email, .. } = &rules.routing else {
+    if !matches!(rules.routing, RoutingPlan::ContactOwner { .. }) {
         return Ok(None);
-    };
+    }
     let (owner, name): (Option<String>, Option<String>) =
         sqlx::query_as("SELECT owner_id, display_name FROM contacts WHERE id = $1")
             .bind(contact)
@@ -225,17 +216,13 @@ pub async fn email_offline_owner(
     let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
         return Ok(None);
     };
-    if online(c, &slot.id, now, timeout_ms).await? {
-        return Ok(None);
-    }
-    let (Some(email), Some(address)) = (email, &slot.email) else {
-        return Ok(rules.routing.owner_mail(slot).skipped());
+    let online = online(c, &slot.id, now, timeout_ms).await?;
+    let mail = rules.routing.owner_mail(slot);
+    let target = match owner_notice(online, mail, rules.routing.mail_target(slot)) {
+        OwnerNotice::Nothing => return Ok(None),
+        OwnerNotice::NotEmailed(why) => return Ok(Some(why)),
+        OwnerNotice::Email(target) => target,
     };
-    let contact_name = name.unwrap_or_else(|| contact.to_owned());
-    let link = email
-        .link_base
-        .as_ref()
-        .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
     let (first_id, first_parts): (String, String) = sqlx::query_as(
         "SELECT id, parts FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
          ORDER BY seq LIMIT 1",
@@ -243,26 +230,18 @@ pub async fn email_offline_owner(
     .bind(conversation)
     .fetch_one(&mut *c)
     .await?;
-    // Stored by us as a JSON list of parts; a row that is not only loses the subject line.
-    let first_parts: Vec<Part> = serde_json::from_str(&first_parts).unwrap_or_default();
-    let (subject, text) = crate::desk::notify::owner_email(
-        &contact_name,
-        &email.channel_name,
-        crate::desk::notify::Opening {
-            parts: &first_parts,
-            is_this_message: first_id == message,
-        },
+    let job = owner_email(&OwnerEmailFacts {
+        to: target.to,
+        contact_name: name.as_deref(),
+        contact_id: contact,
+        channel_name: &target.from.channel_name,
+        link_base: target.from.link_base.as_deref(),
+        conversation,
+        message,
         parts,
-        link.as_deref(),
-    );
-    let job = Email {
-        to: address.clone(),
-        subject,
-        text,
-        id: message.to_owned(),
-        thread: conversation.to_owned(),
-        reply_to: None,
-    };
+        first_id: &first_id,
+        first_parts: &first_parts,
+    });
     outbox::enqueue_email(c, conversation, &job, now).await?;
     Ok(None)
 }
@@ -333,15 +312,7 @@ pub async fn reps(
 ) -> Result<HashMap<String, (String, u32)>, StoreError> {
     let mut out = HashMap::new();
     for id in ids {
-        let reported: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, updated_at FROM presence WHERE rep_id = $1")
-                .bind(id)
-                .fetch_optional(&mut *c)
-                .await?;
-        let status = match reported {
-            Some((s, at)) if at >= now - timeout_ms => s,
-            _ => "offline".to_owned(),
-        };
+        let status = routing::effective_presence(presence(c, id).await?, now, timeout_ms);
         out.insert(id.clone(), (status, load(c, id).await?));
     }
     Ok(out)
@@ -383,7 +354,7 @@ pub async fn queue_digests(
     let choices = notify_choices(c).await?;
     let mut queued = 0;
     for rep in reps {
-        if !choices.get(&rep.id).copied().unwrap_or(rep.notify) {
+        if !rep.wants_digest(&choices) {
             continue;
         }
         let last: Option<i64> =
@@ -397,10 +368,8 @@ pub async fn queue_digests(
             mark_digest(c, &rep.id, now).await?;
             continue;
         }
-        let since = match last {
-            Some(at) if at > now - interval_ms => continue,
-            Some(at) => at,
-            None => now - interval_ms,
+        let Some(since) = notify::digest_since(last, now, interval_ms) else {
+            continue;
         };
         let rows = sqlx::query(
             "SELECT COALESCE(k.display_name, k.id) AS contact, c.channel_id, c.id, m.parts
@@ -417,35 +386,22 @@ pub async fn queue_digests(
         .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            let parts: Vec<Part> =
-                serde_json::from_str(&get::<String>(row, "parts")?).unwrap_or_default();
-            let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
-            items.push(DigestItem {
-                contact: get(row, "contact")?,
-                channel: links
-                    .channel_name(&get::<String>(row, "channel_id")?)
-                    .to_owned(),
-                conversation: get(row, "id")?,
-                text: if text.is_empty() {
-                    "(an attachment)".into()
-                } else {
-                    text.join(" ")
-                },
-            });
+            let channel = links
+                .channel_name(&get::<String>(row, "channel_id")?)
+                .to_owned();
+            items.push(notify::digest_item(
+                get(row, "contact")?,
+                channel,
+                get(row, "id")?,
+                &get::<String>(row, "parts")?,
+            ));
         }
         if items.is_empty() {
             continue;
         }
-        let (subject, text) = crate::desk::notify::digest_email(&items, links.link_base.as_deref());
-        let email = Email {
-            to: rep.email.clone(),
-            subject,
-            text,
-            id: format!("digest-{}-{now}", rep.id),
-            thread: format!("digest-{}", rep.id),
-            reply_to: None,
-        };
-        outbox::enqueue_email(c, &format!("digest-{}", rep.id), &email, now).await?;
+        let email =
+            notify::digest_job(&rep.id, &rep.email, &items, links.link_base.as_deref(), now);
+        outbox::enqueue_email(c, &email.thread, &email, now).await?;
         mark_digest(c, &rep.id, now).await?;
         queued += 1;
     }

@@ -92,13 +92,9 @@ pub fn delivery_updated(
         .query_row(params![message, status.as_str(), error], |r| r.get(0))
         .optional()?;
     if let Some(conversation) = conversation {
-        let data = serde_json::json!({"message_id": message, "status": status, "error": error});
+        let (data, reported) = crate::store::shared::delivery_update(message, status, error);
         emit(conn, "delivery.updated", &conversation, data, now)?;
-        // SENT is reported where the send is recorded (outbox), whatever status it folds to.
-        use crate::store::hubspot::ReportedStatus;
-        if let Some(reported @ (ReportedStatus::Read | ReportedStatus::Failed)) =
-            ReportedStatus::of(status)
-        {
+        if let Some(reported) = reported {
             super::hubspot::report_status(conn, message, reported, error, now)?;
         }
     }

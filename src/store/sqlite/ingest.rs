@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::desk::{self, threading::ThreadDecision};
+use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
 use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
@@ -53,38 +53,30 @@ fn apply_edit(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let skipped = |why| {
-        Ok(IngestOutcome::Edited {
-            id: edit.platform_message_id.clone(),
-            applied: false,
-            skipped: Some(why),
-        })
-    };
+    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
     let Some((id, parts, history, seq, conversation)) = current else {
         return skipped(EditSkipped::UnknownMessage);
     };
-    let history = match plan_edit(&parts, history.as_deref(), edit, now)? {
-        EditPlan::Skip(why) => return skipped(why),
-        EditPlan::Apply { history } => history,
-    };
-    let edited_at = edit.edited_at.map_or(now, |t| t.timestamp_millis());
+    let hubspot = rules.hubspot_account.is_some();
+    let (history, edited_at, note) =
+        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
+            EditPlan::Skip(why) => return skipped(why),
+            EditPlan::Apply {
+                history,
+                edited_at,
+                note,
+            } => (history, edited_at, note),
+        };
     conn.prepare_cached(
         "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
     )?
     .execute(params![id, json(&edit.parts)?, history, edited_at])?;
     tickets::index_text(conn, seq, &edit.parts)?;
-    if rules.hubspot_account.is_some() {
-        let note = PublishNote::Edited {
-            revision: crate::store::edit_revision(&history),
-        };
+    if let Some(note) = note {
         let message = MessageId::from_stored(id);
         super::hubspot::enqueue_publish(conn, &conversation, &message, Some(&note), now)?;
     }
-    Ok(IngestOutcome::Edited {
-        id: edit.platform_message_id.clone(),
-        applied: true,
-        skipped: None,
-    })
+    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
 }
 
 /// Marks an inbound message taken back; the first time, a channel linked to HubSpot
@@ -157,8 +149,7 @@ fn apply_watermark(
         .collect::<Result<_, _>>()?;
     let mut updated = 0;
     for (id, status) in rows {
-        let current = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Sent);
-        if let Some(next) = desk::delivery::advance(current, mark.status) {
+        if let Some(next) = advance_stored(&status, DeliveryStatus::Sent, mark.status) {
             events::delivery_updated(conn, &id, next, None, now)?;
             updated += 1;
         }
@@ -192,7 +183,13 @@ fn ingest_message(
         desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
     let id = MessageId::new();
     let (conversation, threaded) = thread(conn, rules, &key, &contact, m, &id, now)?;
-    let new_conversation = threaded == Threaded::Created;
+    let plan = desk::ingest::plan_message(
+        threaded,
+        rules.hubspot_account.is_some(),
+        &id,
+        contact_name(conn, conversation.as_str())?.as_deref(),
+        &m.parts,
+    );
 
     let reply_to: Option<String> = match &m.reply_to {
         Some(platform_id) => conn
@@ -222,20 +219,18 @@ fn ingest_message(
         now,
     ])?;
     tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
-    if rules.hubspot_account.is_some() {
+    if plan.publish {
         super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, None, now)?;
     }
     events::emit(
         conn,
         "message.created",
         conversation.as_str(),
-        serde_json::json!({"message_id": id, "direction": "inbound", "new_conversation": new_conversation,
-            "contact_name": contact_name(conn, conversation.as_str())?,
-            "preview": crate::desk::notify::preview(&m.parts)}),
+        plan.event,
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
-    let routed = if threaded != Threaded::Appended {
+    let routed = if plan.route {
         let decision = routing::route(
             conn,
             rules,
@@ -244,10 +239,7 @@ fn ingest_message(
             now,
             timeout,
         )?;
-        Some(Routed {
-            rule: decision.rule,
-            assigned: decision.assignee.is_some(),
-        })
+        Some(Routed::of(&decision))
     } else {
         None
     };
@@ -265,7 +257,7 @@ fn ingest_message(
         id: m.platform_message_id.clone(),
         message_id: id,
         conversation_id: conversation,
-        new_conversation,
+        new_conversation: plan.new_conversation,
         routed,
         owner_not_emailed,
     })
@@ -301,8 +293,9 @@ fn upsert_contact(
         .query_row(params![channel, ident.kind, ident.value], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
-        if m.from.display_name.is_some() || m.from.email.is_some() {
-            // Only write when something changed: most messages come from known contacts.
+        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
+        if desk::ingest::brings_details(name, email) {
+            // The statement also skips the write when nothing differs.
             conn.prepare_cached(
                 "UPDATE contacts SET display_name = COALESCE(?2, display_name),
                      email = COALESCE(?3, email), updated_at = ?4
@@ -324,14 +317,6 @@ fn upsert_contact(
     )?
     .execute(params![channel, ident.kind, ident.value, id.as_str()])?;
     Ok(id)
-}
-
-/// What threading did with an inbound message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Threaded {
-    Appended,
-    Reopened,
-    Created,
 }
 
 /// Finds, reopens or creates the conversation for `key`, which gets `message` as its latest
@@ -369,27 +354,22 @@ fn thread(
             .optional()?,
         None => None,
     };
-    if let Some((id, ticket, status)) = hinted {
-        let (open, closed) = if status == "open" {
-            (Some((id, ticket)), None)
-        } else {
-            (None, Some((id, ticket)))
-        };
-        if open.is_some() || rules.reopen {
-            return apply(conn, rules, key, contact, m, message, now, open, closed);
-        }
+    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
+    if let Some((open, closed)) = desk::ingest::hinted(hinted, rules.reopen) {
+        return apply(conn, rules, key, contact, m, message, now, open, closed);
     }
     let open = find(
         "SELECT id, ticket_id FROM conversations
          WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL",
     )?;
-    let closed = match (&open, rules.reopen) {
-        (None, true) => find(
+    let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
+        find(
             "SELECT id, ticket_id FROM conversations
              WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'closed' AND deleted_at IS NULL
              ORDER BY seq DESC LIMIT 1",
-        )?,
-        _ => None,
+        )?
+    } else {
+        None
     };
     apply(conn, rules, key, contact, m, message, now, open, closed)
 }
@@ -498,26 +478,21 @@ fn record_status(
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let applied = match target {
-        Some((id, current)) => {
-            let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
-            match desk::delivery::advance(current, s.status) {
-                Some(next) => {
-                    events::delivery_updated(conn, &id, next, s.error.as_deref(), now)?;
-                    true
-                }
-                None => false,
-            }
-        }
-        None => false,
-    };
+    let moved = target.and_then(|(id, current)| {
+        Some((
+            id,
+            advance_stored(&current, DeliveryStatus::Queued, s.status)?,
+        ))
+    });
+    if let Some((id, next)) = &moved {
+        events::delivery_updated(conn, id, *next, s.error.as_deref(), now)?;
+    }
+    let applied = moved.is_some();
     Ok(IngestOutcome::Status {
         id: s.platform_message_id.clone(),
         applied,
     })
 }
 
-pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e)))
-}
+use crate::store::shared::advance_stored;
+pub use crate::store::shared::json;

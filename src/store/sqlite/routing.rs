@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 use super::{events, outbox};
-use crate::desk::notify::DigestItem;
-use crate::desk::routing::{self, Decision, RepState, Rule};
-use crate::model::outbound::Email;
+use crate::desk::ingest::{OwnerEmailFacts, OwnerNotice, owner_email, owner_notice};
+use crate::desk::notify::{self, DigestItem};
+use crate::desk::routing::{self, Decision, Recording, RepState, Rule};
 use crate::model::{JobId, Part};
 use crate::store::{
     Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
@@ -17,11 +16,20 @@ use crate::store::{
 
 /// Presence older than this counts as offline.
 pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
-    let status: Option<(String, i64)> = conn
+    let reported = presence(conn, rep)?;
+    Ok(routing::is_online(
+        reported.as_ref().map(|(s, at)| (s.as_str(), *at)),
+        now,
+        timeout_ms,
+    ))
+}
+
+/// The presence `rep` last reported, and when.
+fn presence(conn: &Connection, rep: &str) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(conn
         .prepare_cached("SELECT status, updated_at FROM presence WHERE rep_id = ?1")?
         .query_row([rep], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(matches!(status, Some((s, at)) if s == "online" && at >= now - timeout_ms))
+        .optional()?)
 }
 
 fn load(conn: &Connection, rep: &str) -> Result<u32, StoreError> {
@@ -71,44 +79,33 @@ pub fn route(
             let owner: Option<String> = conn
                 .prepare_cached("SELECT owner_id FROM contacts WHERE id = ?1")?
                 .query_row([contact], |r| r.get(0))?;
-            match rules.routing.owner_slot(owner) {
-                OwnerSlot::None => Rule::ContactOwner {
-                    owner: None,
-                    mail: routing::OwnerMail::Possible,
-                },
-                OwnerSlot::Outside(owner) => Rule::ContactOwnerOutside { owner },
-                OwnerSlot::Rep(slot) => Rule::ContactOwner {
-                    owner: Some(state(conn, slot, now, timeout_ms)?),
-                    mail: rules.routing.owner_mail(slot),
-                },
-            }
+            let slot = rules.routing.owner_slot(owner);
+            let state = match &slot {
+                OwnerSlot::Rep(rep) => Some(state(conn, rep, now, timeout_ms)?),
+                _ => None,
+            };
+            rules.routing.contact_owner_rule(slot, state)
         }
     };
     let decision = routing::decide(&rule);
-    // A channel that routes to nobody has nothing to explain.
-    if !matches!(rule, Rule::Nobody) {
-        record(conn, rules, conversation, &decision, now)?;
+    if let Some(recording) = routing::recording(&decision) {
+        record(conn, rules, conversation, &recording, now)?;
     }
     Ok(decision)
 }
 
+/// Writes what `desk::routing::recording` says a decision leaves behind.
 fn record(
     conn: &Connection,
     rules: &ChannelRules,
     conversation: &str,
-    decision: &Decision,
+    recording: &Recording<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
     let ticket: String = conn
         .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1")?
         .query_row([conversation], |r| r.get(0))?;
     let actor = Actor::system("routing");
-    let reason = serde_json::to_value(decision).unwrap_or_default();
-    let action = if decision.assignee.is_some() {
-        "assigned"
-    } else {
-        "left_unassigned"
-    };
     conn.prepare_cached(
         "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
              actor_type)
@@ -117,14 +114,14 @@ fn record(
     .execute(params![
         ticket,
         conversation,
-        action,
+        recording.action,
         actor.name,
-        reason.to_string(),
-        decision.note,
+        recording.reason,
+        recording.note,
         now,
         actor.kind.as_str()
     ])?;
-    let Some(rep) = &decision.assignee else {
+    let (Some(rep), Some(event)) = (recording.assignee, &recording.event) else {
         return Ok(());
     };
     conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
@@ -132,7 +129,7 @@ fn record(
     // The conversation's owner is its ticket's owner too.
     conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![ticket, rep, now])?;
-    if decision.rule == "users_and_teams" {
+    if recording.advances_rotation {
         conn.prepare_cached(
             "INSERT INTO routing_state (channel_id, last_rep) VALUES (?1, ?2)
              ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
@@ -143,7 +140,7 @@ fn record(
         conn,
         "conversation.assigned",
         conversation,
-        json!({"owner_id": rep, "by": "routing", "rule": decision.rule}),
+        event.clone(),
         now,
     )
 }
@@ -162,52 +159,40 @@ pub fn email_offline_owner(
     now: i64,
     timeout_ms: i64,
 ) -> Result<Option<&'static str>, StoreError> {
-    let RoutingPlan::ContactOwner { email, .. } = &rules.routing else {
+    if !matches!(rules.routing, RoutingPlan::ContactOwner { .. }) {
         return Ok(None);
-    };
+    }
     let (owner, name): (Option<String>, Option<String>) = conn
         .prepare_cached("SELECT owner_id, display_name FROM contacts WHERE id = ?1")?
         .query_row([contact], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
         return Ok(None);
     };
-    if online(conn, &slot.id, now, timeout_ms)? {
-        return Ok(None);
-    }
-    let (Some(email), Some(address)) = (email, &slot.email) else {
-        return Ok(rules.routing.owner_mail(slot).skipped());
+    let online = online(conn, &slot.id, now, timeout_ms)?;
+    let mail = rules.routing.owner_mail(slot);
+    let target = match owner_notice(online, mail, rules.routing.mail_target(slot)) {
+        OwnerNotice::Nothing => return Ok(None),
+        OwnerNotice::NotEmailed(why) => return Ok(Some(why)),
+        OwnerNotice::Email(target) => target,
     };
-    let contact_name = name.unwrap_or_else(|| contact.to_owned());
-    let link = email
-        .link_base
-        .as_ref()
-        .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
     let (first_id, first_parts): (String, String) = conn
         .prepare_cached(
             "SELECT id, parts FROM messages WHERE conversation_id = ?1 AND direction = 'inbound'
              ORDER BY seq LIMIT 1",
         )?
         .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    // Stored by us as a JSON list of parts; a row that is not only loses the subject line.
-    let first_parts: Vec<Part> = serde_json::from_str(&first_parts).unwrap_or_default();
-    let (subject, text) = crate::desk::notify::owner_email(
-        &contact_name,
-        &email.channel_name,
-        crate::desk::notify::Opening {
-            parts: &first_parts,
-            is_this_message: first_id == message,
-        },
+    let job = owner_email(&OwnerEmailFacts {
+        to: target.to,
+        contact_name: name.as_deref(),
+        contact_id: contact,
+        channel_name: &target.from.channel_name,
+        link_base: target.from.link_base.as_deref(),
+        conversation,
+        message,
         parts,
-        link.as_deref(),
-    );
-    let job = Email {
-        to: address.clone(),
-        subject,
-        text,
-        id: message.to_owned(),
-        thread: conversation.to_owned(),
-        reply_to: None,
-    };
+        first_id: &first_id,
+        first_parts: &first_parts,
+    });
     outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| None)
 }
 
@@ -269,14 +254,7 @@ pub fn reps(
 ) -> Result<HashMap<String, (String, u32)>, StoreError> {
     let mut out = HashMap::new();
     for id in ids {
-        let reported: Option<(String, i64)> = conn
-            .prepare_cached("SELECT status, updated_at FROM presence WHERE rep_id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let status = match reported {
-            Some((s, at)) if at >= now - timeout_ms => s,
-            _ => "offline".to_owned(),
-        };
+        let status = routing::effective_presence(presence(conn, id)?, now, timeout_ms);
         out.insert(id.clone(), (status, load(conn, id)?));
     }
     Ok(out)
@@ -313,7 +291,7 @@ pub fn queue_digests(
     let choices = notify_choices(conn)?;
     let mut queued = 0;
     for rep in reps {
-        if !choices.get(&rep.id).copied().unwrap_or(rep.notify) {
+        if !rep.wants_digest(&choices) {
             continue;
         }
         let last: Option<i64> = conn
@@ -334,10 +312,8 @@ pub fn queue_digests(
             mark(conn)?;
             continue;
         }
-        let since = match last {
-            Some(at) if at > now - interval_ms => continue,
-            Some(at) => at,
-            None => now - interval_ms,
+        let Some(since) = notify::digest_since(last, now, interval_ms) else {
+            continue;
         };
         let mut statement = conn.prepare_cached(
             "SELECT COALESCE(k.display_name, k.id), c.channel_id, c.id, m.parts
@@ -359,34 +335,17 @@ pub fn queue_digests(
             })?
             .map(|row| {
                 row.map(|(contact, channel, conversation, parts)| {
-                    let parts: Vec<Part> = serde_json::from_str(&parts).unwrap_or_default();
-                    let text: Vec<&str> = parts.iter().filter_map(Part::text).collect();
-                    DigestItem {
-                        contact,
-                        channel: links.channel_name(&channel).to_owned(),
-                        conversation,
-                        text: if text.is_empty() {
-                            "(an attachment)".into()
-                        } else {
-                            text.join(" ")
-                        },
-                    }
+                    let channel = links.channel_name(&channel).to_owned();
+                    notify::digest_item(contact, channel, conversation, &parts)
                 })
             })
             .collect::<Result<_, _>>()?;
         if items.is_empty() {
             continue;
         }
-        let (subject, text) = crate::desk::notify::digest_email(&items, links.link_base.as_deref());
-        let email = Email {
-            to: rep.email.clone(),
-            subject,
-            text,
-            id: format!("digest-{}-{now}", rep.id),
-            thread: format!("digest-{}", rep.id),
-            reply_to: None,
-        };
-        outbox::enqueue_email(conn, &format!("digest-{}", rep.id), &email, now)?;
+        let email =
+            notify::digest_job(&rep.id, &rep.email, &items, links.link_base.as_deref(), now);
+        outbox::enqueue_email(conn, &email.thread, &email, now)?;
         mark(conn)?;
         queued += 1;
     }
