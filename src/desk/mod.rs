@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod edits;
 pub mod inboxes;
 pub mod notify;
+pub mod replies;
 pub mod routing;
 pub mod search;
 pub mod snippets;

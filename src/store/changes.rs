@@ -28,12 +28,8 @@ pub struct NewReply {
     pub via: Option<Via>,
 }
 
-/// Where a `via_channel` reply goes: a channel and the contact's identifier on it.
-#[derive(Clone, Debug)]
-pub struct Via {
-    pub channel_id: String,
-    pub identifier: crate::model::Identifier,
-}
+/// Where a `via_channel` reply goes, as `desk::replies::via` decides it.
+pub use crate::desk::replies::Via;
 
 /// A change to a conversation; `None` fields stay as they are.
 #[derive(Clone, Debug, Default)]
