@@ -53,6 +53,18 @@ pub struct TicketChange {
     pub pipelines: Arc<BTreeMap<String, PipelineConfig>>,
 }
 
+impl TicketChange {
+    /// The change as `desk::tickets::plan_change` reads it.
+    pub fn as_desk(&self) -> crate::desk::tickets::Change<'_> {
+        crate::desk::tickets::Change {
+            status: self.status.as_deref(),
+            owner_id: self.owner_id.as_ref().map(Option::as_deref),
+            priority: self.priority,
+            properties: self.properties.as_ref(),
+        }
+    }
+}
+
 /// A change to a contact; `Some(None)` clears a field.
 #[derive(Clone, Debug, Default)]
 pub struct ContactUpdate {

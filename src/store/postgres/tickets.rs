@@ -53,9 +53,7 @@ pub(super) async fn audit(
     Ok(())
 }
 
-pub(super) fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
-    json!({"from": from.into(), "to": to.into()})
-}
+pub(super) use crate::desk::tickets::from_to;
 
 /// A ticket that is not in the trash, with its conversations (oldest first).
 pub async fn ticket(c: &mut PgConnection, id: &TicketId) -> Result<Ticket, StoreError> {
@@ -226,121 +224,48 @@ pub async fn apply_ticket_change(
 ) -> Result<Ticket, StoreError> {
     // Locked: a concurrent change (another replica's) merges its properties into ours.
     let current = load_ticket(c, id, true).await?;
-    let mut properties = current.properties.clone();
-    if let Some(patch) = &change.properties {
-        tickets::merge_properties(&mut properties, patch);
-    }
-    let status = change
-        .status
-        .clone()
-        .unwrap_or_else(|| current.status.clone());
-    let pipeline = change.pipelines.get(&current.pipeline).ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "the ticket's pipeline {:?} is no longer configured",
-            current.pipeline
-        ))
-    })?;
-    let was_closed = current.closed_at.is_some();
-    // A move into a conditional status must bring its properties with it (each closing
-    // records its own resolution, not a stale one from an earlier closing). Any other
-    // change must not leave the current status without what it requires.
-    let moving = status != current.status;
-    let given = change.properties.clone().unwrap_or_default();
-    let target = tickets::check_status(
-        &current.pipeline,
-        pipeline,
-        &status,
-        if moving { &given } else { &properties },
-    )
-    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let now_closed = target.closed;
-    let owner = match &change.owner_id {
-        Some(owner) => owner.clone(),
-        None => current.owner_id.clone(),
-    };
-    let priority = match change.priority {
-        Some(priority) => priority.map(|p| p.as_str().to_owned()),
-        None => current.priority.clone(),
-    };
+    let plan = tickets::plan_change(&current, &change.pipelines, change.as_desk())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     sqlx::query(
         "UPDATE tickets SET status = $2, owner_id = $3, properties = $4, updated_at = $5,
              closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END, priority = $7
          WHERE id = $1",
     )
     .bind(id.as_str())
-    .bind(&status)
-    .bind(&owner)
-    .bind(json(&properties)?)
+    .bind(&plan.status)
+    .bind(&plan.owner_id)
+    .bind(json(&plan.properties)?)
     .bind(now)
-    .bind(now_closed)
-    .bind(&priority)
+    .bind(plan.closed)
+    .bind(&plan.priority)
     .execute(&mut *c)
     .await?;
-
-    if status != current.status {
+    if let Some(payload) = &plan.status_event {
         for conversation in &current.conversation_ids {
             events::emit(
                 c,
                 "ticket.status_changed",
                 conversation.as_str(),
-                json!({"ticket_id": id, "status": status, "previous_status": current.status}),
+                payload.clone(),
                 now,
             )
             .await?;
         }
+    }
+    for record in plan.audit {
         audit(
             c,
             id.as_str(),
             "ticket",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(current.status.clone(), status.clone())}),
+            record.changes,
             now,
         )
         .await?;
     }
-    if owner != current.owner_id {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "owner_changed",
-            actor,
-            json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
-            now,
-        )
-        .await?;
-    }
-    if priority != current.priority {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "priority_changed",
-            actor,
-            json!({"priority": from_to(current.priority.clone(), priority.clone())}),
-            now,
-        )
-        .await?;
-    }
-    if properties != current.properties {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "properties_changed",
-            actor,
-            json!({"properties": from_to(Value::Object(current.properties.clone()), Value::Object(properties.clone()))}),
-            now,
-        )
-        .await?;
-    }
-
-    match tickets::effect_of_status_change(was_closed, now_closed, &current.conversation_ids) {
+    match plan.conversations {
         ConversationEffect::CloseAll => {
             for conversation in &current.conversation_ids {
                 set_conversation_status(
@@ -423,26 +348,16 @@ async fn set_conversation_status(
         }
     };
     if changed > 0 {
-        let (from, to) = match status {
-            ConversationStatus::Closed => ("open", "closed"),
-            ConversationStatus::Open => ("closed", "open"),
-        };
-        events::emit(
-            c,
-            "conversation.status_changed",
-            id.as_str(),
-            json!({"status": to}),
-            now,
-        )
-        .await?;
+        let (payload, record) = tickets::conversation_status_record(status);
+        events::emit(c, "conversation.status_changed", id.as_str(), payload, now).await?;
         audit(
             c,
             ticket,
             "conversation",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(from, to)}),
+            record.changes,
             now,
         )
         .await?;
