@@ -70,6 +70,71 @@ pub fn via(requested: Requested<'_>, contact_email: Option<&str>) -> Result<Via,
     })
 }
 
+/// What the store found for a `via_channel` reply, loaded in its transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct ViaFacts<'a> {
+    /// The contact of the conversation the rep replied in.
+    pub contact: &'a str,
+    /// Whose the via identifier (the address) on the via channel is, if anyone's.
+    pub identifier_owner: Option<&'a str>,
+    /// The contact's newest live conversation on the via channel that is on the same
+    /// ticket, if there is one.
+    pub existing: Option<&'a str>,
+}
+
+/// The conversation a `via_channel` reply goes into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ViaConversation {
+    /// The contact's conversation there on this ticket.
+    Existing(String),
+    /// None yet: open one on the same ticket, keyed to the contact.
+    Open { thread_key: String },
+}
+
+/// What the store does for a `via_channel` reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViaPlan {
+    /// The contact gets the identifier on that channel (it had none there).
+    pub add_identifier: bool,
+    pub conversation: ViaConversation,
+}
+
+/// Why a `via_channel` reply cannot go where it was asked to (409).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ViaConflict {
+    #[error("via_channel: {value} on {channel} belongs to another contact")]
+    IdentifierTaken { value: String, channel: String },
+    /// Found by the store when opening: the contact's thread there holds an open
+    /// conversation of another ticket.
+    #[error(
+        "via_channel: the contact already has an open conversation on {channel} (another ticket)"
+    )]
+    ThreadTaken { channel: String },
+}
+
+/// Plans a `via_channel` reply: the address must be the contact's or nobody's; the reply
+/// joins the contact's conversation there on the same ticket, or opens one.
+pub fn plan_via(via: &Via, facts: ViaFacts<'_>) -> Result<ViaPlan, ViaConflict> {
+    if facts
+        .identifier_owner
+        .is_some_and(|owner| owner != facts.contact)
+    {
+        return Err(ViaConflict::IdentifierTaken {
+            value: via.identifier.value.clone(),
+            channel: via.channel_id.clone(),
+        });
+    }
+    Ok(ViaPlan {
+        add_identifier: facts.identifier_owner.is_none(),
+        conversation: match facts.existing {
+            Some(id) => ViaConversation::Existing(id.to_owned()),
+            None => ViaConversation::Open {
+                thread_key: format!("contact:{}", facts.contact),
+            },
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +145,66 @@ mod tests {
             kind,
             visible,
         }
+    }
+
+    fn to_mail() -> Via {
+        via(mail(Some("email"), true), Some("ana@example.com")).unwrap()
+    }
+
+    #[test]
+    fn a_via_reply_joins_the_contacts_conversation_on_that_ticket_if_there_is_one() {
+        let facts = ViaFacts {
+            contact: "ctc_ana",
+            identifier_owner: Some("ctc_ana"),
+            existing: Some("conv_mail"),
+        };
+        assert_eq!(
+            plan_via(&to_mail(), facts),
+            Ok(ViaPlan {
+                add_identifier: false,
+                conversation: ViaConversation::Existing("conv_mail".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_via_reply_without_a_conversation_there_opens_one_keyed_to_the_contact_and_adds_the_address()
+     {
+        let facts = ViaFacts {
+            contact: "ctc_ana",
+            identifier_owner: None,
+            existing: None,
+        };
+        assert_eq!(
+            plan_via(&to_mail(), facts),
+            Ok(ViaPlan {
+                add_identifier: true,
+                conversation: ViaConversation::Open {
+                    thread_key: "contact:ctc_ana".into()
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn an_address_of_another_contact_refuses_the_via_reply() {
+        let facts = ViaFacts {
+            contact: "ctc_ana",
+            identifier_owner: Some("ctc_bo"),
+            existing: None,
+        };
+        let refused = plan_via(&to_mail(), facts).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "via_channel: ana@example.com on mail belongs to another contact"
+        );
+        assert_eq!(
+            ViaConflict::ThreadTaken {
+                channel: "mail".into()
+            }
+            .to_string(),
+            "via_channel: the contact already has an open conversation on mail (another ticket)"
+        );
     }
 
     #[test]

@@ -28,6 +28,57 @@ pub struct NewReply {
     pub via: Option<Via>,
 }
 
+impl NewReply {
+    /// The reply as both stores answer it once stored: queued, in `conversation` on
+    /// `channel` (another one's when it went `via` a channel), quoting `reply_to`.
+    pub(crate) fn queued_message(
+        &self,
+        id: MessageId,
+        conversation: &str,
+        channel: String,
+        reply_to: Option<String>,
+        now: i64,
+    ) -> crate::model::Message {
+        use crate::model::{Delivery, DeliveryStatus, Direction, MessageKind, from_millis};
+        crate::model::Message {
+            id,
+            kind: MessageKind::Message,
+            conversation_id: ConversationId::from_stored(conversation.to_owned()),
+            channel_id: channel,
+            direction: Direction::Outbound,
+            platform_message_id: None,
+            sender: self.sender.clone(),
+            reply_to: reply_to.map(MessageId::from_stored),
+            parts: self.parts.clone(),
+            mentions: Vec::new(),
+            delivery: Delivery {
+                status: DeliveryStatus::Queued,
+                error: None,
+                attempts: 0,
+                note: None,
+            },
+            created_at: from_millis(now),
+            edited_at: None,
+            history: Vec::new(),
+            retracted_at: None,
+        }
+    }
+
+    /// The `message.created` payload of the stored reply `id`.
+    pub(crate) fn created_event(&self, id: &MessageId, contact_name: Option<String>) -> Value {
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": self.sender,
+            "contact_name": contact_name,
+            "preview": crate::desk::notify::preview(&self.parts)})
+    }
+
+    /// The refusal of a `reply_to` that is not a message of `conversation` the contact saw.
+    pub(crate) fn not_quotable(target: &MessageId, conversation: &str) -> super::StoreError {
+        super::StoreError::Invalid(format!(
+            "reply_to: message {target} is not a message of conversation {conversation}"
+        ))
+    }
+}
+
 /// Where a `via_channel` reply goes, as `desk::replies::via` decides it.
 pub use crate::desk::replies::Via;
 
