@@ -176,6 +176,96 @@ pub struct NewComment {
     pub link_base: Option<String>,
 }
 
+impl NewComment {
+    /// What the comment says, as a message's parts.
+    pub(crate) fn parts(&self) -> Vec<Part> {
+        vec![Part::Text(crate::model::TextPart {
+            text: self.text.clone(),
+        })]
+    }
+
+    /// The ids of the reps it mentions, in order.
+    pub(crate) fn mention_ids(&self) -> Vec<&str> {
+        self.mentions.iter().map(|m| m.rep_id.as_str()).collect()
+    }
+
+    /// The `comment.created` payload of the stored comment `id`.
+    pub(crate) fn created_event(&self, id: &MessageId) -> Value {
+        serde_json::json!({"message_id": id, "author": self.author.id, "mentions": self.mention_ids()})
+    }
+
+    /// The `comment.mentioned` payload telling `mention` about comment `id`.
+    pub(crate) fn mentioned_event(&self, id: &MessageId, mention: &Mention) -> Value {
+        serde_json::json!({"message_id": id, "rep_id": mention.rep_id, "author": self.author.id,
+               "text": self.text})
+    }
+
+    /// The e-mail telling `mention` about comment `id` in `conversation` (of the contact
+    /// named `contact`), or `None` when there is nowhere to send it. The store sends it
+    /// only while the rep is offline.
+    pub(crate) fn mention_email(
+        &self,
+        id: &MessageId,
+        conversation: &str,
+        contact: &str,
+        mention: &Mention,
+    ) -> Option<crate::model::outbound::Email> {
+        let address = mention.email.as_ref()?;
+        let link = self
+            .link_base
+            .as_ref()
+            .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
+        let (subject, text) = crate::desk::notify::mention_email(
+            &self.author_name,
+            contact,
+            &self.channel_name,
+            &self.text,
+            link.as_deref(),
+        );
+        Some(crate::model::outbound::Email {
+            to: address.clone(),
+            subject,
+            text,
+            id: format!("{id}-{}", mention.rep_id),
+            thread: conversation.to_owned(),
+            reply_to: None,
+        })
+    }
+
+    /// The comment as both stores answer it once stored.
+    pub(crate) fn stored_message(
+        &self,
+        id: MessageId,
+        conversation: &str,
+        channel: String,
+        now: i64,
+    ) -> crate::model::Message {
+        use crate::model::{Delivery, DeliveryStatus, Direction, MessageKind, from_millis};
+        crate::model::Message {
+            id,
+            kind: MessageKind::Comment,
+            conversation_id: ConversationId::from_stored(conversation.to_owned()),
+            channel_id: channel,
+            direction: Direction::Internal,
+            platform_message_id: None,
+            sender: self.author.clone(),
+            reply_to: None,
+            parts: self.parts(),
+            mentions: self.mention_ids().into_iter().map(str::to_owned).collect(),
+            delivery: Delivery {
+                status: DeliveryStatus::Internal,
+                error: None,
+                attempts: 0,
+                note: None,
+            },
+            created_at: from_millis(now),
+            edited_at: None,
+            history: Vec::new(),
+            retracted_at: None,
+        }
+    }
+}
+
 /// A mentioned rep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mention {
