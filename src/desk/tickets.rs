@@ -289,6 +289,43 @@ pub fn conversation_status_record(to: crate::model::ConversationStatus) -> (Valu
     )
 }
 
+/// A conversation's new owner as the store records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub owner_id: Option<String>,
+    /// The `conversation.assigned` payload.
+    pub event: Value,
+    /// The conversation's audit entry.
+    pub audit: AuditRecord,
+    /// The ticket's audit entry when its owner follows (it had another one).
+    pub ticket: Option<AuditRecord>,
+}
+
+/// Plans assigning a conversation owned by `current` (on a ticket owned by
+/// `ticket_owner`) to `requested` (`None`: unassign) by `by`: nothing when it already has
+/// that owner; else the ticket follows, since a conversation's owner is its ticket's
+/// owner too (never the other way round).
+pub fn plan_assignment(
+    current: Option<&str>,
+    ticket_owner: Option<&str>,
+    requested: Option<&str>,
+    by: &str,
+) -> Option<Assignment> {
+    if requested == current {
+        return None;
+    }
+    let owner_change = |from: Option<&str>| AuditRecord {
+        action: "owner_changed",
+        changes: serde_json::json!({"owner_id": from_to(from, requested)}),
+    };
+    Some(Assignment {
+        owner_id: requested.map(str::to_owned),
+        event: serde_json::json!({"owner_id": requested, "previous_owner_id": current, "by": by}),
+        audit: owner_change(current),
+        ticket: (ticket_owner != requested).then(|| owner_change(ticket_owner)),
+    })
+}
+
 /// What restoring a ticket did to one of its conversations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restored {
@@ -565,6 +602,35 @@ mod tests {
             audit.changes,
             json!({"status": {"from": "closed", "to": "open"}})
         );
+    }
+
+    #[test]
+    fn assigning_a_conversation_moves_its_tickets_owner_unless_it_already_has_that_one() {
+        let plan = plan_assignment(None, None, Some("alice"), "api").unwrap();
+        assert_eq!(plan.owner_id.as_deref(), Some("alice"));
+        assert_eq!(
+            plan.event,
+            json!({"owner_id": "alice", "previous_owner_id": null, "by": "api"})
+        );
+        assert_eq!(plan.audit.action, "owner_changed");
+        assert_eq!(
+            plan.audit.changes,
+            json!({"owner_id": {"from": null, "to": "alice"}})
+        );
+        assert_eq!(plan.ticket, Some(plan.audit.clone()));
+        let same_ticket_owner = plan_assignment(None, Some("alice"), Some("alice"), "api").unwrap();
+        assert_eq!(same_ticket_owner.ticket, None);
+        let unassigned = plan_assignment(Some("alice"), Some("alice"), None, "api").unwrap();
+        assert_eq!(
+            unassigned.ticket.map(|t| t.changes),
+            Some(json!({"owner_id": {"from": "alice", "to": null}}))
+        );
+    }
+
+    #[test]
+    fn assigning_a_conversation_to_its_owner_changes_nothing() {
+        assert_eq!(plan_assignment(Some("bob"), None, Some("bob"), "api"), None);
+        assert_eq!(plan_assignment(None, Some("bob"), None, "api"), None);
     }
 
     #[test]

@@ -401,38 +401,44 @@ pub async fn update_conversation(
         ));
     }
     let owner: Option<String> = get(&row, "owner_id")?;
-    if let Some(new_owner) = &update.owner_id
-        && *new_owner != owner
-    {
+    let assignment = update.owner_id.as_ref().and_then(|requested| {
+        tickets::plan_assignment(
+            owner.as_deref(),
+            ticket_owner.as_deref(),
+            requested.as_deref(),
+            &actor.name,
+        )
+    });
+    if let Some(assignment) = assignment {
         sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
             .bind(id.as_str())
-            .bind(new_owner)
+            .bind(&assignment.owner_id)
             .execute(&mut *c)
             .await?;
         events::emit(
             c,
             "conversation.assigned",
             id.as_str(),
-            json!({"owner_id": new_owner, "previous_owner_id": owner, "by": actor.name}),
+            assignment.event,
             now,
         )
         .await?;
+        let record = assignment.audit;
         audit(
             c,
             &ticket,
             "conversation",
             id.as_str(),
-            "owner_changed",
+            record.action,
             actor,
-            json!({"owner_id": from_to(owner.clone(), new_owner.clone())}),
+            record.changes,
             now,
         )
         .await?;
-        // A conversation's owner is its ticket's owner too (never the other way round).
-        if ticket_owner != *new_owner {
+        if let Some(record) = assignment.ticket {
             sqlx::query("UPDATE tickets SET owner_id = $2, updated_at = $3 WHERE id = $1")
                 .bind(&ticket)
-                .bind(new_owner)
+                .bind(&assignment.owner_id)
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
@@ -441,9 +447,9 @@ pub async fn update_conversation(
                 &ticket,
                 "ticket",
                 &ticket,
-                "owner_changed",
+                record.action,
                 actor,
-                json!({"owner_id": from_to(ticket_owner, new_owner.clone())}),
+                record.changes,
                 now,
             )
             .await?;

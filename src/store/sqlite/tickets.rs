@@ -240,45 +240,53 @@ pub fn update_conversation(
         .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
-    if let Some(new_owner) = &update.owner_id
-        && *new_owner != owner
-    {
-        conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), new_owner])?;
-        events::emit(
-            conn,
-            "conversation.assigned",
-            id.as_str(),
-            json!({"owner_id": new_owner, "previous_owner_id": owner, "by": actor.name}),
-            now,
-        )?;
-        audit(
-            conn,
-            &ticket,
-            "conversation",
-            id.as_str(),
-            "owner_changed",
-            actor,
-            json!({"owner_id": from_to(owner.clone(), new_owner.clone())}),
-            now,
-        )?;
-        // A conversation's owner is its ticket's owner too (never the other way round).
+    if let Some(requested) = &update.owner_id {
         let ticket_owner: Option<String> = conn
             .prepare_cached("SELECT owner_id FROM tickets WHERE id = ?1")?
             .query_row([&ticket], |r| r.get(0))?;
-        if ticket_owner != *new_owner {
-            conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![ticket, new_owner, now])?;
+        let assignment = tickets::plan_assignment(
+            owner.as_deref(),
+            ticket_owner.as_deref(),
+            requested.as_deref(),
+            &actor.name,
+        );
+        if let Some(assignment) = assignment {
+            conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), assignment.owner_id])?;
+            events::emit(
+                conn,
+                "conversation.assigned",
+                id.as_str(),
+                assignment.event,
+                now,
+            )?;
+            let record = assignment.audit;
             audit(
                 conn,
                 &ticket,
-                "ticket",
-                &ticket,
-                "owner_changed",
+                "conversation",
+                id.as_str(),
+                record.action,
                 actor,
-                json!({"owner_id": from_to(ticket_owner, new_owner.clone())}),
+                record.changes,
                 now,
             )?;
+            if let Some(record) = assignment.ticket {
+                conn.prepare_cached(
+                    "UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![ticket, assignment.owner_id, now])?;
+                audit(
+                    conn,
+                    &ticket,
+                    "ticket",
+                    &ticket,
+                    record.action,
+                    actor,
+                    record.changes,
+                    now,
+                )?;
+            }
         }
     }
     if let Some(status) = update.status {
