@@ -26,6 +26,37 @@ pub struct AuditEntry {
     pub reason: Option<String>,
 }
 
+/// An audit row as both stores select it: `at, actor, entity, entity_id, action, changes,
+/// reason, actor_type`.
+pub(crate) type AuditRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+impl AuditEntry {
+    /// The entry an audit row stores; `changes` that do not parse (never written by us)
+    /// read as null.
+    pub(crate) fn from_row(row: AuditRow) -> Self {
+        let (at, actor, entity, entity_id, action, changes, reason, actor_type) = row;
+        Self {
+            at: crate::model::from_millis(at),
+            actor,
+            actor_type: super::actor_type(&actor_type),
+            entity,
+            entity_id,
+            action,
+            changes: serde_json::from_str(&changes).unwrap_or_default(),
+            reason,
+        }
+    }
+}
+
 /// A live event (new message, assignment, status change, delivery update).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Event {

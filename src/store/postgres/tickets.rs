@@ -667,27 +667,14 @@ pub async fn history(c: &mut PgConnection, id: &TicketId) -> Result<Vec<AuditEnt
     if exists.is_none() {
         return Err(StoreError::NotFound("ticket"));
     }
-    let rows = sqlx::query(
+    let rows: Vec<crate::store::views::AuditRow> = sqlx::query_as(
         "SELECT at, actor, entity, entity_id, action, changes, reason, actor_type FROM audit
          WHERE ticket_id = $1 ORDER BY seq",
     )
     .bind(id.as_str())
     .fetch_all(&mut *c)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                at: from_millis(get(r, "at")?),
-                actor: get(r, "actor")?,
-                actor_type: crate::store::actor_type(&get::<String>(r, "actor_type")?),
-                entity: get(r, "entity")?,
-                entity_id: get(r, "entity_id")?,
-                action: get(r, "action")?,
-                changes: serde_json::from_str(&get::<String>(r, "changes")?).unwrap_or_default(),
-                reason: get(r, "reason")?,
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(AuditEntry::from_row).collect())
 }
 
 /// A contact with its identifiers.

@@ -554,16 +554,16 @@ pub fn history(conn: &Connection, id: &TicketId) -> Result<Vec<AuditEntry>, Stor
          WHERE ticket_id = ?1 ORDER BY seq",
     )?;
     let rows = statement.query_map([id.as_str()], |r| {
-        Ok(AuditEntry {
-            at: from_millis(r.get(0)?),
-            actor: r.get(1)?,
-            actor_type: crate::store::actor_type(&r.get::<_, String>(7)?),
-            entity: r.get(2)?,
-            entity_id: r.get(3)?,
-            action: r.get(4)?,
-            changes: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-            reason: r.get(6)?,
-        })
+        Ok(AuditEntry::from_row((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        )))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
