@@ -14,9 +14,7 @@ use super::ingest::json;
 use super::{events, get, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
-use crate::model::{
-    Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
-};
+use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,
@@ -123,22 +121,21 @@ fn ticket_from_row(
     conversation_ids: Vec<String>,
     trashed_at: Option<i64>,
 ) -> Result<Ticket, StoreError> {
-    let properties: String = get(row, "properties")?;
-    Ok(Ticket {
-        id: id.clone(),
-        pipeline: get(row, "pipeline")?,
-        status: get(row, "status")?,
-        priority: get(row, "priority")?,
-        owner_id: get(row, "owner_id")?,
-        properties: serde_json::from_str(&properties).unwrap_or_default(),
-        conversation_ids: conversation_ids
-            .into_iter()
-            .map(ConversationId::from_stored)
-            .collect(),
-        created_at: from_millis(get(row, "created_at")?),
-        closed_at: get::<Option<i64>>(row, "closed_at")?.map(from_millis),
-        trashed_at: trashed_at.map(from_millis),
-    })
+    let row = (
+        get(row, "pipeline")?,
+        get(row, "status")?,
+        get(row, "priority")?,
+        get(row, "owner_id")?,
+        get(row, "properties")?,
+        get(row, "created_at")?,
+        get(row, "closed_at")?,
+    );
+    Ok(crate::store::views::ticket_from_row(
+        id,
+        row,
+        conversation_ids,
+        trashed_at,
+    ))
 }
 
 /// Tickets, the newest first: the live ones, or those in the trash. Seen through a scope

@@ -9,9 +9,7 @@ use super::ingest::json;
 use super::{OnConstraint, events, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
-use crate::model::{
-    Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
-};
+use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,
@@ -69,42 +67,36 @@ pub(super) fn load_ticket(
         "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at
          FROM tickets WHERE id = ?1 AND deleted_at IS NULL"
     };
-    let row = conn
+    let (row, deleted_at) = conn
         .prepare_cached(sql)?
         .query_row([id.as_str()], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<i64>>(6)?,
+                (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ),
                 r.get::<_, Option<i64>>(7)?,
             ))
         })
         .optional()?
         .ok_or(StoreError::NotFound("ticket"))?;
-    let (pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at) = row;
     let mut statement = conn.prepare_cached(
         "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at IS ?2 ORDER BY seq",
     )?;
     let conversation_ids = statement
         .query_map(params![id.as_str(), deleted_at], |r| r.get::<_, String>(0))?
-        .map(|r| r.map(ConversationId::from_stored))
         .collect::<Result<_, _>>()?;
-    Ok(Ticket {
-        id: id.clone(),
-        pipeline,
-        status,
-        priority,
-        owner_id,
-        properties: serde_json::from_str(&properties).unwrap_or_default(),
+    Ok(crate::store::views::ticket_from_row(
+        id,
+        row,
         conversation_ids,
-        created_at: from_millis(created_at),
-        closed_at: closed_at.map(from_millis),
-        trashed_at: deleted_at.map(from_millis),
-    })
+        deleted_at,
+    ))
 }
 
 /// Applies a ticket change inside the caller's transaction: checks the status against
