@@ -344,33 +344,14 @@ pub async fn reply(
     let via = match request.via_channel.as_deref() {
         None | Some("") => None,
         Some(id) => {
-            let channel = runtime.channel(id).ok_or_else(|| {
-                ApiError::unprocessable(format!("via_channel: no channel {id:?}"))
-            })?;
-            if !caller.sees(id) {
-                return Err(ApiError::unprocessable(format!(
-                    "via_channel: no channel {id:?}"
-                )));
-            }
-            if !matches!(
-                channel.config.adapter,
-                crate::adapters::AdapterConfig::Email(_)
-            ) {
-                return Err(ApiError::unprocessable(format!(
-                    "via_channel: {id:?} is a {} channel; replies can move to email channels",
-                    channel.config.adapter.kind()
-                )));
-            }
-            let email = conversation.contact.email.clone().ok_or_else(|| {
-                ApiError::unprocessable("via_channel: the contact has no email (set it with PATCH /api/v1/contacts/{id})")
-            })?;
-            Some(crate::store::Via {
-                channel_id: id.to_owned(),
-                identifier: crate::model::Identifier {
-                    kind: crate::adapters::email::IDENTIFIER_TYPE.into(),
-                    value: email,
-                },
-            })
+            let requested = crate::desk::replies::Requested {
+                id,
+                kind: runtime.channel(id).map(|c| c.config.adapter.kind()),
+                visible: caller.sees(id),
+            };
+            let via = crate::desk::replies::via(requested, conversation.contact.email.as_deref())
+                .map_err(|refused| ApiError::unprocessable(refused.to_string()))?;
+            Some(via)
         }
     };
     let ticket_change = match (request.ticket_status, request.ticket_properties) {

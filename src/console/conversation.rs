@@ -122,7 +122,9 @@ async fn render(
         .channels
         .iter()
         .filter(|(cid, c)| {
-            c.adapter.kind() == "email" && caller.sees(cid) && **cid != conversation.channel_id
+            crate::desk::replies::can_carry(c.adapter.kind())
+                && caller.sees(cid)
+                && **cid != conversation.channel_id
         })
         .map(|(cid, _)| cid)
         .collect();

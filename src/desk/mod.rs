@@ -9,6 +9,7 @@ pub mod edits;
 pub mod inboxes;
 pub mod ingest;
 pub mod notify;
+pub mod replies;
 pub mod routing;
 pub mod search;
 pub mod snippets;

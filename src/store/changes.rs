@@ -28,12 +28,59 @@ pub struct NewReply {
     pub via: Option<Via>,
 }
 
-/// Where a `via_channel` reply goes: a channel and the contact's identifier on it.
-#[derive(Clone, Debug)]
-pub struct Via {
-    pub channel_id: String,
-    pub identifier: crate::model::Identifier,
+impl NewReply {
+    /// The reply as both stores answer it once stored: queued, in `conversation` on
+    /// `channel` (another one's when it went `via` a channel), quoting `reply_to`.
+    pub(crate) fn queued_message(
+        &self,
+        id: MessageId,
+        conversation: &str,
+        channel: String,
+        reply_to: Option<String>,
+        now: i64,
+    ) -> crate::model::Message {
+        use crate::model::{Delivery, DeliveryStatus, Direction, MessageKind, from_millis};
+        crate::model::Message {
+            id,
+            kind: MessageKind::Message,
+            conversation_id: ConversationId::from_stored(conversation.to_owned()),
+            channel_id: channel,
+            direction: Direction::Outbound,
+            platform_message_id: None,
+            sender: self.sender.clone(),
+            reply_to: reply_to.map(MessageId::from_stored),
+            parts: self.parts.clone(),
+            mentions: Vec::new(),
+            delivery: Delivery {
+                status: DeliveryStatus::Queued,
+                error: None,
+                attempts: 0,
+                note: None,
+            },
+            created_at: from_millis(now),
+            edited_at: None,
+            history: Vec::new(),
+            retracted_at: None,
+        }
+    }
+
+    /// The `message.created` payload of the stored reply `id`.
+    pub(crate) fn created_event(&self, id: &MessageId, contact_name: Option<String>) -> Value {
+        serde_json::json!({"message_id": id, "direction": "outbound", "sender": self.sender,
+            "contact_name": contact_name,
+            "preview": crate::desk::notify::preview(&self.parts)})
+    }
+
+    /// The refusal of a `reply_to` that is not a message of `conversation` the contact saw.
+    pub(crate) fn not_quotable(target: &MessageId, conversation: &str) -> super::StoreError {
+        super::StoreError::Invalid(format!(
+            "reply_to: message {target} is not a message of conversation {conversation}"
+        ))
+    }
 }
+
+/// Where a `via_channel` reply goes, as `desk::replies::via` decides it.
+pub use crate::desk::replies::Via;
 
 /// A change to a conversation; `None` fields stay as they are.
 #[derive(Clone, Debug, Default)]
@@ -55,6 +102,18 @@ pub struct TicketChange {
     /// Merged into the ticket's properties; a `null` value removes a key.
     pub properties: Option<Map<String, Value>>,
     pub pipelines: Arc<BTreeMap<String, PipelineConfig>>,
+}
+
+impl TicketChange {
+    /// The change as `desk::tickets::plan_change` reads it.
+    pub fn as_desk(&self) -> crate::desk::tickets::Change<'_> {
+        crate::desk::tickets::Change {
+            status: self.status.as_deref(),
+            owner_id: self.owner_id.as_ref().map(Option::as_deref),
+            priority: self.priority,
+            properties: self.properties.as_ref(),
+        }
+    }
 }
 
 /// A change to a contact; `Some(None)` clears a field.
@@ -115,6 +174,96 @@ pub struct NewComment {
     pub presence_timeout_ms: i64,
     /// Base of the conversation link in mention emails (`server.public_url`).
     pub link_base: Option<String>,
+}
+
+impl NewComment {
+    /// What the comment says, as a message's parts.
+    pub(crate) fn parts(&self) -> Vec<Part> {
+        vec![Part::Text(crate::model::TextPart {
+            text: self.text.clone(),
+        })]
+    }
+
+    /// The ids of the reps it mentions, in order.
+    pub(crate) fn mention_ids(&self) -> Vec<&str> {
+        self.mentions.iter().map(|m| m.rep_id.as_str()).collect()
+    }
+
+    /// The `comment.created` payload of the stored comment `id`.
+    pub(crate) fn created_event(&self, id: &MessageId) -> Value {
+        serde_json::json!({"message_id": id, "author": self.author.id, "mentions": self.mention_ids()})
+    }
+
+    /// The `comment.mentioned` payload telling `mention` about comment `id`.
+    pub(crate) fn mentioned_event(&self, id: &MessageId, mention: &Mention) -> Value {
+        serde_json::json!({"message_id": id, "rep_id": mention.rep_id, "author": self.author.id,
+               "text": self.text})
+    }
+
+    /// The e-mail telling `mention` about comment `id` in `conversation` (of the contact
+    /// named `contact`), or `None` when there is nowhere to send it. The store sends it
+    /// only while the rep is offline.
+    pub(crate) fn mention_email(
+        &self,
+        id: &MessageId,
+        conversation: &str,
+        contact: &str,
+        mention: &Mention,
+    ) -> Option<crate::model::outbound::Email> {
+        let address = mention.email.as_ref()?;
+        let link = self
+            .link_base
+            .as_ref()
+            .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
+        let (subject, text) = crate::desk::notify::mention_email(
+            &self.author_name,
+            contact,
+            &self.channel_name,
+            &self.text,
+            link.as_deref(),
+        );
+        Some(crate::model::outbound::Email {
+            to: address.clone(),
+            subject,
+            text,
+            id: format!("{id}-{}", mention.rep_id),
+            thread: conversation.to_owned(),
+            reply_to: None,
+        })
+    }
+
+    /// The comment as both stores answer it once stored.
+    pub(crate) fn stored_message(
+        &self,
+        id: MessageId,
+        conversation: &str,
+        channel: String,
+        now: i64,
+    ) -> crate::model::Message {
+        use crate::model::{Delivery, DeliveryStatus, Direction, MessageKind, from_millis};
+        crate::model::Message {
+            id,
+            kind: MessageKind::Comment,
+            conversation_id: ConversationId::from_stored(conversation.to_owned()),
+            channel_id: channel,
+            direction: Direction::Internal,
+            platform_message_id: None,
+            sender: self.author.clone(),
+            reply_to: None,
+            parts: self.parts(),
+            mentions: self.mention_ids().into_iter().map(str::to_owned).collect(),
+            delivery: Delivery {
+                status: DeliveryStatus::Internal,
+                error: None,
+                attempts: 0,
+                note: None,
+            },
+            created_at: from_millis(now),
+            edited_at: None,
+            history: Vec::new(),
+            retracted_at: None,
+        }
+    }
 }
 
 /// A mentioned rep.

@@ -47,6 +47,22 @@ pub struct HubspotLink {
     pub published_at: DateTime<Utc>,
 }
 
+impl HubspotLink {
+    /// A link as both stores select it: `message_id, hubspot_message_id,
+    /// hubspot_thread_id, direction, published_at`; a direction no version wrote reads as
+    /// `in`.
+    pub(crate) fn from_row(row: (String, String, Option<String>, String, i64)) -> Self {
+        let (message_id, hubspot_message_id, hubspot_thread_id, direction, published_at) = row;
+        HubspotLink {
+            message_id: MessageId::from_stored(message_id),
+            hubspot_message_id,
+            hubspot_thread_id,
+            direction: HubspotDirection::parse(&direction).unwrap_or(HubspotDirection::In),
+            published_at: crate::model::from_millis(published_at),
+        }
+    }
+}
+
 /// What publishing one inbound message needs, read together.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PublishSource {
@@ -145,6 +161,46 @@ pub struct HubspotReply {
     /// Why it cannot be sent whatever the conversation (nothing sendable in it); reported
     /// to HubSpot as FAILED.
     pub refused: Option<String>,
+}
+
+impl HubspotReply {
+    /// Why the reply cannot be sent when no conversation takes it: what made it
+    /// unsendable, else that its thread is not ours. Reported to HubSpot as FAILED.
+    pub(crate) fn unroutable_reason(&self) -> String {
+        self.refused.clone().unwrap_or_else(|| {
+            "channel-bridge has no conversation for this HubSpot thread".to_owned()
+        })
+    }
+
+    /// The rep's reply to store in `conversation`, due now, quoting `reply_to` (the
+    /// quoted HubSpot message's, when it is a message of that conversation).
+    pub(crate) fn new_reply(
+        &self,
+        conversation: String,
+        reply_to: Option<String>,
+        now: i64,
+    ) -> super::NewReply {
+        super::NewReply {
+            conversation_id: ConversationId::from_stored(conversation),
+            parts: self.parts.clone(),
+            reply_to: reply_to.map(MessageId::from_stored),
+            sender: self.sender.clone(),
+            run_at: crate::model::from_millis(now),
+            ticket_change: None,
+            via: None,
+        }
+    }
+
+    /// The link that keeps HubSpot's id of the stored reply `message`.
+    pub(crate) fn link(&self, message: &MessageId, now: i64) -> HubspotLink {
+        HubspotLink {
+            message_id: message.clone(),
+            hubspot_message_id: self.hubspot_message_id.clone(),
+            hubspot_thread_id: self.hubspot_thread_id.clone(),
+            direction: HubspotDirection::Out,
+            published_at: crate::model::from_millis(now),
+        }
+    }
 }
 
 /// A channel account's new state; `None` fields stay as they were.

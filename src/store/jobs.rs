@@ -147,6 +147,67 @@ impl JobState {
     }
 }
 
+/// The `jobs` columns a [`Delivery`] is read from, in [`DeliveryRow`]'s order (both
+/// stores select them).
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "seq, id, kind, state, channel_id, ordering_key, payload, attempts,
+    last_error, run_at, created_at, updated_at";
+
+/// A job row as [`DELIVERY_COLUMNS`] selects it.
+pub(crate) type DeliveryRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    u32,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+impl Delivery {
+    /// The delivery a job row shows: its kind's label, the conversation of its ordering
+    /// key and the message its payload names, if any.
+    pub(crate) fn from_row(row: DeliveryRow) -> Self {
+        let (
+            _,
+            id,
+            kind,
+            state,
+            channel_id,
+            key,
+            payload,
+            attempts,
+            last_error,
+            run_at,
+            created_at,
+            updated_at,
+        ) = row;
+        let message_id = serde_json::from_str::<Value>(&payload).ok().and_then(|v| {
+            v["message_id"]
+                .as_str()
+                .map(|s| MessageId::from_stored(s.to_owned()))
+        });
+        Delivery {
+            id: JobId::from_stored(id),
+            kind: job_kind_label(&kind),
+            state: JobState::parse(&state).unwrap_or(JobState::Pending),
+            channel_id,
+            conversation_id: key.and_then(conversation_of_key),
+            message_id,
+            attempts,
+            last_error,
+            run_at: crate::model::from_millis(run_at),
+            created_at: crate::model::from_millis(created_at),
+            updated_at: crate::model::from_millis(updated_at),
+        }
+    }
+}
+
 /// A job as the deliveries API shows it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Delivery {

@@ -28,8 +28,7 @@ pub use jobs::{
     JobState, LeaseRequest, PublishNote,
 };
 pub(crate) use jobs::{
-    JOB_DELIVER, JOB_EMAIL, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, conversation_of_key,
-    hubspot_publish_payload, job_kind_label,
+    JOB_DELIVER, JOB_EMAIL, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, hubspot_publish_payload,
 };
 pub(crate) use rules::OwnerSlot;
 pub use rules::{ChannelRules, DigestLinks, DigestRep, OwnerEmail, RepSlot, RoutingPlan};

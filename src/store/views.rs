@@ -26,6 +26,76 @@ pub struct AuditEntry {
     pub reason: Option<String>,
 }
 
+/// A ticket row as both stores select it: `pipeline, status, priority, owner_id,
+/// properties, created_at, closed_at`.
+pub(crate) type TicketRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+);
+
+/// The ticket `id` from its row and its conversations (oldest first), live or trashed at
+/// `trashed_at`; properties that do not parse (never written by us) read as none.
+pub(crate) fn ticket_from_row(
+    id: &crate::model::TicketId,
+    row: TicketRow,
+    conversation_ids: Vec<String>,
+    trashed_at: Option<i64>,
+) -> crate::model::Ticket {
+    use crate::model::{ConversationId, from_millis};
+    let (pipeline, status, priority, owner_id, properties, created_at, closed_at) = row;
+    crate::model::Ticket {
+        id: id.clone(),
+        pipeline,
+        status,
+        priority,
+        owner_id,
+        properties: serde_json::from_str(&properties).unwrap_or_default(),
+        conversation_ids: conversation_ids
+            .into_iter()
+            .map(ConversationId::from_stored)
+            .collect(),
+        created_at: from_millis(created_at),
+        closed_at: closed_at.map(from_millis),
+        trashed_at: trashed_at.map(from_millis),
+    }
+}
+
+/// An audit row as both stores select it: `at, actor, entity, entity_id, action, changes,
+/// reason, actor_type`.
+pub(crate) type AuditRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+impl AuditEntry {
+    /// The entry an audit row stores; `changes` that do not parse (never written by us)
+    /// read as null.
+    pub(crate) fn from_row(row: AuditRow) -> Self {
+        let (at, actor, entity, entity_id, action, changes, reason, actor_type) = row;
+        Self {
+            at: crate::model::from_millis(at),
+            actor,
+            actor_type: super::actor_type(&actor_type),
+            entity,
+            entity_id,
+            action,
+            changes: serde_json::from_str(&changes).unwrap_or_default(),
+            reason,
+        }
+    }
+}
+
 /// A live event (new message, assignment, status change, delivery update).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Event {

@@ -47,6 +47,29 @@ async fn analytics_figures_on_a_seeded_data_set(store: Arc<dyn Store>, backend: 
             ))
             .await;
     }
+    // A bot's reply is no response; a trashed conversation counts for nothing.
+    let cy = conversations[2].0.as_str();
+    crate::seed::Seed(backend)
+        .message(
+            "bot",
+            cy,
+            "chat",
+            "outbound",
+            ("bot", "echo"),
+            "auto",
+            base + 1,
+        )
+        .await;
+    let trashed = open_conversation(&*store, &rules("chat"), "dee").await;
+    store.delete_conversation(&trashed, &actor()).await.unwrap();
+    let trashed = trashed.as_str();
+    backend
+        .execute(&format!(
+            "UPDATE conversations SET created_at = {base} WHERE id = '{trashed}';
+             UPDATE messages SET created_at = {base} WHERE conversation_id = '{trashed}';"
+        ))
+        .await;
+
     let from = from_millis(base - 1);
     let to = from_millis(base + 86_400_000);
     let figures = report(store.analytics(from, to).await.unwrap());
@@ -60,7 +83,7 @@ async fn analytics_figures_on_a_seeded_data_set(store: Arc<dyn Store>, backend: 
             chat.messages_inbound,
             chat.messages_outbound
         ),
-        (3, 3, 3)
+        (3, 3, 4)
     );
     assert_eq!(chat.first_response.count, 3);
     assert_eq!(chat.first_response.median_s, Some(120.0));
@@ -75,6 +98,7 @@ async fn analytics_figures_on_a_seeded_data_set(store: Arc<dyn Store>, backend: 
     let bob = figures.reps.iter().find(|r| r.rep_id == "bob").unwrap();
     assert_eq!((bob.replies, bob.first_response.median_s), (1, Some(120.0)));
     assert_eq!(bob.resolution.median_s, Some(3600.0));
+    assert!(figures.reps.iter().all(|r| r.rep_id != "echo"));
 
     // Outside the period there is nothing.
     let before = from_millis(base - 10_000_000);

@@ -132,6 +132,24 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The number a `SELECT count(*) …` in portable SQL answers on the store's database:
+    /// what a purge left, which no read of the trait shows.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+                conn.query_row(sql, [], |r| r.get(0))
+                    .unwrap_or_else(|e| panic!("counting failed on SQLite: {e}\n{sql}"))
+            }
+            Backend::Postgres { store, .. } => sqlx::query_scalar(sql)
+                .fetch_one(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("counting failed on PostgreSQL: {e}\n{sql}")),
+        }
+    }
+}
+
 /// A test's PostgreSQL schema; dropping it drops the schema with everything in it.
 pub struct PgSchema {
     url: String,

@@ -13,12 +13,12 @@ use super::{ATTEMPTS, PgStore, get, now_ms};
 use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
 use crate::secret::Secret;
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue,
-    HubspotReply, HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction,
-    WebhookOutcome, WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotReply,
+    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
+    WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
-    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, PublishNote, StoreError,
 };
 
 /// Queues the publish of a new inbound message (or, with `note`, of a follow-up on it);
@@ -109,14 +109,13 @@ const LINK_COLUMNS: &str =
     "message_id, hubspot_message_id, hubspot_thread_id, direction, published_at";
 
 fn link(row: &PgRow) -> Result<HubspotLink, StoreError> {
-    let direction: String = get(row, "direction")?;
-    Ok(HubspotLink {
-        message_id: MessageId::from_stored(get(row, "message_id")?),
-        hubspot_message_id: get(row, "hubspot_message_id")?,
-        hubspot_thread_id: get(row, "hubspot_thread_id")?,
-        direction: HubspotDirection::parse(&direction).unwrap_or(HubspotDirection::In),
-        published_at: from_millis(get(row, "published_at")?),
-    })
+    Ok(HubspotLink::from_row((
+        get(row, "message_id")?,
+        get(row, "hubspot_message_id")?,
+        get(row, "hubspot_thread_id")?,
+        get(row, "direction")?,
+        get(row, "published_at")?,
+    )))
 }
 
 async fn find_link(
@@ -301,9 +300,7 @@ async fn record_reply(
         None => reply_conversation(c, reply).await?,
     };
     let Some(conversation) = conversation else {
-        let reason = reply.refused.clone().unwrap_or_else(|| {
-            "channel-bridge has no conversation for this HubSpot thread".to_owned()
-        });
+        let reason = reply.unroutable_reason();
         enqueue_status(
             c,
             None,
@@ -329,31 +326,9 @@ async fn record_reply(
             .await?,
             None => None,
         };
-    let message = super::replies::create_reply(
-        c,
-        &NewReply {
-            conversation_id: ConversationId::from_stored(conversation),
-            parts: reply.parts.clone(),
-            reply_to: reply_to.map(MessageId::from_stored),
-            sender: reply.sender.clone(),
-            run_at: from_millis(now),
-            ticket_change: None,
-            via: None,
-        },
-        now,
-    )
-    .await?;
-    record_link(
-        c,
-        &HubspotLink {
-            message_id: message.id.clone(),
-            hubspot_message_id: reply.hubspot_message_id.clone(),
-            hubspot_thread_id: reply.hubspot_thread_id.clone(),
-            direction: HubspotDirection::Out,
-            published_at: from_millis(now),
-        },
-    )
-    .await?;
+    let new_reply = reply.new_reply(conversation, reply_to, now);
+    let message = super::replies::create_reply(c, &new_reply, now).await?;
+    record_link(c, &reply.link(&message.id, now)).await?;
     Ok((
         WebhookOutcome::Replied {
             message_id: message.id.clone(),

@@ -7,11 +7,12 @@ use sqlx::postgres::PgRow;
 
 use super::{events, get};
 use crate::desk;
-use crate::model::{DeliveryStatus, JobId, MessageId, from_millis};
+use crate::model::{DeliveryStatus, JobId, MessageId};
 use crate::store::{
     Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
 };
 
+use crate::store::jobs::DELIVERY_COLUMNS;
 use crate::store::{JOB_DELIVER as DELIVER, JOB_EMAIL as EMAIL};
 
 pub async fn enqueue_delivery(
@@ -294,34 +295,22 @@ pub async fn release_all(c: &mut PgConnection, owner: &str) -> Result<u64, Store
     )
 }
 
-const DELIVERY_COLUMNS: &str = "seq, id, kind, state, channel_id, ordering_key, payload, attempts,
-    last_error, run_at, created_at, updated_at";
-
+/// A job row read by `DELIVERY_COLUMNS` as the deliveries API shows it.
 fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
-    let kind: String = get(row, "kind")?;
-    let payload: String = get(row, "payload")?;
-    let state: String = get(row, "state")?;
-    let message_id = serde_json::from_str::<serde_json::Value>(&payload)
-        .ok()
-        .and_then(|v| {
-            v["message_id"]
-                .as_str()
-                .map(|s| MessageId::from_stored(s.to_owned()))
-        });
-    Ok(Delivery {
-        id: JobId::from_stored(get(row, "id")?),
-        kind: crate::store::job_kind_label(&kind),
-        state: JobState::parse(&state).unwrap_or(JobState::Pending),
-        channel_id: get(row, "channel_id")?,
-        conversation_id: get::<Option<String>>(row, "ordering_key")?
-            .and_then(crate::store::conversation_of_key),
-        message_id,
-        attempts: get::<i32>(row, "attempts")?.max(0) as u32,
-        last_error: get(row, "last_error")?,
-        run_at: from_millis(get(row, "run_at")?),
-        created_at: from_millis(get(row, "created_at")?),
-        updated_at: from_millis(get(row, "updated_at")?),
-    })
+    Ok(Delivery::from_row((
+        get(row, "seq")?,
+        get(row, "id")?,
+        get(row, "kind")?,
+        get(row, "state")?,
+        get(row, "channel_id")?,
+        get(row, "ordering_key")?,
+        get(row, "payload")?,
+        get::<i32>(row, "attempts")?.max(0) as u32,
+        get(row, "last_error")?,
+        get(row, "run_at")?,
+        get(row, "created_at")?,
+        get(row, "updated_at")?,
+    )))
 }
 
 pub async fn list(

@@ -1,15 +1,15 @@
-//! A rep's reply and its delivery job in one transaction: the ticket change made with it,
-//! the conversation a `via_channel` reply moves to, the event and the job.
+//! A rep's reply and its delivery job in one transaction. The rules come from `desk` (the
+//! ticket change from `desk::tickets`, where a `via_channel` reply goes from
+//! `desk::replies`); this file locks and loads their facts and writes what they decide:
+//! the ticket change, the via conversation, the message, the event and the job.
 
 use sqlx::PgConnection;
 
 use super::{events, outbox, tickets};
-use crate::model::{
-    ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId, from_millis,
-};
+use crate::desk::replies::{ViaConflict, ViaConversation, ViaFacts, plan_via};
+use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
-/// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
 use super::ingest::{body_text, contact_name, json, lock, sender_key};
 
 /// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
@@ -38,26 +38,6 @@ async fn via_conversation(
     .bind(&via.identifier.value)
     .fetch_optional(&mut *c)
     .await?;
-    match owner {
-        Some(other) if other != contact => {
-            return Err(StoreError::Conflict(format!(
-                "via_channel: {} on {} belongs to another contact",
-                via.identifier.value, via.channel_id
-            )));
-        }
-        Some(_) => {}
-        None => {
-            sqlx::query(
-                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&via.channel_id)
-            .bind(&via.identifier.kind)
-            .bind(&via.identifier.value)
-            .bind(&contact)
-            .execute(&mut *c)
-            .await?;
-        }
-    }
     let existing: Option<String> = sqlx::query_scalar(
         "SELECT id FROM conversations WHERE channel_id = $1 AND contact_id = $2 AND ticket_id = $3
            AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1",
@@ -67,10 +47,27 @@ async fn via_conversation(
     .bind(ticket)
     .fetch_optional(&mut *c)
     .await?;
-    if let Some(id) = existing {
-        return Ok(id);
+    let facts = ViaFacts {
+        contact: &contact,
+        identifier_owner: owner.as_deref(),
+        existing: existing.as_deref(),
+    };
+    let plan = plan_via(via, facts).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    if plan.add_identifier {
+        sqlx::query(
+            "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&via.channel_id)
+        .bind(&via.identifier.kind)
+        .bind(&via.identifier.value)
+        .bind(&contact)
+        .execute(&mut *c)
+        .await?;
     }
-    let key = format!("contact:{contact}");
+    let key = match plan.conversation {
+        ViaConversation::Existing(id) => return Ok(id),
+        ViaConversation::Open { thread_key } => thread_key,
+    };
     // Checked first: in PostgreSQL a failed insert would abort the whole transaction.
     let taken: Option<String> = sqlx::query_scalar(
         "SELECT id FROM conversations
@@ -81,10 +78,12 @@ async fn via_conversation(
     .fetch_optional(&mut *c)
     .await?;
     if taken.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "via_channel: the contact already has an open conversation on {} (another ticket)",
-            via.channel_id
-        )));
+        return Err(StoreError::Conflict(
+            ViaConflict::ThreadTaken {
+                channel: via.channel_id.clone(),
+            }
+            .to_string(),
+        ));
     }
     let id = ConversationId::new();
     sqlx::query(
@@ -155,11 +154,7 @@ pub async fn create_reply(
             .bind(conversation)
             .fetch_optional(&mut *c)
             .await?
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "reply_to: message {target} is not a message of conversation {conversation}"
-                ))
-            })?,
+            .ok_or_else(|| NewReply::not_quotable(target, conversation))?,
         ),
         // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
         // on WhatsApp and Telegram would show as a quote.
@@ -192,17 +187,8 @@ pub async fn create_reply(
     .bind(body_text(&reply.parts))
     .execute(&mut *c)
     .await?;
-    let contact_name = contact_name(c, conversation).await?;
-    events::emit(
-        c,
-        "message.created",
-        conversation,
-        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender,
-            "contact_name": contact_name,
-            "preview": crate::desk::notify::preview(&reply.parts)}),
-        now,
-    )
-    .await?;
+    let payload = reply.created_event(&id, contact_name(c, conversation).await?);
+    events::emit(c, "message.created", conversation, payload, now).await?;
     sqlx::query(
         "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2) WHERE id = $1",
     )
@@ -219,26 +205,5 @@ pub async fn create_reply(
         now,
     )
     .await?;
-    Ok(Message {
-        id,
-        kind: crate::model::MessageKind::Message,
-        mentions: Vec::new(),
-        conversation_id: ConversationId::from_stored(conversation.to_owned()),
-        channel_id: channel,
-        direction: Direction::Outbound,
-        platform_message_id: None,
-        sender: reply.sender.clone(),
-        reply_to: reply_to.map(MessageId::from_stored),
-        parts: reply.parts.clone(),
-        delivery: Delivery {
-            status: DeliveryStatus::Queued,
-            error: None,
-            attempts: 0,
-            note: None,
-        },
-        created_at: from_millis(now),
-        edited_at: None,
-        history: Vec::new(),
-        retracted_at: None,
-    })
+    Ok(reply.queued_message(id, conversation, channel, reply_to, now))
 }

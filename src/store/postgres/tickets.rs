@@ -14,9 +14,7 @@ use super::ingest::json;
 use super::{events, get, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
-use crate::model::{
-    Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
-};
+use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,
@@ -53,9 +51,7 @@ pub(super) async fn audit(
     Ok(())
 }
 
-pub(super) fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
-    json!({"from": from.into(), "to": to.into()})
-}
+pub(super) use crate::desk::tickets::from_to;
 
 /// A ticket that is not in the trash, with its conversations (oldest first).
 pub async fn ticket(c: &mut PgConnection, id: &TicketId) -> Result<Ticket, StoreError> {
@@ -125,22 +121,21 @@ fn ticket_from_row(
     conversation_ids: Vec<String>,
     trashed_at: Option<i64>,
 ) -> Result<Ticket, StoreError> {
-    let properties: String = get(row, "properties")?;
-    Ok(Ticket {
-        id: id.clone(),
-        pipeline: get(row, "pipeline")?,
-        status: get(row, "status")?,
-        priority: get(row, "priority")?,
-        owner_id: get(row, "owner_id")?,
-        properties: serde_json::from_str(&properties).unwrap_or_default(),
-        conversation_ids: conversation_ids
-            .into_iter()
-            .map(ConversationId::from_stored)
-            .collect(),
-        created_at: from_millis(get(row, "created_at")?),
-        closed_at: get::<Option<i64>>(row, "closed_at")?.map(from_millis),
-        trashed_at: trashed_at.map(from_millis),
-    })
+    let row = (
+        get(row, "pipeline")?,
+        get(row, "status")?,
+        get(row, "priority")?,
+        get(row, "owner_id")?,
+        get(row, "properties")?,
+        get(row, "created_at")?,
+        get(row, "closed_at")?,
+    );
+    Ok(crate::store::views::ticket_from_row(
+        id,
+        row,
+        conversation_ids,
+        trashed_at,
+    ))
 }
 
 /// Tickets, the newest first: the live ones, or those in the trash. Seen through a scope
@@ -226,121 +221,48 @@ pub async fn apply_ticket_change(
 ) -> Result<Ticket, StoreError> {
     // Locked: a concurrent change (another replica's) merges its properties into ours.
     let current = load_ticket(c, id, true).await?;
-    let mut properties = current.properties.clone();
-    if let Some(patch) = &change.properties {
-        tickets::merge_properties(&mut properties, patch);
-    }
-    let status = change
-        .status
-        .clone()
-        .unwrap_or_else(|| current.status.clone());
-    let pipeline = change.pipelines.get(&current.pipeline).ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "the ticket's pipeline {:?} is no longer configured",
-            current.pipeline
-        ))
-    })?;
-    let was_closed = current.closed_at.is_some();
-    // A move into a conditional status must bring its properties with it (each closing
-    // records its own resolution, not a stale one from an earlier closing). Any other
-    // change must not leave the current status without what it requires.
-    let moving = status != current.status;
-    let given = change.properties.clone().unwrap_or_default();
-    let target = tickets::check_status(
-        &current.pipeline,
-        pipeline,
-        &status,
-        if moving { &given } else { &properties },
-    )
-    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let now_closed = target.closed;
-    let owner = match &change.owner_id {
-        Some(owner) => owner.clone(),
-        None => current.owner_id.clone(),
-    };
-    let priority = match change.priority {
-        Some(priority) => priority.map(|p| p.as_str().to_owned()),
-        None => current.priority.clone(),
-    };
+    let plan = tickets::plan_change(&current, &change.pipelines, change.as_desk())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     sqlx::query(
         "UPDATE tickets SET status = $2, owner_id = $3, properties = $4, updated_at = $5,
              closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END, priority = $7
          WHERE id = $1",
     )
     .bind(id.as_str())
-    .bind(&status)
-    .bind(&owner)
-    .bind(json(&properties)?)
+    .bind(&plan.status)
+    .bind(&plan.owner_id)
+    .bind(json(&plan.properties)?)
     .bind(now)
-    .bind(now_closed)
-    .bind(&priority)
+    .bind(plan.closed)
+    .bind(&plan.priority)
     .execute(&mut *c)
     .await?;
-
-    if status != current.status {
+    if let Some(payload) = &plan.status_event {
         for conversation in &current.conversation_ids {
             events::emit(
                 c,
                 "ticket.status_changed",
                 conversation.as_str(),
-                json!({"ticket_id": id, "status": status, "previous_status": current.status}),
+                payload.clone(),
                 now,
             )
             .await?;
         }
+    }
+    for record in plan.audit {
         audit(
             c,
             id.as_str(),
             "ticket",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(current.status.clone(), status.clone())}),
+            record.changes,
             now,
         )
         .await?;
     }
-    if owner != current.owner_id {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "owner_changed",
-            actor,
-            json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
-            now,
-        )
-        .await?;
-    }
-    if priority != current.priority {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "priority_changed",
-            actor,
-            json!({"priority": from_to(current.priority.clone(), priority.clone())}),
-            now,
-        )
-        .await?;
-    }
-    if properties != current.properties {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "properties_changed",
-            actor,
-            json!({"properties": from_to(Value::Object(current.properties.clone()), Value::Object(properties.clone()))}),
-            now,
-        )
-        .await?;
-    }
-
-    match tickets::effect_of_status_change(was_closed, now_closed, &current.conversation_ids) {
+    match plan.conversations {
         ConversationEffect::CloseAll => {
             for conversation in &current.conversation_ids {
                 set_conversation_status(
@@ -423,26 +345,16 @@ async fn set_conversation_status(
         }
     };
     if changed > 0 {
-        let (from, to) = match status {
-            ConversationStatus::Closed => ("open", "closed"),
-            ConversationStatus::Open => ("closed", "open"),
-        };
-        events::emit(
-            c,
-            "conversation.status_changed",
-            id.as_str(),
-            json!({"status": to}),
-            now,
-        )
-        .await?;
+        let (payload, record) = tickets::conversation_status_record(status);
+        events::emit(c, "conversation.status_changed", id.as_str(), payload, now).await?;
         audit(
             c,
             ticket,
             "conversation",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(from, to)}),
+            record.changes,
             now,
         )
         .await?;
@@ -486,38 +398,44 @@ pub async fn update_conversation(
         ));
     }
     let owner: Option<String> = get(&row, "owner_id")?;
-    if let Some(new_owner) = &update.owner_id
-        && *new_owner != owner
-    {
+    let assignment = update.owner_id.as_ref().and_then(|requested| {
+        tickets::plan_assignment(
+            owner.as_deref(),
+            ticket_owner.as_deref(),
+            requested.as_deref(),
+            &actor.name,
+        )
+    });
+    if let Some(assignment) = assignment {
         sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
             .bind(id.as_str())
-            .bind(new_owner)
+            .bind(&assignment.owner_id)
             .execute(&mut *c)
             .await?;
         events::emit(
             c,
             "conversation.assigned",
             id.as_str(),
-            json!({"owner_id": new_owner, "previous_owner_id": owner, "by": actor.name}),
+            assignment.event,
             now,
         )
         .await?;
+        let record = assignment.audit;
         audit(
             c,
             &ticket,
             "conversation",
             id.as_str(),
-            "owner_changed",
+            record.action,
             actor,
-            json!({"owner_id": from_to(owner.clone(), new_owner.clone())}),
+            record.changes,
             now,
         )
         .await?;
-        // A conversation's owner is its ticket's owner too (never the other way round).
-        if ticket_owner != *new_owner {
+        if let Some(record) = assignment.ticket {
             sqlx::query("UPDATE tickets SET owner_id = $2, updated_at = $3 WHERE id = $1")
                 .bind(&ticket)
-                .bind(new_owner)
+                .bind(&assignment.owner_id)
                 .bind(now)
                 .execute(&mut *c)
                 .await?;
@@ -526,9 +444,9 @@ pub async fn update_conversation(
                 &ticket,
                 "ticket",
                 &ticket,
-                "owner_changed",
+                record.action,
                 actor,
-                json!({"owner_id": from_to(ticket_owner, new_owner.clone())}),
+                record.changes,
                 now,
             )
             .await?;
@@ -746,27 +664,14 @@ pub async fn history(c: &mut PgConnection, id: &TicketId) -> Result<Vec<AuditEnt
     if exists.is_none() {
         return Err(StoreError::NotFound("ticket"));
     }
-    let rows = sqlx::query(
+    let rows: Vec<crate::store::views::AuditRow> = sqlx::query_as(
         "SELECT at, actor, entity, entity_id, action, changes, reason, actor_type FROM audit
          WHERE ticket_id = $1 ORDER BY seq",
     )
     .bind(id.as_str())
     .fetch_all(&mut *c)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                at: from_millis(get(r, "at")?),
-                actor: get(r, "actor")?,
-                actor_type: crate::store::actor_type(&get::<String>(r, "actor_type")?),
-                entity: get(r, "entity")?,
-                entity_id: get(r, "entity_id")?,
-                action: get(r, "action")?,
-                changes: serde_json::from_str(&get::<String>(r, "changes")?).unwrap_or_default(),
-                reason: get(r, "reason")?,
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(AuditEntry::from_row).collect())
 }
 
 /// A contact with its identifiers.
@@ -943,963 +848,4 @@ pub async fn analytics(
         })
         .collect::<Result<_, StoreError>>()?;
     Ok(facts)
-}
-
-#[cfg(test)]
-mod tests {
-    //! Every change made on a SQLite store and a PostgreSQL store seeded alike, with the
-    //! answers, audit trails and events compared, besides what each test expects outright.
-
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    use chrono::Utc;
-    use serde_json::{Map, json};
-
-    use super::super::queries::tests::{BASE, Twin, both, i, page, t};
-    use super::*;
-    use crate::config::{PipelineConfig, StatusConfig};
-    use crate::model::Conversation;
-    use crate::store::{ConversationFilter, Store};
-
-    fn pipelines() -> Arc<BTreeMap<String, PipelineConfig>> {
-        let status = |id: &str, closed: bool, requires: &[&str]| StatusConfig {
-            id: id.into(),
-            closed,
-            requires: requires.iter().map(|r| r.to_string()).collect(),
-        };
-        let pipeline = PipelineConfig {
-            statuses: vec![
-                status("new", false, &[]),
-                status("pending", false, &[]),
-                status("closed", true, &["resolution"]),
-            ],
-        };
-        Arc::new([("support".to_owned(), pipeline)].into())
-    }
-
-    fn change(status: Option<&str>) -> TicketChange {
-        TicketChange {
-            status: status.map(str::to_owned),
-            owner_id: None,
-            priority: None,
-            properties: None,
-            pipelines: pipelines(),
-        }
-    }
-
-    fn props(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap_or_default()
-    }
-
-    fn tid(id: &str) -> TicketId {
-        TicketId::from_stored(id.into())
-    }
-
-    fn cid(id: &str) -> ConversationId {
-        ConversationId::from_stored(id.into())
-    }
-
-    fn actor(name: &str, reason: Option<&str>) -> Actor {
-        Actor {
-            kind: crate::model::SenderKind::Rep,
-            name: name.into(),
-            reason: reason.map(str::to_owned),
-        }
-    }
-
-    /// Contacts ana and bo. Ticket t1 (new) has two open conversations, c1 on chat and
-    /// c2 on mail, both ana's; ticket t2 (new) has bo's open conversation c3 on chat.
-    async fn seeded() -> Twin {
-        let twin = Twin::new().await;
-        twin.contact("ana", Some("Ana"), None).await;
-        twin.contact("bo", Some("Bo"), None).await;
-        twin.identifier("ana", "chat", "app_user", "ana-1").await;
-        twin.identifier("bo", "chat", "app_user", "bo-1").await;
-        twin.ticket("t1", "new", None, None).await;
-        twin.ticket("t2", "new", None, None).await;
-        twin.conversation("c1", "chat", "ana", "t1", "open", None, BASE + 10)
-            .await;
-        twin.conversation("c2", "mail", "ana", "t1", "open", None, BASE + 20)
-            .await;
-        twin.conversation("c3", "chat", "bo", "t2", "open", None, BASE + 30)
-            .await;
-        for (id, conversation, channel) in [("m1", "c1", "chat"), ("m2", "c2", "mail")] {
-            twin.message(
-                id,
-                conversation,
-                channel,
-                "inbound",
-                ("contact", "ana"),
-                "help",
-                BASE,
-            )
-            .await;
-        }
-        twin.message("m3", "c3", "chat", "inbound", ("contact", "bo"), "hi", BASE)
-            .await;
-        twin
-    }
-
-    async fn conversation(twin: &Twin, id: &str) -> Result<Conversation, StoreError> {
-        twin.agree(both!(twin, |s| s.conversation(&cid(id)).await))
-    }
-
-    async fn history(
-        twin: &Twin,
-        id: &str,
-    ) -> Vec<(String, String, String, Value, Option<String>)> {
-        twin.agree(both!(twin, |s| s.ticket_history(&tid(id)).await))
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.actor, e.entity_id, e.action, e.changes, e.reason))
-            .collect()
-    }
-
-    /// (kind, conversation, data) of every event.
-    async fn events(twin: &Twin) -> Vec<(String, String, Value)> {
-        twin.events()
-            .await
-            .into_iter()
-            .map(|e| (e.kind, e.conversation_id.unwrap_or_default(), e.data))
-            .collect()
-    }
-
-    fn entry(
-        actor: &str,
-        entity_id: &str,
-        action: &str,
-        changes: Value,
-        reason: Option<&str>,
-    ) -> (String, String, String, Value, Option<String>) {
-        (
-            actor.into(),
-            entity_id.into(),
-            action.into(),
-            changes,
-            reason.map(str::to_owned),
-        )
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn closing_a_ticket_needs_its_properties_and_closes_every_conversation() {
-        let twin = seeded().await;
-        let ticket = twin
-            .agree(both!(twin, |s| s.ticket(&tid("t1")).await))
-            .unwrap();
-        assert_eq!(ticket.conversation_ids, [cid("c1"), cid("c2")]);
-        assert_eq!(
-            (ticket.pipeline.as_str(), ticket.status.as_str()),
-            ("support", "new")
-        );
-
-        // The status requires a resolution, given with the move.
-        let result = twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t1"), change(Some("closed")), &actor("api", None))
-            .await));
-        assert!(matches!(&result, Err(StoreError::Invalid(e)) if e.contains("resolution")));
-        let result = twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t1"), change(Some("gone")), &actor("api", None))
-            .await));
-        assert!(matches!(result, Err(StoreError::Invalid(_))));
-
-        let closing = TicketChange {
-            owner_id: Some(Some("alice".into())),
-            properties: Some(props(json!({"resolution": "refund", "tier": "gold"}))),
-            ..change(Some("closed"))
-        };
-        let closed = twin
-            .agree(both!(twin, |s| s
-                .update_ticket(&tid("t1"), closing.clone(), &actor("api", Some("done")))
-                .await))
-            .unwrap();
-        assert_eq!(closed.status, "closed");
-        assert_eq!(closed.owner_id.as_deref(), Some("alice"));
-        assert_eq!(
-            Value::Object(closed.properties.clone()),
-            json!({"resolution": "refund", "tier": "gold"})
-        );
-        assert!(closed.closed_at.is_some_and(|at| at > from_millis(BASE)));
-        for id in ["c1", "c2"] {
-            assert_eq!(
-                conversation(&twin, id).await.unwrap().status,
-                ConversationStatus::Closed
-            );
-        }
-        assert_eq!(
-            history(&twin, "t1").await,
-            [
-                entry(
-                    "api",
-                    "t1",
-                    "status_changed",
-                    json!({"status": {"from": "new", "to": "closed"}}),
-                    Some("done")
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    Some("done")
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "properties_changed",
-                    json!({"properties": {"from": {}, "to": {"resolution": "refund", "tier": "gold"}}}),
-                    Some("done")
-                ),
-                entry(
-                    "api",
-                    "c1",
-                    "status_changed",
-                    json!({"status": {"from": "open", "to": "closed"}}),
-                    Some("done")
-                ),
-                entry(
-                    "api",
-                    "c2",
-                    "status_changed",
-                    json!({"status": {"from": "open", "to": "closed"}}),
-                    Some("done")
-                ),
-            ]
-        );
-        let changed = json!({"ticket_id": "t1", "status": "closed", "previous_status": "new"});
-        assert_eq!(
-            events(&twin).await,
-            [
-                ("ticket.status_changed".into(), "c1".into(), changed.clone()),
-                ("ticket.status_changed".into(), "c2".into(), changed),
-                (
-                    "conversation.status_changed".into(),
-                    "c1".into(),
-                    json!({"status": "closed"})
-                ),
-                (
-                    "conversation.status_changed".into(),
-                    "c2".into(),
-                    json!({"status": "closed"})
-                ),
-            ]
-        );
-
-        // A change that moves nothing records nothing; a null property removes it.
-        let same = twin
-            .agree(both!(twin, |s| s
-                .update_ticket(&tid("t1"), change(None), &actor("api", None))
-                .await))
-            .unwrap();
-        assert_eq!(same.closed_at, closed.closed_at);
-        let result = twin.agree(both!(twin, |s| s
-            .update_ticket(
-                &tid("t1"),
-                TicketChange {
-                    properties: Some(props(json!({"resolution": null}))),
-                    ..change(None)
-                },
-                &actor("api", None)
-            )
-            .await));
-        assert!(
-            matches!(result, Err(StoreError::Invalid(_))),
-            "the status requires it"
-        );
-        let trimmed = twin
-            .agree(both!(twin, |s| s
-                .update_ticket(
-                    &tid("t1"),
-                    TicketChange {
-                        properties: Some(props(json!({"tier": null}))),
-                        ..change(None)
-                    },
-                    &actor("api", None)
-                )
-                .await))
-            .unwrap();
-        assert_eq!(
-            Value::Object(trimmed.properties),
-            json!({"resolution": "refund"})
-        );
-        assert_eq!(history(&twin, "t1").await.len(), 6);
-
-        // Reopened with two conversations: neither reopens; the close time goes.
-        let reopened = twin
-            .agree(both!(twin, |s| s
-                .update_ticket(&tid("t1"), change(Some("pending")), &actor("api", None))
-                .await))
-            .unwrap();
-        assert_eq!(reopened.closed_at, None);
-        for id in ["c1", "c2"] {
-            assert_eq!(
-                conversation(&twin, id).await.unwrap().status,
-                ConversationStatus::Closed
-            );
-        }
-        let result = twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("nope"), change(None), &actor("api", None))
-            .await));
-        assert!(matches!(result, Err(StoreError::NotFound("ticket"))));
-    }
-
-    /// What SQLite's single writer does by itself: a change made while another replica's
-    /// is in flight starts from what that one wrote, rather than writing over it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn a_ticket_change_waits_for_a_concurrent_one_and_keeps_what_it_wrote() {
-        let twin = seeded().await;
-        let pool = twin.pg.pool();
-        let mut other = pool.begin().await.unwrap();
-        let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut *other)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE tickets SET properties = '{\"x\": 1}' WHERE id = 't1'")
-            .execute(&mut *other)
-            .await
-            .unwrap();
-        let change = TicketChange {
-            properties: Some(props(json!({"y": 2}))),
-            ..change(None)
-        };
-        let (id, api) = (tid("t1"), actor("api", None));
-        let (changed, ()) = tokio::join!(twin.pg.update_ticket(&id, change, &api), async {
-            // Commits once the change is waiting for it (not after some time).
-            loop {
-                let waiting: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                )
-                .bind(other_pid)
-                .fetch_one(pool)
-                .await
-                .unwrap();
-                if waiting > 0 {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            other.commit().await.unwrap();
-        });
-        let changed = changed.unwrap();
-        assert_eq!(Value::Object(changed.properties), json!({"x": 1, "y": 2}));
-        let history = twin.pg.ticket_history(&tid("t1")).await.unwrap();
-        assert_eq!(
-            history.last().map(|e| &e.changes),
-            Some(&json!({"properties": {"from": {"x": 1}, "to": {"x": 1, "y": 2}}}))
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn reopening_a_ticket_reopens_its_only_conversation_unless_the_thread_has_another() {
-        let twin = seeded().await;
-        let closing = TicketChange {
-            properties: Some(props(json!({"resolution": "answered"}))),
-            ..change(Some("closed"))
-        };
-        twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t2"), closing.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t2"), change(Some("new")), &actor("api", None))
-            .await))
-            .unwrap();
-        assert_eq!(
-            conversation(&twin, "c3").await.unwrap().status,
-            ConversationStatus::Open
-        );
-
-        // Closed again; then bo writes again and gets a new conversation on that thread.
-        twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t2"), closing.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        twin.ticket("t3", "new", None, None).await;
-        twin.conversation("c4", "chat", "bo", "t3", "open", None, BASE + 40)
-            .await;
-        let before = twin.events().await.len();
-        let result = twin.agree(both!(twin, |s| s
-            .update_ticket(&tid("t2"), change(Some("new")), &actor("api", None))
-            .await));
-        // A conflict (409), not a contended transaction tried again and again (503).
-        assert!(
-            matches!(&result, Err(StoreError::Conflict(e)) if e.contains("cannot reopen")),
-            "{result:?}"
-        );
-        // Nothing of the refused change stayed.
-        let t2 = twin
-            .agree(both!(twin, |s| s.ticket(&tid("t2")).await))
-            .unwrap();
-        assert_eq!(t2.status, "closed");
-        assert_eq!(twin.events().await.len(), before);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn assigning_a_conversation_assigns_its_ticket_and_closing_it_closes_only_it() {
-        let twin = seeded().await;
-        let assign = |owner: Option<&str>| ConversationUpdate {
-            owner_id: Some(owner.map(str::to_owned)),
-            status: None,
-        };
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), assign(Some("alice")), &actor("api", None))
-            .await))
-            .unwrap();
-        // Assigning again to the same rep changes nothing.
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), assign(Some("alice")), &actor("api", None))
-            .await))
-            .unwrap();
-        // The ticket already belongs to alice: only the conversation's owner changes.
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c2"), assign(Some("alice")), &actor("api", None))
-            .await))
-            .unwrap();
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), assign(None), &actor("api", Some("away")))
-            .await))
-            .unwrap();
-        assert_eq!(conversation(&twin, "c1").await.unwrap().owner_id, None);
-        let t1 = twin
-            .agree(both!(twin, |s| s.ticket(&tid("t1")).await))
-            .unwrap();
-        assert_eq!(t1.owner_id, None);
-
-        let close = ConversationUpdate {
-            owner_id: None,
-            status: Some(ConversationStatus::Closed),
-        };
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), close.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        let t1 = twin
-            .agree(both!(twin, |s| s.ticket(&tid("t1")).await))
-            .unwrap();
-        assert_eq!((t1.status.as_str(), t1.closed_at), ("new", None));
-        assert_eq!(
-            conversation(&twin, "c2").await.unwrap().status,
-            ConversationStatus::Open
-        );
-        assert_eq!(
-            history(&twin, "t1").await,
-            [
-                entry(
-                    "api",
-                    "c1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    None
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    None
-                ),
-                entry(
-                    "api",
-                    "c2",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    None
-                ),
-                entry(
-                    "api",
-                    "c1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": "alice", "to": null}}),
-                    Some("away")
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": "alice", "to": null}}),
-                    Some("away")
-                ),
-                entry(
-                    "api",
-                    "c1",
-                    "status_changed",
-                    json!({"status": {"from": "open", "to": "closed"}}),
-                    None
-                ),
-            ]
-        );
-        assert_eq!(
-            events(&twin).await,
-            [
-                (
-                    "conversation.assigned".into(),
-                    "c1".into(),
-                    json!({"owner_id": "alice", "previous_owner_id": null, "by": "api"})
-                ),
-                (
-                    "conversation.assigned".into(),
-                    "c2".into(),
-                    json!({"owner_id": "alice", "previous_owner_id": null, "by": "api"})
-                ),
-                (
-                    "conversation.assigned".into(),
-                    "c1".into(),
-                    json!({"owner_id": null, "previous_owner_id": "alice", "by": "api"})
-                ),
-                (
-                    "conversation.status_changed".into(),
-                    "c1".into(),
-                    json!({"status": "closed"})
-                ),
-            ]
-        );
-        // An event carries the conversation's owner and channel, for stream filters.
-        let owners: Vec<Option<String>> = twin
-            .events()
-            .await
-            .into_iter()
-            .map(|e| e.owner_id)
-            .collect();
-        assert_eq!(
-            owners,
-            [Some("alice".into()), Some("alice".into()), None, None]
-        );
-
-        // Reopening works while the thread is free, and is refused once it is not.
-        let reopen = ConversationUpdate {
-            owner_id: None,
-            status: Some(ConversationStatus::Open),
-        };
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), reopen.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), close.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        twin.ticket("t9", "new", None, None).await;
-        twin.conversation("c9", "chat", "ana", "t9", "open", None, BASE + 90)
-            .await;
-        let result = twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c1"), reopen.clone(), &actor("api", None))
-            .await));
-        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
-        // Reopening an open conversation is no change at all.
-        twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("c9"), reopen.clone(), &actor("api", None))
-            .await))
-            .unwrap();
-        let result = twin.agree(both!(twin, |s| s
-            .update_conversation(&cid("nope"), close.clone(), &actor("api", None))
-            .await));
-        assert!(matches!(result, Err(StoreError::NotFound("conversation"))));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn the_trash_hides_restores_and_purges_a_ticket_with_everything_it_holds() {
-        let twin = seeded().await;
-        twin.exec(
-            "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at,
-                 created_at, updated_at)
-             VALUES ($1, 'deliver', 'chat', $2, '{}', 'pending', $3, $3, $3)",
-            &[t("j1"), t("c1"), i(BASE)],
-        )
-        .await;
-        twin.agree(both!(twin, |s| s
-            .update_conversation(
-                &cid("c2"),
-                ConversationUpdate {
-                    owner_id: Some(Some("alice".into())),
-                    status: None
-                },
-                &actor("api", None)
-            )
-            .await))
-            .unwrap();
-
-        // Deleting one conversation trashes its ticket and every conversation of it.
-        twin.agree(both!(twin, |s| s
-            .delete_conversation(&cid("c1"), &actor("api", Some("spam")))
-            .await))
-            .unwrap();
-        for id in ["c1", "c2"] {
-            assert!(matches!(
-                conversation(&twin, id).await,
-                Err(StoreError::NotFound("conversation"))
-            ));
-        }
-        for result in [
-            twin.agree(both!(twin, |s| s.ticket(&tid("t1")).await.map(|_| ()))),
-            twin.agree(both!(twin, |s| s
-                .ticket_history(&tid("t1"))
-                .await
-                .map(|_| ()))),
-            twin.agree(both!(twin, |s| s
-                .delete_ticket(&tid("t1"), &actor("api", None))
-                .await
-                .map(|_| ()))),
-            twin.agree(both!(twin, |s| s
-                .delete_conversation(&cid("c2"), &actor("api", None))
-                .await
-                .map(|_| ()))),
-        ] {
-            assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
-        }
-        let listed = twin
-            .agree(both!(twin, |s| s
-                .conversations(&ConversationFilter::default(), &page(10, None))
-                .await))
-            .unwrap();
-        assert_eq!(listed.items.len(), 1);
-
-        // Not yet past retention: nothing purged, still restorable.
-        let purged = twin
-            .agree(both!(twin, |s| s
-                .purge_trash(Utc::now() - chrono::Duration::days(1))
-                .await))
-            .unwrap();
-        assert_eq!(purged, 0);
-        // Meanwhile ana wrote again on chat: c1 comes back closed; c2 comes back open.
-        twin.ticket("t5", "new", None, None).await;
-        twin.conversation("c5", "chat", "ana", "t5", "open", None, BASE + 50)
-            .await;
-        let restored = twin
-            .agree(both!(twin, |s| s
-                .restore_ticket(&tid("t1"), &actor("api", None))
-                .await))
-            .unwrap();
-        assert_eq!(restored.conversation_ids, [cid("c1"), cid("c2")]);
-        assert_eq!(
-            conversation(&twin, "c1").await.unwrap().status,
-            ConversationStatus::Closed
-        );
-        assert_eq!(
-            conversation(&twin, "c2").await.unwrap().status,
-            ConversationStatus::Open
-        );
-        let result = twin.agree(both!(twin, |s| s
-            .restore_ticket(&tid("t1"), &actor("api", None))
-            .await));
-        assert!(
-            matches!(&result, Err(StoreError::Conflict(e)) if e.contains("not in the trash")),
-            "{result:?}"
-        );
-        assert_eq!(
-            history(&twin, "t1").await,
-            [
-                entry(
-                    "api",
-                    "c2",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    None
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "owner_changed",
-                    json!({"owner_id": {"from": null, "to": "alice"}}),
-                    None
-                ),
-                entry(
-                    "api",
-                    "t1",
-                    "deleted",
-                    json!({
-                        "conversations": 2,
-                        "conversation_ids": ["c1", "c2"],
-                        "queued_replies": 1,
-                        "queued_replies_cancelled": false,
-                    }),
-                    Some("spam")
-                ),
-                entry(
-                    "api",
-                    "c1",
-                    "restored",
-                    json!({"status": {"from": "open", "to": "closed"}}),
-                    Some(
-                        "the contact has opened another conversation on this channel since: \
-                         this one comes back closed"
-                    )
-                ),
-                entry("api", "c2", "restored", json!({"status": "open"}), None),
-                entry("api", "t1", "restored", json!({}), None),
-            ]
-        );
-
-        // Trashed again and past retention: gone for good, with what hung on it.
-        twin.agree(both!(twin, |s| s
-            .delete_ticket(&tid("t1"), &actor("api", None))
-            .await))
-            .unwrap();
-        let purged = twin
-            .agree(both!(twin, |s| s
-                .purge_trash(Utc::now() + chrono::Duration::seconds(1))
-                .await))
-            .unwrap();
-        assert_eq!(purged, 1);
-        let result = twin.agree(both!(twin, |s| s
-            .restore_ticket(&tid("t1"), &actor("api", None))
-            .await));
-        assert!(matches!(result, Err(StoreError::NotFound("ticket"))));
-        let result = twin.agree(both!(twin, |s| s
-            .messages(&cid("c1"), &page(10, None))
-            .await));
-        assert!(matches!(result, Err(StoreError::NotFound("conversation"))));
-        for (sql, left) in [
-            ("SELECT count(*) FROM tickets WHERE id = 't1'", 0),
-            (
-                "SELECT count(*) FROM conversations WHERE ticket_id = 't1'",
-                0,
-            ),
-            (
-                "SELECT count(*) FROM messages WHERE conversation_id IN ('c1', 'c2')",
-                0,
-            ),
-            ("SELECT count(*) FROM jobs", 0),
-            ("SELECT count(*) FROM audit WHERE ticket_id = 't1'", 0),
-            // Events older than the cut-off go too.
-            ("SELECT count(*) FROM events", 0),
-            // Other tickets stay.
-            ("SELECT count(*) FROM messages", 1),
-            ("SELECT count(*) FROM tickets", 2),
-        ] {
-            assert_eq!(twin.count(sql, &[]).await, (left, left), "{sql}");
-        }
-        let purged = twin
-            .agree(both!(twin, |s| s
-                .purge_trash(Utc::now() + chrono::Duration::seconds(1))
-                .await))
-            .unwrap();
-        assert_eq!(purged, 0);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn a_contact_reads_with_identifiers_and_updates_owner_and_email() {
-        let twin = seeded().await;
-        let ana = ContactId::from_stored("ana".into());
-        let contact = twin.agree(both!(twin, |s| s.contact(&ana).await)).unwrap();
-        assert_eq!(contact.display_name.as_deref(), Some("Ana"));
-        assert_eq!(contact.identifiers.len(), 1);
-        let updated = twin
-            .agree(both!(twin, |s| s
-                .update_contact(
-                    &ana,
-                    ContactUpdate {
-                        owner_id: Some(Some("alice".into())),
-                        email: Some(Some("ana@example.com".into())),
-                    }
-                )
-                .await))
-            .unwrap();
-        assert_eq!(
-            (updated.owner_id.as_deref(), updated.email.as_deref()),
-            (Some("alice"), Some("ana@example.com"))
-        );
-        // Only what is given changes; `Some(None)` clears.
-        let updated = twin
-            .agree(both!(twin, |s| s
-                .update_contact(
-                    &ana,
-                    ContactUpdate {
-                        owner_id: None,
-                        email: Some(None),
-                    }
-                )
-                .await))
-            .unwrap();
-        assert_eq!(
-            (updated.owner_id.as_deref(), updated.email),
-            (Some("alice"), None)
-        );
-        let nobody = ContactId::from_stored("nobody".into());
-        let result = twin.agree(both!(twin, |s| s
-            .update_contact(&nobody, ContactUpdate::default())
-            .await));
-        assert!(matches!(result, Err(StoreError::NotFound("contact"))));
-    }
-
-    /// The data set of the SQLite store's `analytics_figures_on_a_seeded_data_set`: three
-    /// conversations on "chat" answered after 60 s and 180 s by alice and 120 s by bob;
-    /// two tickets resolved, after 1 h (owner bob) and 3 h (no owner).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(pg_tests),
-        ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
-    )]
-    async fn analytics_figures_on_a_seeded_data_set() {
-        let twin = Twin::new().await;
-        let base = 1_800_000_000_000i64;
-        for (n, (user, rep)) in [("ana", "alice"), ("bo", "bob"), ("cy", "alice")]
-            .into_iter()
-            .enumerate()
-        {
-            let (conversation, ticket) = (format!("c-{user}"), format!("t-{user}"));
-            twin.contact(user, None, None).await;
-            twin.ticket(&ticket, "new", None, None).await;
-            twin.conversation(&conversation, "chat", user, &ticket, "open", None, base)
-                .await;
-            twin.exec(
-                "UPDATE conversations SET created_at = $2 WHERE id = $1",
-                &[t(&conversation), i(base)],
-            )
-            .await;
-            twin.message(
-                &format!("in-{user}"),
-                &conversation,
-                "chat",
-                "inbound",
-                ("contact", user),
-                "hi",
-                base,
-            )
-            .await;
-            let answered_after = [60_000, 120_000, 180_000][n];
-            twin.message(
-                &format!("out-{user}"),
-                &conversation,
-                "chat",
-                "outbound",
-                ("rep", rep),
-                "hello",
-                base + answered_after,
-            )
-            .await;
-            let (closed, owner) = match n {
-                0 => (Some(base + 3_600_000), Some("bob")),
-                1 => (Some(base + 10_800_000), None),
-                _ => (None, None),
-            };
-            twin.exec(
-                "UPDATE tickets SET created_at = $2, closed_at = $3, owner_id = $4 WHERE id = $1",
-                &[
-                    t(&ticket),
-                    i(base),
-                    super::super::queries::tests::opt_i(closed),
-                    super::super::queries::tests::opt(owner),
-                ],
-            )
-            .await;
-        }
-        // A bot's reply is no response; a trashed conversation counts for nothing.
-        twin.message(
-            "bot",
-            "c-cy",
-            "chat",
-            "outbound",
-            ("bot", "echo"),
-            "auto",
-            base + 1,
-        )
-        .await;
-        twin.contact("dee", None, None).await;
-        twin.ticket("t-dee", "new", None, None).await;
-        twin.conversation("c-dee", "chat", "dee", "t-dee", "open", None, base)
-            .await;
-        twin.exec(
-            "UPDATE conversations SET created_at = $1, deleted_at = $1 WHERE id = 'c-dee'",
-            &[i(base)],
-        )
-        .await;
-        twin.exec(
-            "UPDATE tickets SET deleted_at = $1 WHERE id = 't-dee'",
-            &[i(base)],
-        )
-        .await;
-        twin.message(
-            "in-dee",
-            "c-dee",
-            "chat",
-            "inbound",
-            ("contact", "dee"),
-            "hi",
-            base,
-        )
-        .await;
-
-        let from = from_millis(base - 1);
-        let to = from_millis(base + 86_400_000);
-        let (sqlite, pg) = both!(twin, |s| s.analytics(from, to).await.unwrap());
-        // The same rows on both (each list in its own order; the report does not care).
-        let sorted = |facts: &crate::desk::analytics::Facts| {
-            let mut lines: Vec<String> = Vec::new();
-            lines.extend(
-                facts
-                    .conversations
-                    .iter()
-                    .map(|f| format!("conversations {f:?}")),
-            );
-            lines.extend(facts.messages.iter().map(|f| format!("messages {f:?}")));
-            lines.extend(facts.first_responses.iter().map(|f| format!("first {f:?}")));
-            lines.extend(
-                facts
-                    .resolutions
-                    .iter()
-                    .map(|f| format!("resolution {f:?}")),
-            );
-            lines.extend(facts.replies.iter().map(|f| format!("replies {f:?}")));
-            lines.sort();
-            lines
-        };
-        assert_eq!(sorted(&pg), sorted(&sqlite));
-        let report = crate::desk::analytics::report(pg);
-        assert_eq!(report, crate::desk::analytics::report(sqlite));
-
-        let chat = &report.channels[0];
-        assert_eq!(chat.channel_id, "chat");
-        assert_eq!(
-            (
-                chat.conversations,
-                chat.messages_inbound,
-                chat.messages_outbound
-            ),
-            (3, 3, 4)
-        );
-        assert_eq!(chat.first_response.count, 3);
-        assert_eq!(chat.first_response.median_s, Some(120.0));
-        assert_eq!(chat.first_response.p90_s, Some(180.0));
-        assert_eq!(chat.resolution.count, 2);
-        assert_eq!(chat.resolution.median_s, Some(3600.0));
-        assert_eq!(chat.resolution.p90_s, Some(10800.0));
-        let alice = report.reps.iter().find(|r| r.rep_id == "alice").unwrap();
-        assert_eq!(alice.replies, 2);
-        assert_eq!(alice.first_response.median_s, Some(60.0));
-        assert_eq!(alice.first_response.p90_s, Some(180.0));
-        let bob = report.reps.iter().find(|r| r.rep_id == "bob").unwrap();
-        assert_eq!((bob.replies, bob.first_response.median_s), (1, Some(120.0)));
-        assert_eq!(bob.resolution.median_s, Some(3600.0));
-        assert!(report.reps.iter().all(|r| r.rep_id != "echo"));
-
-        // Outside the period there is nothing.
-        let before = from_millis(base - 10_000_000);
-        let (sqlite, pg) = both!(twin, |s| s.analytics(before, from).await.unwrap());
-        assert_eq!(sorted(&pg), sorted(&sqlite));
-        assert!(crate::desk::analytics::report(pg).channels.is_empty());
-    }
 }

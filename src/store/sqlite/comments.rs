@@ -3,15 +3,10 @@
 //! offline. Nothing here queues a delivery or touches the conversation or its ticket.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 use super::ingest::json;
 use super::{events, outbox, routing, tickets};
-use crate::model::outbound::Email;
-use crate::model::{
-    ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, MessageKind, Part,
-    TextPart, from_millis,
-};
+use crate::model::{Message, MessageId};
 use crate::store::{NewComment, StoreError};
 
 pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message, StoreError> {
@@ -25,10 +20,8 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
         .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
-    let parts = vec![Part::Text(TextPart {
-        text: comment.text.clone(),
-    })];
-    let mentions: Vec<&str> = comment.mentions.iter().map(|m| m.rep_id.as_str()).collect();
+    let parts = comment.parts();
+    let mentions = comment.mention_ids();
     let id = MessageId::new();
     conn.prepare_cached(
         "INSERT INTO messages (id, conversation_id, channel_id, direction, kind, sender_type,
@@ -51,65 +44,19 @@ pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message,
         conn,
         "comment.created",
         conversation,
-        json!({"message_id": id, "author": comment.author.id, "mentions": mentions}),
+        comment.created_event(&id),
         now,
     )?;
     for mention in &comment.mentions {
-        events::emit(
-            conn,
-            "comment.mentioned",
-            conversation,
-            json!({"message_id": id, "rep_id": mention.rep_id, "author": comment.author.id,
-                   "text": comment.text}),
-            now,
-        )?;
-        let Some(address) = &mention.email else {
+        let payload = comment.mentioned_event(&id, mention);
+        events::emit(conn, "comment.mentioned", conversation, payload, now)?;
+        let Some(email) = comment.mention_email(&id, conversation, &contact, mention) else {
             continue;
         };
         if routing::online(conn, &mention.rep_id, now, comment.presence_timeout_ms)? {
             continue;
         }
-        let link = comment
-            .link_base
-            .as_ref()
-            .map(|b| format!("{b}/api/v1/conversations/{conversation}"));
-        let (subject, text) = crate::desk::notify::mention_email(
-            &comment.author_name,
-            &contact,
-            &comment.channel_name,
-            &comment.text,
-            link.as_deref(),
-        );
-        let email = Email {
-            to: address.clone(),
-            subject,
-            text,
-            id: format!("{id}-{}", mention.rep_id),
-            thread: conversation.to_owned(),
-            reply_to: None,
-        };
         outbox::enqueue_email(conn, conversation, &email, now)?;
     }
-    Ok(Message {
-        id,
-        kind: MessageKind::Comment,
-        conversation_id: ConversationId::from_stored(conversation.to_owned()),
-        channel_id: channel,
-        direction: Direction::Internal,
-        platform_message_id: None,
-        sender: comment.author.clone(),
-        reply_to: None,
-        parts,
-        mentions: mentions.into_iter().map(str::to_owned).collect(),
-        delivery: Delivery {
-            status: DeliveryStatus::Internal,
-            error: None,
-            attempts: 0,
-            note: None,
-        },
-        created_at: from_millis(now),
-        edited_at: None,
-        history: Vec::new(),
-        retracted_at: None,
-    })
+    Ok(comment.stored_message(id, conversation, channel, now))
 }

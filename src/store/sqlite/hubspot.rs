@@ -8,12 +8,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use super::{SqliteStore, now_ms};
 use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotDirection, HubspotLink, HubspotQueue,
-    HubspotReply, HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction,
-    WebhookOutcome, WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotReply,
+    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
+    WebhookRecord, status_key, status_payload,
 };
 use crate::store::{
-    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, NewReply, PublishNote, StoreError,
+    JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, PublishNote, StoreError,
 };
 
 /// Queues the publish of a new inbound message (or, with `note`, of a follow-up on it);
@@ -109,14 +109,13 @@ const LINK_COLUMNS: &str =
     "message_id, hubspot_message_id, hubspot_thread_id, direction, published_at";
 
 fn link(row: &Row) -> rusqlite::Result<HubspotLink> {
-    let direction: String = row.get(3)?;
-    Ok(HubspotLink {
-        message_id: MessageId::from_stored(row.get(0)?),
-        hubspot_message_id: row.get(1)?,
-        hubspot_thread_id: row.get(2)?,
-        direction: HubspotDirection::parse(&direction).unwrap_or(HubspotDirection::In),
-        published_at: from_millis(row.get(4)?),
-    })
+    Ok(HubspotLink::from_row((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    )))
 }
 
 fn find_link(
@@ -266,9 +265,7 @@ fn record_reply(
         None => reply_conversation(conn, reply)?,
     };
     let Some(conversation) = conversation else {
-        let reason = reply.refused.clone().unwrap_or_else(|| {
-            "channel-bridge has no conversation for this HubSpot thread".to_owned()
-        });
+        let reason = reply.unroutable_reason();
         enqueue_status(
             conn,
             None,
@@ -291,29 +288,9 @@ fn record_reply(
             .optional()?,
         None => None,
     };
-    let message = super::replies::create_reply(
-        conn,
-        &NewReply {
-            conversation_id: ConversationId::from_stored(conversation),
-            parts: reply.parts.clone(),
-            reply_to: reply_to.map(MessageId::from_stored),
-            sender: reply.sender.clone(),
-            run_at: from_millis(now),
-            ticket_change: None,
-            via: None,
-        },
-        now,
-    )?;
-    record_link(
-        conn,
-        &HubspotLink {
-            message_id: message.id.clone(),
-            hubspot_message_id: reply.hubspot_message_id.clone(),
-            hubspot_thread_id: reply.hubspot_thread_id.clone(),
-            direction: HubspotDirection::Out,
-            published_at: from_millis(now),
-        },
-    )?;
+    let new_reply = reply.new_reply(conversation, reply_to, now);
+    let message = super::replies::create_reply(conn, &new_reply, now)?;
+    record_link(conn, &reply.link(&message.id, now))?;
     Ok((
         WebhookOutcome::Replied {
             message_id: message.id.clone(),

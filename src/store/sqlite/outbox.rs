@@ -5,11 +5,12 @@ use serde_json::json;
 
 use super::events;
 use crate::desk;
-use crate::model::{DeliveryStatus, JobId, MessageId, from_millis};
+use crate::model::{DeliveryStatus, JobId, MessageId};
 use crate::store::{
     Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
 };
 
+use crate::store::jobs::DELIVERY_COLUMNS;
 use crate::store::{JOB_DELIVER as DELIVER, JOB_EMAIL as EMAIL};
 
 pub fn enqueue_delivery(
@@ -307,35 +308,22 @@ pub fn release_all(conn: &Connection, owner: Option<&str>) -> Result<u64, StoreE
     Ok(changed as u64)
 }
 
-const DELIVERY_COLUMNS: &str = "seq, id, kind, state, channel_id, ordering_key, payload, attempts,
-    last_error, run_at, created_at, updated_at";
-
+/// A job row read by `DELIVERY_COLUMNS` as the deliveries API shows it.
 fn delivery(row: &Row) -> rusqlite::Result<Delivery> {
-    let kind: String = row.get(2)?;
-    let payload: String = row.get(6)?;
-    let state: String = row.get(3)?;
-    let message_id = serde_json::from_str::<serde_json::Value>(&payload)
-        .ok()
-        .and_then(|v| {
-            v["message_id"]
-                .as_str()
-                .map(|s| MessageId::from_stored(s.to_owned()))
-        });
-    Ok(Delivery {
-        id: JobId::from_stored(row.get(1)?),
-        kind: crate::store::job_kind_label(&kind),
-        state: JobState::parse(&state).unwrap_or(JobState::Pending),
-        channel_id: row.get(4)?,
-        conversation_id: row
-            .get::<_, Option<String>>(5)?
-            .and_then(crate::store::conversation_of_key),
-        message_id,
-        attempts: row.get(7)?,
-        last_error: row.get(8)?,
-        run_at: from_millis(row.get(9)?),
-        created_at: from_millis(row.get(10)?),
-        updated_at: from_millis(row.get(11)?),
-    })
+    Ok(Delivery::from_row((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+    )))
 }
 
 pub fn list(

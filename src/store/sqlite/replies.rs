@@ -1,12 +1,13 @@
 //! A rep's reply and its delivery job, run on the writer thread inside the batch's
-//! transaction: the ticket change made with it, the conversation a `via_channel` reply
-//! moves to, the event and the job.
+//! transaction. The rules come from `desk` (the ticket change from `desk::tickets`, where
+//! a `via_channel` reply goes from `desk::replies`); this file loads their facts and
+//! writes what they decide: the ticket change, the via conversation, the message, the
+//! event and the job.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{
-    ConversationId, Delivery, DeliveryStatus, Direction, Message, MessageId, TicketId, from_millis,
-};
+use crate::desk::replies::{ViaConflict, ViaConversation, ViaFacts, plan_via};
+use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
 use super::ingest::{contact_name, json};
@@ -31,21 +32,6 @@ fn via_conversation(
         )?
         .query_row(params![via.channel_id, via.identifier.kind, via.identifier.value], |r| r.get(0))
         .optional()?;
-    match owner {
-        Some(other) if other != contact => {
-            return Err(StoreError::Conflict(format!(
-                "via_channel: {} on {} belongs to another contact",
-                via.identifier.value, via.channel_id
-            )));
-        }
-        Some(_) => {}
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![via.channel_id, via.identifier.kind, via.identifier.value, contact])?;
-        }
-    }
     let existing: Option<String> = conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE channel_id = ?1 AND contact_id = ?2 AND ticket_id = ?3
@@ -53,21 +39,36 @@ fn via_conversation(
         )?
         .query_row(params![via.channel_id, contact, ticket], |r| r.get(0))
         .optional()?;
-    if let Some(id) = existing {
-        return Ok(id);
+    let facts = ViaFacts {
+        contact: &contact,
+        identifier_owner: owner.as_deref(),
+        existing: existing.as_deref(),
+    };
+    let plan = plan_via(via, facts).map_err(|e| StoreError::Conflict(e.to_string()))?;
+    if plan.add_identifier {
+        conn.prepare_cached(
+            "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![via.channel_id, via.identifier.kind, via.identifier.value, contact])?;
     }
+    let thread_key = match plan.conversation {
+        ViaConversation::Existing(id) => return Ok(id),
+        ViaConversation::Open { thread_key } => thread_key,
+    };
     let id = ConversationId::new();
     conn.prepare_cached(
         "INSERT INTO conversations (id, channel_id, thread_key, status, ticket_id, contact_id,
              owner_id, created_at, last_message_at)
          VALUES (?1, ?2, ?3, 'open', ?4, ?5, (SELECT owner_id FROM conversations WHERE id = ?6), ?7, ?7)",
     )?
-    .execute(params![id.as_str(), via.channel_id, format!("contact:{contact}"), ticket, contact, from, now])
+    .execute(params![id.as_str(), via.channel_id, thread_key, ticket, contact, from, now])
     .on_constraint(|| {
-        StoreError::Conflict(format!(
-            "via_channel: the contact already has an open conversation on {} (another ticket)",
-            via.channel_id
-        ))
+        StoreError::Conflict(
+            ViaConflict::ThreadTaken {
+                channel: via.channel_id.clone(),
+            }
+            .to_string(),
+        )
     })?;
     Ok(id.to_string())
 }
@@ -102,11 +103,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
             )?
             .query_row(params![target.as_str(), conversation], |r| r.get(0))
             .optional()?
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "reply_to: message {target} is not a message of conversation {conversation}"
-                ))
-            })?,
+            .ok_or_else(|| NewReply::not_quotable(target, conversation))?,
         ),
         // Quoting is the rep's choice: a reply quotes nothing by default, or every reply
         // on WhatsApp and Telegram would show as a quote.
@@ -139,15 +136,8 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         now
     ])?;
     tickets::index_text(conn, conn.last_insert_rowid(), &reply.parts)?;
-    events::emit(
-        conn,
-        "message.created",
-        conversation,
-        serde_json::json!({"message_id": id, "direction": "outbound", "sender": reply.sender,
-            "contact_name": contact_name(conn, conversation)?,
-            "preview": crate::desk::notify::preview(&reply.parts)}),
-        now,
-    )?;
+    let payload = reply.created_event(&id, contact_name(conn, conversation)?);
+    events::emit(conn, "message.created", conversation, payload, now)?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?
         .execute(params![conversation, now])?;
     outbox::enqueue_delivery(
@@ -158,26 +148,5 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         reply.run_at.timestamp_millis(),
         now,
     )?;
-    Ok(Message {
-        id,
-        kind: crate::model::MessageKind::Message,
-        conversation_id: ConversationId::from_stored(conversation.to_owned()),
-        channel_id: channel,
-        direction: Direction::Outbound,
-        platform_message_id: None,
-        sender: reply.sender.clone(),
-        reply_to: reply_to.map(MessageId::from_stored),
-        parts: reply.parts.clone(),
-        mentions: Vec::new(),
-        delivery: Delivery {
-            status: DeliveryStatus::Queued,
-            error: None,
-            attempts: 0,
-            note: None,
-        },
-        created_at: from_millis(now),
-        edited_at: None,
-        history: Vec::new(),
-        retracted_at: None,
-    })
+    Ok(reply.queued_message(id, conversation, channel, reply_to, now))
 }

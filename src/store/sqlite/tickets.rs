@@ -9,9 +9,7 @@ use super::ingest::json;
 use super::{OnConstraint, events, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
-use crate::model::{
-    Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId, from_millis,
-};
+use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,
@@ -48,9 +46,7 @@ pub(super) fn audit(
     Ok(())
 }
 
-pub(super) fn from_to(from: impl Into<Value>, to: impl Into<Value>) -> Value {
-    json!({"from": from.into(), "to": to.into()})
-}
+pub(super) use crate::desk::tickets::from_to;
 
 /// A ticket that is not in the trash, with its conversations (oldest first).
 pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
@@ -71,42 +67,36 @@ pub(super) fn load_ticket(
         "SELECT pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at
          FROM tickets WHERE id = ?1 AND deleted_at IS NULL"
     };
-    let row = conn
+    let (row, deleted_at) = conn
         .prepare_cached(sql)?
         .query_row([id.as_str()], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<i64>>(6)?,
+                (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ),
                 r.get::<_, Option<i64>>(7)?,
             ))
         })
         .optional()?
         .ok_or(StoreError::NotFound("ticket"))?;
-    let (pipeline, status, priority, owner_id, properties, created_at, closed_at, deleted_at) = row;
     let mut statement = conn.prepare_cached(
         "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at IS ?2 ORDER BY seq",
     )?;
     let conversation_ids = statement
         .query_map(params![id.as_str(), deleted_at], |r| r.get::<_, String>(0))?
-        .map(|r| r.map(ConversationId::from_stored))
         .collect::<Result<_, _>>()?;
-    Ok(Ticket {
-        id: id.clone(),
-        pipeline,
-        status,
-        priority,
-        owner_id,
-        properties: serde_json::from_str(&properties).unwrap_or_default(),
+    Ok(crate::store::views::ticket_from_row(
+        id,
+        row,
         conversation_ids,
-        created_at: from_millis(created_at),
-        closed_at: closed_at.map(from_millis),
-        trashed_at: deleted_at.map(from_millis),
-    })
+        deleted_at,
+    ))
 }
 
 /// Applies a ticket change inside the caller's transaction: checks the status against
@@ -119,42 +109,8 @@ pub fn apply_ticket_change(
     now: i64,
 ) -> Result<Ticket, StoreError> {
     let current = ticket(conn, id)?;
-    let mut properties = current.properties.clone();
-    if let Some(patch) = &change.properties {
-        tickets::merge_properties(&mut properties, patch);
-    }
-    let status = change
-        .status
-        .clone()
-        .unwrap_or_else(|| current.status.clone());
-    let pipeline = change.pipelines.get(&current.pipeline).ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "the ticket's pipeline {:?} is no longer configured",
-            current.pipeline
-        ))
-    })?;
-    let was_closed = current.closed_at.is_some();
-    // A move into a conditional status must bring its properties with it (each closing
-    // records its own resolution, not a stale one from an earlier closing). Any other
-    // change must not leave the current status without what it requires.
-    let moving = status != current.status;
-    let given = change.properties.clone().unwrap_or_default();
-    let target = tickets::check_status(
-        &current.pipeline,
-        pipeline,
-        &status,
-        if moving { &given } else { &properties },
-    )
-    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let now_closed = target.closed;
-    let owner = match &change.owner_id {
-        Some(owner) => owner.clone(),
-        None => current.owner_id.clone(),
-    };
-    let priority = match change.priority {
-        Some(priority) => priority.map(|p| p.as_str().to_owned()),
-        None => current.priority.clone(),
-    };
+    let plan = tickets::plan_change(&current, &change.pipelines, change.as_desk())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     conn.prepare_cached(
         "UPDATE tickets SET status = ?2, owner_id = ?3, properties = ?4, updated_at = ?5,
              closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END, priority = ?7
@@ -162,73 +118,37 @@ pub fn apply_ticket_change(
     )?
     .execute(params![
         id.as_str(),
-        status,
-        owner,
-        json(&properties)?,
+        plan.status,
+        plan.owner_id,
+        json(&plan.properties)?,
         now,
-        now_closed,
-        priority
+        plan.closed,
+        plan.priority
     ])?;
-
-    if status != current.status {
+    if let Some(payload) = &plan.status_event {
         for conversation in &current.conversation_ids {
             events::emit(
                 conn,
                 "ticket.status_changed",
                 conversation.as_str(),
-                json!({"ticket_id": id, "status": status, "previous_status": current.status}),
+                payload.clone(),
                 now,
             )?;
         }
+    }
+    for record in plan.audit {
         audit(
             conn,
             id.as_str(),
             "ticket",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(current.status.clone(), status.clone())}),
+            record.changes,
             now,
         )?;
     }
-    if owner != current.owner_id {
-        audit(
-            conn,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "owner_changed",
-            actor,
-            json!({"owner_id": from_to(current.owner_id.clone(), owner.clone())}),
-            now,
-        )?;
-    }
-    if priority != current.priority {
-        audit(
-            conn,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "priority_changed",
-            actor,
-            json!({"priority": from_to(current.priority.clone(), priority.clone())}),
-            now,
-        )?;
-    }
-    if properties != current.properties {
-        audit(
-            conn,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            "properties_changed",
-            actor,
-            json!({"properties": from_to(Value::Object(current.properties.clone()), Value::Object(properties.clone()))}),
-            now,
-        )?;
-    }
-
-    match tickets::effect_of_status_change(was_closed, now_closed, &current.conversation_ids) {
+    match plan.conversations {
         ConversationEffect::CloseAll => {
             for conversation in &current.conversation_ids {
                 set_conversation_status(
@@ -276,15 +196,12 @@ fn set_conversation_status(
             )))?,
     };
     if changed > 0 {
-        let (from, to) = match status {
-            ConversationStatus::Closed => ("open", "closed"),
-            ConversationStatus::Open => ("closed", "open"),
-        };
+        let (payload, record) = tickets::conversation_status_record(status);
         events::emit(
             conn,
             "conversation.status_changed",
             id.as_str(),
-            json!({"status": to}),
+            payload,
             now,
         )?;
         audit(
@@ -292,9 +209,9 @@ fn set_conversation_status(
             ticket,
             "conversation",
             id.as_str(),
-            "status_changed",
+            record.action,
             actor,
-            json!({"status": from_to(from, to)}),
+            record.changes,
             now,
         )?;
     }
@@ -315,45 +232,53 @@ pub fn update_conversation(
         .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
-    if let Some(new_owner) = &update.owner_id
-        && *new_owner != owner
-    {
-        conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), new_owner])?;
-        events::emit(
-            conn,
-            "conversation.assigned",
-            id.as_str(),
-            json!({"owner_id": new_owner, "previous_owner_id": owner, "by": actor.name}),
-            now,
-        )?;
-        audit(
-            conn,
-            &ticket,
-            "conversation",
-            id.as_str(),
-            "owner_changed",
-            actor,
-            json!({"owner_id": from_to(owner.clone(), new_owner.clone())}),
-            now,
-        )?;
-        // A conversation's owner is its ticket's owner too (never the other way round).
+    if let Some(requested) = &update.owner_id {
         let ticket_owner: Option<String> = conn
             .prepare_cached("SELECT owner_id FROM tickets WHERE id = ?1")?
             .query_row([&ticket], |r| r.get(0))?;
-        if ticket_owner != *new_owner {
-            conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![ticket, new_owner, now])?;
+        let assignment = tickets::plan_assignment(
+            owner.as_deref(),
+            ticket_owner.as_deref(),
+            requested.as_deref(),
+            &actor.name,
+        );
+        if let Some(assignment) = assignment {
+            conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), assignment.owner_id])?;
+            events::emit(
+                conn,
+                "conversation.assigned",
+                id.as_str(),
+                assignment.event,
+                now,
+            )?;
+            let record = assignment.audit;
             audit(
                 conn,
                 &ticket,
-                "ticket",
-                &ticket,
-                "owner_changed",
+                "conversation",
+                id.as_str(),
+                record.action,
                 actor,
-                json!({"owner_id": from_to(ticket_owner, new_owner.clone())}),
+                record.changes,
                 now,
             )?;
+            if let Some(record) = assignment.ticket {
+                conn.prepare_cached(
+                    "UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![ticket, assignment.owner_id, now])?;
+                audit(
+                    conn,
+                    &ticket,
+                    "ticket",
+                    &ticket,
+                    record.action,
+                    actor,
+                    record.changes,
+                    now,
+                )?;
+            }
         }
     }
     if let Some(status) = update.status {
@@ -621,16 +546,16 @@ pub fn history(conn: &Connection, id: &TicketId) -> Result<Vec<AuditEntry>, Stor
          WHERE ticket_id = ?1 ORDER BY seq",
     )?;
     let rows = statement.query_map([id.as_str()], |r| {
-        Ok(AuditEntry {
-            at: from_millis(r.get(0)?),
-            actor: r.get(1)?,
-            actor_type: crate::store::actor_type(&r.get::<_, String>(7)?),
-            entity: r.get(2)?,
-            entity_id: r.get(3)?,
-            action: r.get(4)?,
-            changes: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-            reason: r.get(6)?,
-        })
+        Ok(AuditEntry::from_row((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        )))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
