@@ -8,6 +8,9 @@ bracket, at least 12 characters) of each directory's .rs files, and how many of 
 also occur in the other directory (as a multiset, so a line written three times on one
 side and once on the other counts once). A line both stores need is a rule or a shape
 written twice; SQL differs between the dialects, so it rarely matches.
+
+A second line counts, the same way, the lines that stand in runs of three or more that
+occur in the same order in the other directory (issue #17's first measure).
 """
 import collections
 import pathlib
@@ -25,6 +28,29 @@ def lines(directory):
     return out
 
 
+def sequences(directory):
+    out = []
+    for path in sorted(pathlib.Path(directory).rglob("*.rs")):
+        out.append([
+            line.strip()
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if len(line.strip()) >= 12 and not line.strip().startswith("//")
+        ])
+    return out
+
+
+def in_runs(mine, theirs, n=3):
+    grams = {tuple(s[i:i + n]) for s in theirs for i in range(len(s) - n + 1)}
+    count = 0
+    for s in mine:
+        marked = [False] * len(s)
+        for i in range(len(s) - n + 1):
+            if tuple(s[i:i + n]) in grams:
+                marked[i:i + n] = [True] * n
+        count += sum(marked)
+    return count
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -32,6 +58,9 @@ def main():
     shared = sum(min(a[line], b[line]) for line in a.keys() & b.keys()) * 2
     total = sum(a.values()) + sum(b.values())
     print(f"{shared}/{total} meaningful lines repeated across the two = {100 * shared / total:.1f} %")
+    sa, sb = sequences(sys.argv[1]), sequences(sys.argv[2])
+    runs = in_runs(sa, sb) + in_runs(sb, sa)
+    print(f"{runs}/{total} in runs of 3+ lines found in the same order in the other = {100 * runs / total:.1f} %")
 
 
 if __name__ == "__main__":
