@@ -9,12 +9,15 @@
 //! three ways: the ports, the config's path, and `cargo run --release -q --`, which becomes
 //! the binary under test.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+use support::free_port;
 
 const README: &str = include_str!("../README.md");
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
@@ -77,13 +80,6 @@ fn matches_in_order(output: &str, expected: &[String]) -> bool {
         }
     }
     true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// A child process killed when the test ends, however it ends.

@@ -12,7 +12,6 @@ mod smtp;
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use harness::{ADMIN_TOKEN, Options, TestApp, items, secret, sha256, text_event, wait_until};
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::free_port;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -87,13 +87,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 async fn browser() -> (Driver, Client) {

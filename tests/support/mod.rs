@@ -1,8 +1,8 @@
 //! What every test binary needs to run the daemon or speak to it: a free port, the test
 //! secret and token hashes, signed webhooks, polling, and `Daemon`, the real
 //! `channel-bridge` binary as a child process. Included by each binary with `mod support;`
-//! (or `#[path]`), so one copy serves `tests/process.rs`, `tests/faults`, `tests/it` and
-//! `tests/replicas.rs`.
+//! (or `#[path]`), so one copy serves `tests/process.rs`, `tests/faults`, `tests/it`,
+//! `tests/replicas.rs`, `tests/console` and `tests/walkthrough.rs`.
 
 // Each test binary uses a part of this module; the rest is dead code to that binary.
 #![allow(dead_code)]
