@@ -384,10 +384,10 @@ impl AdapterConfig {
 
     /// How this kind threads when the channel does not say: a Slack conversation is a
     /// Slack thread (or a whole DM); elsewhere one conversation per contact.
-    pub fn default_threading(&self) -> crate::config::Threading {
+    pub fn default_threading(&self) -> crate::model::Threading {
         match self {
-            AdapterConfig::Slack(_) => crate::config::Threading::PlatformThread,
-            _ => crate::config::Threading::PerContact,
+            AdapterConfig::Slack(_) => crate::model::Threading::PlatformThread,
+            _ => crate::model::Threading::PerContact,
         }
     }
 

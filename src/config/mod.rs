@@ -363,18 +363,9 @@ pub struct ChannelConfig {
     pub adapter: AdapterConfig,
 }
 
-/// How inbound messages are threaded into conversations.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, serde::Serialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Threading {
-    /// One open conversation per contact per channel.
-    #[default]
-    PerContact,
-    /// The platform's chat or thread id keys the conversation.
-    PlatformThread,
-}
+/// A channel's threading rule lives in `model` (adapters name their default without
+/// importing config).
+pub use crate::model::Threading;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]

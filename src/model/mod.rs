@@ -48,6 +48,17 @@ pub struct Contact {
     pub identifiers: Vec<ChannelIdentifier>,
 }
 
+/// How inbound messages are threaded into conversations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Threading {
+    /// One open conversation per contact per channel.
+    #[default]
+    PerContact,
+    /// The platform's chat or thread id keys the conversation.
+    PlatformThread,
+}
+
 /// Open or closed. A new inbound message reopens a closed conversation when its channel
 /// has `reopen`, and starts a new one otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
