@@ -26,13 +26,7 @@ pub(super) fn contact(igsid: &str) -> crate::model::Identifier {
 /// A message's text and attachments: media, shared posts and links, and what Instagram
 /// alone has (story mentions, reels) kept whole.
 pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
-    let mut parts = Vec::new();
-    if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
-        parts.push(Part::Text(TextPart {
-            text: text.to_owned(),
-        }));
-    }
-    for attachment in &message.list("attachments")? {
+    messaging::message_parts(message, |attachment| {
         let kind = attachment.req_str("type")?;
         let payload = attachment.get_object("payload")?;
         let part = match kind {
@@ -73,13 +67,8 @@ pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             // whole (with its CDN link) for the rep, not fetched.
             other => unsupported(other, attachment.value),
         };
-        parts.push(part);
-    }
-    // `is_unsupported` messages (and anything else empty) are kept as what they were.
-    if parts.is_empty() {
-        parts.push(unsupported("message", message.value));
-    }
-    Ok(parts)
+        Ok(Some(part))
+    })
 }
 
 #[cfg(test)]

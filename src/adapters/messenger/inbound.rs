@@ -24,19 +24,17 @@ pub(super) fn contact(psid: &str) -> crate::model::Identifier {
 
 /// A message's text and attachments: media (stickers among them), shared pins and links.
 pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
-    let mut parts = Vec::new();
-    if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
-        parts.push(Part::Text(TextPart {
-            text: text.to_owned(),
-        }));
-    }
-    let attachments = message.list("attachments")?;
     // Until 2026-08-30 Meta sends a sticker twice: as `image` with a sticker_id and as
-    // `sticker`. Keep the `sticker` one.
-    let has_sticker = attachments
-        .iter()
-        .any(|a| a.value.get("type").and_then(Value::as_str) == Some("sticker"));
-    for attachment in &attachments {
+    // `sticker`. Keep the `sticker` one. (Attachments that are not a list fail below.)
+    let has_sticker = message
+        .value
+        .get("attachments")
+        .and_then(Value::as_array)
+        .is_some_and(|all| {
+            all.iter()
+                .any(|a| a.get("type").and_then(Value::as_str) == Some("sticker"))
+        });
+    messaging::message_parts(message, |attachment| {
         let kind = attachment.req_str("type")?;
         let payload = attachment.get_object("payload")?;
         let sticker_id = match &payload {
@@ -44,7 +42,7 @@ pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             None => None,
         };
         let part = match kind {
-            "image" if sticker_id.is_some() && has_sticker => continue,
+            "image" if sticker_id.is_some() && has_sticker => return Ok(None),
             "image" | "video" | "audio" | "file" | "sticker" => {
                 let payload =
                     payload.ok_or_else(|| attachment.invalid_field("payload", "is required"))?;
@@ -122,12 +120,8 @@ pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             // reel, ig_reel, post, ig_post, appointment_booking and anything newer.
             other => unsupported(other, attachment.value),
         };
-        parts.push(part);
-    }
-    if parts.is_empty() {
-        parts.push(unsupported("message", message.value));
-    }
-    Ok(parts)
+        Ok(Some(part))
+    })
 }
 
 #[cfg(test)]

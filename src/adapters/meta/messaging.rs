@@ -239,6 +239,27 @@ fn parse_event(
     Ok(())
 }
 
+/// A message's text, then each attachment as `attachment` reads it (`None` leaves it
+/// out); a message left with nothing (`is_unsupported` ones among them) is kept whole.
+pub fn message_parts(
+    message: &Node,
+    mut attachment: impl FnMut(&Node) -> Result<Option<Part>, ParseError>,
+) -> Result<Vec<Part>, ParseError> {
+    let mut parts = Vec::new();
+    if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
+        parts.push(Part::Text(TextPart {
+            text: text.to_owned(),
+        }));
+    }
+    for each in &message.list("attachments")? {
+        parts.extend(attachment(each)?);
+    }
+    if parts.is_empty() {
+        parts.push(unsupported("message", message.value));
+    }
+    Ok(parts)
+}
+
 fn read_event(
     platform: &Platform,
     event: &Node,
