@@ -14,6 +14,7 @@ pub mod meta;
 pub mod signature;
 pub mod slack;
 pub mod telegram;
+pub mod text;
 pub mod twilio;
 pub mod viber;
 pub mod whatsapp;
