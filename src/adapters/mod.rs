@@ -99,6 +99,31 @@ pub struct Receipt {
     pub note: Option<String>,
 }
 
+/// Takes the outcome of call `i` of a reply sent as several calls (Telegram's, Viber's):
+/// the first call's failure fails the reply; a later one is noted for the rep, naming the
+/// part and its kind, and the reply stops there. The first call's id is the receipt's.
+/// Returns whether to go on.
+pub fn after_call(
+    i: usize,
+    outcome: Result<Option<String>, SendError>,
+    (part, kind): (usize, &str),
+    first_id: &mut Option<String>,
+    notes: &mut Vec<String>,
+) -> Result<bool, SendError> {
+    match outcome {
+        Ok(id) if i == 0 => *first_id = id,
+        Ok(_) => {}
+        Err(e) if i == 0 => return Err(e),
+        Err(e) => {
+            notes.push(format!(
+                "Part {part} ({kind}) and any after it were not sent: {e}"
+            ));
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The answer to a platform's GET verification (Meta's `hub.challenge`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HandshakeReply {
