@@ -14,6 +14,7 @@ pub mod meta;
 pub mod signature;
 pub mod slack;
 pub mod telegram;
+pub mod text;
 pub mod twilio;
 pub mod viber;
 pub mod whatsapp;
@@ -96,6 +97,31 @@ pub struct Receipt {
     /// Something the rep should know about how it went out (a part the platform cannot
     /// carry was sent as a link), shown as `delivery.note`.
     pub note: Option<String>,
+}
+
+/// Takes the outcome of call `i` of a reply sent as several calls (Telegram's, Viber's):
+/// the first call's failure fails the reply; a later one is noted for the rep, naming the
+/// part and its kind, and the reply stops there. The first call's id is the receipt's.
+/// Returns whether to go on.
+pub fn after_call(
+    i: usize,
+    outcome: Result<Option<String>, SendError>,
+    (part, kind): (usize, &str),
+    first_id: &mut Option<String>,
+    notes: &mut Vec<String>,
+) -> Result<bool, SendError> {
+    match outcome {
+        Ok(id) if i == 0 => *first_id = id,
+        Ok(_) => {}
+        Err(e) if i == 0 => return Err(e),
+        Err(e) => {
+            notes.push(format!(
+                "Part {part} ({kind}) and any after it were not sent: {e}"
+            ));
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The answer to a platform's GET verification (Meta's `hub.challenge`).

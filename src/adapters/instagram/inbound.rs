@@ -3,186 +3,30 @@
 
 use serde_json::Value;
 
+use crate::adapters::meta::messaging;
 use crate::adapters::meta::{Node, file_name, non_empty, unsupported};
-use crate::adapters::{
-    InboundContact, InboundEvent, InboundMessage, MessageEdit, ParseError, StatusUpdate,
-    StatusWatermark,
-};
-use crate::model::{DeliveryStatus, EditOrder, Identifier, Media, MediaPart, Part, TextPart};
+use crate::adapters::{InboundEvent, ParseError};
+use crate::model::{Media, MediaPart, Part, TextPart};
 
-use super::IDENTIFIER_TYPE;
+use super::PLATFORM;
 
 /// Reads a webhook body: every event of every entry, `messaging[]` and `standby[]` (the
 /// latter while another app holds the thread). `changes[]` (comments, mentions in posts)
 /// are not direct messages and are left alone.
 pub fn parse_value(value: &Value) -> Result<Vec<InboundEvent>, ParseError> {
-    let root = Node::root(value);
-    let object = root.req_str("object")?;
-    if object != "instagram" {
-        return Err(root.invalid_field("object", format!("expected \"instagram\", got {object:?}")));
-    }
-    let mut events = Vec::new();
-    for entry in root.req_list("entry")? {
-        let account = entry.opt_id("id")?;
-        for key in ["messaging", "standby"] {
-            for event in entry.list(key)? {
-                parse_event(&event, account.as_deref(), &mut events)?;
-            }
-        }
-    }
-    Ok(events)
+    messaging::parse_value(&PLATFORM, value)
 }
 
-/// The contact (sender IGSID) and the thread of an event from a contact to the account.
-fn parties(event: &Node, account: Option<&str>) -> Result<(String, Option<String>), ParseError> {
-    let igsid = event.req_object("sender")?.req_id("id")?;
-    let account = match event.get_object("recipient")? {
-        Some(recipient) => recipient.opt_id("id")?,
-        None => None,
-    }
-    .or_else(|| account.map(str::to_owned));
-    let thread = account.map(|account| format!("{account}:{igsid}"));
-    Ok((igsid, thread))
+/// An Instagram contact: their Instagram-scoped id (IGSID), as the tests expect one.
+#[cfg(test)]
+pub(super) fn contact(igsid: &str) -> crate::model::Identifier {
+    messaging::contact(&PLATFORM, igsid)
 }
 
-pub(super) fn contact(igsid: &str) -> Identifier {
-    Identifier {
-        kind: IDENTIFIER_TYPE.into(),
-        value: igsid.to_owned(),
-    }
-}
-
-pub(super) fn from(igsid: &str) -> InboundContact {
-    InboundContact {
-        identifier: contact(igsid),
-        display_name: None,
-        email: None,
-    }
-}
-
-fn parse_event(
-    event: &Node,
-    account: Option<&str>,
-    events: &mut Vec<InboundEvent>,
-) -> Result<(), ParseError> {
-    if let Some(message) = event.get_object("message")? {
-        // A copy of what the account sent (by us, the Instagram app or another tool).
-        if message.flag("is_echo") {
-            return Ok(());
-        }
-        let mid = message.req_str("mid")?;
-        if message.flag("is_deleted") {
-            events.push(InboundEvent::Retract {
-                platform_message_id: mid.to_owned(),
-            });
-            return Ok(());
-        }
-        let (igsid, thread) = parties(event, account)?;
-        let mut reply_to = None;
-        let mut story = None;
-        if let Some(quoted) = message.get_object("reply_to")? {
-            reply_to = quoted
-                .opt_str("mid")?
-                .filter(|m| !m.trim().is_empty())
-                .map(str::to_owned);
-            story = quoted.get_object("story")?;
-        }
-        let mut parts = message_parts(&message)?;
-        // A reply to the account's story: the story (its CDN link expires) goes with the
-        // text so a rep sees what the contact answered.
-        if let Some(story) = story {
-            if story.opt_str("url")?.is_none() && story.opt_id("id")?.is_none() {
-                return Err(story.invalid_field("url", "is required"));
-            }
-            parts.retain(|p| !matches!(p, Part::Unsupported(u) if u.platform_type == "message"));
-            parts.push(unsupported("story_reply", story.value));
-        }
-        events.push(InboundEvent::Message(InboundMessage {
-            conversation_hint: None,
-            platform_message_id: mid.to_owned(),
-            thread_id: thread,
-            from: from(&igsid),
-            reply_to,
-            parts,
-            sent_at: event.opt_unix_millis("timestamp")?,
-            raw: event.value.clone(),
-        }));
-    } else if let Some(edit) = event.get_object("message_edit")? {
-        let edited_at = event.opt_unix_millis("timestamp")?;
-        // `num_edit` counts a message's edits; the event's time breaks ties where it is
-        // missing. Only an ordering hint: a malformed one leaves the time to order it.
-        let count = edit.value.get("num_edit").and_then(Value::as_i64);
-        let order = (count.is_some() || edited_at.is_some()).then(|| {
-            EditOrder(vec![
-                count.unwrap_or_default(),
-                edited_at.map_or(0, |t| t.timestamp_millis()),
-            ])
-        });
-        events.push(InboundEvent::Edit(MessageEdit {
-            platform_message_id: edit.req_str("mid")?.to_owned(),
-            parts: vec![Part::Text(TextPart {
-                text: edit.req_str("text")?.to_owned(),
-            })],
-            edited_at,
-            order,
-        }));
-    } else if let Some(read) = event.get_object("read")? {
-        // Instagram names the message that was seen; a watermark (Messenger's form) is
-        // taken as well, should one come.
-        let mid = non_empty(read.opt_str("mid")?);
-        let watermark = read.opt_unix_millis("watermark")?;
-        if mid.is_none() && watermark.is_none() {
-            return Err(read.invalid_field("mid", "is required"));
-        }
-        if let Some(mid) = mid {
-            events.push(InboundEvent::Status(StatusUpdate {
-                platform_message_id: mid,
-                status: DeliveryStatus::Read,
-                error: None,
-            }));
-        }
-        if let Some(up_to) = watermark {
-            let (igsid, _) = parties(event, account)?;
-            events.push(InboundEvent::Watermark(StatusWatermark {
-                contact: contact(&igsid),
-                status: DeliveryStatus::Read,
-                up_to,
-            }));
-        }
-    } else if let Some(postback) = event.get_object("postback")? {
-        // A tapped icebreaker or button: what the contact chose, as the text they saw.
-        // Without a mid there is no key to store it under, so it is not kept.
-        let Some(mid) = non_empty(postback.opt_str("mid")?) else {
-            return Ok(());
-        };
-        let text = non_empty(postback.opt_str("title")?)
-            .or(non_empty(postback.opt_str("payload")?))
-            .ok_or_else(|| postback.invalid_field("title", "is required"))?;
-        let (igsid, thread) = parties(event, account)?;
-        events.push(InboundEvent::Message(InboundMessage {
-            conversation_hint: None,
-            platform_message_id: mid,
-            thread_id: thread,
-            from: from(&igsid),
-            reply_to: None,
-            parts: vec![Part::Text(TextPart { text })],
-            sent_at: event.opt_unix_millis("timestamp")?,
-            raw: event.value.clone(),
-        }));
-    }
-    // Reactions (the model has no reactions: they stay in Instagram), referrals, opt-ins,
-    // handovers: nothing to store.
-    Ok(())
-}
-
-fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
-    let mut parts = Vec::new();
-    if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
-        parts.push(Part::Text(TextPart {
-            text: text.to_owned(),
-        }));
-    }
-    for attachment in &message.list("attachments")? {
+/// A message's text and attachments: media, shared posts and links, and what Instagram
+/// alone has (story mentions, reels) kept whole.
+pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
+    messaging::message_parts(message, |attachment| {
         let kind = attachment.req_str("type")?;
         let payload = attachment.get_object("payload")?;
         let part = match kind {
@@ -223,17 +67,9 @@ fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             // whole (with its CDN link) for the rep, not fetched.
             other => unsupported(other, attachment.value),
         };
-        parts.push(part);
-    }
-    // `is_unsupported` messages (and anything else empty) are kept as what they were.
-    if parts.is_empty() {
-        parts.push(unsupported("message", message.value));
-    }
-    Ok(parts)
+        Ok(Some(part))
+    })
 }
-
-// ---------------------------------------------------------------------------------------
-// Outbound
 
 #[cfg(test)]
 mod tests {

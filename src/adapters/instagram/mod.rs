@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::fetch::MediaClient;
+use super::meta::messaging::{self, Platform, Reads};
 use super::meta::{self, AppSecrets, Graph};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundEvent,
@@ -37,6 +37,22 @@ pub const IDENTIFIER_TYPE: &str = "instagram_igsid";
 /// The most UTF-8 bytes one Instagram text message takes; longer replies go out in
 /// several messages.
 pub const MAX_TEXT_BYTES: usize = 1000;
+
+/// Where Instagram differs from Messenger on Meta's Messenger Platform.
+pub(crate) const PLATFORM: Platform = Platform {
+    name: "Instagram",
+    object: "instagram",
+    identifier_type: IDENTIFIER_TYPE,
+    message_parts: inbound::message_parts,
+    story_replies: true,
+    deliveries: false,
+    reads: Reads::MidOrWatermark,
+    text_chunks: outbound::text_chunks,
+    stickers: false,
+    attachment_payload: outbound::attachment_payload,
+    no_file: "has no URL Instagram could fetch",
+    messaging_type: None,
+};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,32 +120,15 @@ impl ChannelAdapter for InstagramAdapter {
     /// Sent message by message; a failure (the 24-hour window's among them, which Graph
     /// answers as a permanent error with its own message) says how many went out first.
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
-        let igsid = recipient(message)?;
-        let (messages, notes) = plan(&message.parts);
-        if messages.is_empty() {
-            return Err(SendError::Permanent {
-                reason: "nothing in this reply can be sent on Instagram".into(),
-            });
-        }
-        let total = messages.len();
-        let mut first_id = None;
-        for (sent, planned) in messages.into_iter().enumerate() {
-            let answer = self
-                .graph
-                .post(&self.send_path, &envelope(&igsid, planned))
-                .await
-                .map_err(|e| meta::after_partial(e, sent, total))?;
-            if first_id.is_none() {
-                first_id = answer
-                    .get("message_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-            }
-        }
-        Ok(Receipt {
-            platform_message_id: first_id,
-            note: (!notes.is_empty()).then(|| notes.join("; ")),
-        })
+        let user = recipient(message)?;
+        messaging::send(
+            &PLATFORM,
+            &self.graph,
+            &self.send_path,
+            &user,
+            &message.parts,
+        )
+        .await
     }
 
     /// Attachment URLs are Meta CDN links; the token goes along only to Meta hosts.

@@ -1,22 +1,20 @@
 //! Replies out: a reply's parts planned as Send API messages (texts cut at Instagram's byte
-//! limit), each wrapped in its envelope to the contact's IGSID.
+//! limit), each wrapped in its envelope to the contact's IGSID. The planning is Meta's
+//! Messenger Platform's, in [`meta::messaging`]; what is Instagram's own is here.
 
 use serde_json::{Value, json};
 
-use crate::adapters::meta::{self};
+use crate::adapters::meta::{self, messaging};
 use crate::adapters::{Outbound, SendError};
-use crate::model::{MediaPart, Part};
+use crate::model::{Media, Part};
 
-use super::MAX_TEXT_BYTES;
+use super::{MAX_TEXT_BYTES, PLATFORM};
 
 /// The IGSID a reply goes to: the contact part of the thread (`"{account_id}:{igsid}"`),
 /// else the contact's identifier.
 pub(super) fn recipient(message: &Outbound) -> Result<String, SendError> {
     meta::recipient(message, "Instagram")
 }
-
-// ---------------------------------------------------------------------------------------
-// Inbound
 
 /// Splits text into pieces of at most [`MAX_TEXT_BYTES`] UTF-8 bytes: by characters at
 /// whitespace first (as Messenger does), then any piece still too long at char bounds.
@@ -40,83 +38,17 @@ pub fn text_chunks(text: &str) -> Vec<String> {
 /// The `message` objects a reply becomes, in order, plus notes on parts that went out
 /// differently from how the rep wrote them.
 pub fn plan(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
-    let mut messages = Vec::new();
-    let mut notes = Vec::new();
-    let text = |messages: &mut Vec<Value>, t: &str| {
-        for chunk in text_chunks(t) {
-            messages.push(json!({"text": chunk}));
-        }
-    };
-    for (i, part) in parts.iter().enumerate() {
-        let n = i + 1;
-        match part {
-            Part::Text(t) => text(&mut messages, &t.text),
-            Part::Image(m) => attachment(&mut messages, &mut notes, n, "image", m),
-            Part::Video(m) => attachment(&mut messages, &mut notes, n, "video", m),
-            Part::Audio(m) | Part::VoiceNote(m) => {
-                attachment(&mut messages, &mut notes, n, "audio", m)
-            }
-            Part::File(m) => attachment(&mut messages, &mut notes, n, "file", m),
-            Part::Sticker(m) => {
-                notes.push(format!(
-                    "part {n} (sticker) cannot be sent on Instagram and was sent as an image"
-                ));
-                attachment(&mut messages, &mut notes, n, "image", m);
-            }
-            Part::Location(l) => {
-                text(&mut messages, &meta::location_text(l));
-                notes.push(format!(
-                    "part {n} (location) cannot be sent on Instagram and was sent as a map link"
-                ));
-            }
-            Part::Contact(c) => {
-                text(&mut messages, &meta::contact_text(c));
-                notes.push(format!(
-                    "part {n} (contact) cannot be sent on Instagram and was sent as text"
-                ));
-            }
-            Part::Unsupported(u) => {
-                text(&mut messages, &meta::unsupported_text(u));
-                notes.push(format!(
-                    "part {n} ({}) has no Instagram equivalent and was sent as text",
-                    u.platform_type
-                ));
-            }
-        }
-    }
-    (messages, notes)
+    messaging::plan(&PLATFORM, parts)
 }
 
-/// A media part as an Instagram attachment, by URL (Instagram fetches it); its caption
-/// follows as text, since attachments take none.
-pub(super) fn attachment(
-    messages: &mut Vec<Value>,
-    notes: &mut Vec<String>,
-    n: usize,
-    kind: &str,
-    media: &MediaPart,
-) {
-    match media.media.url.as_deref() {
-        Some(url) => {
-            messages.push(json!({"attachment": {"type": kind, "payload": {"url": url}}}));
-        }
-        None => notes.push(format!(
-            "part {n} ({kind}) has no URL Instagram could fetch and was left out"
-        )),
-    }
-    if let Some(caption) = media.caption.as_deref().filter(|c| !c.trim().is_empty()) {
-        for chunk in text_chunks(caption) {
-            messages.push(json!({"text": chunk}));
-        }
-    }
+/// A media file as an Instagram attachment's payload: by URL only (Instagram fetches it).
+pub(super) fn attachment_payload(media: &Media) -> Option<Value> {
+    media.url.as_deref().map(|url| json!({"url": url}))
 }
 
 /// A planned message with its envelope: to the contact's IGSID.
 pub fn envelope(igsid: &str, message: Value) -> Value {
-    json!({
-        "recipient": {"id": igsid},
-        "message": message,
-    })
+    messaging::envelope(&PLATFORM, igsid, message)
 }
 
 #[cfg(test)]

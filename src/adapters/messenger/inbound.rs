@@ -3,190 +3,38 @@
 
 use serde_json::Value;
 
+use crate::adapters::meta::messaging;
 use crate::adapters::meta::{Node, file_name, non_empty, unsupported};
-use crate::adapters::{
-    InboundContact, InboundEvent, InboundMessage, MessageEdit, ParseError, StatusUpdate,
-    StatusWatermark,
-};
-use crate::model::{
-    DeliveryStatus, EditOrder, Identifier, LocationPart, Media, MediaPart, Part, TextPart,
-};
+use crate::adapters::{InboundEvent, ParseError};
+use crate::model::{LocationPart, Media, MediaPart, Part, TextPart};
 
-use super::IDENTIFIER_TYPE;
+use super::PLATFORM;
 
 /// Reads a webhook body: every event of every entry, `messaging[]` and `standby[]` (the
 /// latter while another app, such as the Page inbox, holds the thread).
 pub fn parse_value(value: &Value) -> Result<Vec<InboundEvent>, ParseError> {
-    let root = Node::root(value);
-    let object = root.req_str("object")?;
-    if object != "page" {
-        return Err(root.invalid_field("object", format!("expected \"page\", got {object:?}")));
-    }
-    let mut events = Vec::new();
-    for entry in root.req_list("entry")? {
-        let page = entry.opt_id("id")?;
-        for key in ["messaging", "standby"] {
-            for event in entry.list(key)? {
-                parse_event(&event, page.as_deref(), &mut events)?;
-            }
-        }
-    }
-    Ok(events)
+    messaging::parse_value(&PLATFORM, value)
 }
 
-/// The contact (sender PSID) and the thread of an event from a contact to the Page.
-fn parties(event: &Node, page: Option<&str>) -> Result<(String, Option<String>), ParseError> {
-    let psid = event.req_object("sender")?.req_id("id")?;
-    let page = match event.get_object("recipient")? {
-        Some(recipient) => recipient.opt_id("id")?,
-        None => None,
-    }
-    .or_else(|| page.map(str::to_owned));
-    let thread = page.map(|page| format!("{page}:{psid}"));
-    Ok((psid, thread))
+/// A Messenger contact: their page-scoped id (PSID), as the tests expect one.
+#[cfg(test)]
+pub(super) fn contact(psid: &str) -> crate::model::Identifier {
+    messaging::contact(&PLATFORM, psid)
 }
 
-pub(super) fn contact(psid: &str) -> Identifier {
-    Identifier {
-        kind: IDENTIFIER_TYPE.into(),
-        value: psid.to_owned(),
-    }
-}
-
-fn parse_event(
-    event: &Node,
-    page: Option<&str>,
-    events: &mut Vec<InboundEvent>,
-) -> Result<(), ParseError> {
-    if let Some(message) = event.get_object("message")? {
-        // A copy of what the Page sent (by us, the inbox or another app): not inbound.
-        if message.flag("is_echo") {
-            return Ok(());
-        }
-        let mid = message.req_str("mid")?;
-        if message.flag("is_deleted") {
-            events.push(InboundEvent::Retract {
-                platform_message_id: mid.to_owned(),
-            });
-            return Ok(());
-        }
-        let (psid, thread) = parties(event, page)?;
-        let reply_to = match message.get_object("reply_to")? {
-            Some(quoted) => quoted
-                .opt_str("mid")?
-                .filter(|m| !m.trim().is_empty())
-                .map(str::to_owned),
-            None => None,
-        };
-        events.push(InboundEvent::Message(InboundMessage {
-            conversation_hint: None,
-            platform_message_id: mid.to_owned(),
-            thread_id: thread,
-            from: InboundContact {
-                identifier: contact(&psid),
-                display_name: None,
-                email: None,
-            },
-            reply_to,
-            parts: message_parts(&message)?,
-            sent_at: event.opt_unix_millis("timestamp")?,
-            raw: event.value.clone(),
-        }));
-    } else if let Some(edit) = event.get_object("message_edit")? {
-        let edited_at = event.opt_unix_millis("timestamp")?;
-        // `num_edit` counts a message's edits (1 to 5); the event's time breaks ties
-        // where it is missing. Only an ordering hint: a malformed one does not cost the
-        // edit, it leaves the time to order it.
-        let count = edit.value.get("num_edit").and_then(Value::as_i64);
-        let order = (count.is_some() || edited_at.is_some()).then(|| {
-            EditOrder(vec![
-                count.unwrap_or_default(),
-                edited_at.map_or(0, |t| t.timestamp_millis()),
-            ])
-        });
-        events.push(InboundEvent::Edit(MessageEdit {
-            platform_message_id: edit.req_str("mid")?.to_owned(),
-            parts: vec![Part::Text(TextPart {
-                text: edit.req_str("text")?.to_owned(),
-            })],
-            edited_at,
-            order,
-        }));
-    } else if let Some(delivery) = event.get_object("delivery")? {
-        let (psid, _) = parties(event, page)?;
-        for mid in delivery.list("mids")? {
-            let mid = mid
-                .value
-                .as_str()
-                .filter(|m| !m.trim().is_empty())
-                .ok_or_else(|| mid.invalid("must be a message id"))?;
-            events.push(InboundEvent::Status(StatusUpdate {
-                platform_message_id: mid.to_owned(),
-                status: DeliveryStatus::Delivered,
-                error: None,
-            }));
-        }
-        // Everything sent before the watermark is delivered (`mids` may be absent).
-        if let Some(up_to) = delivery.opt_unix_millis("watermark")? {
-            events.push(InboundEvent::Watermark(StatusWatermark {
-                contact: contact(&psid),
-                status: DeliveryStatus::Delivered,
-                up_to,
-            }));
-        }
-    } else if let Some(read) = event.get_object("read")? {
-        let (psid, _) = parties(event, page)?;
-        let up_to = read
-            .opt_unix_millis("watermark")?
-            .ok_or_else(|| read.invalid_field("watermark", "is required"))?;
-        events.push(InboundEvent::Watermark(StatusWatermark {
-            contact: contact(&psid),
-            status: DeliveryStatus::Read,
-            up_to,
-        }));
-    } else if let Some(postback) = event.get_object("postback")? {
-        // A tapped button: what the contact chose, as the text they saw. Without a mid
-        // (older postbacks) there is no key to store it under, so it is not kept.
-        let Some(mid) = non_empty(postback.opt_str("mid")?) else {
-            return Ok(());
-        };
-        let text = non_empty(postback.opt_str("title")?)
-            .or(non_empty(postback.opt_str("payload")?))
-            .ok_or_else(|| postback.invalid_field("title", "is required"))?;
-        let (psid, thread) = parties(event, page)?;
-        events.push(InboundEvent::Message(InboundMessage {
-            conversation_hint: None,
-            platform_message_id: mid,
-            thread_id: thread,
-            from: InboundContact {
-                identifier: contact(&psid),
-                display_name: None,
-                email: None,
-            },
-            reply_to: None,
-            parts: vec![Part::Text(TextPart { text })],
-            sent_at: event.opt_unix_millis("timestamp")?,
-            raw: event.value.clone(),
-        }));
-    }
-    // Reactions, opt-ins, referrals, handovers, policy notices…: nothing to store.
-    Ok(())
-}
-
-fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
-    let mut parts = Vec::new();
-    if let Some(text) = message.opt_str("text")?.filter(|t| !t.trim().is_empty()) {
-        parts.push(Part::Text(TextPart {
-            text: text.to_owned(),
-        }));
-    }
-    let attachments = message.list("attachments")?;
+/// A message's text and attachments: media (stickers among them), shared pins and links.
+pub(super) fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
     // Until 2026-08-30 Meta sends a sticker twice: as `image` with a sticker_id and as
-    // `sticker`. Keep the `sticker` one.
-    let has_sticker = attachments
-        .iter()
-        .any(|a| a.value.get("type").and_then(Value::as_str) == Some("sticker"));
-    for attachment in &attachments {
+    // `sticker`. Keep the `sticker` one. (Attachments that are not a list fail below.)
+    let has_sticker = message
+        .value
+        .get("attachments")
+        .and_then(Value::as_array)
+        .is_some_and(|all| {
+            all.iter()
+                .any(|a| a.get("type").and_then(Value::as_str) == Some("sticker"))
+        });
+    messaging::message_parts(message, |attachment| {
         let kind = attachment.req_str("type")?;
         let payload = attachment.get_object("payload")?;
         let sticker_id = match &payload {
@@ -194,7 +42,7 @@ fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             None => None,
         };
         let part = match kind {
-            "image" if sticker_id.is_some() && has_sticker => continue,
+            "image" if sticker_id.is_some() && has_sticker => return Ok(None),
             "image" | "video" | "audio" | "file" | "sticker" => {
                 let payload =
                     payload.ok_or_else(|| attachment.invalid_field("payload", "is required"))?;
@@ -272,16 +120,9 @@ fn message_parts(message: &Node) -> Result<Vec<Part>, ParseError> {
             // reel, ig_reel, post, ig_post, appointment_booking and anything newer.
             other => unsupported(other, attachment.value),
         };
-        parts.push(part);
-    }
-    if parts.is_empty() {
-        parts.push(unsupported("message", message.value));
-    }
-    Ok(parts)
+        Ok(Some(part))
+    })
 }
-
-// ---------------------------------------------------------------------------------------
-// Outbound
 
 #[cfg(test)]
 mod tests {

@@ -12,9 +12,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::fetch::MediaClient;
+use super::meta::messaging::{self, Platform, Reads};
 use super::meta::{self, AppSecrets, Graph};
 use super::{
     ChannelAdapter, FetchError, FetchedMedia, HandshakeError, HandshakeReply, InboundEvent,
@@ -38,6 +38,22 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// Where the Send API lives under `api_base`: `me` is the Page the token belongs to.
 const SEND_PATH: &str = "me/messages";
+
+/// Where Messenger differs from Instagram on Meta's Messenger Platform.
+pub(crate) const PLATFORM: Platform = Platform {
+    name: "Messenger",
+    object: "page",
+    identifier_type: IDENTIFIER_TYPE,
+    message_parts: inbound::message_parts,
+    story_replies: false,
+    deliveries: true,
+    reads: Reads::Watermark,
+    text_chunks: outbound::text_chunks,
+    stickers: true,
+    attachment_payload: outbound::attachment_payload,
+    no_file: "has no file to send",
+    messaging_type: Some("RESPONSE"),
+};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,32 +108,8 @@ impl ChannelAdapter for MessengerAdapter {
 
     /// Messenger documents no quoted replies for Pages: `reply_to` is not sent.
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {
-        let psid = recipient(message)?;
-        let (messages, notes) = plan(&message.parts);
-        if messages.is_empty() {
-            return Err(SendError::Permanent {
-                reason: "nothing in this reply can be sent on Messenger".into(),
-            });
-        }
-        let total = messages.len();
-        let mut first_id = None;
-        for (sent, planned) in messages.into_iter().enumerate() {
-            let answer = self
-                .graph
-                .post(SEND_PATH, &envelope(&psid, planned))
-                .await
-                .map_err(|e| meta::after_partial(e, sent, total))?;
-            if first_id.is_none() {
-                first_id = answer
-                    .get("message_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-            }
-        }
-        Ok(Receipt {
-            platform_message_id: first_id,
-            note: (!notes.is_empty()).then(|| notes.join("; ")),
-        })
+        let user = recipient(message)?;
+        messaging::send(&PLATFORM, &self.graph, SEND_PATH, &user, &message.parts).await
     }
 
     /// Attachment URLs are Meta CDN links; the Page token goes along only to Meta hosts.

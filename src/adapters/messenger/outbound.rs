@@ -1,13 +1,14 @@
 //! Replies out: a reply's parts planned as Send API messages, each wrapped in its envelope
-//! to the contact's PSID.
+//! to the contact's PSID. The planning is Meta's Messenger Platform's, in
+//! [`meta::messaging`]; what is Messenger's own is here.
 
 use serde_json::{Value, json};
 
-use crate::adapters::meta::{self};
+use crate::adapters::meta::{self, messaging};
 use crate::adapters::{Outbound, SendError};
-use crate::model::{MediaPart, Part};
+use crate::model::{Media, Part};
 
-use super::MAX_TEXT_CHARS;
+use super::{MAX_TEXT_CHARS, PLATFORM};
 
 /// The PSID a reply goes to: the contact part of the thread (`"{page_id}:{psid}"`), else
 /// the contact's identifier.
@@ -15,105 +16,30 @@ pub(super) fn recipient(message: &Outbound) -> Result<String, SendError> {
     meta::recipient(message, "Messenger")
 }
 
-// ---------------------------------------------------------------------------------------
-// Inbound
-
 /// The `message` objects a reply becomes, in order, plus notes on parts that went out
 /// differently from how the rep wrote them.
 pub fn plan(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
-    let mut messages = Vec::new();
-    let mut notes = Vec::new();
-    let text = |messages: &mut Vec<Value>, t: &str| {
-        for chunk in meta::chunks(t, MAX_TEXT_CHARS) {
-            messages.push(json!({"text": chunk}));
-        }
-    };
-    for (i, part) in parts.iter().enumerate() {
-        let n = i + 1;
-        match part {
-            Part::Text(t) => text(&mut messages, &t.text),
-            Part::Image(m) => attachment(&mut messages, &mut notes, n, "image", m),
-            Part::Video(m) => attachment(&mut messages, &mut notes, n, "video", m),
-            Part::Audio(m) | Part::VoiceNote(m) => {
-                attachment(&mut messages, &mut notes, n, "audio", m)
-            }
-            Part::File(m) => attachment(&mut messages, &mut notes, n, "file", m),
-            Part::Sticker(m) => {
-                match m
-                    .media
-                    .platform_ref
-                    .as_deref()
-                    .and_then(|r| r.parse::<u64>().ok())
-                {
-                    Some(sticker_id) => messages.push(json!({"sticker_id": sticker_id})),
-                    None => {
-                        notes.push(format!(
-                            "part {n} (sticker) is not a Messenger sticker and was sent as an image"
-                        ));
-                        attachment(&mut messages, &mut notes, n, "image", m);
-                    }
-                }
-            }
-            Part::Location(l) => {
-                text(&mut messages, &meta::location_text(l));
-                notes.push(format!(
-                    "part {n} (location) cannot be sent on Messenger and was sent as a map link"
-                ));
-            }
-            Part::Contact(c) => {
-                text(&mut messages, &meta::contact_text(c));
-                notes.push(format!(
-                    "part {n} (contact) cannot be sent on Messenger and was sent as text"
-                ));
-            }
-            Part::Unsupported(u) => {
-                text(&mut messages, &meta::unsupported_text(u));
-                notes.push(format!(
-                    "part {n} ({}) has no Messenger equivalent and was sent as text",
-                    u.platform_type
-                ));
-            }
-        }
-    }
-    (messages, notes)
+    messaging::plan(&PLATFORM, parts)
 }
 
-/// A media part as a Messenger attachment: by URL (reusable, so Meta caches it) or by an
-/// attachment id; its caption follows as text, since attachments take none.
-pub(super) fn attachment(
-    messages: &mut Vec<Value>,
-    notes: &mut Vec<String>,
-    n: usize,
-    kind: &str,
-    media: &MediaPart,
-) {
-    let payload = match (&media.media.url, &media.media.platform_ref) {
-        (Some(url), _) => json!({"url": url, "is_reusable": true}),
-        (None, Some(id)) => json!({"attachment_id": id}),
-        (None, None) => {
-            notes.push(format!(
-                "part {n} ({kind}) has no file to send and was left out"
-            ));
-            json!(null)
-        }
-    };
-    if !payload.is_null() {
-        messages.push(json!({"attachment": {"type": kind, "payload": payload}}));
-    }
-    if let Some(caption) = media.caption.as_deref().filter(|c| !c.trim().is_empty()) {
-        for chunk in meta::chunks(caption, MAX_TEXT_CHARS) {
-            messages.push(json!({"text": chunk}));
-        }
+/// Splits text into pieces the Send API takes: at most [`MAX_TEXT_CHARS`] characters.
+pub(super) fn text_chunks(text: &str) -> Vec<String> {
+    meta::chunks(text, MAX_TEXT_CHARS)
+}
+
+/// A media file as a Messenger attachment's payload: by URL (reusable, so Meta caches it)
+/// or by an attachment id.
+pub(super) fn attachment_payload(media: &Media) -> Option<Value> {
+    match (&media.url, &media.platform_ref) {
+        (Some(url), _) => Some(json!({"url": url, "is_reusable": true})),
+        (None, Some(id)) => Some(json!({"attachment_id": id})),
+        (None, None) => None,
     }
 }
 
 /// A planned message with its envelope: a `RESPONSE` to the contact's PSID.
 pub fn envelope(psid: &str, message: Value) -> Value {
-    json!({
-        "recipient": {"id": psid},
-        "messaging_type": "RESPONSE",
-        "message": message,
-    })
+    messaging::envelope(&PLATFORM, psid, message)
 }
 
 #[cfg(test)]

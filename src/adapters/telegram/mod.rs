@@ -237,20 +237,12 @@ impl ChannelAdapter for TelegramAdapter {
         let mut first_id = None;
         for (i, call) in calls.iter().enumerate() {
             let quote = if i == 0 { reply.as_ref() } else { None };
-            match self
+            let outcome = self
                 .deliver(call, &mut destination, quote, &mut notes)
-                .await
-            {
-                Ok(id) if i == 0 => first_id = id,
-                Ok(_) => {}
-                Err(e) if i == 0 => return Err(e),
-                Err(e) => {
-                    notes.push(format!(
-                        "Part {} ({}) and any after it were not sent: {e}",
-                        call.part, call.kind
-                    ));
-                    break;
-                }
+                .await;
+            let part = (call.part, call.kind.as_str());
+            if !super::after_call(i, outcome, part, &mut first_id, &mut notes)? {
+                break;
             }
         }
         Ok(Receipt {

@@ -405,33 +405,7 @@ pub(super) fn utf16_len(s: &str) -> usize {
 /// Splits text into pieces of at most `max` UTF-16 code units (Telegram's measure),
 /// preferring to break after a newline, then after a space.
 pub(super) fn split_text(text: &str, max: usize) -> Vec<String> {
-    let mut chunks = Vec::new();
-    let mut rest = text;
-    while utf16_len(rest) > max {
-        // The byte index where `max` code units end.
-        let mut units = 0;
-        let mut end = 0;
-        for (i, c) in rest.char_indices() {
-            if units + c.len_utf16() > max {
-                break;
-            }
-            units += c.len_utf16();
-            end = i + c.len_utf8();
-        }
-        let head = &rest[..end];
-        let cut = head
-            .rfind('\n')
-            .or_else(|| head.rfind(' '))
-            .map(|i| i + 1)
-            .filter(|&i| i > 0)
-            .unwrap_or(end);
-        chunks.push(rest[..cut].to_owned());
-        rest = &rest[cut..];
-    }
-    if !rest.is_empty() || chunks.is_empty() {
-        chunks.push(rest.to_owned());
-    }
-    chunks
+    crate::adapters::text::split_text(text, max, char::len_utf16)
 }
 
 #[cfg(test)]

@@ -225,17 +225,10 @@ impl ChannelAdapter for ViberAdapter {
         let mut first_id = None;
         for (i, call) in calls.into_iter().enumerate() {
             let call = self.complete(call, &mut notes).await;
-            match self.send_one(receiver, &call.body).await {
-                Ok(id) if i == 0 => first_id = id,
-                Ok(_) => {}
-                Err(e) if i == 0 => return Err(e),
-                Err(e) => {
-                    notes.push(format!(
-                        "Part {} ({}) and any after it were not sent: {e}",
-                        call.part, call.kind
-                    ));
-                    break;
-                }
+            let outcome = self.send_one(receiver, &call.body).await;
+            let part = (call.part, call.kind.as_str());
+            if !super::after_call(i, outcome, part, &mut first_id, &mut notes)? {
+                break;
             }
         }
         Ok(Receipt {

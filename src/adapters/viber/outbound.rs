@@ -307,32 +307,8 @@ fn plan_media(plan: &mut Plan, n: usize, kind: &str, part: &Part, m: &MediaPart)
 /// Splits text into pieces of at most `max` characters, preferring to break after a
 /// newline, then after a space.
 fn split_text(text: &str, max: usize) -> Vec<String> {
-    let mut chunks = Vec::new();
-    let mut rest = text;
-    while rest.chars().count() > max {
-        let end = rest
-            .char_indices()
-            .nth(max)
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len());
-        let head = &rest[..end];
-        let cut = head
-            .rfind('\n')
-            .or_else(|| head.rfind(' '))
-            .map(|i| i + 1)
-            .filter(|&i| i > 0)
-            .unwrap_or(end);
-        chunks.push(rest[..cut].to_owned());
-        rest = &rest[cut..];
-    }
-    if !rest.is_empty() || chunks.is_empty() {
-        chunks.push(rest.to_owned());
-    }
-    chunks
+    crate::adapters::text::split_text(text, max, |_| 1)
 }
-
-// ---------------------------------------------------------------------------------------
-// Inbound
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,15 @@
-//! What WhatsApp Cloud and Messenger share because both are Meta platforms on the Graph
-//! API: the `X-Hub-Signature-256` webhook signature, the GET `hub.challenge` handshake,
-//! Graph error classification, authorized calls and media downloads, and the JSON walker
-//! both parsers use to name the field at fault.
+//! What WhatsApp Cloud, Messenger and Instagram share because all are Meta platforms on
+//! the Graph API: the `X-Hub-Signature-256` webhook signature, the GET `hub.challenge`
+//! handshake, Graph error classification, authorized calls and media downloads, and the
+//! JSON walker every parser uses to name the field at fault.
 //!
-//! Knows nothing of either platform's payloads beyond these shared conventions.
+//! Knows nothing of the platforms' payloads beyond these shared conventions, except in
+//! [`messaging`]: Messenger and Instagram are one platform (Meta's Messenger Platform),
+//! and their webhook events and Send API replies are read and planned there.
 
 use std::time::Duration;
+
+pub mod messaging;
 
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
