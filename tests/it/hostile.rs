@@ -316,7 +316,7 @@ proptest! {
 
     #[test]
     fn a_stale_or_future_timestamp_is_refused_even_with_a_correct_signature(
-        skew in prop_oneof![301i64..1_000_000_000, -1_000_000_000i64..-301],
+        skew in prop_oneof![310i64..1_000_000_000, -1_000_000_000i64..-310],
     ) {
         let key = WebhookKey::parse(GENERIC_SECRET).unwrap();
         let ts = chrono::Utc::now().timestamp() + skew;
