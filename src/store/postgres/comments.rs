@@ -4,9 +4,10 @@
 
 use sqlx::PgConnection;
 
-use super::ingest::{body_text, json};
+use super::ingest::body_text;
 use super::{events, outbox, routing};
 use crate::model::{Message, MessageId};
+use crate::store::shared::json;
 use crate::store::{NewComment, StoreError};
 
 pub async fn add(

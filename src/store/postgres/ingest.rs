@@ -13,6 +13,7 @@ use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
 use crate::model::{ContactId, ConversationId, DeliveryStatus, MessageId, Part, TicketId};
+use crate::store::shared::{advance_stored, json};
 use crate::store::{
     ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, StoreError, plan_edit,
 };
@@ -562,6 +563,3 @@ async fn record_status(
         applied,
     })
 }
-
-use crate::store::shared::advance_stored;
-pub use crate::store::shared::json;

@@ -10,7 +10,8 @@ use crate::desk::replies::{ViaConflict, ViaConversation, ViaFacts, plan_via};
 use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
-use super::ingest::{body_text, contact_name, json, lock, sender_key};
+use super::ingest::{body_text, contact_name, lock, sender_key};
+use crate::store::shared::json;
 
 /// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
 /// on that ticket) if there is none; the contact gets `via.identifier` on that channel.

@@ -10,11 +10,11 @@
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use super::ingest::json;
 use super::{events, get, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
 use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
+use crate::store::shared::json;
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,

@@ -4,9 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::ingest::json;
 use super::{events, outbox, routing, tickets};
 use crate::model::{Message, MessageId};
+use crate::store::shared::json;
 use crate::store::{NewComment, StoreError};
 
 pub fn add(conn: &Connection, comment: &NewComment, now: i64) -> Result<Message, StoreError> {

@@ -8,6 +8,7 @@ use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
 use crate::model::{ContactId, ConversationId, DeliveryStatus, MessageId, TicketId};
+use crate::store::shared::{advance_stored, json};
 use crate::store::{
     ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, StoreError, plan_edit,
 };
@@ -493,6 +494,3 @@ fn record_status(
         applied,
     })
 }
-
-use crate::store::shared::advance_stored;
-pub use crate::store::shared::json;

@@ -169,7 +169,7 @@ fn conversations_walking_above(
     if let Some(q) = filter.q.as_deref().and_then(super::tickets::fts_query) {
         match matching_messages(conn, &q, walk_above)? {
             Matches::Few(seqs) => {
-                args.push(SqlValue::Text(super::ingest::json(&seqs)?));
+                args.push(SqlValue::Text(crate::store::shared::json(&seqs)?));
                 sql += &format!(
                     " AND c.id IN (SELECT m.conversation_id FROM messages m
                          WHERE m.seq IN (SELECT value FROM json_each(?{})))",
@@ -422,7 +422,7 @@ pub fn push_channels(
         Scope::Except(channels) => ("NOT IN", Some(channels)),
     };
     if let Some(channels) = channels {
-        args.push(SqlValue::Text(super::ingest::json(channels)?));
+        args.push(SqlValue::Text(crate::store::shared::json(channels)?));
         *sql += &format!(
             " AND c.channel_id {operator} (SELECT value FROM json_each(?{}))",
             args.len()

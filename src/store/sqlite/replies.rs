@@ -10,9 +10,10 @@ use crate::desk::replies::{ViaConflict, ViaConversation, ViaFacts, plan_via};
 use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
-use super::ingest::{contact_name, json};
+use super::ingest::contact_name;
 use super::tickets;
 use super::{OnConstraint, events, outbox};
+use crate::store::shared::json;
 
 /// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
 /// on that ticket) if there is none; the contact gets `via.identifier` on that channel.

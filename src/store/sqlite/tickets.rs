@@ -5,11 +5,11 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Value, json};
 
-use super::ingest::json;
 use super::{OnConstraint, events, queries};
 use crate::desk::inboxes::Scope;
 use crate::desk::tickets::{self, ConversationEffect, Restored};
 use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
+use crate::store::shared::json;
 use crate::store::{
     Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
     TicketFilter, Trashed,
