@@ -14,6 +14,7 @@ mod changes;
 mod ingest;
 mod jobs;
 mod rules;
+pub(crate) mod sequences;
 pub(crate) mod shared;
 mod views;
 pub(crate) use changes::actor_type;

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use super::tickets::{self, audit, from_to};
 use super::{events, get, ingest};
 use crate::model::{Contact, ContactId, from_millis};
+use crate::store::sequences::AuditRow;
 use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
 
 /// Records what happened to a contact.
@@ -217,13 +218,15 @@ pub async fn merge(
         .await?;
         audit(
             c,
-            ticket,
-            "conversation",
-            conversation,
-            "contact_merged",
-            actor,
-            json!({"contact_id": from_to(from.as_str(), into.as_str())}),
-            now,
+            AuditRow {
+                ticket,
+                entity: "conversation",
+                entity_id: conversation,
+                action: "contact_merged",
+                actor,
+                changes: json!({"contact_id": from_to(from.as_str(), into.as_str())}),
+                at: now,
+            },
         )
         .await?;
     }

@@ -40,6 +40,7 @@ use crate::model::{
     from_millis,
 };
 use crate::secret::Secret;
+use crate::store::sequences;
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
     ConversationUpdate, Delivery, Detail, DigestLinks, DigestRep, Event, EventFilter,
@@ -140,6 +141,23 @@ macro_rules! read {
         let $c: &mut PgConnection = &mut conn;
         $body.await
     }};
+}
+
+/// A transaction's connection, as the shared sequences (`store::sequences`) take it.
+impl sequences::Tx for PgConnection {
+    async fn emit(
+        &mut self,
+        kind: &str,
+        conversation: &str,
+        data: serde_json::Value,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        events::emit(self, kind, conversation, data, at).await
+    }
+
+    async fn audit(&mut self, row: sequences::AuditRow<'_>) -> Result<(), StoreError> {
+        tickets::audit(self, row).await
+    }
 }
 
 // After the macros, which it uses.
@@ -374,7 +392,7 @@ impl Store for PgStore {
         update: ConversationUpdate,
         actor: &Actor,
     ) -> Result<(), StoreError> {
-        transaction!(self, |c| tickets::update_conversation(
+        transaction!(self, |c| sequences::tickets::update_conversation(
             c,
             id,
             &update,
@@ -393,7 +411,7 @@ impl Store for PgStore {
         change: TicketChange,
         actor: &Actor,
     ) -> Result<Ticket, StoreError> {
-        transaction!(self, |c| tickets::apply_ticket_change(
+        transaction!(self, |c| sequences::tickets::apply_change(
             c,
             id,
             &change,
@@ -407,7 +425,7 @@ impl Store for PgStore {
         id: &ConversationId,
         actor: &Actor,
     ) -> Result<Trashed, StoreError> {
-        transaction!(self, |c| tickets::delete_conversation(
+        transaction!(self, |c| sequences::tickets::delete_conversation(
             c,
             id,
             actor,
@@ -416,7 +434,12 @@ impl Store for PgStore {
     }
 
     async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
-        transaction!(self, |c| tickets::delete_ticket(c, id, actor, now_ms()))
+        transaction!(self, |c| sequences::tickets::delete_ticket(
+            c,
+            id,
+            actor,
+            now_ms()
+        ))
     }
 
     async fn tickets(
@@ -429,7 +452,12 @@ impl Store for PgStore {
     }
 
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {
-        transaction!(self, |c| tickets::restore_ticket(c, id, actor, now_ms()))
+        transaction!(self, |c| sequences::tickets::restore_ticket(
+            c,
+            id,
+            actor,
+            now_ms()
+        ))
     }
 
     async fn purge_trash(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -465,7 +493,12 @@ impl Store for PgStore {
         id: &ContactId,
         update: ContactUpdate,
     ) -> Result<Contact, StoreError> {
-        transaction!(self, |c| tickets::update_contact(c, id, &update, now_ms()))
+        transaction!(self, |c| sequences::tickets::update_contact(
+            c,
+            id,
+            &update,
+            now_ms()
+        ))
     }
 
     async fn conversations(

@@ -5,9 +5,10 @@
 
 use sqlx::PgConnection;
 
-use super::{events, outbox, tickets};
+use super::{events, outbox};
 use crate::desk::replies::{ViaConflict, ViaConversation, ViaFacts, plan_via};
 use crate::model::{ConversationId, Message, MessageId, TicketId};
+use crate::store::sequences::tickets;
 use crate::store::{Actor, NewReply, StoreError, Via};
 
 use super::ingest::{body_text, contact_name, lock, sender_key};
@@ -135,14 +136,8 @@ pub async fn create_reply(
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
         let actor = Actor::of(&reply.sender);
-        tickets::apply_ticket_change(
-            c,
-            &TicketId::from_stored(ticket.clone()),
-            change,
-            &actor,
-            now,
-        )
-        .await?;
+        let id = TicketId::from_stored(ticket.clone());
+        tickets::apply_change(c, &id, change, &actor, now).await?;
     }
     let reply_to: Option<String> = match &reply.reply_to {
         Some(target) => Some(

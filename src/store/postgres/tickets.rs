@@ -7,45 +7,33 @@
 //! index that a racing transaction trips aborts this one as `Contended`, and running it
 //! again sees what the other did.
 
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use super::{events, get, queries};
 use crate::desk::inboxes::Scope;
-use crate::desk::tickets::{self, ConversationEffect, Restored};
+use crate::desk::tickets::{Restored, TicketPlan};
 use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
+use crate::store::sequences::AuditRow;
+use crate::store::sequences::tickets::{OwnerFacts, TicketTx};
 use crate::store::shared::json;
-use crate::store::{
-    Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
-    TicketFilter, Trashed,
-};
+use crate::store::{AuditEntry, Page, StoreError, TicketFilter};
 
 /// Records one change in the audit trail.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn audit(
-    c: &mut PgConnection,
-    ticket: &str,
-    entity: &str,
-    entity_id: &str,
-    action: &str,
-    actor: &Actor,
-    changes: Value,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) async fn audit(c: &mut PgConnection, row: AuditRow<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
              actor_type)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(ticket)
-    .bind(entity)
-    .bind(entity_id)
-    .bind(action)
-    .bind(&actor.name)
-    .bind(changes.to_string())
-    .bind(&actor.reason)
-    .bind(now)
-    .bind(actor.kind.as_str())
+    .bind(row.ticket)
+    .bind(row.entity)
+    .bind(row.entity_id)
+    .bind(row.action)
+    .bind(&row.actor.name)
+    .bind(row.changes.to_string())
+    .bind(&row.actor.reason)
+    .bind(row.at)
+    .bind(row.actor.kind.as_str())
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -210,88 +198,6 @@ pub async fn tickets(
     })
 }
 
-/// Applies a ticket change inside the caller's transaction: checks the status against
-/// its pipeline, then moves the ticket's conversations as the lifecycle rules say.
-pub async fn apply_ticket_change(
-    c: &mut PgConnection,
-    id: &TicketId,
-    change: &TicketChange,
-    actor: &Actor,
-    now: i64,
-) -> Result<Ticket, StoreError> {
-    // Locked: a concurrent change (another replica's) merges its properties into ours.
-    let current = load_ticket(c, id, true).await?;
-    let plan = tickets::plan_change(&current, &change.pipelines, change.as_desk())
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    sqlx::query(
-        "UPDATE tickets SET status = $2, owner_id = $3, properties = $4, updated_at = $5,
-             closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END, priority = $7
-         WHERE id = $1",
-    )
-    .bind(id.as_str())
-    .bind(&plan.status)
-    .bind(&plan.owner_id)
-    .bind(json(&plan.properties)?)
-    .bind(now)
-    .bind(plan.closed)
-    .bind(&plan.priority)
-    .execute(&mut *c)
-    .await?;
-    if let Some(payload) = &plan.status_event {
-        for conversation in &current.conversation_ids {
-            events::emit(
-                c,
-                "ticket.status_changed",
-                conversation.as_str(),
-                payload.clone(),
-                now,
-            )
-            .await?;
-        }
-    }
-    for record in plan.audit {
-        audit(
-            c,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            record.action,
-            actor,
-            record.changes,
-            now,
-        )
-        .await?;
-    }
-    match plan.conversations {
-        ConversationEffect::CloseAll => {
-            for conversation in &current.conversation_ids {
-                set_conversation_status(
-                    c,
-                    id.as_str(),
-                    conversation,
-                    ConversationStatus::Closed,
-                    actor,
-                    now,
-                )
-                .await?;
-            }
-        }
-        ConversationEffect::Reopen(conversation) => {
-            set_conversation_status(
-                c,
-                id.as_str(),
-                &conversation,
-                ConversationStatus::Open,
-                actor,
-                now,
-            )
-            .await?;
-        }
-        ConversationEffect::Nothing => {}
-    }
-    ticket(c, id).await
-}
-
 /// Whether a closed conversation cannot reopen because its thread has another open one
 /// (the unique index `conversations_one_open_per_thread` would refuse it).
 async fn thread_taken(c: &mut PgConnection, id: &str) -> Result<bool, StoreError> {
@@ -307,319 +213,258 @@ async fn thread_taken(c: &mut PgConnection, id: &str) -> Result<bool, StoreError
     .await?)
 }
 
-async fn set_conversation_status(
-    c: &mut PgConnection,
-    ticket: &str,
-    id: &ConversationId,
-    status: ConversationStatus,
-    actor: &Actor,
-    now: i64,
-) -> Result<(), StoreError> {
-    let changed = match status {
-        ConversationStatus::Closed => sqlx::query(
-            "UPDATE conversations SET status = 'closed', closed_at = $2
-             WHERE id = $1 AND status = 'open'",
+impl TicketTx for PgConnection {
+    async fn ticket(&mut self, id: &TicketId, lock: bool) -> Result<Ticket, StoreError> {
+        load_ticket(self, id, lock).await
+    }
+
+    async fn write_ticket(
+        &mut self,
+        id: &TicketId,
+        plan: &TicketPlan,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tickets SET status = $2, owner_id = $3, properties = $4, updated_at = $5,
+                 closed_at = CASE WHEN $6 THEN COALESCE(closed_at, $5) ELSE NULL END,
+                 priority = $7
+             WHERE id = $1",
         )
         .bind(id.as_str())
-        .bind(now)
-        .execute(&mut *c)
-        .await?
-        .rows_affected(),
-        ConversationStatus::Open => {
-            // Asked first, because a failed statement would abort the whole transaction.
-            // Should another replica open one in between, the index aborts this
-            // transaction as contended and the retry answers with this conflict.
-            if thread_taken(c, id.as_str()).await? {
-                return Err(StoreError::Conflict(format!(
-                    "conversation {id} cannot reopen: the contact has another open conversation on that channel"
-                )));
-            }
-            sqlx::query(
-                "UPDATE conversations SET status = 'open', closed_at = NULL
-                 WHERE id = $1 AND status = 'closed'",
+        .bind(&plan.status)
+        .bind(&plan.owner_id)
+        .bind(json(&plan.properties)?)
+        .bind(at)
+        .bind(plan.closed)
+        .bind(&plan.priority)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn move_conversation(
+        &mut self,
+        id: &ConversationId,
+        status: ConversationStatus,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = match status {
+            ConversationStatus::Closed => sqlx::query(
+                "UPDATE conversations SET status = 'closed', closed_at = $2
+                 WHERE id = $1 AND status = 'open'",
             )
             .bind(id.as_str())
-            .execute(&mut *c)
+            .bind(at)
+            .execute(&mut *self)
             .await?
-            .rows_affected()
-        }
-    };
-    if changed > 0 {
-        let (payload, record) = tickets::conversation_status_record(status);
-        events::emit(c, "conversation.status_changed", id.as_str(), payload, now).await?;
-        audit(
-            c,
-            ticket,
-            "conversation",
-            id.as_str(),
-            record.action,
-            actor,
-            record.changes,
-            now,
-        )
-        .await?;
+            .rows_affected(),
+            ConversationStatus::Open => {
+                // Asked first, because a failed statement would abort the whole transaction.
+                // Should another replica open one in between, the index aborts this
+                // transaction as contended and the retry answers with this conflict.
+                if thread_taken(self, id.as_str()).await? {
+                    return Err(StoreError::Conflict(format!(
+                        "conversation {id} cannot reopen: the contact has another open conversation on that channel"
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE conversations SET status = 'open', closed_at = NULL
+                     WHERE id = $1 AND status = 'closed'",
+                )
+                .bind(id.as_str())
+                .execute(&mut *self)
+                .await?
+                .rows_affected()
+            }
+        };
+        Ok(changed > 0)
     }
-    Ok(())
-}
 
-/// Assigns a conversation (its ticket follows) and opens or closes it, as `update` says.
-pub async fn update_conversation(
-    c: &mut PgConnection,
-    id: &ConversationId,
-    update: &ConversationUpdate,
-    actor: &Actor,
-    now: i64,
-) -> Result<(), StoreError> {
-    // Locked in the order every change here takes them: the ticket, then the conversation.
-    let ticket: String = sqlx::query_scalar(
-        "SELECT ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id.as_str())
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or(StoreError::NotFound("conversation"))?;
-    let ticket_owner: Option<String> =
-        sqlx::query_scalar("SELECT owner_id FROM tickets WHERE id = $1 FOR UPDATE")
-            .bind(&ticket)
-            .fetch_one(&mut *c)
-            .await?;
-    let row = sqlx::query(
-        "SELECT ticket_id, owner_id FROM conversations WHERE id = $1 AND deleted_at IS NULL
-         FOR UPDATE",
-    )
-    .bind(id.as_str())
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or(StoreError::NotFound("conversation"))?;
-    if get::<String>(&row, "ticket_id")? != ticket {
-        // It joined another ticket in between: run again with that one.
-        return Err(StoreError::Contended(
-            format!("conversation {id} moved to another ticket").into(),
-        ));
-    }
-    let owner: Option<String> = get(&row, "owner_id")?;
-    let assignment = update.owner_id.as_ref().and_then(|requested| {
-        tickets::plan_assignment(
-            owner.as_deref(),
-            ticket_owner.as_deref(),
-            requested.as_deref(),
-            &actor.name,
+    async fn owner_facts(&mut self, id: &ConversationId) -> Result<OwnerFacts, StoreError> {
+        // Locked in the order every change here takes them: the ticket, then the conversation.
+        let ticket = TicketTx::ticket_of(self, id).await?.to_string();
+        let ticket_owner: Option<String> =
+            sqlx::query_scalar("SELECT owner_id FROM tickets WHERE id = $1 FOR UPDATE")
+                .bind(&ticket)
+                .fetch_one(&mut *self)
+                .await?;
+        let row = sqlx::query(
+            "SELECT ticket_id, owner_id FROM conversations WHERE id = $1 AND deleted_at IS NULL
+             FOR UPDATE",
         )
-    });
-    if let Some(assignment) = assignment {
+        .bind(id.as_str())
+        .fetch_optional(&mut *self)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        if get::<String>(&row, "ticket_id")? != ticket {
+            // It joined another ticket in between: run again with that one.
+            return Err(StoreError::Contended(
+                format!("conversation {id} moved to another ticket").into(),
+            ));
+        }
+        Ok(OwnerFacts {
+            ticket,
+            owner: get(&row, "owner_id")?,
+            ticket_owner,
+        })
+    }
+
+    async fn set_conversation_owner(
+        &mut self,
+        id: &ConversationId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
             .bind(id.as_str())
-            .bind(&assignment.owner_id)
-            .execute(&mut *c)
+            .bind(owner)
+            .execute(&mut *self)
             .await?;
-        events::emit(
-            c,
-            "conversation.assigned",
-            id.as_str(),
-            assignment.event,
-            now,
-        )
-        .await?;
-        let record = assignment.audit;
-        audit(
-            c,
-            &ticket,
-            "conversation",
-            id.as_str(),
-            record.action,
-            actor,
-            record.changes,
-            now,
-        )
-        .await?;
-        if let Some(record) = assignment.ticket {
-            sqlx::query("UPDATE tickets SET owner_id = $2, updated_at = $3 WHERE id = $1")
-                .bind(&ticket)
-                .bind(&assignment.owner_id)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
-            audit(
-                c,
-                &ticket,
-                "ticket",
-                &ticket,
-                record.action,
-                actor,
-                record.changes,
-                now,
-            )
+        Ok(())
+    }
+
+    async fn set_ticket_owner(
+        &mut self,
+        ticket: &str,
+        owner: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tickets SET owner_id = $2, updated_at = $3 WHERE id = $1")
+            .bind(ticket)
+            .bind(owner)
+            .bind(at)
+            .execute(&mut *self)
             .await?;
-        }
+        Ok(())
     }
-    if let Some(status) = update.status {
-        // Closing a conversation closes only it: its ticket stays as it is.
-        set_conversation_status(c, &ticket, id, status, actor, now).await?;
+
+    async fn ticket_of(&mut self, conversation: &ConversationId) -> Result<TicketId, StoreError> {
+        let ticket: String = sqlx::query_scalar(
+            "SELECT ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(conversation.as_str())
+        .fetch_optional(&mut *self)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        Ok(TicketId::from_stored(ticket))
     }
-    Ok(())
-}
 
-/// Moves the conversation's ticket, with all its conversations, to the trash.
-pub async fn delete_conversation(
-    c: &mut PgConnection,
-    id: &ConversationId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Trashed, StoreError> {
-    let ticket: String = sqlx::query_scalar(
-        "SELECT ticket_id FROM conversations WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id.as_str())
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or(StoreError::NotFound("conversation"))?;
-    delete_ticket(c, &TicketId::from_stored(ticket), actor, now).await
-}
-
-/// Moves a ticket and its conversations to the trash (until `purge_trash` or a restore).
-/// Their queued replies stay queued: the answer and the audit trail say how many.
-pub async fn delete_ticket(
-    c: &mut PgConnection,
-    id: &TicketId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Trashed, StoreError> {
-    let changed = sqlx::query(
-        "UPDATE tickets SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id.as_str())
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Err(StoreError::NotFound("ticket"));
-    }
-    let mut trashed: Vec<(i64, String)> = sqlx::query_as(
-        "UPDATE conversations SET deleted_at = $2 WHERE ticket_id = $1 AND deleted_at IS NULL
-         RETURNING seq, id",
-    )
-    .bind(id.as_str())
-    .bind(now)
-    .fetch_all(&mut *c)
-    .await?;
-    trashed.sort();
-    let queued_replies: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = $2
-           AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = $1)",
-    )
-    .bind(id.as_str())
-    .bind(crate::store::JOB_DELIVER)
-    .fetch_one(&mut *c)
-    .await?;
-    let receipt = Trashed {
-        ticket_id: id.clone(),
-        conversation_ids: trashed
-            .into_iter()
-            .map(|(_, c)| ConversationId::from_stored(c))
-            .collect(),
-        queued_replies: queued_replies as u64,
-    };
-    audit(
-        c,
-        id.as_str(),
-        "ticket",
-        id.as_str(),
-        "deleted",
-        actor,
-        tickets::trash_record(&receipt.conversation_ids, receipt.queued_replies),
-        now,
-    )
-    .await?;
-    Ok(receipt)
-}
-
-/// Takes a ticket and the conversations trashed with it out of the trash.
-pub async fn restore_ticket(
-    c: &mut PgConnection,
-    id: &TicketId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Ticket, StoreError> {
-    let deleted_at: Option<i64> =
-        sqlx::query_scalar("SELECT deleted_at FROM tickets WHERE id = $1 FOR UPDATE")
-            .bind(id.as_str())
-            .fetch_optional(&mut *c)
-            .await?
-            .ok_or(StoreError::NotFound("ticket"))?;
-    let Some(deleted_at) = deleted_at else {
-        return Err(StoreError::Conflict(format!(
-            "ticket {id} is not in the trash"
-        )));
-    };
-    sqlx::query("UPDATE tickets SET deleted_at = NULL, updated_at = $2 WHERE id = $1")
+    async fn trash(
+        &mut self,
+        id: &TicketId,
+        at: i64,
+    ) -> Result<(Vec<ConversationId>, u64), StoreError> {
+        let changed = sqlx::query(
+            "UPDATE tickets SET deleted_at = $2, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
         .bind(id.as_str())
-        .bind(now)
-        .execute(&mut *c)
+        .bind(at)
+        .execute(&mut *self)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("ticket"));
+        }
+        let mut trashed: Vec<(i64, String)> = sqlx::query_as(
+            "UPDATE conversations SET deleted_at = $2 WHERE ticket_id = $1 AND deleted_at IS NULL
+             RETURNING seq, id",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .fetch_all(&mut *self)
         .await?;
-    let conversations: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE ticket_id = $1 AND deleted_at = $2 ORDER BY seq",
-    )
-    .bind(id.as_str())
-    .bind(deleted_at)
-    .fetch_all(&mut *c)
-    .await?;
-    for conversation in conversations {
+        // RETURNING gives no order.
+        trashed.sort();
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = $2
+               AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = $1)",
+        )
+        .bind(id.as_str())
+        .bind(crate::store::JOB_DELIVER)
+        .fetch_one(&mut *self)
+        .await?;
+        let ids = trashed
+            .into_iter()
+            .map(|(_, c)| ConversationId::from_stored(c));
+        Ok((ids.collect(), queued as u64))
+    }
+
+    async fn untrash(&mut self, id: &TicketId, at: i64) -> Result<Option<Vec<String>>, StoreError> {
+        let deleted_at: Option<i64> =
+            sqlx::query_scalar("SELECT deleted_at FROM tickets WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(&mut *self)
+                .await?
+                .ok_or(StoreError::NotFound("ticket"))?;
+        let Some(deleted_at) = deleted_at else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE tickets SET deleted_at = NULL, updated_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at)
+            .execute(&mut *self)
+            .await?;
+        let conversations = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE ticket_id = $1 AND deleted_at = $2 ORDER BY seq",
+        )
+        .bind(id.as_str())
+        .bind(deleted_at)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(Some(conversations))
+    }
+
+    async fn untrash_conversation(
+        &mut self,
+        id: &str,
+        at: i64,
+    ) -> Result<(bool, Restored), StoreError> {
         let open: bool =
             sqlx::query_scalar("SELECT status = 'open' FROM conversations WHERE id = $1")
-                .bind(&conversation)
-                .fetch_one(&mut *c)
+                .bind(id)
+                .fetch_one(&mut *self)
                 .await?;
-        let taken = open && thread_taken(c, &conversation).await?;
+        // Asked first, because a failed statement would abort the whole transaction.
+        let taken = open && thread_taken(self, id).await?;
         let outcome = Restored::of(open, taken);
         match outcome {
-            Restored::Closed => {
-                sqlx::query(
-                    "UPDATE conversations SET deleted_at = NULL, status = 'closed',
-                         closed_at = COALESCE(closed_at, $2)
-                     WHERE id = $1",
-                )
-                .bind(&conversation)
-                .bind(now)
-                .execute(&mut *c)
-                .await?;
-            }
+            // The contact has opened another conversation meanwhile: one open per thread.
+            Restored::Closed => sqlx::query(
+                "UPDATE conversations SET deleted_at = NULL, status = 'closed',
+                     closed_at = COALESCE(closed_at, $2)
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(at),
             Restored::AsItWas => {
-                sqlx::query("UPDATE conversations SET deleted_at = NULL WHERE id = $1")
-                    .bind(&conversation)
-                    .execute(&mut *c)
-                    .await?;
+                sqlx::query("UPDATE conversations SET deleted_at = NULL WHERE id = $1").bind(id)
             }
         }
-        let (changes, reason) = outcome.record(if open { "open" } else { "closed" });
-        let actor = Actor {
-            reason: reason.or_else(|| actor.reason.clone()),
-            ..actor.clone()
-        };
-        audit(
-            c,
-            id.as_str(),
-            "conversation",
-            &conversation,
-            "restored",
-            &actor,
-            changes,
-            now,
-        )
+        .execute(&mut *self)
         .await?;
+        Ok((open, outcome))
     }
-    audit(
-        c,
-        id.as_str(),
-        "ticket",
-        id.as_str(),
-        "restored",
-        actor,
-        json!({}),
-        now,
-    )
-    .await?;
-    ticket(c, id).await
+
+    async fn contact(&mut self, id: &ContactId, lock: bool) -> Result<Contact, StoreError> {
+        load_contact(self, id, lock).await
+    }
+
+    async fn write_contact(
+        &mut self,
+        id: &ContactId,
+        owner: Option<&str>,
+        email: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE contacts SET owner_id = $2, email = $3, updated_at = $4 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(owner)
+            .bind(email)
+            .bind(at)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Deletes for good the tickets trashed before `before` (unix ms), with their
@@ -710,26 +555,6 @@ async fn load_contact(
         owner_id: get(&row, "owner_id")?,
         identifiers: queries::contact_identifiers(c, id.as_str()).await?,
     })
-}
-
-/// Sets a contact's owner and email, as far as `update` gives them.
-pub async fn update_contact(
-    c: &mut PgConnection,
-    id: &ContactId,
-    update: &ContactUpdate,
-    now: i64,
-) -> Result<Contact, StoreError> {
-    let current = load_contact(c, id, true).await?;
-    let owner = update.owner_id.clone().unwrap_or(current.owner_id);
-    let email = update.email.clone().unwrap_or(current.email);
-    sqlx::query("UPDATE contacts SET owner_id = $2, email = $3, updated_at = $4 WHERE id = $1")
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(email)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-    contact(c, id).await
 }
 
 /// The raw facts of the analytics report for `[from, to)` (unix ms).

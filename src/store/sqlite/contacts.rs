@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::tickets::{self, audit, from_to};
 use super::{OnConstraint, events};
 use crate::model::{Contact, ContactId, from_millis};
+use crate::store::sequences::AuditRow;
 use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
 
 /// Records what happened to a contact.
@@ -177,13 +178,15 @@ pub fn merge(
         .execute(params![conversation, into.as_str(), from.as_str()])?;
         audit(
             conn,
-            ticket,
-            "conversation",
-            conversation,
-            "contact_merged",
-            actor,
-            json!({"contact_id": from_to(from.as_str(), into.as_str())}),
-            now,
+            AuditRow {
+                ticket,
+                entity: "conversation",
+                entity_id: conversation,
+                action: "contact_merged",
+                actor,
+                changes: json!({"contact_id": from_to(from.as_str(), into.as_str())}),
+                at: now,
+            },
         )?;
         if *live {
             events::emit(

@@ -46,6 +46,7 @@ use crate::model::{
     Contact, ContactId, Conversation, ConversationId, JobId, Message, MessageId, Ticket, TicketId,
     from_millis,
 };
+use crate::store::sequences::{self, ready};
 use crate::store::{
     Actor, AuditEntry, ChannelCounts, ChannelRules, ContactUpdate, ConversationFilter,
     ConversationUpdate, Delivery, Detail, DigestLinks, DigestRep, Event, EventFilter,
@@ -114,6 +115,26 @@ impl<T> OnConstraint<T> for rusqlite::Result<T> {
                 e.into()
             }
         })
+    }
+}
+
+/// The writer's connection, inside its transaction, as the shared sequences
+/// (`store::sequences`) take it; [`sequences::ready`] runs them to the end in one poll.
+pub(crate) struct WriterTx<'c>(pub(crate) &'c Connection);
+
+impl sequences::Tx for WriterTx<'_> {
+    async fn emit(
+        &mut self,
+        kind: &str,
+        conversation: &str,
+        data: serde_json::Value,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        events::emit(self.0, kind, conversation, data, at)
+    }
+
+    async fn audit(&mut self, row: sequences::AuditRow<'_>) -> Result<(), StoreError> {
+        tickets::audit(self.0, row)
     }
 }
 
@@ -304,7 +325,15 @@ impl Store for SqliteStore {
         let (id, actor) = (id.clone(), actor.clone());
         let result = self
             .writer
-            .write(move |conn| tickets::update_conversation(conn, &id, &update, &actor, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::update_conversation(
+                    &mut WriterTx(conn),
+                    &id,
+                    &update,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await;
         self.changed(result)
     }
@@ -325,7 +354,15 @@ impl Store for SqliteStore {
         let (id, actor) = (id.clone(), actor.clone());
         let result = self
             .writer
-            .write(move |conn| tickets::apply_ticket_change(conn, &id, &change, &actor, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::apply_change(
+                    &mut WriterTx(conn),
+                    &id,
+                    &change,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await;
         self.changed(result)
     }
@@ -337,14 +374,28 @@ impl Store for SqliteStore {
     ) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| tickets::delete_conversation(conn, &id, &actor, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::delete_conversation(
+                    &mut WriterTx(conn),
+                    &id,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await
     }
 
     async fn delete_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Trashed, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| tickets::delete_ticket(conn, &id, &actor, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::delete_ticket(
+                    &mut WriterTx(conn),
+                    &id,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await
     }
 
@@ -364,7 +415,14 @@ impl Store for SqliteStore {
     async fn restore_ticket(&self, id: &TicketId, actor: &Actor) -> Result<Ticket, StoreError> {
         let (id, actor) = (id.clone(), actor.clone());
         self.writer
-            .write(move |conn| tickets::restore_ticket(conn, &id, &actor, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::restore_ticket(
+                    &mut WriterTx(conn),
+                    &id,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await
     }
 
@@ -414,7 +472,14 @@ impl Store for SqliteStore {
     ) -> Result<Contact, StoreError> {
         let id = id.clone();
         self.writer
-            .write(move |conn| tickets::update_contact(conn, &id, &update, now_ms()))
+            .write(move |conn| {
+                ready(sequences::tickets::update_contact(
+                    &mut WriterTx(conn),
+                    &id,
+                    &update,
+                    now_ms(),
+                ))
+            })
             .await
     }
 

@@ -11,8 +11,8 @@ use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
 use super::ingest::contact_name;
-use super::tickets;
-use super::{OnConstraint, events, outbox};
+use super::{OnConstraint, WriterTx, events, outbox};
+use crate::store::sequences::{ready, tickets};
 use crate::store::shared::json;
 
 /// The contact's conversation on `via.channel_id` that belongs to `ticket`, created (open,
@@ -87,13 +87,14 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
     // First, so a status the ticket may not take stops the reply too (nothing stored).
     if let Some(change) = &reply.ticket_change {
         let actor = Actor::of(&reply.sender);
-        tickets::apply_ticket_change(
-            conn,
-            &TicketId::from_stored(ticket.clone()),
+        let id = TicketId::from_stored(ticket.clone());
+        ready(tickets::apply_change(
+            &mut WriterTx(conn),
+            &id,
             change,
             &actor,
             now,
-        )?;
+        ))?;
     }
     let reply_to: Option<String> = match &reply.reply_to {
         Some(target) => Some(
@@ -136,7 +137,7 @@ pub fn create_reply(conn: &Connection, reply: &NewReply, now: i64) -> Result<Mes
         json(&reply.parts)?,
         now
     ])?;
-    tickets::index_text(conn, conn.last_insert_rowid(), &reply.parts)?;
+    super::tickets::index_text(conn, conn.last_insert_rowid(), &reply.parts)?;
     let payload = reply.created_event(&id, contact_name(conn, conversation)?);
     events::emit(conn, "message.created", conversation, payload, now)?;
     conn.prepare_cached("UPDATE conversations SET last_message_at = ?2 WHERE id = ?1")?

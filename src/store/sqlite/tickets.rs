@@ -1,47 +1,36 @@
-//! Tickets, their conversations and contacts as reps change them: status rules, owners,
-//! trash, and the audit trail. Runs on the writer thread; the rules come from `desk`.
+//! Tickets, their conversations and contacts as reps change them: the steps of
+//! `store::sequences::tickets` in SQLite, the audit trail, trash, search and analytics.
+//! Runs on the writer thread; the rules come from `desk`.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use serde_json::{Value, json};
 
-use super::{OnConstraint, events, queries};
+use super::{OnConstraint, WriterTx, events, queries};
 use crate::desk::inboxes::Scope;
-use crate::desk::tickets::{self, ConversationEffect, Restored};
+use crate::desk::tickets::{Restored, TicketPlan};
 use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
+use crate::store::sequences::AuditRow;
+use crate::store::sequences::tickets::{OwnerFacts, TicketTx};
 use crate::store::shared::json;
-use crate::store::{
-    Actor, AuditEntry, ContactUpdate, ConversationUpdate, Page, StoreError, TicketChange,
-    TicketFilter, Trashed,
-};
+use crate::store::{AuditEntry, Page, StoreError, TicketFilter};
 
 /// Records one change in the audit trail.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn audit(
-    conn: &Connection,
-    ticket: &str,
-    entity: &str,
-    entity_id: &str,
-    action: &str,
-    actor: &Actor,
-    changes: Value,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) fn audit(conn: &Connection, row: AuditRow<'_>) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
              actor_type)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        ticket,
-        entity,
-        entity_id,
-        action,
-        actor.name,
-        changes.to_string(),
-        actor.reason,
-        now,
-        actor.kind.as_str()
+        row.ticket,
+        row.entity,
+        row.entity_id,
+        row.action,
+        row.actor.name,
+        row.changes.to_string(),
+        row.actor.reason,
+        row.at,
+        row.actor.kind.as_str()
     ])?;
     Ok(())
 }
@@ -99,328 +88,212 @@ pub(super) fn load_ticket(
     ))
 }
 
-/// Applies a ticket change inside the caller's transaction: checks the status against
-/// its pipeline, then moves the ticket's conversations as the lifecycle rules say.
-pub fn apply_ticket_change(
-    conn: &Connection,
-    id: &TicketId,
-    change: &TicketChange,
-    actor: &Actor,
-    now: i64,
-) -> Result<Ticket, StoreError> {
-    let current = ticket(conn, id)?;
-    let plan = tickets::plan_change(&current, &change.pipelines, change.as_desk())
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    conn.prepare_cached(
-        "UPDATE tickets SET status = ?2, owner_id = ?3, properties = ?4, updated_at = ?5,
-             closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END, priority = ?7
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id.as_str(),
-        plan.status,
-        plan.owner_id,
-        json(&plan.properties)?,
-        now,
-        plan.closed,
-        plan.priority
-    ])?;
-    if let Some(payload) = &plan.status_event {
-        for conversation in &current.conversation_ids {
-            events::emit(
-                conn,
-                "ticket.status_changed",
-                conversation.as_str(),
-                payload.clone(),
-                now,
-            )?;
-        }
+impl TicketTx for WriterTx<'_> {
+    async fn ticket(&mut self, id: &TicketId, _lock: bool) -> Result<Ticket, StoreError> {
+        // The writer thread holds the only write lock there is.
+        ticket(self.0, id)
     }
-    for record in plan.audit {
-        audit(
-            conn,
-            id.as_str(),
-            "ticket",
-            id.as_str(),
-            record.action,
-            actor,
-            record.changes,
-            now,
-        )?;
-    }
-    match plan.conversations {
-        ConversationEffect::CloseAll => {
-            for conversation in &current.conversation_ids {
-                set_conversation_status(
-                    conn,
-                    id.as_str(),
-                    conversation,
-                    ConversationStatus::Closed,
-                    actor,
-                    now,
-                )?;
-            }
-        }
-        ConversationEffect::Reopen(conversation) => {
-            set_conversation_status(
-                conn,
+
+    async fn write_ticket(
+        &mut self,
+        id: &TicketId,
+        plan: &TicketPlan,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE tickets SET status = ?2, owner_id = ?3, properties = ?4, updated_at = ?5,
+                     closed_at = CASE WHEN ?6 THEN COALESCE(closed_at, ?5) ELSE NULL END,
+                     priority = ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![
                 id.as_str(),
-                &conversation,
-                ConversationStatus::Open,
-                actor,
-                now,
-            )?;
+                plan.status,
+                plan.owner_id,
+                json(&plan.properties)?,
+                at,
+                plan.closed,
+                plan.priority
+            ])?;
+        Ok(())
+    }
+
+    async fn move_conversation(
+        &mut self,
+        id: &ConversationId,
+        status: ConversationStatus,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = match status {
+            ConversationStatus::Closed => self.0
+                .prepare_cached("UPDATE conversations SET status = 'closed', closed_at = ?2 WHERE id = ?1 AND status = 'open'")?
+                .execute(params![id.as_str(), at])?,
+            ConversationStatus::Open => self.0
+                .prepare_cached("UPDATE conversations SET status = 'open', closed_at = NULL WHERE id = ?1 AND status = 'closed'")?
+                .execute([id.as_str()])
+                .on_constraint(|| StoreError::Conflict(format!(
+                    "conversation {id} cannot reopen: the contact has another open conversation on that channel"
+                )))?,
+        };
+        Ok(changed > 0)
+    }
+
+    async fn owner_facts(&mut self, id: &ConversationId) -> Result<OwnerFacts, StoreError> {
+        self.0
+            .prepare_cached(
+                "SELECT c.ticket_id, c.owner_id, t.owner_id
+                 FROM conversations c JOIN tickets t ON t.id = c.ticket_id
+                 WHERE c.id = ?1 AND c.deleted_at IS NULL",
+            )?
+            .query_row([id.as_str()], |r| {
+                Ok(OwnerFacts {
+                    ticket: r.get(0)?,
+                    owner: r.get(1)?,
+                    ticket_owner: r.get(2)?,
+                })
+            })
+            .optional()?
+            .ok_or(StoreError::NotFound("conversation"))
+    }
+
+    async fn set_conversation_owner(
+        &mut self,
+        id: &ConversationId,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), owner])?;
+        Ok(())
+    }
+
+    async fn set_ticket_owner(
+        &mut self,
+        ticket: &str,
+        owner: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![ticket, owner, at])?;
+        Ok(())
+    }
+
+    async fn ticket_of(&mut self, conversation: &ConversationId) -> Result<TicketId, StoreError> {
+        let ticket: String = self
+            .0
+            .prepare_cached(
+                "SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+            )?
+            .query_row([conversation.as_str()], |r| r.get(0))
+            .optional()?
+            .ok_or(StoreError::NotFound("conversation"))?;
+        Ok(TicketId::from_stored(ticket))
+    }
+
+    async fn trash(
+        &mut self,
+        id: &TicketId,
+        at: i64,
+    ) -> Result<(Vec<ConversationId>, u64), StoreError> {
+        let conn = self.0;
+        let changed = conn
+            .prepare_cached("UPDATE tickets SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
+            .execute(params![id.as_str(), at])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("ticket"));
         }
-        ConversationEffect::Nothing => {}
-    }
-    ticket(conn, id)
-}
-
-fn set_conversation_status(
-    conn: &Connection,
-    ticket: &str,
-    id: &ConversationId,
-    status: ConversationStatus,
-    actor: &Actor,
-    now: i64,
-) -> Result<(), StoreError> {
-    let changed = match status {
-        ConversationStatus::Closed => conn
-            .prepare_cached("UPDATE conversations SET status = 'closed', closed_at = ?2 WHERE id = ?1 AND status = 'open'")?
-            .execute(params![id.as_str(), now])?,
-        ConversationStatus::Open => conn
-            .prepare_cached("UPDATE conversations SET status = 'open', closed_at = NULL WHERE id = ?1 AND status = 'closed'")?
-            .execute([id.as_str()])
-            .on_constraint(|| StoreError::Conflict(format!(
-                "conversation {id} cannot reopen: the contact has another open conversation on that channel"
-            )))?,
-    };
-    if changed > 0 {
-        let (payload, record) = tickets::conversation_status_record(status);
-        events::emit(
-            conn,
-            "conversation.status_changed",
-            id.as_str(),
-            payload,
-            now,
+        let mut statement = conn.prepare_cached(
+            "UPDATE conversations SET deleted_at = ?2 WHERE ticket_id = ?1 AND deleted_at IS NULL
+             RETURNING seq, id",
         )?;
-        audit(
-            conn,
-            ticket,
-            "conversation",
-            id.as_str(),
-            record.action,
-            actor,
-            record.changes,
-            now,
-        )?;
-    }
-    Ok(())
-}
-
-pub fn update_conversation(
-    conn: &Connection,
-    id: &ConversationId,
-    update: &ConversationUpdate,
-    actor: &Actor,
-    now: i64,
-) -> Result<(), StoreError> {
-    let (ticket, owner): (String, Option<String>) = conn
-        .prepare_cached(
-            "SELECT ticket_id, owner_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
-        )?
-        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    if let Some(requested) = &update.owner_id {
-        let ticket_owner: Option<String> = conn
-            .prepare_cached("SELECT owner_id FROM tickets WHERE id = ?1")?
-            .query_row([&ticket], |r| r.get(0))?;
-        let assignment = tickets::plan_assignment(
-            owner.as_deref(),
-            ticket_owner.as_deref(),
-            requested.as_deref(),
-            &actor.name,
-        );
-        if let Some(assignment) = assignment {
-            conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
-                .execute(params![id.as_str(), assignment.owner_id])?;
-            events::emit(
-                conn,
-                "conversation.assigned",
-                id.as_str(),
-                assignment.event,
-                now,
-            )?;
-            let record = assignment.audit;
-            audit(
-                conn,
-                &ticket,
-                "conversation",
-                id.as_str(),
-                record.action,
-                actor,
-                record.changes,
-                now,
-            )?;
-            if let Some(record) = assignment.ticket {
-                conn.prepare_cached(
-                    "UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![ticket, assignment.owner_id, now])?;
-                audit(
-                    conn,
-                    &ticket,
-                    "ticket",
-                    &ticket,
-                    record.action,
-                    actor,
-                    record.changes,
-                    now,
-                )?;
-            }
-        }
-    }
-    if let Some(status) = update.status {
-        // Closing a conversation closes only it: its ticket stays as it is.
-        set_conversation_status(conn, &ticket, id, status, actor, now)?;
-    }
-    Ok(())
-}
-
-pub fn delete_conversation(
-    conn: &Connection,
-    id: &ConversationId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Trashed, StoreError> {
-    let ticket: String = conn
-        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1 AND deleted_at IS NULL")?
-        .query_row([id.as_str()], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    delete_ticket(conn, &TicketId::from_stored(ticket), actor, now)
-}
-
-pub fn delete_ticket(
-    conn: &Connection,
-    id: &TicketId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Trashed, StoreError> {
-    let changed = conn
-        .prepare_cached("UPDATE tickets SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL")?
-        .execute(params![id.as_str(), now])?;
-    if changed == 0 {
-        return Err(StoreError::NotFound("ticket"));
-    }
-    let mut statement = conn.prepare_cached(
-        "UPDATE conversations SET deleted_at = ?2 WHERE ticket_id = ?1 AND deleted_at IS NULL
-         RETURNING seq, id",
-    )?;
-    let mut trashed: Vec<(i64, String)> = statement
-        .query_map(params![id.as_str(), now], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    trashed.sort();
-    let queued_replies: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = ?2
-               AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
-        )?
-        .query_row(params![id.as_str(), crate::store::JOB_DELIVER], |r| {
-            r.get(0)
-        })?;
-    let receipt = Trashed {
-        ticket_id: id.clone(),
-        conversation_ids: trashed
+        let mut trashed: Vec<(i64, String)> = statement
+            .query_map(params![id.as_str(), at], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        // RETURNING gives no order.
+        trashed.sort();
+        let queued: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM jobs WHERE state = 'pending' AND kind = ?2
+                   AND ordering_key IN (SELECT id FROM conversations WHERE ticket_id = ?1)",
+            )?
+            .query_row(params![id.as_str(), crate::store::JOB_DELIVER], |r| {
+                r.get(0)
+            })?;
+        let ids = trashed
             .into_iter()
-            .map(|(_, c)| ConversationId::from_stored(c))
-            .collect(),
-        queued_replies: queued_replies as u64,
-    };
-    audit(
-        conn,
-        id.as_str(),
-        "ticket",
-        id.as_str(),
-        "deleted",
-        actor,
-        tickets::trash_record(&receipt.conversation_ids, receipt.queued_replies),
-        now,
-    )?;
-    Ok(receipt)
-}
+            .map(|(_, c)| ConversationId::from_stored(c));
+        Ok((ids.collect(), queued as u64))
+    }
 
-pub fn restore_ticket(
-    conn: &Connection,
-    id: &TicketId,
-    actor: &Actor,
-    now: i64,
-) -> Result<Ticket, StoreError> {
-    let deleted_at: Option<i64> = conn
-        .prepare_cached("SELECT deleted_at FROM tickets WHERE id = ?1")?
-        .query_row([id.as_str()], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound("ticket"))?;
-    let Some(deleted_at) = deleted_at else {
-        return Err(StoreError::Conflict(format!(
-            "ticket {id} is not in the trash"
-        )));
-    };
-    conn.prepare_cached("UPDATE tickets SET deleted_at = NULL, updated_at = ?2 WHERE id = ?1")?
-        .execute(params![id.as_str(), now])?;
-    let mut statement = conn
-        .prepare_cached("SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at = ?2")?;
-    let conversations: Vec<String> = statement
-        .query_map(params![id.as_str(), deleted_at], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for conversation in conversations {
-        let status: String = conn
-            .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
-            .query_row([&conversation], |r| r.get(0))?;
+    async fn untrash(&mut self, id: &TicketId, at: i64) -> Result<Option<Vec<String>>, StoreError> {
+        let conn = self.0;
+        let deleted_at: Option<i64> = conn
+            .prepare_cached("SELECT deleted_at FROM tickets WHERE id = ?1")?
+            .query_row([id.as_str()], |r| r.get(0))
+            .optional()?
+            .ok_or(StoreError::NotFound("ticket"))?;
+        let Some(deleted_at) = deleted_at else {
+            return Ok(None);
+        };
+        conn.prepare_cached("UPDATE tickets SET deleted_at = NULL, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), at])?;
+        let mut statement = conn.prepare_cached(
+            "SELECT id FROM conversations WHERE ticket_id = ?1 AND deleted_at = ?2 ORDER BY seq",
+        )?;
+        let conversations = statement
+            .query_map(params![id.as_str(), deleted_at], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(conversations))
+    }
+
+    async fn untrash_conversation(
+        &mut self,
+        id: &str,
+        at: i64,
+    ) -> Result<(bool, Restored), StoreError> {
+        let conn = self.0;
+        let open: bool = conn
+            .prepare_cached("SELECT status = 'open' FROM conversations WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
         let restored = conn
             .prepare_cached("UPDATE conversations SET deleted_at = NULL WHERE id = ?1")?
-            .execute([&conversation]);
-        let outcome = match restored {
-            Ok(_) => Restored::AsItWas,
+            .execute([id]);
+        match restored {
+            Ok(_) => Ok((open, Restored::AsItWas)),
             // The contact has opened another conversation meanwhile: one open per thread.
             Err(e) if super::is_constraint(&e) => {
                 conn.prepare_cached(
-                    "UPDATE conversations SET deleted_at = NULL, status = 'closed', closed_at = COALESCE(closed_at, ?2)
+                    "UPDATE conversations SET deleted_at = NULL, status = 'closed',
+                         closed_at = COALESCE(closed_at, ?2)
                      WHERE id = ?1",
                 )?
-                .execute(params![conversation, now])?;
-                Restored::Closed
+                .execute(params![id, at])?;
+                Ok((open, Restored::Closed))
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (changes, reason) = outcome.record(&status);
-        let actor = Actor {
-            reason: reason.or_else(|| actor.reason.clone()),
-            ..actor.clone()
-        };
-        audit(
-            conn,
-            id.as_str(),
-            "conversation",
-            &conversation,
-            "restored",
-            &actor,
-            changes,
-            now,
-        )?;
+            Err(e) => Err(e.into()),
+        }
     }
-    audit(
-        conn,
-        id.as_str(),
-        "ticket",
-        id.as_str(),
-        "restored",
-        actor,
-        json!({}),
-        now,
-    )?;
-    ticket(conn, id)
+
+    async fn contact(&mut self, id: &ContactId, _lock: bool) -> Result<Contact, StoreError> {
+        contact(self.0, id)
+    }
+
+    async fn write_contact(
+        &mut self,
+        id: &ContactId,
+        owner: Option<&str>,
+        email: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE contacts SET owner_id = ?2, email = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), owner, email, at])?;
+        Ok(())
+    }
 }
 
 /// Tickets, the newest first: the live ones, or those in the trash. Seen through a scope
@@ -585,22 +458,6 @@ pub fn contact(conn: &Connection, id: &ContactId) -> Result<Contact, StoreError>
         owner_id,
         identifiers: queries::contact_identifiers(conn, id.as_str())?,
     })
-}
-
-pub fn update_contact(
-    conn: &Connection,
-    id: &ContactId,
-    update: &ContactUpdate,
-    now: i64,
-) -> Result<Contact, StoreError> {
-    let current = contact(conn, id)?;
-    let owner = update.owner_id.clone().unwrap_or(current.owner_id);
-    let email = update.email.clone().unwrap_or(current.email);
-    conn.prepare_cached(
-        "UPDATE contacts SET owner_id = ?2, email = ?3, updated_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id.as_str(), owner, email, now])?;
-    contact(conn, id)
 }
 
 /// Indexes what a message says for full-text search (`rowid` = the message's seq).

@@ -1,0 +1,58 @@
+//! The help-desk sequences that change several rows at once, written once for both stores
+//! (docs/ARCHITECTURE.md §2). A sequence is an `async fn` over a transaction that
+//! implements this module's step traits: each store writes the steps in its own SQL and
+//! locking, and the order of the steps, what each one's outcome leads to, and which rule
+//! of `desk` decides it are here, once.
+//!
+//! PostgreSQL runs a sequence on a `PgConnection` inside its transaction. SQLite runs it on
+//! the writer thread over [`crate::store::sqlite::WriterTx`], whose steps are plain
+//! rusqlite calls that never wait: [`ready`] polls the sequence once and it is done.
+
+pub(crate) mod tickets;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use serde_json::Value;
+
+use super::{Actor, StoreError};
+
+/// One row of the audit trail, as a sequence records it.
+pub(crate) struct AuditRow<'a> {
+    pub ticket: &'a str,
+    pub entity: &'a str,
+    pub entity_id: &'a str,
+    pub action: &'a str,
+    pub actor: &'a Actor,
+    pub changes: Value,
+    pub at: i64,
+}
+
+/// The steps every sequence may take, whatever it changes.
+pub(crate) trait Tx {
+    /// Appends an event to the stream (`kind` about `conversation`, with `data`).
+    fn emit(
+        &mut self,
+        kind: &str,
+        conversation: &str,
+        data: Value,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Records one change in the audit trail.
+    fn audit(&mut self, row: AuditRow<'_>) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// Runs a sequence whose steps never wait (SQLite's, on the writer thread) to its end.
+pub(crate) fn ready<T>(
+    sequence: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match pin!(sequence).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        // Only a step that awaits real I/O can get here, and SQLite's steps have none.
+        Poll::Pending => Err(StoreError::Internal(
+            "a store sequence waited on the SQLite writer thread".into(),
+        )),
+    }
+}
