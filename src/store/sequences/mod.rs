@@ -29,6 +29,47 @@ pub(crate) struct AuditRow<'a> {
     pub at: i64,
 }
 
+impl<'a> AuditRow<'a> {
+    /// A row about `ticket` itself.
+    pub fn ticket(
+        ticket: &'a str,
+        action: &'a str,
+        changes: Value,
+        actor: &'a Actor,
+        at: i64,
+    ) -> Self {
+        Self {
+            ticket,
+            entity: "ticket",
+            entity_id: ticket,
+            action,
+            actor,
+            changes,
+            at,
+        }
+    }
+
+    /// A row about `conversation`, one of `ticket`'s.
+    pub fn conversation(
+        ticket: &'a str,
+        conversation: &'a str,
+        action: &'a str,
+        changes: Value,
+        actor: &'a Actor,
+        at: i64,
+    ) -> Self {
+        Self {
+            ticket,
+            entity: "conversation",
+            entity_id: conversation,
+            action,
+            actor,
+            changes,
+            at,
+        }
+    }
+}
+
 /// The steps every sequence may take, whatever it changes.
 pub(crate) trait Tx {
     /// Appends an event to the stream (`kind` about `conversation`, with `data`).

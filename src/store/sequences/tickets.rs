@@ -136,16 +136,8 @@ pub(crate) async fn apply_change(
     let ticket = id.as_str();
     for record in plan.audit {
         let (action, changes) = (record.action, record.changes);
-        tx.audit(AuditRow {
-            ticket,
-            entity: "ticket",
-            entity_id: ticket,
-            action,
-            actor,
-            changes,
-            at,
-        })
-        .await?;
+        tx.audit(AuditRow::ticket(ticket, action, changes, actor, at))
+            .await?;
     }
     match plan.conversations {
         ConversationEffect::CloseAll => {
@@ -176,15 +168,14 @@ async fn move_conversation(
         let (data, record) = tickets::conversation_status_record(status);
         tx.emit("conversation.status_changed", id.as_str(), data, at)
             .await?;
-        tx.audit(AuditRow {
+        tx.audit(AuditRow::conversation(
             ticket,
-            entity: "conversation",
-            entity_id: id.as_str(),
-            action: record.action,
+            id.as_str(),
+            record.action,
+            record.changes,
             actor,
-            changes: record.changes,
             at,
-        })
+        ))
         .await?;
     }
     Ok(())
@@ -214,27 +205,24 @@ pub(crate) async fn update_conversation(
         tx.emit("conversation.assigned", id.as_str(), assignment.event, at)
             .await?;
         let record = assignment.audit;
-        tx.audit(AuditRow {
+        tx.audit(AuditRow::conversation(
             ticket,
-            entity: "conversation",
-            entity_id: id.as_str(),
-            action: record.action,
+            id.as_str(),
+            record.action,
+            record.changes,
             actor,
-            changes: record.changes,
             at,
-        })
+        ))
         .await?;
         if let Some(record) = assignment.ticket {
             tx.set_ticket_owner(ticket, owner, at).await?;
-            tx.audit(AuditRow {
+            tx.audit(AuditRow::ticket(
                 ticket,
-                entity: "ticket",
-                entity_id: ticket,
-                action: record.action,
+                record.action,
+                record.changes,
                 actor,
-                changes: record.changes,
                 at,
-            })
+            ))
             .await?;
         }
     }
@@ -266,16 +254,8 @@ pub(crate) async fn delete_ticket(
 ) -> Result<Trashed, StoreError> {
     let (conversation_ids, queued_replies) = tx.trash(id, at).await?;
     let changes = tickets::trash_record(&conversation_ids, queued_replies);
-    tx.audit(AuditRow {
-        ticket: id.as_str(),
-        entity: "ticket",
-        entity_id: id.as_str(),
-        action: "deleted",
-        actor,
-        changes,
-        at,
-    })
-    .await?;
+    tx.audit(AuditRow::ticket(id.as_str(), "deleted", changes, actor, at))
+        .await?;
     Ok(Trashed {
         ticket_id: id.clone(),
         conversation_ids,
@@ -303,26 +283,23 @@ pub(crate) async fn restore_ticket(
             reason: reason.or_else(|| actor.reason.clone()),
             ..actor.clone()
         };
-        tx.audit(AuditRow {
-            ticket: id.as_str(),
-            entity: "conversation",
-            entity_id: &conversation,
-            action: "restored",
-            actor: &actor,
+        tx.audit(AuditRow::conversation(
+            id.as_str(),
+            &conversation,
+            "restored",
             changes,
+            &actor,
             at,
-        })
+        ))
         .await?;
     }
-    tx.audit(AuditRow {
-        ticket: id.as_str(),
-        entity: "ticket",
-        entity_id: id.as_str(),
-        action: "restored",
+    tx.audit(AuditRow::ticket(
+        id.as_str(),
+        "restored",
+        json!({}),
         actor,
-        changes: json!({}),
         at,
-    })
+    ))
     .await?;
     tx.ticket(id, false).await
 }
