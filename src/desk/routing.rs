@@ -245,8 +245,8 @@ pub fn effective_presence(reported: Option<(String, i64)>, now: i64, timeout_ms:
 pub struct Recording<'d> {
     /// The audit row's action: `assigned` or `left_unassigned`.
     pub action: &'static str,
-    /// The audit row's `changes`: the whole decision with its reasons, as JSON.
-    pub reason: String,
+    /// The audit row's `changes`: the whole decision with its reasons.
+    pub changes: Value,
     /// The audit row's `reason`: the decision's note.
     pub note: &'d str,
     /// The rep the conversation (and its ticket) is given to, if anyone.
@@ -270,9 +270,7 @@ pub fn recording(decision: &Decision) -> Option<Recording<'_>> {
         } else {
             "left_unassigned"
         },
-        reason: serde_json::to_value(decision)
-            .unwrap_or_default()
-            .to_string(),
+        changes: serde_json::to_value(decision).unwrap_or_default(),
         note: &decision.note,
         assignee,
         advances_rotation: assignee.is_some() && decision.rule == "users_and_teams",
@@ -480,8 +478,7 @@ mod tests {
             recorded.event,
             Some(json!({"owner_id": "a", "by": "routing", "rule": "users_and_teams"}))
         );
-        let reason: Value = serde_json::from_str(&recorded.reason).unwrap();
-        assert_eq!(reason["considered"][0]["outcome"], "assigned");
+        assert_eq!(recorded.changes["considered"][0]["outcome"], "assigned");
     }
 
     #[test]

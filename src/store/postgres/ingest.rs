@@ -13,6 +13,7 @@ use crate::model::event::{
     InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
 use crate::model::{ContactId, ConversationId, DeliveryStatus, MessageId, Part, TicketId};
+use crate::store::sequences::{self, routing::NewInbound};
 use crate::store::shared::{advance_stored, json};
 use crate::store::{
     ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, StoreError, plan_edit,
@@ -284,30 +285,21 @@ async fn ingest_message(
     events::emit(c, "message.created", conversation.as_str(), plan.event, now).await?;
     let timeout = rules.presence_timeout_ms;
     let routed = if plan.route {
-        let decision = routing::route(
-            c,
-            rules,
-            conversation.as_str(),
-            contact.as_str(),
-            now,
-            timeout,
-        )
-        .await?;
+        let decision =
+            sequences::routing::route(c, rules, &conversation, contact.as_str(), now, timeout)
+                .await?;
         Some(Routed::of(&decision))
     } else {
         None
     };
-    let owner_not_emailed = routing::email_offline_owner(
-        c,
-        rules,
-        conversation.as_str(),
-        contact.as_str(),
-        id.as_str(),
-        &m.parts,
-        now,
-        timeout,
-    )
-    .await?;
+    let new = NewInbound {
+        conversation: conversation.as_str(),
+        contact: contact.as_str(),
+        message: id.as_str(),
+        parts: &m.parts,
+    };
+    let owner_not_emailed =
+        sequences::routing::email_offline_owner(c, rules, &new, now, timeout).await?;
     Ok(IngestOutcome::Stored {
         id: m.platform_message_id.clone(),
         message_id: id,

@@ -620,7 +620,7 @@ impl Store for PgStore {
             routing::set_presence(c, rep, status, now).await?;
             match (status, channels.first()) {
                 ("online", Some(first)) => {
-                    routing::backfill(c, &channels, now, first.presence_timeout_ms).await
+                    sequences::routing::backfill(c, &channels, now, first.presence_timeout_ms).await
                 }
                 _ => Ok(0),
             }
@@ -631,7 +631,8 @@ impl Store for PgStore {
         transaction!(self, |c| async {
             match channels.first() {
                 Some(first) => {
-                    routing::backfill(c, &channels, now_ms(), first.presence_timeout_ms).await
+                    sequences::routing::backfill(c, &channels, now_ms(), first.presence_timeout_ms)
+                        .await
                 }
                 None => Ok(0),
             }

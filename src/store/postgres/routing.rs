@@ -1,19 +1,18 @@
-//! Routing inside the ingest transaction, with its state shared by every replica:
-//! presence, load and the rotation cursor live in the database. Round-robin decisions
+//! Routing's reads and writes in PostgreSQL (the sequence is `store::sequences::routing`),
+//! with its state shared by every replica: presence, load and the rotation cursor live in
+//! the database. Round-robin decisions
 //! take an advisory lock so two replicas never read the same cursor and pick the same rep.
 
 use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
-use super::{events, get, outbox};
-use crate::desk::ingest::{OwnerEmailFacts, OwnerNotice, owner_email, owner_notice};
+use super::{get, outbox};
 use crate::desk::notify;
-use crate::desk::routing::{self, Decision, Recording, RepState, Rule};
-use crate::model::Part;
-use crate::store::{
-    Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
-};
+use crate::desk::routing;
+use crate::model::outbound::Email;
+use crate::store::sequences::{self, routing::RoutingTx};
+use crate::store::{ChannelRules, DigestLinks, DigestRep, RoutingPlan, StoreError};
 
 /// Serialises round-robin decisions (cursor and load) across replicas until commit.
 const ROUTING_LOCK: i64 = 0x6362_726f_7574_6521;
@@ -37,19 +36,14 @@ pub async fn lock_for(c: &mut PgConnection, rules: &ChannelRules) -> Result<(), 
     }
 }
 
-/// Presence older than this counts as offline.
+/// Whether `rep` is online (as routing reads it), for callers outside a sequence.
 pub async fn online(
     c: &mut PgConnection,
     rep: &str,
     now: i64,
     timeout_ms: i64,
 ) -> Result<bool, StoreError> {
-    let reported = presence(c, rep).await?;
-    Ok(routing::is_online(
-        reported.as_ref().map(|(s, at)| (s.as_str(), *at)),
-        now,
-        timeout_ms,
-    ))
+    sequences::routing::online(c, rep, now, timeout_ms).await
 }
 
 /// The presence `rep` last reported, and when.
@@ -73,215 +67,82 @@ async fn load(c: &mut PgConnection, rep: &str) -> Result<u32, StoreError> {
     Ok(n as u32)
 }
 
-async fn state(
-    c: &mut PgConnection,
-    slot: &RepSlot,
-    now: i64,
-    timeout_ms: i64,
-) -> Result<RepState, StoreError> {
-    Ok(RepState {
-        id: slot.id.clone(),
-        online: online(c, &slot.id, now, timeout_ms).await?,
-        load: load(c, &slot.id).await?,
-        capacity: slot.capacity,
-    })
-}
-
-/// Routes a new or reopened conversation and records the decision.
-pub async fn route(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    conversation: &str,
-    contact: &str,
-    now: i64,
-    timeout_ms: i64,
-) -> Result<Decision, StoreError> {
-    let rule = match &rules.routing {
-        RoutingPlan::Nobody => Rule::Nobody,
-        RoutingPlan::RoundRobin { pool } => {
-            lock(c, ROUTING_LOCK).await?;
-            let mut states = Vec::with_capacity(pool.len());
-            for slot in pool {
-                states.push(state(c, slot, now, timeout_ms).await?);
-            }
-            Rule::RoundRobin {
-                pool: states,
-                last: sqlx::query_scalar(
-                    "SELECT last_rep FROM routing_state WHERE channel_id = $1",
-                )
-                .bind(&rules.channel_id)
-                .fetch_optional(&mut *c)
-                .await?,
-            }
-        }
-        RoutingPlan::ContactOwner { .. } => {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT owner_id FROM contacts WHERE id = $1")
-                    .bind(contact)
-                    .fetch_one(&mut *c)
-                    .await?;
-            let slot = rules.routing.owner_slot(owner);
-            let state = match &slot {
-                OwnerSlot::Rep(rep) => Some(state(c, rep, now, timeout_ms).await?),
-                _ => None,
-            };
-            rules.routing.contact_owner_rule(slot, state)
-        }
-    };
-    let decision = routing::decide(&rule);
-    if let Some(recording) = routing::recording(&decision) {
-        record(c, rules, conversation, &recording, now).await?;
+impl RoutingTx for PgConnection {
+    async fn hold_rotation(&mut self) -> Result<(), StoreError> {
+        lock(self, ROUTING_LOCK).await
     }
-    Ok(decision)
-}
 
-/// Writes what `desk::routing::recording` says a decision leaves behind.
-async fn record(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    conversation: &str,
-    recording: &Recording<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let ticket: String = sqlx::query_scalar("SELECT ticket_id FROM conversations WHERE id = $1")
-        .bind(conversation)
-        .fetch_one(&mut *c)
-        .await?;
-    let actor = Actor::system("routing");
-    sqlx::query(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
-             actor_type)
-         VALUES ($1, 'conversation', $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&ticket)
-    .bind(conversation)
-    .bind(recording.action)
-    .bind(&actor.name)
-    .bind(&recording.reason)
-    .bind(recording.note)
-    .bind(now)
-    .bind(actor.kind.as_str())
-    .execute(&mut *c)
-    .await?;
-    let (Some(rep), Some(event)) = (recording.assignee, &recording.event) else {
-        return Ok(());
-    };
-    sqlx::query("UPDATE conversations SET owner_id = $2 WHERE id = $1")
-        .bind(conversation)
-        .bind(rep)
-        .execute(&mut *c)
-        .await?;
-    // The conversation's owner is its ticket's owner too.
-    sqlx::query("UPDATE tickets SET owner_id = $2, updated_at = $3 WHERE id = $1")
-        .bind(&ticket)
-        .bind(rep)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-    if recording.advances_rotation {
+    async fn presence(&mut self, rep: &str) -> Result<Option<(String, i64)>, StoreError> {
+        presence(self, rep).await
+    }
+
+    async fn load(&mut self, rep: &str) -> Result<u32, StoreError> {
+        load(self, rep).await
+    }
+
+    async fn last_rep(&mut self, channel: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT last_rep FROM routing_state WHERE channel_id = $1")
+                .bind(channel)
+                .fetch_optional(self)
+                .await?,
+        )
+    }
+
+    async fn advance_rotation(&mut self, channel: &str, rep: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO routing_state (channel_id, last_rep) VALUES ($1, $2)
              ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
         )
-        .bind(&rules.channel_id)
+        .bind(channel)
         .bind(rep)
-        .execute(&mut *c)
+        .execute(self)
         .await?;
+        Ok(())
     }
-    events::emit(c, "conversation.assigned", conversation, event.clone(), now).await
-}
 
-/// For contact-owner channels: queues an email of a new inbound message to the contact's
-/// owner when the owner is offline. Returns why an offline owner was not emailed (no
-/// address, no `[smtp]`), if so.
-#[allow(clippy::too_many_arguments)]
-pub async fn email_offline_owner(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    conversation: &str,
-    contact: &str,
-    message: &str,
-    parts: &[Part],
-    now: i64,
-    timeout_ms: i64,
-) -> Result<Option<&'static str>, StoreError> {
-    if !matches!(rules.routing, RoutingPlan::ContactOwner { .. }) {
-        return Ok(None);
+    async fn owner_and_name(
+        &mut self,
+        contact: &str,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT owner_id, display_name FROM contacts WHERE id = $1")
+                .bind(contact)
+                .fetch_one(self)
+                .await?,
+        )
     }
-    let (owner, name): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT owner_id, display_name FROM contacts WHERE id = $1")
-            .bind(contact)
-            .fetch_one(&mut *c)
-            .await?;
-    let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
-        return Ok(None);
-    };
-    let online = online(c, &slot.id, now, timeout_ms).await?;
-    let mail = rules.routing.owner_mail(slot);
-    let target = match owner_notice(online, mail, rules.routing.mail_target(slot)) {
-        OwnerNotice::Nothing => return Ok(None),
-        OwnerNotice::NotEmailed(why) => return Ok(Some(why)),
-        OwnerNotice::Email(target) => target,
-    };
-    let (first_id, first_parts): (String, String) = sqlx::query_as(
-        "SELECT id, parts FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
-         ORDER BY seq LIMIT 1",
-    )
-    .bind(conversation)
-    .fetch_one(&mut *c)
-    .await?;
-    let job = owner_email(&OwnerEmailFacts {
-        to: target.to,
-        contact_name: name.as_deref(),
-        contact_id: contact,
-        channel_name: &target.from.channel_name,
-        link_base: target.from.link_base.as_deref(),
-        conversation,
-        message,
-        parts,
-        first_id: &first_id,
-        first_parts: &first_parts,
-    });
-    outbox::enqueue_email(c, conversation, &job, now).await?;
-    Ok(None)
-}
 
-/// Assigns waiting (open, unassigned) conversations of round-robin channels, oldest
-/// first, while someone is eligible. Returns how many were assigned.
-pub async fn backfill(
-    c: &mut PgConnection,
-    channels: &[ChannelRules],
-    now: i64,
-    timeout_ms: i64,
-) -> Result<usize, StoreError> {
-    let mut assigned = 0;
-    for rules in channels
-        .iter()
-        .filter(|r| matches!(r.routing, RoutingPlan::RoundRobin { .. }))
-    {
-        // Taken before reading who waits, so two replicas backfilling at once do not
-        // both assign the same conversation.
-        lock(c, ROUTING_LOCK).await?;
-        let waiting: Vec<(String, String)> = sqlx::query_as(
+    async fn first_inbound(&mut self, conversation: &str) -> Result<(String, String), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, parts FROM messages WHERE conversation_id = $1 AND direction = 'inbound'
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(conversation)
+        .fetch_one(self)
+        .await?)
+    }
+
+    async fn enqueue_email(
+        &mut self,
+        conversation: &str,
+        email: &Email,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        outbox::enqueue_email(self, conversation, email, at).await?;
+        Ok(())
+    }
+
+    async fn waiting(&mut self, channel: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
             "SELECT id, contact_id FROM conversations
              WHERE channel_id = $1 AND status = 'open' AND owner_id IS NULL AND deleted_at IS NULL
              ORDER BY created_at, seq",
         )
-        .bind(&rules.channel_id)
-        .fetch_all(&mut *c)
-        .await?;
-        for (conversation, contact) in waiting {
-            if route(c, rules, &conversation, &contact, now, timeout_ms)
-                .await?
-                .assignee
-                .is_none()
-            {
-                break;
-            }
-            assigned += 1;
-        }
+        .bind(channel)
+        .fetch_all(self)
+        .await?)
     }
-    Ok(assigned)
 }
 
 /// Records a rep's presence.

@@ -14,7 +14,9 @@ use crate::store::{
 };
 
 use super::tickets;
-use super::{events, routing};
+use super::{WriterTx, events};
+use crate::store::sequences::ready;
+use crate::store::sequences::routing::{self, NewInbound};
 
 pub fn ingest(
     conn: &Connection,
@@ -231,29 +233,27 @@ fn ingest_message(
         now,
     )?;
     let timeout = rules.presence_timeout_ms;
+    let tx = &mut WriterTx(conn);
     let routed = if plan.route {
-        let decision = routing::route(
-            conn,
+        let decision = ready(routing::route(
+            tx,
             rules,
-            conversation.as_str(),
+            &conversation,
             contact.as_str(),
             now,
             timeout,
-        )?;
+        ))?;
         Some(Routed::of(&decision))
     } else {
         None
     };
-    let owner_not_emailed = routing::email_offline_owner(
-        conn,
-        rules,
-        conversation.as_str(),
-        contact.as_str(),
-        id.as_str(),
-        &m.parts,
-        now,
-        timeout,
-    )?;
+    let new = NewInbound {
+        conversation: conversation.as_str(),
+        contact: contact.as_str(),
+        message: id.as_str(),
+        parts: &m.parts,
+    };
+    let owner_not_emailed = ready(routing::email_offline_owner(tx, rules, &new, now, timeout))?;
     Ok(IngestOutcome::Stored {
         id: m.platform_message_id.clone(),
         message_id: id,

@@ -676,7 +676,12 @@ impl Store for SqliteStore {
                 match (status.as_str(), channels.first()) {
                     ("online", Some(first)) => {
                         let timeout = first.presence_timeout_ms;
-                        routing::backfill(conn, &channels, now, timeout)
+                        ready(sequences::routing::backfill(
+                            &mut WriterTx(conn),
+                            &channels,
+                            now,
+                            timeout,
+                        ))
                     }
                     _ => Ok(0),
                 }
@@ -690,7 +695,13 @@ impl Store for SqliteStore {
             .writer
             .write(move |conn| match channels.first() {
                 Some(first) => {
-                    routing::backfill(conn, &channels, now_ms(), first.presence_timeout_ms)
+                    let (now, timeout) = (now_ms(), first.presence_timeout_ms);
+                    ready(sequences::routing::backfill(
+                        &mut WriterTx(conn),
+                        &channels,
+                        now,
+                        timeout,
+                    ))
                 }
                 None => Ok(0),
             })

@@ -1,24 +1,24 @@
-//! Routing inside the ingest transaction: reads presence, load and the rotation cursor,
-//! asks `desk::routing` for a decision, and records it (owner, reason, event, email job).
+//! Routing's reads and writes in SQLite (the sequence is `store::sequences::routing`),
+//! presence, and the offline reps' digests.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{events, outbox};
-use crate::desk::ingest::{OwnerEmailFacts, OwnerNotice, owner_email, owner_notice};
+use super::{WriterTx, outbox};
 use crate::desk::notify::{self, DigestItem};
-use crate::desk::routing::{self, Decision, Recording, RepState, Rule};
-use crate::model::{JobId, Part};
-use crate::store::{
-    Actor, ChannelRules, DigestLinks, DigestRep, OwnerSlot, RepSlot, RoutingPlan, StoreError,
-};
+use crate::desk::routing;
+use crate::model::JobId;
+use crate::model::outbound::Email;
+use crate::store::sequences::routing::RoutingTx;
+use crate::store::sequences::{self, ready};
+use crate::store::{DigestLinks, DigestRep, StoreError};
 
-/// Presence older than this counts as offline.
+/// Whether `rep` is online (as routing reads it), for callers outside a sequence.
 pub fn online(conn: &Connection, rep: &str, now: i64, timeout_ms: i64) -> Result<bool, StoreError> {
-    let reported = presence(conn, rep)?;
-    Ok(routing::is_online(
-        reported.as_ref().map(|(s, at)| (s.as_str(), *at)),
+    ready(sequences::routing::online(
+        &mut WriterTx(conn),
+        rep,
         now,
         timeout_ms,
     ))
@@ -40,194 +40,76 @@ fn load(conn: &Connection, rep: &str) -> Result<u32, StoreError> {
         .query_row([rep], |r| r.get::<_, i64>(0))? as u32)
 }
 
-fn state(
-    conn: &Connection,
-    slot: &RepSlot,
-    now: i64,
-    timeout_ms: i64,
-) -> Result<RepState, StoreError> {
-    Ok(RepState {
-        id: slot.id.clone(),
-        online: online(conn, &slot.id, now, timeout_ms)?,
-        load: load(conn, &slot.id)?,
-        capacity: slot.capacity,
-    })
-}
-
-/// Routes a new or reopened conversation and records the decision.
-pub fn route(
-    conn: &Connection,
-    rules: &ChannelRules,
-    conversation: &str,
-    contact: &str,
-    now: i64,
-    timeout_ms: i64,
-) -> Result<Decision, StoreError> {
-    let rule = match &rules.routing {
-        RoutingPlan::Nobody => Rule::Nobody,
-        RoutingPlan::RoundRobin { pool } => Rule::RoundRobin {
-            pool: pool
-                .iter()
-                .map(|slot| state(conn, slot, now, timeout_ms))
-                .collect::<Result<_, _>>()?,
-            last: conn
-                .prepare_cached("SELECT last_rep FROM routing_state WHERE channel_id = ?1")?
-                .query_row([&rules.channel_id], |r| r.get(0))
-                .optional()?,
-        },
-        RoutingPlan::ContactOwner { .. } => {
-            let owner: Option<String> = conn
-                .prepare_cached("SELECT owner_id FROM contacts WHERE id = ?1")?
-                .query_row([contact], |r| r.get(0))?;
-            let slot = rules.routing.owner_slot(owner);
-            let state = match &slot {
-                OwnerSlot::Rep(rep) => Some(state(conn, rep, now, timeout_ms)?),
-                _ => None,
-            };
-            rules.routing.contact_owner_rule(slot, state)
-        }
-    };
-    let decision = routing::decide(&rule);
-    if let Some(recording) = routing::recording(&decision) {
-        record(conn, rules, conversation, &recording, now)?;
+impl RoutingTx for WriterTx<'_> {
+    async fn hold_rotation(&mut self) -> Result<(), StoreError> {
+        // The writer thread is the only writer: nothing else can read the rotation.
+        Ok(())
     }
-    Ok(decision)
-}
 
-/// Writes what `desk::routing::recording` says a decision leaves behind.
-fn record(
-    conn: &Connection,
-    rules: &ChannelRules,
-    conversation: &str,
-    recording: &Recording<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let ticket: String = conn
-        .prepare_cached("SELECT ticket_id FROM conversations WHERE id = ?1")?
-        .query_row([conversation], |r| r.get(0))?;
-    let actor = Actor::system("routing");
-    conn.prepare_cached(
-        "INSERT INTO audit (ticket_id, entity, entity_id, action, actor, changes, reason, at,
-             actor_type)
-         VALUES (?1, 'conversation', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        ticket,
-        conversation,
-        recording.action,
-        actor.name,
-        recording.reason,
-        recording.note,
-        now,
-        actor.kind.as_str()
-    ])?;
-    let (Some(rep), Some(event)) = (recording.assignee, &recording.event) else {
-        return Ok(());
-    };
-    conn.prepare_cached("UPDATE conversations SET owner_id = ?2 WHERE id = ?1")?
-        .execute(params![conversation, rep])?;
-    // The conversation's owner is its ticket's owner too.
-    conn.prepare_cached("UPDATE tickets SET owner_id = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![ticket, rep, now])?;
-    if recording.advances_rotation {
-        conn.prepare_cached(
-            "INSERT INTO routing_state (channel_id, last_rep) VALUES (?1, ?2)
-             ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
-        )?
-        .execute(params![rules.channel_id, rep])?;
+    async fn presence(&mut self, rep: &str) -> Result<Option<(String, i64)>, StoreError> {
+        presence(self.0, rep)
     }
-    events::emit(
-        conn,
-        "conversation.assigned",
-        conversation,
-        event.clone(),
-        now,
-    )
-}
 
-/// For contact-owner channels: queues an email of a new inbound message to the contact's
-/// owner when the owner is offline. Returns why an offline owner was not emailed (no
-/// address, no `[smtp]`), if so.
-#[allow(clippy::too_many_arguments)]
-pub fn email_offline_owner(
-    conn: &Connection,
-    rules: &ChannelRules,
-    conversation: &str,
-    contact: &str,
-    message: &str,
-    parts: &[Part],
-    now: i64,
-    timeout_ms: i64,
-) -> Result<Option<&'static str>, StoreError> {
-    if !matches!(rules.routing, RoutingPlan::ContactOwner { .. }) {
-        return Ok(None);
+    async fn load(&mut self, rep: &str) -> Result<u32, StoreError> {
+        load(self.0, rep)
     }
-    let (owner, name): (Option<String>, Option<String>) = conn
-        .prepare_cached("SELECT owner_id, display_name FROM contacts WHERE id = ?1")?
-        .query_row([contact], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let OwnerSlot::Rep(slot) = rules.routing.owner_slot(owner) else {
-        return Ok(None);
-    };
-    let online = online(conn, &slot.id, now, timeout_ms)?;
-    let mail = rules.routing.owner_mail(slot);
-    let target = match owner_notice(online, mail, rules.routing.mail_target(slot)) {
-        OwnerNotice::Nothing => return Ok(None),
-        OwnerNotice::NotEmailed(why) => return Ok(Some(why)),
-        OwnerNotice::Email(target) => target,
-    };
-    let (first_id, first_parts): (String, String) = conn
-        .prepare_cached(
-            "SELECT id, parts FROM messages WHERE conversation_id = ?1 AND direction = 'inbound'
-             ORDER BY seq LIMIT 1",
-        )?
-        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let job = owner_email(&OwnerEmailFacts {
-        to: target.to,
-        contact_name: name.as_deref(),
-        contact_id: contact,
-        channel_name: &target.from.channel_name,
-        link_base: target.from.link_base.as_deref(),
-        conversation,
-        message,
-        parts,
-        first_id: &first_id,
-        first_parts: &first_parts,
-    });
-    outbox::enqueue_email(conn, conversation, &job, now).map(|_: JobId| None)
-}
 
-/// Assigns waiting (open, unassigned) conversations of round-robin channels, oldest
-/// first, while someone is eligible. Returns how many were assigned.
-pub fn backfill(
-    conn: &Connection,
-    channels: &[ChannelRules],
-    now: i64,
-    timeout_ms: i64,
-) -> Result<usize, StoreError> {
-    let mut assigned = 0;
-    for rules in channels
-        .iter()
-        .filter(|r| matches!(r.routing, RoutingPlan::RoundRobin { .. }))
-    {
-        let mut statement = conn.prepare_cached(
+    async fn last_rep(&mut self, channel: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT last_rep FROM routing_state WHERE channel_id = ?1")?
+            .query_row([channel], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn advance_rotation(&mut self, channel: &str, rep: &str) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO routing_state (channel_id, last_rep) VALUES (?1, ?2)
+                 ON CONFLICT (channel_id) DO UPDATE SET last_rep = excluded.last_rep",
+            )?
+            .execute(params![channel, rep])?;
+        Ok(())
+    }
+
+    async fn owner_and_name(
+        &mut self,
+        contact: &str,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT owner_id, display_name FROM contacts WHERE id = ?1")?
+            .query_row([contact], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    async fn first_inbound(&mut self, conversation: &str) -> Result<(String, String), StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, parts FROM messages WHERE conversation_id = ?1 AND direction = 'inbound'
+                 ORDER BY seq LIMIT 1",
+            )?
+            .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    async fn enqueue_email(
+        &mut self,
+        conversation: &str,
+        email: &Email,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        outbox::enqueue_email(self.0, conversation, email, at).map(|_: JobId| ())
+    }
+
+    async fn waiting(&mut self, channel: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut statement = self.0.prepare_cached(
             "SELECT id, contact_id FROM conversations
              WHERE channel_id = ?1 AND status = 'open' AND owner_id IS NULL AND deleted_at IS NULL
              ORDER BY created_at, seq",
         )?;
-        let waiting: Vec<(String, String)> = statement
-            .query_map([&rules.channel_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (conversation, contact) in waiting {
-            if route(conn, rules, &conversation, &contact, now, timeout_ms)?
-                .assignee
-                .is_none()
-            {
-                break;
-            }
-            assigned += 1;
-        }
+        let rows = statement.query_map([channel], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-    Ok(assigned)
 }
 
 /// Records a rep's presence.
