@@ -7,16 +7,17 @@
 
 use sqlx::PgConnection;
 
-use super::{events, routing};
-use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
+use super::events;
 use crate::model::event::{
-    InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+    InboundContact, InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
-use crate::model::{ContactId, ConversationId, DeliveryStatus, MessageId, Part, TicketId};
-use crate::store::sequences::{self, routing::NewInbound};
+use crate::model::{
+    ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, Part, TicketId,
+};
+use crate::store::sequences::ingest::{self, Found, IngestTx};
 use crate::store::shared::{advance_stored, json};
 use crate::store::{
-    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, StoreError, plan_edit,
+    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, StoreError, plan_edit,
 };
 
 /// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
@@ -54,7 +55,7 @@ pub async fn ingest(
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         outcomes.push(match event {
-            InboundEvent::Message(message) => ingest_message(c, rules, message, now).await?,
+            InboundEvent::Message(message) => ingest::store_message(c, rules, message, now).await?,
             InboundEvent::Status(status) => {
                 record_status(c, &rules.channel_id, status, now).await?
             }
@@ -199,117 +200,6 @@ async fn apply_watermark(
     Ok(IngestOutcome::Watermark { updated })
 }
 
-async fn ingest_message(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    m: &InboundMessage,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    let ident = &m.from.identifier;
-    // One sender's messages are stored one at a time across replicas: the duplicate check,
-    // the contact and (per contact) the conversation are then decided once.
-    lock(c, &sender_key(channel, &ident.kind, &ident.value)).await?;
-    let seen: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM messages
-         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
-    )
-    .bind(channel)
-    .bind(&m.platform_message_id)
-    .fetch_optional(&mut *c)
-    .await?;
-    if let Some(id) = seen {
-        return Ok(IngestOutcome::Duplicate {
-            id: m.platform_message_id.clone(),
-            message_id: MessageId::from_stored(id),
-        });
-    }
-
-    let contact = upsert_contact(c, channel, m, now).await?;
-    let key =
-        desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
-    if m.thread_id.is_some() {
-        // Several senders share a platform thread.
-        lock(c, &format!("thread\u{1f}{channel}\u{1f}{key}")).await?;
-    }
-    let (conversation, threaded) = thread(c, rules, &key, &contact, m, now).await?;
-    let id = MessageId::new();
-    let contact_name = contact_name(c, conversation.as_str()).await?;
-    let plan = desk::ingest::plan_message(
-        threaded,
-        rules.hubspot_account.is_some(),
-        &id,
-        contact_name.as_deref(),
-        &m.parts,
-    );
-    if plan.route {
-        // Routing's lock comes before the events lock, in every transaction that takes both.
-        routing::lock_for(c, rules).await?;
-    }
-
-    let reply_to: Option<String> = match &m.reply_to {
-        Some(platform_id) => {
-            sqlx::query_scalar(
-                "SELECT id FROM messages WHERE channel_id = $1 AND platform_message_id = $2
-                 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(channel)
-            .bind(platform_id)
-            .fetch_optional(&mut *c)
-            .await?
-        }
-        None => None,
-    };
-    sqlx::query(
-        "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
-             sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
-             created_at, body_text)
-         VALUES ($1, $2, $3, 'inbound', $4, 'contact', $5, $6, $7, $8, 'received', $9, $10, $11)",
-    )
-    .bind(id.as_str())
-    .bind(conversation.as_str())
-    .bind(channel)
-    .bind(&m.platform_message_id)
-    .bind(contact.as_str())
-    .bind(reply_to)
-    .bind(json(&m.parts)?)
-    .bind(json(&m.raw)?)
-    .bind(m.sent_at.map(|t| t.timestamp_millis()))
-    .bind(now)
-    .bind(body_text(&m.parts))
-    .execute(&mut *c)
-    .await?;
-    if plan.publish {
-        super::hubspot::enqueue_publish(c, conversation.as_str(), &id, None, now).await?;
-    }
-    events::emit(c, "message.created", conversation.as_str(), plan.event, now).await?;
-    let timeout = rules.presence_timeout_ms;
-    let routed = if plan.route {
-        let decision =
-            sequences::routing::route(c, rules, &conversation, contact.as_str(), now, timeout)
-                .await?;
-        Some(Routed::of(&decision))
-    } else {
-        None
-    };
-    let new = NewInbound {
-        conversation: conversation.as_str(),
-        contact: contact.as_str(),
-        message: id.as_str(),
-        parts: &m.parts,
-    };
-    let owner_not_emailed =
-        sequences::routing::email_offline_owner(c, rules, &new, now, timeout).await?;
-    Ok(IngestOutcome::Stored {
-        id: m.platform_message_id.clone(),
-        message_id: id,
-        conversation_id: conversation,
-        new_conversation: plan.new_conversation,
-        routed,
-        owner_not_emailed,
-    })
-}
-
 /// The display name of a conversation's contact, for live clients (`message.created`).
 pub(super) async fn contact_name(
     c: &mut PgConnection,
@@ -325,187 +215,284 @@ pub(super) async fn contact_name(
     Ok(name.flatten())
 }
 
-async fn upsert_contact(
-    c: &mut PgConnection,
-    channel: &str,
-    m: &InboundMessage,
-    now: i64,
-) -> Result<ContactId, StoreError> {
-    let ident = &m.from.identifier;
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT contact_id FROM contact_identifiers
-         WHERE channel_id = $1 AND kind = $2 AND value = $3",
-    )
-    .bind(channel)
-    .bind(&ident.kind)
-    .bind(&ident.value)
-    .fetch_optional(&mut *c)
-    .await?;
-    if let Some(id) = existing {
-        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
-        if desk::ingest::brings_details(name, email) {
-            // The statement also skips the write when nothing differs.
-            sqlx::query(
-                "UPDATE contacts SET display_name = COALESCE($2, display_name),
-                     email = COALESCE($3, email), updated_at = $4
-                 WHERE id = $1 AND (display_name IS DISTINCT FROM COALESCE($2, display_name)
-                     OR email IS DISTINCT FROM COALESCE($3, email))",
-            )
-            .bind(&id)
-            .bind(&m.from.display_name)
-            .bind(&m.from.email)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-        }
-        return Ok(ContactId::from_stored(id));
+impl IngestTx for PgConnection {
+    async fn hold_sender(&mut self, channel: &str, sender: &Identifier) -> Result<(), StoreError> {
+        lock(self, &sender_key(channel, &sender.kind, &sender.value)).await
     }
-    let id = ContactId::new();
-    sqlx::query(
-        "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4)",
-    )
-    .bind(id.as_str())
-    .bind(&m.from.display_name)
-    .bind(&m.from.email)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    sqlx::query(
-        "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(channel)
-    .bind(&ident.kind)
-    .bind(&ident.value)
-    .bind(id.as_str())
-    .execute(&mut *c)
-    .await?;
-    Ok(id)
-}
 
-/// Finds, reopens or creates the conversation for `key`.
-async fn thread(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    key: &str,
-    contact: &ContactId,
-    m: &InboundMessage,
-    now: i64,
-) -> Result<(ConversationId, Threaded), StoreError> {
-    let channel = rules.channel_id.as_str();
-    // A hint (an e-mail answering our mail) names the conversation directly; only one of
-    // the same contact on this channel is taken, so a forged header reaches no one else's.
-    let hinted: Option<(String, String, String)> = match &m.conversation_hint {
-        Some(hint) => {
-            sqlx::query_as(
-                "SELECT id, ticket_id, status FROM conversations
-                 WHERE channel_id = $1 AND contact_id = $2 AND deleted_at IS NULL
-                   AND id = COALESCE((SELECT conversation_id FROM messages WHERE id = $3), $3)",
-            )
-            .bind(channel)
-            .bind(contact.as_str())
-            .bind(hint)
-            .fetch_optional(&mut *c)
-            .await?
-        }
-        None => None,
-    };
-    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
-    let (open, closed) = match desk::ingest::hinted(hinted, rules.reopen) {
-        Some(found) => found,
-        None => {
-            let open: Option<(String, String)> = sqlx::query_as(
-                "SELECT id, ticket_id FROM conversations
-             WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL",
-            )
+    async fn hold_thread(&mut self, channel: &str, key: &str) -> Result<(), StoreError> {
+        lock(self, &format!("thread\u{1f}{channel}\u{1f}{key}")).await
+    }
+
+    async fn inbound_id(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM messages
+             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn contact_of(
+        &mut self,
+        channel: &str,
+        identifier: &Identifier,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT contact_id FROM contact_identifiers
+             WHERE channel_id = $1 AND kind = $2 AND value = $3",
+        )
+        .bind(channel)
+        .bind(&identifier.kind)
+        .bind(&identifier.value)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn refresh_contact(
+        &mut self,
+        id: &str,
+        from: &InboundContact,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        // The statement also skips the write when nothing differs.
+        sqlx::query(
+            "UPDATE contacts SET display_name = COALESCE($2, display_name),
+                 email = COALESCE($3, email), updated_at = $4
+             WHERE id = $1 AND (display_name IS DISTINCT FROM COALESCE($2, display_name)
+                 OR email IS DISTINCT FROM COALESCE($3, email))",
+        )
+        .bind(id)
+        .bind(&from.display_name)
+        .bind(&from.email)
+        .bind(at)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_contact(
+        &mut self,
+        id: &ContactId,
+        channel: &str,
+        from: &InboundContact,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(id.as_str())
+        .bind(&from.display_name)
+        .bind(&from.email)
+        .bind(at)
+        .execute(&mut *self)
+        .await?;
+        sqlx::query(
+            "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(channel)
+        .bind(&from.identifier.kind)
+        .bind(&from.identifier.value)
+        .bind(id.as_str())
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn hinted(
+        &mut self,
+        channel: &str,
+        contact: &ContactId,
+        hint: &str,
+    ) -> Result<Option<(Found, bool)>, StoreError> {
+        let row: Option<(String, String, bool)> = sqlx::query_as(
+            "SELECT id, ticket_id, status = 'open' FROM conversations
+             WHERE channel_id = $1 AND contact_id = $2 AND deleted_at IS NULL
+               AND id = COALESCE((SELECT conversation_id FROM messages WHERE id = $3), $3)",
+        )
+        .bind(channel)
+        .bind(contact.as_str())
+        .bind(hint)
+        .fetch_optional(self)
+        .await?;
+        Ok(row.map(|(id, ticket, open)| ((id, ticket), open)))
+    }
+
+    async fn in_thread(
+        &mut self,
+        channel: &str,
+        key: &str,
+        open: bool,
+    ) -> Result<Option<Found>, StoreError> {
+        // The status is written into each statement, not bound, so that a generic plan can
+        // still use the partial index on open conversations.
+        let sql = if open {
+            "SELECT id, ticket_id FROM conversations
+             WHERE channel_id = $1 AND thread_key = $2 AND status = 'open' AND deleted_at IS NULL"
+        } else {
+            "SELECT id, ticket_id FROM conversations
+             WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
+             ORDER BY seq DESC LIMIT 1"
+        };
+        Ok(sqlx::query_as(sql)
             .bind(channel)
             .bind(key)
-            .fetch_optional(&mut *c)
-            .await?;
-            let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
-                sqlx::query_as(
-                    "SELECT id, ticket_id FROM conversations
-                     WHERE channel_id = $1 AND thread_key = $2 AND status = 'closed' AND deleted_at IS NULL
+            .fetch_optional(self)
+            .await?)
+    }
+
+    async fn append(
+        &mut self,
+        conversation: &str,
+        _: &MessageId,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2)
+             WHERE id = $1",
+        )
+        .bind(conversation)
+        .bind(at)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn reopen(
+        &mut self,
+        (id, ticket): &Found,
+        rules: &ChannelRules,
+        _: &MessageId,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        // The ticket's row first: tickets.rs locks tickets before their conversations.
+        sqlx::query(
+            "UPDATE tickets SET status = $2, closed_at = NULL, updated_at = $3
+             WHERE id = $1 AND closed_at IS NOT NULL",
+        )
+        .bind(ticket)
+        .bind(&rules.ticket.status)
+        .bind(at)
+        .execute(&mut *self)
+        .await?;
+        sqlx::query(
+            "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = $2
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn create(
+        &mut self,
+        rules: &ChannelRules,
+        key: &str,
+        contact: &ContactId,
+        m: &InboundMessage,
+        _: &MessageId,
+        at: i64,
+    ) -> Result<ConversationId, StoreError> {
+        let ticket = TicketId::new();
+        let t = &rules.ticket;
+        sqlx::query(
+            "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(ticket.as_str())
+        .bind(&t.pipeline)
+        .bind(&t.status)
+        .bind(&t.priority)
+        .bind(json(&t.properties)?)
+        .bind(at)
+        .execute(&mut *self)
+        .await?;
+        let id = ConversationId::new();
+        // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
+        // the channel's threading mode.
+        sqlx::query(
+            "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
+                 ticket_id, contact_id, created_at, last_message_at)
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $7)",
+        )
+        .bind(id.as_str())
+        .bind(&rules.channel_id)
+        .bind(key)
+        .bind(m.thread_id.as_deref())
+        .bind(ticket.as_str())
+        .bind(contact.as_str())
+        .bind(at)
+        .execute(self)
+        .await?;
+        Ok(id)
+    }
+
+    async fn contact_name(&mut self, conversation: &str) -> Result<Option<String>, StoreError> {
+        contact_name(self, conversation).await
+    }
+
+    async fn insert_inbound(
+        &mut self,
+        id: &MessageId,
+        channel: &str,
+        conversation: &ConversationId,
+        contact: &ContactId,
+        m: &InboundMessage,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let reply_to: Option<String> = match &m.reply_to {
+            Some(platform_id) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE channel_id = $1 AND platform_message_id = $2
                      ORDER BY seq DESC LIMIT 1",
                 )
                 .bind(channel)
-                .bind(key)
-                .fetch_optional(&mut *c)
+                .bind(platform_id)
+                .fetch_optional(&mut *self)
                 .await?
-            } else {
-                None
-            };
-            (open, closed)
-        }
-    };
-    match desk::threading::decide(open, closed, rules.reopen) {
-        ThreadDecision::Append((id, _)) => {
-            sqlx::query(
-                "UPDATE conversations SET last_message_at = GREATEST(last_message_at, $2)
-                 WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            Ok((ConversationId::from_stored(id), Threaded::Appended))
-        }
-        ThreadDecision::Reopen((id, ticket)) => {
-            // A closed ticket comes back with its conversation, at the channel's start status
-            // (the ticket's row first: tickets.rs locks tickets before their conversations).
-            sqlx::query(
-                "UPDATE tickets SET status = $2, closed_at = NULL, updated_at = $3
-                 WHERE id = $1 AND closed_at IS NOT NULL",
-            )
-            .bind(&ticket)
-            .bind(&rules.ticket.status)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            sqlx::query(
-                "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = $2
-                 WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            Ok((ConversationId::from_stored(id), Threaded::Reopened))
-        }
-        ThreadDecision::Create => {
-            let ticket = TicketId::new();
-            let t = &rules.ticket;
-            sqlx::query(
-                "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
-            )
-            .bind(ticket.as_str())
-            .bind(&t.pipeline)
-            .bind(&t.status)
-            .bind(&t.priority)
-            .bind(json(&t.properties)?)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            let id = ConversationId::new();
-            // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
-            // the channel's threading mode.
-            sqlx::query(
-                "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
-                     ticket_id, contact_id, created_at, last_message_at)
-                 VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $7)",
-            )
-            .bind(id.as_str())
-            .bind(channel)
-            .bind(key)
-            .bind(m.thread_id.as_deref())
-            .bind(ticket.as_str())
-            .bind(contact.as_str())
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            Ok((id, Threaded::Created))
-        }
+            }
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
+                 sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
+                 created_at, body_text)
+             VALUES ($1, $2, $3, 'inbound', $4, 'contact', $5, $6, $7, $8, 'received', $9, $10, $11)",
+        )
+        .bind(id.as_str())
+        .bind(conversation.as_str())
+        .bind(channel)
+        .bind(&m.platform_message_id)
+        .bind(contact.as_str())
+        .bind(reply_to)
+        .bind(json(&m.parts)?)
+        .bind(json(&m.raw)?)
+        .bind(m.sent_at.map(|t| t.timestamp_millis()))
+        .bind(at)
+        .bind(body_text(&m.parts))
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn enqueue_publish(
+        &mut self,
+        conversation: &str,
+        message: &MessageId,
+        note: Option<&PublishNote>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::hubspot::enqueue_publish(self, conversation, message, note, at).await
     }
 }
 

@@ -12,7 +12,7 @@ use crate::desk::notify;
 use crate::desk::routing;
 use crate::model::outbound::Email;
 use crate::store::sequences::{self, routing::RoutingTx};
-use crate::store::{ChannelRules, DigestLinks, DigestRep, RoutingPlan, StoreError};
+use crate::store::{DigestLinks, DigestRep, StoreError};
 
 /// Serialises round-robin decisions (cursor and load) across replicas until commit.
 const ROUTING_LOCK: i64 = 0x6362_726f_7574_6521;
@@ -25,15 +25,6 @@ async fn lock(c: &mut PgConnection, key: i64) -> Result<(), StoreError> {
         .execute(&mut *c)
         .await?;
     Ok(())
-}
-
-/// Takes the lock a routing decision under `rules` needs, if any. Callers that will also
-/// emit events take it first: locks are always taken routing first, then events.
-pub async fn lock_for(c: &mut PgConnection, rules: &ChannelRules) -> Result<(), StoreError> {
-    match rules.routing {
-        RoutingPlan::RoundRobin { .. } => lock(c, ROUTING_LOCK).await,
-        _ => Ok(()),
-    }
 }
 
 /// Whether `rep` is online (as routing reads it), for callers outside a sequence.

@@ -3,20 +3,17 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
+use super::{WriterTx, events, tickets};
 use crate::model::event::{
-    InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+    InboundContact, InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
 };
-use crate::model::{ContactId, ConversationId, DeliveryStatus, MessageId, TicketId};
+use crate::model::{ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, TicketId};
+use crate::store::sequences::ingest::{self, Found, IngestTx};
+use crate::store::sequences::ready;
 use crate::store::shared::{advance_stored, json};
 use crate::store::{
-    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, StoreError, plan_edit,
+    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, StoreError, plan_edit,
 };
-
-use super::tickets;
-use super::{WriterTx, events};
-use crate::store::sequences::ready;
-use crate::store::sequences::routing::{self, NewInbound};
 
 pub fn ingest(
     conn: &Connection,
@@ -27,7 +24,12 @@ pub fn ingest(
     events
         .iter()
         .map(|event| match event {
-            InboundEvent::Message(message) => ingest_message(conn, rules, message, now),
+            InboundEvent::Message(message) => ready(ingest::store_message(
+                &mut WriterTx(conn),
+                rules,
+                message,
+                now,
+            )),
             InboundEvent::Status(status) => record_status(conn, &rules.channel_id, status, now),
             InboundEvent::Edit(edit) => apply_edit(conn, rules, edit, now),
             InboundEvent::Retract {
@@ -160,110 +162,6 @@ fn apply_watermark(
     Ok(IngestOutcome::Watermark { updated })
 }
 
-fn ingest_message(
-    conn: &Connection,
-    rules: &ChannelRules,
-    m: &InboundMessage,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    let seen: Option<String> = conn
-        .prepare_cached(
-            "SELECT id FROM messages
-             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
-        )?
-        .query_row(params![channel, m.platform_message_id], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = seen {
-        return Ok(IngestOutcome::Duplicate {
-            id: m.platform_message_id.clone(),
-            message_id: MessageId::from_stored(id),
-        });
-    }
-
-    let contact = upsert_contact(conn, channel, m, now)?;
-    let key =
-        desk::threading::thread_key(rules.threading, contact.as_str(), m.thread_id.as_deref());
-    let id = MessageId::new();
-    let (conversation, threaded) = thread(conn, rules, &key, &contact, m, &id, now)?;
-    let plan = desk::ingest::plan_message(
-        threaded,
-        rules.hubspot_account.is_some(),
-        &id,
-        contact_name(conn, conversation.as_str())?.as_deref(),
-        &m.parts,
-    );
-
-    let reply_to: Option<String> = match &m.reply_to {
-        Some(platform_id) => conn
-            .prepare_cached(
-                "SELECT id FROM messages WHERE channel_id = ?1 AND platform_message_id = ?2
-                 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row(params![channel, platform_id], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
-    conn.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
-             sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at, created_at)
-         VALUES (?1, ?2, ?3, 'inbound', ?4, 'contact', ?5, ?6, ?7, ?8, 'received', ?9, ?10)",
-    )?
-    .execute(params![
-        id.as_str(),
-        conversation.as_str(),
-        channel,
-        m.platform_message_id,
-        contact.as_str(),
-        reply_to,
-        json(&m.parts)?,
-        json(&m.raw)?,
-        m.sent_at.map(|t| t.timestamp_millis()),
-        now,
-    ])?;
-    tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)?;
-    if plan.publish {
-        super::hubspot::enqueue_publish(conn, conversation.as_str(), &id, None, now)?;
-    }
-    events::emit(
-        conn,
-        "message.created",
-        conversation.as_str(),
-        plan.event,
-        now,
-    )?;
-    let timeout = rules.presence_timeout_ms;
-    let tx = &mut WriterTx(conn);
-    let routed = if plan.route {
-        let decision = ready(routing::route(
-            tx,
-            rules,
-            &conversation,
-            contact.as_str(),
-            now,
-            timeout,
-        ))?;
-        Some(Routed::of(&decision))
-    } else {
-        None
-    };
-    let new = NewInbound {
-        conversation: conversation.as_str(),
-        contact: contact.as_str(),
-        message: id.as_str(),
-        parts: &m.parts,
-    };
-    let owner_not_emailed = ready(routing::email_offline_owner(tx, rules, &new, now, timeout))?;
-    Ok(IngestOutcome::Stored {
-        id: m.platform_message_id.clone(),
-        message_id: id,
-        conversation_id: conversation,
-        new_conversation: plan.new_conversation,
-        routed,
-        owner_not_emailed,
-    })
-}
-
 /// The display name of a conversation's contact, for live clients (`message.created`).
 pub(super) fn contact_name(
     conn: &Connection,
@@ -279,144 +177,183 @@ pub(super) fn contact_name(
         .flatten())
 }
 
-fn upsert_contact(
-    conn: &Connection,
-    channel: &str,
-    m: &InboundMessage,
-    now: i64,
-) -> Result<ContactId, StoreError> {
-    let ident = &m.from.identifier;
-    let existing: Option<String> = conn
-        .prepare_cached(
-            "SELECT contact_id FROM contact_identifiers
-             WHERE channel_id = ?1 AND kind = ?2 AND value = ?3",
-        )?
-        .query_row(params![channel, ident.kind, ident.value], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = existing {
-        let (name, email) = (m.from.display_name.as_deref(), m.from.email.as_deref());
-        if desk::ingest::brings_details(name, email) {
-            // The statement also skips the write when nothing differs.
-            conn.prepare_cached(
+impl IngestTx for WriterTx<'_> {
+    async fn hold_sender(&mut self, _: &str, _: &Identifier) -> Result<(), StoreError> {
+        // The writer thread stores one request at a time already.
+        Ok(())
+    }
+
+    async fn hold_thread(&mut self, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn inbound_id(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id FROM messages
+                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+            )?
+            .query_row(params![channel, platform_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn contact_of(
+        &mut self,
+        channel: &str,
+        identifier: &Identifier,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT contact_id FROM contact_identifiers
+                 WHERE channel_id = ?1 AND kind = ?2 AND value = ?3",
+            )?
+            .query_row(params![channel, identifier.kind, identifier.value], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    async fn refresh_contact(
+        &mut self,
+        id: &str,
+        from: &InboundContact,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        // The statement also skips the write when nothing differs.
+        self.0
+            .prepare_cached(
                 "UPDATE contacts SET display_name = COALESCE(?2, display_name),
                      email = COALESCE(?3, email), updated_at = ?4
                  WHERE id = ?1 AND (display_name IS NOT COALESCE(?2, display_name)
                      OR email IS NOT COALESCE(?3, email))",
             )?
-            .execute(params![id, m.from.display_name, m.from.email, now])?;
-        }
-        return Ok(ContactId::from_stored(id));
+            .execute(params![id, from.display_name, from.email, at])?;
+        Ok(())
     }
-    let id = ContactId::new();
-    conn.prepare_cached(
-        "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)",
-    )?
-    .execute(params![id.as_str(), m.from.display_name, m.from.email, now])?;
-    conn.prepare_cached(
-        "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![channel, ident.kind, ident.value, id.as_str()])?;
-    Ok(id)
-}
 
-/// Finds, reopens or creates the conversation for `key`, which gets `message` as its latest
-/// inbound message.
-fn thread(
-    conn: &Connection,
-    rules: &ChannelRules,
-    key: &str,
-    contact: &ContactId,
-    m: &InboundMessage,
-    message: &MessageId,
-    now: i64,
-) -> Result<(ConversationId, Threaded), StoreError> {
-    let channel = rules.channel_id.as_str();
-    // The status is written into each statement, not bound: with a bound value SQLite
-    // cannot use the partial index on open conversations and re-plans on every call.
-    let find = |sql: &str| -> Result<Option<(String, String)>, StoreError> {
-        Ok(conn
-            .prepare_cached(sql)?
-            .query_row(params![channel, key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    };
-    // A hint (an e-mail answering our mail) names the conversation directly; only one of
-    // the same contact on this channel is taken, so a forged header reaches no one else's.
-    let hinted: Option<(String, String, String)> = match &m.conversation_hint {
-        Some(hint) => conn
+    async fn insert_contact(
+        &mut self,
+        id: &ContactId,
+        channel: &str,
+        from: &InboundContact,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
             .prepare_cached(
-                "SELECT id, ticket_id, status FROM conversations
+                "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![id.as_str(), from.display_name, from.email, at])?;
+        let ident = &from.identifier;
+        self.0
+            .prepare_cached(
+                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![channel, ident.kind, ident.value, id.as_str()])?;
+        Ok(())
+    }
+
+    async fn hinted(
+        &mut self,
+        channel: &str,
+        contact: &ContactId,
+        hint: &str,
+    ) -> Result<Option<(Found, bool)>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, ticket_id, status = 'open' FROM conversations
                  WHERE channel_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
                    AND id = COALESCE((SELECT conversation_id FROM messages WHERE id = ?3), ?3)",
             )?
             .query_row(params![channel, contact.as_str(), hint], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
             })
-            .optional()?,
-        None => None,
-    };
-    let hinted = hinted.map(|(id, ticket, status)| ((id, ticket), status == "open"));
-    if let Some((open, closed)) = desk::ingest::hinted(hinted, rules.reopen) {
-        return apply(conn, rules, key, contact, m, message, now, open, closed);
+            .optional()?)
     }
-    let open = find(
-        "SELECT id, ticket_id FROM conversations
-         WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL",
-    )?;
-    let closed = if desk::ingest::wants_closed(open.is_some(), rules.reopen) {
-        find(
+
+    async fn in_thread(
+        &mut self,
+        channel: &str,
+        key: &str,
+        open: bool,
+    ) -> Result<Option<Found>, StoreError> {
+        // The status is written into each statement, not bound: with a bound value SQLite
+        // cannot use the partial index on open conversations and re-plans on every call.
+        let sql = if open {
+            "SELECT id, ticket_id FROM conversations
+             WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'open' AND deleted_at IS NULL"
+        } else {
             "SELECT id, ticket_id FROM conversations
              WHERE channel_id = ?1 AND thread_key = ?2 AND status = 'closed' AND deleted_at IS NULL
-             ORDER BY seq DESC LIMIT 1",
-        )?
-    } else {
-        None
-    };
-    apply(conn, rules, key, contact, m, message, now, open, closed)
-}
+             ORDER BY seq DESC LIMIT 1"
+        };
+        Ok(self
+            .0
+            .prepare_cached(sql)?
+            .query_row(params![channel, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
 
-/// Carries out the threading decision over the open and latest closed conversation found.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    conn: &Connection,
-    rules: &ChannelRules,
-    key: &str,
-    contact: &ContactId,
-    m: &InboundMessage,
-    message: &MessageId,
-    now: i64,
-    open: Option<(String, String)>,
-    closed: Option<(String, String)>,
-) -> Result<(ConversationId, Threaded), StoreError> {
-    let channel = rules.channel_id.as_str();
-    match desk::threading::decide(open, closed, rules.reopen) {
-        ThreadDecision::Append((id, _)) => {
-            conn.prepare_cached(
+    async fn append(
+        &mut self,
+        conversation: &str,
+        message: &MessageId,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
                 "UPDATE conversations SET last_message_at = ?2, last_inbound_id = ?3 WHERE id = ?1",
             )?
-            .execute(params![id, now, message.as_str()])?;
-            Ok((ConversationId::from_stored(id), Threaded::Appended))
-        }
-        ThreadDecision::Reopen((id, ticket)) => {
-            conn.prepare_cached(
+            .execute(params![conversation, at, message.as_str()])?;
+        Ok(())
+    }
+
+    async fn reopen(
+        &mut self,
+        (id, ticket): &Found,
+        rules: &ChannelRules,
+        message: &MessageId,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE tickets SET status = ?2, closed_at = NULL, updated_at = ?3
+                 WHERE id = ?1 AND closed_at IS NOT NULL",
+            )?
+            .execute(params![ticket, rules.ticket.status, at])?;
+        self.0
+            .prepare_cached(
                 "UPDATE conversations SET status = 'open', closed_at = NULL, last_message_at = ?2,
                      last_inbound_id = ?3
                  WHERE id = ?1",
             )?
-            .execute(params![id, now, message.as_str()])?;
-            // A closed ticket comes back with its conversation, at the channel's start status.
-            conn.prepare_cached(
-                "UPDATE tickets SET status = ?2, closed_at = NULL, updated_at = ?3
-                 WHERE id = ?1 AND closed_at IS NOT NULL",
-            )?
-            .execute(params![ticket, rules.ticket.status, now])?;
-            Ok((ConversationId::from_stored(id), Threaded::Reopened))
-        }
-        ThreadDecision::Create => {
-            let ticket = TicketId::new();
-            let t = &rules.ticket;
-            conn.prepare_cached(
-                "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at, updated_at)
+            .execute(params![id, at, message.as_str()])?;
+        Ok(())
+    }
+
+    async fn create(
+        &mut self,
+        rules: &ChannelRules,
+        key: &str,
+        contact: &ContactId,
+        m: &InboundMessage,
+        message: &MessageId,
+        at: i64,
+    ) -> Result<ConversationId, StoreError> {
+        let ticket = TicketId::new();
+        let t = &rules.ticket;
+        self.0
+            .prepare_cached(
+                "INSERT INTO tickets (id, pipeline, status, priority, properties, created_at,
+                     updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )?
             .execute(params![
@@ -425,29 +362,83 @@ fn apply(
                 t.status,
                 t.priority,
                 json(&t.properties)?,
-                now
+                at
             ])?;
-            let id = ConversationId::new();
-            // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
-            // the channel's threading mode.
-            let platform_thread = m.thread_id.as_deref();
-            conn.prepare_cached(
+        let id = ConversationId::new();
+        // The platform's chat (a Telegram group, a LINE room) is where replies go, whatever
+        // the channel's threading mode.
+        self.0
+            .prepare_cached(
                 "INSERT INTO conversations (id, channel_id, thread_key, platform_thread_id, status,
                      ticket_id, contact_id, created_at, last_message_at, last_inbound_id)
                  VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7, ?8)",
             )?
             .execute(params![
                 id.as_str(),
-                channel,
+                rules.channel_id,
                 key,
-                platform_thread,
+                m.thread_id,
                 ticket.as_str(),
                 contact.as_str(),
-                now,
+                at,
                 message.as_str()
             ])?;
-            Ok((id, Threaded::Created))
-        }
+        Ok(id)
+    }
+
+    async fn contact_name(&mut self, conversation: &str) -> Result<Option<String>, StoreError> {
+        contact_name(self.0, conversation)
+    }
+
+    async fn insert_inbound(
+        &mut self,
+        id: &MessageId,
+        channel: &str,
+        conversation: &ConversationId,
+        contact: &ContactId,
+        m: &InboundMessage,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.0;
+        let reply_to: Option<String> = match &m.reply_to {
+            Some(platform_id) => conn
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE channel_id = ?1 AND platform_message_id = ?2
+                     ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![channel, platform_id], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        conn.prepare_cached(
+            "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
+                 sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
+                 created_at)
+             VALUES (?1, ?2, ?3, 'inbound', ?4, 'contact', ?5, ?6, ?7, ?8, 'received', ?9, ?10)",
+        )?
+        .execute(params![
+            id.as_str(),
+            conversation.as_str(),
+            channel,
+            m.platform_message_id,
+            contact.as_str(),
+            reply_to,
+            json(&m.parts)?,
+            json(&m.raw)?,
+            m.sent_at.map(|t| t.timestamp_millis()),
+            at,
+        ])?;
+        tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)
+    }
+
+    async fn enqueue_publish(
+        &mut self,
+        conversation: &str,
+        message: &MessageId,
+        note: Option<&PublishNote>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::hubspot::enqueue_publish(self.0, conversation, message, note, at)
     }
 }
 
