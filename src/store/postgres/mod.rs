@@ -690,7 +690,12 @@ impl Store for PgStore {
         contact: NewContact,
         actor: &Actor,
     ) -> Result<Contact, StoreError> {
-        transaction!(self, |c| contacts::create(c, &contact, actor, now_ms()))
+        transaction!(self, |c| sequences::contacts::create(
+            c,
+            &contact,
+            actor,
+            now_ms()
+        ))
     }
 
     async fn merge_contacts(
@@ -699,7 +704,13 @@ impl Store for PgStore {
         from: &ContactId,
         actor: &Actor,
     ) -> Result<Contact, StoreError> {
-        transaction!(self, |c| contacts::merge(c, into, from, actor, now_ms()))
+        transaction!(self, |c| sequences::contacts::merge(
+            c,
+            into,
+            from,
+            actor,
+            now_ms()
+        ))
     }
 
     async fn contact_history(&self, id: &ContactId) -> Result<Vec<AuditEntry>, StoreError> {

@@ -39,8 +39,6 @@ pub(super) async fn audit(c: &mut PgConnection, row: AuditRow<'_>) -> Result<(),
     Ok(())
 }
 
-pub(super) use crate::desk::tickets::from_to;
-
 /// A ticket that is not in the trash, with its conversations (oldest first).
 pub async fn ticket(c: &mut PgConnection, id: &TicketId) -> Result<Ticket, StoreError> {
     load_ticket(c, id, false).await
@@ -522,11 +520,6 @@ pub async fn history(c: &mut PgConnection, id: &TicketId) -> Result<Vec<AuditEnt
 /// A contact with its identifiers.
 pub async fn contact(c: &mut PgConnection, id: &ContactId) -> Result<Contact, StoreError> {
     load_contact(c, id, false).await
-}
-
-/// A contact, its row held until the transaction ends.
-pub async fn contact_locked(c: &mut PgConnection, id: &ContactId) -> Result<Contact, StoreError> {
-    load_contact(c, id, true).await
 }
 
 /// Reads a contact; with `lock`, holds its row until the transaction ends.

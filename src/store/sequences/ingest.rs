@@ -16,8 +16,9 @@ pub(crate) type Found = (String, String);
 
 /// The reads and writes storing a message needs, in each store's SQL.
 pub(crate) trait IngestTx: RoutingTx {
-    /// Holds `sender`'s messages on `channel` until the transaction ends, so the duplicate
-    /// check, the contact and the conversation are decided once across replicas.
+    /// Holds a sender's messages on `channel` (and the creation of their contact) until
+    /// the transaction ends, so the duplicate check, the contact and the conversation are
+    /// decided once across replicas.
     fn hold_sender(
         &mut self,
         channel: &str,

@@ -511,7 +511,10 @@ impl Store for SqliteStore {
     ) -> Result<Contact, StoreError> {
         let actor = actor.clone();
         self.writer
-            .write(move |conn| contacts::create(conn, &contact, &actor, now_ms()))
+            .write(move |conn| {
+                let tx = &mut WriterTx(conn);
+                ready(sequences::contacts::create(tx, &contact, &actor, now_ms()))
+            })
             .await
     }
 
@@ -524,7 +527,16 @@ impl Store for SqliteStore {
         let (into, from, actor) = (into.clone(), from.clone(), actor.clone());
         let result = self
             .writer
-            .write(move |conn| contacts::merge(conn, &into, &from, &actor, now_ms()))
+            .write(move |conn| {
+                let tx = &mut WriterTx(conn);
+                ready(sequences::contacts::merge(
+                    tx,
+                    &into,
+                    &from,
+                    &actor,
+                    now_ms(),
+                ))
+            })
             .await;
         self.changed(result)
     }

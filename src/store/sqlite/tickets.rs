@@ -35,8 +35,6 @@ pub(super) fn audit(conn: &Connection, row: AuditRow<'_>) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(super) use crate::desk::tickets::from_to;
-
 /// A ticket that is not in the trash, with its conversations (oldest first).
 pub fn ticket(conn: &Connection, id: &TicketId) -> Result<Ticket, StoreError> {
     load_ticket(conn, id, false)
