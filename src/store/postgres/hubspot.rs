@@ -327,7 +327,7 @@ async fn record_reply(
             None => None,
         };
     let new_reply = reply.new_reply(conversation, reply_to, now);
-    let message = super::replies::create_reply(c, &new_reply, now).await?;
+    let message = crate::store::sequences::replies::create_reply(c, &new_reply, now).await?;
     record_link(c, &reply.link(&message.id, now)).await?;
     Ok((
         WebhookOutcome::Replied {

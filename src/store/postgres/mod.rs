@@ -379,7 +379,11 @@ impl Store for PgStore {
     }
 
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
-        transaction!(self, |c| replies::create_reply(c, &reply, now_ms()))
+        transaction!(self, |c| sequences::replies::create_reply(
+            c,
+            &reply,
+            now_ms()
+        ))
     }
 
     async fn conversation(&self, id: &ConversationId) -> Result<Conversation, StoreError> {

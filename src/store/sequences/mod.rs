@@ -10,6 +10,7 @@
 
 pub(crate) mod contacts;
 pub(crate) mod ingest;
+pub(crate) mod replies;
 pub(crate) mod routing;
 pub(crate) mod tickets;
 

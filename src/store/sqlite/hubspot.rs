@@ -12,6 +12,7 @@ use crate::store::hubspot::{
     HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
     WebhookRecord, status_key, status_payload,
 };
+use crate::store::sequences::{self, ready};
 use crate::store::{
     JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, PublishNote, StoreError,
 };
@@ -289,7 +290,8 @@ fn record_reply(
         None => None,
     };
     let new_reply = reply.new_reply(conversation, reply_to, now);
-    let message = super::replies::create_reply(conn, &new_reply, now)?;
+    let tx = &mut super::WriterTx(conn);
+    let message = ready(sequences::replies::create_reply(tx, &new_reply, now))?;
     record_link(conn, &reply.link(&message.id, now))?;
     Ok((
         WebhookOutcome::Replied {

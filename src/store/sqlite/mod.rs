@@ -304,7 +304,10 @@ impl Store for SqliteStore {
     async fn create_reply(&self, reply: NewReply) -> Result<Message, StoreError> {
         let result = self
             .writer
-            .write(move |conn| replies::create_reply(conn, &reply, now_ms()))
+            .write(move |conn| {
+                let tx = &mut WriterTx(conn);
+                ready(sequences::replies::create_reply(tx, &reply, now_ms()))
+            })
             .await;
         self.changed(result)
     }
