@@ -13,10 +13,11 @@ use super::{ATTEMPTS, PgStore, get, now_ms};
 use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
 use crate::secret::Secret;
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotReply,
-    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
-    WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotStore,
+    PARKED_PREFIX, PublishSource, ReportedStatus, WebhookOutcome, WebhookRecord, status_key,
+    status_payload,
 };
+use crate::store::sequences::{self, hubspot::HubspotTx};
 use crate::store::{
     JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, PublishNote, StoreError,
 };
@@ -246,150 +247,8 @@ pub async fn report_status(
     Ok(())
 }
 
-/// The conversation a rep's HubSpot message goes to: one HubSpot names by our id, else
-/// the one whose messages we published into its HubSpot thread (the latest).
-async fn reply_conversation(
-    c: &mut PgConnection,
-    reply: &HubspotReply,
-) -> Result<Option<String>, StoreError> {
-    for id in &reply.conversations {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE id = $1 AND deleted_at IS NULL
-               AND channel_id = ANY($2)",
-        )
-        .bind(id)
-        .bind(&reply.linked_channels)
-        .fetch_optional(&mut *c)
-        .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    let Some(thread) = &reply.hubspot_thread_id else {
-        return Ok(None);
-    };
-    Ok(sqlx::query_scalar(
-        "SELECT m.conversation_id FROM hubspot_messages h
-         JOIN messages m ON m.id = h.message_id
-         JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
-         WHERE h.hubspot_thread_id = $1 AND c.channel_id = ANY($2)
-         ORDER BY h.published_at DESC LIMIT 1",
-    )
-    .bind(thread)
-    .bind(&reply.linked_channels)
-    .fetch_optional(&mut *c)
-    .await?)
-}
-
-async fn record_reply(
-    c: &mut PgConnection,
-    reply: &HubspotReply,
-    now: i64,
-) -> Result<(WebhookOutcome, Option<MessageId>), StoreError> {
-    // The event key already deduplicates; HubSpot's message id is the last word.
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT message_id FROM hubspot_messages WHERE hubspot_message_id = $1")
-            .bind(&reply.hubspot_message_id)
-            .fetch_optional(&mut *c)
-            .await?;
-    if known.is_some() {
-        return Ok((WebhookOutcome::Duplicate, None));
-    }
-    let conversation = match &reply.refused {
-        Some(_) => None,
-        None => reply_conversation(c, reply).await?,
-    };
-    let Some(conversation) = conversation else {
-        let reason = reply.unroutable_reason();
-        enqueue_status(
-            c,
-            None,
-            &reply.hubspot_message_id,
-            ReportedStatus::Failed,
-            Some(&reason),
-            now,
-        )
-        .await?;
-        return Ok((WebhookOutcome::Unroutable { reason }, None));
-    };
-    // A quote of a message of another conversation (or none we know) is dropped, not refused.
-    let reply_to: Option<String> =
-        match &reply.in_reply_to {
-            Some(quoted) => sqlx::query_scalar(
-                "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
-                 WHERE h.hubspot_message_id = $1 AND m.conversation_id = $2
-                   AND m.direction != 'internal'",
-            )
-            .bind(quoted)
-            .bind(&conversation)
-            .fetch_optional(&mut *c)
-            .await?,
-            None => None,
-        };
-    let new_reply = reply.new_reply(conversation, reply_to, now);
-    let message = crate::store::sequences::replies::create_reply(c, &new_reply, now).await?;
-    record_link(c, &reply.link(&message.id, now)).await?;
-    Ok((
-        WebhookOutcome::Replied {
-            message_id: message.id.clone(),
-            conversation_id: message.conversation_id,
-        },
-        Some(message.id),
-    ))
-}
-
-async fn record_account(
-    c: &mut PgConnection,
-    change: &AccountChange,
-    kind: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    // An account first heard of is authorized unless the event says otherwise.
-    sqlx::query(
-        "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name, last_event,
-             updated_at)
-         VALUES ($1, COALESCE($2, TRUE), $3, $4, $5, $6)
-         ON CONFLICT (channel_account_id) DO UPDATE SET
-             authorized = COALESCE($2, hubspot_accounts.authorized),
-             deleted = $3, name = COALESCE($4, hubspot_accounts.name), last_event = $5,
-             updated_at = $6",
-    )
-    .bind(&change.channel_account_id)
-    .bind(change.authorized)
-    .bind(change.deleted)
-    .bind(&change.name)
-    .bind(kind)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    let usable: bool = sqlx::query_scalar(
-        "SELECT authorized AND NOT deleted FROM hubspot_accounts WHERE channel_account_id = $1",
-    )
-    .bind(&change.channel_account_id)
-    .fetch_one(&mut *c)
-    .await?;
-    if usable {
-        // Publishes parked while the account was not usable go now, not at their next look.
-        sqlx::query(
-            "UPDATE jobs SET run_at = $1, updated_at = $1
-             WHERE kind = $2 AND state = 'pending' AND run_at > $1 AND last_error LIKE $3",
-        )
-        .bind(now)
-        .bind(JOB_HUBSPOT_PUBLISH)
-        .bind(format!("{PARKED_PREFIX}%"))
-        .execute(&mut *c)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn record_webhook(
-    c: &mut PgConnection,
-    events: &[WebhookRecord],
-    now: i64,
-) -> Result<Vec<WebhookOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
+impl HubspotTx for PgConnection {
+    async fn claim_event(&mut self, event: &WebhookRecord, at: i64) -> Result<bool, StoreError> {
         let fresh = sqlx::query(
             "INSERT INTO hubspot_events (event_key, type, payload, outcome, received_at)
              VALUES ($1, $2, $3, 'pending', $4)
@@ -398,31 +257,139 @@ async fn record_webhook(
         .bind(&event.key)
         .bind(&event.kind)
         .bind(&event.payload)
-        .bind(now)
-        .execute(&mut *c)
+        .bind(at)
+        .execute(self)
         .await?
         .rows_affected();
-        if fresh == 0 {
-            outcomes.push(WebhookOutcome::Duplicate);
-            continue;
-        }
-        let (outcome, message) = match &event.action {
-            WebhookAction::Reply(reply) => record_reply(c, reply, now).await?,
-            WebhookAction::Account(change) => {
-                record_account(c, change, &event.kind, now).await?;
-                (WebhookOutcome::Account, None)
-            }
-            WebhookAction::Ignore => (WebhookOutcome::Ignored, None),
-        };
-        sqlx::query("UPDATE hubspot_events SET outcome = $2, message_id = $3 WHERE event_key = $1")
-            .bind(&event.key)
-            .bind(crate::store::hubspot::outcome_label(&outcome))
-            .bind(message.as_ref().map(MessageId::as_str))
-            .execute(&mut *c)
-            .await?;
-        outcomes.push(outcome);
+        Ok(fresh > 0)
     }
-    Ok(outcomes)
+
+    async fn finish_event(
+        &mut self,
+        key: &str,
+        outcome: &str,
+        message: Option<&MessageId>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE hubspot_events SET outcome = $2, message_id = $3 WHERE event_key = $1")
+            .bind(key)
+            .bind(outcome)
+            .bind(message.map(MessageId::as_str))
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn hubspot_message_known(&mut self, hubspot_id: &str) -> Result<bool, StoreError> {
+        let known: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM hubspot_messages WHERE hubspot_message_id = $1")
+                .bind(hubspot_id)
+                .fetch_optional(self)
+                .await?;
+        Ok(known.is_some())
+    }
+
+    async fn linked_conversation(
+        &mut self,
+        id: &str,
+        linked: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE id = $1 AND deleted_at IS NULL
+               AND channel_id = ANY($2)",
+        )
+        .bind(id)
+        .bind(linked)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn thread_conversation(
+        &mut self,
+        thread: &str,
+        linked: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT m.conversation_id FROM hubspot_messages h
+             JOIN messages m ON m.id = h.message_id
+             JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
+             WHERE h.hubspot_thread_id = $1 AND c.channel_id = ANY($2)
+             ORDER BY h.published_at DESC LIMIT 1",
+        )
+        .bind(thread)
+        .bind(linked)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn quoted(
+        &mut self,
+        hubspot_id: &str,
+        conversation: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
+             WHERE h.hubspot_message_id = $1 AND m.conversation_id = $2
+               AND m.direction != 'internal'",
+        )
+        .bind(hubspot_id)
+        .bind(conversation)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn enqueue_status(
+        &mut self,
+        message: Option<&MessageId>,
+        hubspot_id: &str,
+        status: ReportedStatus,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        enqueue_status(self, message, hubspot_id, status, error, at).await
+    }
+
+    async fn record_link(&mut self, link: &HubspotLink) -> Result<(), StoreError> {
+        record_link(self, link).await
+    }
+
+    async fn record_account(
+        &mut self,
+        change: &AccountChange,
+        kind: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name,
+                 last_event, updated_at)
+             VALUES ($1, COALESCE($2, TRUE), $3, $4, $5, $6)
+             ON CONFLICT (channel_account_id) DO UPDATE SET
+                 authorized = COALESCE($2, hubspot_accounts.authorized),
+                 deleted = $3, name = COALESCE($4, hubspot_accounts.name), last_event = $5,
+                 updated_at = $6
+             RETURNING authorized AND NOT deleted",
+        )
+        .bind(&change.channel_account_id)
+        .bind(change.authorized)
+        .bind(change.deleted)
+        .bind(&change.name)
+        .bind(kind)
+        .bind(at)
+        .fetch_one(self)
+        .await?)
+    }
+
+    async fn release_parked(&mut self, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET run_at = $1, updated_at = $1
+             WHERE kind = $2 AND state = 'pending' AND run_at > $1 AND last_error LIKE $3",
+        )
+        .bind(at)
+        .bind(JOB_HUBSPOT_PUBLISH)
+        .bind(format!("{PARKED_PREFIX}%"))
+        .execute(self)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn accounts(c: &mut PgConnection) -> Result<Vec<AccountState>, StoreError> {
@@ -537,7 +504,9 @@ impl HubspotStore for PgStore {
         events: Vec<WebhookRecord>,
     ) -> Result<Vec<WebhookOutcome>, StoreError> {
         let now = now_ms();
-        transaction!(self, |c| record_webhook(c, &events, now))
+        transaction!(self, |c| sequences::hubspot::record_webhook(
+            c, &events, now
+        ))
     }
 
     async fn hubspot_accounts(&self) -> Result<Vec<AccountState>, StoreError> {

@@ -9,6 +9,7 @@
 //! rusqlite calls that never wait: [`ready`] polls the sequence once and it is done.
 
 pub(crate) mod contacts;
+pub(crate) mod hubspot;
 pub(crate) mod ingest;
 pub(crate) mod replies;
 pub(crate) mod routing;

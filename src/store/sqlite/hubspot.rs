@@ -8,11 +8,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use super::{SqliteStore, now_ms};
 use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::store::hubspot::{
-    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotReply,
-    HubspotStore, PARKED_PREFIX, PublishSource, ReportedStatus, WebhookAction, WebhookOutcome,
-    WebhookRecord, status_key, status_payload,
+    AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotStore,
+    PARKED_PREFIX, PublishSource, ReportedStatus, WebhookOutcome, WebhookRecord, status_key,
+    status_payload,
 };
+use crate::store::sequences::hubspot::HubspotTx;
 use crate::store::sequences::{self, ready};
+use crate::store::shared::json;
 use crate::store::{
     JOB_CHANNEL_HUBSPOT, JOB_HUBSPOT_PUBLISH, JOB_HUBSPOT_STATUS, PublishNote, StoreError,
 };
@@ -213,175 +215,148 @@ pub fn report_status(
     Ok(())
 }
 
-/// The conversation a rep's HubSpot message goes to: one HubSpot names by our id, else
-/// the one whose messages we published into its HubSpot thread (the latest).
-fn reply_conversation(
-    conn: &Connection,
-    reply: &HubspotReply,
-) -> Result<Option<String>, StoreError> {
-    let linked = serde_json::to_string(&reply.linked_channels).unwrap_or_else(|_| "[]".into());
-    for id in &reply.conversations {
-        let found: Option<String> = conn
-            .prepare_cached(
-                "SELECT id FROM conversations WHERE id = ?1 AND deleted_at IS NULL
-                   AND channel_id IN (SELECT value FROM json_each(?2))",
-            )?
-            .query_row(params![id, linked], |r| r.get(0))
-            .optional()?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    let Some(thread) = &reply.hubspot_thread_id else {
-        return Ok(None);
-    };
-    Ok(conn
-        .prepare_cached(
-            "SELECT m.conversation_id FROM hubspot_messages h
-             JOIN messages m ON m.id = h.message_id
-             JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
-             WHERE h.hubspot_thread_id = ?1
-               AND c.channel_id IN (SELECT value FROM json_each(?2))
-             ORDER BY h.published_at DESC LIMIT 1",
-        )?
-        .query_row(params![thread, linked], |r| r.get(0))
-        .optional()?)
-}
-
-fn record_reply(
-    conn: &Connection,
-    reply: &HubspotReply,
-    now: i64,
-) -> Result<(WebhookOutcome, Option<MessageId>), StoreError> {
-    // The event key already deduplicates; HubSpot's message id is the last word.
-    let known: Option<String> = conn
-        .prepare_cached("SELECT message_id FROM hubspot_messages WHERE hubspot_message_id = ?1")?
-        .query_row([&reply.hubspot_message_id], |r| r.get(0))
-        .optional()?;
-    if known.is_some() {
-        return Ok((WebhookOutcome::Duplicate, None));
-    }
-    let conversation = match &reply.refused {
-        Some(_) => None,
-        None => reply_conversation(conn, reply)?,
-    };
-    let Some(conversation) = conversation else {
-        let reason = reply.unroutable_reason();
-        enqueue_status(
-            conn,
-            None,
-            &reply.hubspot_message_id,
-            ReportedStatus::Failed,
-            Some(&reason),
-            now,
-        )?;
-        return Ok((WebhookOutcome::Unroutable { reason }, None));
-    };
-    // A quote of a message of another conversation (or none we know) is dropped, not refused.
-    let reply_to: Option<String> = match &reply.in_reply_to {
-        Some(quoted) => conn
-            .prepare_cached(
-                "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
-                 WHERE h.hubspot_message_id = ?1 AND m.conversation_id = ?2
-                   AND m.direction != 'internal'",
-            )?
-            .query_row(params![quoted, conversation], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
-    let new_reply = reply.new_reply(conversation, reply_to, now);
-    let tx = &mut super::WriterTx(conn);
-    let message = ready(sequences::replies::create_reply(tx, &new_reply, now))?;
-    record_link(conn, &reply.link(&message.id, now))?;
-    Ok((
-        WebhookOutcome::Replied {
-            message_id: message.id.clone(),
-            conversation_id: message.conversation_id,
-        },
-        Some(message.id),
-    ))
-}
-
-fn record_account(
-    conn: &Connection,
-    change: &AccountChange,
-    kind: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    // An account first heard of is authorized unless the event says otherwise.
-    conn.prepare_cached(
-        "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name, last_event,
-             updated_at)
-         VALUES (?1, COALESCE(?2, 1), ?3, ?4, ?5, ?6)
-         ON CONFLICT (channel_account_id) DO UPDATE SET
-             authorized = COALESCE(?2, authorized),
-             deleted = ?3, name = COALESCE(?4, name), last_event = ?5, updated_at = ?6",
-    )?
-    .execute(params![
-        change.channel_account_id,
-        change.authorized,
-        change.deleted,
-        change.name,
-        kind,
-        now
-    ])?;
-    let usable: bool = conn
-        .prepare_cached(
-            "SELECT authorized AND NOT deleted FROM hubspot_accounts WHERE channel_account_id = ?1",
-        )?
-        .query_row([&change.channel_account_id], |r| r.get(0))?;
-    if usable {
-        // Publishes parked while the account was not usable go now, not at their next look.
-        conn.prepare_cached(
-            "UPDATE jobs SET run_at = ?1, updated_at = ?1
-             WHERE kind = ?2 AND state = 'pending' AND run_at > ?1 AND last_error LIKE ?3",
-        )?
-        .execute(params![
-            now,
-            JOB_HUBSPOT_PUBLISH,
-            format!("{PARKED_PREFIX}%")
-        ])?;
-    }
-    Ok(())
-}
-
-fn record_webhook(
-    conn: &Connection,
-    events: &[WebhookRecord],
-    now: i64,
-) -> Result<Vec<WebhookOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
-        let fresh = conn
+impl HubspotTx for super::WriterTx<'_> {
+    async fn claim_event(&mut self, event: &WebhookRecord, at: i64) -> Result<bool, StoreError> {
+        let fresh = self
+            .0
             .prepare_cached(
                 "INSERT INTO hubspot_events (event_key, type, payload, outcome, received_at)
                  VALUES (?1, ?2, ?3, 'pending', ?4)
                  ON CONFLICT (event_key) DO NOTHING",
             )?
-            .execute(params![event.key, event.kind, event.payload, now])?;
-        if fresh == 0 {
-            outcomes.push(WebhookOutcome::Duplicate);
-            continue;
-        }
-        let (outcome, message) = match &event.action {
-            WebhookAction::Reply(reply) => record_reply(conn, reply, now)?,
-            WebhookAction::Account(change) => {
-                record_account(conn, change, &event.kind, now)?;
-                (WebhookOutcome::Account, None)
-            }
-            WebhookAction::Ignore => (WebhookOutcome::Ignored, None),
-        };
-        conn.prepare_cached(
-            "UPDATE hubspot_events SET outcome = ?2, message_id = ?3 WHERE event_key = ?1",
-        )?
-        .execute(params![
-            event.key,
-            crate::store::hubspot::outcome_label(&outcome),
-            message.as_ref().map(MessageId::as_str)
-        ])?;
-        outcomes.push(outcome);
+            .execute(params![event.key, event.kind, event.payload, at])?;
+        Ok(fresh > 0)
     }
-    Ok(outcomes)
+
+    async fn finish_event(
+        &mut self,
+        key: &str,
+        outcome: &str,
+        message: Option<&MessageId>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE hubspot_events SET outcome = ?2, message_id = ?3 WHERE event_key = ?1",
+            )?
+            .execute(params![key, outcome, message.map(MessageId::as_str)])?;
+        Ok(())
+    }
+
+    async fn hubspot_message_known(&mut self, hubspot_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT 1 FROM hubspot_messages WHERE hubspot_message_id = ?1")?
+            .exists([hubspot_id])?)
+    }
+
+    async fn linked_conversation(
+        &mut self,
+        id: &str,
+        linked: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id FROM conversations WHERE id = ?1 AND deleted_at IS NULL
+                   AND channel_id IN (SELECT value FROM json_each(?2))",
+            )?
+            .query_row(params![id, json(&linked)?], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn thread_conversation(
+        &mut self,
+        thread: &str,
+        linked: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT m.conversation_id FROM hubspot_messages h
+                 JOIN messages m ON m.id = h.message_id
+                 JOIN conversations c ON c.id = m.conversation_id AND c.deleted_at IS NULL
+                 WHERE h.hubspot_thread_id = ?1
+                   AND c.channel_id IN (SELECT value FROM json_each(?2))
+                 ORDER BY h.published_at DESC LIMIT 1",
+            )?
+            .query_row(params![thread, json(&linked)?], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn quoted(
+        &mut self,
+        hubspot_id: &str,
+        conversation: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT h.message_id FROM hubspot_messages h JOIN messages m ON m.id = h.message_id
+                 WHERE h.hubspot_message_id = ?1 AND m.conversation_id = ?2
+                   AND m.direction != 'internal'",
+            )?
+            .query_row(params![hubspot_id, conversation], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn enqueue_status(
+        &mut self,
+        message: Option<&MessageId>,
+        hubspot_id: &str,
+        status: ReportedStatus,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        enqueue_status(self.0, message, hubspot_id, status, error, at)
+    }
+
+    async fn record_link(&mut self, link: &HubspotLink) -> Result<(), StoreError> {
+        record_link(self.0, link)
+    }
+
+    async fn record_account(
+        &mut self,
+        change: &AccountChange,
+        kind: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "INSERT INTO hubspot_accounts (channel_account_id, authorized, deleted, name,
+                     last_event, updated_at)
+                 VALUES (?1, COALESCE(?2, 1), ?3, ?4, ?5, ?6)
+                 ON CONFLICT (channel_account_id) DO UPDATE SET
+                     authorized = COALESCE(?2, authorized),
+                     deleted = ?3, name = COALESCE(?4, name), last_event = ?5, updated_at = ?6
+                 RETURNING authorized AND NOT deleted",
+            )?
+            .query_row(
+                params![
+                    change.channel_account_id,
+                    change.authorized,
+                    change.deleted,
+                    change.name,
+                    kind,
+                    at
+                ],
+                |r| r.get(0),
+            )?)
+    }
+
+    async fn release_parked(&mut self, at: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE jobs SET run_at = ?1, updated_at = ?1
+                 WHERE kind = ?2 AND state = 'pending' AND run_at > ?1 AND last_error LIKE ?3",
+            )?
+            .execute(params![
+                at,
+                JOB_HUBSPOT_PUBLISH,
+                format!("{PARKED_PREFIX}%")
+            ])?;
+        Ok(())
+    }
 }
 
 fn accounts(conn: &Connection) -> Result<Vec<AccountState>, StoreError> {
@@ -512,7 +487,10 @@ impl HubspotStore for SqliteStore {
     ) -> Result<Vec<WebhookOutcome>, StoreError> {
         let now = now_ms();
         self.writer
-            .write(move |conn| record_webhook(conn, &events, now))
+            .write(move |conn| {
+                let tx = &mut super::WriterTx(conn);
+                ready(sequences::hubspot::record_webhook(tx, &events, now))
+            })
             .await
     }
 
