@@ -9,16 +9,14 @@ use sqlx::PgConnection;
 
 use super::events;
 use crate::model::event::{
-    InboundContact, InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+    InboundContact, InboundEvent, InboundMessage, StatusUpdate, StatusWatermark,
 };
 use crate::model::{
     ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, Part, TicketId,
 };
-use crate::store::sequences::ingest::{self, Found, IngestTx};
+use crate::store::sequences::ingest::{self, Editable, Found, IngestTx};
 use crate::store::shared::{advance_stored, json};
-use crate::store::{
-    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, StoreError, plan_edit,
-};
+use crate::store::{ChannelRules, IngestOutcome, PublishNote, StoreError};
 
 /// Takes a transaction-scoped advisory lock on `key` (hashed to the lock space).
 pub async fn lock(c: &mut PgConnection, key: &str) -> Result<(), StoreError> {
@@ -59,113 +57,16 @@ pub async fn ingest(
             InboundEvent::Status(status) => {
                 record_status(c, &rules.channel_id, status, now).await?
             }
-            InboundEvent::Edit(edit) => apply_edit(c, rules, edit, now).await?,
+            InboundEvent::Edit(edit) => ingest::apply_edit(c, rules, edit, now).await?,
             InboundEvent::Retract {
                 platform_message_id,
-            } => retract(c, rules, platform_message_id, now).await?,
+            } => ingest::retract(c, rules, platform_message_id, now).await?,
             InboundEvent::Watermark(mark) => {
                 apply_watermark(c, &rules.channel_id, mark, now).await?
             }
         });
     }
     Ok(outcomes)
-}
-
-/// Replaces an inbound message's parts, keeping what it said before in `history`; a
-/// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
-async fn apply_edit(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    edit: &MessageEdit,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    let current: Option<(String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, parts, history, conversation_id FROM messages
-         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
-         FOR UPDATE",
-    )
-    .bind(channel)
-    .bind(&edit.platform_message_id)
-    .fetch_optional(&mut *c)
-    .await?;
-    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
-    let Some((id, parts, history, conversation)) = current else {
-        return skipped(EditSkipped::UnknownMessage);
-    };
-    let hubspot = rules.hubspot_account.is_some();
-    let (history, edited_at, note) =
-        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
-            EditPlan::Skip(why) => return skipped(why),
-            EditPlan::Apply {
-                history,
-                edited_at,
-                note,
-            } => (history, edited_at, note),
-        };
-    sqlx::query(
-        "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
-         WHERE id = $1",
-    )
-    .bind(&id)
-    .bind(json(&edit.parts)?)
-    .bind(&history)
-    .bind(edited_at)
-    .bind(body_text(&edit.parts))
-    .execute(&mut *c)
-    .await?;
-    if let Some(note) = note {
-        let message = MessageId::from_stored(id);
-        super::hubspot::enqueue_publish(c, &conversation, &message, Some(&note), now).await?;
-    }
-    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
-}
-
-/// Marks an inbound message taken back; the first time, a channel linked to HubSpot
-/// publishes a note saying so (HubSpot cannot delete a message).
-async fn retract(
-    c: &mut PgConnection,
-    rules: &ChannelRules,
-    platform_id: &str,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    if rules.hubspot_account.is_some() {
-        let first: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, conversation_id FROM messages
-             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
-               AND retracted_at IS NULL
-             FOR UPDATE",
-        )
-        .bind(channel)
-        .bind(platform_id)
-        .fetch_optional(&mut *c)
-        .await?;
-        if let Some((id, conversation)) = first {
-            let message = MessageId::from_stored(id);
-            super::hubspot::enqueue_publish(
-                c,
-                &conversation,
-                &message,
-                Some(&PublishNote::Retracted),
-                now,
-            )
-            .await?;
-        }
-    }
-    let changed = sqlx::query(
-        "UPDATE messages SET retracted_at = COALESCE(retracted_at, $3)
-         WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
-    )
-    .bind(channel)
-    .bind(platform_id)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(IngestOutcome::Retracted {
-        id: platform_id.to_owned(),
-        applied: changed.rows_affected() > 0,
-    })
 }
 
 /// Moves forward every reply to the contact sent up to the watermark.
@@ -483,6 +384,85 @@ impl IngestTx for PgConnection {
         .execute(self)
         .await?;
         Ok(())
+    }
+
+    async fn editable(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<Editable>, StoreError> {
+        let row: Option<(String, String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT id, conversation_id, parts, history, seq FROM messages
+             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
+             FOR UPDATE",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .fetch_optional(self)
+        .await?;
+        Ok(row.map(|(id, conversation, parts, history, seq)| Editable {
+            id,
+            conversation,
+            parts,
+            history,
+            seq,
+        }))
+    }
+
+    async fn write_edit(
+        &mut self,
+        message: &Editable,
+        parts: &[Part],
+        history: &str,
+        edited_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET parts = $2, history = $3, edited_at = $4, body_text = $5
+             WHERE id = $1",
+        )
+        .bind(&message.id)
+        .bind(json(&parts)?)
+        .bind(history)
+        .bind(edited_at)
+        .bind(body_text(parts))
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn unretracted(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, conversation_id FROM messages
+             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'
+               AND retracted_at IS NULL
+             FOR UPDATE",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .fetch_optional(self)
+        .await?)
+    }
+
+    async fn retract(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE messages SET retracted_at = COALESCE(retracted_at, $3)
+             WHERE channel_id = $1 AND platform_message_id = $2 AND direction = 'inbound'",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .bind(at)
+        .execute(self)
+        .await?;
+        Ok(changed.rows_affected() > 0)
     }
 
     async fn enqueue_publish(

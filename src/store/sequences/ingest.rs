@@ -7,12 +7,25 @@ use std::future::Future;
 
 use super::routing::{self, NewInbound, RoutingTx};
 use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
-use crate::model::event::{InboundContact, InboundMessage};
-use crate::model::{ContactId, ConversationId, Identifier, MessageId};
-use crate::store::{ChannelRules, IngestOutcome, PublishNote, Routed, RoutingPlan, StoreError};
+use crate::model::event::{InboundContact, InboundMessage, MessageEdit};
+use crate::model::{ContactId, ConversationId, Identifier, MessageId, Part};
+use crate::store::{
+    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, Routed, RoutingPlan,
+    StoreError, plan_edit,
+};
 
 /// A conversation as threading finds it: its id and its ticket's.
 pub(crate) type Found = (String, String);
+
+/// An inbound message as an edit finds it (parts and history as stored: JSON).
+pub(crate) struct Editable {
+    pub id: String,
+    pub conversation: String,
+    pub parts: String,
+    pub history: Option<String>,
+    /// Its position in the table, which SQLite's search index is keyed by.
+    pub seq: i64,
+}
 
 /// The reads and writes storing a message needs, in each store's SQL.
 pub(crate) trait IngestTx: RoutingTx {
@@ -126,6 +139,39 @@ pub(crate) trait IngestTx: RoutingTx {
         at: i64,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
+    /// The inbound message a platform's id names on `channel`, held for an edit.
+    fn editable(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> impl Future<Output = Result<Option<Editable>, StoreError>>;
+
+    /// Gives a message the edit's parts (and reindexes them), with its new history.
+    fn write_edit(
+        &mut self,
+        message: &Editable,
+        parts: &[Part],
+        history: &str,
+        edited_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// The inbound message a platform's id names on `channel` (id and conversation), held,
+    /// unless it was taken back already.
+    fn unretracted(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>>;
+
+    /// Marks the inbound message a platform's id names taken back (the first time counts);
+    /// false when there is no such message.
+    fn retract(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>>;
+
     /// Queues a message's publication to HubSpot, with `note` when it is about a change.
     fn enqueue_publish(
         &mut self,
@@ -204,6 +250,62 @@ pub(crate) async fn store_message(
         new_conversation: plan.new_conversation,
         routed,
         owner_not_emailed,
+    })
+}
+
+/// Replaces an inbound message's parts, keeping what it said before in `history`; a
+/// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
+pub(crate) async fn apply_edit(
+    tx: &mut impl IngestTx,
+    rules: &ChannelRules,
+    edit: &MessageEdit,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
+    let Some(current) = tx.editable(channel, &edit.platform_message_id).await? else {
+        return skipped(EditSkipped::UnknownMessage);
+    };
+    let hubspot = rules.hubspot_account.is_some();
+    let history = current.history.as_deref();
+    let (history, edited_at, note) = match plan_edit(&current.parts, history, edit, hubspot, now)? {
+        EditPlan::Skip(why) => return skipped(why),
+        EditPlan::Apply {
+            history,
+            edited_at,
+            note,
+        } => (history, edited_at, note),
+    };
+    tx.write_edit(&current, &edit.parts, &history, edited_at)
+        .await?;
+    if let Some(note) = note {
+        let message = MessageId::from_stored(current.id);
+        tx.enqueue_publish(&current.conversation, &message, Some(&note), now)
+            .await?;
+    }
+    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
+}
+
+/// Marks an inbound message taken back; the first time, a channel linked to HubSpot
+/// publishes a note saying so (HubSpot cannot delete a message).
+pub(crate) async fn retract(
+    tx: &mut impl IngestTx,
+    rules: &ChannelRules,
+    platform_id: &str,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    let channel = rules.channel_id.as_str();
+    if rules.hubspot_account.is_some()
+        && let Some((id, conversation)) = tx.unretracted(channel, platform_id).await?
+    {
+        let (message, note) = (MessageId::from_stored(id), PublishNote::Retracted);
+        tx.enqueue_publish(&conversation, &message, Some(&note), now)
+            .await?;
+    }
+    let applied = tx.retract(channel, platform_id, now).await?;
+    Ok(IngestOutcome::Retracted {
+        id: platform_id.to_owned(),
+        applied,
     })
 }
 

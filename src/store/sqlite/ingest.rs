@@ -5,15 +5,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{WriterTx, events, tickets};
 use crate::model::event::{
-    InboundContact, InboundEvent, InboundMessage, MessageEdit, StatusUpdate, StatusWatermark,
+    InboundContact, InboundEvent, InboundMessage, StatusUpdate, StatusWatermark,
 };
-use crate::model::{ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, TicketId};
-use crate::store::sequences::ingest::{self, Found, IngestTx};
+use crate::model::{
+    ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, Part, TicketId,
+};
+use crate::store::sequences::ingest::{self, Editable, Found, IngestTx};
 use crate::store::sequences::ready;
 use crate::store::shared::{advance_stored, json};
-use crate::store::{
-    ChannelRules, EditPlan, EditSkipped, IngestOutcome, PublishNote, StoreError, plan_edit,
-};
+use crate::store::{ChannelRules, IngestOutcome, PublishNote, StoreError};
 
 pub fn ingest(
     conn: &Connection,
@@ -31,100 +31,18 @@ pub fn ingest(
                 now,
             )),
             InboundEvent::Status(status) => record_status(conn, &rules.channel_id, status, now),
-            InboundEvent::Edit(edit) => apply_edit(conn, rules, edit, now),
+            InboundEvent::Edit(edit) => {
+                ready(ingest::apply_edit(&mut WriterTx(conn), rules, edit, now))
+            }
             InboundEvent::Retract {
                 platform_message_id,
-            } => retract(conn, rules, platform_message_id, now),
+            } => {
+                let tx = &mut WriterTx(conn);
+                ready(ingest::retract(tx, rules, platform_message_id, now))
+            }
             InboundEvent::Watermark(mark) => apply_watermark(conn, &rules.channel_id, mark, now),
         })
         .collect()
-}
-
-/// Replaces an inbound message's parts, keeping what it said before in `history`; a
-/// channel linked to HubSpot publishes a note saying so (HubSpot cannot edit a message).
-fn apply_edit(
-    conn: &Connection,
-    rules: &ChannelRules,
-    edit: &MessageEdit,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    let current: Option<(String, String, Option<String>, i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, parts, history, seq, conversation_id FROM messages
-             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
-        )?
-        .query_row(params![channel, edit.platform_message_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
-    let skipped = |why| Ok(IngestOutcome::edited(&edit.platform_message_id, Some(why)));
-    let Some((id, parts, history, seq, conversation)) = current else {
-        return skipped(EditSkipped::UnknownMessage);
-    };
-    let hubspot = rules.hubspot_account.is_some();
-    let (history, edited_at, note) =
-        match plan_edit(&parts, history.as_deref(), edit, hubspot, now)? {
-            EditPlan::Skip(why) => return skipped(why),
-            EditPlan::Apply {
-                history,
-                edited_at,
-                note,
-            } => (history, edited_at, note),
-        };
-    conn.prepare_cached(
-        "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, json(&edit.parts)?, history, edited_at])?;
-    tickets::index_text(conn, seq, &edit.parts)?;
-    if let Some(note) = note {
-        let message = MessageId::from_stored(id);
-        super::hubspot::enqueue_publish(conn, &conversation, &message, Some(&note), now)?;
-    }
-    Ok(IngestOutcome::edited(&edit.platform_message_id, None))
-}
-
-/// Marks an inbound message taken back; the first time, a channel linked to HubSpot
-/// publishes a note saying so (HubSpot cannot delete a message).
-fn retract(
-    conn: &Connection,
-    rules: &ChannelRules,
-    platform_id: &str,
-    now: i64,
-) -> Result<IngestOutcome, StoreError> {
-    let channel = rules.channel_id.as_str();
-    if rules.hubspot_account.is_some() {
-        let first: Option<(String, String)> = conn
-            .prepare_cached(
-                "SELECT id, conversation_id FROM messages
-                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'
-                   AND retracted_at IS NULL",
-            )?
-            .query_row(params![channel, platform_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((id, conversation)) = first {
-            let message = MessageId::from_stored(id);
-            super::hubspot::enqueue_publish(
-                conn,
-                &conversation,
-                &message,
-                Some(&PublishNote::Retracted),
-                now,
-            )?;
-        }
-    }
-    let changed = conn
-        .prepare_cached(
-            "UPDATE messages SET retracted_at = COALESCE(retracted_at, ?3)
-             WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
-        )?
-        .execute(params![channel, platform_id, now])?;
-    Ok(IngestOutcome::Retracted {
-        id: platform_id.to_owned(),
-        applied: changed > 0,
-    })
 }
 
 /// Moves forward every reply to the contact sent up to the watermark.
@@ -429,6 +347,78 @@ impl IngestTx for WriterTx<'_> {
             at,
         ])?;
         tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)
+    }
+
+    async fn editable(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<Editable>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, conversation_id, parts, history, seq FROM messages
+                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+            )?
+            .query_row(params![channel, platform_id], |r| {
+                Ok(Editable {
+                    id: r.get(0)?,
+                    conversation: r.get(1)?,
+                    parts: r.get(2)?,
+                    history: r.get(3)?,
+                    seq: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    async fn write_edit(
+        &mut self,
+        message: &Editable,
+        parts: &[Part],
+        history: &str,
+        edited_at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![message.id, json(&parts)?, history, edited_at])?;
+        tickets::index_text(self.0, message.seq, parts)
+    }
+
+    async fn unretracted(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, conversation_id FROM messages
+                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'
+                   AND retracted_at IS NULL",
+            )?
+            .query_row(params![channel, platform_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    async fn retract(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE messages SET retracted_at = COALESCE(retracted_at, ?3)
+                 WHERE channel_id = ?1 AND platform_message_id = ?2 AND direction = 'inbound'",
+            )?
+            .execute(params![channel, platform_id, at])?;
+        Ok(changed > 0)
     }
 
     async fn enqueue_publish(
