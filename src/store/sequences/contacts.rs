@@ -7,8 +7,8 @@ use std::future::Future;
 
 use serde_json::{Value, json};
 
-use super::AuditRow;
 use super::ingest::IngestTx;
+use super::{AuditRow, audit_record};
 use crate::desk::tickets::from_to;
 use crate::model::{Contact, ContactId, Identifier};
 use crate::store::{Actor, NewContact, StoreError};
@@ -161,8 +161,8 @@ pub(crate) async fn merge(
     let changes = json!({"contact_id": from_to(from.as_str(), into.as_str())});
     for (conversation, ticket, _) in &conversations {
         tx.reattribute(conversation, into, from).await?;
-        let action = "contact_merged";
-        let row = AuditRow::conversation(ticket, conversation, action, changes.clone(), actor, now);
+        let merged = audit_record("contact_merged", changes.clone());
+        let row = AuditRow::conversation(ticket, conversation, merged, actor, now);
         tx.audit(row).await?;
     }
     tx.absorb(into, &absorbed, now).await?;

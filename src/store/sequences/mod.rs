@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use serde_json::Value;
 
 use super::{Actor, StoreError};
+use crate::desk::tickets::AuditRecord;
 
 /// One row of the audit trail, as a sequence records it.
 pub(crate) struct AuditRow<'a> {
@@ -35,44 +36,44 @@ pub(crate) struct AuditRow<'a> {
 }
 
 impl<'a> AuditRow<'a> {
-    /// A row about `ticket` itself.
-    pub fn ticket(
-        ticket: &'a str,
-        action: &'a str,
-        changes: Value,
-        actor: &'a Actor,
-        at: i64,
-    ) -> Self {
-        Self {
-            ticket,
-            entity: "ticket",
-            entity_id: ticket,
-            action,
-            actor,
-            changes,
-            at,
-        }
+    /// A row about `ticket` itself, saying what `record` says.
+    pub fn ticket(ticket: &'a str, record: AuditRecord, actor: &'a Actor, at: i64) -> Self {
+        Self::about(ticket, ("ticket", ticket), record, actor, at)
     }
 
-    /// A row about `conversation`, one of `ticket`'s.
+    /// A row about `conversation`, one of `ticket`'s, saying what `record` says.
     pub fn conversation(
         ticket: &'a str,
         conversation: &'a str,
-        action: &'a str,
-        changes: Value,
+        record: AuditRecord,
+        actor: &'a Actor,
+        at: i64,
+    ) -> Self {
+        Self::about(ticket, ("conversation", conversation), record, actor, at)
+    }
+
+    fn about(
+        ticket: &'a str,
+        (entity, entity_id): (&'a str, &'a str),
+        record: AuditRecord,
         actor: &'a Actor,
         at: i64,
     ) -> Self {
         Self {
             ticket,
-            entity: "conversation",
-            entity_id: conversation,
-            action,
+            entity,
+            entity_id,
+            action: record.action,
             actor,
-            changes,
+            changes: record.changes,
             at,
         }
     }
+}
+
+/// An audit record of `action` with its `changes`.
+pub(crate) fn audit_record(action: &'static str, changes: Value) -> AuditRecord {
+    AuditRecord { action, changes }
 }
 
 /// The steps every sequence may take, whatever it changes.

@@ -5,8 +5,8 @@
 
 use std::future::Future;
 
-use super::AuditRow;
 use super::tickets::TicketTx;
+use super::{AuditRow, audit_record};
 use crate::desk::ingest::{OwnerEmailFacts, OwnerNotice, owner_email, owner_notice};
 use crate::desk::routing::{self, Decision, Recording, RepState, Rule};
 use crate::model::outbound::Email;
@@ -148,7 +148,8 @@ async fn record(
         ..Actor::system("routing")
     };
     let (ticket, id) = (ticket.as_str(), conversation.as_str());
-    let row = AuditRow::conversation(ticket, id, recording.action, recording.changes, &actor, now);
+    let decided = audit_record(recording.action, recording.changes);
+    let row = AuditRow::conversation(ticket, id, decided, &actor, now);
     tx.audit(row).await?;
     let (Some(rep), Some(event)) = (recording.assignee, recording.event) else {
         return Ok(());

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use serde_json::json;
 
-use super::{AuditRow, Tx};
+use super::{AuditRow, Tx, audit_record};
 use crate::desk::tickets::{self, ConversationEffect, Restored, TicketPlan};
 use crate::model::{Contact, ContactId, ConversationId, ConversationStatus, Ticket, TicketId};
 use crate::store::{Actor, ContactUpdate, ConversationUpdate, StoreError, TicketChange, Trashed};
@@ -135,8 +135,7 @@ pub(crate) async fn apply_change(
     }
     let ticket = id.as_str();
     for record in plan.audit {
-        let (action, changes) = (record.action, record.changes);
-        tx.audit(AuditRow::ticket(ticket, action, changes, actor, at))
+        tx.audit(AuditRow::ticket(ticket, record, actor, at))
             .await?;
     }
     match plan.conversations {
@@ -168,15 +167,8 @@ async fn move_conversation(
         let (data, record) = tickets::conversation_status_record(status);
         tx.emit("conversation.status_changed", id.as_str(), data, at)
             .await?;
-        tx.audit(AuditRow::conversation(
-            ticket,
-            id.as_str(),
-            record.action,
-            record.changes,
-            actor,
-            at,
-        ))
-        .await?;
+        let row = AuditRow::conversation(ticket, id.as_str(), record, actor, at);
+        tx.audit(row).await?;
     }
     Ok(())
 }
@@ -205,25 +197,12 @@ pub(crate) async fn update_conversation(
         tx.emit("conversation.assigned", id.as_str(), assignment.event, at)
             .await?;
         let record = assignment.audit;
-        tx.audit(AuditRow::conversation(
-            ticket,
-            id.as_str(),
-            record.action,
-            record.changes,
-            actor,
-            at,
-        ))
-        .await?;
+        let row = AuditRow::conversation(ticket, id.as_str(), record, actor, at);
+        tx.audit(row).await?;
         if let Some(record) = assignment.ticket {
             tx.set_ticket_owner(ticket, owner, at).await?;
-            tx.audit(AuditRow::ticket(
-                ticket,
-                record.action,
-                record.changes,
-                actor,
-                at,
-            ))
-            .await?;
+            tx.audit(AuditRow::ticket(ticket, record, actor, at))
+                .await?;
         }
     }
     if let Some(status) = update.status {
@@ -254,7 +233,8 @@ pub(crate) async fn delete_ticket(
 ) -> Result<Trashed, StoreError> {
     let (conversation_ids, queued_replies) = tx.trash(id, at).await?;
     let changes = tickets::trash_record(&conversation_ids, queued_replies);
-    tx.audit(AuditRow::ticket(id.as_str(), "deleted", changes, actor, at))
+    let deleted = audit_record("deleted", changes);
+    tx.audit(AuditRow::ticket(id.as_str(), deleted, actor, at))
         .await?;
     Ok(Trashed {
         ticket_id: id.clone(),
@@ -283,24 +263,19 @@ pub(crate) async fn restore_ticket(
             reason: reason.or_else(|| actor.reason.clone()),
             ..actor.clone()
         };
+        let restored = audit_record("restored", changes);
         tx.audit(AuditRow::conversation(
             id.as_str(),
             &conversation,
-            "restored",
-            changes,
+            restored,
             &actor,
             at,
         ))
         .await?;
     }
-    tx.audit(AuditRow::ticket(
-        id.as_str(),
-        "restored",
-        json!({}),
-        actor,
-        at,
-    ))
-    .await?;
+    let restored = audit_record("restored", json!({}));
+    tx.audit(AuditRow::ticket(id.as_str(), restored, actor, at))
+        .await?;
     tx.ticket(id, false).await
 }
 
