@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use super::{get, tickets};
 use crate::model::{Contact, ContactId, from_millis};
 use crate::store::sequences::contacts::{Absorbed, ContactTx};
-use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
+use crate::store::{Actor, AuditEntry, ChannelCounts, StoreError};
 
 impl ContactTx for PgConnection {
     async fn record_contact(
@@ -31,38 +31,6 @@ impl ContactTx for PgConnection {
         .bind(actor.kind.as_str())
         .execute(self)
         .await?;
-        Ok(())
-    }
-
-    async fn insert_new_contact(
-        &mut self,
-        id: &ContactId,
-        new: &NewContact,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO contacts (id, display_name, email, owner_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(id.as_str())
-        .bind(&new.display_name)
-        .bind(&new.email)
-        .bind(&new.owner_id)
-        .bind(at)
-        .execute(&mut *self)
-        .await?;
-        for identifier in &new.identifiers {
-            sqlx::query(
-                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&identifier.channel_id)
-            .bind(&identifier.kind)
-            .bind(&identifier.value)
-            .bind(id.as_str())
-            .execute(&mut *self)
-            .await?;
-        }
         Ok(())
     }
 

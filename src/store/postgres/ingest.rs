@@ -181,28 +181,39 @@ impl IngestTx for PgConnection {
     async fn insert_contact(
         &mut self,
         id: &ContactId,
-        channel: &str,
-        from: &InboundContact,
+        name: Option<&str>,
+        email: Option<&str>,
+        owner: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)",
+            "INSERT INTO contacts (id, display_name, email, owner_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(id.as_str())
-        .bind(&from.display_name)
-        .bind(&from.email)
+        .bind(name)
+        .bind(email)
+        .bind(owner)
         .bind(at)
-        .execute(&mut *self)
+        .execute(self)
         .await?;
+        Ok(())
+    }
+
+    async fn add_identifier(
+        &mut self,
+        channel: &str,
+        identifier: &Identifier,
+        contact: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
              VALUES ($1, $2, $3, $4)",
         )
         .bind(channel)
-        .bind(&from.identifier.kind)
-        .bind(&from.identifier.value)
-        .bind(id.as_str())
+        .bind(&identifier.kind)
+        .bind(&identifier.value)
+        .bind(contact)
         .execute(self)
         .await?;
         Ok(())

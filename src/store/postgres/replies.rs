@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use super::ingest::body_text;
 use super::outbox;
 use crate::desk::replies::ViaConflict;
-use crate::model::{ConversationId, Identifier, MessageId};
+use crate::model::{ConversationId, MessageId};
 use crate::store::sequences::replies::ReplyTx;
 use crate::store::shared::json;
 use crate::store::{NewReply, StoreError, Via};
@@ -74,25 +74,6 @@ impl ReplyTx for PgConnection {
         .bind(ticket)
         .fetch_optional(self)
         .await?)
-    }
-
-    async fn add_identifier(
-        &mut self,
-        channel: &str,
-        identifier: &Identifier,
-        contact: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(channel)
-        .bind(&identifier.kind)
-        .bind(&identifier.value)
-        .bind(contact)
-        .execute(self)
-        .await?;
-        Ok(())
     }
 
     async fn open_via(

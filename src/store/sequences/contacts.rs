@@ -29,14 +29,6 @@ pub(crate) trait ContactTx: IngestTx {
         at: i64,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
-    /// Creates a contact with its identifiers, as a rep described it.
-    fn insert_new_contact(
-        &mut self,
-        id: &ContactId,
-        new: &NewContact,
-        at: i64,
-    ) -> impl Future<Output = Result<(), StoreError>>;
-
     /// Holds both contacts' rows until the transaction ends, in an order two opposite
     /// merges agree on.
     fn hold_pair(
@@ -86,16 +78,19 @@ pub(crate) async fn create(
     actor: &Actor,
     now: i64,
 ) -> Result<Contact, StoreError> {
-    for (i, identifier) in new.identifiers.iter().enumerate() {
-        let channel = identifier.channel_id.as_str();
-        let sender = Identifier {
-            kind: identifier.kind.clone(),
-            value: identifier.value.clone(),
-        };
+    let identifiers: Vec<(&str, Identifier)> = new
+        .identifiers
+        .iter()
+        .map(|i| {
+            let (kind, value) = (i.kind.clone(), i.value.clone());
+            (i.channel_id.as_str(), Identifier { kind, value })
+        })
+        .collect();
+    for (i, (channel, sender)) in identifiers.iter().enumerate() {
         // The hold ingest takes for this sender: a message racing the creation cannot
         // make a second contact.
-        tx.hold_sender(channel, &sender).await?;
-        if let Some(other) = tx.contact_of(channel, &sender).await? {
+        tx.hold_sender(channel, sender).await?;
+        if let Some(other) = tx.contact_of(channel, sender).await? {
             return Err(StoreError::Conflict(format!(
                 "identifiers[{i}]: {} {:?} on channel {channel} already belongs to contact {other}",
                 sender.kind, sender.value
@@ -103,7 +98,12 @@ pub(crate) async fn create(
         }
     }
     let id = ContactId::new();
-    tx.insert_new_contact(&id, new, now).await?;
+    let (name, email) = (new.display_name.as_deref(), new.email.as_deref());
+    tx.insert_contact(&id, name, email, new.owner_id.as_deref(), now)
+        .await?;
+    for (channel, identifier) in &identifiers {
+        tx.add_identifier(channel, identifier, id.as_str()).await?;
+    }
     let changes = json!({"identifiers": new.identifiers, "display_name": new.display_name,
                          "email": new.email, "owner_id": new.owner_id});
     tx.record_contact(id.as_str(), "created", actor, changes, now)

@@ -67,13 +67,22 @@ pub(crate) trait IngestTx: RoutingTx {
         at: i64,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
-    /// Creates the contact a message's sender is, with their identifier on `channel`.
+    /// Creates a contact (its identifiers are added one by one after it).
     fn insert_contact(
         &mut self,
         id: &ContactId,
-        channel: &str,
-        from: &InboundContact,
+        name: Option<&str>,
+        email: Option<&str>,
+        owner: Option<&str>,
         at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Gives a contact an identifier on `channel`.
+    fn add_identifier(
+        &mut self,
+        channel: &str,
+        identifier: &Identifier,
+        contact: &str,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// The live conversation of `contact` on `channel` that `hint` (a conversation's or a
@@ -325,7 +334,10 @@ async fn contact(
         return Ok(ContactId::from_stored(id));
     }
     let id = ContactId::new();
-    tx.insert_contact(&id, channel, from, now).await?;
+    let (name, email) = (from.display_name.as_deref(), from.email.as_deref());
+    tx.insert_contact(&id, name, email, None, now).await?;
+    tx.add_identifier(channel, &from.identifier, id.as_str())
+        .await?;
     Ok(id)
 }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use super::ingest::IngestTx;
 use super::tickets::apply_change;
 use crate::desk::replies::{ViaConversation, ViaFacts, plan_via};
-use crate::model::{ConversationId, Identifier, Message, MessageId, TicketId};
+use crate::model::{ConversationId, Message, MessageId, TicketId};
 use crate::store::{Actor, NewReply, StoreError, Via};
 
 /// The reads and writes a reply needs beyond ingest's, in each store's SQL.
@@ -41,14 +41,6 @@ pub(crate) trait ReplyTx: IngestTx {
         contact: &str,
         ticket: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>>;
-
-    /// Gives a contact an identifier on `channel`.
-    fn add_identifier(
-        &mut self,
-        channel: &str,
-        identifier: &Identifier,
-        contact: &str,
-    ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Opens a conversation of `contact` on `via`'s channel, on `ticket`, owned by whoever
     /// owns `from`. A conflict when the thread has an open conversation already.

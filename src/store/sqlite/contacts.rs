@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{OnConstraint, WriterTx, tickets};
 use crate::model::{Contact, ContactId, from_millis};
 use crate::store::sequences::contacts::{Absorbed, ContactTx};
-use crate::store::{Actor, AuditEntry, ChannelCounts, NewContact, StoreError};
+use crate::store::{Actor, AuditEntry, ChannelCounts, StoreError};
 
 impl ContactTx for WriterTx<'_> {
     async fn record_contact(
@@ -32,36 +32,6 @@ impl ContactTx for WriterTx<'_> {
                 at,
                 actor.kind.as_str()
             ])?;
-        Ok(())
-    }
-
-    async fn insert_new_contact(
-        &mut self,
-        id: &ContactId,
-        new: &NewContact,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO contacts (id, display_name, email, owner_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            )?
-            .execute(params![
-                id.as_str(),
-                new.display_name,
-                new.email,
-                new.owner_id,
-                at
-            ])?;
-        let mut insert = self.0.prepare_cached(
-            "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for identifier in &new.identifiers {
-            let (channel, kind, value) =
-                (&identifier.channel_id, &identifier.kind, &identifier.value);
-            insert.execute(params![channel, kind, value, id.as_str()])?;
-        }
         Ok(())
     }
 

@@ -158,23 +158,32 @@ impl IngestTx for WriterTx<'_> {
     async fn insert_contact(
         &mut self,
         id: &ContactId,
-        channel: &str,
-        from: &InboundContact,
+        name: Option<&str>,
+        email: Option<&str>,
+        owner: Option<&str>,
         at: i64,
     ) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
-                "INSERT INTO contacts (id, display_name, email, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                "INSERT INTO contacts (id, display_name, email, owner_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             )?
-            .execute(params![id.as_str(), from.display_name, from.email, at])?;
-        let ident = &from.identifier;
+            .execute(params![id.as_str(), name, email, owner, at])?;
+        Ok(())
+    }
+
+    async fn add_identifier(
+        &mut self,
+        channel: &str,
+        identifier: &Identifier,
+        contact: &str,
+    ) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![channel, ident.kind, ident.value, id.as_str()])?;
+            .execute(params![channel, identifier.kind, identifier.value, contact])?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::desk::replies::ViaConflict;
-use crate::model::{ConversationId, Identifier, MessageId};
+use crate::model::{ConversationId, MessageId};
 use crate::store::sequences::replies::ReplyTx;
 use crate::store::shared::json;
 use crate::store::{NewReply, StoreError, Via};
@@ -59,21 +59,6 @@ impl ReplyTx for WriterTx<'_> {
             )?
             .query_row(params![channel, contact, ticket], |r| r.get(0))
             .optional()?)
-    }
-
-    async fn add_identifier(
-        &mut self,
-        channel: &str,
-        identifier: &Identifier,
-        contact: &str,
-    ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO contact_identifiers (channel_id, kind, value, contact_id)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![channel, identifier.kind, identifier.value, contact])?;
-        Ok(())
     }
 
     async fn open_via(
