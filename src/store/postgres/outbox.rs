@@ -6,8 +6,9 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 
 use super::{events, get};
-use crate::desk;
 use crate::model::{DeliveryStatus, JobId, MessageId};
+use crate::store::hubspot::ReportedStatus;
+use crate::store::sequences::outbox::{self, Attempt, DeliveryTx};
 use crate::store::{
     Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
 };
@@ -202,85 +203,86 @@ pub async fn finish(
         )));
     }
     match &job.kind {
-        JobKind::Deliver { message_id } => update_message(c, job, message_id, outcome, now).await,
+        JobKind::Deliver { message_id } => {
+            outbox::record_outcome(c, job, message_id, outcome, now).await
+        }
         JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
             Ok(())
         }
     }
 }
 
-async fn update_message(
-    c: &mut PgConnection,
-    job: &Job,
-    message: &MessageId,
-    outcome: &JobOutcome,
-    now: i64,
-) -> Result<(), StoreError> {
-    let id = message.as_str();
-    match outcome {
-        JobOutcome::Sent {
-            platform_message_id,
-            note,
-        } => {
-            // Reports the platform sent before this send finished (it can be that fast)
-            // are waiting in status_reports; fold them in now.
-            let mut reports = Vec::new();
-            if let Some(pid) = platform_message_id {
-                // Ordered against record_status: each report is folded in here or applied there.
-                super::ingest::lock(c, &super::ingest::platform_id_key(&job.channel_id, pid))
-                    .await?;
-                let statuses: Vec<String> = sqlx::query_scalar(
-                    "SELECT status FROM status_reports
-                     WHERE channel_id = $1 AND platform_message_id = $2 ORDER BY seq",
-                )
-                .bind(&job.channel_id)
-                .bind(pid)
-                .fetch_all(&mut *c)
-                .await?;
-                reports.extend(statuses.iter().filter_map(|s| DeliveryStatus::parse(s)));
-            }
-            let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
-            sqlx::query(
+impl DeliveryTx for PgConnection {
+    async fn early_reports(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        // Ordered against record_status: each report is folded in here or applied there.
+        super::ingest::lock(self, &super::ingest::platform_id_key(channel, platform_id)).await?;
+        let statuses: Vec<String> = sqlx::query_scalar(
+            "SELECT status FROM status_reports
+             WHERE channel_id = $1 AND platform_message_id = $2 ORDER BY seq",
+        )
+        .bind(channel)
+        .bind(platform_id)
+        .fetch_all(self)
+        .await?;
+        Ok(statuses
+            .iter()
+            .filter_map(|s| DeliveryStatus::parse(s))
+            .collect())
+    }
+
+    async fn record_attempt(
+        &mut self,
+        message: &str,
+        outcome: Attempt<'_>,
+    ) -> Result<(), StoreError> {
+        let query = match outcome {
+            Attempt::Sent {
+                platform_message_id,
+                note,
+            } => sqlx::query(
                 "UPDATE messages SET platform_message_id = $2, delivery_error = NULL,
                      delivery_note = $3, attempts = attempts + 1
                  WHERE id = $1",
             )
-            .bind(id)
+            .bind(message)
             .bind(platform_message_id)
-            .bind(note)
-            .execute(&mut *c)
-            .await?;
-            // A rep's HubSpot reply: HubSpot hears SENT (and READ after it, when the
-            // platform already said so).
-            super::hubspot::report_status(
-                c,
-                id,
-                crate::store::hubspot::ReportedStatus::Sent,
-                None,
-                now,
-            )
-            .await?;
-            events::delivery_updated(c, id, status, None, now).await?;
-        }
-        JobOutcome::Retry { error, .. } => {
-            sqlx::query(
+            .bind(note),
+            Attempt::Failed(error) => sqlx::query(
                 "UPDATE messages SET delivery_error = $2, attempts = attempts + 1 WHERE id = $1",
             )
-            .bind(id)
-            .bind(error)
-            .execute(&mut *c)
-            .await?;
-        }
-        JobOutcome::Dead { error } => {
-            sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-            events::delivery_updated(c, id, DeliveryStatus::Failed, Some(error), now).await?;
-        }
-        JobOutcome::Released | JobOutcome::Park { .. } => {}
+            .bind(message)
+            .bind(error),
+            Attempt::Last => {
+                sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
+                    .bind(message)
+            }
+        };
+        query.execute(self).await?;
+        Ok(())
     }
-    Ok(())
+
+    async fn delivery_updated(
+        &mut self,
+        message: &str,
+        status: DeliveryStatus,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        events::delivery_updated(self, message, status, error, at).await
+    }
+
+    async fn report_to_hubspot(
+        &mut self,
+        message: &str,
+        status: ReportedStatus,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::hubspot::report_status(self, message, status, None, at).await
+    }
 }
 
 /// Gives back the leases `owner` holds. Unlike SQLite, other replicas may hold leases, so

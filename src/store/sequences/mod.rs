@@ -11,6 +11,7 @@
 pub(crate) mod contacts;
 pub(crate) mod hubspot;
 pub(crate) mod ingest;
+pub(crate) mod outbox;
 pub(crate) mod replies;
 pub(crate) mod routing;
 pub(crate) mod tickets;

@@ -3,9 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use super::events;
-use crate::desk;
+use super::{WriterTx, events};
 use crate::model::{DeliveryStatus, JobId, MessageId};
+use crate::store::hubspot::ReportedStatus;
+use crate::store::sequences::outbox::{self, Attempt, DeliveryTx};
+use crate::store::sequences::ready;
 use crate::store::{
     Delivery, Job, JobKind, JobOutcome, JobState, LeaseRequest, Page, QueueStats, StoreError,
 };
@@ -183,7 +185,10 @@ pub fn finish(
         )));
     }
     match &job.kind {
-        JobKind::Deliver { message_id } => update_message(conn, job, message_id, outcome, now),
+        JobKind::Deliver { message_id } => {
+            let tx = &mut WriterTx(conn);
+            ready(outbox::record_outcome(tx, job, message_id, outcome, now))
+        }
         JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
             Ok(())
         }
@@ -231,65 +236,74 @@ fn rehead(conn: &Connection, key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn update_message(
-    conn: &Connection,
-    job: &Job,
-    message: &MessageId,
-    outcome: &JobOutcome,
-    now: i64,
-) -> Result<(), StoreError> {
-    let id = message.as_str();
-    match outcome {
-        JobOutcome::Sent {
-            platform_message_id,
-            note,
-        } => {
-            // Reports the platform sent before this send finished (it can be that fast)
-            // are waiting in status_reports; fold them in now.
-            let mut reports = Vec::new();
-            if let Some(pid) = platform_message_id {
-                let mut statement = conn.prepare_cached(
-                    "SELECT status FROM status_reports WHERE channel_id = ?1 AND platform_message_id = ?2
-                     ORDER BY seq",
-                )?;
-                for status in
-                    statement.query_map(params![job.channel_id, pid], |r| r.get::<_, String>(0))?
-                {
-                    reports.extend(DeliveryStatus::parse(&status?));
-                }
-            }
-            let status = desk::delivery::fold(DeliveryStatus::Sent, reports);
-            conn.prepare_cached(
-                "UPDATE messages SET platform_message_id = ?2, delivery_error = NULL,
-                     delivery_note = ?3, attempts = attempts + 1
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, platform_message_id, note])?;
-            // A rep's HubSpot reply: HubSpot hears SENT (and READ after it, when the
-            // platform already said so).
-            super::hubspot::report_status(
-                conn,
-                id,
-                crate::store::hubspot::ReportedStatus::Sent,
-                None,
-                now,
-            )?;
-            events::delivery_updated(conn, id, status, None, now)?;
+impl DeliveryTx for WriterTx<'_> {
+    async fn early_reports(
+        &mut self,
+        channel: &str,
+        platform_id: &str,
+    ) -> Result<Vec<DeliveryStatus>, StoreError> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT status FROM status_reports WHERE channel_id = ?1 AND platform_message_id = ?2
+             ORDER BY seq",
+        )?;
+        let mut reports = Vec::new();
+        for status in
+            statement.query_map(params![channel, platform_id], |r| r.get::<_, String>(0))?
+        {
+            reports.extend(DeliveryStatus::parse(&status?));
         }
-        JobOutcome::Retry { error, .. } => {
-            conn.prepare_cached(
-                "UPDATE messages SET delivery_error = ?2, attempts = attempts + 1 WHERE id = ?1",
-            )?
-            .execute(params![id, error])?;
-        }
-        JobOutcome::Dead { error } => {
-            conn.prepare_cached("UPDATE messages SET attempts = attempts + 1 WHERE id = ?1")?
-                .execute([id])?;
-            events::delivery_updated(conn, id, DeliveryStatus::Failed, Some(error), now)?;
-        }
-        JobOutcome::Released | JobOutcome::Park { .. } => {}
+        Ok(reports)
     }
-    Ok(())
+
+    async fn record_attempt(
+        &mut self,
+        message: &str,
+        outcome: Attempt<'_>,
+    ) -> Result<(), StoreError> {
+        match outcome {
+            Attempt::Sent {
+                platform_message_id,
+                note,
+            } => self
+                .0
+                .prepare_cached(
+                    "UPDATE messages SET platform_message_id = ?2, delivery_error = NULL,
+                         delivery_note = ?3, attempts = attempts + 1
+                     WHERE id = ?1",
+                )?
+                .execute(params![message, platform_message_id, note])?,
+            Attempt::Failed(error) => self
+                .0
+                .prepare_cached(
+                    "UPDATE messages SET delivery_error = ?2, attempts = attempts + 1 WHERE id = ?1",
+                )?
+                .execute(params![message, error])?,
+            Attempt::Last => self
+                .0
+                .prepare_cached("UPDATE messages SET attempts = attempts + 1 WHERE id = ?1")?
+                .execute([message])?,
+        };
+        Ok(())
+    }
+
+    async fn delivery_updated(
+        &mut self,
+        message: &str,
+        status: DeliveryStatus,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        events::delivery_updated(self.0, message, status, error, at)
+    }
+
+    async fn report_to_hubspot(
+        &mut self,
+        message: &str,
+        status: ReportedStatus,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::hubspot::report_status(self.0, message, status, None, at)
+    }
 }
 
 pub fn release_all(conn: &Connection, owner: Option<&str>) -> Result<u64, StoreError> {
