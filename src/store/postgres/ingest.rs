@@ -1,4 +1,5 @@
-//! The write side of a webhook and of a reply, each in one transaction.
+//! A webhook's events on PostgreSQL: the steps of `store::sequences::ingest` (messages,
+//! edits, retractions) and the status reports and watermarks, in one transaction.
 //!
 //! Replicas ingest concurrently, so what SQLite's single writer serialises for free is
 //! serialised here with transaction-scoped advisory locks: one per sender (dedupe, contact

@@ -1,7 +1,7 @@
-//! Tickets, conversations' owner and status, trash, audit trail, contacts and analytics.
+//! Tickets, conversations' owner and status, trash, audit trail, contacts and analytics:
+//! the steps of `store::sequences::tickets` in PostgreSQL, and its reads.
 //!
-//! The same changes, audit entries, events and errors as the SQLite store's `desk`; the
-//! rules come from `crate::desk`. What SQLite's single writer gives for free is asked for
+//! The sequences and their rules are shared with SQLite. What SQLite's single writer gives for free is asked for
 //! here: a row that is read and then written is locked first (`FOR UPDATE`), so changes
 //! made at once on several replicas apply one after the other and none is lost. A unique
 //! index that a racing transaction trips aborts this one as `Contended`, and running it

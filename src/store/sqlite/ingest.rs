@@ -1,4 +1,5 @@
-//! The write side of a webhook and of a reply, run on the writer thread inside the
+//! A webhook's events on SQLite: the steps of `store::sequences::ingest` (messages, edits,
+//! retractions) and the status reports and watermarks, run on the writer thread inside the
 //! batch's transaction (one savepoint per request).
 
 use rusqlite::{Connection, OptionalExtension, params};
