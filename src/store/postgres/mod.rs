@@ -686,7 +686,7 @@ impl Store for PgStore {
     }
 
     async fn add_comment(&self, comment: NewComment) -> Result<Message, StoreError> {
-        transaction!(self, |c| comments::add(c, &comment, now_ms()))
+        transaction!(self, |c| sequences::comments::add(c, &comment, now_ms()))
     }
 
     async fn create_contact(

@@ -8,6 +8,7 @@
 //! the writer thread over [`crate::store::sqlite::WriterTx`], whose steps are plain
 //! rusqlite calls that never wait: [`ready`] polls the sequence once and it is done.
 
+pub(crate) mod comments;
 pub(crate) mod contacts;
 pub(crate) mod hubspot;
 pub(crate) mod ingest;

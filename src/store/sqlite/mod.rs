@@ -502,7 +502,10 @@ impl Store for SqliteStore {
     async fn add_comment(&self, comment: NewComment) -> Result<Message, StoreError> {
         let result = self
             .writer
-            .write(move |conn| comments::add(conn, &comment, now_ms()))
+            .write(move |conn| {
+                let tx = &mut WriterTx(conn);
+                ready(sequences::comments::add(tx, &comment, now_ms()))
+            })
             .await;
         self.changed(result)
     }
