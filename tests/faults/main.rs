@@ -8,6 +8,7 @@ mod disk_full;
 mod hubspot_publish_crash;
 mod hubspot_reply_crash;
 mod open_files;
+mod power_cut;
 mod secrets;
 #[path = "../support/mod.rs"]
 mod support;

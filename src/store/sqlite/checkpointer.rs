@@ -75,6 +75,14 @@ impl Checkpointer {
         })
     }
 
+    /// A checkpointer that never runs: the log only grows (and the writer's own checkpoint
+    /// is all there is), which a simulated power cut needs (writer/fault.rs).
+    pub fn idle() -> Self {
+        Self {
+            stop: Mutex::new(None),
+        }
+    }
+
     /// Stops the thread after the checkpoint it may be running.
     pub fn stop(&self) {
         let running = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -35,29 +35,34 @@ pub fn emit(
     Ok(())
 }
 
-/// Events after `after` (a seq), oldest first.
+/// Events after `after` up to `through` (seqs), oldest first.
 pub fn after(
     conn: &Connection,
     after: i64,
+    through: i64,
     filter: &EventFilter,
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT seq, kind, channel_id, conversation_id, owner_id, data, at FROM events
-         WHERE seq > ?1 AND (?2 IS NULL OR channel_id = ?2) AND (?3 IS NULL OR owner_id = ?3)
+         WHERE seq > ?1 AND seq <= ?5 AND (?2 IS NULL OR channel_id = ?2)
+           AND (?3 IS NULL OR owner_id = ?3)
          ORDER BY seq LIMIT ?4",
     )?;
-    let rows = statement.query_map(params![after, filter.channel, filter.owner, limit], |r| {
-        Ok(Event {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            channel_id: r.get(2)?,
-            conversation_id: r.get(3)?,
-            owner_id: r.get(4)?,
-            data: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-            at: from_millis(r.get(6)?),
-        })
-    })?;
+    let rows = statement.query_map(
+        params![after, filter.channel, filter.owner, limit, through],
+        |r| {
+            Ok(Event {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                channel_id: r.get(2)?,
+                conversation_id: r.get(3)?,
+                owner_id: r.get(4)?,
+                data: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                at: from_millis(r.get(6)?),
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -1,7 +1,8 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a commit
-//! is on disk before the webhook that caused it is acknowledged. Writes are group-committed
-//! by one writer thread ([`writer`]); reads use a pool of read-only connections, and a
-//! checkpointer thread copies the log into the database file off the writer's path.
+//! The embedded store: one SQLite file in WAL mode. Writes are group-committed by one
+//! writer thread ([`writer`]) with `synchronous = NORMAL`, and a syncer thread flushes the
+//! log before the webhook or call that caused a commit is answered, while the writer runs
+//! the next batch. Reads use a pool of read-only connections, and a checkpointer thread
+//! copies the log into the database file off the writer's path.
 //!
 //! One process owns the file (an exclusive lock on `<file>.lock`), which is what lets it
 //! take back every outbox lease at start-up: nobody else can be holding one.
@@ -192,6 +193,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // journal_size_limit: when the writer restarts a fully checkpointed log, it cuts
         // the file back to this size instead of keeping a burst's (or a full disk's) peak.
+        // The migrations and the lease release below run with FULL; the writer thread
+        // runs with NORMAL, its syncer flushing the log (writer.rs).
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -209,11 +212,18 @@ impl SqliteStore {
             tracing::info!(released, "Took back outbox leases left by an earlier run.");
         }
         let readers = Readers::open(&path, READERS)?;
-        let writer =
-            Writer::start(conn, Box::new(crate::telemetry::record_batch)).map_err(|e| {
+        let durability = durability(&conn, &path)?;
+        let power_cut = durability.fault.is_some();
+        let writer = Writer::start(conn, durability, Box::new(crate::telemetry::record_batch))
+            .map_err(|e| {
                 StoreError::Internal(Detail::caused_by("cannot start the writer thread", e))
             })?;
-        let checkpointer = Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?;
+        let checkpointer = if power_cut {
+            // A simulated power cut needs a log that only grows (writer/fault.rs).
+            Checkpointer::idle()
+        } else {
+            Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?
+        };
         Ok(Self {
             writer,
             checkpointer,
@@ -253,6 +263,39 @@ impl SqliteStore {
         }
         result
     }
+}
+
+/// Switches the writer's connection to `synchronous = NORMAL` and hands its syncer the
+/// log to flush, after flushing once what start-up wrote: the log file (created by the
+/// first open, or recovered from a crash in which the OS kept frames nobody flushed) and
+/// the folder that holds its name.
+fn durability(conn: &Connection, path: &Path) -> Result<writer::Durability, StoreError> {
+    let unavailable = |what: &str, e: std::io::Error| {
+        StoreError::Unavailable(format!("{what} {}: {e}", path.display()).into())
+    };
+    let mut wal_path = path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    let wal_path = PathBuf::from(wal_path);
+    let fault = writer::fault::PowerCut::from_env(&wal_path);
+    if fault.is_some() {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    // SQLite keeps the log (same file, same inode) while any connection is open; the
+    // syncer holds it open until the writer stops.
+    let wal = File::open(&wal_path).map_err(|e| unavailable("cannot open the log of", e))?;
+    wal.sync_all()
+        .map_err(|e| unavailable("cannot flush the log of", e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| unavailable("cannot flush the folder of", e))?;
+    }
+    Ok(writer::Durability {
+        wal: Some(wal),
+        mark: Some(Box::new(events::latest)),
+        fault,
+    })
 }
 
 /// Applies the migrations not yet applied, each in its own transaction.
@@ -663,8 +706,11 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         let filter = filter.clone();
+        // A stream tells a client only what is durable: events of a batch still being
+        // flushed wait for the next look (the `changes` bump after that batch's answer).
+        let through = self.writer.durable_mark();
         self.readers
-            .read(move |conn| events::after(conn, after, &filter, limit))
+            .read(move |conn| events::after(conn, after, through, &filter, limit))
             .await
     }
 
@@ -770,7 +816,9 @@ impl Store for SqliteStore {
     }
 
     async fn latest_event(&self) -> Result<i64, StoreError> {
-        self.readers.read(events::latest).await
+        let durable = self.writer.durable_mark();
+        let latest = self.readers.read(events::latest).await?;
+        Ok(latest.min(durable))
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

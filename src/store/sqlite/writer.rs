@@ -1,10 +1,20 @@
 //! Group commit: one thread owns the write connection. Requests queue on a bounded channel;
 //! the thread takes everything waiting (up to a cap), applies the requests in one
-//! transaction, commits once, and only then answers every waiter.
+//! transaction and commits once. Every waiter is answered only once the batch is durable.
 //!
 //! Under light load a batch is one request and nothing waits longer than its own commit.
-//! Under heavy load batches grow by themselves while the previous fsync runs, so the fsync
+//! Under heavy load batches grow by themselves while the previous flush runs, so the fsync
 //! cost is shared.
+//!
+//! The flush overlaps the next batch (docs/ARCHITECTURE.md §3): the connection runs with
+//! `synchronous = NORMAL`, so COMMIT only writes the batch's frames to the write-ahead log,
+//! and a second thread, the syncer, fdatasyncs the log and then answers the batch's
+//! waiters while the writer already applies the next batch. Nothing leaves the process
+//! before that: every answer (an acknowledgement, a leased delivery, a job to publish or
+//! mail) comes from the syncer, and the log is written in order, so one fdatasync makes a
+//! batch and every batch before it durable. Only readers of the database may see a batch
+//! about one flush early; what they may do with it is said where they read (the event
+//! stream reads up to the durable mark, [`Writer::durable_mark`]).
 //!
 //! A request that fails must leave its neighbours' work in the batch. Isolating every
 //! request in a savepoint costs more than the request itself (each savepoint copies every
@@ -14,17 +24,27 @@
 //! again with a savepoint per request. Requests are therefore `Fn`: running one twice
 //! must do nothing outside the database (ids drawn in the first run are simply lost).
 
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc as std_mpsc;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::StoreError;
 
+pub mod fault;
+
 /// The most requests one transaction takes.
 const MAX_BATCH: usize = 512;
 /// Requests that may wait for the writer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 4096;
+/// Committed batches that may wait for the syncer before the writer waits for it: the
+/// syncer takes all of them in one fdatasync, so this only bounds how far readers may see
+/// ahead of what is durable.
+const SYNC_DEPTH: usize = 8;
 
 /// One request: run inside the batch's transaction (perhaps twice), answered after the
 /// commit.
@@ -110,22 +130,73 @@ enum Command {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Command>,
+    durable: Arc<AtomicI64>,
 }
 
 /// What the writer reports about each batch, for metrics.
 pub type BatchObserver = Box<dyn Fn(usize) + Send>;
 
+/// Read in each batch's transaction just before COMMIT (say, the newest event's seq), and
+/// published by [`Writer::durable_mark`] once that batch is durable.
+pub type Mark = Box<dyn Fn(&Connection) -> Result<i64, StoreError> + Send>;
+
+/// How a committed batch becomes durable before anyone hears of it.
+pub struct Durability {
+    /// The write-ahead log, fdatasynced after each commit when the connection runs with
+    /// `synchronous = NORMAL`; `None` when COMMIT syncs by itself (`FULL`).
+    pub wal: Option<File>,
+    /// What [`Writer::durable_mark`] reports; without it, the mark stays 0.
+    pub mark: Option<Mark>,
+    /// A power cut to simulate (debug builds only; see [`fault`]).
+    pub fault: Option<fault::PowerCut>,
+}
+
+impl Durability {
+    /// COMMIT is durable by itself; no mark.
+    pub fn at_commit() -> Self {
+        Self {
+            wal: None,
+            mark: None,
+            fault: None,
+        }
+    }
+}
+
 impl Writer {
-    /// Starts the writer thread on `conn`, which must be in WAL mode, outside a transaction.
-    pub fn start(conn: Connection, observe: BatchObserver) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`, which must be in WAL mode, outside a
+    /// transaction, and the syncer thread that answers its batches once `durability`
+    /// says they are on disk.
+    pub fn start(
+        conn: Connection,
+        durability: Durability,
+        observe: BatchObserver,
+    ) -> std::io::Result<Self> {
         let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
+        let Durability { wal, mark, fault } = durability;
+        let initial = match &mark {
+            Some(mark) => mark(&conn).unwrap_or(0),
+            None => 0,
+        };
+        let durable = Arc::new(AtomicI64::new(initial));
+        let (to_syncer, committed) = std_mpsc::sync_channel(SYNC_DEPTH);
+        let syncer = {
+            let durable = durable.clone();
+            std::thread::Builder::new()
+                .name("sqlite-syncer".into())
+                .spawn(move || sync(wal, fault, &committed, &durable))?
+        };
+        let thread = Thread {
+            conn,
+            syncer: to_syncer,
+            mark,
+        };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, commands, observe))?;
-        Ok(Self { queue })
+            .spawn(move || thread.run(commands, observe, syncer))?;
+        Ok(Self { queue, durable })
     }
 
-    /// Runs `f` in the next batch and returns its result once the batch is committed.
+    /// Runs `f` in the next batch and returns its result once the batch is durable.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -145,8 +216,14 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
-    /// Commits everything queued before this call, then stops the thread and closes the
-    /// connection.
+    /// The mark of the newest durable batch: a reader that must not act on what is not yet
+    /// durable reads up to it.
+    pub fn durable_mark(&self) -> i64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Commits everything queued before this call and waits until it is durable, then
+    /// stops the threads and closes the connection.
     pub async fn stop(&self) {
         let (done, stopped) = oneshot::channel();
         if self.queue.send(Command::Stop(done)).await.is_ok() {
@@ -155,85 +232,173 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut commands: mpsc::Receiver<Command>, observe: BatchObserver) {
-    let mut stop = None;
-    while stop.is_none() {
-        let Some(first) = commands.blocking_recv() else {
-            break;
-        };
-        let mut batch = Vec::new();
-        match first {
-            Command::Work(work) => batch.push(work),
-            Command::Stop(done) => stop = Some(done),
-        }
-        while stop.is_none() && batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(Command::Work(work)) => batch.push(work),
-                Ok(Command::Stop(done)) => stop = Some(done),
-                Err(_) => break,
+/// A batch committed to the log, waiting for the syncer.
+struct Committed {
+    answers: Vec<Box<dyn Work>>,
+    mark: Option<i64>,
+}
+
+/// The writer thread's state.
+struct Thread {
+    conn: Connection,
+    syncer: std_mpsc::SyncSender<Committed>,
+    mark: Option<Mark>,
+}
+
+impl Thread {
+    fn run(
+        self,
+        mut commands: mpsc::Receiver<Command>,
+        observe: BatchObserver,
+        syncer: std::thread::JoinHandle<()>,
+    ) {
+        let mut stop = None;
+        while stop.is_none() {
+            let Some(first) = commands.blocking_recv() else {
+                break;
+            };
+            let mut batch = Vec::new();
+            match first {
+                Command::Work(work) => batch.push(work),
+                Command::Stop(done) => stop = Some(done),
+            }
+            while stop.is_none() && batch.len() < MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(Command::Work(work)) => batch.push(work),
+                    Ok(Command::Stop(done)) => stop = Some(done),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                observe(batch.len());
+                self.commit_batch(batch);
             }
         }
-        if !batch.is_empty() {
-            observe(batch.len());
-            commit_batch(&conn, batch);
+        // Later requests find the channel closed and answer "unavailable".
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            if let Command::Work(work) = command {
+                work.abort(StoreError::Unavailable("the database is closing".into()));
+            }
+        }
+        // The syncer answers what is committed, then ends with its channel.
+        let Self {
+            conn,
+            syncer: to_syncer,
+            ..
+        } = self;
+        drop(to_syncer);
+        let _ = syncer.join();
+        drop(conn);
+        if let Some(done) = stop {
+            let _ = done.send(());
         }
     }
-    // Later requests find the channel closed and answer "unavailable".
-    commands.close();
-    while let Ok(command) = commands.try_recv() {
-        if let Command::Work(work) = command {
-            work.abort(StoreError::Unavailable("the database is closing".into()));
+
+    fn commit_batch(&self, mut batch: Vec<Box<dyn Work>>) {
+        let conn = &self.conn;
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            return abort_all(batch, &StoreError::from(e));
         }
+        if batch.iter_mut().all(|work| work.run(conn, false)) {
+            return self.commit(batch);
+        }
+        // One request failed: its partial writes are mixed with its neighbours', so the
+        // whole transaction goes and the batch runs again, each request in its own
+        // savepoint.
+        if !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            return abort_all(batch, &StoreError::from(e));
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            return abort_all(batch, &StoreError::from(e));
+        }
+        for work in &mut batch {
+            work.run(conn, true);
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back: what the batch applied so far
+                // is gone, and the rest must not run outside a transaction. Nothing was
+                // written; every caller is told to try again.
+                return abort_all(
+                    batch,
+                    &StoreError::Unavailable(
+                        "the database rolled the batch back (disk full or I/O error); try again"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        self.commit(batch);
     }
-    drop(conn);
-    if let Some(done) = stop {
-        let _ = done.send(());
+
+    /// Commits the open transaction and hands the batch to the syncer, which answers it
+    /// once it is durable. A failed commit is answered at once: nothing was written.
+    fn commit(&self, batch: Vec<Box<dyn Work>>) {
+        let conn = &self.conn;
+        // A failed read leaves the previous mark: readers wait for the next batch.
+        let mark = self.mark.as_ref().and_then(|mark| mark(conn).ok());
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            // A failed COMMIT (disk full, I/O error) may leave the transaction open.
+            let _ = conn.execute_batch("ROLLBACK");
+            let e = StoreError::from(e);
+            for work in batch {
+                work.answer(Err(e.clone()));
+            }
+            return;
+        }
+        let committed = Committed {
+            answers: batch,
+            mark,
+        };
+        if let Err(std_mpsc::SendError(committed)) = self.syncer.send(committed) {
+            // The syncer is gone only if it panicked: nobody can say the batch is durable.
+            for work in committed.answers {
+                work.abort(StoreError::Unavailable(
+                    "the database cannot make writes durable".into(),
+                ));
+            }
+        }
     }
 }
 
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Work>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return abort_all(batch, &StoreError::from(e));
-    }
-    if batch.iter_mut().all(|work| work.run(conn, false)) {
-        return commit(conn, batch);
-    }
-    // One request failed: its partial writes are mixed with its neighbours', so the whole
-    // transaction goes and the batch runs again, each request in its own savepoint.
-    if !conn.is_autocommit()
-        && let Err(e) = conn.execute_batch("ROLLBACK")
-    {
-        return abort_all(batch, &StoreError::from(e));
-    }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return abort_all(batch, &StoreError::from(e));
-    }
-    for work in &mut batch {
-        work.run(conn, true);
-        if conn.is_autocommit() {
-            // SQLite rolled the whole transaction back: what the batch applied so far is
-            // gone, and the rest must not run outside a transaction. Nothing was written;
-            // every caller is told to try again.
-            return abort_all(
-                batch,
-                &StoreError::Unavailable(
-                    "the database rolled the batch back (disk full or I/O error); try again".into(),
-                ),
-            );
+/// The syncer thread: takes every committed batch waiting, makes them durable with one
+/// fdatasync of the log, publishes their mark, then answers their waiters.
+fn sync(
+    wal: Option<File>,
+    fault: Option<fault::PowerCut>,
+    committed: &std_mpsc::Receiver<Committed>,
+    durable: &AtomicI64,
+) {
+    let mut flushes = 0;
+    let mut flushed_len = fault.as_ref().map_or(0, fault::PowerCut::log_len);
+    while let Ok(first) = committed.recv() {
+        let mut ready = vec![first];
+        ready.extend(committed.try_iter());
+        flushes += 1;
+        if let Some(cut) = &fault {
+            cut.before_flush(flushes, flushed_len);
+            flushed_len = cut.log_len();
         }
-    }
-    commit(conn, batch);
-}
-
-/// Commits the open transaction and answers every request of the batch.
-fn commit(conn: &Connection, batch: Vec<Box<dyn Work>>) {
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
-    if commit.is_err() {
-        // A failed COMMIT (disk full, I/O error) may leave the transaction open.
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for work in batch {
-        work.answer(commit.as_ref().map(|_| ()).map_err(StoreError::clone));
+        if let Some(wal) = &wal
+            && let Err(e) = wal.sync_data()
+        {
+            // After a failed fsync the kernel may have dropped the log's dirty pages and
+            // will not report it again (PostgreSQL's "fsyncgate"): answering would
+            // acknowledge what may be lost, and going on would let readers see rows that
+            // may vanish. What is on disk is what SQLite recovers at the next start, and
+            // every waiter, having no answer, sends again.
+            tracing::error!(error = %e, "Could not flush the SQLite log to disk; stopping the process.");
+            std::process::abort();
+        }
+        if let Some(mark) = ready.iter().filter_map(|c| c.mark).max() {
+            durable.fetch_max(mark, Ordering::AcqRel);
+        }
+        for batch in ready {
+            for work in batch.answers {
+                work.answer(Ok(()));
+            }
+        }
     }
 }
 
@@ -252,7 +417,10 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE);")
             .unwrap();
-        (Writer::start(conn, Box::new(|_| {})).unwrap(), dir)
+        (
+            Writer::start(conn, Durability::at_commit(), Box::new(|_| {})).unwrap(),
+            dir,
+        )
     }
 
     #[tokio::test]
@@ -283,6 +451,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 4, "requests 1 and 3 keep both rows, request 2 none");
+    }
+
+    #[tokio::test]
+    async fn the_durable_mark_covers_a_batch_before_its_waiters_are_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE t (v INTEGER UNIQUE);",
+        )
+        .unwrap();
+        let durability = Durability {
+            wal: Some(File::open(dir.path().join("w.db-wal")).unwrap()),
+            mark: Some(Box::new(|c: &Connection| {
+                Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+            })),
+            fault: None,
+        };
+        let w = Writer::start(conn, durability, Box::new(|_| {})).unwrap();
+        assert_eq!(w.durable_mark(), 0);
+        for v in 1..=3 {
+            w.write(move |c| Ok(c.execute("INSERT INTO t (v) VALUES (?1)", [v])?))
+                .await
+                .unwrap();
+            assert_eq!(
+                w.durable_mark(),
+                v,
+                "answered only once its mark is published"
+            );
+        }
     }
 
     #[tokio::test]
@@ -341,7 +539,7 @@ mod tests {
              PRAGMA max_page_count = 64;",
         )
         .unwrap();
-        let w = Writer::start(conn, Box::new(|_| {})).unwrap();
+        let w = Writer::start(conn, Durability::at_commit(), Box::new(|_| {})).unwrap();
 
         // Fill it: each request needs two 8 KiB rows, and the file may not pass 64 pages.
         let mut full_at = None;
@@ -387,7 +585,7 @@ mod tests {
             .unwrap();
         conn.busy_timeout(std::time::Duration::from_millis(100))
             .unwrap();
-        let w = Writer::start(conn, Box::new(|_| {})).unwrap();
+        let w = Writer::start(conn, Durability::at_commit(), Box::new(|_| {})).unwrap();
 
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
