@@ -13,6 +13,8 @@
 # CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file),
 # GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000), HUBSPOT_COUNT (20000),
 # HUBSPOT_LIMITED_COUNT (330: three windows of HubSpot's 110 / 10 s, about 20 s).
+# PG=postgres://USER@HOST:PORT adds, in each run, ingest and the backlog drain on
+# PostgreSQL (label runN/pg), each on a database of its own made there and dropped after.
 # Everything goes to 127.0.0.1; every scenario spawns its own daemon on a temp database.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +59,15 @@ step() {
   fi
 }
 
+pg_dbs=()
+# A fresh PostgreSQL database on $PG for one scenario; prints its URL.
+pg_db() {
+  local name
+  name="bench_$(date +%s%N)"
+  psql -q "$PG/postgres" -c "CREATE DATABASE $name" >/dev/null || return 1
+  echo "$PG/$name"
+}
+
 for run in $(seq 1 "$runs"); do
   step client "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" --label "run$run"
   step ingest "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" --label "run$run"
@@ -66,11 +77,22 @@ for run in $(seq 1 "$runs"); do
   step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
   step hubspot-publish "${hubspot[@]}" --label "run$run"
   step hubspot-publish "${hubspot_limited[@]}" --limiter --label "run$run"
+  if [[ -n "${PG:-}" ]]; then
+    db=$(pg_db) || { echo "cannot create a database on $PG" >&2; exit 1; }; pg_dbs+=("$db")
+    step ingest "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" \
+      --storage-url "$db" --label "run$run/pg"
+    db=$(pg_db) || exit 1; pg_dbs+=("$db")
+    step deliver "${deliver[@]}" --backlog --storage-url "$db" --label "run$run/pg"
+  fi
+done
+for db in "${pg_dbs[@]}"; do
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${db##*/}" >/dev/null
 done
 if $smoke || [[ "${GROWTH:-0}" == 1 ]]; then
   step growth "${growth[@]}" --concurrency "$concurrency" --contacts "$contacts" --label growth
 fi
 
 echo
-"$bench" report "$report"
+# The report beside the raw results, under the same date: target/bench/results-<UTC>.txt.
+"$bench" report "$report" | tee "${report%.jsonl}.txt"
 exit "$failed"

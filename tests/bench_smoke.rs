@@ -13,10 +13,11 @@ const DAEMON: &str = env!("CARGO_BIN_EXE_channel-bridge");
 
 /// Runs the bench with `args`, checks it exits 0, and returns the JSON result it printed.
 fn bench(args: &[&str]) -> Value {
-    let output = Command::new(BENCH)
-        .args(args)
-        .output()
-        .expect("the bench binary runs");
+    bench_with(Command::new(BENCH).args(args), args)
+}
+
+fn bench_with(command: &mut Command, args: &[&str]) -> Value {
+    let output = command.output().expect("the bench binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -216,5 +217,67 @@ fn hubspot_publish_publishes_every_message_once_with_and_without_the_limiter() {
             ],
         );
         assert!(r["max_in_10s"].as_u64().is_some_and(|m| m <= 60), "{r:#}");
+    }
+}
+
+/// The PostgreSQL scenarios (`--storage-url`): ingest and the backlog drain against the
+/// test database, each daemon in a schema of its own (the spawned daemon inherits
+/// `CHANNEL_BRIDGE__STORAGE__SCHEMA`), dropped afterwards.
+#[test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+fn ingest_and_drain_run_on_postgresql() {
+    let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").expect("CHANNEL_BRIDGE_TEST_PG");
+    let scenarios: [&[&str]; 2] = [
+        &[
+            "ingest",
+            "--count",
+            "200",
+            "--concurrency",
+            "8",
+            "--contacts",
+            "10",
+        ],
+        &[
+            "deliver",
+            "--count",
+            "100",
+            "--conversations",
+            "10",
+            "--backlog",
+        ],
+    ];
+    for scenario in scenarios {
+        let schema = format!(
+            "bench_smoke_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let mut args = scenario.to_vec();
+        args.extend_from_slice(&[
+            "--daemon-bin",
+            DAEMON,
+            "--storage-url",
+            &url,
+            "--max-seconds",
+            "30",
+        ]);
+        let mut command = Command::new(BENCH);
+        command
+            .args(&args)
+            .env("CHANNEL_BRIDGE__STORAGE__SCHEMA", &schema);
+        let r = bench_with(&mut command, &args);
+        let _ = Command::new("psql")
+            .args([url.as_str(), "-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .output();
+        if r["scenario"] == "ingest" {
+            assert_eq!(r["stored_once"], 200, "{r:#}");
+            assert_zero(&r, &["errors", "lost", "missing", "duplicated"]);
+        } else {
+            assert_eq!(r["received"], 100, "{r:#}");
+            assert_zero(&r, &["missing", "inversions", "pending_after"]);
+        }
     }
 }

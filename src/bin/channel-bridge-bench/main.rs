@@ -145,6 +145,10 @@ struct DaemonArgs {
     /// Keep the spawned daemon's temp folder (config, database, log).
     #[arg(long)]
     keep: bool,
+    /// The spawned daemon's `[storage] url` instead of a fresh SQLite file: a PostgreSQL
+    /// URL, to an empty database of its own (scripts/bench.sh `PG=1` makes one per run).
+    #[arg(long)]
+    storage_url: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -906,7 +910,8 @@ async fn verify_stored(
 #[derive(Clone)]
 struct DaemonConfig {
     port: u16,
-    db: PathBuf,
+    /// `[storage] url`.
+    storage: String,
     outbound_url: String,
     steady_enabled: bool,
     toggled_enabled: bool,
@@ -935,7 +940,7 @@ max_body_bytes = 1048576
 shutdown_grace_ms = 10000
 
 [storage]
-url = "sqlite://{db}"
+url = "{storage}"
 
 [[api.tokens]]
 name = "bench-admin"
@@ -976,7 +981,7 @@ outbound_url = "{outbound}"
                 h.api_base, h.rate_limit_requests
             )),
             port = self.port,
-            db = self.db.display(),
+            storage = self.storage,
             steady = STEADY_CHANNEL,
             steady_enabled = self.steady_enabled,
             toggled = TOGGLED_CHANNEL,
@@ -1121,7 +1126,9 @@ impl Daemon {
         std::fs::create_dir_all(dir.join("data"))?;
         let config = DaemonConfig {
             port: free_port()?,
-            db: dir.join("data").join("bridge.db"),
+            storage: args.storage_url.clone().unwrap_or_else(|| {
+                format!("sqlite://{}", dir.join("data").join("bridge.db").display())
+            }),
             outbound_url: outbound_url.to_owned(),
             steady_enabled: true,
             toggled_enabled: true,
@@ -2037,6 +2044,7 @@ async fn hubspot_publish(args: HubspotPublishArgs) -> anyhow::Result<bool> {
         pid: None,
         daemon_bin: args.daemon_bin.clone(),
         keep: args.keep,
+        storage_url: None,
     };
     let daemon = Daemon::get_with(
         &daemon_args,
@@ -2475,8 +2483,16 @@ fn report(file: &Path) -> anyhow::Result<()> {
             ))
         })
         .collect();
-    let baseline_of =
-        |r: &Value| -> Option<f64> { by_label.get(r["label"].as_str()?).copied().or(baseline) };
+    // A variant of a run (`run1/pg`: the same run on PostgreSQL) shares its baseline.
+    let baseline_of = |r: &Value| -> Option<f64> {
+        let label = r["label"].as_str()?;
+        let run = label.split_once('/').map_or(label, |(run, _)| run);
+        by_label
+            .get(label)
+            .or_else(|| by_label.get(run))
+            .copied()
+            .or(baseline)
+    };
     let ms = |r: &Value, k: &str| r[k].as_f64().map_or("-".into(), |v| format!("{v:.2}"));
     let ratio = |r: &Value, v: f64| {
         baseline_of(r).map_or(String::new(), |b| format!(" ({:.2}× baseline)", v / b))
