@@ -17,22 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::daemon::{
-    ADMIN_TOKEN, DEADLINE, Daemon, Setup, conversation_ids, crash_plan, message_event, post_signed,
-    wait_until,
+    DEADLINE, Daemon, Setup, Taken, conversation_ids, crash_plan, message_event, post_signed,
+    send_reply, wait_until,
 };
 
 /// Contacts writing in; each has one conversation, and one rep replies in each.
 const CONTACTS: usize = 4;
 /// Webhook senders at once.
 const LANES: usize = 6;
-
-/// What the in-house app took, in order: (conversation, reply text).
-#[derive(Clone, Default)]
-struct Taken(Arc<Mutex<Vec<(String, String)>>>);
 
 /// The in-house app: takes most replies after a short random delay, refuses some with
 /// 503 so retries are always in flight.
@@ -45,13 +40,8 @@ impl Respond for InHouseApp {
         if fastrand::u8(0..10) == 0 {
             return ResponseTemplate::new(503);
         }
-        let reply: Value = serde_json::from_slice(&request.body).unwrap();
-        self.taken.0.lock().unwrap().push((
-            reply["conversation_id"].as_str().unwrap().to_owned(),
-            reply["parts"][0]["text"].as_str().unwrap().to_owned(),
-        ));
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"id": format!("app-{}", reply["id"].as_str().unwrap())}))
+        self.taken
+            .take(request)
             .set_delay(Duration::from_millis(fastrand::u64(0..20)))
     }
 }
@@ -123,29 +113,22 @@ async fn reply_lane(
     reps: Arc<Reps>,
     stop: Arc<AtomicBool>,
 ) {
-    let url = format!("{daemon_url}/api/v1/conversations/{conversation}/messages");
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let text = format!("reply {round}.{n} in {conversation}");
         n += 1;
-        let sent = http
-            .post(&url)
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"parts": [{"type": "text", "text": text}]}))
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status() == 202 => reps
+        match send_reply(&http, &daemon_url, &conversation, &text).await {
+            Ok(status) if status == 202 => reps
                 .queued
                 .lock()
                 .unwrap()
                 .entry(conversation.clone())
                 .or_default()
                 .push(text),
-            Ok(r) if r.status().is_server_error() => {
+            Ok(status) if status.is_server_error() => {
                 // Refused (storage unavailable while stopping): not stored.
             }
-            Ok(r) => panic!("reply got {}", r.status()),
+            Ok(status) => panic!("reply got {status}"),
             Err(_) => {
                 reps.uncertain.lock().unwrap().insert(text);
                 return;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use crate::support::{
@@ -39,6 +40,42 @@ pub async fn conversation_ids(daemon: &Daemon) -> Vec<String> {
 }
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// What the in-house app took, in order: (conversation, reply text).
+#[derive(Clone, Default)]
+pub struct Taken(pub Arc<Mutex<Vec<(String, String)>>>);
+
+impl Taken {
+    /// Records the generic channel's reply in `request`; returns the app's 200 with its id.
+    pub fn take(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let reply: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        self.0.lock().unwrap().push((
+            reply["conversation_id"].as_str().unwrap().to_owned(),
+            reply["parts"][0]["text"].as_str().unwrap().to_owned(),
+        ));
+        wiremock::ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"id": format!("app-{}", reply["id"].as_str().unwrap())}),
+        )
+    }
+}
+
+/// A rep's text reply in `conversation`, as the admin: the answer's status, or the error
+/// when the request died (with the daemon).
+pub async fn send_reply(
+    http: &reqwest::Client,
+    base: &str,
+    conversation: &str,
+    text: &str,
+) -> reqwest::Result<reqwest::StatusCode> {
+    http.post(format!(
+        "{base}/api/v1/conversations/{conversation}/messages"
+    ))
+    .bearer_auth(ADMIN_TOKEN)
+    .json(&serde_json::json!({"parts": [{"type": "text", "text": text}]}))
+    .send()
+    .await
+    .map(|r| r.status())
+}
 
 /// A config for one daemon and its restarts.
 pub struct Setup {

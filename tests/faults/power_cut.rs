@@ -17,30 +17,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::daemon::{
-    ADMIN_TOKEN, DEADLINE, Daemon, Setup, conversation_ids, crash_plan, message_event, post_signed,
-    wait_until,
+    DEADLINE, Daemon, Setup, Taken, conversation_ids, crash_plan, message_event, post_signed,
+    send_reply, wait_until,
 };
 
 const CONTACTS: usize = 4;
 const LANES: usize = 6;
 
-/// What the app took, in order: (conversation, reply text).
-#[derive(Clone, Default)]
-struct Taken(Arc<Mutex<Vec<(String, String)>>>);
-
 impl Respond for Taken {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let reply: Value = serde_json::from_slice(&request.body).unwrap();
-        self.0.lock().unwrap().push((
-            reply["conversation_id"].as_str().unwrap().to_owned(),
-            reply["parts"][0]["text"].as_str().unwrap().to_owned(),
-        ));
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"id": format!("app-{}", reply["id"].as_str().unwrap())}))
+        self.take(request)
     }
 }
 
@@ -86,20 +76,13 @@ async fn reply_lane(
     traffic: Arc<Traffic>,
     stop: Arc<AtomicBool>,
 ) {
-    let url = format!("{base}/api/v1/conversations/{conversation}/messages");
     for n in 0.. {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         let text = format!("reply {n} in {conversation}");
-        let sent = http
-            .post(&url)
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"parts": [{"type": "text", "text": text}]}))
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status() == 202 => traffic
+        match send_reply(&http, &base, &conversation, &text).await {
+            Ok(status) if status == 202 => traffic
                 .queued
                 .lock()
                 .unwrap()
