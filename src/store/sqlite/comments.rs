@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{WriterTx, tickets};
+use super::{WriterTx, search};
 use crate::model::{MessageId, Part};
 use crate::store::sequences::comments::CommentTx;
 use crate::store::shared::json;
@@ -45,6 +45,6 @@ impl CommentTx for WriterTx<'_> {
             at,
             comment.author.kind.as_str()
         ])?;
-        tickets::index_text(conn, conn.last_insert_rowid(), parts)
+        search::queue(conn, conn.last_insert_rowid(), parts, true)
     }
 }

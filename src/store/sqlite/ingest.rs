@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{WriterTx, events, tickets};
+use super::{WriterTx, events, search};
 use crate::model::event::{
     InboundContact, InboundEvent, InboundMessage, StatusUpdate, StatusWatermark,
 };
@@ -356,7 +356,7 @@ impl IngestTx for WriterTx<'_> {
             m.sent_at.map(|t| t.timestamp_millis()),
             at,
         ])?;
-        tickets::index_text(conn, conn.last_insert_rowid(), &m.parts)
+        search::queue(conn, conn.last_insert_rowid(), &m.parts, true)
     }
 
     async fn editable(
@@ -394,7 +394,7 @@ impl IngestTx for WriterTx<'_> {
                 "UPDATE messages SET parts = ?2, history = ?3, edited_at = ?4 WHERE id = ?1",
             )?
             .execute(params![message.id, json(&parts)?, history, edited_at])?;
-        tickets::index_text(self.0, message.seq, parts)
+        search::queue(self.0, message.seq, parts, false)
     }
 
     async fn unretracted(

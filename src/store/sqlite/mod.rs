@@ -25,6 +25,7 @@ mod readers;
 mod replies;
 mod retention;
 mod routing;
+mod search;
 mod sessions;
 mod snippets;
 mod uploads;
@@ -73,6 +74,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0014_console_reads.sql"),
     include_str!("../../../migrations/sqlite/0015_uploads.sql"),
     include_str!("../../../migrations/sqlite/0016_imap_cursors.sql"),
+    include_str!("../../../migrations/sqlite/0017_search_indexer.sql"),
 ];
 
 const READERS: usize = 4;
@@ -141,6 +143,7 @@ impl sequences::Tx for WriterTx<'_> {
 
 pub struct SqliteStore {
     writer: Writer,
+    indexer: search::Indexer,
     checkpointer: Checkpointer,
     readers: Readers,
     path: PathBuf,
@@ -161,12 +164,13 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, &runtime))
             .await
             .map_err(|e| StoreError::Internal(Detail::caused_by("open task failed", e)))?
     }
 
-    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+    fn open_blocking(path: PathBuf, runtime: &tokio::runtime::Handle) -> Result<Self, StoreError> {
         let unavailable = |what: &str, e: std::io::Error| {
             StoreError::Unavailable(format!("{what} {}: {e}", path.display()).into())
         };
@@ -224,13 +228,16 @@ impl SqliteStore {
         } else {
             Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?
         };
+        let changes = tokio::sync::watch::Sender::new(0);
+        let indexer = search::Indexer::start(runtime, writer.clone(), changes.subscribe());
         Ok(Self {
             writer,
+            indexer,
             checkpointer,
             readers,
             path,
             lock: std::sync::Mutex::new(Some(lock)),
-            changes: tokio::sync::watch::Sender::new(0),
+            changes,
             raw_cleared_through: std::sync::atomic::AtomicI64::new(0),
         })
     }
@@ -537,6 +544,9 @@ impl Store for SqliteStore {
         let cursor = crate::store::parse_activity_cursor(&page.cursor)?;
         let filter = filter.clone();
         let limit = page.limit;
+        if filter.q.is_some() && self.readers.read(search::anything_pending).await? {
+            search::catch_up(&self.writer).await?;
+        }
         self.readers
             .read(move |conn| queries::conversations(conn, &filter, cursor, limit))
             .await
@@ -954,6 +964,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.indexer.stop();
         self.writer.stop().await;
         self.checkpointer.stop();
         self.readers.close();

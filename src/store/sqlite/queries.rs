@@ -72,51 +72,65 @@ pub fn conversation(conn: &Connection, id: &ConversationId) -> Result<Conversati
 }
 
 /// Above this many matching messages a search stops asking SQLite to map every match to
-/// its conversation and walks the conversations in order instead (see `Matches`).
+/// its conversation and walks the conversations in order instead (see [`Matches`]).
 const SEARCH_WALK_ABOVE: usize = 20_000;
 
-/// The messages a search matches, gathered once per request.
-enum Matches {
-    /// Few: SQLite maps them to their conversations inside the list query.
-    Few(Vec<i64>),
-    /// Many (a common word): mapping every match to its conversation before ordering
-    /// costs about a second per million. The list is walked newest first instead, each
-    /// conversation kept when one of its messages is in the (sorted) list, which for a
-    /// common word happens within the first few conversations.
-    Many(Vec<i64>),
+/// The messages a search matches, read from the index newest first and only as far as
+/// the search needs: the prefix indexes (migration 0017) let FTS5 stream even a word in
+/// every message without building its whole match list first.
+struct Matches<'s> {
+    rows: rusqlite::Rows<'s>,
+    /// The seqs read so far, newest first.
+    read: Vec<i64>,
+    exhausted: bool,
 }
 
-fn matching_messages(
-    conn: &Connection,
-    fts: &str,
-    walk_above: usize,
-) -> Result<Matches, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY rowid",
-    )?;
-    let mut rows = statement.query([fts])?;
-    let mut seqs = Vec::new();
-    while let Some(row) = rows.next()? {
-        seqs.push(row.get::<_, i64>(0)?);
-    }
-    Ok(if seqs.len() > walk_above {
-        Matches::Many(seqs)
-    } else {
-        Matches::Few(seqs)
-    })
-}
-
-/// Whether any message of the conversation (by its id) is in `matches`.
-fn has_match(conn: &Connection, conversation: &str, matches: &[i64]) -> Result<bool, StoreError> {
-    let mut statement = conn
-        .prepare_cached("SELECT seq FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC")?;
-    let mut rows = statement.query([conversation])?;
-    while let Some(row) = rows.next()? {
-        if matches.binary_search(&row.get(0)?).is_ok() {
-            return Ok(true);
+impl Matches<'_> {
+    /// Reads on until `seq` is passed (or every match is read).
+    fn read_past(&mut self, seq: i64) -> Result<(), StoreError> {
+        while !self.exhausted && self.read.last().is_none_or(|&last| last > seq) {
+            match self.rows.next()? {
+                Some(row) => self.read.push(row.get(0)?),
+                None => self.exhausted = true,
+            }
         }
+        Ok(())
     }
-    Ok(false)
+
+    /// Reads on until `count` matches are read; false when there are not that many.
+    fn read_count(&mut self, count: usize) -> Result<bool, StoreError> {
+        while !self.exhausted && self.read.len() < count {
+            match self.rows.next()? {
+                Some(row) => self.read.push(row.get(0)?),
+                None => self.exhausted = true,
+            }
+        }
+        Ok(self.read.len() >= count)
+    }
+
+    fn contains(&mut self, seq: i64) -> Result<bool, StoreError> {
+        self.read_past(seq)?;
+        Ok(self.read.binary_search_by(|read| seq.cmp(read)).is_ok())
+    }
+
+    /// Whether any message of the conversation (by its id) matches. A common word is in
+    /// one of a conversation's newest messages, so this reads few matches per call.
+    fn in_conversation(
+        &mut self,
+        conn: &Connection,
+        conversation: &str,
+    ) -> Result<bool, StoreError> {
+        let mut statement = conn.prepare_cached(
+            "SELECT seq FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC",
+        )?;
+        let mut rows = statement.query([conversation])?;
+        while let Some(row) = rows.next()? {
+            if self.contains(row.get(0)?)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// Newest activity first; the cursor is `last_message_at:seq` of the last item.
@@ -165,18 +179,29 @@ fn conversations_walking_above(
         args.push(SqlValue::Integer(to.timestamp_millis()));
         sql += &format!(" AND c.last_message_at < ?{}", args.len());
     }
+    let fts = filter.q.as_deref().and_then(super::search::fts_query);
+    let mut index = match &fts {
+        Some(_) => Some(conn.prepare_cached(
+            "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY rowid DESC",
+        )?),
+        None => None,
+    };
     let mut walk = None;
-    if let Some(q) = filter.q.as_deref().and_then(super::tickets::fts_query) {
-        match matching_messages(conn, &q, walk_above)? {
-            Matches::Few(seqs) => {
-                args.push(SqlValue::Text(crate::store::shared::json(&seqs)?));
-                sql += &format!(
-                    " AND c.id IN (SELECT m.conversation_id FROM messages m
-                         WHERE m.seq IN (SELECT value FROM json_each(?{})))",
-                    args.len()
-                );
-            }
-            Matches::Many(set) => walk = Some(set),
+    if let (Some(statement), Some(fts)) = (index.as_mut(), &fts) {
+        let mut matches = Matches {
+            rows: statement.query([fts])?,
+            read: Vec::new(),
+            exhausted: false,
+        };
+        if matches.read_count(walk_above.saturating_add(1))? {
+            walk = Some(matches);
+        } else {
+            args.push(SqlValue::Text(crate::store::shared::json(&matches.read)?));
+            sql += &format!(
+                " AND c.id IN (SELECT m.conversation_id FROM messages m
+                     WHERE m.seq IN (SELECT value FROM json_each(?{})))",
+                args.len()
+            );
         }
     }
     match filter.owner.as_deref() {
@@ -206,8 +231,8 @@ fn conversations_walking_above(
     let mut items = Vec::new();
     let mut last: Option<(i64, i64)> = None;
     while let Some(row) = rows.next()? {
-        if let Some(matches) = &walk
-            && !has_match(conn, &row.get::<_, String>(1)?, matches)?
+        if let Some(matches) = &mut walk
+            && !matches.in_conversation(conn, &row.get::<_, String>(1)?)?
         {
             continue;
         }

@@ -9,7 +9,7 @@ use crate::store::sequences::replies::ReplyTx;
 use crate::store::shared::json;
 use crate::store::{NewReply, StoreError, Via};
 
-use super::{OnConstraint, WriterTx, outbox, tickets};
+use super::{OnConstraint, WriterTx, outbox, search};
 
 impl ReplyTx for WriterTx<'_> {
     async fn reply_target(&mut self, conversation: &str) -> Result<(String, String), StoreError> {
@@ -120,7 +120,7 @@ impl ReplyTx for WriterTx<'_> {
             json(&reply.parts)?,
             at
         ])?;
-        tickets::index_text(conn, conn.last_insert_rowid(), &reply.parts)
+        search::queue(conn, conn.last_insert_rowid(), &reply.parts, true)
     }
 
     async fn touch(&mut self, conversation: &str, at: i64) -> Result<(), StoreError> {

@@ -375,6 +375,8 @@ pub fn purge_trash(conn: &Connection, before: i64) -> Result<u64, StoreError> {
         .query_map([before], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for ticket in &tickets {
+        // A message still queued for the index is dropped from the queue by the
+        // indexer, which finds it gone.
         conn.prepare_cached(
             "DELETE FROM message_text WHERE rowid IN (
                  SELECT m.seq FROM messages m JOIN conversations c ON c.id = m.conversation_id
@@ -456,47 +458,6 @@ pub fn contact(conn: &Connection, id: &ContactId) -> Result<Contact, StoreError>
         owner_id,
         identifiers: queries::contact_identifiers(conn, id.as_str())?,
     })
-}
-
-/// Indexes what a message says for full-text search (`rowid` = the message's seq).
-pub fn index_text(
-    conn: &Connection,
-    seq: i64,
-    parts: &[crate::model::Part],
-) -> Result<(), StoreError> {
-    let text: Vec<&str> = parts.iter().filter_map(|p| p.text()).collect();
-    conn.prepare_cached("DELETE FROM message_text WHERE rowid = ?1")?
-        .execute([seq])?;
-    if !text.is_empty() {
-        conn.prepare_cached("INSERT INTO message_text (rowid, body) VALUES (?1, ?2)")?
-            .execute(params![seq, text.join(" ")])?;
-    }
-    Ok(())
-}
-
-/// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
-/// last one, unless it is a single character), and nothing typed is read as FTS syntax.
-pub fn fts_query(q: &str) -> Option<String> {
-    let typed: Vec<&str> = q
-        // FTS5 reads a NUL as the end of the query (a syntax error: 500), and it is no
-        // part of a word anyway; PostgreSQL's search splits there too.
-        .split(|ch: char| ch.is_whitespace() || ch == '\0')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let words: Vec<String> = typed
-        .iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    let (last, rest) = words.split_last()?;
-    let mut query = rest.join(" ");
-    if !query.is_empty() {
-        query.push(' ');
-    }
-    query.push_str(last);
-    if crate::desk::search::searched_as_prefix(typed.last()?) {
-        query.push('*');
-    }
-    Some(query)
 }
 
 /// The raw facts of the analytics report for `[from, to)` (unix ms).

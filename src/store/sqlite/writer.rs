@@ -224,6 +224,11 @@ impl Writer {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// Whether the writer has stopped and takes no more requests.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Commits everything queued before this call and waits until it is durable, then
     /// stops the threads and closes the connection.
     pub async fn stop(&self) {

@@ -1,0 +1,341 @@
+//! Full-text search, indexed off the ingest path (docs/ARCHITECTURE.md §3).
+//!
+//! A write that stores or changes a message's text only queues its seq in
+//! `search_pending`, in the same transaction. The indexer, a task of its own, gathers
+//! what is queued for [`GATHER`] and indexes it through the writer in one request of up to
+//! [`BATCH`] messages: FTS5 writes one segment per transaction, so a few large batches
+//! cost far less than one small insert in every ingest batch, which leaves room for the
+//! prefix indexes that let search as you type stream its newest matches. A search first
+//! indexes whatever is still queued ([`catch_up`]), so it finds every message written
+//! before it began.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
+
+use super::writer::Writer;
+use crate::model::Part;
+use crate::store::StoreError;
+
+/// How long the indexer lets queued messages gather before it indexes them.
+const GATHER: Duration = Duration::from_millis(50);
+/// The most messages one indexing request takes.
+pub const BATCH: usize = 1000;
+/// The most queued messages a search indexes before it runs. Only a backlog larger than
+/// this (the re-index after an upgrade) is searched as far as it has been indexed.
+const CATCH_UP: usize = 5000;
+
+/// Queues a message's text for the index: `fresh` for a new message (nothing to replace),
+/// otherwise its entry is replaced. A new message without text is not queued.
+pub fn queue(conn: &Connection, seq: i64, parts: &[Part], fresh: bool) -> Result<(), StoreError> {
+    if fresh && !parts.iter().any(|p| p.text().is_some()) {
+        return Ok(());
+    }
+    // A seq already queued keeps its flag: a new message edited before it was indexed
+    // still has no entry to replace.
+    conn.prepare_cached(
+        "INSERT INTO search_pending (seq, fresh) VALUES (?1, ?2) ON CONFLICT (seq) DO NOTHING",
+    )?
+    .execute(params![seq, fresh])?;
+    Ok(())
+}
+
+/// Indexes up to `limit` queued messages, newest first (after an upgrade that re-indexes,
+/// recent messages are searchable first), and returns how many it took.
+pub fn index_pending(conn: &Connection, limit: usize) -> Result<usize, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT p.seq, p.fresh, m.parts FROM search_pending p LEFT JOIN messages m ON m.seq = p.seq
+         ORDER BY p.seq DESC LIMIT ?1",
+    )?;
+    let queued: Vec<(i64, bool, Option<String>)> = statement
+        .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let Some(&(oldest, ..)) = queued.last() else {
+        return Ok(0);
+    };
+    for (seq, fresh, parts) in &queued {
+        if !fresh {
+            conn.prepare_cached("DELETE FROM message_text WHERE rowid = ?1")?
+                .execute([seq])?;
+        }
+        // A message purged since it was queued has nothing left to index.
+        let Some(parts) = parts else { continue };
+        // Stored parts that no longer parse are not searchable, but must not stop the
+        // index for every other message.
+        let parts: Vec<Part> = serde_json::from_str(parts).unwrap_or_default();
+        let text: Vec<&str> = parts.iter().filter_map(|p| p.text()).collect();
+        if !text.is_empty() {
+            conn.prepare_cached("INSERT INTO message_text (rowid, body) VALUES (?1, ?2)")?
+                .execute(params![seq, text.join(" ")])?;
+        }
+    }
+    // Everything queued from `oldest` up was taken, in this same transaction.
+    conn.prepare_cached("DELETE FROM search_pending WHERE seq >= ?1")?
+        .execute([oldest])?;
+    Ok(queued.len())
+}
+
+/// Whether anything waits for the index (read from any connection).
+pub fn anything_pending(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM search_pending LIMIT 1")?
+        .query_row([], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Indexes what is queued before a search runs, so it sees every message written before
+/// it began (up to [`CATCH_UP`] of them).
+pub async fn catch_up(writer: &Writer) -> Result<(), StoreError> {
+    let mut left = CATCH_UP;
+    while left > 0 {
+        let limit = left.min(BATCH);
+        let taken = writer.write(move |conn| index_pending(conn, limit)).await?;
+        if taken < limit {
+            break;
+        }
+        left -= taken;
+    }
+    Ok(())
+}
+
+/// The background indexer: runs until the store closes.
+pub struct Indexer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Indexer {
+    /// Starts indexing what is queued now (what an earlier run left), then again a
+    /// moment after each write the store reports in `changes`.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        writer: Writer,
+        changes: watch::Receiver<u64>,
+    ) -> Self {
+        Self {
+            task: runtime.spawn(run(writer, changes)),
+        }
+    }
+
+    /// Stops the indexer; what is still queued is indexed by the next run.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn run(writer: Writer, mut changes: watch::Receiver<u64>) {
+    loop {
+        loop {
+            match writer.write(|conn| index_pending(conn, BATCH)).await {
+                Ok(taken) if taken == BATCH => continue,
+                Ok(_) => break,
+                Err(_) if writer.is_closed() => return,
+                Err(e) => {
+                    // The queue is durable: nothing is lost, the next round tries again.
+                    tracing::warn!(error = %e, "Could not index messages for search; will retry.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(GATHER).await;
+        changes.borrow_and_update();
+    }
+}
+
+/// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
+/// last one, unless it is a single character), and nothing typed is read as FTS syntax.
+pub fn fts_query(q: &str) -> Option<String> {
+    let typed: Vec<&str> = q
+        // FTS5 reads a NUL as the end of the query (a syntax error: 500), and it is no
+        // part of a word anyway; PostgreSQL's search splits there too.
+        .split(|ch: char| ch.is_whitespace() || ch == '\0')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let words: Vec<String> = typed
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let (last, rest) = words.split_last()?;
+    let mut query = rest.join(" ");
+    if !query.is_empty() {
+        query.push(' ');
+    }
+    query.push_str(last);
+    if crate::desk::search::searched_as_prefix(typed.last()?) {
+        query.push('*');
+    }
+    Some(query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{ConversationFilter, PageRequest, Store};
+
+    /// A store with one conversation whose messages `seqs` say `text`, queued for the
+    /// index the way a write queues them, without telling the indexer; with `indexer`
+    /// false, the indexer is stopped first, so only the test indexes.
+    async fn store_with_queued(
+        seqs: &[i64],
+        text: &str,
+        indexer: bool,
+    ) -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        if !indexer {
+            store.indexer.stop();
+        }
+        let mut seed = String::from(
+            "INSERT INTO contacts (id, created_at, updated_at) VALUES ('ctc_a', 1, 1);
+             INSERT INTO tickets (id, pipeline, status, created_at, updated_at)
+                 VALUES ('tkt_a', 'support', 'new', 1, 1);
+             INSERT INTO conversations (id, channel_id, thread_key, status, ticket_id,
+                 contact_id, created_at, last_message_at)
+                 VALUES ('conv_a', 'demo', 'k', 'open', 'tkt_a', 'ctc_a', 1, 1);",
+        );
+        for seq in seqs {
+            seed += &format!(
+                "INSERT INTO messages (seq, id, conversation_id, channel_id, direction,
+                     platform_message_id, sender_type, sender_id, parts, delivery_status,
+                     created_at)
+                     VALUES ({seq}, 'msg_{seq}', 'conv_a', 'demo', 'inbound', 'p{seq}',
+                         'contact', 'ctc_a', '[{{\"type\":\"text\",\"text\":\"{text} {seq}\"}}]',
+                         'received', 1);
+                 INSERT INTO search_pending (seq, fresh) VALUES ({seq}, 1);"
+            );
+        }
+        store.execute_for_tests(&seed).await.unwrap();
+        (store, dir)
+    }
+
+    async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
+        store
+            .readers
+            .read(move |conn| Ok(conn.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    async fn indexed(store: &SqliteStore, fts: &str) -> Vec<i64> {
+        let fts = fts.to_owned();
+        store
+            .readers
+            .read(move |conn| {
+                let mut statement = conn.prepare(
+                    "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY rowid",
+                )?;
+                let seqs: Result<Vec<i64>, _> = statement.query_map([fts], |r| r.get(0))?.collect();
+                Ok(seqs?)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn queued_messages_are_indexed_newest_first_a_batch_at_a_time() {
+        let (store, _dir) = store_with_queued(&[1, 2, 3], "parcel", false).await;
+        let taken = store
+            .writer
+            .write(|conn| index_pending(conn, 2))
+            .await
+            .unwrap();
+        assert_eq!(taken, 2);
+        assert_eq!(indexed(&store, "parcel").await, [2, 3]);
+        assert_eq!(
+            count(&store, "SELECT seq FROM search_pending").await,
+            1,
+            "the oldest waits for the next batch"
+        );
+        let taken = store
+            .writer
+            .write(|conn| index_pending(conn, 2))
+            .await
+            .unwrap();
+        assert_eq!(taken, 1);
+        assert_eq!(indexed(&store, "parc*").await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn an_edit_replaces_the_entry_and_a_purged_message_leaves_none() {
+        let (store, _dir) = store_with_queued(&[1, 2], "parcel", false).await;
+        store
+            .writer
+            .write(|conn| index_pending(conn, BATCH))
+            .await
+            .unwrap();
+        store
+            .execute_for_tests(
+                "UPDATE messages SET parts = '[{\"type\":\"text\",\"text\":\"refund\"}]' WHERE seq = 1;
+                 INSERT INTO search_pending (seq, fresh) VALUES (1, 0);
+                 DELETE FROM messages WHERE seq = 2;
+                 INSERT INTO search_pending (seq, fresh) VALUES (2, 0);",
+            )
+            .await
+            .unwrap();
+        store
+            .writer
+            .write(|conn| index_pending(conn, BATCH))
+            .await
+            .unwrap();
+        assert_eq!(indexed(&store, "refund").await, [1]);
+        assert!(indexed(&store, "parcel").await.is_empty());
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM search_pending").await,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_indexer_indexes_what_writes_queued_without_waiting_for_a_search() {
+        let (store, _dir) = store_with_queued(&[1, 2], "parcel", true).await;
+        store.changed(Ok(())).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(&store, "SELECT count(*) FROM search_pending").await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the indexer left the queue"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(indexed(&store, "parcel").await, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_search_finds_a_message_still_waiting_for_the_indexer() {
+        // Nothing told the indexer: only the search's own catch-up can index it.
+        let (store, _dir) = store_with_queued(&[1], "parcel", false).await;
+        let filter = ConversationFilter {
+            q: Some("parc".into()),
+            ..ConversationFilter::default()
+        };
+        let page = PageRequest {
+            limit: 10,
+            cursor: None,
+        };
+        let found = store.conversations(&filter, &page).await.unwrap().items;
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM search_pending").await,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn an_earlier_run_s_queue_is_indexed_at_start_up() {
+        let (store, dir) = store_with_queued(&[1], "parcel", false).await;
+        store.close().await;
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(&store, "SELECT count(*) FROM search_pending").await > 0 {
+            assert!(std::time::Instant::now() < deadline, "nothing indexed it");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(indexed(&store, "parcel").await, [1]);
+    }
+}
