@@ -1926,8 +1926,10 @@ struct FakeHubspotState {
 
 impl FakeHubspot {
     fn publish(&self, body: &[u8]) -> (StatusCode, Value) {
-        let now = Instant::now();
         let mut s = self.state.lock().expect("lock");
+        // Read under the lock, so arrivals are recorded in order (`max_in_window` relies
+        // on it) and the window sees publishes in the order it accepts them.
+        let now = Instant::now();
         if self.enforce {
             while s
                 .window
