@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use channel_bridge::config::Threading;
 use channel_bridge::model::{ConversationId, MessageId};
-use channel_bridge::store::{IngestOutcome, Store};
+use channel_bridge::store::{ChannelRules, IngestOutcome, JOB_CHANNEL_HUBSPOT, JobKind, Store};
 use chrono::Utc;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -20,6 +20,7 @@ conformance!(
     concurrent_first_messages_from_one_contact_make_one_conversation,
     concurrent_first_messages_in_one_platform_thread_make_one_conversation,
     workers_leasing_side_by_side_never_share_a_job_nor_run_two_of_one_conversation,
+    jobs_queued_while_the_job_ahead_finishes_all_go_out_in_order,
     concurrent_property_changes_to_one_ticket_all_land,
     concurrent_new_conversations_are_spread_evenly_by_round_robin,
 );
@@ -259,6 +260,80 @@ async fn workers_leasing_side_by_side_never_share_a_job_nor_run_two_of_one_conve
         order,
         "each conversation in order"
     );
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+/// A job queued while the job ahead of it on its ordering key is being finished must become
+/// the key's next job: whichever commits first, the other must see it (a queue whose jobs
+/// all wait behind nobody is stuck for good). HubSpot publishes race here: their finish
+/// writes no event, so nothing but the key's own lock orders it against the next publish.
+async fn jobs_queued_while_the_job_ahead_finishes_all_go_out_in_order(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    const CONVERSATIONS: usize = 4;
+    const MESSAGES: usize = 150;
+    let linked = ChannelRules {
+        hubspot_account: Some("2002".into()),
+        ..rules("chat")
+    };
+    let total = CONVERSATIONS * MESSAGES;
+    let mut producers = JoinSet::new();
+    for c in 0..CONVERSATIONS {
+        let (store, linked) = (store.clone(), linked.clone());
+        producers.spawn(async move {
+            let mut queued = Vec::new();
+            for m in 0..MESSAGES {
+                let message = Msg::new(&format!("m-{c}-{m}"), &format!("user-{c}"));
+                queued.push(post(&*store, &linked, message).await.message);
+            }
+            queued
+        });
+    }
+    let worker = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut order = Vec::new();
+            let started = std::time::Instant::now();
+            while order.len() < total {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "stuck after {} of {total} jobs: a queued job waits behind nobody",
+                    order.len()
+                );
+                let request = lease_request("worker", &[JOB_CHANNEL_HUBSPOT], Utc::now());
+                let jobs = store.lease_jobs(&request).await.expect("lease");
+                if jobs.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
+                for job in jobs {
+                    let JobKind::HubspotPublish { message_id, .. } = &job.kind else {
+                        panic!("not a publish: {job:?}");
+                    };
+                    order.push(message_id.clone());
+                    store
+                        .finish_job(&job, "worker", sent(&format!("hs-{message_id}")))
+                        .await
+                        .expect("the holder finishes its job");
+                }
+            }
+            order
+        })
+    };
+    let mut expected = Vec::new();
+    while let Some(result) = producers.join_next().await {
+        expected.push(result.expect("a producer panicked"));
+    }
+    let order = worker.await.expect("the worker panicked");
+    for queued in &expected {
+        let went: Vec<&MessageId> = order.iter().filter(|m| queued.contains(m)).collect();
+        assert_eq!(
+            went,
+            queued.iter().collect::<Vec<_>>(),
+            "every publish once, in order"
+        );
+    }
     assert_eq!(store.queue_stats().await.unwrap().pending, 0);
 }
 

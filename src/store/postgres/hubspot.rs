@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::{ATTEMPTS, PgStore, get, now_ms};
-use crate::model::{ConversationId, Identifier, JobId, MessageId, Part, from_millis};
+use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
 use crate::secret::Secret;
 use crate::store::hubspot::{
     AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotStore,
@@ -32,18 +32,9 @@ pub async fn enqueue_publish(
     now: i64,
 ) -> Result<(), StoreError> {
     let payload = crate::store::hubspot_publish_payload(message, note);
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
-    )
-    .bind(JobId::new().as_str())
-    .bind(crate::store::JOB_HUBSPOT_PUBLISH)
-    .bind(JOB_CHANNEL_HUBSPOT)
-    .bind(format!("hubspot:{conversation}"))
-    .bind(payload)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
+    let key = format!("hubspot:{conversation}");
+    let kind = crate::store::JOB_HUBSPOT_PUBLISH;
+    super::outbox::insert_job(c, kind, JOB_CHANNEL_HUBSPOT, &key, &payload, now, now).await?;
     Ok(())
 }
 
@@ -210,18 +201,10 @@ async fn enqueue_status(
     error: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
-    )
-    .bind(JobId::new().as_str())
-    .bind(JOB_HUBSPOT_STATUS)
-    .bind(JOB_CHANNEL_HUBSPOT)
-    .bind(status_key(hubspot_message_id))
-    .bind(status_payload(message, hubspot_message_id, status, error))
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
+    let key = status_key(hubspot_message_id);
+    let payload = status_payload(message, hubspot_message_id, status, error);
+    let kind = JOB_HUBSPOT_STATUS;
+    super::outbox::insert_job(c, kind, JOB_CHANNEL_HUBSPOT, &key, &payload, now, now).await?;
     Ok(())
 }
 

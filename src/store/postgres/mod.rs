@@ -13,6 +13,8 @@ mod console;
 mod contacts;
 mod events;
 mod ingest;
+#[cfg(test)]
+mod migration_tests;
 mod outbox;
 mod queries;
 mod replies;
@@ -60,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0008_console_reads.sql"),
     include_str!("../../../migrations/postgres/0009_uploads.sql"),
     include_str!("../../../migrations/postgres/0010_imap_cursors.sql"),
+    include_str!("../../../migrations/postgres/0011_job_heads.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.

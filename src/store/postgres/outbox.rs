@@ -24,22 +24,8 @@ pub async fn enqueue_delivery(
     run_at: i64,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id = JobId::new();
     let payload = json!({"message_id": message}).to_string();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7)",
-    )
-    .bind(id.as_str())
-    .bind(DELIVER)
-    .bind(channel)
-    .bind(conversation)
-    .bind(payload)
-    .bind(run_at)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(id)
+    insert_job(c, DELIVER, channel, conversation, &payload, run_at, now).await
 }
 
 /// Queues an email; emails of one conversation go out in order.
@@ -49,26 +35,76 @@ pub async fn enqueue_email(
     email: &crate::model::outbound::Email,
     now: i64,
 ) -> Result<JobId, StoreError> {
-    let id = JobId::new();
     let payload = serde_json::to_string(email).map_err(|e| {
         StoreError::Internal(crate::store::Detail::caused_by("cannot encode JSON", e))
     })?;
+    let key = format!("email:{conversation}");
+    let channel = crate::store::JOB_CHANNEL_SMTP;
+    insert_job(c, EMAIL, channel, &key, &payload, now, now).await
+}
+
+/// A pending job, the head of its ordering key when nothing else of that key is pending.
+pub(super) async fn insert_job(
+    c: &mut PgConnection,
+    kind: &str,
+    channel: &str,
+    ordering_key: &str,
+    payload: &str,
+    run_at: i64,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    hold_key(c, ordering_key).await?;
+    let id = JobId::new();
     sqlx::query(
-        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+        "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at, created_at,
+             updated_at, head)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7, NOT EXISTS (
+             SELECT 1 FROM jobs WHERE ordering_key = $4 AND state = 'pending'))",
     )
     .bind(id.as_str())
-    .bind(EMAIL)
-    .bind(crate::store::JOB_CHANNEL_SMTP)
-    .bind(format!("email:{conversation}"))
+    .bind(kind)
+    .bind(channel)
+    .bind(ordering_key)
     .bind(payload)
+    .bind(run_at)
     .bind(now)
     .execute(&mut *c)
     .await?;
     Ok(id)
 }
 
-/// Leases due jobs, only the oldest pending job of each ordering key. Rows another
+/// Orders, per ordering key, the statements that decide its head: a new job's "is anything
+/// pending?" and the re-head after a job leaves the queue. Under READ COMMITTED, without
+/// it, a job queued while its key's head is being finished could see the old head still
+/// pending while the finish sees no successor yet, and wait behind nobody for ever. Each
+/// transaction takes it after every other lock it takes (the events' included), so it
+/// closes no cycle.
+async fn hold_key(c: &mut PgConnection, ordering_key: &str) -> Result<(), StoreError> {
+    super::ingest::lock(c, &format!("job\u{1f}{ordering_key}")).await
+}
+
+/// Marks the oldest pending job of `key` as its head, and no other: after the head left
+/// (sent or dead) or an older job came back (a dead letter retried). Index lookups only:
+/// a conversation's queue may be long.
+async fn rehead(c: &mut PgConnection, ordering_key: &str) -> Result<(), StoreError> {
+    hold_key(c, ordering_key).await?;
+    sqlx::query(
+        "WITH first AS (
+             SELECT seq FROM jobs WHERE ordering_key = $1 AND state = 'pending'
+             ORDER BY seq LIMIT 1),
+         cleared AS (
+             UPDATE jobs SET head = FALSE
+             WHERE ordering_key = $1 AND state = 'pending' AND head
+               AND seq <> (SELECT seq FROM first))
+         UPDATE jobs SET head = TRUE WHERE seq = (SELECT seq FROM first) AND NOT head",
+    )
+    .bind(ordering_key)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Leases due jobs, only the head (oldest pending job) of each ordering key. Rows another
 /// replica is leasing right now are skipped, not waited for; a job whose head is leased
 /// elsewhere stays behind it because the head is still pending.
 pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
@@ -77,11 +113,8 @@ pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<J
     let rows = sqlx::query(
         "WITH picked AS (
              SELECT j.seq FROM jobs j
-             WHERE j.state = 'pending' AND j.run_at <= $3 AND j.lease_until <= $3
+             WHERE j.state = 'pending' AND j.head AND j.run_at <= $3 AND j.lease_until <= $3
                AND j.channel_id = ANY($4)
-               AND (j.ordering_key IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM jobs p
-                   WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))
              ORDER BY j.run_at, j.seq
              LIMIT $5
              FOR UPDATE SKIP LOCKED)
@@ -123,10 +156,7 @@ pub async fn next_due(
 ) -> Result<Option<i64>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT MIN(GREATEST(j.run_at, j.lease_until)) FROM jobs j
-         WHERE j.state = 'pending' AND j.channel_id = ANY($1)
-           AND (j.ordering_key IS NULL OR NOT EXISTS (
-               SELECT 1 FROM jobs p
-               WHERE p.ordering_key = j.ordering_key AND p.state = 'pending' AND p.seq < j.seq))",
+         WHERE j.state = 'pending' AND j.head AND j.channel_id = ANY($1)",
     )
     .bind(channels)
     .fetch_one(&mut *c)
@@ -145,71 +175,93 @@ pub async fn finish(
     // and was taken by another worker is that worker's to finish. A send that succeeded
     // still counts after the lease ran out (the database may have been unreachable) as
     // long as nobody else has taken the job, so it is not sent twice.
-    let changed = match outcome {
-        JobOutcome::Sent { .. } => sqlx::query(
-            "DELETE FROM jobs WHERE id = $1 AND (lease_owner = $2 OR lease_until <= $3)",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now)
-        .execute(&mut *c)
-        .await?,
-        JobOutcome::Retry { at, error } => sqlx::query(
-            "UPDATE jobs SET attempts = attempts + 1, run_at = $3, last_error = $4,
-                 lease_owner = NULL, lease_until = 0, updated_at = $5
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(at.timestamp_millis())
-        .bind(error)
-        .bind(now)
-        .execute(&mut *c)
-        .await?,
-        JobOutcome::Dead { error } => sqlx::query(
-            "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = $3,
-                 lease_owner = NULL, lease_until = 0, updated_at = $4
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(error)
-        .bind(now)
-        .execute(&mut *c)
-        .await?,
-        JobOutcome::Released => sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *c)
-        .await?,
-        JobOutcome::Park { at, reason } => sqlx::query(
-            "UPDATE jobs SET run_at = $3, last_error = $4, lease_owner = NULL, lease_until = 0,
-                 updated_at = $5
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(at.timestamp_millis())
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *c)
-        .await?,
+    // A job that leaves the queue (sent or dead) hands its key's head on, last of all.
+    let left = |key: Option<Option<String>>| (u64::from(key.is_some()), key.flatten());
+    let (changed, left_key) = match outcome {
+        JobOutcome::Sent { .. } => left(
+            sqlx::query_scalar(
+                "DELETE FROM jobs WHERE id = $1 AND (lease_owner = $2 OR lease_until <= $3)
+                 RETURNING ordering_key",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?,
+        ),
+        JobOutcome::Retry { at, error } => (
+            sqlx::query(
+                "UPDATE jobs SET attempts = attempts + 1, run_at = $3, last_error = $4,
+                     lease_owner = NULL, lease_until = 0, updated_at = $5
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(at.timestamp_millis())
+            .bind(error)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            None,
+        ),
+        JobOutcome::Dead { error } => left(
+            sqlx::query_scalar(
+                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error = $3,
+                     lease_owner = NULL, lease_until = 0, updated_at = $4
+                 WHERE id = $1 AND lease_owner = $2
+                 RETURNING ordering_key",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(error)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?,
+        ),
+        JobOutcome::Released => (
+            sqlx::query(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            None,
+        ),
+        JobOutcome::Park { at, reason } => (
+            sqlx::query(
+                "UPDATE jobs SET run_at = $3, last_error = $4, lease_owner = NULL, lease_until = 0,
+                     updated_at = $5
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(at.timestamp_millis())
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            None,
+        ),
     };
-    if changed.rows_affected() == 0 {
+    if changed == 0 {
         return Err(StoreError::Conflict(format!(
             "job {id} is no longer leased by this worker"
         )));
     }
     match &job.kind {
         JobKind::Deliver { message_id } => {
-            outbox::record_outcome(c, job, message_id, outcome, now).await
+            outbox::record_outcome(c, job, message_id, outcome, now).await?
         }
-        JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {
-            Ok(())
-        }
+        JobKind::Email(_) | JobKind::HubspotPublish { .. } | JobKind::HubspotStatus { .. } => {}
     }
+    if let Some(key) = left_key {
+        rehead(c, &key).await?;
+    }
+    Ok(())
 }
 
 impl DeliveryTx for PgConnection {
@@ -383,6 +435,9 @@ pub async fn retry(c: &mut PgConnection, id: &JobId, now: i64) -> Result<Deliver
         .bind(now)
         .fetch_one(&mut *c)
         .await?;
+    if let Some(key) = get::<Option<String>>(&row, "ordering_key")? {
+        rehead(c, &key).await?;
+    }
     let view = delivery(&row)?;
     // Only a delivery's retry sends its message again; a HubSpot report or publish that
     // names a message leaves it as it is.

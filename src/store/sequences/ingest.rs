@@ -231,12 +231,13 @@ pub(crate) async fn store_message(
 
     tx.insert_inbound(&id, channel, &conversation, &contact, m, now)
         .await?;
+    tx.emit("message.created", conversation.as_str(), plan.event, now)
+        .await?;
+    // Jobs are queued after the events: PostgreSQL holds a job's ordering key last.
     if plan.publish {
         tx.enqueue_publish(conversation.as_str(), &id, None, now)
             .await?;
     }
-    tx.emit("message.created", conversation.as_str(), plan.event, now)
-        .await?;
     let timeout = rules.presence_timeout_ms;
     let routed = if plan.route {
         let contact = contact.as_str();
@@ -304,14 +305,17 @@ pub(crate) async fn retract(
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
     let channel = rules.channel_id.as_str();
-    if rules.hubspot_account.is_some()
-        && let Some((id, conversation)) = tx.unretracted(channel, platform_id).await?
-    {
+    let first = match rules.hubspot_account {
+        Some(_) => tx.unretracted(channel, platform_id).await?,
+        None => None,
+    };
+    let applied = tx.retract(channel, platform_id, now).await?;
+    // After the retraction's event: PostgreSQL holds a job's ordering key last.
+    if let Some((id, conversation)) = first {
         let (message, note) = (MessageId::from_stored(id), PublishNote::Retracted);
         tx.enqueue_publish(&conversation, &message, Some(&note), now)
             .await?;
     }
-    let applied = tx.retract(channel, platform_id, now).await?;
     Ok(IngestOutcome::Retracted {
         id: platform_id.to_owned(),
         applied,
