@@ -14,7 +14,8 @@
 # GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000), HUBSPOT_COUNT (20000),
 # HUBSPOT_LIMITED_COUNT (330: three windows of HubSpot's 110 / 10 s, about 20 s).
 # PG=postgres://USER@HOST:PORT adds, in each run, ingest and the backlog drain on
-# PostgreSQL (label runN/pg), each on a database of its own made there and dropped after.
+# PostgreSQL (label runN/pg) and the drain shared by 3 replicas (runN/pg3), each on a
+# database of its own made there and dropped after.
 # Everything goes to 127.0.0.1; every scenario spawns its own daemon on a temp database.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +84,8 @@ for run in $(seq 1 "$runs"); do
       --storage-url "$db" --label "run$run/pg"
     db=$(pg_db) || exit 1; pg_dbs+=("$db")
     step deliver "${deliver[@]}" --backlog --storage-url "$db" --label "run$run/pg"
+    db=$(pg_db) || exit 1; pg_dbs+=("$db")
+    step deliver "${deliver[@]}" --backlog --replicas 3 --storage-url "$db" --label "run$run/pg3"
   fi
 done
 for db in "${pg_dbs[@]}"; do

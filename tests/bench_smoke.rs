@@ -230,7 +230,7 @@ fn hubspot_publish_publishes_every_message_once_with_and_without_the_limiter() {
 )]
 fn ingest_and_drain_run_on_postgresql() {
     let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").expect("CHANNEL_BRIDGE_TEST_PG");
-    let scenarios: [&[&str]; 2] = [
+    let scenarios: [&[&str]; 3] = [
         &[
             "ingest",
             "--count",
@@ -247,6 +247,17 @@ fn ingest_and_drain_run_on_postgresql() {
             "--conversations",
             "10",
             "--backlog",
+        ],
+        // Three daemons on one database share the drain.
+        &[
+            "deliver",
+            "--count",
+            "100",
+            "--conversations",
+            "10",
+            "--backlog",
+            "--replicas",
+            "3",
         ],
     ];
     for scenario in scenarios {
@@ -277,7 +288,10 @@ fn ingest_and_drain_run_on_postgresql() {
             assert_zero(&r, &["errors", "lost", "missing", "duplicated"]);
         } else {
             assert_eq!(r["received"], 100, "{r:#}");
-            assert_zero(&r, &["missing", "inversions", "pending_after"]);
+            assert_zero(
+                &r,
+                &["missing", "inversions", "duplicates", "pending_after"],
+            );
         }
     }
 }

@@ -200,6 +200,10 @@ struct DeliverArgs {
     /// (spawned daemon only): the delivery pipeline alone, without the reply API.
     #[arg(long)]
     backlog: bool,
+    /// Daemons sharing the drain, on one `--storage-url` database (PostgreSQL), with
+    /// `--backlog`: replies are queued through the first, then every replica delivers.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
     /// Where the receiver listens (a running daemon's outbound_url must point at
     /// http://ADDR/outbound); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -1710,6 +1714,11 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
     if args.backlog && daemon.spawned.is_none() && args.daemon.pid.is_none() {
         bail!("--backlog reloads the daemon: spawn it (no --url) or give --pid");
     }
+    if args.replicas > 1
+        && (!args.backlog || daemon.spawned.is_none() || args.daemon.storage_url.is_none())
+    {
+        bail!("--replicas spawns daemons on one --storage-url database and needs --backlog");
+    }
     let deadline = Instant::now() + Duration::from_secs_f64(args.max_seconds);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = daemon.memory();
@@ -1745,6 +1754,19 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
     let mut control = Conn::new(&daemon.target);
     if args.backlog {
         reload_with(&daemon, &mut control, STEADY_CHANNEL, false).await?;
+    }
+    // The other replicas start with nothing queued and are disabled like the first.
+    let mut replicas = Vec::new();
+    for _ in 1..args.replicas {
+        let replica = Daemon::get(
+            &args.daemon,
+            args.secret.as_deref(),
+            &format!("http://{receiver_addr}/outbound"),
+        )
+        .await?;
+        let mut conn = Conn::new(&replica.target);
+        reload_with(&replica, &mut conn, STEADY_CHANNEL, false).await?;
+        replicas.push((replica, conn));
     }
 
     // Queue: one task per conversation, its replies in order, each after the last's 202.
@@ -1808,6 +1830,9 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
     if args.backlog {
         drain_from_ns = receiver.now_ns();
         reload_with(&daemon, &mut control, STEADY_CHANNEL, true).await?;
+        for (replica, conn) in &mut replicas {
+            reload_with(replica, conn, STEADY_CHANNEL, true).await?;
+        }
     }
 
     // Wait for every queued reply (or the deadline).
@@ -1859,6 +1884,7 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
     let mut result = json!({
         "scenario": "deliver",
         "mode": if args.backlog { "backlog" } else if rate.is_some() { "rate" } else { "unthrottled" },
+        "replicas": args.replicas.max(1),
         "rate": args.rate,
         "count": count,
         "conversations": conversations,
@@ -1881,6 +1907,9 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<bool> {
             &mut result,
             json!({"rss_idle_mb": mb(idle.rss_kb), "rss_peak_mb": mb(peak.hwm_kb)}),
         );
+    }
+    for (replica, _) in replicas {
+        replica.stop().await?;
     }
     daemon.stop().await?;
     print_result(&result, &args.out)?;
