@@ -230,42 +230,17 @@ fn hubspot_publish_publishes_every_message_once_with_and_without_the_limiter() {
 )]
 fn ingest_and_drain_run_on_postgresql() {
     let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").expect("CHANNEL_BRIDGE_TEST_PG");
-    let scenarios: [&[&str]; 3] = [
-        &[
-            "ingest",
-            "--count",
-            "200",
-            "--concurrency",
-            "8",
-            "--contacts",
-            "10",
-        ],
-        &[
-            "deliver",
-            "--count",
-            "100",
-            "--conversations",
-            "10",
-            "--backlog",
-        ],
-        // Three daemons on one database share the drain.
-        &[
-            "deliver",
-            "--count",
-            "100",
-            "--conversations",
-            "10",
-            "--backlog",
-            "--replicas",
-            "3",
-        ],
-    ];
+    let ingest = "ingest --count 200 --concurrency 8 --contacts 10";
+    let drain = "deliver --count 100 --conversations 10 --backlog";
+    // The last: three daemons on one database share the drain.
+    let replicas = format!("{drain} --replicas 3");
+    let scenarios = [ingest, drain, &replicas].map(|s| s.split(' ').collect::<Vec<_>>());
     for scenario in scenarios {
         let schema = format!(
             "bench_smoke_{}",
             ulid::Ulid::new().to_string().to_lowercase()
         );
-        let mut args = scenario.to_vec();
+        let mut args = scenario;
         args.extend_from_slice(&[
             "--daemon-bin",
             DAEMON,
