@@ -86,25 +86,26 @@ struct Matches<'s> {
 }
 
 impl Matches<'_> {
-    /// Reads on until `seq` is passed (or every match is read).
-    fn read_past(&mut self, seq: i64) -> Result<(), StoreError> {
-        while !self.exhausted && self.read.last().is_none_or(|&last| last > seq) {
+    /// Reads one more match; false once every match is read.
+    fn read_one(&mut self) -> Result<bool, StoreError> {
+        if !self.exhausted {
             match self.rows.next()? {
                 Some(row) => self.read.push(row.get(0)?),
                 None => self.exhausted = true,
             }
         }
+        Ok(!self.exhausted)
+    }
+
+    /// Reads on until `seq` is passed (or every match is read).
+    fn read_past(&mut self, seq: i64) -> Result<(), StoreError> {
+        while self.read.last().is_none_or(|&last| last > seq) && self.read_one()? {}
         Ok(())
     }
 
     /// Reads on until `count` matches are read; false when there are not that many.
     fn read_count(&mut self, count: usize) -> Result<bool, StoreError> {
-        while !self.exhausted && self.read.len() < count {
-            match self.rows.next()? {
-                Some(row) => self.read.push(row.get(0)?),
-                None => self.exhausted = true,
-            }
-        }
+        while self.read.len() < count && self.read_one()? {}
         Ok(self.read.len() >= count)
     }
 
