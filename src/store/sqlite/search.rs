@@ -21,7 +21,7 @@ use crate::store::StoreError;
 /// How long the indexer lets queued messages gather before it indexes them.
 const GATHER: Duration = Duration::from_millis(50);
 /// The most messages one indexing request takes.
-pub const BATCH: usize = 1000;
+const BATCH: usize = 1000;
 /// The most queued messages a search indexes before it runs. Only a backlog larger than
 /// this (the re-index after an upgrade) is searched as far as it has been indexed.
 const CATCH_UP: usize = 5000;
