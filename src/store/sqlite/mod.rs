@@ -229,7 +229,12 @@ impl SqliteStore {
             Checkpointer::start(&path, checkpointer::WAL_SIZE_LIMIT)?
         };
         let changes = tokio::sync::watch::Sender::new(0);
-        let indexer = search::Indexer::start(runtime, writer.clone(), changes.subscribe());
+        let indexer = search::Indexer::start(
+            runtime,
+            writer.clone(),
+            readers.clone(),
+            changes.subscribe(),
+        );
         Ok(Self {
             writer,
             indexer,

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::store::StoreError;
 
+#[derive(Clone)]
 pub struct Readers {
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
+use super::readers::Readers;
 use super::writer::Writer;
 use crate::model::Part;
 use crate::store::StoreError;
@@ -107,14 +108,15 @@ pub struct Indexer {
 
 impl Indexer {
     /// Starts indexing what is queued now (what an earlier run left), then again a
-    /// moment after each write the store reports in `changes`.
+    /// moment after each write the store reports in `changes` that left text queued.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         writer: Writer,
+        readers: Readers,
         changes: watch::Receiver<u64>,
     ) -> Self {
         Self {
-            task: runtime.spawn(run(writer, changes)),
+            task: runtime.spawn(run(writer, readers, changes)),
         }
     }
 
@@ -124,7 +126,7 @@ impl Indexer {
     }
 }
 
-async fn run(writer: Writer, mut changes: watch::Receiver<u64>) {
+async fn run(writer: Writer, readers: Readers, mut changes: watch::Receiver<u64>) {
     loop {
         loop {
             match writer.write(|conn| index_pending(conn, BATCH)).await {
@@ -139,11 +141,18 @@ async fn run(writer: Writer, mut changes: watch::Receiver<u64>) {
                 }
             }
         }
-        if changes.changed().await.is_err() {
-            return;
+        loop {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(GATHER).await;
+            changes.borrow_and_update();
+            // Most writes queue no text (deliveries, ticket changes, presence): a look
+            // through a reader spares the writer an empty request for each of them.
+            if readers.read(anything_pending).await.unwrap_or(true) {
+                break;
+            }
         }
-        tokio::time::sleep(GATHER).await;
-        changes.borrow_and_update();
     }
 }
 
@@ -174,6 +183,9 @@ pub fn fts_query(q: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{ConversationFilter, PageRequest, Store};
@@ -337,5 +349,77 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(indexed(&store, "parcel").await, [1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_that_queue_no_text_cost_the_writer_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        SqliteStore::open(&path).await.unwrap().close().await;
+        // The store's own writer reports batches to the metrics; this one counts them.
+        let batches = Arc::new(AtomicUsize::new(0));
+        let counted = batches.clone();
+        let writer = Writer::start(
+            rusqlite::Connection::open(&path).unwrap(),
+            super::super::writer::Durability::at_commit(),
+            Box::new(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        let readers = Readers::open(&path, 1).unwrap();
+        let changes = watch::Sender::new(0u64);
+        let indexer = Indexer::start(
+            &tokio::runtime::Handle::current(),
+            writer.clone(),
+            readers.clone(),
+            changes.subscribe(),
+        );
+        let settled = |want: usize| {
+            let batches = batches.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while batches.load(Ordering::SeqCst) < want {
+                    assert!(std::time::Instant::now() < deadline, "the indexer never ran");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        settled(1).await; // the look at what an earlier run left
+        for _ in 0..5 {
+            changes.send_modify(|n| *n += 1);
+            tokio::time::sleep(GATHER * 2).await;
+        }
+        assert_eq!(
+            batches.load(Ordering::SeqCst),
+            1,
+            "writes that queued no text sent the writer requests"
+        );
+
+        writer
+            .write(|conn| {
+                conn.execute_batch("INSERT INTO search_pending (seq, fresh) VALUES (7, 0)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        changes.send_modify(|n| *n += 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: i64 = readers
+                .read(|conn| {
+                    Ok(conn.query_row("SELECT count(*) FROM search_pending", [], |r| r.get(0))?)
+                })
+                .await
+                .unwrap();
+            if left == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "queued text was never indexed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(batches.load(Ordering::SeqCst), 3, "that write, then the indexer's");
+        indexer.stop();
+        writer.stop().await;
     }
 }
