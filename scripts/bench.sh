@@ -7,11 +7,15 @@
 #   scripts/bench.sh            the full run (about 5 minutes with RUNS=2)
 #   scripts/bench.sh --smoke    tiny counts, a few seconds: checks the tooling works
 #   GROWTH=1 scripts/bench.sh   adds the growth scenario (1M stored messages, ~5 minutes)
+#   GROWTH=1 GROWTH_MESSAGES=10000000 GROWTH_CONTACTS=100000 GROWTH_DIRECT=1 scripts/bench.sh
+#                               the 10M growth run, filled by the direct loader (~15 minutes,
+#                               12 GB in the temp folder)
 #
 # Knobs (env): CONCURRENCY (64), DURATION seconds per load (10), CONTACTS (1000),
 # RUNS (2: every scenario runs this many times), DELIVER_COUNT (20000),
 # CONVERSATIONS (200), RATE (1000), RELOADS (100), SOAK_RATE (500), REPORT (file),
-# GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000), HUBSPOT_COUNT (20000),
+# GROWTH (0), GROWTH_MESSAGES (1000000), GROWTH_CONTACTS (10000), GROWTH_DIRECT (0: fill
+# through HTTP; 1: the direct loader), HUBSPOT_COUNT (20000),
 # HUBSPOT_LIMITED_COUNT (330: three windows of HubSpot's 110 / 10 s, about 20 s).
 # PG=postgres://USER@HOST:PORT adds, in each run, ingest and the backlog drain on
 # PostgreSQL (label runN/pg) and the drain shared by 3 replicas (runN/pg3), each on a
@@ -92,6 +96,7 @@ for db in "${pg_dbs[@]}"; do
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS ${db##*/}" >/dev/null
 done
 if $smoke || [[ "${GROWTH:-0}" == 1 ]]; then
+  [[ "${GROWTH_DIRECT:-0}" == 1 ]] && growth+=(--direct-fill)
   step growth "${growth[@]}" --concurrency "$concurrency" --contacts "$contacts" --label growth
 fi
 

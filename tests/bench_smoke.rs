@@ -146,42 +146,52 @@ fn reload_soak_loses_nothing_while_reloading() {
 
 #[test]
 fn growth_ingests_on_an_empty_and_a_filled_database_and_times_the_reads() {
-    let r = bench(&[
-        "growth",
-        "--daemon-bin",
-        DAEMON,
-        "--messages",
-        "1000",
-        "--fill-contacts",
-        "50",
-        "--count",
-        "200",
-        "--concurrency",
-        "4",
-        "--contacts",
-        "20",
-        "--queries",
-        "3",
-        "--max-seconds",
-        "20",
-    ]);
-    assert_eq!(r["scenario"], "growth");
-    assert_eq!(r["fill"]["ok"], 1000, "{r:#}");
-    assert_eq!(r["empty"]["ok"], 200, "{r:#}");
-    assert_eq!(r["full"]["ok"], 200, "{r:#}");
-    assert_zero(&r, &["read_errors"]);
-    for read in [
-        "list",
-        "list_next_page",
-        "list_channel",
-        "messages",
-        "search_rare",
-        "search_common",
-    ] {
-        assert!(
-            r["reads"][read]["p99_ms"].as_f64().is_some(),
-            "{read} was not timed: {r:#}"
-        );
+    for (extra, mode) in [(&[][..], "http"), (&["--direct-fill"][..], "direct")] {
+        let mut args = vec![
+            "growth",
+            "--daemon-bin",
+            DAEMON,
+            "--messages",
+            "1000",
+            "--fill-contacts",
+            "50",
+            "--count",
+            "200",
+            "--concurrency",
+            "4",
+            "--contacts",
+            "20",
+            "--queries",
+            "3",
+            "--max-seconds",
+            "20",
+        ];
+        args.extend(extra);
+        let r = bench(&args);
+        assert_eq!(r["scenario"], "growth");
+        assert_eq!(r["fill"]["mode"], mode, "{r:#}");
+        assert_eq!(r["fill"]["ok"], 1000, "{r:#}");
+        assert_eq!(r["empty"]["ok"], 200, "{r:#}");
+        assert_eq!(r["full"]["ok"], 200, "{r:#}");
+        assert_zero(&r, &["read_errors"]);
+        for read in [
+            "list",
+            "list_next_page",
+            "list_channel",
+            "messages",
+            "search_rare",
+            "search_common",
+        ] {
+            assert!(
+                r["reads"][read]["p99_ms"].as_f64().is_some(),
+                "{read} was not timed ({mode} fill): {r:#}"
+            );
+            // Each read finds what the fill stored (the rare word is in one message).
+            assert_eq!(
+                r["reads"][read]["found"], 3,
+                "{read} found nothing ({mode} fill): {r:#}"
+            );
+        }
     }
 }
 

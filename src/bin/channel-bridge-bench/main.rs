@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 
 use channel_bridge::adapters::signature::{self, WebhookKey};
 
+mod loader;
+
 /// The admin token of a spawned daemon.
 const ADMIN_TOKEN: &str = "bench-admin-token";
 /// The channel the load goes to, and the one reload-soak toggles.
@@ -257,6 +259,11 @@ struct GrowthArgs {
     /// Timed requests of each kind of read on the full database.
     #[arg(long, default_value_t = 200)]
     queries: u32,
+    /// Store the messages with the direct loader instead of through HTTP: the daemon is
+    /// stopped meanwhile and the store's ingest called in-process (spawned SQLite daemon
+    /// only; what makes 10M messages practical).
+    #[arg(long)]
+    direct_fill: bool,
     /// The two measured ingest runs (the fill uses the same concurrency).
     #[command(flatten)]
     load: LoadArgs,
@@ -585,15 +592,19 @@ impl LoadPlan {
         format!("{run_id}-{i}")
     }
 
-    fn webhook(&self, i: u64) -> anyhow::Result<Request<Full<Bytes>>> {
-        let contact = i % self.contacts;
-        let now = chrono::Utc::now();
-        let body = format!(
-            r#"{{"type":"message","id":"{id}","timestamp":"{ts}","from":{{"id":"bench-user-{contact}","name":"Bench User {contact}"}},"parts":[{{"type":"text","text":"load message {i} of run {run}"}}]}}"#,
-            id = Self::message_id(&self.run_id, i),
+    /// The generic-contract message event of request `i`.
+    fn body(run_id: &str, contacts: u64, i: u64, now: chrono::DateTime<chrono::Utc>) -> String {
+        let contact = i % contacts;
+        format!(
+            r#"{{"type":"message","id":"{id}","timestamp":"{ts}","from":{{"id":"bench-user-{contact}","name":"Bench User {contact}"}},"parts":[{{"type":"text","text":"load message {i} of run {run_id}"}}]}}"#,
+            id = Self::message_id(run_id, i),
             ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            run = self.run_id,
-        );
+        )
+    }
+
+    fn webhook(&self, i: u64) -> anyhow::Result<Request<Full<Bytes>>> {
+        let now = chrono::Utc::now();
+        let body = Self::body(&self.run_id, self.contacts, i, now);
         let webhook_id = format!("evt_{}_{i}", self.run_id);
         let timestamp = now.timestamp();
         let signature = self.key.sign(&webhook_id, timestamp, body.as_bytes());
@@ -1009,6 +1020,7 @@ struct Daemon {
 
 struct Spawned {
     child: Child,
+    bin: PathBuf,
     dir: PathBuf,
     keep: bool,
 }
@@ -1025,6 +1037,24 @@ impl Drop for Spawned {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Starts `bin serve` on `config`, its output appended to `dir`/daemon.log.
+fn spawn_daemon(bin: &Path, config: &Path, dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))?;
+    Command::new(bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))
 }
 
 /// A port nothing listens on right now.
@@ -1140,19 +1170,10 @@ impl Daemon {
         };
         let config_path = dir.join("config").join("config.toml");
         std::fs::write(&config_path, config.text())?;
-        let log = std::fs::File::create(dir.join("daemon.log"))?;
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let child = spawn_daemon(&bin, &config_path, &dir)?;
         let mut spawned = Spawned {
             child,
+            bin,
             dir,
             keep: args.keep,
         };
@@ -1181,6 +1202,22 @@ impl Daemon {
 
     /// SIGTERM, then wait for a clean exit (spawned daemons only).
     async fn stop(mut self) -> anyhow::Result<()> {
+        self.pause().await
+    }
+
+    /// Starts the stopped daemon again on the same config and database.
+    async fn resume(&mut self) -> anyhow::Result<()> {
+        let (Some(spawned), Some(config_path)) = (self.spawned.as_mut(), &self.config_path) else {
+            bail!("only a spawned daemon can be restarted");
+        };
+        spawned.child = spawn_daemon(&spawned.bin, config_path, &spawned.dir)?;
+        self.pid = Some(spawned.child.id());
+        wait_healthy(&self.target, DAEMON_DEADLINE, &mut spawned.child).await
+    }
+
+    /// Stops a spawned daemon as [`Daemon::stop`] does, keeping its folder for
+    /// [`Daemon::resume`].
+    async fn pause(&mut self) -> anyhow::Result<()> {
         let Some(spawned) = self.spawned.as_mut() else {
             return Ok(());
         };
@@ -1325,7 +1362,8 @@ async fn client(args: ClientArgs) -> anyhow::Result<bool> {
         None => {
             let dir = temp_dir("baseline")?;
             let addr_file = dir.join("addr");
-            let child = Command::new(std::env::current_exe()?)
+            let bin = std::env::current_exe()?;
+            let child = Command::new(&bin)
                 .args(["baseline", "--listen", "127.0.0.1:0", "--addr-file"])
                 .arg(&addr_file)
                 .stdin(Stdio::null())
@@ -1334,6 +1372,7 @@ async fn client(args: ClientArgs) -> anyhow::Result<bool> {
                 .spawn()?;
             let mut s = Spawned {
                 child,
+                bin,
                 dir,
                 keep: false,
             };
@@ -2348,21 +2387,15 @@ async fn reload_soak(args: SoakArgs) -> anyhow::Result<bool> {
 type ReadPath<'a> = Box<dyn Fn(u32) -> String + 'a>;
 
 async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
-    let daemon = Daemon::get(
+    let mut daemon = Daemon::get(
         &args.daemon,
         args.load.secret.as_deref(),
         "http://127.0.0.1:9/outbound",
     )
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let measure = || {
-        Arc::new(LoadPlan::new(
-            daemon.target.clone(),
-            &args.load,
-            daemon.key.clone(),
-        ))
-        .run()
-    };
+    let (target, key) = (daemon.target.clone(), daemon.key.clone());
+    let measure = || Arc::new(LoadPlan::new(target.clone(), &args.load, key.clone())).run();
     let empty = measure().await;
 
     let fill_args = LoadArgs {
@@ -2378,7 +2411,36 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
         daemon.key.clone(),
     ));
     let fill_run = fill.run_id.clone();
-    let filled = fill.run().await;
+    let (fill_json, fill_errors) = if args.direct_fill {
+        let (Some(spawned), Some(config)) = (&daemon.spawned, &daemon.config_path) else {
+            bail!("--direct-fill needs a spawned daemon");
+        };
+        if args.daemon.storage_url.is_some() {
+            bail!("--direct-fill loads SQLite only");
+        }
+        let (db, config) = (spawned.dir.join("data").join("bridge.db"), config.clone());
+        daemon.pause().await?;
+        let (run, contacts) = (fill_run.clone(), args.fill_contacts.max(1));
+        let filled = loader::fill(&config, &db, STEADY_CHANNEL, args.messages, move |i| {
+            LoadPlan::body(&run, contacts, i, chrono::Utc::now())
+        })
+        .await?;
+        daemon.resume().await?;
+        let fill = json!({
+            "mode": "direct",
+            "ok": filled.messages,
+            "errors": 0,
+            "elapsed_s": round3(filled.ingest.as_secs_f64()),
+            "throughput_per_s": (filled.messages as f64 / filled.ingest.as_secs_f64().max(1e-9)).round(),
+            "index_s": round3(filled.index.as_secs_f64()),
+        });
+        (fill, 0)
+    } else {
+        let filled = fill.run().await;
+        let mut fill = load_json(&filled);
+        merge(&mut fill, json!({"mode": "http"}));
+        (fill, filled.error_count())
+    };
     let full = measure().await;
 
     // Reads a rep does all day, on the full database, one at a time.
@@ -2438,15 +2500,27 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
     let mut read_errors = 0u64;
     for (name, path) in &reads {
         let mut latencies = Vec::with_capacity(args.queries as usize);
+        // Answers that found something: every read here should, on a filled database.
+        let mut found = 0u64;
         for n in 0..args.queries {
             let started = Instant::now();
             match conn.api(Method::GET, &path(n), &daemon.token, None).await {
-                Ok((StatusCode::OK, _)) => latencies.push(started.elapsed().as_micros() as u64),
+                Ok((StatusCode::OK, answer)) => {
+                    latencies.push(started.elapsed().as_micros() as u64);
+                    if answer["items"]
+                        .as_array()
+                        .is_some_and(|items| !items.is_empty())
+                    {
+                        found += 1;
+                    }
+                }
                 _ => read_errors += 1,
             }
         }
         latencies.sort_unstable();
-        read_results.insert((*name).to_owned(), latency_json(&latencies));
+        let mut timed = latency_json(&latencies);
+        merge(&mut timed, json!({"found": found}));
+        read_results.insert((*name).to_owned(), timed);
     }
     let db_bytes: u64 = daemon
         .spawned
@@ -2466,7 +2540,7 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
         "fill_contacts": args.fill_contacts,
         "messages": args.messages,
         "fill_run_id": fill_run,
-        "fill": load_json(&filled),
+        "fill": fill_json,
         "empty": load_json(&empty),
         "full": load_json(&full),
         "full_vs_empty": round3(ratio),
@@ -2479,7 +2553,7 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
     }
     daemon.stop().await?;
     print_result(&result, &args.out)?;
-    let errors = empty.error_count() + filled.error_count() + full.error_count() + read_errors;
+    let errors = empty.error_count() + fill_errors + full.error_count() + read_errors;
     Ok(errors == 0 && empty.ok > 0 && full.ok > 0)
 }
 

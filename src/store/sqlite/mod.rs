@@ -268,6 +268,12 @@ impl SqliteStore {
             .await
     }
 
+    /// How many messages wait for the search indexer (what a fresh bulk load still has
+    /// to index).
+    pub async fn search_backlog(&self) -> Result<u64, StoreError> {
+        self.readers.read(search::backlog).await
+    }
+
     /// Tells event streams to look for new events.
     fn changed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_ok() {

@@ -86,6 +86,14 @@ pub fn anything_pending(conn: &Connection) -> Result<bool, StoreError> {
         .is_some())
 }
 
+/// How many messages are queued for indexing.
+pub fn backlog(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM search_pending")?
+        .query_row([], |r| r.get::<_, i64>(0))?
+        .max(0) as u64)
+}
+
 /// Indexes what is queued before a search runs, so it sees every message written before
 /// it began (up to [`CATCH_UP`] of them).
 pub async fn catch_up(writer: &Writer) -> Result<(), StoreError> {
@@ -380,7 +388,10 @@ mod tests {
             async move {
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);
                 while batches.load(Ordering::SeqCst) < want {
-                    assert!(std::time::Instant::now() < deadline, "the indexer never ran");
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the indexer never ran"
+                    );
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
@@ -415,10 +426,17 @@ mod tests {
             if left == 0 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "queued text was never indexed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queued text was never indexed"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(batches.load(Ordering::SeqCst), 3, "that write, then the indexer's");
+        assert_eq!(
+            batches.load(Ordering::SeqCst),
+            3,
+            "that write, then the indexer's"
+        );
         indexer.stop();
         writer.stop().await;
     }
