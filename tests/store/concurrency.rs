@@ -23,6 +23,7 @@ conformance!(
     jobs_queued_while_the_job_ahead_finishes_all_go_out_in_order,
     concurrent_property_changes_to_one_ticket_all_land,
     concurrent_new_conversations_are_spread_evenly_by_round_robin,
+    a_stream_reading_while_many_write_sees_every_event_once_in_order,
 );
 
 const RACERS: usize = 16;
@@ -43,6 +44,53 @@ where
         out.push(result.expect("a racer panicked"));
     }
     out
+}
+
+async fn a_stream_reading_while_many_write_sees_every_event_once_in_order(
+    store: Arc<dyn Store>,
+    _: &Backend,
+) {
+    const EACH: usize = 20;
+    let writing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            race(|i| {
+                let store = store.clone();
+                async move {
+                    for n in 0..EACH {
+                        let event = Msg::new(&format!("m{i}-{n}"), &format!("c{i}")).into();
+                        store.ingest(&rules("chat"), vec![event]).await.unwrap();
+                    }
+                }
+            })
+            .await
+        })
+    };
+    // A stream's loop: read after the cursor, move the cursor to the last id read.
+    let all = Default::default();
+    let (mut cursor, mut seen) = (0, Vec::new());
+    let read = async |cursor: &mut i64, seen: &mut Vec<i64>| {
+        for event in store.events_after(*cursor, &all, 50).await.unwrap() {
+            assert!(event.id > *cursor, "id {} came after {cursor}", event.id);
+            *cursor = event.id;
+            seen.push(event.id);
+        }
+    };
+    while !writing.is_finished() {
+        read(&mut cursor, &mut seen).await;
+        tokio::task::yield_now().await;
+    }
+    writing.await.unwrap();
+    read(&mut cursor, &mut seen).await;
+    let every: Vec<i64> = store
+        .events_after(0, &all, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(every.len() >= RACERS * EACH, "{} events", every.len());
+    assert_eq!(seen, every, "the stream missed or repeated an event");
 }
 
 async fn concurrent_deliveries_of_one_message_store_it_once(store: Arc<dyn Store>, _: &Backend) {

@@ -1,18 +1,25 @@
 //! Live events: written with the change they report, read by SSE streams from a cursor.
 //!
-//! Writers take a transaction-scoped advisory lock before inserting an event, so events
-//! commit in `seq` order: a stream that has read up to `seq` never sees a smaller one
-//! appear later, whichever replica wrote it.
+//! A stream that has read up to a position must never see a smaller one appear later,
+//! whichever replica wrote it. `seq` cannot promise that: transactions commit in another
+//! order than they inserted. So an event is written without a position, and once its
+//! transaction has committed, [`sequence`] gives it the next one: positions are handed
+//! out one short transaction at a time under an advisory lock, in `seq` order, to
+//! committed events only. Readers sequence before they read, so a writer's own events are
+//! there when it reads next, and no transaction that writes an event waits for another's
+//! COMMIT (ARCHITECTURE.md §5).
 
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::get;
 use crate::model::from_millis;
 use crate::store::{Event, EventFilter, StoreError};
 
-/// The advisory lock that orders event commits.
+/// The advisory lock under which positions are handed out.
 const EVENTS_LOCK: i64 = 0x6362_6576_656e_7473;
+/// Events positioned by one transaction at most.
+const SEQUENCE_BATCH: i64 = 10_000;
 
 /// Records an event about a conversation (its channel and current owner are looked up, so
 /// streams can filter on them).
@@ -23,10 +30,6 @@ pub async fn emit(
     data: Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVENTS_LOCK)
-        .execute(&mut *c)
-        .await?;
     sqlx::query(
         "INSERT INTO events (kind, channel_id, conversation_id, owner_id, data, at)
          SELECT $1, c.channel_id, $2, c.owner_id, $3, $4
@@ -41,7 +44,46 @@ pub async fn emit(
     Ok(())
 }
 
-/// Events after `after` (a seq), oldest first.
+/// Gives the committed events without a position the next positions, in `seq` order,
+/// in transactions of its own on `c`, which must be outside one. Cheap when there is
+/// nothing to do: one look at a partial index.
+pub async fn sequence(c: &mut PgConnection) -> Result<(), StoreError> {
+    while sequence_batch(c).await? == SEQUENCE_BATCH as u64 {}
+    Ok(())
+}
+
+/// [`sequence`] for up to [`SEQUENCE_BATCH`] events; how many it positioned.
+async fn sequence_batch(c: &mut PgConnection) -> Result<u64, StoreError> {
+    let waiting: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE pos IS NULL)")
+            .fetch_one(&mut *c)
+            .await?;
+    if !waiting {
+        return Ok(0);
+    }
+    let mut tx = c.begin().await?;
+    // Waits for a sequencing in progress: it may have begun before our events committed.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENTS_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    // A statement of its own, after the lock: its snapshot sees every earlier sequencing.
+    let positioned = sqlx::query(
+        "UPDATE events SET pos = top.pos + next.n
+         FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n
+               FROM events WHERE pos IS NULL ORDER BY seq LIMIT $1) next,
+              (SELECT COALESCE(MAX(pos), 0) AS pos FROM events) top
+         WHERE events.seq = next.seq",
+    )
+    .bind(SEQUENCE_BATCH)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(positioned)
+}
+
+/// Events after `after` (a position), oldest first.
 pub async fn after(
     c: &mut PgConnection,
     after: i64,
@@ -49,10 +91,10 @@ pub async fn after(
     limit: u32,
 ) -> Result<Vec<Event>, StoreError> {
     let rows = sqlx::query(
-        "SELECT seq, kind, channel_id, conversation_id, owner_id, data, at FROM events
-         WHERE seq > $1 AND ($2::text IS NULL OR channel_id = $2)
+        "SELECT pos, kind, channel_id, conversation_id, owner_id, data, at FROM events
+         WHERE pos > $1 AND ($2::text IS NULL OR channel_id = $2)
            AND ($3::text IS NULL OR owner_id = $3)
-         ORDER BY seq LIMIT $4",
+         ORDER BY pos LIMIT $4",
     )
     .bind(after)
     .bind(&filter.channel)
@@ -63,7 +105,7 @@ pub async fn after(
     rows.iter()
         .map(|r| {
             Ok(Event {
-                id: get(r, "seq")?,
+                id: get(r, "pos")?,
                 kind: get(r, "kind")?,
                 channel_id: get(r, "channel_id")?,
                 conversation_id: get(r, "conversation_id")?,
@@ -75,10 +117,10 @@ pub async fn after(
         .collect()
 }
 
-/// The newest event's seq (0 when there is none): where a new stream starts.
+/// The newest event's position (0 when there is none): where a new stream starts.
 pub async fn latest(c: &mut PgConnection) -> Result<i64, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0)::bigint FROM events")
+        sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0)::bigint FROM events")
             .fetch_one(&mut *c)
             .await?,
     )

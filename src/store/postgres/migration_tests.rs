@@ -8,7 +8,7 @@ use crate::store::{LeaseRequest, Store};
 
 /// A fresh schema on the test server, migrated only up to schema `version`, as an older
 /// release left it; returns the server URL and the schema.
-async fn database_at_schema(test: &str, version: usize) -> (Secret, String) {
+pub(super) async fn database_at_schema(test: &str, version: usize) -> (Secret, String) {
     let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").expect("CHANNEL_BRIDGE_TEST_PG");
     let schema = format!("mig_{test}_{}", std::process::id());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
@@ -35,7 +35,7 @@ async fn database_at_schema(test: &str, version: usize) -> (Secret, String) {
     (Secret::new(url), schema)
 }
 
-async fn drop_schema(url: &Secret, schema: &str) {
+pub(super) async fn drop_schema(url: &Secret, schema: &str) {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose())
         .await
         .unwrap();
@@ -94,6 +94,113 @@ async fn the_job_heads_migration_keeps_queue_order() {
         store.lease_jobs(&lease("b")).await.unwrap().is_empty(),
         "job_3 waits behind job_1"
     );
+    store.close().await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Events written before positions keep their ids (a stream resumes where it was), and
+/// the next event comes after them.
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn the_event_positions_migration_keeps_event_ids() {
+    let positions = include_str!("../../../migrations/postgres/0012_event_positions.sql");
+    let before = MIGRATIONS.iter().position(|m| *m == positions).unwrap();
+    let (url, schema) = database_at_schema("event_positions", before).await;
+    {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url.expose())
+            .await
+            .unwrap();
+        let seed = format!(
+            "SET search_path = {};
+             INSERT INTO events (seq, kind, data, at) VALUES (7, 'old', '{{}}', 1), (9, 'old', '{{}}', 2);
+             SELECT setval('events_seq_seq', 9);",
+            quote_ident(&schema)
+        );
+        conn.execute(seed.as_str()).await.unwrap();
+    }
+    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let all = crate::store::EventFilter::default();
+    let resumed = store.events_after(7, &all, 10).await.unwrap();
+    assert_eq!(resumed.iter().map(|e| e.id).collect::<Vec<_>>(), [9]);
+    store
+        .execute_for_tests("INSERT INTO events (kind, data, at) VALUES ('new', '{}', 3)")
+        .await
+        .unwrap();
+    assert_eq!(store.latest_event().await.unwrap(), 10);
+    let next = store.events_after(9, &all, 10).await.unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["new"]
+    );
+    store.close().await;
+    drop_schema(&url, &schema).await;
+}
+
+/// A transaction that wrote its event first and committed last: a stream that already
+/// read past the events committed meanwhile still gets it (no transaction holds an events
+/// lock to its COMMIT any more, so commit order and insert order differ).
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn an_event_committed_late_still_reaches_a_stream_that_read_past_it() {
+    let (url, schema) = database_at_schema("late_event", MIGRATIONS.len()).await;
+    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let all = crate::store::EventFilter::default();
+    let kinds =
+        |events: &[crate::store::Event]| events.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
+    let mut slow = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO events (kind, data, at) VALUES ('slow', '{}', 1)")
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+    store
+        .execute_for_tests("INSERT INTO events (kind, data, at) VALUES ('fast', '{}', 2)")
+        .await
+        .unwrap();
+    let seen = store.events_after(0, &all, 10).await.unwrap();
+    assert_eq!(kinds(&seen), ["fast"]);
+    slow.commit().await.unwrap();
+    let next = store.events_after(seen[0].id, &all, 10).await.unwrap();
+    assert_eq!(kinds(&next), ["slow"], "the late event was skipped");
+    assert!(next[0].id > seen[0].id);
+    store.close().await;
+    drop_schema(&url, &schema).await;
+}
+
+/// Events get their positions soon after they commit even when no stream reads, so the
+/// next stream to open does not first sequence a long backlog.
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn events_are_positioned_without_a_stream_reading() {
+    let (url, schema) = database_at_schema("background_positions", MIGRATIONS.len()).await;
+    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let mut seed = String::new();
+    for n in 0..50 {
+        seed += &format!("INSERT INTO events (kind, data, at) VALUES ('e{n}', '{{}}', 1);");
+    }
+    store.execute_for_tests(&seed).await.unwrap();
+    let unpositioned = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE pos IS NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while unpositioned().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing positioned them"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     store.close().await;
     drop_schema(&url, &schema).await;
 }

@@ -2,8 +2,8 @@
 //!
 //! Every write is one transaction. What SQLite gets from its single writer, this store
 //! gets from the database: a unique partial index keeps one open conversation per thread,
-//! advisory locks serialise the messages of one sender and the events (so an event's id
-//! is its commit order), and outbox jobs are leased with `FOR UPDATE SKIP LOCKED` and a
+//! advisory locks serialise the messages of one sender, events get their stream position
+//! after they commit (`events::sequence`), and outbox jobs are leased with `FOR UPDATE SKIP LOCKED` and a
 //! lease expiry, so a replica that dies mid-job has its work finished by another.
 //! Transactions the database aborts because of a concurrent one are run again.
 //! `NOTIFY` wakes every replica's workers and event streams after a commit.
@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0009_uploads.sql"),
     include_str!("../../../migrations/postgres/0010_imap_cursors.sql"),
     include_str!("../../../migrations/postgres/0011_job_heads.sql"),
+    include_str!("../../../migrations/postgres/0012_event_positions.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -240,6 +241,7 @@ impl PgStore {
             raw_cleared_through: std::sync::atomic::AtomicI64::new(0),
         };
         store.listen();
+        store.sequence_in_background();
         Ok(store)
     }
 
@@ -289,6 +291,40 @@ impl PgStore {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+            }
+        });
+    }
+
+    /// Positions new events a moment after each change this replica sees, so they do
+    /// not wait, unpositioned, for the next stream to read (which would then sequence a
+    /// long backlog first). Streams still sequence before each read (read-your-writes).
+    fn sequence_in_background(&self) {
+        /// Changes gathered into one sequencing.
+        const GATHER: Duration = Duration::from_millis(100);
+        let (pool, mut changes, stop) = (
+            self.pool.clone(),
+            self.changes.subscribe(),
+            self.stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let sequenced = async {
+                    let mut conn = pool.acquire().await?;
+                    events::sequence(&mut conn).await
+                };
+                if let Err(e) = sequenced.await {
+                    // The next change, or the next stream read, tries again.
+                    tracing::debug!(error = %e, "Could not position new events.");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(GATHER) => {}
+                }
+                changes.borrow_and_update();
             }
         });
     }
@@ -592,11 +628,17 @@ impl Store for PgStore {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        read!(self, |c| events::after(c, after, filter, limit))
+        read!(self, |c| async {
+            events::sequence(c).await?;
+            events::after(c, after, filter, limit).await
+        })
     }
 
     async fn latest_event(&self) -> Result<i64, StoreError> {
-        read!(self, |c| events::latest(c))
+        read!(self, |c| async {
+            events::sequence(c).await?;
+            events::latest(c).await
+        })
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

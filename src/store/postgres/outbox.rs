@@ -77,8 +77,7 @@ pub(super) async fn insert_job(
 /// pending?" and the re-head after a job leaves the queue. Under READ COMMITTED, without
 /// it, a job queued while its key's head is being finished could see the old head still
 /// pending while the finish sees no successor yet, and wait behind nobody for ever. Each
-/// transaction takes it after every other lock it takes (the events' included), so it
-/// closes no cycle.
+/// transaction takes it after every other lock it takes, so it closes no cycle.
 async fn hold_key(c: &mut PgConnection, ordering_key: &str) -> Result<(), StoreError> {
     super::ingest::lock(c, &format!("job\u{1f}{ordering_key}")).await
 }

@@ -175,7 +175,6 @@ pub(crate) async fn merge(
     let merged_into = json!({"into": into});
     tx.record_contact(from.as_str(), "merged_into", actor, merged_into, now)
         .await?;
-    // Events last: on PostgreSQL the events lock comes after every row lock.
     let data = json!({"contact_id": into, "previous_contact_id": from});
     for (conversation, _, live) in &conversations {
         if *live {
