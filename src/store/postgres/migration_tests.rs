@@ -1,4 +1,5 @@
-//! The schema migrations against databases written by earlier versions.
+//! The schema migrations against databases written by earlier versions, and what only
+//! PostgreSQL has to get right: event positions and waking the other replicas.
 
 use chrono::Utc;
 use sqlx::Executor;
@@ -202,5 +203,71 @@ async fn events_are_positioned_without_a_stream_reading() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     store.close().await;
+    drop_schema(&url, &schema).await;
+}
+
+/// An ingest on one replica wakes another's event streams and its delivery worker, with
+/// no trigger inside the writing transaction (the notifier sends after the commit).
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_commit_on_one_replica_wakes_the_others() {
+    use crate::model::event::{InboundContact, InboundEvent, InboundMessage};
+    use crate::model::{Identifier, Part, TextPart};
+    let (url, schema) = database_at_schema("wake_others", MIGRATIONS.len()).await;
+    let writer = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let other = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let mut changes = other.changes();
+    let mut jobs = other.job_signal().unwrap();
+    // The listener's first bumps (it looks once after connecting) are not the wake.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    changes.borrow_and_update();
+    jobs.borrow_and_update();
+    let rules = crate::store::ChannelRules {
+        channel_id: "demo".into(),
+        threading: crate::config::Threading::PerContact,
+        reopen: true,
+        ticket: crate::config::TicketTemplate {
+            pipeline: "support".into(),
+            status: "new".into(),
+            priority: None,
+            properties: Default::default(),
+        },
+        routing: Default::default(),
+        presence_timeout_ms: 300_000,
+        // A linked channel queues a publish, ready at once, with the message.
+        hubspot_account: Some("acct".into()),
+    };
+    let message = InboundEvent::Message(InboundMessage {
+        conversation_hint: None,
+        platform_message_id: "m1".into(),
+        thread_id: None,
+        from: InboundContact {
+            identifier: Identifier {
+                kind: "app_user".into(),
+                value: "ana".into(),
+            },
+            display_name: None,
+            email: None,
+        },
+        reply_to: None,
+        parts: vec![Part::Text(TextPart { text: "hi".into() })],
+        sent_at: None,
+        raw: serde_json::json!({}),
+    });
+    writer.ingest(&rules, vec![message]).await.unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    tokio::time::timeout(wait, changes.changed())
+        .await
+        .expect("the other replica's streams were not woken")
+        .unwrap();
+    tokio::time::timeout(wait, jobs.changed())
+        .await
+        .expect("the other replica's worker was not woken")
+        .unwrap();
+    writer.close().await;
+    other.close().await;
     drop_schema(&url, &schema).await;
 }

@@ -64,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0010_imap_cursors.sql"),
     include_str!("../../../migrations/postgres/0011_job_heads.sql"),
     include_str!("../../../migrations/postgres/0012_event_positions.sql"),
+    include_str!("../../../migrations/postgres/0013_notify_after_commit.sql"),
 ];
 
 /// How often a transaction the database aborted for a concurrent one is tried in all.
@@ -130,6 +131,7 @@ macro_rules! transaction {
                 }
                 Ok(value) => {
                     $store.changes.send_modify(|n| *n = n.wrapping_add(1));
+                    $store.committed.send_modify(|n| *n = n.wrapping_add(1));
                     break Ok(value);
                 }
                 Err(e) => break Err(e),
@@ -171,11 +173,13 @@ pub(crate) use hubspot::read_hubspot_queues;
 
 pub struct PgStore {
     pool: PgPool,
-    /// The `NOTIFY` channels of this schema (see the triggers in the migration).
+    /// The `NOTIFY` channels of this schema.
     events_channel: String,
     jobs_channel: String,
     /// Bumped after local commits and when any replica writes an event.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Bumped after local commits only: what the notifier tells the other replicas about.
+    committed: tokio::sync::watch::Sender<u64>,
     /// Bumped when any replica queues, finishes or gives back a job.
     jobs: tokio::sync::watch::Sender<u64>,
     stop: CancellationToken,
@@ -236,11 +240,13 @@ impl PgStore {
             events_channel: format!("cb_events_{suffix}"),
             jobs_channel: format!("cb_jobs_{suffix}"),
             changes: tokio::sync::watch::Sender::new(0),
+            committed: tokio::sync::watch::Sender::new(0),
             jobs: tokio::sync::watch::Sender::new(0),
             stop: CancellationToken::new(),
             raw_cleared_through: std::sync::atomic::AtomicI64::new(0),
         };
         store.listen();
+        store.notify_in_background();
         store.sequence_in_background();
         Ok(store)
     }
@@ -290,6 +296,61 @@ impl PgStore {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    /// Tells every replica (this one included) after this replica's commits: on the events
+    /// channel when an event was written since the last look, on the jobs channel when a
+    /// job is ready to lease. Outside the writing transactions, as PostgreSQL serialises
+    /// the commits of transactions that notify. Commits made meanwhile share one look; a
+    /// wake lost to a crash only delays, as workers and streams also poll.
+    fn notify_in_background(&self) {
+        let (pool, events_channel, jobs_channel, mut committed, stop) = (
+            self.pool.clone(),
+            self.events_channel.clone(),
+            self.jobs_channel.clone(),
+            self.committed.subscribe(),
+            self.stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut last_event = None;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = committed.changed() => if changed.is_err() { return },
+                }
+                committed.borrow_and_update();
+                let notified = async {
+                    let mut conn = pool.acquire().await?;
+                    let (newest, ready): (i64, bool) = sqlx::query_as(
+                        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events),
+                                EXISTS (SELECT 1 FROM jobs
+                                        WHERE state = 'pending' AND head
+                                          AND run_at <= $1 AND lease_until <= $1)",
+                    )
+                    .bind(now_ms())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let mut channels = Vec::new();
+                    if last_event.is_none_or(|last| newest > last) {
+                        channels.push(events_channel.as_str());
+                    }
+                    if ready {
+                        channels.push(jobs_channel.as_str());
+                    }
+                    if !channels.is_empty() {
+                        sqlx::query("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c")
+                            .bind(&channels)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    last_event = Some(newest);
+                    Ok::<_, sqlx::Error>(())
+                };
+                if let Err(e) = notified.await {
+                    tracing::debug!(error = %e, "Could not notify the other replicas.");
                 }
             }
         });
