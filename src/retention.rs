@@ -98,27 +98,14 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DEFAULT_CONFIG, Threading, TicketTemplate};
+    use crate::config::DEFAULT_CONFIG;
     use crate::model::event::{InboundContact, InboundEvent, InboundMessage};
     use crate::model::{Identifier, Part, TextPart};
     use crate::store::ChannelRules;
     use crate::store::sqlite::SqliteStore;
 
     fn rules() -> ChannelRules {
-        ChannelRules {
-            channel_id: "demo".into(),
-            threading: Threading::PerContact,
-            reopen: true,
-            ticket: TicketTemplate {
-                pipeline: "support".into(),
-                status: "new".into(),
-                priority: None,
-                properties: Default::default(),
-            },
-            routing: Default::default(),
-            presence_timeout_ms: 300_000,
-            hubspot_account: None,
-        }
+        ChannelRules::for_tests("demo")
     }
 
     fn message(id: String) -> InboundEvent {

@@ -152,6 +152,25 @@ impl DigestLinks {
 }
 
 impl ChannelRules {
+    /// Plain rules for unit tests: per-contact threading, reopening, nobody routed.
+    #[cfg(test)]
+    pub(crate) fn for_tests(channel_id: &str) -> Self {
+        Self {
+            channel_id: channel_id.into(),
+            threading: Threading::PerContact,
+            reopen: true,
+            ticket: TicketTemplate {
+                pipeline: "support".into(),
+                status: "new".into(),
+                priority: None,
+                properties: Default::default(),
+            },
+            routing: RoutingPlan::Nobody,
+            presence_timeout_ms: 300_000,
+            hubspot_account: None,
+        }
+    }
+
     pub fn new(channel_id: &str, channel: &ChannelConfig, config: &crate::config::Config) -> Self {
         let slot = |r: &crate::config::RepConfig| RepSlot {
             id: r.id.clone(),

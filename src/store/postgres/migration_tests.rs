@@ -226,19 +226,9 @@ async fn a_commit_on_one_replica_wakes_the_others() {
     changes.borrow_and_update();
     jobs.borrow_and_update();
     let rules = crate::store::ChannelRules {
-        channel_id: "demo".into(),
-        threading: crate::config::Threading::PerContact,
-        reopen: true,
-        ticket: crate::config::TicketTemplate {
-            pipeline: "support".into(),
-            status: "new".into(),
-            priority: None,
-            properties: Default::default(),
-        },
-        routing: Default::default(),
-        presence_timeout_ms: 300_000,
         // A linked channel queues a publish, ready at once, with the message.
         hubspot_account: Some("acct".into()),
+        ..crate::store::ChannelRules::for_tests("demo")
     };
     let message = InboundEvent::Message(InboundMessage {
         conversation_hint: None,
