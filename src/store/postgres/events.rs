@@ -69,10 +69,14 @@ async fn sequence_batch(c: &mut PgConnection) -> Result<u64, StoreError> {
         .await?;
     // A statement of its own, after the lock: its snapshot sees every earlier sequencing.
     let positioned = sqlx::query(
-        "UPDATE events SET pos = top.pos + next.n
-         FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n
-               FROM events WHERE pos IS NULL ORDER BY seq LIMIT $1) next,
-              (SELECT COALESCE(MAX(pos), 0) AS pos FROM events) top
+        "WITH next AS (
+             SELECT seq, row_number() OVER (ORDER BY seq) AS n
+             FROM events WHERE pos IS NULL ORDER BY seq LIMIT $1),
+         top AS (
+             UPDATE event_positions SET last = last + (SELECT count(*) FROM next)
+             RETURNING last - (SELECT count(*) FROM next) AS pos)
+         UPDATE events SET pos = top.pos + next.n
+         FROM next, top
          WHERE events.seq = next.seq",
     )
     .bind(SEQUENCE_BATCH)
@@ -119,11 +123,9 @@ pub async fn after(
 
 /// The newest event's position (0 when there is none): where a new stream starts.
 pub async fn latest(c: &mut PgConnection) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0)::bigint FROM events")
-            .fetch_one(&mut *c)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT last FROM event_positions")
+        .fetch_one(&mut *c)
+        .await?)
 }
 
 pub async fn purge(c: &mut PgConnection, before: i64) -> Result<u64, StoreError> {

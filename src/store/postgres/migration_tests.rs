@@ -261,3 +261,34 @@ async fn a_commit_on_one_replica_wakes_the_others() {
     other.close().await;
     drop_schema(&url, &schema).await;
 }
+
+/// Once retention has purged every event, the next one still gets an id above every id a
+/// stream has seen, so a stream resuming from its last id gets it.
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn an_event_after_a_purge_of_every_event_gets_a_higher_id() {
+    let (url, schema) = database_at_schema("purged_events", MIGRATIONS.len()).await;
+    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let all = crate::store::EventFilter::default();
+    let insert = "INSERT INTO events (kind, data, at) VALUES ('e', '{}', 1)";
+    store
+        .execute_for_tests(&format!("{insert}; {insert}"))
+        .await
+        .unwrap();
+    let seen = store.events_after(0, &all, 10).await.unwrap();
+    let last = seen.last().unwrap().id;
+    store.execute_for_tests("DELETE FROM events").await.unwrap();
+    assert_eq!(store.latest_event().await.unwrap(), last);
+    store.execute_for_tests(insert).await.unwrap();
+    let next = store.events_after(last, &all, 10).await.unwrap();
+    assert_eq!(
+        next.len(),
+        1,
+        "the stream resuming at {last} missed the new event"
+    );
+    store.close().await;
+    drop_schema(&url, &schema).await;
+}
