@@ -292,3 +292,46 @@ async fn an_event_after_a_purge_of_every_event_gets_a_higher_id() {
     store.close().await;
     drop_schema(&url, &schema).await;
 }
+
+/// A lease that finds nothing to take (the ready job is on a channel this worker does not
+/// serve) wakes nobody: otherwise each replica's worker would wake the others, and
+/// itself, for ever.
+#[tokio::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_lease_that_takes_nothing_wakes_no_worker() {
+    let (url, schema) = database_at_schema("quiet_lease", MIGRATIONS.len()).await;
+    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    store
+        .execute_for_tests(
+            "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at,
+                 created_at, updated_at)
+                 VALUES ('job_1', 'deliver', 'disabled', 'conv_a',
+                     '{\"message_id\":\"msg_1\"}', 'pending', 0, 1, 1)",
+        )
+        .await
+        .unwrap();
+    let mut jobs = store.job_signal().unwrap();
+    // Let the listener connect and its first look, and any wake from the seeding, pass.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    jobs.borrow_and_update();
+    let lease = LeaseRequest {
+        owner: "w".into(),
+        now: Utc::now(),
+        lease: std::time::Duration::from_secs(30),
+        channels: vec!["enabled".into()],
+        limit: 10,
+    };
+    for _ in 0..3 {
+        assert!(store.lease_jobs(&lease).await.unwrap().is_empty());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !jobs.has_changed().unwrap(),
+        "an empty lease woke the workers"
+    );
+    store.close().await;
+    drop_schema(&url, &schema).await;
+}

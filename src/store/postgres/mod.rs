@@ -109,8 +109,17 @@ impl From<sqlx::Error> for StoreError {
 
 /// Runs `$body` (with `$c: &mut PgConnection` inside a transaction) and commits, again
 /// from the start when the database aborted it for a concurrent transaction.
+/// `transaction!(leasing …)` is for leases: they only take work, so the other replicas
+/// are not told (a lease that found nothing to take would otherwise wake every worker,
+/// whose leases would wake them again).
 macro_rules! transaction {
-    ($store:expr, |$c:ident| $body:expr) => {{
+    ($store:expr, |$c:ident| $body:expr) => {
+        transaction!(@run $store, true, |$c| $body)
+    };
+    (leasing $store:expr, |$c:ident| $body:expr) => {
+        transaction!(@run $store, false, |$c| $body)
+    };
+    (@run $store:expr, $tell_others:expr, |$c:ident| $body:expr) => {{
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -131,7 +140,9 @@ macro_rules! transaction {
                 }
                 Ok(value) => {
                     $store.changes.send_modify(|n| *n = n.wrapping_add(1));
-                    $store.committed.send_modify(|n| *n = n.wrapping_add(1));
+                    if $tell_others {
+                        $store.committed.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                     break Ok(value);
                 }
                 Err(e) => break Err(e),
@@ -644,7 +655,7 @@ impl Store for PgStore {
     }
 
     async fn lease_jobs(&self, request: &LeaseRequest) -> Result<Vec<Job>, StoreError> {
-        transaction!(self, |c| outbox::lease(c, request))
+        transaction!(leasing self, |c| outbox::lease(c, request))
     }
 
     async fn next_due(&self, channels: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
