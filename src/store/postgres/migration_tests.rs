@@ -46,6 +46,25 @@ pub(super) async fn drop_schema(url: &Secret, schema: &str) {
         .unwrap();
 }
 
+/// Opens a store on `schema`, which migrates it the rest of the way.
+async fn open(url: &Secret, schema: &str) -> PgStore {
+    PgStore::open(url, Some(schema), 4).await.unwrap()
+}
+
+/// A store on a fresh schema with every migration applied.
+async fn fresh_store(test: &str) -> (PgStore, Secret, String) {
+    let (url, schema) = database_at_schema(test, MIGRATIONS.len()).await;
+    (open(&url, &schema).await, url, schema)
+}
+
+/// Closes `stores` and drops their schema.
+async fn dispose(stores: &[&PgStore], url: &Secret, schema: &str) {
+    for store in stores {
+        store.close().await;
+    }
+    drop_schema(url, schema).await;
+}
+
 /// Queued jobs written before job heads lease in the same order after them: the oldest
 /// pending job of each key, and nothing behind it.
 #[tokio::test]
@@ -74,7 +93,7 @@ async fn the_job_heads_migration_keeps_queue_order() {
         }
         conn.execute(seed.as_str()).await.unwrap();
     }
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let store = open(&url, &schema).await;
     let lease = |owner: &str| LeaseRequest {
         owner: owner.into(),
         now: Utc::now(),
@@ -95,8 +114,7 @@ async fn the_job_heads_migration_keeps_queue_order() {
         store.lease_jobs(&lease("b")).await.unwrap().is_empty(),
         "job_3 waits behind job_1"
     );
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
 
 /// Events written before positions keep their ids (a stream resumes where it was), and
@@ -122,7 +140,7 @@ async fn the_event_positions_migration_keeps_event_ids() {
         );
         conn.execute(seed.as_str()).await.unwrap();
     }
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let store = open(&url, &schema).await;
     let all = crate::store::EventFilter::default();
     let resumed = store.events_after(7, &all, 10).await.unwrap();
     assert_eq!(resumed.iter().map(|e| e.id).collect::<Vec<_>>(), [9]);
@@ -136,8 +154,7 @@ async fn the_event_positions_migration_keeps_event_ids() {
         next.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
         ["new"]
     );
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
 
 /// A transaction that wrote its event first and committed last: a stream that already
@@ -149,8 +166,7 @@ async fn the_event_positions_migration_keeps_event_ids() {
     ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn an_event_committed_late_still_reaches_a_stream_that_read_past_it() {
-    let (url, schema) = database_at_schema("late_event", MIGRATIONS.len()).await;
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let (store, url, schema) = fresh_store("late_event").await;
     let all = crate::store::EventFilter::default();
     let kinds =
         |events: &[crate::store::Event]| events.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
@@ -169,8 +185,7 @@ async fn an_event_committed_late_still_reaches_a_stream_that_read_past_it() {
     let next = store.events_after(seen[0].id, &all, 10).await.unwrap();
     assert_eq!(kinds(&next), ["slow"], "the late event was skipped");
     assert!(next[0].id > seen[0].id);
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
 
 /// Events get their positions soon after they commit even when no stream reads, so the
@@ -181,8 +196,7 @@ async fn an_event_committed_late_still_reaches_a_stream_that_read_past_it() {
     ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn events_are_positioned_without_a_stream_reading() {
-    let (url, schema) = database_at_schema("background_positions", MIGRATIONS.len()).await;
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let (store, url, schema) = fresh_store("background_positions").await;
     let mut seed = String::new();
     for n in 0..50 {
         seed += &format!("INSERT INTO events (kind, data, at) VALUES ('e{n}', '{{}}', 1);");
@@ -202,8 +216,7 @@ async fn events_are_positioned_without_a_stream_reading() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
 
 /// An ingest on one replica wakes another's event streams and its delivery worker, with
@@ -216,9 +229,8 @@ async fn events_are_positioned_without_a_stream_reading() {
 async fn a_commit_on_one_replica_wakes_the_others() {
     use crate::model::event::{InboundContact, InboundEvent, InboundMessage};
     use crate::model::{Identifier, Part, TextPart};
-    let (url, schema) = database_at_schema("wake_others", MIGRATIONS.len()).await;
-    let writer = PgStore::open(&url, Some(&schema), 4).await.unwrap();
-    let other = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let (writer, url, schema) = fresh_store("wake_others").await;
+    let other = open(&url, &schema).await;
     let mut changes = other.changes();
     let mut jobs = other.job_signal().unwrap();
     // The listener's first bumps (it looks once after connecting) are not the wake.
@@ -257,9 +269,7 @@ async fn a_commit_on_one_replica_wakes_the_others() {
         .await
         .expect("the other replica's worker was not woken")
         .unwrap();
-    writer.close().await;
-    other.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&writer, &other], &url, &schema).await;
 }
 
 /// Once retention has purged every event, the next one still gets an id above every id a
@@ -270,8 +280,7 @@ async fn a_commit_on_one_replica_wakes_the_others() {
     ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn an_event_after_a_purge_of_every_event_gets_a_higher_id() {
-    let (url, schema) = database_at_schema("purged_events", MIGRATIONS.len()).await;
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let (store, url, schema) = fresh_store("purged_events").await;
     let all = crate::store::EventFilter::default();
     let insert = "INSERT INTO events (kind, data, at) VALUES ('e', '{}', 1)";
     store
@@ -289,8 +298,7 @@ async fn an_event_after_a_purge_of_every_event_gets_a_higher_id() {
         1,
         "the stream resuming at {last} missed the new event"
     );
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
 
 /// A lease that finds nothing to take (the ready job is on a channel this worker does not
@@ -302,8 +310,7 @@ async fn an_event_after_a_purge_of_every_event_gets_a_higher_id() {
     ignore = "needs PostgreSQL: set CHANNEL_BRIDGE_TEST_PG=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn a_lease_that_takes_nothing_wakes_no_worker() {
-    let (url, schema) = database_at_schema("quiet_lease", MIGRATIONS.len()).await;
-    let store = PgStore::open(&url, Some(&schema), 4).await.unwrap();
+    let (store, url, schema) = fresh_store("quiet_lease").await;
     store
         .execute_for_tests(
             "INSERT INTO jobs (id, kind, channel_id, ordering_key, payload, state, run_at,
@@ -332,6 +339,5 @@ async fn a_lease_that_takes_nothing_wakes_no_worker() {
         !jobs.has_changed().unwrap(),
         "an empty lease woke the workers"
     );
-    store.close().await;
-    drop_schema(&url, &schema).await;
+    dispose(&[&store], &url, &schema).await;
 }
