@@ -3,8 +3,9 @@
 //! Every write is one transaction. What SQLite gets from its single writer, this store
 //! gets from the database: a unique partial index keeps one open conversation per thread,
 //! advisory locks serialise the messages of one sender, events get their stream position
-//! after they commit (`events::sequence`), and outbox jobs are leased with `FOR UPDATE SKIP LOCKED` and a
-//! lease expiry, so a replica that dies mid-job has its work finished by another.
+//! after they commit (`events::sequence`), and outbox jobs are leased with
+//! `FOR UPDATE SKIP LOCKED` and a lease expiry, so a replica that dies mid-job has its work
+//! finished by another.
 //! Transactions the database aborts because of a concurrent one are run again.
 //! `NOTIFY` wakes every replica's workers and event streams after a commit.
 
