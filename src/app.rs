@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::outbox::DeliveryWorker;
+use crate::outbox::{DeliveryWorker, Pacer};
 use crate::reload::{self, ReloadStatus, Reloader};
 use crate::runtime::{Runtime, SharedRuntime, http_client};
 use crate::store::{self, Store};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub runtime: SharedRuntime,
     /// Wakes the delivery worker when there may be new work.
     pub wake: Arc<Notify>,
+    /// Paces replies to what the outbox delivers.
+    pub pacer: Arc<Pacer>,
     pub reload: Arc<Mutex<ReloadStatus>>,
     /// Cancelled when the daemon drains: long-lived responses (event streams) end.
     pub shutdown: CancellationToken,
@@ -76,6 +78,7 @@ impl App {
                 store,
                 runtime,
                 wake: Arc::new(Notify::new()),
+                pacer: Arc::new(Pacer::new()),
                 reload: Arc::default(),
                 shutdown: CancellationToken::new(),
             },
@@ -142,6 +145,7 @@ impl App {
             state.store.clone(),
             state.runtime.clone(),
             state.wake.clone(),
+            state.pacer.clone(),
         );
         let worker = tokio::spawn(worker.run(shutdown.clone(), grace));
         // Kept (with its file watcher) for as long as the daemon serves.

@@ -104,6 +104,12 @@ pub fn register(channels: &[String]) {
         "channel_bridge_delivery_seconds",
         "Duration of delivery attempts."
     );
+    describe_histogram!(
+        "channel_bridge_reply_pace_seconds",
+        "How long replies waited for their channel's outbox to catch up (backpressure), \
+         by channel and result: eased (it caught up) or timed_out (accepted after \
+         delivery.pace_max_wait_ms)."
+    );
     describe_gauge!(
         "channel_bridge_queue_pending_jobs",
         "Outbox jobs waiting to run."
@@ -181,6 +187,7 @@ pub fn register(channels: &[String]) {
         let _ = histogram!("channel_bridge_ingest_seconds", "channel" => channel.clone());
         let _ = histogram!("channel_bridge_webhook_events", "channel" => channel.clone());
         let _ = histogram!("channel_bridge_delivery_seconds", "channel" => channel.clone());
+        let _ = histogram!("channel_bridge_reply_pace_seconds", "channel" => channel.clone(), "result" => "eased");
         gauge!("channel_bridge_open_conversations", "channel" => channel.clone()).increment(0.0);
         for outcome in ["sent", "retry", "dead"] {
             counter!("channel_bridge_deliveries_total", "channel" => channel.clone(), "outcome" => outcome)
@@ -274,6 +281,24 @@ pub fn stale_edit(channel: &str, platform_message_id: &str) {
 /// The writer committed a batch of this many requests in one transaction.
 pub fn record_batch(size: usize) {
     histogram!("channel_bridge_commit_batch_size").record(size as f64);
+}
+
+/// A reply was paced: it waited for its channel's outbox (see `outbox::pacing`).
+pub fn reply_paced(channel: &str, paced: crate::outbox::pacing::Paced) {
+    use crate::outbox::pacing::Paced;
+    let (result, waited) = match paced {
+        Paced::AtOnce => return,
+        Paced::Eased(waited) => ("eased", waited),
+        Paced::TimedOut(waited) => ("timed_out", waited),
+    };
+    tracing::debug!(
+        channel,
+        result,
+        waited_ms = waited.as_millis() as u64,
+        "Reply paced."
+    );
+    histogram!("channel_bridge_reply_pace_seconds", "channel" => channel.to_owned(), "result" => result)
+        .record(waited.as_secs_f64());
 }
 
 /// One delivery attempt ended; `outcome` is sent, retry, dead or released.

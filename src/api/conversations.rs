@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{AdminOnly, JsonBodyErrors, StoreErrors, Unauthorized};
@@ -15,6 +16,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{Conversation, ConversationId, ConversationStatus, Message, MessageId, Part};
 use crate::store::{ConversationFilter, ConversationUpdate, NewReply, Page, TicketChange, Trashed};
+use crate::telemetry;
 
 /// The conversation list's filters; they combine with AND. Read as text (see [`Paging`]),
 /// documented as what they must parse to. A filter that names nothing (a channel, rep,
@@ -286,7 +288,8 @@ pub struct ReplyRequest {
 }
 
 /// Replies to the contact. The message is stored with its delivery job and sent in the
-/// background: watch its `delivery.status`.
+/// background: watch its `delivery.status`. While the outbox is behind on the reply's
+/// channel, the answer waits for it to catch up, for up to `delivery.pace_max_wait_ms`.
 #[utoipa::path(
     post,
     path = "/api/v1/conversations/{id}/messages",
@@ -339,7 +342,8 @@ pub async fn reply(
             ApiError::unprocessable(format!("reply_to: {raw:?} is not a message id"))
         })?),
     };
-    let runtime = state.runtime.load();
+    // Full: the reply may wait for the outbox while holding it.
+    let runtime = state.runtime.load_full();
     let first_delay = runtime.first_delay();
     let via = match request.via_channel.as_deref() {
         None | Some("") => None,
@@ -364,6 +368,22 @@ pub async fn reply(
             pipelines: Arc::new(runtime.config.pipelines.clone()),
         }),
     };
+    // Backpressure: while the outbox is behind on this channel, the reply waits for it.
+    let channel = via
+        .as_ref()
+        .map_or(conversation.channel_id.as_str(), |via| {
+            via.channel_id.as_str()
+        });
+    let pacing = &runtime.config.delivery;
+    let paced = state
+        .pacer
+        .admit(
+            channel,
+            Duration::from_millis(pacing.pace_target_ms),
+            Duration::from_millis(pacing.pace_max_wait_ms),
+        )
+        .await;
+    telemetry::reply_paced(channel, paced);
     let message = state
         .store
         .create_reply(NewReply {

@@ -431,6 +431,10 @@ struct RawDelivery {
     max_retry_after_ms: u64,
     #[serde(default = "default_poll")]
     poll_ms: u64,
+    #[serde(default = "default_pace_target")]
+    pace_target_ms: u64,
+    #[serde(default = "default_pace_max_wait")]
+    pace_max_wait_ms: u64,
 }
 
 /// Svix's schedule: now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (about 17.5 h in all).
@@ -450,6 +454,12 @@ fn default_lease() -> u64 {
 }
 fn default_poll() -> u64 {
     5_000
+}
+fn default_pace_target() -> u64 {
+    20
+}
+fn default_pace_max_wait() -> u64 {
+    2_000
 }
 fn default_max_retry_after() -> u64 {
     3_600_000
@@ -888,6 +898,8 @@ fn delivery(raw: RawDelivery, errors: &mut Vec<ConfigError>) -> Option<DeliveryC
         lease_ms: raw.lease_ms,
         max_retry_after_ms: raw.max_retry_after_ms,
         poll_ms: raw.poll_ms,
+        pace_target_ms: raw.pace_target_ms,
+        pace_max_wait_ms: raw.pace_max_wait_ms,
     })
 }
 

@@ -301,6 +301,11 @@ pub struct DeliveryConfig {
     /// The longest the worker waits between looks for due jobs. Only a safety net: a new
     /// reply, email or comment wakes it at once.
     pub poll_ms: u64,
+    /// A reply waits while its channel's due jobs wait longer than this to be sent
+    /// (backpressure); 0 turns pacing off.
+    pub pace_target_ms: u64,
+    /// The longest a reply waits for its channel to catch up; it is accepted after that.
+    pub pace_max_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::retry;
+use super::{Pacer, retry};
 use crate::adapters::{Receipt, SendError};
 use crate::model::{MessageId, ReplaceNul};
 use crate::runtime::{LiveChannel, Runtime, SharedRuntime};
@@ -73,14 +73,22 @@ pub struct DeliveryWorker {
     wake: Arc<Notify>,
     /// Names this process's leases.
     owner: String,
+    /// Told how long leased jobs had waited, to pace the reply API.
+    pacer: Arc<Pacer>,
 }
 
 impl DeliveryWorker {
-    pub fn new(store: Arc<dyn Store>, runtime: SharedRuntime, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: SharedRuntime,
+        wake: Arc<Notify>,
+        pacer: Arc<Pacer>,
+    ) -> Self {
         Self {
             store,
             runtime,
             wake,
+            pacer,
             owner: format!("worker-{}", ulid::Ulid::new()),
         }
     }
@@ -133,6 +141,14 @@ impl DeliveryWorker {
                 }
             };
             let leased = jobs.len();
+            this.pacer.leased(
+                jobs.iter().map(|job| {
+                    let waited = (request.now - job.due_at).to_std().unwrap_or_default();
+                    (job.channel_id.as_str(), waited)
+                }),
+                leased < free,
+                Duration::from_millis(runtime.config.delivery.pace_target_ms),
+            );
             for job in jobs {
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     break;

@@ -26,6 +26,8 @@ pub struct Job {
     pub channel_id: String,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// When the job fell due: queued, or its retry's time came.
+    pub due_at: DateTime<Utc>,
     /// The reply to send, when the store read it while leasing (saving the worker a
     /// read); `None` means the worker reads it with [`Store::outbound`].
     pub outbound: Option<Box<crate::model::outbound::Outbound>>,

@@ -492,3 +492,95 @@ async fn a_platform_message_id_with_a_nul_is_recorded_and_the_reply_marked_sent(
     let sent = outbound_message(&app, &conversation).await;
     assert_eq!(sent["platform_message_id"], "app-out\u{FFFD}7");
 }
+
+/// Five conversations on `demo`, each with one reply queued behind a receiver that takes
+/// 150 ms per send and a worker that sends one at a time, and a sixth conversation on
+/// `fast`, whose receiver answers at once. Returns the sixth `demo` conversation and the
+/// `fast` one, once the worker has leased a `demo` reply that waited.
+async fn demo_behind(app: &TestApp) -> (String, String) {
+    Mock::given(method("POST"))
+        .and(path("/outbound"))
+        .respond_with(ok_with_id("slow-out").set_delay(Duration::from_millis(150)))
+        .mount(&app.receiver)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/fast"))
+        .respond_with(ok_with_id("fast-out"))
+        .mount(&app.receiver)
+        .await;
+    let mut conversations = Vec::new();
+    for (channel, n) in (0..6).map(|n| ("demo", n)).chain([("fast", 6)]) {
+        let event = text_event(&format!("in-{n}"), &format!("user-{n}"), "hello");
+        let answer: Value = app
+            .post_webhook(channel, &event)
+            .await
+            .json()
+            .await
+            .unwrap();
+        conversations.push(
+            answer["results"][0]["conversation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for conversation in &conversations[..5] {
+        assert_eq!(app.reply(conversation, "queued").await.0, 202);
+    }
+    // The second send starts once the first is done: its job had waited 150 ms.
+    wait_until(
+        "the second reply is being sent",
+        Duration::from_secs(10),
+        || async { sends_to(app, "/outbound").await >= 2 },
+    )
+    .await;
+    (conversations[5].clone(), conversations[6].clone())
+}
+
+async fn sends_to(app: &TestApp, to: &str) -> usize {
+    let requests = app.receiver.received_requests().await.unwrap_or_default();
+    requests.iter().filter(|r| r.url.path() == to).count()
+}
+
+fn paced(target_ms: u64) -> Options {
+    Options {
+        delivery_extra: format!(
+            "concurrency = 1\npace_target_ms = {target_ms}\npace_max_wait_ms = 30000"
+        ),
+        extra: format!(
+            "[channels.fast]\nkind = \"generic\"\nsecret = \"{}\"\noutbound_url = \"{{receiver}}/fast\"",
+            crate::harness::secret()
+        ),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn a_reply_to_a_channel_whose_outbox_is_behind_is_accepted_once_the_replies_ahead_went_out() {
+    let app = TestApp::spawn_with(paced(20)).await;
+    let (sixth, fast) = demo_behind(&app).await;
+
+    // Another channel is not paced by this one's backlog.
+    assert_eq!(app.reply(&fast, "fast").await.0, 202);
+    assert!(
+        sends_to(&app, "/outbound").await < 5,
+        "a reply to another channel waited for demo's backlog"
+    );
+    assert_eq!(app.reply(&sixth, "paced").await.0, 202);
+    assert_eq!(
+        sends_to(&app, "/outbound").await,
+        5,
+        "the paced reply was accepted before the replies ahead of it went out"
+    );
+    app.drain_outbox().await;
+    assert_eq!(sends_to(&app, "/outbound").await, 6);
+}
+
+#[tokio::test]
+async fn with_pacing_off_a_reply_is_accepted_while_the_outbox_is_behind() {
+    let app = TestApp::spawn_with(paced(0)).await;
+    let (sixth, _) = demo_behind(&app).await;
+    assert_eq!(app.reply(&sixth, "not paced").await.0, 202);
+    assert!(sends_to(&app, "/outbound").await < 5);
+    app.drain_outbox().await;
+}

@@ -34,6 +34,8 @@ pub struct Options {
     pub server_extra: String,
     /// `delivery.poll_ms`: the longest the worker waits between looks for due jobs.
     pub poll_ms: u64,
+    /// Extra keys for the `[delivery]` table.
+    pub delivery_extra: String,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             listen: "127.0.0.1:0".into(),
             server_extra: String::new(),
             poll_ms: 5000,
+            delivery_extra: String::new(),
         }
     }
 }
@@ -182,6 +185,7 @@ retry_schedule_ms = {schedule:?}
 timeout_ms = {timeout}
 lease_ms = 30000
 poll_ms = {poll_ms}
+{delivery_extra}
 
 [channels.demo]
 kind = "generic"
@@ -208,10 +212,12 @@ outbound_url = "{receiver}/off"
             secret = secret(),
             threading = options.threading,
             reopen = options.reopen,
-            extra = options.extra,
+            // `{receiver}` in the extra TOML stands for the wiremock server.
+            extra = options.extra.replace("{receiver}", receiver),
             listen = options.listen,
             server_extra = options.server_extra,
             poll_ms = options.poll_ms,
+            delivery_extra = options.delivery_extra,
             demo_enabled = options.demo_enabled,
             demo_secret = options.demo_secret.clone().unwrap_or_else(secret),
         )

@@ -81,6 +81,19 @@ async fn due_jobs_are_leased_oldest_due_first_up_to_the_limit(store: Arc<dyn Sto
     let mut request = lease_request("w", &["chat"], now);
     request.limit = 2;
     let jobs = store.lease_jobs(&request).await.unwrap();
+    // Each says when it fell due: the reply API's pacing measures waits from it.
+    let due = |id: &MessageId| {
+        let job = jobs.iter().find(|j| &message_of(j) == id).expect("leased");
+        job.due_at.timestamp_millis()
+    };
+    assert_eq!(
+        due(&three.id),
+        (now - Duration::seconds(3)).timestamp_millis()
+    );
+    assert_eq!(
+        due(&two.id),
+        (now - Duration::seconds(2)).timestamp_millis()
+    );
     assert_eq!(messages_of(&jobs), BTreeSet::from([three.id, two.id]));
     let rest = store.lease_jobs(&request).await.unwrap();
     assert_eq!(messages_of(&rest), BTreeSet::from([one.id]));

@@ -1,6 +1,7 @@
 //! The outbox shared by every replica: enqueue, lease (`FOR UPDATE SKIP LOCKED`, with a
 //! lease expiry), finish, dead letters.
 
+use chrono::DateTime;
 use serde_json::json;
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
@@ -119,7 +120,8 @@ pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<J
              FOR UPDATE SKIP LOCKED)
          UPDATE jobs SET lease_owner = $1, lease_until = $2
          FROM picked WHERE jobs.seq = picked.seq
-         RETURNING jobs.seq, jobs.id, jobs.kind, jobs.channel_id, jobs.payload, jobs.attempts",
+         RETURNING jobs.seq, jobs.id, jobs.kind, jobs.channel_id, jobs.payload, jobs.attempts,
+                   jobs.run_at",
     )
     .bind(&request.owner)
     .bind(until)
@@ -140,6 +142,7 @@ pub async fn lease(c: &mut PgConnection, request: &LeaseRequest) -> Result<Vec<J
                 kind: JobKind::decode(&kind, &payload)?,
                 channel_id: get(row, "channel_id")?,
                 attempts: get::<i32>(row, "attempts")?.max(0) as u32,
+                due_at: DateTime::from_timestamp_millis(get(row, "run_at")?).unwrap_or_default(),
                 // Read by the worker: with several replicas the lease is the contended part.
                 outbound: None,
             },

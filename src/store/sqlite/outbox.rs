@@ -1,5 +1,6 @@
 //! The outbox tables on SQLite: enqueue, lease, finish, dead letters.
 
+use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
@@ -85,7 +86,7 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
                AND channel_id IN (SELECT value FROM json_each(?4))
              ORDER BY run_at, seq
              LIMIT ?5)
-         RETURNING id, kind, channel_id, payload, attempts",
+         RETURNING id, kind, channel_id, payload, attempts, run_at",
     )?;
     let rows = statement.query_map(
         params![request.owner, until, now, channels, request.limit as i64],
@@ -96,12 +97,13 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         },
     )?;
     let mut jobs = Vec::new();
     for row in rows {
-        let (id, kind, channel_id, payload, attempts) = row?;
+        let (id, kind, channel_id, payload, attempts, run_at) = row?;
         let kind = JobKind::decode(&kind, &payload)?;
         // Read here, where the writer's page cache is warm; a message that cannot be read
         // is left to the worker, whose own read reports why.
@@ -118,6 +120,7 @@ pub fn lease(conn: &Connection, request: &LeaseRequest) -> Result<Vec<Job>, Stor
             kind,
             channel_id,
             attempts,
+            due_at: DateTime::from_timestamp_millis(run_at).unwrap_or_default(),
             outbound,
         });
     }
