@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md, in one run: the bare HTTP baseline and the daemon's
-# ingest back to back (same client, same concurrency), delivery at 1k/s, unthrottled and
+# ingest back to back (same client, same concurrency), delivery at 1k/s, unthrottled (200
+# conversations, and 64 producers as issue #22 sets it) and
 # from a backlog, memory, the config reload soak, and HubSpot publishing (limiter on and off). Prints every figure with its ratio
 # to the baseline measured in this same run, and whether the issue's targets are met.
 #
@@ -35,6 +36,7 @@ mkdir -p "$(dirname "$report")"
 if $smoke; then
   load=(--count 500); concurrency=8; contacts=50; runs=1
   conversations=20; deliver=(--count 500 --conversations 20); rate_count=300; rate=${RATE:-1000}
+  producers=(--count 500 --conversations 8)
   reloads=10; soak_rate=200
   growth=(--messages 2000 --fill-contacts 100 --count 300 --queries 5)
   hubspot=(--count 300 --conversations 20); hubspot_limited=(--count 60 --conversations 20)
@@ -44,6 +46,8 @@ else
   conversations=${CONVERSATIONS:-200}
   deliver=(--count "${DELIVER_COUNT:-20000}" --conversations "$conversations")
   rate=${RATE:-1000}; rate_count=$((rate * 10))
+  # Issue #22's setup: 64 producers of replies, as fast as the API takes them (paced).
+  producers=(--count "${DELIVER_COUNT:-20000}" --conversations "${PRODUCERS:-64}")
   reloads=${RELOADS:-100}; soak_rate=${SOAK_RATE:-500}
   growth=(--messages "${GROWTH_MESSAGES:-1000000}" --fill-contacts "${GROWTH_CONTACTS:-10000}"
           --duration "${DURATION:-10}" --queries 200)
@@ -78,6 +82,7 @@ for run in $(seq 1 "$runs"); do
   step ingest "${load[@]}" --concurrency "$concurrency" --contacts "$contacts" --label "run$run"
   step deliver --count "$rate_count" --conversations "$conversations" --rate "$rate" --label "run$run"
   step deliver "${deliver[@]}" --label "run$run"
+  step deliver "${producers[@]}" --label "run$run/producers"
   step deliver "${deliver[@]}" --backlog --label "run$run"
   step reload-soak --reloads "$reloads" --rate "$soak_rate" --concurrency 8 --label "run$run"
   step hubspot-publish "${hubspot[@]}" --label "run$run"
