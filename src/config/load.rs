@@ -447,7 +447,7 @@ fn default_timeout() -> u64 {
     10_000
 }
 fn default_concurrency() -> usize {
-    64
+    256
 }
 fn default_lease() -> u64 {
     60_000
