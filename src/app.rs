@@ -61,8 +61,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Bind first: a daemon that cannot listen (port taken) must leave nothing on disk,
         // not a fresh database or data/ folder.
-        let listener = TcpListener::bind(config.server.listen)
-            .await
+        let listener = server::listen(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let store = store::open(&config.storage)
             .await

@@ -176,6 +176,26 @@ fn set_open_file_limit(_soft: u64, _hard: Option<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Connections the kernel completes and queues while the accept loop catches up. Tokio's
+/// `bind` leaves it at 128: a burst of more clients than that (a platform opening many
+/// connections at once, or the reply API's producers) had the rest's SYNs dropped and
+/// retried after a whole second.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` for serving, with [`LISTEN_BACKLOG`] (the kernel caps it at
+/// `net.core.somaxconn`).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind`: a restart may bind while old connections sit in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then stops accepting, lets
 /// requests in flight finish for up to `grace`, and returns.
 pub async fn serve(
@@ -356,6 +376,34 @@ impl HttpBody for DeadlineBody {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_burst_of_connections_past_tokios_default_backlog_is_queued_not_dropped() {
+        // Nothing accepts: every connection must wait in the kernel's queue. A SYN the
+        // queue has no room for is retried only after a second, past this timeout.
+        let listener = super::listen("127.0.0.1:0".parse().unwrap()).expect("listens");
+        let addr = listener.local_addr().unwrap();
+        // The kernel caps the backlog at somaxconn (4096 since Linux 5.4, 128 before).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        let burst = cap.min(600);
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..burst {
+            clients.spawn(async move {
+                let connect = tokio::net::TcpStream::connect(addr);
+                tokio::time::timeout(std::time::Duration::from_millis(500), connect).await
+            });
+        }
+        let mut queued = Vec::new();
+        while let Some(outcome) = clients.join_next().await {
+            if let Ok(Ok(stream)) = outcome.expect("task") {
+                queued.push(stream);
+            }
+        }
+        assert_eq!(queued.len(), burst, "connections the listener's queue dropped");
+    }
+
     use super::*;
     use http_body_util::BodyExt;
 

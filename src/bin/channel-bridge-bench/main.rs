@@ -491,7 +491,7 @@ async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the baseline listens on loopback addresses only");
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = channel_bridge::server::listen(args.listen)?;
     let addr = listener.local_addr()?;
     if let Some(file) = &args.addr_file {
         std::fs::write(file, addr.to_string())?;
@@ -1613,7 +1613,7 @@ async fn start_receiver(receiver: Arc<Receiver>, listen: SocketAddr) -> anyhow::
     if !listen.ip().is_loopback() {
         bail!("the receiver listens on loopback addresses only");
     }
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = channel_bridge::server::listen(listen)?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new()
         .route(
@@ -2060,7 +2060,7 @@ impl FakeHubspot {
 #[allow(clippy::disallowed_methods)]
 async fn start_fake_hubspot(fake: Arc<FakeHubspot>) -> anyhow::Result<SocketAddr> {
     use axum::extract::State;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = channel_bridge::server::listen(([127, 0, 0, 1], 0).into())?;
     let addr = listener.local_addr()?;
     let publish_path = format!("/conversations/v3/custom-channels/{HUBSPOT_CHANNEL}/messages");
     let app = axum::Router::new()
