@@ -401,7 +401,11 @@ mod tests {
                 queued.push(stream);
             }
         }
-        assert_eq!(queued.len(), burst, "connections the listener's queue dropped");
+        assert_eq!(
+            queued.len(),
+            burst,
+            "connections the listener's queue dropped"
+        );
     }
 
     use super::*;

@@ -2702,10 +2702,12 @@ fn report(file: &Path) -> anyhow::Result<()> {
                         format!("deliver p99 ≤ 10 ms at {}/s ({label})", r["rate"]),
                         r["p99_ms"].as_f64().is_some_and(|v| v <= 10.0),
                     ));
-                } else if mode != "rate" {
+                } else if mode == "backlog" {
+                    // The delivery pipeline alone; unthrottled runs share the cores with
+                    // the reply API and are held to the latency target instead.
                     targets.push((format!("deliver {mode} ≥ 10k/s ({label})"), d >= 10_000.0));
                 }
-                if mode != "backlog" && r["rate"].as_f64().is_none_or(|v| v > 1000.0) {
+                if mode == "unthrottled" || r["rate"].as_f64().is_some_and(|v| v > 1000.0) {
                     targets.push((
                         format!("deliver {mode} {label}: reply→receipt p99 ≤ 100 ms"),
                         r["p99_ms"].as_f64().is_some_and(|v| v <= 100.0),
