@@ -342,7 +342,7 @@ pub async fn reply(
             ApiError::unprocessable(format!("reply_to: {raw:?} is not a message id"))
         })?),
     };
-    // Full: the reply may wait for the outbox while holding it.
+    // An owned snapshot, not a guard: the request may wait for the outbox while it holds it.
     let runtime = state.runtime.load_full();
     let first_delay = runtime.first_delay();
     let via = match request.via_channel.as_deref() {
