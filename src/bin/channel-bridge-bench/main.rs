@@ -2513,6 +2513,16 @@ async fn growth(args: GrowthArgs) -> anyhow::Result<bool> {
             "search_common",
             Box::new(|_| with_query("/api/v1/conversations", &[("limit", "50"), ("q", "load")])),
         ),
+        (
+            // A word of 9 characters or more in every message: past the prefix indexes.
+            "search_common_long",
+            Box::new(|_| {
+                with_query(
+                    "/api/v1/conversations",
+                    &[("limit", "50"), ("q", &fill_run[..12])],
+                )
+            }),
+        ),
     ];
     let mut read_results = serde_json::Map::new();
     let mut read_errors = 0u64;
