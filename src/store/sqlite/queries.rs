@@ -180,7 +180,10 @@ fn conversations_walking_above(
         args.push(SqlValue::Integer(to.timestamp_millis()));
         sql += &format!(" AND c.last_message_at < ?{}", args.len());
     }
-    let fts = filter.q.as_deref().and_then(super::search::fts_query);
+    let fts = filter
+        .q
+        .as_deref()
+        .and_then(|q| super::search::fts_query_on(conn, q));
     let mut index = match &fts {
         Some(_) => Some(conn.prepare_cached(
             "SELECT rowid FROM message_text WHERE message_text MATCH ?1 ORDER BY rowid DESC",
