@@ -240,7 +240,8 @@ fn hubspot_publish_publishes_every_message_once_with_and_without_the_limiter() {
 )]
 fn ingest_and_drain_run_on_postgresql() {
     let url = std::env::var("CHANNEL_BRIDGE_TEST_PG").expect("CHANNEL_BRIDGE_TEST_PG");
-    let ingest = "ingest --count 200 --concurrency 8 --contacts 10";
+    // With a second of warm-up and the ANALYZE after it.
+    let ingest = "ingest --count 200 --concurrency 8 --contacts 10 --warm-up 1";
     let drain = "deliver --count 100 --conversations 10 --backlog";
     // The last: three daemons on one database share the drain.
     let replicas = format!("{drain} --replicas 3");
@@ -271,6 +272,11 @@ fn ingest_and_drain_run_on_postgresql() {
         if r["scenario"] == "ingest" {
             assert_eq!(r["stored_once"], 200, "{r:#}");
             assert_zero(&r, &["errors", "lost", "missing", "duplicated"]);
+            assert!(
+                r["warm_up"]["ok"].as_u64().is_some_and(|ok| ok > 0),
+                "{r:#}"
+            );
+            assert_zero(&r["warm_up"], &["errors"]);
         } else {
             assert_eq!(r["received"], 100, "{r:#}");
             assert_zero(

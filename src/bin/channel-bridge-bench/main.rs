@@ -181,6 +181,11 @@ struct IngestArgs {
     daemon: DaemonArgs,
     #[command(flatten)]
     load: LoadArgs,
+    /// With `--storage-url` (PostgreSQL): seconds of the same load before the measured
+    /// run, then `ANALYZE`, so that the run sees the plans of a database in service
+    /// rather than those of a fresh one (see BENCHMARKS.md, PostgreSQL).
+    #[arg(long, default_value_t = 3.0)]
+    warm_up: f64,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -1440,6 +1445,11 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<bool> {
     let cpu_before = daemon.cpu_seconds();
     let client_cpu_before = cpu_seconds(std::process::id());
 
+    let warm_up = match &args.daemon.storage_url {
+        Some(url) if args.warm_up > 0.0 => Some(warm_up_postgres(&daemon, &args, url).await?),
+        _ => None,
+    };
+
     let plan = Arc::new(LoadPlan::new(
         daemon.target.clone(),
         &args.load,
@@ -1476,6 +1486,9 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<bool> {
     });
     merge(&mut result, load_json(&stats));
     merge(&mut result, verified.json());
+    if let Some(warm_up) = warm_up {
+        merge(&mut result, json!({"warm_up": load_json(&warm_up)}));
+    }
     let (sum0, count0) = histogram_sum_count(&metrics_before, "channel_bridge_commit_batch_size");
     let (sum1, count1) = histogram_sum_count(&metrics_after, "channel_bridge_commit_batch_size");
     if count1 > count0 {
@@ -1603,6 +1616,54 @@ impl Receiver {
         }
         Ok(index as u64)
     }
+}
+
+/// Runs `args.warm_up` seconds of the ingest load, then `ANALYZE`s the database at
+/// `url`. A fresh PostgreSQL database has no statistics until autovacuum's first pass
+/// (within a minute of the first 50 rows); until then the planner may look a message up
+/// by the channel's inbound index instead of its unique id, reading every inbound
+/// message of the channel, and each pooled connection keeps that plan until the
+/// statistics change. A database in service has them.
+async fn warm_up_postgres(
+    daemon: &Daemon,
+    args: &IngestArgs,
+    url: &str,
+) -> anyhow::Result<LoadStats> {
+    use sqlx::Connection as _;
+    let mut load = args.load.clone();
+    load.count = None;
+    load.duration = Some(args.warm_up);
+    let stats = Arc::new(LoadPlan::new(
+        daemon.target.clone(),
+        &load,
+        daemon.key.clone(),
+    ))
+    .run()
+    .await;
+    let mut db = sqlx::PgConnection::connect(url)
+        .await
+        .context("connecting to the database to ANALYZE it")?;
+    // The daemon's tables only: a schema of its own when the spawned daemon inherits one
+    // (as the smoke test's do), else the database's default.
+    if let Ok(schema) = std::env::var("CHANNEL_BRIDGE__STORAGE__SCHEMA") {
+        sqlx::query("SELECT set_config('search_path', $1, false)")
+            .bind(&schema)
+            .execute(&mut db)
+            .await?;
+    }
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+         WHERE schemaname = current_schema()",
+    )
+    .fetch_all(&mut db)
+    .await?;
+    for table in tables {
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(&mut db)
+            .await?;
+    }
+    db.close().await?;
+    Ok(stats)
 }
 
 // This plays the in-house app's receiver, not the daemon's API: the rule that routes go
