@@ -185,10 +185,9 @@ fn phrase(word: &str) -> String {
     format!("\"{}\"", word.replace('"', "\"\""))
 }
 
-/// Turns what a rep typed into an FTS5 query: every word must appear (as a prefix for the
-/// last one, unless it is a single character), and nothing typed is read as FTS syntax.
-fn fts_query(q: &str) -> Option<String> {
-    let typed = typed_words(q);
+/// Turns the words a rep typed into an FTS5 query: every word must appear (as a prefix for
+/// the last one, unless it is a single character), and nothing typed is read as FTS syntax.
+fn fts_query(typed: &[&str]) -> Option<String> {
     let last = typed.last()?;
     let mut query: Vec<String> = typed.iter().map(|w| phrase(w)).collect();
     if crate::desk::search::searched_as_prefix(last) {
@@ -224,7 +223,7 @@ pub fn fts_query_on(conn: &Connection, q: &str) -> Option<String> {
             }
         }
     }
-    fts_query(q)
+    fts_query(&typed)
 }
 
 /// The indexed words that begin with `prefix`, up to one more than
