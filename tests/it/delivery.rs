@@ -500,7 +500,9 @@ async fn a_platform_message_id_with_a_nul_is_recorded_and_the_reply_marked_sent(
 async fn demo_behind(app: &TestApp) -> (String, String) {
     Mock::given(method("POST"))
         .and(path("/outbound"))
-        .respond_with(ok_with_id("slow-out").set_delay(Duration::from_millis(150)))
+        // Slow enough that the other channel's reply is accepted long before demo's
+        // five replies have gone out, even on a loaded machine.
+        .respond_with(ok_with_id("slow-out").set_delay(Duration::from_millis(400)))
         .mount(&app.receiver)
         .await;
     Mock::given(method("POST"))
@@ -527,7 +529,7 @@ async fn demo_behind(app: &TestApp) -> (String, String) {
     for conversation in &conversations[..5] {
         assert_eq!(app.reply(conversation, "queued").await.0, 202);
     }
-    // The second send starts once the first is done: its job had waited 150 ms.
+    // The second send starts once the first is done: its job had waited 400 ms.
     wait_until(
         "the second reply is being sent",
         Duration::from_secs(10),

@@ -321,6 +321,9 @@ async fn a_reply_in_a_thread_we_published_finds_its_conversation_by_hubspots_thr
         || async { !fake.messages().is_empty() },
     )
     .await;
+    // The link to HubSpot's ids is recorded after HubSpot answers, before the publish
+    // job ends: a rep's message naming those ids comes after it.
+    app.drain_outbox().await;
     let thread = fake.messages()[0]["conversationsThreadId"].clone();
     let mut event = rep_message("hs-2", "conv_not_ours", "By thread");
     event["channelIntegrationThreadIds"] = json!([]);
@@ -525,6 +528,9 @@ async fn a_rep_quoting_the_contacts_message_in_hubspot_quotes_it_on_the_platform
         || async { !fake.messages().is_empty() },
     )
     .await;
+    // The link to HubSpot's ids is recorded after HubSpot answers, before the publish
+    // job ends: a rep's message naming those ids comes after it.
+    app.drain_outbox().await;
     let quoted = fake.messages()[0]["id"].clone();
     let mut event = rep_message("hs-6", &conversation, "About this:");
     event["message"]["inReplyToId"] = quoted;
