@@ -6,6 +6,7 @@
 //! creation, per-contact threading), one per platform thread, and one per platform message
 //! id for status reports racing the send that gives the message that id.
 
+use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::events;
@@ -15,7 +16,7 @@ use crate::model::event::{
 use crate::model::{
     ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, Part, TicketId,
 };
-use crate::store::sequences::ingest::{self, Editable, Found, IngestTx};
+use crate::store::sequences::ingest::{self, Editable, Found, InboundRow, IngestTx};
 use crate::store::shared::{advance_stored, json};
 use crate::store::{ChannelRules, IngestOutcome, PublishNote, StoreError};
 
@@ -356,13 +357,17 @@ impl IngestTx for PgConnection {
 
     async fn insert_inbound(
         &mut self,
-        id: &MessageId,
-        channel: &str,
-        conversation: &ConversationId,
-        contact: &ContactId,
-        m: &InboundMessage,
-        at: i64,
+        row: InboundRow<'_>,
+        event: Value,
     ) -> Result<(), StoreError> {
+        let InboundRow {
+            id,
+            channel,
+            conversation,
+            contact,
+            message: m,
+            at,
+        } = row;
         let reply_to: Option<String> = match &m.reply_to {
             Some(platform_id) => {
                 sqlx::query_scalar(
@@ -376,11 +381,20 @@ impl IngestTx for PgConnection {
             }
             None => None,
         };
+        // The message and its event in one round trip; the event as `events::emit`
+        // writes it, with the conversation's channel and owner.
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, channel_id, direction, platform_message_id,
-                 sender_type, sender_id, reply_to, parts, raw, delivery_status, platform_sent_at,
-                 created_at, body_text)
-             VALUES ($1, $2, $3, 'inbound', $4, 'contact', $5, $6, $7, $8, 'received', $9, $10, $11)",
+            "WITH m AS (
+                 INSERT INTO messages (id, conversation_id, channel_id, direction,
+                     platform_message_id, sender_type, sender_id, reply_to, parts, raw,
+                     delivery_status, platform_sent_at, created_at, body_text)
+                 VALUES ($1, $2, $3, 'inbound', $4, 'contact', $5, $6, $7, $8, 'received', $9,
+                     $10, $11)
+                 RETURNING conversation_id
+             )
+             INSERT INTO events (kind, channel_id, conversation_id, owner_id, data, at)
+             SELECT 'message.created', c.channel_id, m.conversation_id, c.owner_id, $12, $10
+             FROM m LEFT JOIN conversations c ON c.id = m.conversation_id",
         )
         .bind(id.as_str())
         .bind(conversation.as_str())
@@ -393,6 +407,7 @@ impl IngestTx for PgConnection {
         .bind(m.sent_at.map(|t| t.timestamp_millis()))
         .bind(at)
         .bind(body_text(&m.parts))
+        .bind(event.to_string())
         .execute(self)
         .await?;
         Ok(())

@@ -5,6 +5,8 @@
 
 use std::future::Future;
 
+use serde_json::Value;
+
 use super::routing::{self, NewInbound, RoutingTx};
 use crate::desk::{self, ingest::Threaded, threading::ThreadDecision};
 use crate::model::event::{InboundContact, InboundMessage, MessageEdit};
@@ -28,6 +30,16 @@ pub(crate) struct Editable {
 }
 
 /// The reads and writes storing a message needs, in each store's SQL.
+/// An inbound message's row: what [`IngestTx::insert_inbound`] stores.
+pub(crate) struct InboundRow<'a> {
+    pub id: &'a MessageId,
+    pub channel: &'a str,
+    pub conversation: &'a ConversationId,
+    pub contact: &'a ContactId,
+    pub message: &'a InboundMessage,
+    pub at: i64,
+}
+
 pub(crate) trait IngestTx: RoutingTx {
     /// Holds a sender's messages on `channel` (and the creation of their contact) until
     /// the transaction ends, so the duplicate check, the contact and the conversation are
@@ -137,15 +149,12 @@ pub(crate) trait IngestTx: RoutingTx {
         conversation: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>>;
 
-    /// Stores an inbound message (and indexes its text for search).
+    /// Stores an inbound message (and indexes its text for search) and appends its
+    /// `message.created` event, with `event` as its data: one statement on PostgreSQL.
     fn insert_inbound(
         &mut self,
-        id: &MessageId,
-        channel: &str,
-        conversation: &ConversationId,
-        contact: &ContactId,
-        m: &InboundMessage,
-        at: i64,
+        row: InboundRow<'_>,
+        event: Value,
     ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// The inbound message a platform's id names on `channel`, held for an edit.
@@ -229,10 +238,15 @@ pub(crate) async fn store_message(
         tx.hold_rotation().await?;
     }
 
-    tx.insert_inbound(&id, channel, &conversation, &contact, m, now)
-        .await?;
-    tx.emit("message.created", conversation.as_str(), plan.event, now)
-        .await?;
+    let row = InboundRow {
+        id: &id,
+        channel,
+        conversation: &conversation,
+        contact: &contact,
+        message: m,
+        at: now,
+    };
+    tx.insert_inbound(row, plan.event).await?;
     // Jobs are queued after the events: PostgreSQL holds a job's ordering key last.
     if plan.publish {
         tx.enqueue_publish(conversation.as_str(), &id, None, now)

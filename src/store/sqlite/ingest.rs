@@ -3,6 +3,7 @@
 //! batch's transaction (one savepoint per request).
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
 
 use super::{WriterTx, events, search};
 use crate::model::event::{
@@ -11,8 +12,8 @@ use crate::model::event::{
 use crate::model::{
     ContactId, ConversationId, DeliveryStatus, Identifier, MessageId, Part, TicketId,
 };
-use crate::store::sequences::ingest::{self, Editable, Found, IngestTx};
-use crate::store::sequences::ready;
+use crate::store::sequences::ingest::{self, Editable, Found, InboundRow, IngestTx};
+use crate::store::sequences::{Tx, ready};
 use crate::store::shared::{advance_stored, json};
 use crate::store::{ChannelRules, IngestOutcome, PublishNote, StoreError};
 
@@ -320,13 +321,17 @@ impl IngestTx for WriterTx<'_> {
 
     async fn insert_inbound(
         &mut self,
-        id: &MessageId,
-        channel: &str,
-        conversation: &ConversationId,
-        contact: &ContactId,
-        m: &InboundMessage,
-        at: i64,
+        row: InboundRow<'_>,
+        event: Value,
     ) -> Result<(), StoreError> {
+        let InboundRow {
+            id,
+            channel,
+            conversation,
+            contact,
+            message: m,
+            at,
+        } = row;
         let conn = self.0;
         let reply_to: Option<String> = match &m.reply_to {
             Some(platform_id) => conn
@@ -356,7 +361,9 @@ impl IngestTx for WriterTx<'_> {
             m.sent_at.map(|t| t.timestamp_millis()),
             at,
         ])?;
-        search::queue(conn, conn.last_insert_rowid(), &m.parts, true)
+        search::queue(conn, conn.last_insert_rowid(), &m.parts, true)?;
+        self.emit("message.created", conversation.as_str(), event, at)
+            .await
     }
 
     async fn editable(
