@@ -158,26 +158,40 @@ impl IngestTx for PgConnection {
         .await?)
     }
 
-    async fn refresh_contact(
+    async fn sender_contact(
         &mut self,
-        id: &str,
+        channel: &str,
         from: &InboundContact,
+        refresh: bool,
         at: i64,
-    ) -> Result<(), StoreError> {
-        // The statement also skips the write when nothing differs.
-        sqlx::query(
-            "UPDATE contacts SET display_name = COALESCE($2, display_name),
-                 email = COALESCE($3, email), updated_at = $4
-             WHERE id = $1 AND (display_name IS DISTINCT FROM COALESCE($2, display_name)
-                 OR email IS DISTINCT FROM COALESCE($3, email))",
+    ) -> Result<Option<String>, StoreError> {
+        if !refresh {
+            return self.contact_of(channel, &from.identifier).await;
+        }
+        // The look-up and the refresh in one round trip; the update also skips the write
+        // when nothing differs.
+        Ok(sqlx::query_scalar(
+            "WITH found AS (
+                 SELECT contact_id FROM contact_identifiers
+                 WHERE channel_id = $1 AND kind = $2 AND value = $3
+             ), refreshed AS (
+                 UPDATE contacts SET display_name = COALESCE($4, display_name),
+                     email = COALESCE($5, email), updated_at = $6
+                 FROM found
+                 WHERE contacts.id = found.contact_id
+                   AND (display_name IS DISTINCT FROM COALESCE($4, display_name)
+                     OR email IS DISTINCT FROM COALESCE($5, email))
+             )
+             SELECT contact_id FROM found",
         )
-        .bind(id)
+        .bind(channel)
+        .bind(&from.identifier.kind)
+        .bind(&from.identifier.value)
         .bind(&from.display_name)
         .bind(&from.email)
         .bind(at)
-        .execute(self)
-        .await?;
-        Ok(())
+        .fetch_optional(self)
+        .await?)
     }
 
     async fn insert_contact(

@@ -71,13 +71,16 @@ pub(crate) trait IngestTx: RoutingTx {
         identifier: &Identifier,
     ) -> impl Future<Output = Result<Option<String>, StoreError>>;
 
-    /// Takes the name and e-mail address a message brings, where they differ.
-    fn refresh_contact(
+    /// The contact the sender's identifier on `channel` belongs to, if any; with
+    /// `refresh`, having taken the name and e-mail address the message brings, where they
+    /// differ (one statement on PostgreSQL).
+    fn sender_contact(
         &mut self,
-        id: &str,
+        channel: &str,
         from: &InboundContact,
+        refresh: bool,
         at: i64,
-    ) -> impl Future<Output = Result<(), StoreError>>;
+    ) -> impl Future<Output = Result<Option<String>, StoreError>>;
 
     /// Creates a contact (its identifiers are added one by one after it).
     fn insert_contact(
@@ -344,15 +347,12 @@ async fn contact(
     from: &InboundContact,
     now: i64,
 ) -> Result<ContactId, StoreError> {
-    if let Some(id) = tx.contact_of(channel, &from.identifier).await? {
-        let (name, email) = (from.display_name.as_deref(), from.email.as_deref());
-        if desk::ingest::brings_details(name, email) {
-            tx.refresh_contact(&id, from, now).await?;
-        }
+    let (name, email) = (from.display_name.as_deref(), from.email.as_deref());
+    let refresh = desk::ingest::brings_details(name, email);
+    if let Some(id) = tx.sender_contact(channel, from, refresh, now).await? {
         return Ok(ContactId::from_stored(id));
     }
     let id = ContactId::new();
-    let (name, email) = (from.display_name.as_deref(), from.email.as_deref());
     tx.insert_contact(&id, name, email, None, now).await?;
     tx.add_identifier(channel, &from.identifier, id.as_str())
         .await?;

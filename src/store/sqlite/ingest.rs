@@ -139,22 +139,26 @@ impl IngestTx for WriterTx<'_> {
             .optional()?)
     }
 
-    async fn refresh_contact(
+    async fn sender_contact(
         &mut self,
-        id: &str,
+        channel: &str,
         from: &InboundContact,
+        refresh: bool,
         at: i64,
-    ) -> Result<(), StoreError> {
-        // The statement also skips the write when nothing differs.
-        self.0
-            .prepare_cached(
-                "UPDATE contacts SET display_name = COALESCE(?2, display_name),
-                     email = COALESCE(?3, email), updated_at = ?4
-                 WHERE id = ?1 AND (display_name IS NOT COALESCE(?2, display_name)
-                     OR email IS NOT COALESCE(?3, email))",
-            )?
-            .execute(params![id, from.display_name, from.email, at])?;
-        Ok(())
+    ) -> Result<Option<String>, StoreError> {
+        let id = self.contact_of(channel, &from.identifier).await?;
+        if let (Some(id), true) = (&id, refresh) {
+            // The statement also skips the write when nothing differs.
+            self.0
+                .prepare_cached(
+                    "UPDATE contacts SET display_name = COALESCE(?2, display_name),
+                         email = COALESCE(?3, email), updated_at = ?4
+                     WHERE id = ?1 AND (display_name IS NOT COALESCE(?2, display_name)
+                         OR email IS NOT COALESCE(?3, email))",
+                )?
+                .execute(params![id, from.display_name, from.email, at])?;
+        }
+        Ok(id)
     }
 
     async fn insert_contact(
