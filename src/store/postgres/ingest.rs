@@ -374,14 +374,7 @@ impl IngestTx for PgConnection {
         row: InboundRow<'_>,
         event: Value,
     ) -> Result<(), StoreError> {
-        let InboundRow {
-            id,
-            channel,
-            conversation,
-            contact,
-            message: m,
-            at,
-        } = row;
+        let (m, channel, at) = (row.message, row.channel, row.at);
         let reply_to: Option<String> = match &m.reply_to {
             Some(platform_id) => {
                 sqlx::query_scalar(
@@ -410,11 +403,11 @@ impl IngestTx for PgConnection {
              SELECT 'message.created', c.channel_id, m.conversation_id, c.owner_id, $12, $10
              FROM m LEFT JOIN conversations c ON c.id = m.conversation_id",
         )
-        .bind(id.as_str())
-        .bind(conversation.as_str())
+        .bind(row.id.as_str())
+        .bind(row.conversation.as_str())
         .bind(channel)
         .bind(&m.platform_message_id)
-        .bind(contact.as_str())
+        .bind(row.contact.as_str())
         .bind(reply_to)
         .bind(json(&m.parts)?)
         .bind(json(&m.raw)?)

@@ -328,14 +328,7 @@ impl IngestTx for WriterTx<'_> {
         row: InboundRow<'_>,
         event: Value,
     ) -> Result<(), StoreError> {
-        let InboundRow {
-            id,
-            channel,
-            conversation,
-            contact,
-            message: m,
-            at,
-        } = row;
+        let (m, channel, at) = (row.message, row.channel, row.at);
         let conn = self.0;
         let reply_to: Option<String> = match &m.reply_to {
             Some(platform_id) => conn
@@ -354,11 +347,11 @@ impl IngestTx for WriterTx<'_> {
              VALUES (?1, ?2, ?3, 'inbound', ?4, 'contact', ?5, ?6, ?7, ?8, 'received', ?9, ?10)",
         )?
         .execute(params![
-            id.as_str(),
-            conversation.as_str(),
+            row.id.as_str(),
+            row.conversation.as_str(),
             channel,
             m.platform_message_id,
-            contact.as_str(),
+            row.contact.as_str(),
             reply_to,
             json(&m.parts)?,
             json(&m.raw)?,
@@ -366,7 +359,7 @@ impl IngestTx for WriterTx<'_> {
             at,
         ])?;
         search::queue(conn, conn.last_insert_rowid(), &m.parts, true)?;
-        self.emit("message.created", conversation.as_str(), event, at)
+        self.emit("message.created", row.conversation.as_str(), event, at)
             .await
     }
 
