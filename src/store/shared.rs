@@ -6,12 +6,26 @@ use serde_json::{Value, json};
 
 use super::hubspot::ReportedStatus;
 use super::{Detail, StoreError};
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, Part};
 
 /// `value` as the JSON text a column stores.
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Internal(Detail::caused_by("cannot encode JSON", e)))
+}
+
+/// A message's parts from the JSON text its `parts` column holds.
+pub(crate) fn parts(text: &str) -> Result<Vec<Part>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Internal(Detail::caused_by("stored parts are not valid", e)))
+}
+
+/// What a send or a publish to a contact with no identifier on the channel fails with: the
+/// contact was merged away from it, or its identifier removed, after the message was written.
+pub(crate) fn no_identifier(contact: &str, channel: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "contact {contact} has no identifier on channel {channel}"
+    ))
 }
 
 /// What moving an outbound message to `status` reports: the `delivery.updated` event's

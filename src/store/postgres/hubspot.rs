@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::{ATTEMPTS, PgStore, get, now_ms};
-use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
+use crate::model::{ConversationId, MessageId, from_millis};
 use crate::secret::Secret;
 use crate::store::hubspot::{
     AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotStore,
@@ -51,23 +51,10 @@ async fn publish_source(c: &mut PgConnection, id: &MessageId) -> Result<PublishS
     .ok_or(StoreError::NotFound("message"))?;
     let channel: String = get(&row, "channel_id")?;
     let parts: String = get(&row, "parts")?;
-    let parts: Vec<Part> = serde_json::from_str(&parts)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("stored parts", e)))?;
+    let parts = crate::store::shared::parts(&parts)?;
     let contact: Option<String> = get(&row, "sender_id")?;
     let contact = contact.unwrap_or_default();
-    let identifier: (String, String) = sqlx::query_as(
-        "SELECT kind, value FROM contact_identifiers WHERE contact_id = $1 AND channel_id = $2
-         ORDER BY kind LIMIT 1",
-    )
-    .bind(&contact)
-    .bind(&channel)
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "contact {contact} has no identifier on channel {channel}"
-        ))
-    })?;
+    let identifier = super::queries::channel_identifier(c, &contact, &channel).await?;
     let reply_to: Option<String> = get(&row, "reply_to")?;
     let in_reply_to = match reply_to {
         Some(target) => {
@@ -87,10 +74,7 @@ async fn publish_source(c: &mut PgConnection, id: &MessageId) -> Result<PublishS
         parts,
         sent_at: get::<Option<i64>>(&row, "platform_sent_at")?.map(from_millis),
         received_at: from_millis(get(&row, "created_at")?),
-        contact: Identifier {
-            kind: identifier.0,
-            value: identifier.1,
-        },
+        contact: identifier,
         contact_name: get(&row, "display_name")?,
         contact_email: get(&row, "email")?,
         in_reply_to,

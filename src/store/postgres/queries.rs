@@ -11,7 +11,7 @@ use crate::desk::inboxes::Scope;
 use crate::model::outbound::Outbound;
 use crate::model::{
     ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
-    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Part, Sender,
+    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Sender,
     SenderKind, TicketId, from_millis,
 };
 use crate::store::{ConversationFilter, Page, StoreError};
@@ -21,6 +21,26 @@ const CONVERSATION_COLUMNS: &str = "c.seq, c.id, c.channel_id, c.thread_key, c.p
     c.status, c.owner_id, c.ticket_id, c.created_at, c.last_message_at,
     k.id AS contact_id, k.display_name AS contact_display_name, k.email AS contact_email,
     k.owner_id AS contact_owner_id";
+
+/// The identifier a message to `contact` on `channel` goes to: the first by kind in byte
+/// order (as SQLite sorts), so a delivery and a HubSpot publish of the same conversation name
+/// the same one whatever the database's collation.
+pub async fn channel_identifier(
+    c: &mut PgConnection,
+    contact: &str,
+    channel: &str,
+) -> Result<Identifier, StoreError> {
+    let (kind, value) = sqlx::query_as(
+        r#"SELECT kind, value FROM contact_identifiers WHERE contact_id = $1 AND channel_id = $2
+         ORDER BY kind COLLATE "C" LIMIT 1"#,
+    )
+    .bind(contact)
+    .bind(channel)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or_else(|| crate::store::shared::no_identifier(contact, channel))?;
+    Ok(Identifier { kind, value })
+}
 
 /// A contact's identifiers, in the byte order SQLite sorts them in (whatever the
 /// database's collation).
@@ -257,12 +277,7 @@ const MESSAGE_COLUMNS: &str =
 
 fn message_row(row: &PgRow) -> Result<(i64, Message), StoreError> {
     let parts: String = get(row, "parts")?;
-    let parts: Vec<Part> = serde_json::from_str(&parts).map_err(|e| {
-        StoreError::Internal(crate::store::Detail::caused_by(
-            "stored parts are not valid",
-            e,
-        ))
-    })?;
+    let parts = crate::store::shared::parts(&parts)?;
     let direction: String = get(row, "direction")?;
     let sender: String = get(row, "sender_type")?;
     let status: String = get(row, "delivery_status")?;
@@ -369,34 +384,14 @@ pub async fn outbound(c: &mut PgConnection, id: &MessageId) -> Result<Outbound, 
     let contact: String = get(&row, "contact_id")?;
     let channel: String = get(&row, "channel_id")?;
     let parts: String = get(&row, "parts")?;
-    let to = sqlx::query(
-        r#"SELECT kind, value FROM contact_identifiers WHERE contact_id = $1 AND channel_id = $2
-         ORDER BY kind COLLATE "C" LIMIT 1"#,
-    )
-    .bind(&contact)
-    .bind(&channel)
-    .fetch_optional(&mut *c)
-    .await?
-    .ok_or_else(|| {
-        StoreError::Invalid(format!(
-            "contact {contact} has no identifier on channel {channel}"
-        ))
-    })?;
+    let to = channel_identifier(c, &contact, &channel).await?;
     Ok(Outbound {
         message_id: id.clone(),
         conversation_id: ConversationId::from_stored(get(&row, "conversation_id")?),
         platform_thread_id: get(&row, "platform_thread_id")?,
-        to: Identifier {
-            kind: get(&to, "kind")?,
-            value: get(&to, "value")?,
-        },
+        to,
         reply_to: get(&row, "reply_to")?,
-        parts: serde_json::from_str(&parts).map_err(|e| {
-            StoreError::Internal(crate::store::Detail::caused_by(
-                "stored parts are not valid",
-                e,
-            ))
-        })?,
+        parts: crate::store::shared::parts(&parts)?,
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{SqliteStore, now_ms};
-use crate::model::{ConversationId, Identifier, MessageId, Part, from_millis};
+use crate::model::{ConversationId, MessageId, from_millis};
 use crate::store::hubspot::{
     AccountChange, AccountState, ChannelQueue, HubspotLink, HubspotQueue, HubspotStore,
     PARKED_PREFIX, PublishSource, ReportedStatus, WebhookOutcome, WebhookRecord, status_key,
@@ -65,26 +65,9 @@ fn publish_source(conn: &Connection, id: &MessageId) -> Result<PublishSource, St
         .optional()?
         .ok_or(StoreError::NotFound("message"))?;
     let (conversation, channel, parts, sent_at, created_at, contact, reply_to, name, email) = row;
-    let parts: Vec<Part> = serde_json::from_str(&parts)
-        .map_err(|e| StoreError::Internal(crate::store::Detail::caused_by("stored parts", e)))?;
+    let parts = crate::store::shared::parts(&parts)?;
     let contact = contact.unwrap_or_default();
-    let identifier = conn
-        .prepare_cached(
-            "SELECT kind, value FROM contact_identifiers WHERE contact_id = ?1 AND channel_id = ?2
-             ORDER BY kind LIMIT 1",
-        )?
-        .query_row(params![contact, channel], |r| {
-            Ok(Identifier {
-                kind: r.get(0)?,
-                value: r.get(1)?,
-            })
-        })
-        .optional()?
-        .ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "contact {contact} has no identifier on channel {channel}"
-            ))
-        })?;
+    let identifier = super::queries::channel_identifier(conn, &contact, &channel)?;
     let in_reply_to = match reply_to {
         Some(target) => conn
             .prepare_cached(

@@ -7,10 +7,31 @@ use crate::desk::inboxes::Scope;
 use crate::model::outbound::Outbound;
 use crate::model::{
     ChannelIdentifier, Contact, ContactId, Conversation, ConversationId, ConversationStatus,
-    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Part, Sender,
+    Delivery, DeliveryStatus, Direction, Identifier, Message, MessageId, MessageKind, Sender,
     SenderKind, TicketId, from_millis,
 };
 use crate::store::{ConversationFilter, Page, StoreError};
+
+/// The identifier a message to `contact` on `channel` goes to: the first by kind, so a
+/// delivery and a HubSpot publish of the same conversation name the same one.
+pub fn channel_identifier(
+    conn: &Connection,
+    contact: &str,
+    channel: &str,
+) -> Result<Identifier, StoreError> {
+    conn.prepare_cached(
+        "SELECT kind, value FROM contact_identifiers WHERE contact_id = ?1 AND channel_id = ?2
+         ORDER BY kind LIMIT 1",
+    )?
+    .query_row(params![contact, channel], |r| {
+        Ok(Identifier {
+            kind: r.get(0)?,
+            value: r.get(1)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| crate::store::shared::no_identifier(contact, channel))
+}
 
 const CONVERSATION_COLUMNS: &str = "c.seq, c.id, c.channel_id, c.thread_key, c.platform_thread_id,
     c.status, c.owner_id, c.ticket_id, c.created_at, c.last_message_at,
@@ -263,12 +284,7 @@ const MESSAGE_COLUMNS: &str =
 
 fn message_row(row: &Row) -> Result<(i64, Message), StoreError> {
     let parts: String = row.get(9)?;
-    let parts: Vec<Part> = serde_json::from_str(&parts).map_err(|e| {
-        StoreError::Internal(crate::store::Detail::caused_by(
-            "stored parts are not valid",
-            e,
-        ))
-    })?;
+    let parts = crate::store::shared::parts(&parts)?;
     let direction: String = row.get(4)?;
     let sender: String = row.get(6)?;
     let status: String = row.get(10)?;
@@ -393,23 +409,7 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         })
         .optional()?
         .ok_or(StoreError::NotFound("message"))?;
-    let to: Identifier = conn
-        .prepare_cached(
-            "SELECT kind, value FROM contact_identifiers WHERE contact_id = ?1 AND channel_id = ?2
-             ORDER BY kind LIMIT 1",
-        )?
-        .query_row(params![contact, channel], |r| {
-            Ok(Identifier {
-                kind: r.get(0)?,
-                value: r.get(1)?,
-            })
-        })
-        .optional()?
-        .ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "contact {contact} has no identifier on channel {channel}"
-            ))
-        })?;
+    let to = channel_identifier(conn, &contact, &channel)?;
     let reply_to = match reply_to {
         Some(target) => conn
             .prepare_cached("SELECT platform_message_id FROM messages WHERE id = ?1")?
@@ -424,12 +424,7 @@ pub fn outbound(conn: &Connection, id: &MessageId) -> Result<Outbound, StoreErro
         platform_thread_id,
         to,
         reply_to,
-        parts: serde_json::from_str(&parts).map_err(|e| {
-            StoreError::Internal(crate::store::Detail::caused_by(
-                "stored parts are not valid",
-                e,
-            ))
-        })?,
+        parts: crate::store::shared::parts(&parts)?,
     })
 }
 
