@@ -13,6 +13,7 @@ pub use error::{Chain, Detail, StoreError};
 mod changes;
 mod ingest;
 mod jobs;
+pub(crate) mod purge;
 mod rules;
 pub(crate) mod sequences;
 pub(crate) mod shared;

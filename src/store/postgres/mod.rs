@@ -582,18 +582,11 @@ impl Store for PgStore {
     }
 
     async fn purge_raw_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        use std::sync::atomic::Ordering;
         let before = before.timestamp_millis();
-        let mut cleared = 0;
-        loop {
-            let after = self.raw_cleared_through.load(Ordering::Relaxed);
-            let chunk = transaction!(self, |c| retention::clear_raw_chunk(c, after, before))?;
-            cleared += chunk.cleared;
-            match chunk.next {
-                Some(next) => self.raw_cleared_through.store(next, Ordering::Relaxed),
-                None => return Ok(cleared),
-            }
-        }
+        crate::store::purge::in_chunks(&self.raw_cleared_through, |after| async move {
+            transaction!(self, |c| retention::clear_raw_chunk(c, after, before))
+        })
+        .await
     }
 
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {

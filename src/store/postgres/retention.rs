@@ -1,25 +1,11 @@
-//! Clearing the raw platform payloads of old inbound messages, as the SQLite store does:
-//! short transactions over chunks of the primary key, from where the last purge stopped,
-//! with no index on `created_at`. A chunk is passed over only when all of its messages
-//! are older than the cutoff (days ago), so a sequence number handed out to a transaction
-//! that commits later is never skipped: that message is new.
+//! One chunk of clearing old raw payloads: its statements in PostgreSQL's dialect; the
+//! chunking and when to move past a chunk are `store::purge`'s.
 
 use sqlx::PgConnection;
 
 use super::get;
 use crate::store::StoreError;
-
-/// Messages looked at per transaction.
-pub const CHUNK: i64 = 2000;
-
-/// What one chunk did.
-pub struct Chunk {
-    /// Payloads cleared.
-    pub cleared: u64,
-    /// Where the next chunk starts, if this one held only messages past the cutoff and
-    /// newer messages follow; `None` once the cutoff (or the newest message) is reached.
-    pub next: Option<i64>,
-}
+use crate::store::purge::{CHUNK, Chunk};
 
 /// Clears `raw` of the messages with `after < seq <= after + CHUNK` created before `before`
 /// (unix ms).
@@ -50,8 +36,5 @@ pub async fn clear_raw_chunk(
     .fetch_one(&mut *c)
     .await?;
     let (young, newer): (i64, bool) = (get(&row, "young")?, get(&row, "newer")?);
-    Ok(Chunk {
-        cleared,
-        next: (young == 0 && newer).then_some(last),
-    })
+    Ok(Chunk::done(cleared, last, young, newer))
 }

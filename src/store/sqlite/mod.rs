@@ -498,21 +498,12 @@ impl Store for SqliteStore {
     }
 
     async fn purge_raw_payloads(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        use std::sync::atomic::Ordering;
         let before = before.timestamp_millis();
-        let mut cleared = 0;
-        loop {
-            let after = self.raw_cleared_through.load(Ordering::Relaxed);
-            let chunk = self
-                .writer
+        crate::store::purge::in_chunks(&self.raw_cleared_through, |after| {
+            self.writer
                 .write(move |conn| retention::clear_raw_chunk(conn, after, before))
-                .await?;
-            cleared += chunk.cleared;
-            match chunk.next {
-                Some(next) => self.raw_cleared_through.store(next, Ordering::Relaxed),
-                None => return Ok(cleared),
-            }
-        }
+        })
+        .await
     }
 
     async fn ticket_history(&self, id: &TicketId) -> Result<Vec<AuditEntry>, StoreError> {

@@ -1,23 +1,11 @@
-//! Clearing the raw platform payloads of old inbound messages. The payload is kept only to
-//! look into how a platform's webhook was parsed; the message's parts stay. The work goes
-//! in short chunks of the primary key through the writer, so ingest never waits long
-//! behind it, and without an index on `created_at` (rows are appended in time order).
+//! One chunk of clearing old raw payloads through the writer: its statements in SQLite's
+//! dialect; the chunking and when to move past a chunk are `store::purge`'s. The payload is
+//! kept only to look into how a platform's webhook was parsed; the message's parts stay.
 
 use rusqlite::{Connection, params};
 
 use crate::store::StoreError;
-
-/// Messages looked at per write transaction.
-pub const CHUNK: i64 = 2000;
-
-/// What one chunk did.
-pub struct Chunk {
-    /// Payloads cleared.
-    pub cleared: u64,
-    /// Where the next chunk starts, if this one held only messages past the cutoff and
-    /// newer messages follow; `None` once the cutoff (or the newest message) is reached.
-    pub next: Option<i64>,
-}
+use crate::store::purge::{CHUNK, Chunk};
 
 /// Clears `raw` of the messages with `after < seq <= after + CHUNK` created before `before`
 /// (unix ms).
@@ -35,8 +23,5 @@ pub fn clear_raw_chunk(conn: &Connection, after: i64, before: i64) -> Result<Chu
                     EXISTS (SELECT 1 FROM messages WHERE seq > ?2)",
         )?
         .query_row(params![after, last, before], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(Chunk {
-        cleared,
-        next: (young == 0 && newer).then_some(last),
-    })
+    Ok(Chunk::done(cleared, last, young, newer))
 }
