@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use channel_bridge::model::event::{InboundEvent, StatusUpdate};
-use channel_bridge::model::{ConversationId, DeliveryStatus, MessageId};
+use channel_bridge::model::{ConversationId, DeliveryStatus, Identifier, MessageId};
 use channel_bridge::store::hubspot::{
     AccountChange, HubspotDirection, HubspotLink, HubspotReply, PARKED_PREFIX, ReportedStatus,
     WebhookAction, WebhookOutcome, WebhookRecord,
@@ -13,6 +13,7 @@ use channel_bridge::store::hubspot::{
 use channel_bridge::store::{Job, JobKind, JobOutcome, Store};
 use chrono::{Duration, Utc};
 
+use crate::seed::Seed;
 use crate::support::*;
 
 conformance!(
@@ -24,6 +25,7 @@ conformance!(
     replies_of_other_sources_report_nothing_to_hubspot,
     a_deauthorized_account_parks_publishes_until_it_is_authorized_again,
     old_event_payloads_are_cleared_and_their_keys_still_deduplicate,
+    a_send_and_a_publish_name_the_same_identifier_whatever_the_databases_collation,
 );
 
 const HUB: &str = "@hubspot";
@@ -403,4 +405,35 @@ async fn old_event_payloads_are_cleared_and_their_keys_still_deduplicate(
     )
     .await;
     assert_eq!(again, [WebhookOutcome::Duplicate]);
+}
+
+/// A contact with several identifiers on the channel is reached at the first by kind in
+/// byte order, by a reply and by a HubSpot publish alike, even where PostgreSQL sorts text
+/// by a language's rules (a database created with such a locale): the two once disagreed.
+async fn a_send_and_a_publish_name_the_same_identifier_whatever_the_databases_collation(
+    store: Arc<dyn Store>,
+    backend: &Backend,
+) {
+    if let Backend::Postgres { .. } = backend {
+        // ICU's root order puts "alpha" before "Zeta"; byte order puts "Zeta" first.
+        backend
+            .execute(r#"ALTER TABLE contact_identifiers ALTER COLUMN kind TYPE text COLLATE "und-x-icu""#)
+            .await;
+    }
+    let inbound = post(&*store, &rules("chat"), Msg::new("m-1", "ana")).await;
+    let conversation = store.conversation(&inbound.conversation).await.unwrap();
+    let seed = Seed(backend);
+    let contact = conversation.contact.id.as_str();
+    seed.identifier(contact, "chat", "alpha", "a-1").await;
+    seed.identifier(contact, "chat", "Zeta", "z-1").await;
+
+    let sent = reply(&*store, &inbound.conversation, "hi").await;
+    let to = store.outbound(&sent.id).await.unwrap().to;
+    let published = store.hubspot().publish_source(&inbound.message).await;
+    let expected = Identifier {
+        kind: "Zeta".into(),
+        value: "z-1".into(),
+    };
+    assert_eq!(to, expected);
+    assert_eq!(published.unwrap().contact, expected);
 }
