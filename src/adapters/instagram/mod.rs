@@ -148,13 +148,10 @@ impl ChannelAdapter for InstagramAdapter {
 mod tests {
     use super::*;
     use crate::adapters::meta::{self};
-    use crate::adapters::{
-        ChannelAdapter, InboundEvent, InboundMessage, RawRequest, RetiredSecret,
-    };
+    use crate::adapters::{InboundEvent, InboundMessage, RawRequest, RetiredSecret};
     use crate::fixtures::fixture;
     use crate::model::{Part, TextPart};
     use crate::secret::Secret;
-    use chrono::Utc;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -180,20 +177,11 @@ mod tests {
     }
 
     pub(super) fn parse(body: &str) -> Vec<InboundEvent> {
-        let adapter = adapter(&[]);
-        let request = signed(body);
-        adapter.verify(&request, Utc::now()).unwrap();
-        adapter.parse(&request).unwrap()
+        meta::testing::parse(&adapter(&[]), "ig", APP_SECRET, body)
     }
 
     pub(super) fn messages(body: &str) -> Vec<InboundMessage> {
-        parse(body)
-            .into_iter()
-            .map(|e| match e {
-                InboundEvent::Message(m) => m,
-                other => panic!("not a message: {other:?}"),
-            })
-            .collect()
+        meta::testing::messages(parse(body))
     }
 
     #[test]

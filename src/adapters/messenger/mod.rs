@@ -136,7 +136,6 @@ mod tests {
     use crate::model::{Part, TextPart};
     use crate::secret::Secret;
     use axum::http::{HeaderMap, HeaderValue};
-    use chrono::Utc;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -166,20 +165,11 @@ mod tests {
     }
 
     pub(super) fn parse(body: &str) -> Vec<InboundEvent> {
-        let adapter = adapter(&[]);
-        let request = signed(body);
-        adapter.verify(&request, Utc::now()).unwrap();
-        adapter.parse(&request).unwrap()
+        meta::testing::parse(&adapter(&[]), "fb", APP_SECRET, body)
     }
 
     pub(super) fn messages(body: &str) -> Vec<InboundMessage> {
-        parse(body)
-            .into_iter()
-            .map(|e| match e {
-                InboundEvent::Message(m) => m,
-                other => panic!("not a message: {other:?}"),
-            })
-            .collect()
+        meta::testing::messages(parse(body))
     }
 
     #[test]

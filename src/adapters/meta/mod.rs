@@ -780,6 +780,7 @@ pub(crate) mod testing {
 
     use super::{SIGNATURE_HEADER, sign};
     use crate::adapters::{ChannelAdapter, HandshakeError, RawRequest, RetiredSecret, VerifyError};
+    use crate::model::event::{InboundEvent, InboundMessage};
     use crate::secret::Secret;
 
     /// A POST to `/hooks/{channel}` with `body`, its content type and, when given, the
@@ -810,6 +811,29 @@ pub(crate) mod testing {
             Some(sign(app_secret.as_bytes(), body.as_bytes())),
             "application/json",
         )
+    }
+
+    /// `body`, signed as Meta signs it, verified and parsed by `adapter` as the daemon would.
+    pub(crate) fn parse<A: ChannelAdapter>(
+        adapter: &A,
+        channel: &str,
+        app_secret: &str,
+        body: &str,
+    ) -> Vec<InboundEvent> {
+        let request = signed(channel, app_secret, body);
+        adapter.verify(&request, Utc::now()).unwrap();
+        adapter.parse(&request).unwrap()
+    }
+
+    /// The messages `events` hold; any other event fails the test.
+    pub(crate) fn messages(events: Vec<InboundEvent>) -> Vec<InboundMessage> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                InboundEvent::Message(m) => m,
+                other => panic!("not a message: {other:?}"),
+            })
+            .collect()
     }
 
     /// The signature is checked on the raw bytes: missing or forged fails, a retired secret
