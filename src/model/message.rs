@@ -303,6 +303,23 @@ impl PartError {
 }
 
 impl Part {
+    /// The part's wire type (`voice_note`, `image`…), or the platform's own type for a part
+    /// with no mapping: what a note about a part that was not sent calls it.
+    pub fn kind_name(&self) -> &str {
+        match self {
+            Part::Text(_) => "text",
+            Part::Image(_) => "image",
+            Part::Video(_) => "video",
+            Part::Audio(_) => "audio",
+            Part::VoiceNote(_) => "voice_note",
+            Part::Sticker(_) => "sticker",
+            Part::File(_) => "file",
+            Part::Location(_) => "location",
+            Part::Contact(_) => "contact",
+            Part::Unsupported(u) => &u.platform_type,
+        }
+    }
+
     /// Reads parts from JSON as sent by an in-house app or a rep. Unknown part types are
     /// kept as `unsupported` with their raw JSON; known ones must be well formed.
     pub fn parse_list(value: &Value, path: &str) -> Result<Vec<Part>, PartError> {

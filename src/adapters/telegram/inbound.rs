@@ -364,7 +364,6 @@ pub fn parse_update(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::telegram::outbound::kind_of;
     use crate::fixtures::fixture;
     use proptest::prelude::*;
 
@@ -484,7 +483,7 @@ mod tests {
         ];
         for (body, kind, file_id) in cases {
             let part = only_part(body);
-            assert_eq!(kind_of(&part), kind, "{body}");
+            assert_eq!(part.kind_name(), kind, "{body}");
             assert_eq!(
                 media_of(&part).media.platform_ref.as_deref(),
                 Some(file_id),

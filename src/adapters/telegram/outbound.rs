@@ -225,23 +225,6 @@ impl Plan {
     }
 }
 
-/// The wire name of a part's type (`voice_note`, `image`…), for notes.
-pub(super) fn kind_of(part: &Part) -> String {
-    match part {
-        Part::Text(_) => "text",
-        Part::Image(_) => "image",
-        Part::Video(_) => "video",
-        Part::Audio(_) => "audio",
-        Part::VoiceNote(_) => "voice_note",
-        Part::Sticker(_) => "sticker",
-        Part::File(_) => "file",
-        Part::Location(_) => "location",
-        Part::Contact(_) => "contact",
-        Part::Unsupported(u) => return u.platform_type.clone(),
-    }
-    .to_owned()
-}
-
 /// Turns reply parts into Bot API calls. Media goes by URL (or by a Telegram file id, so a
 /// rep can send back a file a contact sent); a caption too long for Telegram follows as
 /// text; what Telegram cannot carry becomes a note (and a link, where there is one).
@@ -249,9 +232,9 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
     let mut plan = Plan::default();
     for (i, part) in parts.iter().enumerate() {
         let n = i + 1;
-        let kind = kind_of(part);
+        let kind = part.kind_name();
         match part {
-            Part::Text(t) => plan.text(n, &kind, &t.text),
+            Part::Text(t) => plan.text(n, kind, &t.text),
             Part::Image(m)
             | Part::Video(m)
             | Part::Audio(m)
@@ -276,7 +259,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                         "Part {n} ({kind}) was not sent: it has no http(s) URL or Telegram file id."
                     ));
                     if let Some(caption) = m.caption.as_deref().filter(|c| !c.trim().is_empty()) {
-                        plan.text(n, &kind, caption);
+                        plan.text(n, kind, caption);
                     }
                     continue;
                 };
@@ -292,9 +275,9 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                     Some(c) => format!("{c}\n{url}"),
                     None => url.to_owned(),
                 });
-                plan.push_with_link(n, &kind, method, body, link);
+                plan.push_with_link(n, kind, method, body, link);
                 if let (Some(caption), None) = (caption, inline) {
-                    plan.text(n, &kind, caption);
+                    plan.text(n, kind, caption);
                 }
             }
             Part::Location(l) => {
@@ -303,7 +286,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                 match (name, address) {
                     (Some(title), Some(address)) => plan.push(
                         n,
-                        &kind,
+                        kind,
                         "sendVenue",
                         json!({"latitude": l.latitude, "longitude": l.longitude,
                                "title": title, "address": address}),
@@ -311,12 +294,12 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                     _ => {
                         plan.push(
                             n,
-                            &kind,
+                            kind,
                             "sendLocation",
                             json!({"latitude": l.latitude, "longitude": l.longitude}),
                         );
                         if let Some(label) = name.or(address) {
-                            plan.text(n, &kind, label);
+                            plan.text(n, kind, label);
                         }
                     }
                 }
@@ -332,7 +315,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                         if c.phones.len() > 1 || !c.emails.is_empty() {
                             body["vcard"] = vcard(name.unwrap_or(phone), c).into();
                         }
-                        plan.push(n, &kind, "sendContact", body);
+                        plan.push(n, kind, "sendContact", body);
                     }
                     None => {
                         plan.notes.push(format!(
@@ -345,7 +328,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                         if lines.is_empty() {
                             continue;
                         }
-                        plan.text(n, &kind, &lines.join("\n"));
+                        plan.text(n, kind, &lines.join("\n"));
                     }
                 }
             }
@@ -361,7 +344,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                         plan.notes.push(format!(
                             "Part {n} ({kind}) was sent as a link: Telegram has no such message type."
                         ));
-                        plan.text(n, &kind, url);
+                        plan.text(n, kind, url);
                     }
                     None => plan.notes.push(format!(
                         "Part {n} ({kind}) was not sent: Telegram has no such message type."

@@ -246,7 +246,6 @@ pub fn parse_callback(body: &[u8]) -> Result<Vec<InboundEvent>, ParseError> {
 #[cfg(test)]
 mod tests {
 
-    use crate::adapters::viber::outbound::kind_of;
     use crate::adapters::viber::tests::{message, parse};
     use crate::adapters::{InboundEvent, ParseError, StatusUpdate};
     use crate::fixtures::fixture;
@@ -380,7 +379,7 @@ mod tests {
                 1,
             );
             let parts = message(&body).parts;
-            let kinds: Vec<_> = parts.iter().map(kind_of).collect();
+            let kinds: Vec<_> = parts.iter().map(Part::kind_name).collect();
             assert_eq!(kinds, [first, "text"], "{kind}");
             assert_eq!(parts[1].text(), Some("see this"), "{kind}");
         }

@@ -117,23 +117,6 @@ impl Plan {
     }
 }
 
-/// The wire name of a part's type, for notes.
-pub(super) fn kind_of(part: &Part) -> String {
-    match part {
-        Part::Text(_) => "text",
-        Part::Image(_) => "image",
-        Part::Video(_) => "video",
-        Part::Audio(_) => "audio",
-        Part::VoiceNote(_) => "voice_note",
-        Part::Sticker(_) => "sticker",
-        Part::File(_) => "file",
-        Part::Location(_) => "location",
-        Part::Contact(_) => "contact",
-        Part::Unsupported(u) => return u.platform_type.clone(),
-    }
-    .to_owned()
-}
-
 /// The name a file goes by: its own, else the last segment of its URL.
 pub(super) fn file_name(media: &Media, url: &str) -> String {
     media
@@ -161,9 +144,9 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
     let mut plan = Plan::default();
     for (i, part) in parts.iter().enumerate() {
         let n = i + 1;
-        let kind = kind_of(part);
+        let kind = part.kind_name();
         match part {
-            Part::Text(t) => plan.text(n, &kind, &t.text),
+            Part::Text(t) => plan.text(n, kind, &t.text),
             Part::Sticker(m) => {
                 let sticker_id = m
                     .media
@@ -173,7 +156,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                 match sticker_id {
                     Some(id) => plan.calls.push(Call::new(
                         n,
-                        &kind,
+                        kind,
                         json!({"type": "sticker", "sticker_id": id}),
                     )),
                     None => {
@@ -182,7 +165,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                             .url
                             .as_deref()
                             .filter(|u| crate::model::is_http_url(u));
-                        plan.as_link(n, &kind, url, "Viber sends only its own stickers");
+                        plan.as_link(n, kind, url, "Viber sends only its own stickers");
                     }
                 }
             }
@@ -190,11 +173,11 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
             | Part::Video(m)
             | Part::Audio(m)
             | Part::VoiceNote(m)
-            | Part::File(m) => plan_media(&mut plan, n, &kind, part, m),
+            | Part::File(m) => plan_media(&mut plan, n, kind, part, m),
             Part::Location(l) => {
                 plan.calls.push(Call::new(
                     n,
-                    &kind,
+                    kind,
                     json!({"type": "location", "location": {"lat": l.latitude, "lon": l.longitude}}),
                 ));
                 let label: Vec<&str> = [l.name.as_deref(), l.address.as_deref()]
@@ -203,7 +186,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                     .filter(|s| !s.trim().is_empty())
                     .collect();
                 if !label.is_empty() {
-                    plan.text(n, &kind, &label.join("\n"));
+                    plan.text(n, kind, &label.join("\n"));
                 }
             }
             Part::Contact(c) => {
@@ -211,7 +194,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                 match c.phones.first() {
                     Some(phone) => plan.calls.push(Call::new(
                         n,
-                        &kind,
+                        kind,
                         json!({"type": "contact",
                                "contact": {"name": name.unwrap_or(phone), "phone_number": phone}}),
                     )),
@@ -224,7 +207,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                             .chain(c.emails.iter().map(String::as_str))
                             .collect();
                         if !lines.is_empty() {
-                            plan.text(n, &kind, &lines.join("\n"));
+                            plan.text(n, kind, &lines.join("\n"));
                         }
                     }
                 }
@@ -236,7 +219,7 @@ pub(super) fn plan(parts: &[Part]) -> Plan {
                     .and_then(|raw| raw.get("url"))
                     .and_then(Value::as_str)
                     .filter(|url| crate::model::is_http_url(url));
-                plan.as_link(n, &kind, url, "Viber has no such message type");
+                plan.as_link(n, kind, url, "Viber has no such message type");
             }
         }
     }
