@@ -17,7 +17,7 @@ use super::openapi::{StoreErrors, Unauthorized};
 use crate::adapters::FetchError;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::model::{Direction, MessageId, Part};
+use crate::model::{Direction, MessageId};
 
 /// The file of a media part: an inbound message's from the platform, with the channel's
 /// credentials; a rep's reply's from its public URL, without them.
@@ -85,15 +85,9 @@ pub async fn fetch(
                 ),
             )
         })?;
-    let media = match part {
-        Part::Image(m)
-        | Part::Video(m)
-        | Part::Audio(m)
-        | Part::VoiceNote(m)
-        | Part::Sticker(m)
-        | Part::File(m) => m,
-        _ => return Err(ApiError::not_found("media in this part")),
-    };
+    let media = part
+        .media()
+        .ok_or_else(|| ApiError::not_found("media in this part"))?;
     let runtime = state.runtime.load_full();
     let channel = runtime
         .channel(&message.channel_id)

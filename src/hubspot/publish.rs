@@ -10,7 +10,7 @@ use super::wire::{
     Attachment, ContactEmail, ContactName, ContactPhone, ContactProfile, DeliveryIdentifier,
     DeliveryIdentifierType, FileUsageType, MessageDirection, MessageEgg, Participant,
 };
-use crate::model::{Identifier, MediaPart, Part};
+use crate::model::{Identifier, Part};
 use crate::store::PublishNote;
 use crate::store::hubspot::PublishSource;
 
@@ -27,19 +27,6 @@ pub enum FileSlot {
     NoFile,
 }
 
-/// The media of a part, if it has a file.
-pub fn media(part: &Part) -> Option<&MediaPart> {
-    match part {
-        Part::Image(m)
-        | Part::Video(m)
-        | Part::Audio(m)
-        | Part::VoiceNote(m)
-        | Part::Sticker(m)
-        | Part::File(m) => Some(m),
-        _ => None,
-    }
-}
-
 /// HubSpot's `fileUsageType` for a media part (video has none of its own: OTHER).
 pub fn file_usage_type(part: &Part) -> Option<FileUsageType> {
     Some(match part {
@@ -54,7 +41,7 @@ pub fn file_usage_type(part: &Part) -> Option<FileUsageType> {
 
 /// The name a part's file gets in the File Manager.
 pub fn file_name(part: &Part, index: usize, mime: &str) -> String {
-    if let Some(name) = media(part).and_then(|m| m.media.filename.clone())
+    if let Some(name) = part.media().and_then(|m| m.media.filename.clone())
         && !name.trim().is_empty()
     {
         return name;
@@ -162,10 +149,10 @@ pub fn text(parts: &[Part], files: &BTreeMap<usize, FileSlot>) -> String {
         match part {
             Part::Text(t) => lines.push(t.text.clone()),
             _ => {
-                let caption = media(part).and_then(|m| m.caption.clone());
+                let caption = part.media().and_then(|m| m.caption.clone());
                 match caption {
                     Some(c) if !c.trim().is_empty() => lines.push(c),
-                    _ if media(part).is_some()
+                    _ if part.media().is_some()
                         && matches!(files.get(&i), Some(FileSlot::Uploaded(_))) =>
                     {
                         // The file itself shows in HubSpot; a word keeps `text` non-empty.
@@ -347,6 +334,7 @@ pub fn note_egg(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MediaPart;
 
     fn id(kind: &str, value: &str) -> Identifier {
         Identifier {

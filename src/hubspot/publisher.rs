@@ -88,7 +88,7 @@ pub async fn publish(
         .collect();
     let cap = runtime.config.media.max_bytes;
     for (i, part) in source.parts.iter().enumerate() {
-        let Some(media) = publish::media(part) else {
+        let Some(media) = part.media() else {
             continue;
         };
         if files.contains_key(&i) {

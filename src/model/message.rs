@@ -379,12 +379,33 @@ impl Part {
     pub fn text(&self) -> Option<&str> {
         match self {
             Part::Text(t) => Some(&t.text),
+            _ => self.media()?.caption.as_deref(),
+        }
+    }
+
+    /// The file and caption of a media part (image, video, audio, voice note, sticker,
+    /// file); `None` for text, locations, contacts and unsupported parts.
+    pub fn media(&self) -> Option<&MediaPart> {
+        match self {
             Part::Image(m)
             | Part::Video(m)
             | Part::Audio(m)
             | Part::VoiceNote(m)
             | Part::Sticker(m)
-            | Part::File(m) => m.caption.as_deref(),
+            | Part::File(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// [`Part::media`], to change.
+    pub fn media_mut(&mut self) -> Option<&mut MediaPart> {
+        match self {
+            Part::Image(m)
+            | Part::Video(m)
+            | Part::Audio(m)
+            | Part::VoiceNote(m)
+            | Part::Sticker(m)
+            | Part::File(m) => Some(m),
             _ => None,
         }
     }
@@ -434,6 +455,28 @@ pub fn validate_parts(parts: &[Part], path: &str) -> Result<(), PartError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn media_parts_give_their_file_and_caption_and_other_parts_none() {
+        let parts = Part::parse_list(
+            &json!([
+                {"type": "text", "text": "hi"},
+                {"type": "voice_note", "media": {"platform_ref": "f1"}, "caption": "listen"},
+                {"type": "location", "latitude": 52.5, "longitude": 13.4},
+                {"type": "story_mention", "id": "s1"}
+            ]),
+            "parts",
+        )
+        .unwrap();
+        let refs: Vec<_> = parts
+            .iter()
+            .map(|p| p.media().and_then(|m| m.media.platform_ref.as_deref()))
+            .collect();
+        assert_eq!(refs, [None, Some("f1"), None, None]);
+        let names: Vec<_> = parts.iter().map(Part::kind_name).collect();
+        assert_eq!(names, ["text", "voice_note", "location", "story_mention"]);
+        assert_eq!(parts[1].text(), Some("listen"));
+    }
 
     #[test]
     fn every_part_kind_round_trips_through_json() {

@@ -444,16 +444,9 @@ async fn fresh_hubspot_links(
     mut outbound: crate::model::outbound::Outbound,
     runtime: &Runtime,
 ) -> Result<crate::model::outbound::Outbound, Failure> {
-    use crate::model::Part;
     for part in &mut outbound.parts {
-        let media = match part {
-            Part::Image(m)
-            | Part::Video(m)
-            | Part::Audio(m)
-            | Part::VoiceNote(m)
-            | Part::Sticker(m)
-            | Part::File(m) => &mut m.media,
-            _ => continue,
+        let Some(media) = part.media_mut().map(|m| &mut m.media) else {
+            continue;
         };
         let Some(file_id) = crate::hubspot::replies::file_id(media).map(str::to_owned) else {
             continue;

@@ -385,15 +385,8 @@ mod tests {
     }
 
     fn media_of(part: &Part) -> &MediaPart {
-        match part {
-            Part::Image(m)
-            | Part::Video(m)
-            | Part::Audio(m)
-            | Part::VoiceNote(m)
-            | Part::Sticker(m)
-            | Part::File(m) => m,
-            other => panic!("not media: {other:?}"),
-        }
+        part.media()
+            .unwrap_or_else(|| panic!("not media: {other:?}", other = part))
     }
 
     fn field_of(body: &str) -> String {

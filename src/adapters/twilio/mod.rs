@@ -350,15 +350,8 @@ mod tests {
     }
 
     pub(super) fn media(part: &Part) -> &MediaPart {
-        match part {
-            Part::Image(m)
-            | Part::Video(m)
-            | Part::Audio(m)
-            | Part::VoiceNote(m)
-            | Part::Sticker(m)
-            | Part::File(m) => m,
-            other => panic!("expected media, got {other:?}"),
-        }
+        part.media()
+            .unwrap_or_else(|| panic!("expected media, got {other:?}", other = part))
     }
 
     pub(super) fn media_part_with(url: Option<&str>, caption: Option<&str>) -> MediaPart {
