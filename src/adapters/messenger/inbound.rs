@@ -137,15 +137,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn url_of(part: &Part) -> Option<&str> {
-        match part {
-            Part::Image(m)
-            | Part::Video(m)
-            | Part::Audio(m)
-            | Part::VoiceNote(m)
-            | Part::Sticker(m)
-            | Part::File(m) => m.media.url.as_deref(),
-            _ => None,
-        }
+        part.media()?.media.url.as_deref()
     }
 
     #[test]
