@@ -88,6 +88,16 @@ impl RawRequest {
                 .to_ascii_lowercase()
         })
     }
+
+    /// The body of a JSON webhook; a request of any other media type is refused as 415.
+    pub fn json_body(&self) -> Result<&[u8], ParseError> {
+        match self.content_type().as_deref() {
+            Some("application/json") => Ok(&self.body),
+            other => Err(ParseError::UnsupportedMediaType(
+                other.unwrap_or("none").to_owned(),
+            )),
+        }
+    }
 }
 
 /// What the platform said when it took a message.

@@ -114,17 +114,10 @@ impl ChannelAdapter for GenericAdapter {
     }
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
-        match request.content_type().as_deref() {
-            Some("application/json") => parse_signed_body(
-                &request.body,
-                request
-                    .header("webhook-timestamp")
-                    .and_then(|t| t.trim().parse().ok()),
-            ),
-            other => Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            )),
-        }
+        let signed_at = request
+            .header("webhook-timestamp")
+            .and_then(|t| t.trim().parse().ok());
+        parse_signed_body(request.json_body()?, signed_at)
     }
 
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {

@@ -159,12 +159,7 @@ impl ChannelAdapter for LineAdapter {
     }
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
-        match request.content_type().as_deref() {
-            Some("application/json") => parse_body(&request.body),
-            other => Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            )),
-        }
+        parse_body(request.json_body()?)
     }
 
     async fn send(&self, message: &Outbound) -> Result<Receipt, SendError> {

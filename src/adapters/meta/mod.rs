@@ -547,15 +547,7 @@ pub fn unsupported_text(u: &UnsupportedPart) -> String {
 
 /// Checks the content type and reads the body as JSON.
 pub fn json_body(request: &RawRequest) -> Result<Value, ParseError> {
-    match request.content_type().as_deref() {
-        Some("application/json") => {}
-        other => {
-            return Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            ));
-        }
-    }
-    serde_json::from_slice(&request.body).map_err(|e| ParseError::Malformed(e.to_string()))
+    serde_json::from_slice(request.json_body()?).map_err(|e| ParseError::Malformed(e.to_string()))
 }
 
 /// A JSON value and where it was found (`entry[0].changes[1].value`), so every parse

@@ -313,12 +313,7 @@ impl ChannelAdapter for SlackAdapter {
     }
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
-        match request.content_type().as_deref() {
-            Some("application/json") => parse_events(&request.body),
-            other => Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            )),
-        }
+        parse_events(request.json_body()?)
     }
 
     /// Slack checks a new Request URL with a signed `url_verification` POST whose

@@ -214,12 +214,7 @@ impl ChannelAdapter for TelegramAdapter {
     }
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
-        match request.content_type().as_deref() {
-            Some("application/json") => parse_update(&request.body),
-            other => Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            )),
-        }
+        parse_update(request.json_body()?)
     }
 
     /// One call per part, in order; the first quotes `reply_to`. Once something has gone

@@ -195,12 +195,7 @@ impl ChannelAdapter for ViberAdapter {
     }
 
     fn parse(&self, request: &RawRequest) -> Result<Vec<InboundEvent>, ParseError> {
-        match request.content_type().as_deref() {
-            Some("application/json") => parse_callback(&request.body),
-            other => Err(ParseError::UnsupportedMediaType(
-                other.unwrap_or("none").to_owned(),
-            )),
-        }
+        parse_callback(request.json_body()?)
     }
 
     /// One send per part, in order, to the user (Viber has no quoted replies: `reply_to`
