@@ -29,7 +29,6 @@ pub(crate) struct Editable {
     pub seq: i64,
 }
 
-/// The reads and writes storing a message needs, in each store's SQL.
 /// An inbound message's row: what [`IngestTx::insert_inbound`] stores.
 pub(crate) struct InboundRow<'a> {
     pub id: &'a MessageId,
@@ -40,6 +39,7 @@ pub(crate) struct InboundRow<'a> {
     pub at: i64,
 }
 
+/// The reads and writes storing a message needs, in each store's SQL.
 pub(crate) trait IngestTx: RoutingTx {
     /// Holds a sender's messages on `channel` (and the creation of their contact) until
     /// the transaction ends, so the duplicate check, the contact and the conversation are
