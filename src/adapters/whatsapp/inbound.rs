@@ -343,7 +343,7 @@ mod tests {
     fn image_keeps_its_media_id_mime_type_and_caption() {
         let part = only_part(fixture!("whatsapp/image.json"));
         assert!(matches!(part, Part::Image(_)));
-        let m = media(part);
+        let m = part.media().expect("an image has media");
         assert_eq!(m.media.platform_ref.as_deref(), Some("1470623974238919"));
         assert_eq!(m.media.mime_type.as_deref(), Some("image/jpeg"));
         assert_eq!(m.caption.as_deref(), Some("The dent on the lid"));

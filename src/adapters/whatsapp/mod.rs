@@ -191,7 +191,7 @@ mod tests {
     use super::*;
     use crate::adapters::InboundMessage;
     use crate::fixtures::fixture;
-    use crate::model::{MediaPart, Part};
+    use crate::model::Part;
 
     pub(super) const APP_SECRET: &str = "wa-app-secret";
     pub(super) const NUMBER: &str = "227118690421377";
@@ -239,18 +239,6 @@ mod tests {
         let mut m = only_message(body);
         assert_eq!(m.parts.len(), 1, "{:?}", m.parts);
         m.parts.remove(0)
-    }
-
-    pub(super) fn media(part: Part) -> MediaPart {
-        match part {
-            Part::Image(m)
-            | Part::Video(m)
-            | Part::Audio(m)
-            | Part::VoiceNote(m)
-            | Part::Sticker(m)
-            | Part::File(m) => m,
-            other => panic!("not media: {other:?}"),
-        }
     }
 
     #[test]
